@@ -1,0 +1,244 @@
+"""The llamaroute error tree.
+
+Every error llamaroute raises is a :class:`LlamarouteError`. Errors about the caller's input
+(:class:`InvalidRequestError` and below) are raised before any network call; errors from a
+provider are :class:`ProviderError` subclasses that carry the provider's status and code, with
+the original exception chained as ``__cause__``; a routed call that tried several routes and
+failed on all of them raises :class:`AllProvidersFailedError`, an ``ExceptionGroup`` of every
+attempt's error.
+
+::
+
+    LlamarouteError
+      ConfigurationError        missing credentials, unknown provider, bad client arguments
+      InvalidRequestError       the request itself is wrong (out-of-range parameter, bad role)
+        UnknownModelError       key not in the catalog, with close-match suggestions
+        UnsupportedFeatureError e.g. an image to a text model, a region with no route
+        InvalidImageError       not an image, unsupported format, too large even after downscaling
+      BudgetExceededError       worst-case cost of the call exceeds the budget / max_cost
+      ProviderError             .provider .model_id .status_code .code .retryable
+        ProviderConnectionError, ProviderTimeoutError, AuthenticationError, PaymentRequiredError,
+        RateLimitError(.retry_after), BadRequestError, ModelNotAvailableError, ServerError,
+        MalformedResponseError, StreamInterruptedError(.partial_text)
+      AllProvidersFailedError   ExceptionGroup of every attempt's error, plus .attempts
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from ._types import Attempt
+
+__all__ = [
+    "AllProvidersFailedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "InvalidImageError",
+    "InvalidRequestError",
+    "LlamarouteError",
+    "MalformedResponseError",
+    "ModelNotAvailableError",
+    "PaymentRequiredError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "ServerError",
+    "StreamInterruptedError",
+    "UnknownModelError",
+    "UnsupportedFeatureError",
+]
+
+
+class LlamarouteError(Exception):
+    """Base class of every error llamaroute raises."""
+
+
+class ConfigurationError(LlamarouteError):
+    """The client or a provider is set up wrongly: missing credentials, a missing optional
+    dependency, an unknown provider name, a broken catalog file, bad client arguments."""
+
+
+class InvalidRequestError(LlamarouteError, ValueError):
+    """The request is wrong and no provider would accept it; raised before any network call."""
+
+
+class UnknownModelError(InvalidRequestError):
+    """The model name is neither a catalog key, an alias, nor a pinned ``provider:model_id``.
+
+    ``suggestions`` lists close matches (catalog keys or pinned forms).
+    """
+
+    def __init__(self, message: str, *, name: str = "", suggestions: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.name = name
+        self.suggestions: tuple[str, ...] = tuple(suggestions)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+class UnsupportedFeatureError(InvalidRequestError):
+    """The model or route cannot do what was asked (an image to a text-only model, a model in a
+    region where the provider does not serve it, tools where the route has none)."""
+
+
+class InvalidImageError(InvalidRequestError):
+    """The image cannot be used: unreadable, not an image, an unsupported format, corrupt, or too
+    large even after downscaling. The message says which."""
+
+
+class BudgetExceededError(LlamarouteError):
+    """The worst-case cost of the call does not fit the remaining budget or ``max_cost``."""
+
+
+class ProviderError(LlamarouteError):
+    """A provider refused or failed the call.
+
+    Attributes:
+        provider: the provider name (``"openrouter"``, ``"bedrock"``, ``"ollama"``).
+        model_id: the provider's native model ID that was called.
+        status_code: the HTTP status, when there was one.
+        code: the provider's own error code or type (e.g. ``"ThrottlingException"``,
+            ``"context_length_exceeded"``), when there was one.
+        retryable: whether the same request may succeed if sent again.
+    """
+
+    #: Default for :attr:`retryable` when the mapping does not say otherwise.
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        model_id: str = "",
+        status_code: int | None = None,
+        code: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model_id = model_id
+        self.status_code = status_code
+        self.code = code
+        self.retryable = self.default_retryable if retryable is None else retryable
+
+    def __str__(self) -> str:
+        where = self.provider + (f" {self.model_id}" if self.model_id else "")
+        status = f" (HTTP {self.status_code})" if self.status_code is not None else ""
+        prefix = f"[{where}]{status} " if where else (f"{status.strip()} " if status else "")
+        return prefix + self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle as ``cls(*args)`` by default, which would drop the keyword-only
+        # attributes; rebuild from the instance dict instead.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+class ProviderConnectionError(ProviderError):
+    """The provider could not be reached (refused, reset, DNS, TLS)."""
+
+    default_retryable = True
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider did not answer in time."""
+
+    default_retryable = True
+
+
+class AuthenticationError(ProviderError):
+    """The provider rejected the credentials, or the account has no access to the model."""
+
+
+class PaymentRequiredError(ProviderError):
+    """The provider account has no credit left (a billing problem, not an outage)."""
+
+
+class RateLimitError(ProviderError):
+    """The provider is rate limiting this account. ``retry_after`` is the server's hint in
+    seconds, when it gave one."""
+
+    default_retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class BadRequestError(ProviderError):
+    """The provider rejected the request itself; sending it elsewhere would fail the same way."""
+
+
+class ModelNotAvailableError(ProviderError):
+    """The provider does not serve this model now (not pulled, no endpoints, retired)."""
+
+
+class ServerError(ProviderError):
+    """The provider failed (5xx, overloaded, model error)."""
+
+    default_retryable = True
+
+
+class MalformedResponseError(ProviderError):
+    """The provider's response could not be understood (invalid JSON, a corrupt frame, a
+    stream that ended without its end marker). The parser's own error is ``__cause__``."""
+
+    default_retryable = True
+
+
+class StreamInterruptedError(ProviderError):
+    """A stream failed after some text reached the caller. ``partial_text`` holds that text;
+    llamaroute never splices another provider's answer onto it."""
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str = "",
+        attempts: Sequence[Attempt] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.partial_text = partial_text
+        self.attempts: tuple[Attempt, ...] = tuple(attempts)
+
+
+class AllProvidersFailedError(ExceptionGroup[Exception], LlamarouteError):
+    """Every planned attempt failed. An ``ExceptionGroup`` of each attempt's error, in order;
+    ``attempts`` describes each attempt (provider, model ID, error, status, timing)."""
+
+    def __new__(
+        cls, message: str, exceptions: Sequence[Exception], attempts: Sequence[Attempt] = ()
+    ) -> Self:
+        self = super().__new__(cls, message, list(exceptions))
+        self.attempts = tuple(attempts)
+        return self
+
+    def __init__(
+        self, message: str, exceptions: Sequence[Exception], attempts: Sequence[Attempt] = ()
+    ) -> None:
+        super().__init__(message, list(exceptions))
+        self.attempts: tuple[Attempt, ...] = tuple(attempts)
+
+    def derive(self, excs: Sequence[Exception]) -> AllProvidersFailedError:  # type: ignore[override]
+        # split()/subgroup() keep the attempts: they describe the whole call.
+        return AllProvidersFailedError(self.message, excs, self.attempts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, list(self.exceptions), self.attempts))
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls, *args)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    return error

@@ -1,0 +1,334 @@
+"""Public data types: what callers send (strict) and what llamaroute returns.
+
+Inputs (:class:`Message`, its parts, :class:`ChatRequest`) forbid unknown fields and check
+ranges, so a typo or an out-of-range value fails here, before any network call, as an
+:class:`~llamaroute.InvalidRequestError`. Values parsed from provider responses
+(:class:`Usage`) are lenient: unknown fields are ignored and missing counts are 0.
+
+Money is :class:`~decimal.Decimal` USD everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ._exceptions import InvalidRequestError
+
+__all__ = [
+    "Attempt",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "Cost",
+    "FinishReason",
+    "ImagePart",
+    "Message",
+    "Role",
+    "TextPart",
+    "Usage",
+    "validation_message",
+]
+
+Role = Literal["system", "user", "assistant"]
+"""Who wrote a message. Tool roles are not supported yet."""
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
+"""Why generation ended, normalised across providers (``length``: hit ``max_tokens``)."""
+
+CostSource = Literal["provider", "price_table"]
+"""Where a cost figure came from: reported by the provider, or usage x our price table."""
+
+
+class _Input(BaseModel):
+    """Strict: what callers send. Unknown fields are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Output(BaseModel):
+    """What llamaroute returns: immutable, and lenient about extra provider fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class TextPart(_Input):
+    """A piece of text inside a message."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImagePart(_Input):
+    """An image inside a user message.
+
+    ``image`` is what the caller has: a file path, raw bytes, or a ``data:`` / ``http(s)://``
+    URL. It is read, sniffed and checked against the route's limits before any call.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    type: Literal["image"] = "image"
+    image: bytes | str | Path
+
+
+Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class Message(_Input):
+    """One turn of a conversation. ``content`` is a string or a sequence of parts."""
+
+    role: Role
+    content: str | tuple[Part, ...]
+
+    @field_validator("content")
+    @classmethod
+    def _content_not_empty(cls, value: str | tuple[Part, ...]) -> str | tuple[Part, ...]:
+        if isinstance(value, tuple) and not value:
+            raise ValueError("a message needs at least one part")
+        return value
+
+    @model_validator(mode="after")
+    def _images_only_from_user(self) -> Message:
+        if self.role != "user" and self.images:
+            raise ValueError(f"only user messages can carry images, not {self.role} messages")
+        return self
+
+    @property
+    def text(self) -> str:
+        """The message's text parts joined together (images left out)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        """The image parts of the message, in order."""
+        if isinstance(self.content, str):
+            return ()
+        return tuple(part for part in self.content if isinstance(part, ImagePart))
+
+    @classmethod
+    def system(cls, text: str) -> Message:
+        """A system message."""
+        return cls(role="system", content=text)
+
+    @classmethod
+    def user(cls, text: str, *, image: bytes | str | Path | None = None) -> Message:
+        """A user message, with an optional image after the text."""
+        if image is None:
+            return cls(role="user", content=text)
+        return cls(role="user", content=(TextPart(text=text), ImagePart(image=image)))
+
+    @classmethod
+    def assistant(cls, text: str) -> Message:
+        """An assistant message (an earlier answer, for multi-turn conversations)."""
+        return cls(role="assistant", content=text)
+
+
+def _stop_tuple(value: object) -> object:
+    # Accept the OpenAI-style single string as well as a list.
+    return (value,) if isinstance(value, str) else value
+
+
+class ChatRequest(_Input):
+    """A normalised chat request: a model name and a conversation, plus sampling parameters.
+
+    Build one with :meth:`create` from the same keyword arguments ``Client.chat`` takes.
+    Ranges here are the widest any provider accepts; a route with a narrower range (for
+    example a temperature cap of 1.0) is checked again when the route is planned.
+    """
+
+    model: str = Field(min_length=1)
+    messages: tuple[Message, ...] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    stop: Annotated[tuple[str, ...], BeforeValidator(_stop_tuple)] = Field(default=(), max_length=4)
+    seed: int | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not item for item in value):
+            raise ValueError("stop sequences must not be empty strings")
+        return value
+
+    @model_validator(mode="after")
+    def _conversation_shape(self) -> ChatRequest:
+        roles = [message.role for message in self.messages]
+        if "system" in roles[1:]:
+            raise ValueError("a system message may only come first")
+        if roles[-1] != "user":
+            raise ValueError("the conversation must end with a user message")
+        return self
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        """Every image part in the conversation, in order."""
+        return tuple(image for message in self.messages for image in message.images)
+
+    @classmethod
+    def create(
+        cls,
+        model: str,
+        prompt: str | None = None,
+        *,
+        messages: list[Message] | tuple[Message, ...] | None = None,
+        image: bytes | str | Path | None = None,
+        system: str | None = None,
+        **params: Any,
+    ) -> ChatRequest:
+        """Build a request from ``Client.chat``-style arguments.
+
+        ``prompt`` becomes a final user message (after ``messages``, if both are given);
+        ``image`` is attached to that prompt, or to the last user message when there is no
+        prompt; ``system`` becomes a leading system message. Raises
+        :class:`~llamaroute.InvalidRequestError` with a readable reason on bad input.
+        """
+        try:
+            turns = [_coerce_message(item) for item in (messages or ())]
+            if system is not None:
+                if turns and turns[0].role == "system":
+                    raise InvalidRequestError(
+                        "pass the system prompt either as system= or as the first message, not both"
+                    )
+                turns.insert(0, Message.system(system))
+            if prompt is not None:
+                turns.append(Message.user(prompt, image=image))
+            elif image is not None:
+                turns = _attach_image_to_last_user(turns, image)
+            if not any(turn.role == "user" for turn in turns):
+                raise InvalidRequestError("nothing to send: pass prompt= or messages=")
+            return cls(model=model, messages=tuple(turns), **params)
+        except ValidationError as error:
+            raise InvalidRequestError(validation_message(error)) from None
+
+
+def _coerce_message(item: object) -> Message:
+    if isinstance(item, Message):
+        return item
+    if isinstance(item, dict):
+        return Message.model_validate(item)
+    raise InvalidRequestError(
+        f"messages must be Message objects or dicts, not {type(item).__name__}"
+    )
+
+
+def _attach_image_to_last_user(turns: list[Message], image: bytes | str | Path) -> list[Message]:
+    for index in range(len(turns) - 1, -1, -1):
+        turn = turns[index]
+        if turn.role == "user":
+            parts = (
+                (TextPart(text=turn.content),) if isinstance(turn.content, str) else turn.content
+            )
+            turns[index] = Message(role="user", content=(*parts, ImagePart(image=image)))
+            return turns
+    raise InvalidRequestError("image= needs a prompt or a user message to go with it")
+
+
+def validation_message(error: ValidationError) -> str:
+    """One readable line from a pydantic ``ValidationError`` (``where: what; ...``)."""
+    problems = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function"))
+        problems.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
+    return "; ".join(problems)
+
+
+def _none_as_zero(value: object) -> object:
+    # Providers omit or null a count that is zero (Ollama's omitempty, for one).
+    return 0 if value is None else value
+
+
+Count = Annotated[int, BeforeValidator(_none_as_zero), Field(ge=0)]
+
+
+class Usage(_Output):
+    """Tokens counted by the provider for one call."""
+
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+
+class Cost(_Output):
+    """What a call cost, in USD.
+
+    ``source`` says where the figure came from: ``"provider"`` when the provider reported it
+    (OpenRouter's ``usage.cost``), ``"price_table"`` when llamaroute computed it from usage and
+    its dated price data. ``input`` and ``output`` are ``None`` when only the total is known.
+    """
+
+    input: Decimal | None = None
+    output: Decimal | None = None
+    total: Decimal
+    source: CostSource
+    currency: Literal["USD"] = "USD"
+
+
+Outcome = Literal["ok", "error"]
+
+
+class Attempt(_Output):
+    """One request sent to one provider during a call (each retry is its own attempt)."""
+
+    provider: str
+    model_id: str
+    outcome: Outcome
+    error_type: str | None = None
+    error: str | None = None
+    status_code: int | None = None
+    retry_after: float | None = None
+    elapsed_s: float = 0.0
+    cost: Cost | None = None
+    partial: bool = False
+
+
+class ChatResponse(_Output):
+    """The answer to a chat call, and how it was obtained.
+
+    ``model`` is the catalog key, ``provider_model_id`` the native ID that answered.
+    ``cost`` is ``None`` when the price is unknown (never a made-up 0). ``attempts`` lists
+    every request sent for this call, the successful one last.
+    """
+
+    text: str
+    model: str
+    provider: str
+    provider_model_id: str
+    finish_reason: FinishReason | None = None
+    usage: Usage = Usage()
+    cost: Cost | None = None
+    attempts: tuple[Attempt, ...] = ()
+    latency_s: float = 0.0
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatChunk:
+    """A piece of a streamed answer. ``text`` is the new text since the previous chunk.
+
+    A plain slotted dataclass rather than a pydantic model: streams create one per token, and
+    validating each would cost more than parsing it.
+    """
+
+    text: str
+    provider: str = ""
+    provider_model_id: str = ""

@@ -1,0 +1,3 @@
+"""The package version, read by hatchling at build time and by ``llamaroute --version``."""
+
+__version__ = "0.1.0"
