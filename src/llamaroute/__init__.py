@@ -1,0 +1,80 @@
+"""llamaroute: call Meta's Llama 3.2 models on OpenRouter, AWS Bedrock and Ollama through one
+client, with exact costs and fallback.
+
+Importing the package is cheap: it touches no network and no file, and loads neither boto3 nor
+Pillow. The catalog is read on first use.
+"""
+
+from ._catalog import Catalog, ModelSpec, Resolution, Route, get_model, load_catalog, models
+from ._exceptions import (
+    AllProvidersFailedError,
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    ConfigurationError,
+    InvalidImageError,
+    InvalidRequestError,
+    LlamarouteError,
+    MalformedResponseError,
+    ModelNotAvailableError,
+    PaymentRequiredError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ServerError,
+    StreamInterruptedError,
+    UnknownModelError,
+    UnsupportedFeatureError,
+)
+from ._types import (
+    Attempt,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Cost,
+    ImagePart,
+    Message,
+    TextPart,
+    Usage,
+)
+from ._version import __version__
+
+__all__ = [
+    "AllProvidersFailedError",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "Catalog",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "ConfigurationError",
+    "Cost",
+    "ImagePart",
+    "InvalidImageError",
+    "InvalidRequestError",
+    "LlamarouteError",
+    "MalformedResponseError",
+    "Message",
+    "ModelNotAvailableError",
+    "ModelSpec",
+    "PaymentRequiredError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "Resolution",
+    "Route",
+    "ServerError",
+    "StreamInterruptedError",
+    "TextPart",
+    "UnknownModelError",
+    "UnsupportedFeatureError",
+    "Usage",
+    "__version__",
+    "get_model",
+    "load_catalog",
+    "models",
+]

@@ -1,0 +1,7 @@
+"""``python -m llamaroute``: the same as the ``llamaroute`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

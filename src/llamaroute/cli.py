@@ -1,0 +1,153 @@
+"""The ``llamaroute`` command.
+
+    llamaroute models [NAME] [--json] [--catalog FILE ...]
+    llamaroute --version
+
+Errors print one line (``llamaroute: error: ...``) and exit with status 1; usage mistakes exit
+with status 2. Tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from ._catalog import Catalog, ModelSpec, Route, load_catalog
+from ._exceptions import LlamarouteError
+from ._version import __version__
+
+CATALOG_ENV = "LLAMAROUTE_CATALOG"
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: Command | None = getattr(args, "command", None)
+    if command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return command(args)
+    except LlamarouteError as error:
+        print(f"llamaroute: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `llamaroute models | head`: the reader left; say nothing more.
+        sys.stderr.close()
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llamaroute",
+        description="Llama 3.2 on OpenRouter, AWS Bedrock and Ollama: models, routes and costs.",
+    )
+    parser.add_argument("--version", action="version", version=f"llamaroute {__version__}")
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    models = commands.add_parser(
+        "models",
+        help="list the model keys and every provider's native ID and limits",
+        description="List the Llama 3.2 model keys and, per provider, the native model ID, "
+        "regions, context window, max output, images per request and tool support. "
+        "A value marked '?' is a cautious assumption that the provider does not document.",
+    )
+    models.add_argument("name", nargs="?", help="show one model (key, alias or provider:model_id)")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_catalog_option(models)
+    models.set_defaults(command=_models)
+    return parser
+
+
+def _add_catalog_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--catalog",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help=f"extra catalog TOML layered over the built-in one (repeatable; also ${CATALOG_ENV}, "
+        "a list of paths separated by the platform's path separator)",
+    )
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    paths = [p for p in os.environ.get(CATALOG_ENV, "").split(os.pathsep) if p]
+    paths += args.catalog
+    return load_catalog(*paths) if paths else Catalog.builtin()
+
+
+def _models(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    specs = [catalog.get(args.name)] if args.name else catalog.models()
+    if args.json:
+        payload = [spec.model_dump(mode="json") for spec in specs]
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return 0
+    for number, spec in enumerate(specs):
+        if number:
+            print()
+        print(f"{spec.key}  {_describe_model(spec)}")
+        print(_table(["provider", "native id", "regions", "context", "max out", "images",
+                      "tools", "notes"], [_route_row(route) for route in spec.routes]))  # fmt: skip
+    print("\n? = cautious value the provider does not document; opt-in = used only when asked")
+    return 0
+
+
+def _describe_model(spec: ModelSpec) -> str:
+    billions = spec.parameters / 1e9
+    inputs = " + ".join(spec.input_modalities)
+    return (
+        f"({spec.name}; {billions:.2f}B parameters; {inputs} in; "
+        f"{spec.context_window // 1024}K context; knowledge to {spec.knowledge_cutoff})"
+    )
+
+
+def _route_row(route: Route) -> list[str]:
+    def mark(field: str, text: str) -> str:
+        return f"{text}?" if field in route.unconfirmed else text
+
+    images = "-"
+    if route.max_images:
+        side = f" <={route.max_image_side}px" if route.max_image_side else ""
+        images = mark("max_image_side", f"{route.max_images}{side}")
+    tools = mark("tools", "yes" if route.tools else "no")
+    if route.tools and not route.tools_streaming:
+        tools += mark("tools_streaming", " (not streaming)")
+    notes = []
+    if route.opt_in:
+        notes.append(f"opt-in ({route.variant})" if route.variant else "opt-in")
+    if route.foundation_model_id:
+        notes.append(f"profile of {route.foundation_model_id}")
+    return [
+        route.provider,
+        route.model_id,
+        ", ".join(route.regions) or "any",
+        mark("context_window", f"{route.context_window:,}"),
+        mark(
+            "max_output_tokens", f"{route.max_output_tokens:,}" if route.max_output_tokens else "-"
+        ),
+        images,
+        tools,
+        "; ".join(notes),
+    ]
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table, columns padded to their widest cell, trailing blanks trimmed."""
+    widths = [
+        max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)
+    ]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
