@@ -1,0 +1,107 @@
+"""The provider interface: what every provider module implements, and what it exchanges.
+
+A provider turns one :class:`ProviderCall` (a validated request, the route chosen for it, and the
+images prepared for that route) into one :class:`ProviderResult`, or raises exactly one
+:class:`~llamaroute.ProviderError`. It makes a single attempt: retries, fallback and pricing
+are the client's job, so that there is one retry layer only.
+
+Streaming: ``stream()`` / ``astream()`` are generators that yield each new piece of text as a
+``str`` and, last, one :class:`ProviderResult` carrying the finish reason and usage. A stream
+that ends without the provider's end marker raises instead of returning a result, so a
+truncated answer is never mistaken for a complete one. Closing the generator early closes the
+connection.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Generator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from .._catalog import Route
+from .._images import Image
+from .._types import ChatRequest, FinishReason, Usage
+
+__all__ = ["Provider", "ProviderCall", "ProviderResult", "StreamItem"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCall:
+    """One attempt's input: the request, the route it goes to, and what to send with it.
+
+    ``images`` are the request's images, already loaded and fitted to ``route`` (in order of
+    appearance). ``max_tokens`` is the request's value after the route's cap. ``timeout`` is
+    this attempt's budget in seconds (``None``: the provider's configured timeouts).
+    """
+
+    request: ChatRequest
+    route: Route
+    images: tuple[Image, ...] = ()
+    max_tokens: int | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResult:
+    """One successful attempt's output, before the client adds cost, attempts and timing.
+
+    ``cost`` is what the provider itself reported (USD), when it does; ``served_model`` is the
+    model ID the provider says answered, when it says so.
+    """
+
+    text: str
+    finish_reason: FinishReason | None
+    usage: Usage
+    cost: Decimal | None = None
+    served_model: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+StreamItem = str | ProviderResult
+"""What a provider stream yields: text deltas, then one final result."""
+
+
+class Provider(ABC):
+    """Base class of the provider modules (``providers/openrouter.py`` and the others).
+
+    Subclasses set :attr:`name` to the provider name used in the catalog data, and
+    :attr:`region` when their routes are regional. Instances hold their connection pools and
+    are safe to share between threads; close them with :meth:`close` / :meth:`aclose` (or by
+    closing the client that owns them).
+    """
+
+    #: The provider's name in the catalog (``"openrouter"``, ``"bedrock"``, ``"ollama"``).
+    name: ClassVar[str]
+
+    #: The region the provider's client runs in, for regional routes (``None``: not regional).
+    region: str | None = None
+
+    def serves(self, route: Route) -> bool:
+        """Whether this provider instance can call ``route`` (its provider and region)."""
+        return route.provider == self.name and route.serves_region(self.region)
+
+    @abstractmethod
+    def chat(self, call: ProviderCall) -> ProviderResult:
+        """Send one request and wait for the whole answer."""
+
+    @abstractmethod
+    async def achat(self, call: ProviderCall) -> ProviderResult:
+        """Async :meth:`chat`."""
+
+    @abstractmethod
+    def stream(self, call: ProviderCall) -> Generator[StreamItem, None, None]:
+        """Send one streaming request; yield text deltas, then one :class:`ProviderResult`."""
+
+    @abstractmethod
+    def astream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
+        """Async :meth:`stream` (an async generator)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the provider's synchronous connections."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close every connection the provider holds, async ones included."""

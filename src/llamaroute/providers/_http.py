@@ -1,0 +1,206 @@
+"""HTTP helpers shared by the providers that speak HTTP through httpx.
+
+* :func:`transport_errors` maps every httpx transport failure to our error tree in one place.
+* :func:`parse_retry_after` reads ``retry-after-ms``, ``Retry-After`` (seconds or HTTP-date).
+* :class:`SSEDecoder` turns lines into Server-Sent Events (comments, multi-line ``data:``).
+* :func:`check_base_url` refuses base URLs that carry credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .._exceptions import (
+    ConfigurationError,
+    MalformedResponseError,
+    ProviderConnectionError,
+    ProviderTimeoutError,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "SSEDecoder",
+    "SSEEvent",
+    "attempt_timeout",
+    "check_base_url",
+    "load_json",
+    "parse_retry_after",
+    "transport_errors",
+]
+
+#: Finite by default: a hung provider must never hang the caller (the ollama client's own
+#: default is no timeout at all). Reads allow long generations.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
+
+
+def attempt_timeout(seconds: float | None, default: httpx.Timeout) -> httpx.Timeout:
+    """The timeouts for one attempt: ``default``, each part capped at ``seconds`` if given."""
+    if seconds is None:
+        return default
+
+    def cap(value: float | None) -> float:
+        return seconds if value is None else min(value, seconds)
+
+    return httpx.Timeout(
+        connect=cap(default.connect),
+        read=cap(default.read),
+        write=cap(default.write),
+        pool=cap(default.pool),
+    )
+
+
+def _refused(error: BaseException) -> bool:
+    # httpx chains the OS error under its own: look for ECONNREFUSED by type, not message.
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextlib.contextmanager
+def transport_errors(
+    provider: str, model_id: str, redact: Callable[[str], str] = str
+) -> Iterator[None]:
+    """Map httpx transport failures raised inside the block to llamaroute errors.
+
+    Timeouts become :class:`ProviderTimeoutError`; a refused connection becomes a
+    :class:`ProviderConnectionError` with code ``connection_refused`` that is not retryable
+    (nothing is listening: trying again at once cannot help, another provider can); other
+    connection failures (reset, closed mid-body, DNS, TLS) are retryable connection errors.
+    """
+    try:
+        yield
+    except httpx.TimeoutException as error:
+        raise ProviderTimeoutError(
+            f"timed out ({type(error).__name__})", provider=provider, model_id=model_id
+        ) from error
+    except httpx.TransportError as error:
+        refused = _refused(error)
+        raise ProviderConnectionError(
+            redact(f"connection failed: {error or type(error).__name__}"),
+            provider=provider,
+            model_id=model_id,
+            code="connection_refused" if refused else type(error).__name__,
+            retryable=not refused,
+        ) from error
+
+
+def parse_retry_after(
+    headers: Mapping[str, str], now: Callable[[], float] = time.time
+) -> float | None:
+    """The server's wait hint in seconds, or ``None``.
+
+    Reads ``retry-after-ms`` (milliseconds), then ``Retry-After`` as seconds or as an HTTP-date
+    (RFC 9110), then ``x-amz-retry-after`` (milliseconds). Negative or unreadable values are
+    ignored.
+    """
+    lowered = {key.lower(): value for key, value in headers.items()}
+    for name, scale in (("retry-after-ms", 0.001), ("x-amz-retry-after", 0.001)):
+        value = lowered.get(name)
+        if value is not None:
+            with contextlib.suppress(ValueError):
+                seconds = float(value) * scale
+                if seconds >= 0:
+                    return seconds
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    with contextlib.suppress(ValueError):
+        seconds = float(value)
+        return seconds if seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def load_json(raw: bytes | str, *, provider: str, model_id: str, what: str) -> Any:
+    """``json.loads`` that raises :class:`MalformedResponseError` (original chained)."""
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise MalformedResponseError(
+            f"{what} is not valid JSON: {error}", provider=provider, model_id=model_id
+        ) from error
+
+
+def check_base_url(url: str, *, what: str = "base_url") -> str:
+    """``url`` without a trailing slash, if it is a plain http(s) URL with no credentials.
+
+    Keys belong in configuration, never in URLs (where they end up in logs): a URL with a
+    user:password part or a query string is refused.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{what} must be an http:// or https:// URL, got {url!r}")
+    if parts.username or parts.password:
+        raise ConfigurationError(
+            f"{what} must not contain credentials (user:password@); pass the key as api_key="
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"{what} must not have a query string or fragment; pass keys as api_key="
+        )
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One Server-Sent Event: its ``data`` (lines joined with ``\\n``) and ``event`` name."""
+
+    data: str
+    event: str = "message"
+
+
+class SSEDecoder:
+    """Incremental Server-Sent Events parser over decoded lines (line endings removed).
+
+    Follows the WHATWG rules that matter here: ``:`` lines are comments (OpenRouter's
+    ``: OPENROUTER PROCESSING`` keep-alives), several ``data:`` lines make one event joined
+    with newlines, a blank line ends the event, one space after the colon is dropped, and
+    unknown fields are ignored. Splitting bytes into lines (CRLF, chunks split across reads) is
+    left to httpx's ``iter_lines``.
+    """
+
+    __slots__ = ("_data", "_event")
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+        self._event = "message"
+
+    def feed(self, line: str) -> SSEEvent | None:
+        """Take one line; return the event it completes, if any."""
+        if not line:
+            return self.flush()
+        if line[0] == ":":
+            return None
+        name, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return None
+
+    def flush(self) -> SSEEvent | None:
+        """The pending event, if any (at a blank line, or at the end of the stream)."""
+        if not self._data:
+            self._event = "message"
+            return None
+        event = SSEEvent("\n".join(self._data), self._event)
+        self._data = []
+        self._event = "message"
+        return event
