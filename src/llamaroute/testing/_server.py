@@ -1,0 +1,477 @@
+"""The machinery shared by the fake provider servers: a real HTTP/1.1 server on 127.0.0.1,
+a script of responses and faults, and a record of what it received.
+
+A fake is a :class:`FakeServer` subclass that knows one provider's wire format (JSON bodies,
+SSE, NDJSON, AWS event stream). The base class does everything else: serving on a free port
+in a thread, taking the next :class:`Step` for each request, delays, cutting, dropping or
+resetting a stream after N chunks, recording requests and noticing when a client hangs up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar, Self
+
+__all__ = ["Exchange", "FakeServer", "RecordedRequest", "Step", "StreamPlan"]
+
+_SECRET_HEADERS = frozenset(
+    {"authorization", "x-api-key", "x-amz-security-token", "x-amz-content-sha256", "cookie"}
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scripted response. Every field has a harmless default: ``Step()`` is a success.
+
+    Success: ``text`` (or explicit stream ``chunks``), ``usage`` as ``(input, output)``
+    tokens, ``cost`` (a provider-reported USD string, where the wire format has one),
+    ``finish_reason``.
+
+    Failure before any body: ``status`` >= 400 with ``error_type`` / ``message`` rendered in
+    the provider's error format, ``retry_after`` (seconds, or any header text), extra
+    ``headers``, ``delay`` before the headers, ``reset_after=0`` (TCP reset instead of an
+    answer).
+
+    Stream faults, after N content chunks: ``cut_after`` (the body ends cleanly but early: no
+    finish, no end marker), ``drop_after`` (the connection closes mid-body), ``reset_after``
+    (TCP reset), ``error_after`` (the provider's mid-stream error event), ``malformed_after``
+    (a chunk that is not valid JSON; ``0`` on a non-streamed call: a truncated JSON body),
+    ``omit_end`` (everything but the final end marker, e.g. no ``data: [DONE]``),
+    ``chunk_delay`` between chunks.
+
+    Wire details for parser tests: ``crlf`` line endings, ``multiline_data`` (an event's
+    JSON split over several ``data:`` lines), ``split_writes`` (every byte its own TCP write).
+    """
+
+    text: str | None = None
+    chunks: tuple[str, ...] | None = None
+    usage: tuple[int, int] | None = None
+    cost: str | None = None
+    finish_reason: str = "stop"
+    status: int = 200
+    error_type: str | None = None
+    message: str | None = None
+    retry_after: float | str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    chunk_delay: float = 0.0
+    cut_after: int | None = None
+    drop_after: int | None = None
+    reset_after: int | None = None
+    error_after: int | None = None
+    malformed_after: int | None = None
+    omit_end: bool = False
+    crlf: bool = False
+    multiline_data: bool = False
+    split_writes: bool = False
+
+    @classmethod
+    def reply(cls, text: str, **options: Any) -> Step:
+        """A successful answer with this text (streamed word by word when streaming)."""
+        return cls(text=text, **options)
+
+    @classmethod
+    def error(
+        cls,
+        status: int,
+        error_type: str | None = None,
+        message: str | None = None,
+        **options: Any,
+    ) -> Step:
+        """An HTTP error in the provider's own error format."""
+        return cls(status=status, error_type=error_type, message=message, **options)
+
+    @property
+    def is_error(self) -> bool:
+        """Whether this step answers with an HTTP error status."""
+        return self.status >= 400
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request the fake received. ``headers`` keeps the real values (lower-cased names);
+    ``repr()`` hides credentials."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    received_at: float
+
+    @property
+    def json(self) -> Any:
+        """The body parsed as JSON, or ``None`` if it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    def __repr__(self) -> str:
+        shown = {k: ("<redacted>" if k in _SECRET_HEADERS else v) for k, v in self.headers.items()}
+        return (
+            f"RecordedRequest({self.method} {self.path}, headers={shown}, {len(self.body)} bytes)"
+        )
+
+
+@dataclass
+class StreamPlan:
+    """How a wire format renders one streamed answer, as raw frames (bytes on the wire).
+
+    ``preamble`` goes first (keep-alive comments), ``content`` holds one frame per text chunk
+    (the unit ``cut_after`` and friends count), ``closing`` the finish / usage / end frames;
+    ``end_marker`` is how many trailing ``closing`` frames ``omit_end`` leaves out.
+    """
+
+    content: list[bytes]
+    closing: list[bytes]
+    preamble: list[bytes] = field(default_factory=list)
+    end_marker: int = 1
+    error_frame: bytes = b""
+    malformed_frame: bytes = b'data: {"choices": [{"delta": {"content": "tr\n\n'
+
+
+class Exchange:
+    """One request being answered: its parsed parts, and the low-level ways to respond."""
+
+    def __init__(self, handler: _Handler, request: RecordedRequest) -> None:
+        self.handler = handler
+        self.request = request
+        self.json: Any = request.json
+        self._chunked = False
+
+    @property
+    def path(self) -> str:
+        """The request path without the query string."""
+        return self.request.path.split("?", 1)[0]
+
+    def send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        """A complete response with a ``Content-Length``."""
+        handler = self.handler
+        handler.send_response(status)
+        merged = {"Content-Type": "application/json", **(headers or {})}
+        for name, value in merged.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+        handler.wfile.flush()
+
+    def start_stream(self, content_type: str, headers: Mapping[str, str] | None = None) -> None:
+        """Send a 200 with chunked transfer encoding; follow with :meth:`write`."""
+        handler = self.handler
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Transfer-Encoding", "chunked")
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.flush()
+        self._chunked = True
+
+    def write(self, data: bytes, *, split: bool = False) -> None:
+        """Send ``data`` as one chunk (or one chunk per byte with ``split``)."""
+        pieces = [data[i : i + 1] for i in range(len(data))] if split else [data]
+        for piece in pieces:
+            self.handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.handler.wfile.flush()
+
+    def end_stream(self) -> None:
+        """End the chunked body properly."""
+        self.handler.wfile.write(b"0\r\n\r\n")
+        self.handler.wfile.flush()
+
+    def drop(self) -> None:
+        """Close the connection without finishing the body."""
+        self.handler.close_connection = True
+        with contextlib.suppress(OSError):
+            self.handler.wfile.flush()
+            self.handler.connection.shutdown(socket.SHUT_RDWR)
+
+    def reset(self) -> None:
+        """Abort the connection with a TCP RST (SO_LINGER 0, then close)."""
+        self.handler.close_connection = True
+        with contextlib.suppress(OSError):
+            self.handler.wfile.flush()
+        connection = self.handler.connection
+        with contextlib.suppress(OSError):
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    # A client that vanishes must not pin a server thread for long.
+    timeout = 30
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # quiet: tests read the record, not stderr
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = RecordedRequest(
+            method=self.command,
+            path=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            received_at=time.monotonic(),
+        )
+        fake = self.server.fake
+        fake._record(request)
+        try:
+            fake.handle(Exchange(self, request))
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            fake._note_hangup()
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except OSError:
+            # A client dropping or resetting an idle keep-alive connection is a close, not a
+            # server error.
+            self.close_connection = True
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+        self.server.fake._note_closed()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fake: FakeServer
+
+
+class FakeServer:
+    """Base class of the fake provider servers (a context manager; port 0 on 127.0.0.1).
+
+    Each request takes the next scripted :class:`Step` (see :meth:`script`); when the script
+    is empty, chaos mode (if on) may pick a fault, else the ``default`` step answers.
+    Subclasses implement :meth:`handle` for their provider's paths and formats.
+    """
+
+    #: The answer text when a step does not give one.
+    default_text: ClassVar[str] = "Hello from the fake provider."
+
+    def __init__(self, *steps: Step, default: Step | None = None) -> None:
+        self.default = default or Step()
+        self._steps: deque[Step] = deque(steps)
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._closed: list[float] = []
+        self._hangups = 0
+        self._chaos: tuple[float, random.Random, tuple[Step, ...]] | None = None
+        self.faults_injected = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bind 127.0.0.1 on a free port and serve in a background thread."""
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.fake = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket (both: otherwise clients would hang)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        if self._server is None:
+            raise RuntimeError("the fake server is not running; use it as a context manager")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    # --- script ---------------------------------------------------------------------------
+
+    def script(self, *steps: Step) -> Self:
+        """Queue steps: the next requests take them in order."""
+        with self._lock:
+            self._steps.extend(steps)
+        return self
+
+    def chaos(self, rate: float, seed: int, faults: Sequence[Step]) -> Self:
+        """Once the script is empty, answer each request with a random fault from ``faults``
+        with probability ``rate`` (seeded, so a run can be repeated), else the default."""
+        with self._lock:
+            self._chaos = (rate, random.Random(seed), tuple(faults))
+        return self
+
+    def next_step(self) -> Step:
+        """The step for the request being handled now."""
+        with self._lock:
+            if self._steps:
+                step = self._steps.popleft()
+            elif self._chaos is not None and self._chaos[1].random() < self._chaos[0]:
+                step = self._chaos[1].choice(self._chaos[2])
+            else:
+                return self.default
+            if step.is_error or _is_fault(step):
+                self.faults_injected += 1
+            return step
+
+    # --- record ---------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, in order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def hits(self) -> int:
+        """How many requests arrived."""
+        with self._lock:
+            return len(self._requests)
+
+    @property
+    def hangups(self) -> int:
+        """How many times a client went away while the fake was still writing to it."""
+        with self._lock:
+            return self._hangups
+
+    def closed_since(self, moment: float) -> bool:
+        """Whether a client connection ended after ``moment`` (a ``time.monotonic()``)."""
+        with self._lock:
+            return any(closed >= moment for closed in self._closed)
+
+    def wait_closed(self, since: float, timeout: float = 1.0) -> float | None:
+        """Seconds from ``since`` until a connection ended, or ``None`` within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                later = [closed for closed in self._closed if closed >= since]
+            if later:
+                return min(later) - since
+            time.sleep(0.005)
+        return None
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _note_closed(self) -> None:
+        with self._lock:
+            self._closed.append(time.monotonic())
+
+    def _note_hangup(self) -> None:
+        with self._lock:
+            self._hangups += 1
+
+    # --- answering --------------------------------------------------------------------------
+
+    def handle(self, exchange: Exchange) -> None:
+        """Answer one request (implemented by each provider's fake)."""
+        raise NotImplementedError
+
+    def chunks_for(self, step: Step) -> list[str]:
+        """The text chunks a step streams: its ``chunks``, or its text word by word."""
+        if step.chunks is not None:
+            return list(step.chunks)
+        text = self.default_text if step.text is None else step.text
+        words = text.split(" ")
+        return [word if i == 0 else " " + word for i, word in enumerate(words)] if text else []
+
+    def usage_for(self, step: Step, request: Any, chunks: Sequence[str]) -> tuple[int, int]:
+        """Token counts to report: the step's, or a rough count of the request and answer."""
+        if step.usage is not None:
+            return step.usage
+        return max(1, len(json.dumps(request)) // 4), max(1, len(chunks))
+
+    def answer(self, exchange: Exchange, step: Step, *, stream: bool) -> bool:
+        """The shared part of every answer: the delay and the faults that need no wire format.
+
+        Returns ``True`` if the exchange is already over (connection reset).
+        """
+        if step.delay:
+            time.sleep(step.delay)
+        if step.reset_after == 0:
+            exchange.reset()
+            return True
+        return False
+
+    def play_stream(
+        self, exchange: Exchange, step: Step, plan: StreamPlan, content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        """Write a streamed answer frame by frame, applying the step's stream faults."""
+        exchange.start_stream(content_type, headers)
+        split = step.split_writes
+        for frame in plan.preamble:
+            exchange.write(frame, split=split)
+        for sent, frame in enumerate(plan.content):
+            if self._interrupt(exchange, step, plan, sent):
+                return
+            if sent and step.chunk_delay:
+                time.sleep(step.chunk_delay)
+            exchange.write(frame, split=split)
+        if self._interrupt(exchange, step, plan, len(plan.content)):
+            return
+        closing = (
+            plan.closing[: len(plan.closing) - plan.end_marker] if step.omit_end else plan.closing
+        )
+        for frame in closing:
+            exchange.write(frame, split=split)
+        exchange.end_stream()
+
+    def _interrupt(self, exchange: Exchange, step: Step, plan: StreamPlan, sent: int) -> bool:
+        if step.cut_after == sent:
+            exchange.end_stream()
+        elif step.drop_after == sent:
+            exchange.drop()
+        elif step.reset_after == sent:
+            exchange.reset()
+        elif step.error_after == sent:
+            exchange.write(plan.error_frame)
+            exchange.end_stream()
+        elif step.malformed_after == sent:
+            exchange.write(plan.malformed_frame)
+            exchange.end_stream()
+        else:
+            return False
+        return True
+
+
+def _is_fault(step: Step) -> bool:
+    faults = (step.cut_after, step.drop_after, step.reset_after, step.error_after,
+              step.malformed_after)  # fmt: skip
+    return any(value is not None for value in faults) or step.omit_end
