@@ -6,6 +6,8 @@ import llamaroute
 
 PUBLIC = [
     "AllProvidersFailedError",
+    "AsyncClient",
+    "AsyncStream",
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
@@ -14,6 +16,7 @@ PUBLIC = [
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
+    "Client",
     "ConfigurationError",
     "Cost",
     "ImagePart",
@@ -32,6 +35,7 @@ PUBLIC = [
     "Resolution",
     "Route",
     "ServerError",
+    "Stream",
     "StreamInterruptedError",
     "TextPart",
     "UnknownModelError",

@@ -6,6 +6,7 @@ Pillow. The catalog is read on first use.
 """
 
 from ._catalog import Catalog, ModelSpec, Resolution, Route, get_model, load_catalog, models
+from ._client import AsyncClient, Client
 from ._exceptions import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -27,6 +28,7 @@ from ._exceptions import (
     UnknownModelError,
     UnsupportedFeatureError,
 )
+from ._streaming import AsyncStream, Stream
 from ._types import (
     Attempt,
     ChatChunk,
@@ -42,6 +44,8 @@ from ._version import __version__
 
 __all__ = [
     "AllProvidersFailedError",
+    "AsyncClient",
+    "AsyncStream",
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
@@ -50,6 +54,7 @@ __all__ = [
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
+    "Client",
     "ConfigurationError",
     "Cost",
     "ImagePart",
@@ -68,6 +73,7 @@ __all__ = [
     "Resolution",
     "Route",
     "ServerError",
+    "Stream",
     "StreamInterruptedError",
     "TextPart",
     "UnknownModelError",

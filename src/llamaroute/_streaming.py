@@ -1,0 +1,135 @@
+"""``Stream`` and ``AsyncStream``: what ``client.stream(...)`` returns.
+
+Iterate one to get :class:`~llamaroute.ChatChunk` objects (``chunk.text`` is the new text);
+when the iteration ends, :attr:`Stream.response` holds the final
+:class:`~llamaroute.ChatResponse`. Use it as a context manager so that leaving early (a
+``break``, an exception) closes the connection at once::
+
+    with client.stream(model="llama-3.2-3b", prompt="Tell me a story") as stream:
+        for chunk in stream:
+            print(chunk.text, end="", flush=True)
+    print(stream.response.usage)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator
+from types import TracebackType
+from typing import Self
+
+from ._exceptions import LlamarouteError
+from ._types import ChatChunk, ChatResponse
+
+__all__ = ["AsyncStream", "Stream"]
+
+_NOT_DONE = "the stream has not finished: iterate it to the end (or call read()) first"
+
+
+class Stream:
+    """A streamed chat answer (synchronous). Nothing is sent until iteration starts."""
+
+    def __init__(self, events: Generator[ChatChunk, None, ChatResponse]) -> None:
+        self._events = events
+        self._response: ChatResponse | None = None
+        self._parts: list[str] = []
+
+    def __iter__(self) -> Generator[ChatChunk, None, None]:
+        try:
+            while True:
+                chunk = next(self._events)
+                self._parts.append(chunk.text)
+                yield chunk
+        except StopIteration as done:
+            self._response = done.value
+        except GeneratorExit:
+            # The caller broke out of the loop: hang up now rather than when garbage collected.
+            self._events.close()
+            raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the stream and close its connection (safe to call more than once)."""
+        self._events.close()
+
+    def read(self) -> ChatResponse:
+        """Consume what is left and return the final response."""
+        for _ in self:
+            pass
+        return self.response
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return "".join(self._parts)
+
+    @property
+    def response(self) -> ChatResponse:
+        """The final response, once the stream has ended."""
+        if self._response is None:
+            raise LlamarouteError(_NOT_DONE)
+        return self._response
+
+
+class AsyncStream:
+    """A streamed chat answer (asynchronous). Nothing is sent until iteration starts."""
+
+    def __init__(self, events: AsyncGenerator[ChatChunk | ChatResponse, None]) -> None:
+        # Async generators cannot return a value, so the last item is the response.
+        self._events = events
+        self._response: ChatResponse | None = None
+        self._parts: list[str] = []
+
+    async def __aiter__(self) -> AsyncGenerator[ChatChunk, None]:
+        try:
+            async for item in self._events:
+                if isinstance(item, ChatResponse):
+                    self._response = item
+                    return
+                self._parts.append(item.text)
+                yield item
+        except GeneratorExit:
+            await self._events.aclose()
+            raise
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the stream and close its connection (safe to call more than once)."""
+        await self._events.aclose()
+
+    async def read(self) -> ChatResponse:
+        """Consume what is left and return the final response."""
+        async for _ in self:
+            pass
+        return self.response
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return "".join(self._parts)
+
+    @property
+    def response(self) -> ChatResponse:
+        """The final response, once the stream has ended."""
+        if self._response is None:
+            raise LlamarouteError(_NOT_DONE)
+        return self._response

@@ -1,0 +1,149 @@
+"""The OpenRouter provider against an OpenAI-compatible server nobody on this project wrote.
+
+LLMock (https://pypi.org/project/llmock/) is a third-party mock of the OpenAI chat API with
+its own fault injection; it runs here as a separate process on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llamaroute import (
+    AsyncClient,
+    Client,
+    LlamarouteError,
+    MalformedResponseError,
+    ProviderConnectionError,
+    RateLimitError,
+    ServerError,
+    StreamInterruptedError,
+)
+from llamaroute.providers import OpenRouterProvider
+
+LLMOCK = shutil.which("llmock", path=str(Path(sys.executable).parent)) or shutil.which("llmock")
+pytestmark = pytest.mark.skipif(
+    LLMOCK is None, reason="llmock is not installed (pip install -e '.[dev]')"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llmock_url() -> Iterator[str]:
+    assert LLMOCK is not None
+    port = _free_port()
+    env = {**os.environ, "NO_COLOR": "1"}
+    process = subprocess.Popen(
+        [LLMOCK, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "--response-style", "echo", "--tool-mode", "off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail("llmock did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def mock(llmock_url: str) -> str:
+    httpx.post(f"{llmock_url}/_llmock/reset", timeout=5).raise_for_status()
+    return llmock_url
+
+
+def scenario(url: str, *behaviors: dict[str, object]) -> None:
+    response = httpx.post(f"{url}/_llmock/scenario", json={"behaviors": list(behaviors)}, timeout=5)
+    response.raise_for_status()
+
+
+@pytest.fixture
+def client(mock: str) -> Iterator[Client]:
+    provider = OpenRouterProvider(api_key="sk-test-llmock-0000000000", base_url=f"{mock}/v1")
+    with Client(providers=[provider]) as client:
+        yield client
+
+
+def test_chat_with_usage(client: Client) -> None:
+    reply = client.chat("llama-3.2-3b", "Say hello", max_tokens=50)
+    assert "Say hello" in reply.text  # llmock's echo style repeats the prompt
+    assert reply.usage.input_tokens > 0
+    assert reply.usage.output_tokens > 0
+    assert reply.finish_reason == "stop"
+
+
+def test_stream_with_usage(client: Client) -> None:
+    with client.stream("llama-3.2-3b", "Say hello") as stream:
+        chunks = [chunk.text for chunk in stream]
+    assert len(chunks) > 1
+    assert stream.response.text == "".join(chunks)
+    assert stream.response.usage.output_tokens > 0
+    assert stream.response.finish_reason == "stop"
+
+
+async def test_async_chat_and_stream(mock: str) -> None:
+    provider = OpenRouterProvider(api_key="sk-test-llmock-0000000000", base_url=f"{mock}/v1")
+    async with AsyncClient(providers=[provider]) as client:
+        reply = await client.chat("llama-3.2-1b", "Say hello")
+        async with client.stream("llama-3.2-1b", "Say hello") as stream:
+            text = "".join([chunk.text async for chunk in stream])
+    assert reply.usage.output_tokens > 0
+    assert text == stream.response.text
+    assert stream.response.usage.output_tokens > 0
+
+
+def test_rate_limit_with_retry_after(client: Client, mock: str) -> None:
+    scenario(mock, {"type": "fail", "status": 429, "retry_after": 2})
+    with pytest.raises(RateLimitError) as caught:
+        client.chat("llama-3.2-3b", "hi")
+    assert caught.value.retry_after == 2.0
+    assert caught.value.retryable
+
+
+def test_server_error(client: Client, mock: str) -> None:
+    scenario(mock, {"type": "fail", "status": 503})
+    with pytest.raises(ServerError):
+        client.chat("llama-3.2-3b", "hi")
+
+
+@pytest.mark.parametrize(
+    ("kind", "after", "expected"),
+    [
+        ("truncate", 2, StreamInterruptedError),
+        ("disconnect", 2, StreamInterruptedError),
+        ("malformed", 2, StreamInterruptedError),
+        ("truncate", 0, MalformedResponseError),
+        ("disconnect", 0, ProviderConnectionError),
+        ("malformed", 0, MalformedResponseError),
+    ],
+)
+def test_stream_faults_are_typed_and_never_silent(
+    client: Client, mock: str, kind: str, after: int, expected: type[LlamarouteError]
+) -> None:
+    scenario(mock, {"type": "stream_fault", "kind": kind, "after_chunks": after})
+    with pytest.raises(expected):
+        client.stream("llama-3.2-3b", "Tell me something long enough").read()
