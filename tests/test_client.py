@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from llamaroute import (
+    AllProvidersFailedError,
     AsyncClient,
     ChatChunk,
     Client,
@@ -20,7 +21,6 @@ from llamaroute import (
     InvalidRequestError,
     LlamarouteError,
     Message,
-    ProviderError,
     ServerError,
     StreamInterruptedError,
     UnknownModelError,
@@ -127,12 +127,22 @@ def test_max_tokens_is_capped_to_the_route(fake_openrouter: FakeOpenRouter, tmp_
     assert reply.details["max_tokens_capped_to"] == 100
 
 
-def test_provider_errors_pass_through_typed(
+def test_a_passing_failure_is_retried(client: Client, fake_openrouter: FakeOpenRouter) -> None:
+    fake_openrouter.script(Step.error(503), Step.reply("second time lucky"))
+    reply = client.chat("llama-3.2-3b", "hi")
+    assert reply.text == "second time lucky"
+    assert [a.outcome for a in reply.attempts] == ["error", "ok"]
+    assert reply.attempts[0].status_code == 503
+
+
+def test_provider_errors_arrive_typed_in_the_group(
     client: Client, fake_openrouter: FakeOpenRouter
 ) -> None:
-    fake_openrouter.script(Step.error(503))
-    with pytest.raises(ServerError):
+    fake_openrouter.script(*[Step.error(503)] * 3)
+    with pytest.raises(AllProvidersFailedError) as caught:
         client.chat("llama-3.2-3b", "hi")
+    assert [type(e) for e in caught.value.exceptions] == [ServerError] * 3
+    assert fake_openrouter.hits == 3
 
 
 # --- streams ------------------------------------------------------------------------------
@@ -212,12 +222,11 @@ def test_truncated_streams_never_succeed(
     assert caught.value.partial_text == "a"
 
 
-def test_failure_before_text_raises_the_provider_error(
-    client: Client, fake_openrouter: FakeOpenRouter
-) -> None:
-    fake_openrouter.script(Step(chunks=("a",), error_after=0))
-    with pytest.raises(ServerError):
-        client.stream("llama-3.2-3b", "x").read()
+def test_failure_before_text_is_retried(client: Client, fake_openrouter: FakeOpenRouter) -> None:
+    fake_openrouter.script(Step(chunks=("a",), error_after=0), Step(chunks=("b",)))
+    response = client.stream("llama-3.2-3b", "x").read()
+    assert response.text == "b"
+    assert [a.outcome for a in response.attempts] == ["error", "ok"]
 
 
 # --- async --------------------------------------------------------------------------------
@@ -310,7 +319,7 @@ def test_the_key_never_appears_in_output(
         lambda: client.chat("llama-3.2-3b", "hi"),
         lambda: client.stream("llama-3.2-3b", "hi").read(),
     ):
-        with pytest.raises(ProviderError) as caught:
+        with pytest.raises(LlamarouteError) as caught:
             attempt()
         error = caught.value
         seen += [str(error), repr(error), repr(pickle.loads(pickle.dumps(error))),

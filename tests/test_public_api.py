@@ -19,6 +19,7 @@ PUBLIC = [
     "Client",
     "ConfigurationError",
     "Cost",
+    "DeadlineExceededError",
     "ImagePart",
     "InvalidImageError",
     "InvalidRequestError",

@@ -6,6 +6,7 @@ its own fault injection; it runs here as a separate process on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from llamaroute import (
+    AllProvidersFailedError,
     AsyncClient,
     Client,
     LlamarouteError,
@@ -83,8 +85,9 @@ def scenario(url: str, *behaviors: dict[str, object]) -> None:
 
 @pytest.fixture
 def client(mock: str) -> Iterator[Client]:
+    # No retries: these tests look at how each single fault is reported.
     provider = OpenRouterProvider(api_key="sk-test-llmock-0000000000", base_url=f"{mock}/v1")
-    with Client(providers=[provider]) as client:
+    with Client(providers=[provider], retries=0) as client:
         yield client
 
 
@@ -116,18 +119,39 @@ async def test_async_chat_and_stream(mock: str) -> None:
     assert stream.response.usage.output_tokens > 0
 
 
+def only_error(group: AllProvidersFailedError) -> Exception:
+    assert len(group.exceptions) == 1
+    return group.exceptions[0]
+
+
 def test_rate_limit_with_retry_after(client: Client, mock: str) -> None:
     scenario(mock, {"type": "fail", "status": 429, "retry_after": 2})
-    with pytest.raises(RateLimitError) as caught:
+    with pytest.raises(AllProvidersFailedError) as caught:
         client.chat("llama-3.2-3b", "hi")
-    assert caught.value.retry_after == 2.0
-    assert caught.value.retryable
+    error = only_error(caught.value)
+    assert isinstance(error, RateLimitError)
+    assert error.retry_after == 2.0
+    assert error.retryable
 
 
 def test_server_error(client: Client, mock: str) -> None:
     scenario(mock, {"type": "fail", "status": 503})
-    with pytest.raises(ServerError):
+    with pytest.raises(AllProvidersFailedError) as caught:
         client.chat("llama-3.2-3b", "hi")
+    assert isinstance(only_error(caught.value), ServerError)
+
+
+def test_llmock_judges_our_retries_resilient(mock: str) -> None:
+    """LLMock's own verdict on how llamaroute retried its 429 (with Retry-After) and 503s."""
+    provider = OpenRouterProvider(api_key="sk-test-llmock-0000000000", base_url=f"{mock}/v1")
+    scenario(mock, {"type": "fail", "status": 429, "retry_after": 1, "times": 1},
+             {"type": "fail", "status": 503, "times": 1})  # fmt: skip
+    with Client(providers=[provider]) as client:
+        reply = client.chat("llama-3.2-3b", "hi")
+    assert [a.status_code for a in reply.attempts] == [429, 503, None]
+    verdict = httpx.get(f"{mock}/_llmock/verdict", timeout=5).json()
+    assert verdict["errors"] == 0, json.dumps(verdict, indent=1)
+    assert verdict["warnings"] == 0, verdict
 
 
 @pytest.mark.parametrize(
@@ -145,5 +169,9 @@ def test_stream_faults_are_typed_and_never_silent(
     client: Client, mock: str, kind: str, after: int, expected: type[LlamarouteError]
 ) -> None:
     scenario(mock, {"type": "stream_fault", "kind": kind, "after_chunks": after})
-    with pytest.raises(expected):
+    with pytest.raises(LlamarouteError) as caught:
         client.stream("llama-3.2-3b", "Tell me something long enough").read()
+    error = caught.value
+    if isinstance(error, AllProvidersFailedError):  # failed before any text: typed, grouped
+        error = only_error(error)
+    assert isinstance(error, expected)

@@ -16,11 +16,12 @@ attempt's error.
         UnsupportedFeatureError e.g. an image to a text model, a region with no route
         InvalidImageError       not an image, unsupported format, too large even after downscaling
       BudgetExceededError       worst-case cost of the call exceeds the budget / max_cost
-      ProviderError             .provider .model_id .status_code .code .retryable
+      ProviderError             .provider .model_id .status_code .code .retryable .retry_after
         ProviderConnectionError, ProviderTimeoutError, AuthenticationError, PaymentRequiredError,
         RateLimitError(.retry_after), BadRequestError, ModelNotAvailableError, ServerError,
         MalformedResponseError, StreamInterruptedError(.partial_text)
       AllProvidersFailedError   ExceptionGroup of every attempt's error, plus .attempts
+        DeadlineExceededError   the call's timeout= ran out first
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "BadRequestError",
     "BudgetExceededError",
     "ConfigurationError",
+    "DeadlineExceededError",
     "InvalidImageError",
     "InvalidRequestError",
     "LlamarouteError",
@@ -106,6 +108,8 @@ class ProviderError(LlamarouteError):
         code: the provider's own error code or type (e.g. ``"ThrottlingException"``,
             ``"context_length_exceeded"``), when there was one.
         retryable: whether the same request may succeed if sent again.
+        retry_after: the server's wait hint in seconds (``Retry-After`` and friends), on any
+            error that carried one (a 429, but also a 503).
     """
 
     #: Default for :attr:`retryable` when the mapping does not say otherwise.
@@ -120,6 +124,7 @@ class ProviderError(LlamarouteError):
         status_code: int | None = None,
         code: str | None = None,
         retryable: bool | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -128,6 +133,7 @@ class ProviderError(LlamarouteError):
         self.status_code = status_code
         self.code = code
         self.retryable = self.default_retryable if retryable is None else retryable
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         where = self.provider + (f" {self.model_id}" if self.model_id else "")
@@ -166,10 +172,6 @@ class RateLimitError(ProviderError):
     seconds, when it gave one."""
 
     default_retryable = True
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
 
 
 class BadRequestError(ProviderError):
@@ -231,10 +233,15 @@ class AllProvidersFailedError(ExceptionGroup[Exception], LlamarouteError):
 
     def derive(self, excs: Sequence[Exception]) -> AllProvidersFailedError:  # type: ignore[override]
         # split()/subgroup() keep the attempts: they describe the whole call.
-        return AllProvidersFailedError(self.message, excs, self.attempts)
+        return type(self)(self.message, excs, self.attempts)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.message, list(self.exceptions), self.attempts))
+
+
+class DeadlineExceededError(AllProvidersFailedError):
+    """The call's ``timeout=`` ran out before any attempt succeeded. Like its base class, it
+    groups every attempt's error and lists the attempts."""
 
 
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:

@@ -287,13 +287,19 @@ Outcome = Literal["ok", "error"]
 
 
 class Attempt(_Output):
-    """One request sent to one provider during a call (each retry is its own attempt)."""
+    """One request sent to one provider during a call (each retry is its own attempt).
+
+    ``error_type`` is the llamaroute error class name, ``code`` the provider's own error code,
+    ``retry_after`` the server's wait hint, ``partial`` whether text had been delivered before
+    a stream failed, ``cost`` what the attempt cost where anything was billed.
+    """
 
     provider: str
     model_id: str
     outcome: Outcome
     error_type: str | None = None
     error: str | None = None
+    code: str | None = None
     status_code: int | None = None
     retry_after: float | None = None
     elapsed_s: float = 0.0

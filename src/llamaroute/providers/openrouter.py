@@ -240,10 +240,12 @@ def _error_from_object(
         "model_id": model_id,
         "status_code": status,
         "code": str(error_type) if error_type else None,
+        # OpenRouter may send Retry-After on 503 as well as 429: keep it whatever the status.
+        "retry_after": parse_retry_after(headers),
     }
     if headers.get("x-should-retry", "").lower() == "false":
         kwargs["retryable"] = False
-    return _classify(status, str(error_type or ""), metadata, message, headers, kwargs)
+    return _classify(status, str(error_type or ""), metadata, message, kwargs)
 
 
 def _classify(
@@ -251,7 +253,6 @@ def _classify(
     error_type: str,
     metadata: Mapping[str, Any],
     message: str,
-    headers: Mapping[str, str],
     kwargs: dict[str, Any],
 ) -> ProviderError:
     if status == 401 or error_type == "authentication":
@@ -272,7 +273,7 @@ def _classify(
             f"OpenRouter has no available endpoint for this model: {message}", **kwargs
         )
     if status == 429 or error_type == "rate_limit_exceeded":
-        return RateLimitError(message, retry_after=parse_retry_after(headers), **kwargs)
+        return RateLimitError(message, **kwargs)
     if status in (408, 504, 524) or error_type == "timeout":
         return ProviderTimeoutError(message, **kwargs)
     if status is not None and status >= 500:

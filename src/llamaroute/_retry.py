@@ -1,0 +1,168 @@
+"""The retry policy: when to send the same request to the same route again, and how long to wait.
+
+One :class:`RetryPolicy` builds both the sync and the async tenacity loops, so the two clients
+retry identically. The rules:
+
+* only errors marked ``retryable`` are retried; everything else ends the route at once;
+* waits are exponential with full jitter (``uniform(0, min(cap, base * 2**n))``), so a crowd of
+  clients does not retry in step;
+* a server hint (``Retry-After``, ``retry-after-ms``, ``x-amz-retry-after``) replaces the
+  computed wait when it is at most ``max_retry_after``; a longer hint means "fail over now",
+  not "sleep";
+* no wait starts that would end after the call's deadline: the route is given up instead.
+
+Sleep, clock and randomness are injectable, so tests never really sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
+
+from ._exceptions import ConfigurationError, ProviderError
+
+__all__ = ["RetryPolicy"]
+
+# Where a computed wait is kept between tenacity's wait and stop callbacks.
+_WAIT = "llamaroute_wait"
+
+
+def _hint(error: BaseException) -> float | None:
+    return error.retry_after if isinstance(error, ProviderError) else None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many times to try one route, and how to wait in between.
+
+    Attributes:
+        attempts: total attempts per route (1 = no retries).
+        base_delay: the first backoff ceiling, in seconds.
+        max_delay: the cap on any computed backoff.
+        max_retry_after: the longest server hint llamaroute will sleep for; a longer one moves
+            on to the next route at once.
+        sleep, async_sleep, clock, rng: injectable for tests.
+    """
+
+    attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 20.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
+    async_sleep: Callable[[float], Awaitable[None]] = field(
+        default=asyncio.sleep, repr=False, compare=False
+    )
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigurationError("retry attempts must be at least 1 (1 means no retries)")
+        if self.base_delay < 0 or self.max_delay < 0 or self.max_retry_after < 0:
+            raise ConfigurationError("retry delays must not be negative")
+
+    @classmethod
+    def coerce(cls, value: RetryPolicy | int | None, default: RetryPolicy) -> RetryPolicy:
+        """A policy from ``retries=``: a policy, a number of retries (0 = none), or ``None``."""
+        if value is None:
+            return default
+        if isinstance(value, RetryPolicy):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError("retries= takes a RetryPolicy or a number of retries >= 0")
+        return RetryPolicy(
+            attempts=value + 1,
+            base_delay=default.base_delay,
+            max_delay=default.max_delay,
+            max_retry_after=default.max_retry_after,
+            sleep=default.sleep,
+            async_sleep=default.async_sleep,
+            clock=default.clock,
+            rng=default.rng,
+        )
+
+    def backoff(self, retry_number: int) -> float:
+        """The jittered wait before retry ``retry_number`` (1 for the first retry)."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
+        return self.rng.uniform(0.0, ceiling)
+
+    def wait_before_retry(
+        self, error: BaseException, attempt_number: int, deadline: float | None
+    ) -> float | None:
+        """Seconds to wait before sending attempt ``attempt_number + 1`` to the same route, or
+        ``None`` when the route should be given up now (not retryable, out of attempts, a hint
+        over the cap, or a wait that would pass the deadline)."""
+        if not isinstance(error, ProviderError) or not error.retryable:
+            return None
+        if attempt_number >= self.attempts:
+            return None
+        hint = _hint(error)
+        if hint is not None:
+            if hint > self.max_retry_after:
+                return None
+            wait = hint
+        else:
+            wait = self.backoff(attempt_number)
+        if deadline is not None and self.clock() + wait >= deadline:
+            return None
+        return wait
+
+    # Tenacity asks for the wait before it asks whether to stop; both must see the same
+    # jittered value, so the wait callback computes it and the stop callback reads it.
+    def _wait(
+        self, deadline: float | None, on_deadline: Callable[[], None] | None
+    ) -> Callable[[RetryCallState], float]:
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            seconds = None
+            if error is not None:
+                seconds = self.wait_before_retry(error, state.attempt_number, None)
+                if (
+                    seconds is not None
+                    and deadline is not None
+                    and (self.clock() + seconds >= deadline)
+                ):
+                    seconds = None
+                    if on_deadline is not None:
+                        on_deadline()
+            setattr(state, _WAIT, seconds)
+            return seconds or 0.0
+
+        return wait
+
+    @staticmethod
+    def _stop(state: RetryCallState) -> bool:
+        return getattr(state, _WAIT, None) is None
+
+    def retrying(
+        self, deadline: float | None = None, on_deadline: Callable[[], None] | None = None
+    ) -> Retrying:
+        """A tenacity loop for one route (``for attempt in policy.retrying(): with attempt:``).
+
+        ``on_deadline`` is called when a retry is given up because its wait would pass
+        ``deadline`` (as opposed to running out of attempts).
+        """
+        return Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
+            stop=self._stop,
+            wait=self._wait(deadline, on_deadline),
+            sleep=self.sleep,
+            reraise=True,
+        )
+
+    def async_retrying(
+        self, deadline: float | None = None, on_deadline: Callable[[], None] | None = None
+    ) -> AsyncRetrying:
+        """The async twin of :meth:`retrying`, with the same rules."""
+        return AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
+            stop=self._stop,
+            wait=self._wait(deadline, on_deadline),
+            sleep=self.async_sleep,
+            reraise=True,
+        )
