@@ -16,6 +16,7 @@ PUBLIC = [
     "ChatResponse",
     "ConfigurationError",
     "Cost",
+    "Image",
     "ImagePart",
     "InvalidImageError",
     "InvalidRequestError",

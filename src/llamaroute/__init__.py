@@ -27,6 +27,7 @@ from ._exceptions import (
     UnknownModelError,
     UnsupportedFeatureError,
 )
+from ._images import Image
 from ._types import (
     Attempt,
     ChatChunk,
@@ -52,6 +53,7 @@ __all__ = [
     "ChatResponse",
     "ConfigurationError",
     "Cost",
+    "Image",
     "ImagePart",
     "InvalidImageError",
     "InvalidRequestError",

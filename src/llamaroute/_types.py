@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,10 @@ from pydantic import (
 )
 
 from ._exceptions import InvalidRequestError
+from ._images import is_image_source
+
+if TYPE_CHECKING:
+    from ._images import ImageSource
 
 __all__ = [
     "Attempt",
@@ -74,14 +78,27 @@ class TextPart(_Input):
 class ImagePart(_Input):
     """An image inside a user message.
 
-    ``image`` is what the caller has: a file path, raw bytes, or a ``data:`` / ``http(s)://``
-    URL. It is read, sniffed and checked against the route's limits before any call.
+    ``image`` is what the caller has: a file path (``str`` or ``Path``), raw bytes, a
+    ``data:`` or ``http(s)://`` URL, a PIL image, or a :class:`~llamaroute.Image`. Only its
+    type is checked here; it is read, sniffed and fitted to the route's limits when the request
+    is planned, before any call.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     type: Literal["image"] = "image"
-    image: bytes | str | Path
+    image: Any
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _image_source(cls, value: object) -> object:
+        if not is_image_source(value):
+            raise ValueError(
+                "image takes a file path, bytes, a data: or http(s):// URL, a PIL image or a "
+                f"llamaroute.Image, not {type(value).__name__}"
+            )
+        # Mutable buffers are copied, so the frozen request cannot change under the caller.
+        return bytes(value) if isinstance(value, bytearray | memoryview) else value
 
 
 Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
@@ -126,8 +143,8 @@ class Message(_Input):
         return cls(role="system", content=text)
 
     @classmethod
-    def user(cls, text: str, *, image: bytes | str | Path | None = None) -> Message:
-        """A user message, with an optional image after the text."""
+    def user(cls, text: str, *, image: ImageSource | None = None) -> Message:
+        """A user message, with an optional image (anything ``image=`` takes) after the text."""
         if image is None:
             return cls(role="user", content=text)
         return cls(role="user", content=(TextPart(text=text), ImagePart(image=image)))
