@@ -17,6 +17,7 @@ PUBLIC = [
     "ConfigurationError",
     "Cost",
     "Image",
+    "ImageFetchPolicy",
     "ImagePart",
     "InvalidImageError",
     "InvalidRequestError",

@@ -27,6 +27,7 @@ from ._exceptions import (
     UnknownModelError,
     UnsupportedFeatureError,
 )
+from ._fetch import ImageFetchPolicy
 from ._images import Image
 from ._types import (
     Attempt,
@@ -54,6 +55,7 @@ __all__ = [
     "ConfigurationError",
     "Cost",
     "Image",
+    "ImageFetchPolicy",
     "ImagePart",
     "InvalidImageError",
     "InvalidRequestError",
