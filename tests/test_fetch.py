@@ -23,10 +23,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from llamaroute import ConfigurationError, ImageFetchPolicy, InvalidImageError
+from llamaroute import ChatRequest, ConfigurationError, ImageFetchPolicy, InvalidImageError
 from llamaroute._fetch import address_problem, afetch_image, fetch_image
+from llamaroute._image_fit import acheck_request_images, check_request_images, prepare_image
 
-from .test_images_support import encode, solid
+from .test_images_support import encode, route, solid
 
 PUBLIC_IP = "93.184.216.34"
 PNG = encode(solid((64, 48)), "PNG")
@@ -492,3 +493,41 @@ async def test_async_redirect_to_loopback_is_refused_by_default(server: Server) 
             transport=ToLocal(),
         )
     assert len(server.seen) == 1
+
+
+# --- wherever the SDK would fetch: through the request checks --------------------------------
+
+METADATA_URL = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+
+
+@pytest.mark.parametrize("provider", ["bedrock", "ollama"])
+def test_image_urls_to_internal_addresses_are_refused_for_fetching_routes(provider: str) -> None:
+    for url in (METADATA_URL, "http://127.0.0.1:1/img.png"):
+        request = ChatRequest.create("llama-3.2-90b-vision", "what is this?", image=url)
+        with pytest.raises(InvalidImageError, match="refused to fetch"):
+            check_request_images(request, route(provider))
+
+
+def test_a_route_that_fetches_urls_itself_gets_the_url_unfetched() -> None:
+    request = ChatRequest.create("llama-3.2-90b-vision", "what is this?", image=METADATA_URL)
+    (prepared,) = check_request_images(request, route("openrouter"))
+    assert (prepared.url, prepared.data) == (METADATA_URL, None)
+
+
+def test_a_fetched_url_is_fitted_to_the_route(server: Server) -> None:
+    prepared = prepare_image(f"{server.base}/wide.png", route("bedrock"), fetch=ALLOW)
+    assert (prepared.fetched, prepared.format, prepared.width, prepared.height) == (
+        True, "png", 1120, 280,
+    )  # fmt: skip
+    assert prepared.origin.startswith("URL http://127.0.0.1")
+
+
+async def test_async_request_checks_fetch_with_the_policy(server: Server) -> None:
+    request = ChatRequest.create("llama-3.2-90b-vision", "hi", image=f"{server.base}/wide.png")
+    (prepared,) = await acheck_request_images(request, route("ollama"), fetch=ALLOW)
+    assert (prepared.fetched, prepared.width) == (True, 2240)
+    with pytest.raises(InvalidImageError, match="loopback"):
+        await acheck_request_images(request, route("bedrock"))
+    (passed,) = await acheck_request_images(request, route("openrouter"))
+    assert passed.url == f"{server.base}/wide.png"
+    assert server.paths() == ["/wide.png"]

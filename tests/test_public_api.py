@@ -27,6 +27,7 @@ PUBLIC = [
     "ModelNotAvailableError",
     "ModelSpec",
     "PaymentRequiredError",
+    "PreparedImage",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",

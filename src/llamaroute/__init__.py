@@ -28,6 +28,7 @@ from ._exceptions import (
     UnsupportedFeatureError,
 )
 from ._fetch import ImageFetchPolicy
+from ._image_fit import PreparedImage
 from ._images import Image
 from ._types import (
     Attempt,
@@ -65,6 +66,7 @@ __all__ = [
     "ModelNotAvailableError",
     "ModelSpec",
     "PaymentRequiredError",
+    "PreparedImage",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
