@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -9,6 +10,16 @@ import pytest
 from llamaroute import AsyncClient, Client
 from llamaroute.providers import OpenRouterProvider
 from llamaroute.testing import FakeOpenRouter
+
+
+def png_bytes(width: int = 8, height: int = 6) -> bytes:
+    """A small, valid PNG made with Pillow."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(buffer, "PNG")
+    return buffer.getvalue()
+
 
 #: A distinctive key: any test may assert it never shows up in output.
 CANARY_KEY = "sk-or-v1-CANARY0123456789abcdefCANARY0123456789abcdef"

@@ -30,12 +30,9 @@ from llamaroute import (
 from llamaroute.providers import OpenRouterProvider, discover
 from llamaroute.testing import FakeOpenRouter, Step
 
-from .conftest import CANARY_KEY
+from .conftest import CANARY_KEY, png_bytes
 
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6300010000050001a5f645400000000049454e44ae426082"
-)
+PNG = png_bytes(8, 6)
 
 
 def test_chat_returns_a_full_response(client: Client, fake_openrouter: FakeOpenRouter) -> None:

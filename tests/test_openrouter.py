@@ -39,14 +39,11 @@ from llamaroute.providers._http import parse_retry_after
 from llamaroute.providers.openrouter import build_payload
 from llamaroute.testing import FakeOpenRouter, Step
 
-from .conftest import CANARY_KEY
+from .conftest import CANARY_KEY, png_bytes
 
 ROUTE = get_model("llama-3.2-3b").route("openrouter")
 VISION = get_model("llama-3.2-90b-vision").route("openrouter")
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6300010000050001a5f645400000000049454e44ae426082"
-)
+PNG = png_bytes(8, 6)
 
 
 def call(prompt: str = "Hello", **kwargs: Any) -> ProviderCall:

@@ -29,6 +29,8 @@ from ._exceptions import (
     UnknownModelError,
     UnsupportedFeatureError,
 )
+from ._image_fit import PreparedImage
+from ._images import Image, ImageFetchPolicy
 from ._streaming import AsyncStream, Stream
 from ._types import (
     Attempt,
@@ -59,6 +61,8 @@ __all__ = [
     "ConfigurationError",
     "Cost",
     "DeadlineExceededError",
+    "Image",
+    "ImageFetchPolicy",
     "ImagePart",
     "InvalidImageError",
     "InvalidRequestError",
@@ -68,6 +72,7 @@ __all__ = [
     "ModelNotAvailableError",
     "ModelSpec",
     "PaymentRequiredError",
+    "PreparedImage",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",

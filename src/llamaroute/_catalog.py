@@ -83,6 +83,9 @@ class Route(_Data):
     max_image_bytes: int | None = Field(default=None, gt=0)
     max_image_side: int | None = Field(default=None, gt=0)
     max_image_pixels: int | None = Field(default=None, gt=0)
+    # Whether the provider fetches an http(s) image URL itself. If not, llamaroute fetches it
+    # (under its URL policy) and sends the bytes.
+    image_urls: bool = False
     system_prompt: bool = True
     tools: bool = False
     tools_streaming: bool = False

@@ -1,14 +1,16 @@
-"""Image input: load what the caller has, sniff the format from the bytes, read the size.
-
-This module is the core that providers and estimates share:
+"""Image input: load what the caller has, sniff the format from the bytes, decode to check it.
 
 * :class:`Image` holds an image's bytes with the format sniffed from those bytes (never from a
-  file name or a declared MIME type) and its pixel size, or, for an ``http(s)://`` URL that has
-  not been fetched, just the URL.
+  file name or a declared MIME type), its pixel size and what the decoder found (mode, EXIF
+  orientation, animation, transparency), or, for an ``http(s)://`` URL not fetched yet, just
+  the URL. Building one decodes the image, so corrupt, truncated and oversized ("decompression
+  bomb") images fail here with :class:`~llamaroute.InvalidImageError`.
 * :func:`load_image` turns anything a caller may pass as ``image=`` into an :class:`Image`.
-* :func:`image_tiles` is Llama 3.2 Vision's tile count for a given size (560 px tiles, at most 4).
+* :func:`image_tiles` / :func:`image_token_range` are Llama 3.2 Vision's figures for estimates.
 
-Pillow is imported only when an image's size is needed, never at ``import llamaroute``.
+Fitting an image to a route (:func:`~llamaroute._image_fit.prepare_image`) is in
+``_image_fit``; fetching URLs (:func:`~llamaroute._fetch.fetch_image`) in ``_fetch``. Pillow is
+imported only when an image is actually handled, never at ``import llamaroute``.
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ import binascii
 import io
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeAlias
+from urllib.parse import urlsplit
 
-from ._exceptions import InvalidImageError
+from ._exceptions import ConfigurationError, InvalidImageError
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
+    from PIL.ImageFile import ImageFile
 
 __all__ = [
     "MAX_TILES",
@@ -33,10 +38,14 @@ __all__ = [
     "POSITIONS_PER_TILE",
     "TILE_SIZE",
     "Image",
+    "ImageFetchPolicy",
     "ImageFormat",
     "ImageSource",
     "image_tiles",
+    "image_token_range",
+    "is_image_source",
     "load_image",
+    "redact_url",
     "sniff_format",
 ]
 
@@ -56,6 +65,17 @@ MIME_TYPES: dict[ImageFormat, str] = {
 TILE_SIZE = 560
 MAX_TILES = 4
 POSITIONS_PER_TILE = 1601
+
+_ALL_FORMATS: tuple[ImageFormat, ...] = ("png", "jpeg", "gif", "webp")
+# Pillow's default MAX_IMAGE_PIXELS, used if a program has set it to None: an SDK that reads
+# untrusted images never decodes without a bound.
+_DEFAULT_MAX_PIXELS = 89_478_485
+# Reading a file is refused above this size (a FIFO or /dev/zero is refused as not a file).
+_MAX_FILE_BYTES = 64 * 2**20
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+# Modes some decoders mishandle (CMYK JPEGs come out inverted or refused): always sent as RGB.
+_TO_RGB_MODES = frozenset({"CMYK", "YCbCr", "LAB", "HSV"})
 
 
 def sniff_format(data: bytes) -> ImageFormat | None:
@@ -82,17 +102,21 @@ def image_tiles(width: int, height: int) -> int:
     return min(math.ceil(width / TILE_SIZE) * math.ceil(height / TILE_SIZE), MAX_TILES)
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class Image:
-    """An image ready to be checked and sent.
+def image_token_range(image: _Payload) -> tuple[int, int]:
+    """The fewest and most input tokens an image (an :class:`Image` or a
+    :class:`~llamaroute.PreparedImage`) may add, for cost estimates.
 
-    Either ``data`` is set (the bytes, with ``format`` sniffed from them and the pixel
-    ``width`` and ``height``), or only ``url`` is (an ``http(s)://`` image not fetched yet:
-    a provider that takes URLs gets it as is; the others fetch it first).
-
-    Build one with :func:`load_image` or the ``from_*`` constructors; they raise
-    :class:`~llamaroute.InvalidImageError` for anything that is not a usable image.
+    Llama 3.2 Vision feeds the image through cross-attention, so a provider may count nothing
+    for it (low: 0) or up to 1601 positions per 560 px tile (high). An image whose size is not
+    known yet (a URL not fetched) is assumed to take the full 4 tiles.
     """
+    return 0, (image.tiles or MAX_TILES) * POSITIONS_PER_TILE
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _Payload:
+    """Image bytes and the ways to hand them to a provider: what :class:`Image` and
+    :class:`~llamaroute.PreparedImage` share."""
 
     data: bytes | None
     format: ImageFormat | None
@@ -100,14 +124,6 @@ class Image:
     height: int
     url: str | None = None
     origin: str = "bytes"
-
-    def __repr__(self) -> str:
-        if self.data is None:
-            return f"<Image url={_short(self.url or '')}>"
-        return (
-            f"<Image {self.format} {self.width}x{self.height} {len(self.data):,} bytes "
-            f"from {self.origin}>"
-        )
 
     @property
     def is_fetched(self) -> bool:
@@ -134,7 +150,7 @@ class Image:
 
     def _require_data(self) -> bytes:
         if self.data is None:
-            raise InvalidImageError(f"the image at {self.url} has not been fetched")
+            raise InvalidImageError(f"the image at {redact_url(self.url or '')} is not fetched")
         return self.data
 
     def _require_format(self) -> ImageFormat:
@@ -142,9 +158,39 @@ class Image:
         assert self.format is not None  # set whenever data is
         return self.format
 
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Image(_Payload):
+    """An image ready to be checked and sent.
+
+    Either ``data`` is set (the bytes, with ``format`` sniffed from them and the pixel
+    ``width`` and ``height`` as stored), or only ``url`` is (an ``http(s)://`` image not
+    fetched yet: a route that takes URLs gets it as is; for the others llamaroute fetches it).
+    A fetched image has both. ``mode`` is Pillow's pixel mode, ``orientation`` the EXIF
+    orientation (1 = upright), ``animated`` and ``has_alpha`` what they say, ``lossless``
+    whether the encoding loses nothing (PNG, GIF, lossless WebP).
+
+    Build one with :func:`load_image` or the ``from_*`` constructors; they decode the image and
+    raise :class:`~llamaroute.InvalidImageError` for anything that is not a usable image.
+    """
+
+    mode: str = ""
+    orientation: int = 1
+    animated: bool = False
+    has_alpha: bool = False
+    lossless: bool = False
+
+    def __repr__(self) -> str:
+        if self.data is None:
+            return f"<Image url={redact_url(self.url or '')}>"
+        return (
+            f"<Image {self.format} {self.width}x{self.height} {len(self.data):,} bytes "
+            f"from {self.origin}>"
+        )
+
     @classmethod
     def from_bytes(cls, data: bytes, *, origin: str = "bytes") -> Image:
-        """An image from raw bytes; the format is sniffed and the size read from them."""
+        """An image from raw bytes; the format is sniffed and the image decoded to check it."""
         if not data:
             raise InvalidImageError(f"the image from {origin} is empty (0 bytes)")
         found = sniff_format(data)
@@ -153,19 +199,26 @@ class Image:
                 f"the data from {origin} is not a PNG, JPEG, GIF or WebP image "
                 f"(it starts with {data[:8]!r})"
             )
-        width, height = _read_size(data, found, origin)
-        return cls(data=data, format=found, width=width, height=height, origin=origin)
+        return _inspect(data, found, origin)
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str]) -> Image:
         """An image read from a file; the file name's extension is ignored."""
         location = Path(path)
         try:
+            info = location.stat()
+            if stat.S_ISDIR(info.st_mode):
+                raise InvalidImageError(f"image path is a directory, not a file: {location}")
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidImageError(f"image path is not a regular file: {location}")
+            if info.st_size > _MAX_FILE_BYTES:
+                raise InvalidImageError(
+                    f"image file {location} is {info.st_size:,} bytes, over the "
+                    f"{_MAX_FILE_BYTES:,} bytes llamaroute reads"
+                )
             data = location.read_bytes()
         except FileNotFoundError:
             raise InvalidImageError(f"image file not found: {location}") from None
-        except IsADirectoryError:
-            raise InvalidImageError(f"image path is a directory, not a file: {location}") from None
         except OSError as error:
             raise InvalidImageError(f"cannot read image file {location}: {error}") from None
         return cls.from_bytes(data, origin=f"file {location}")
@@ -195,12 +248,23 @@ class Image:
 
     @classmethod
     def from_pil(cls, picture: PILImage) -> Image:
-        """An image from a Pillow image, saved as PNG (lossless) unless it came from a JPEG."""
-        target = "JPEG" if picture.format == "JPEG" and picture.mode in ("RGB", "L") else "PNG"
-        buffer = io.BytesIO()
+        """An image from a Pillow image: upright (its EXIF orientation applied, since the bytes
+        made here carry no EXIF), as JPEG (quality 90) if it came from a JPEG, else PNG."""
+        from PIL import ImageOps
+
+        source_format = picture.format
         try:
-            picture.save(buffer, format=target)
-        except (OSError, ValueError) as error:
+            picture = ImageOps.exif_transpose(picture)
+            if picture.mode in _TO_RGB_MODES:
+                picture = picture.convert("RGB")
+            elif picture.mode == "F":
+                picture = picture.convert("L")
+            buffer = io.BytesIO()
+            if source_format == "JPEG" and picture.mode in ("RGB", "L"):
+                picture.save(buffer, format="JPEG", quality=90)
+            else:
+                picture.save(buffer, format="PNG")
+        except Exception as error:  # Pillow raises many types for unusable images
             raise InvalidImageError(f"cannot encode the PIL image: {error}") from None
         return cls.from_bytes(buffer.getvalue(), origin="PIL image")
 
@@ -208,6 +272,47 @@ class Image:
 ImageSource: TypeAlias = "Image | bytes | str | os.PathLike[str] | PILImage"
 """What ``image=`` accepts: a path, bytes, a ``data:`` or ``http(s)://`` URL, a PIL image, or
 an :class:`Image`."""
+
+
+def is_image_source(value: object) -> bool:
+    """Whether ``value`` is a kind of thing ``image=`` accepts (without loading it)."""
+    return isinstance(
+        value, Image | bytes | bytearray | memoryview | str | os.PathLike
+    ) or _is_pil_image(value)
+
+
+# The fetching itself (and httpx) lives in _fetch.py, imported only when a URL is fetched;
+# the policy is here so that `import llamaroute` does not pay for httpx.
+@dataclass(frozen=True, slots=True)
+class ImageFetchPolicy:
+    """How llamaroute fetches an image URL for a provider that cannot take URLs itself.
+
+    Args:
+        allow_private: also fetch from loopback, private (10/8, 172.16/12, 192.168/16, IPv6
+            ULA), shared (100.64/10) and reserved addresses. Off by default, so that URLs from
+            your users cannot reach your own network. Link-local and cloud metadata addresses
+            are refused whatever this says.
+        timeout: seconds for the whole fetch, redirects included.
+        max_bytes: the largest body accepted; reading stops as soon as it is exceeded.
+        max_redirects: how many redirects to follow (each one is checked like the first URL).
+    """
+
+    allow_private: bool = False
+    timeout: float = 10.0
+    max_bytes: int = 20_000_000
+    max_redirects: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise ConfigurationError(f"ImageFetchPolicy.timeout must be > 0, not {self.timeout}")
+        if self.max_bytes <= 0:
+            raise ConfigurationError(
+                f"ImageFetchPolicy.max_bytes must be > 0, not {self.max_bytes}"
+            )
+        if self.max_redirects < 0:
+            raise ConfigurationError(
+                f"ImageFetchPolicy.max_redirects must be >= 0, not {self.max_redirects}"
+            )
 
 
 def load_image(source: object) -> Image:
@@ -237,27 +342,108 @@ def load_image(source: object) -> Image:
     )
 
 
+def redact_url(url: str, limit: int = 80) -> str:
+    """A URL as safe to show in messages and logs: no user name, password, query or fragment
+    (signed URLs carry their credentials in the query)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    host = parts.netloc.rpartition("@")[2]
+    shown = f"{parts.scheme}://{host}{parts.path}" + ("?..." if parts.query else "")
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def _is_pil_image(value: object) -> bool:
     # Check by module name so that a caller without Pillow never makes us import it.
     return any(cls.__module__.startswith("PIL.") for cls in type(value).__mro__)
 
 
-def _read_size(data: bytes, found: ImageFormat, origin: str) -> tuple[int, int]:
-    # Deferred: Pillow takes tens of milliseconds to import and most calls carry no image.
-    from PIL import Image as PIL
-    from PIL import UnidentifiedImageError
+# --- decoding ---------------------------------------------------------------------------------
 
+
+def _open(data: bytes, found: ImageFormat) -> ImageFile:
+    # Only the decoder the magic number names sees the bytes (no other Pillow plugin is tried),
+    # and Image.open's decompression-bomb *warning* never fires: _check_pixels raises instead.
+    from PIL import GifImagePlugin, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
+
+    opener = {
+        "png": PngImagePlugin.PngImageFile,
+        "jpeg": JpegImagePlugin.JpegImageFile,
+        "gif": GifImagePlugin.GifImageFile,
+        "webp": WebPImagePlugin.WebPImageFile,
+    }[found]
+    return opener(io.BytesIO(data))  # type: ignore[abstract]
+
+
+def _inspect(data: bytes, found: ImageFormat, origin: str) -> Image:
     try:
-        with PIL.open(io.BytesIO(data)) as picture:
+        with _open(data, found) as picture:
             width, height = picture.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            _check_pixels(width, height, origin)
+            mode = picture.mode
+            if found == "jpeg":
+                # Decoding at 1/8 scale still reads every entropy-coded byte, so a truncated or
+                # corrupt JPEG fails, at a fraction of the cost of a full decode.
+                picture.draft(None, (max(1, width // 8), max(1, height // 8)))
+            picture.load()
+            has_alpha = mode in _ALPHA_MODES or "transparency" in picture.info
+            animated = bool(getattr(picture, "is_animated", False))
+            orientation = _orientation(picture)
+        if found == "png":
+            with _open(data, found) as again:
+                again.verify()  # every chunk's CRC, which load() skips for image data
+            # Pillow accepts a file cut inside its last chunk; stricter decoders (Go's, in
+            # Ollama) do not. The IEND chunk is always these 12 bytes.
+            if _PNG_END not in data:
+                raise InvalidImageError(
+                    f"the PNG data from {origin} is truncated: it ends before its IEND chunk"
+                )
+    except InvalidImageError:
+        raise
+    except Exception as error:  # any decoder failure on untrusted bytes means "not usable"
+        reason = str(error) or type(error).__name__
         raise InvalidImageError(
-            f"the {found.upper()} data from {origin} is corrupt or truncated: {error}"
+            f"the {found.upper()} data from {origin} is corrupt or truncated: {reason}"
         ) from None
+    return Image(
+        data=data, format=found, width=width, height=height, origin=origin, mode=mode,
+        orientation=orientation, animated=animated, has_alpha=has_alpha,
+        lossless=found in ("png", "gif") or (found == "webp" and _webp_lossless(data)),
+    )  # fmt: skip
+
+
+def _check_pixels(width: int, height: int, origin: str) -> None:
+    from PIL import Image as PIL
+
+    limit = PIL.MAX_IMAGE_PIXELS or _DEFAULT_MAX_PIXELS
     if width <= 0 or height <= 0:
         raise InvalidImageError(f"the image from {origin} has no pixels ({width}x{height})")
-    return width, height
+    if width * height > limit:
+        raise InvalidImageError(
+            f"the image from {origin} claims {width}x{height} = {width * height:,} pixels, over "
+            f"the decompression-bomb limit of {limit:,} (PIL.Image.MAX_IMAGE_PIXELS); it was "
+            "not decoded"
+        )
 
 
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _orientation(picture: ImageFile) -> int:
+    try:
+        value = picture.getexif().get(0x0112, 1)
+    except Exception:  # broken EXIF is ignored, as viewers do: the pixels are still fine
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _webp_lossless(data: bytes) -> bool:
+    # RIFF chunks after the 12-byte header: a VP8L chunk is lossless, VP8 is lossy.
+    offset = 12
+    while offset + 8 <= len(data):
+        kind, size = (
+            data[offset : offset + 4],
+            int.from_bytes(data[offset + 4 : offset + 8], "little"),
+        )
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        offset += 8 + size + (size & 1)
+    return False

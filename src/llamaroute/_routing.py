@@ -56,12 +56,6 @@ def plan(
             f"provider {', '.join(map(repr, unknown))} is not configured on this client "
             f"(configured: {', '.join(providers) or 'none'})"
         )
-    spec = resolution.model
-    if spec.vision is False and request.images:
-        vision = "llama-3.2-11b-vision or llama-3.2-90b-vision"
-        raise UnsupportedFeatureError(
-            f"{spec.key} is a text-only model and cannot take images; use {vision}"
-        )
     candidates: list[Candidate] = []
     unserved: list[tuple[Route, str]] = []  # the provider's configuration (region) rules it out
     refused: list[tuple[Route, str]] = []  # the route cannot take this request

@@ -13,19 +13,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    SkipValidation,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from ._exceptions import InvalidRequestError
+from ._image_fit import PreparedImage
+from ._images import is_image_source
+
+if TYPE_CHECKING:
+    from ._images import ImageSource
 
 __all__ = [
     "Attempt",
@@ -74,14 +80,27 @@ class TextPart(_Input):
 class ImagePart(_Input):
     """An image inside a user message.
 
-    ``image`` is what the caller has: a file path, raw bytes, or a ``data:`` / ``http(s)://``
-    URL. It is read, sniffed and checked against the route's limits before any call.
+    ``image`` is what the caller has: a file path (``str`` or ``Path``), raw bytes, a
+    ``data:`` or ``http(s)://`` URL, a PIL image, or a :class:`~llamaroute.Image`. Only its
+    type is checked here; it is read, sniffed and fitted to the route's limits when the request
+    is planned, before any call.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     type: Literal["image"] = "image"
-    image: bytes | str | Path
+    image: Any
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _image_source(cls, value: object) -> object:
+        if not is_image_source(value):
+            raise ValueError(
+                "image takes a file path, bytes, a data: or http(s):// URL, a PIL image or a "
+                f"llamaroute.Image, not {type(value).__name__}"
+            )
+        # Mutable buffers are copied, so the frozen request cannot change under the caller.
+        return bytes(value) if isinstance(value, bytearray | memoryview) else value
 
 
 Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
@@ -126,8 +145,8 @@ class Message(_Input):
         return cls(role="system", content=text)
 
     @classmethod
-    def user(cls, text: str, *, image: bytes | str | Path | None = None) -> Message:
-        """A user message, with an optional image after the text."""
+    def user(cls, text: str, *, image: ImageSource | None = None) -> Message:
+        """A user message, with an optional image (anything ``image=`` takes) after the text."""
         if image is None:
             return cls(role="user", content=text)
         return cls(role="user", content=(TextPart(text=text), ImagePart(image=image)))
@@ -312,7 +331,8 @@ class ChatResponse(_Output):
 
     ``model`` is the catalog key, ``provider_model_id`` the native ID that answered.
     ``cost`` is ``None`` when the price is unknown (never a made-up 0). ``attempts`` lists
-    every request sent for this call, the successful one last.
+    every request sent for this call, the successful one last. ``images`` are the images as
+    sent on the route that answered (resized, re-encoded or fetched, with the reasons).
     """
 
     text: str
@@ -324,6 +344,7 @@ class ChatResponse(_Output):
     cost: Cost | None = None
     attempts: tuple[Attempt, ...] = ()
     latency_s: float = 0.0
+    images: Annotated[tuple[PreparedImage, ...], SkipValidation] = ()
     details: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from .._catalog import Route
-from .._images import Image
+from .._image_fit import PreparedImage
 from .._types import ChatRequest, FinishReason, Usage
 
 __all__ = ["Provider", "ProviderCall", "ProviderResult", "StreamItem"]
@@ -31,14 +31,15 @@ __all__ = ["Provider", "ProviderCall", "ProviderResult", "StreamItem"]
 class ProviderCall:
     """One attempt's input: the request, the route it goes to, and what to send with it.
 
-    ``images`` are the request's images, already loaded and fitted to ``route`` (in order of
-    appearance). ``max_tokens`` is the request's value after the route's cap. ``timeout`` is
+    ``images`` are the request's images, already checked and fitted to ``route`` (in order of
+    appearance): bytes in a format the route takes, or a URL for a route with ``image_urls``.
+    ``max_tokens`` is the request's value after the route's cap. ``timeout`` is
     this attempt's budget in seconds (``None``: the provider's configured timeouts).
     """
 
     request: ChatRequest
     route: Route
-    images: tuple[Image, ...] = ()
+    images: tuple[PreparedImage, ...] = ()
     max_tokens: int | None = None
     timeout: float | None = None
 

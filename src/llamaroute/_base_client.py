@@ -1,0 +1,449 @@
+"""The shared, I/O-free half of ``Client`` and ``AsyncClient``.
+
+Everything that decides lives here and is written once: validating the request, resolving the
+model, planning routes, fitting images to each route, ordering routes past open circuit
+breakers, building each attempt, recording attempts, deciding whether to fall back, and turning
+a provider result into a ``ChatResponse``. ``_client.py`` holds the two thin shells that wait
+for the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from ._catalog import Catalog, Resolution, Route
+from ._exceptions import (
+    AllProvidersFailedError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    DeadlineExceededError,
+    MalformedResponseError,
+    PaymentRequiredError,
+    ProviderError,
+    ProviderTimeoutError,
+    StreamInterruptedError,
+)
+from ._health import BreakerPolicy, Health
+from ._image_fit import PreparedImage, prepare_image
+from ._image_fit import _check_count as check_image_count
+from ._images import Image, ImageFetchPolicy, load_image
+from ._retry import RetryPolicy
+from ._routing import Candidate, Plan, plan
+from ._types import Attempt, ChatRequest, ChatResponse, Cost, Message
+from .providers import discover
+from .providers._base import Provider, ProviderCall, ProviderResult
+
+__all__ = ["BaseClient", "FallbackRule", "default_fallback"]
+
+
+logger = logging.getLogger("llamaroute")
+
+FallbackRule = Callable[[ProviderError], bool]
+
+
+def default_fallback(error: ProviderError) -> bool:
+    """Whether another route may succeed where this error happened.
+
+    Yes for connection failures, timeouts, rate limits, server errors, a model that is not
+    available, malformed responses and authentication or billing problems (a misconfigured
+    provider must not take the app down). No for a request the provider rejected as invalid:
+    the next provider would refuse it too. A stream that failed after text reached the caller
+    never falls back (that would splice two answers).
+    """
+    return not isinstance(error, BadRequestError | StreamInterruptedError)
+
+
+class _Skip(Exception):
+    """A breaker refused the route just before sending: move to the next route."""
+
+
+class _Expired(Exception):
+    """The call's deadline passed before the next attempt could start."""
+
+
+class _CallImages:
+    """The request's images for one call: loaded and checked once, fetched at most once (only
+    if a route cannot take URLs), and fitted once per set of route limits, so that routes with
+    the same limits share the Pillow work."""
+
+    def __init__(self, request: ChatRequest, policy: ImageFetchPolicy | None) -> None:
+        self._images: list[Image] = [load_image(part.image) for part in request.images]
+        self._policy = policy
+        self._fitted: dict[tuple[object, ...], tuple[PreparedImage, ...]] = {}
+
+    def needs_fetch(self, route: Route) -> bool:
+        """Whether ``route`` needs bytes for an image that is still only a URL."""
+        return not route.image_urls and any(not image.is_fetched for image in self._images)
+
+    def fetch(self) -> None:
+        """Download the URL images, under the fetch policy (sync)."""
+        from ._fetch import fetch_image
+
+        for index, image in enumerate(self._images):
+            if image.url is not None and not image.is_fetched:
+                self._images[index] = fetch_image(image.url, self._policy)
+
+    async def afetch(self) -> None:
+        """Download the URL images, under the fetch policy (async)."""
+        from ._fetch import afetch_image
+
+        for index, image in enumerate(self._images):
+            if image.url is not None and not image.is_fetched:
+                self._images[index] = await afetch_image(image.url, self._policy)
+
+    def for_route(self, route: Route) -> tuple[PreparedImage, ...]:
+        """The images as ``route`` will get them (fetch first if :meth:`needs_fetch`)."""
+        if not self._images:
+            return ()
+        key = (route.image_urls, route.image_formats, route.max_image_bytes,
+               route.max_image_side, route.max_image_pixels)  # fmt: skip
+        fitted = self._fitted.get(key)
+        if fitted is None:
+            fitted = self._fitted[key] = tuple(
+                prepare_image(image, route) for image in self._images
+            )
+        return fitted
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """A validated, planned call: everything decided before the first byte is sent."""
+
+    request: ChatRequest
+    resolution: Resolution
+    plan: Plan
+    images: _CallImages
+    retry: RetryPolicy
+    timeout: float | None
+    deadline: float | None
+
+
+@dataclass(slots=True)
+class _Run:
+    """What happened so far in one routed call."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    errors: list[ProviderError] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    all_open: bool = False
+    deadline_hit: bool = False
+
+    def hit_deadline(self) -> None:
+        self.deadline_hit = True
+
+
+class BaseClient:
+    """The shared, I/O-free half of both clients."""
+
+    def __init__(
+        self,
+        providers: Sequence[Provider] | None = None,
+        *,
+        catalog: Catalog | None = None,
+        retries: RetryPolicy | int | None = None,
+        breaker: BreakerPolicy | None = None,
+        fallback: bool | FallbackRule = True,
+        timeout: float | None = None,
+        image_fetch: ImageFetchPolicy | None = None,
+    ) -> None:
+        found = list(providers) if providers is not None else discover()
+        self._providers: dict[str, Provider] = {}
+        for provider in found:
+            if not isinstance(provider, Provider):
+                raise ConfigurationError(
+                    f"providers= takes provider objects (such as OpenRouterProvider(...)), "
+                    f"not {type(provider).__name__}"
+                )
+            if provider.name in self._providers:
+                raise ConfigurationError(f"provider {provider.name!r} is configured twice")
+            self._providers[provider.name] = provider
+        self.catalog = catalog or Catalog.builtin()
+        self._retry = RetryPolicy.coerce(retries, RetryPolicy())
+        self._health = Health(breaker or BreakerPolicy(), clock=self._retry.clock)
+        if fallback is True:
+            self._fallback: FallbackRule = default_fallback
+        elif fallback is False:
+            self._fallback = lambda error: False
+        else:
+            self._fallback = fallback
+        self._timeout = _check_timeout(timeout)
+        self._image_fetch = image_fetch
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} providers={list(self._providers)}>"
+
+    @property
+    def providers(self) -> dict[str, Provider]:
+        """The configured providers by name, in the order they are tried."""
+        return dict(self._providers)
+
+    def health(self) -> dict[str, dict[str, object]]:
+        """The circuit breakers that have seen traffic, by route (``provider:model_id``) and
+        provider (``provider:*``): ``state`` (closed, open, half_open), consecutive failures,
+        times opened, and seconds until an open breaker lets a probe through."""
+        return self._health.snapshot()
+
+    # --- before any I/O ----------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        model: str,
+        prompt: str | None,
+        *,
+        messages: Sequence[Message | dict[str, Any]] | None,
+        image: Any,
+        system: str | None,
+        providers: Sequence[str] | None,
+        timeout: float | None,
+        retries: RetryPolicy | int | None,
+        params: dict[str, Any],
+    ) -> _Call:
+        timeout = _check_timeout(timeout) if timeout is not None else self._timeout
+        retry = RetryPolicy.coerce(retries, self._retry)
+        request = ChatRequest.create(
+            model,
+            prompt,
+            messages=list(messages) if messages is not None else None,  # type: ignore[arg-type]
+            image=image,
+            system=system,
+            **{key: value for key, value in params.items() if value is not None},
+        )
+        resolution = self.catalog.resolve(request.model)
+        if request.images:
+            # Text-only model, or more images than Llama 3.2 takes: say so before anything else.
+            check_image_count(request, resolution.routes[0], self.catalog)
+        routing = plan(request, resolution, self._providers, providers)
+        # Read, check and fit every image now, so that a bad or oversized image fails before
+        # any request is sent. Only URLs that some route must download wait for the attempt.
+        images = _CallImages(request, self._image_fetch)
+        for candidate in routing.candidates:
+            if not images.needs_fetch(candidate.route):
+                images.for_route(candidate.route)
+        deadline = retry.clock() + timeout if timeout is not None else None
+        return _Call(request, resolution, routing, images, retry, timeout, deadline)
+
+    def _order(self, call: _Call, run: _Run) -> list[tuple[Candidate, bool]]:
+        """The candidates to try, past open breakers; ``True`` marks a forced try."""
+        candidates = call.plan.candidates
+        closed = {route.pinned for route in self._health.open_routes([c.route for c in candidates])}
+        ready = [
+            (candidate, False) for candidate in candidates if candidate.route.pinned not in closed
+        ]
+        run.skipped.extend(f"{pinned} (circuit open)" for pinned in sorted(closed))
+        if ready:
+            return ready
+        # Every route is open: try the one that failed longest ago rather than fail untried.
+        run.all_open = True
+        oldest = self._health.longest_failed([candidate.route for candidate in candidates])
+        logger.warning("every route's circuit breaker is open; trying %s anyway", oldest.pinned)
+        return [(next(c for c in candidates if c.route == oldest), True)]
+
+    # --- around each attempt ------------------------------------------------------------------
+
+    def _remaining(self, call: _Call) -> float | None:
+        return None if call.deadline is None else call.deadline - call.retry.clock()
+
+    def _admit(
+        self, call: _Call, candidate: Candidate, forced: bool, routes_left: int
+    ) -> ProviderCall:
+        """Reserve the route for one attempt (breaker, deadline) and build its input.
+
+        With a deadline, an attempt gets an equal share of the time left among the routes not
+        yet tried, so that a provider that never answers cannot starve the fallback.
+        """
+        remaining = self._remaining(call)
+        if remaining is not None and remaining <= 0:
+            raise _Expired
+        if not forced and not self._health.admit(candidate.route):
+            raise _Skip
+        if remaining is not None:
+            remaining /= max(1, routes_left)
+        route, wanted = candidate.route, call.request.max_tokens
+        limit = route.max_output_tokens
+        return ProviderCall(
+            request=call.request,
+            route=route,
+            images=call.images.for_route(route),
+            max_tokens=min(wanted, limit) if wanted is not None and limit is not None else wanted,
+            timeout=remaining,
+        )
+
+    def _failed(
+        self,
+        run: _Run,
+        candidate: Candidate,
+        error: ProviderError,
+        started: float,
+        *,
+        partial: bool = False,
+        share_of_deadline: bool = False,
+    ) -> None:
+        if share_of_deadline and isinstance(error, ProviderTimeoutError):
+            # This route used up its share of the call's time; what is left belongs to the
+            # routes after it, so do not retry here.
+            error.retryable = False
+        self._health.record(candidate.route, error)
+        run.errors.append(error)
+        run.attempts.append(
+            Attempt(
+                provider=candidate.route.provider,
+                model_id=candidate.route.model_id,
+                outcome="error",
+                error_type=type(error).__name__,
+                error=error.message,
+                code=error.code,
+                status_code=error.status_code,
+                retry_after=error.retry_after,
+                elapsed_s=time.perf_counter() - started,
+                partial=partial,
+            )
+        )
+        logger.debug(
+            "attempt %d on %s failed: %s", len(run.attempts), candidate.route.pinned,
+            type(error).__name__,
+        )  # fmt: skip
+
+    def _give_up_route(self, run: _Run, candidate: Candidate, error: ProviderError) -> None:
+        """After a route's last attempt failed: raise ``error`` if no fallback may follow."""
+        if not self._fallback(error):
+            raise error
+        if isinstance(error, AuthenticationError | PaymentRequiredError):
+            logger.warning(
+                "%s refused the credentials or account (%s); falling back to the next route",
+                candidate.route.provider, type(error).__name__,
+            )  # fmt: skip
+
+    def _exhausted(self, call: _Call, run: _Run) -> AllProvidersFailedError:
+        expired = run.deadline_hit or (
+            call.deadline is not None and call.retry.clock() >= call.deadline
+        )
+        if not run.errors:
+            # Only possible when the deadline passed before the first attempt could start.
+            run.errors.append(ProviderTimeoutError("the call's timeout ran out before any attempt"))
+        summary = "; ".join(
+            f"{a.provider} {a.model_id}: {a.error_type}"
+            + (f" (HTTP {a.status_code})" if a.status_code else "")
+            for a in run.attempts
+        )
+        notes = []
+        if run.all_open:
+            notes.append("every route's circuit breaker was open, so only the route that "
+                         "failed longest ago was tried")  # fmt: skip
+        elif run.skipped:
+            notes.append(f"skipped: {', '.join(run.skipped)}")
+        note = f" ({'; '.join(notes)})" if notes else ""
+        if expired:
+            return DeadlineExceededError(
+                f"the call's {call.timeout:g} s timeout ran out after {len(run.attempts)} "
+                f"attempt(s): {summary}{note}",
+                run.errors, run.attempts,
+            )  # fmt: skip
+        return AllProvidersFailedError(
+            f"all {len(run.attempts)} attempt(s) failed: {summary}{note}", run.errors, run.attempts
+        )
+
+    def _cost(self, candidate: Candidate, result: ProviderResult) -> Cost | None:
+        if result.cost is not None:
+            return Cost(total=result.cost, source="provider")
+        return None
+
+    def _response(
+        self, call: _Call, candidate: Candidate, result: ProviderResult, started: float, run: _Run
+    ) -> ChatResponse:
+        self._health.record(candidate.route, None)
+        elapsed = time.perf_counter() - started
+        route = candidate.route
+        cost = self._cost(candidate, result)
+        run.attempts.append(
+            Attempt(
+                provider=route.provider,
+                model_id=route.model_id,
+                outcome="ok",
+                elapsed_s=elapsed,
+                cost=cost,
+            )
+        )
+        details = dict(result.details)
+        if result.served_model and result.served_model != route.model_id:
+            details["served_model"] = result.served_model
+        wanted = call.request.max_tokens
+        if wanted is not None and route.max_output_tokens and wanted > route.max_output_tokens:
+            details["max_tokens_capped_to"] = route.max_output_tokens
+        if run.all_open:
+            details["all_breakers_open"] = True
+        return ChatResponse(
+            text=result.text,
+            model=call.resolution.model.key,
+            provider=route.provider,
+            provider_model_id=route.model_id,
+            finish_reason=result.finish_reason,
+            usage=result.usage,
+            cost=cost,
+            attempts=tuple(run.attempts),
+            latency_s=elapsed,
+            images=call.images.for_route(route),
+            details=details,
+        )
+
+    def _interrupted(
+        self, candidate: Candidate, error: ProviderError, text: str, run: _Run, started: float
+    ) -> StreamInterruptedError:
+        self._failed(run, candidate, error, started, partial=True)
+        return StreamInterruptedError(
+            f"the stream failed after {len(text)} characters had been delivered: {error.message}",
+            partial_text=text,
+            attempts=run.attempts,
+            provider=candidate.route.provider,
+            model_id=candidate.route.model_id,
+            status_code=error.status_code,
+            code=error.code,
+        )
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+        raise ConfigurationError("timeout must be a positive number of seconds")
+    return timeout
+
+
+def _no_result(candidate: Candidate) -> MalformedResponseError:
+    # A provider stream must end with a result; one that does not is a bug we report, typed.
+    return MalformedResponseError(
+        "the provider stream ended without a final result",
+        provider=candidate.route.provider,
+        model_id=candidate.route.model_id,
+    )
+
+
+class _bounded:
+    """``asyncio.timeout`` for one attempt, turning its ``TimeoutError`` into a typed error."""
+
+    def __init__(self, call: ProviderCall, candidate: Candidate) -> None:
+        self._timeout = asyncio.timeout(call.timeout)
+        self._candidate = candidate
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await self._timeout.__aexit__(exc_type, exc, traceback)
+        except TimeoutError as error:
+            raise ProviderTimeoutError(
+                "the call's timeout ran out during this attempt",
+                provider=self._candidate.route.provider,
+                model_id=self._candidate.route.model_id,
+                code="deadline",
+            ) from error
