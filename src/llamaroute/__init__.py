@@ -6,6 +6,7 @@ Pillow. The catalog is read on first use.
 """
 
 from ._catalog import Catalog, ModelSpec, Resolution, Route, get_model, load_catalog, models
+from ._estimate import Estimate, estimate
 from ._exceptions import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -27,6 +28,7 @@ from ._exceptions import (
     UnknownModelError,
     UnsupportedFeatureError,
 )
+from ._pricing import Price
 from ._types import (
     Attempt,
     ChatChunk,
@@ -52,6 +54,7 @@ __all__ = [
     "ChatResponse",
     "ConfigurationError",
     "Cost",
+    "Estimate",
     "ImagePart",
     "InvalidImageError",
     "InvalidRequestError",
@@ -61,6 +64,7 @@ __all__ = [
     "ModelNotAvailableError",
     "ModelSpec",
     "PaymentRequiredError",
+    "Price",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
@@ -74,6 +78,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "Usage",
     "__version__",
+    "estimate",
     "get_model",
     "load_catalog",
     "models",

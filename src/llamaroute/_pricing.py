@@ -1,4 +1,4 @@
-"""Money: dated prices per route, the cost of a call after it, and pre-call estimates.
+"""Money: dated prices per route, and the cost of a call after it (estimates: ``_estimate``).
 
 Prices are reviewed data (``pricing/*.toml``, compiled into ``_data/catalog.json`` with the
 catalog). Every amount is a :class:`~decimal.Decimal` from the file to the result: a TOML price
