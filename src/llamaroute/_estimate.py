@@ -37,6 +37,7 @@ __all__ = [
     "estimate_shape",
     "request_shape",
     "route_tokens",
+    "select_routes",
 ]
 
 
@@ -334,13 +335,7 @@ def estimate(
             f"{resolution.model.key} takes text only, not images; "
             f"the vision models are {', '.join(vision)}"
         )
-    wanted = _provider_filter(providers, catalog)
-    routes = [
-        route
-        for route in resolution.routes
-        if (wanted is None or route.provider in wanted)
-        and (region is None or route.serves_region(region))
-    ]
+    routes = select_routes(resolution.routes, catalog, providers=providers, region=region)
     result = estimate_shape(shape, routes, catalog=catalog)
     if not result:
         reasons = "; ".join(map(str, result.skipped)) or "no route matches the filters"
@@ -350,15 +345,28 @@ def estimate(
     return result
 
 
-def _provider_filter(
-    providers: str | Sequence[str] | None, catalog: Catalog
-) -> frozenset[str] | None:
-    if providers is None:
-        return None
-    wanted = frozenset([providers] if isinstance(providers, str) else providers)
-    unknown = sorted(wanted - set(catalog.providers))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown provider(s) {', '.join(unknown)}; known: {', '.join(catalog.providers)}"
-        )
-    return wanted
+def select_routes(
+    routes: Iterable[Route],
+    catalog: Catalog,
+    *,
+    providers: str | Sequence[str] | None = None,
+    region: str | None = None,
+) -> list[Route]:
+    """The routes of ``providers`` (all if ``None``) usable from ``region`` (any if ``None``).
+
+    Raises :class:`~llamaroute.ConfigurationError` for a provider the catalog does not know.
+    """
+    wanted = None
+    if providers is not None:
+        wanted = frozenset([providers] if isinstance(providers, str) else providers)
+        unknown = sorted(wanted - set(catalog.providers))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown provider(s) {', '.join(unknown)}; known: {', '.join(catalog.providers)}"
+            )
+    return [
+        route
+        for route in routes
+        if (wanted is None or route.provider in wanted)
+        and (region is None or route.serves_region(region))
+    ]
