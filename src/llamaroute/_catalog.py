@@ -525,6 +525,7 @@ def merge_sources(
         priced,
         (route for found in attached.values() for route in found),
         labels=[label for label, _ in prices],
+        strict=require_provenance,
     )
     return CatalogData(
         generated_by=generated_by,

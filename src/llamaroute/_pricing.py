@@ -223,11 +223,16 @@ def validate_prices(entries: Sequence[tuple[str, dict[str, Any]]]) -> tuple[Pric
 
 
 def match_prices(
-    prices: Iterable[Price], routes: Iterable[Route], *, labels: Sequence[str] = ()
+    prices: Iterable[Price],
+    routes: Iterable[Route],
+    *,
+    labels: Sequence[str] = (),
+    strict: bool = False,
 ) -> dict[tuple[str, str], Price]:
     """Each route's price, keyed by ``(provider, model_id)``: the most specific entry that
-    selects it. Raises :class:`ConfigurationError` for an entry that selects no route, and for
-    two equally specific entries that select the same route."""
+    selects it; between equally specific ones, the later (a user file comes after the package
+    data). Raises :class:`ConfigurationError` for an entry that selects no route and, when
+    ``strict`` (the package's own data), for two equally specific entries for one route."""
     routes = list(routes)
     chosen: dict[tuple[str, str], Price] = {}
     for number, price in enumerate(prices):
@@ -243,6 +248,9 @@ def match_prices(
             if held is None or price.specificity > held.specificity:
                 chosen[key] = price
             elif price.specificity == held.specificity:
+                if not strict:
+                    chosen[key] = price
+                    continue
                 raise ConfigurationError(
                     f"{label}: {route.pinned} is priced twice ({held.describe()} and "
                     f"{price.describe()}); narrow one of them with model_id or regions"
