@@ -16,14 +16,10 @@ import pytest
 from llamaroute._cost_cli import money
 from llamaroute.cli import main
 
+from .test_cli import run
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_prices_table_lists_sources_dates_and_unknowns(capsys: pytest.CaptureFixture[str]) -> None:

@@ -136,6 +136,12 @@ def test_integer_and_string_amounts_are_exact() -> None:
     assert price.output_per_mtok == Decimal("0.000001")
 
 
+def _user_catalog(tmp_path: Path, text: str) -> Catalog:
+    mine = tmp_path / "mine.toml"
+    mine.write_text(text)
+    return llamaroute.load_catalog(mine)
+
+
 def test_a_user_file_sets_a_local_cost_for_ollama(tmp_path: Path) -> None:
     mine = tmp_path / "local.toml"
     mine.write_text('[[prices]]\nprovider = "ollama"\ninput_per_mtok = "0.02"\n'
@@ -152,20 +158,16 @@ def test_a_user_file_sets_a_local_cost_for_ollama(tmp_path: Path) -> None:
 
 
 def test_a_custom_ollama_tag_is_priced_by_the_provider_wide_entry(tmp_path: Path) -> None:
-    mine = tmp_path / "tag.toml"
-    mine.write_text('[[routes]]\nprovider = "ollama"\nmodel = "llama-3.2-3b"\n'
-                    'model_id = "llama3.2:3b-instruct-q8_0"\n')  # fmt: skip
-    catalog = llamaroute.load_catalog(mine)
+    catalog = _user_catalog(tmp_path, '[[routes]]\nprovider = "ollama"\nmodel = "llama-3.2-3b"\n'
+                                      'model_id = "llama3.2:3b-instruct-q8_0"\n')  # fmt: skip
     price = catalog.price(catalog.resolve("ollama:llama3.2:3b-instruct-q8_0").routes[0])
     assert price is not None
     assert price.output_per_mtok == 0
 
 
 def test_a_model_id_price_beats_a_provider_wide_one(tmp_path: Path) -> None:
-    mine = tmp_path / "one.toml"
-    mine.write_text('[[prices]]\nprovider = "ollama"\nmodel_id = "llama3.2:1b"\n'
-                    'input_per_mtok = "1"\noutput_per_mtok = "1"\n')  # fmt: skip
-    catalog = llamaroute.load_catalog(mine)
+    catalog = _user_catalog(tmp_path, '[[prices]]\nprovider = "ollama"\nmodel_id = "llama3.2:1b"\n'
+                                      'input_per_mtok = "1"\noutput_per_mtok = "1"\n')  # fmt: skip
     one = catalog.price(catalog.get("llama-3.2-1b").route("ollama"))
     three = catalog.price(catalog.get("llama-3.2-3b").route("ollama"))
     assert one is not None
@@ -173,29 +175,29 @@ def test_a_model_id_price_beats_a_provider_wide_one(tmp_path: Path) -> None:
     assert (one.input_per_mtok, three.input_per_mtok) == (Decimal(1), Decimal(0))
 
 
-def test_a_price_that_matches_no_route_is_an_error(tmp_path: Path) -> None:
-    mine = tmp_path / "stray.toml"
-    mine.write_text('[[prices]]\nprovider = "bedrock"\nmodel_id = "us.meta.nope"\n'
-                    'input_per_mtok = "1"\noutput_per_mtok = "1"\n')  # fmt: skip
-    with pytest.raises(ConfigurationError, match=r"stray\.toml.*matches no route"):
-        llamaroute.load_catalog(mine)
-
-
-def test_a_float_in_a_user_price_file_names_the_file(tmp_path: Path) -> None:
-    mine = tmp_path / "float.toml"
-    mine.write_text('[[prices]]\nprovider = "ollama"\ninput_per_mtok = 0.02\n'
-                    'output_per_mtok = "0"\n')  # fmt: skip
-    with pytest.raises(ConfigurationError, match=r"float\.toml.*not floats"):
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        (
+            'provider = "bedrock"\nmodel_id = "us.meta.nope"\ninput_per_mtok = "1"',
+            "matches no route",
+        ),
+        ('provider = "ollama"\ninput_per_mtok = 0.02', "not floats"),
+    ],
+)
+def test_a_bad_user_price_names_the_file(tmp_path: Path, entry: str, problem: str) -> None:
+    mine = tmp_path / "mine.toml"
+    mine.write_text(f'[[prices]]\n{entry}\noutput_per_mtok = "1"\n')
+    with pytest.raises(ConfigurationError, match=rf"mine\.toml.*{problem}"):
         llamaroute.load_catalog(mine)
 
 
 def test_a_regional_price_only_covers_routes_in_those_regions(tmp_path: Path) -> None:
-    mine = tmp_path / "eu.toml"
-    mine.write_text(
+    catalog = _user_catalog(
+        tmp_path,
         '[[prices]]\nprovider = "bedrock"\nmodel = "llama-3.2-1b"\nregions = ["eu-west-1"]\n'
-        'input_per_mtok = "0.11"\noutput_per_mtok = "0.11"\n'
+        'input_per_mtok = "0.11"\noutput_per_mtok = "0.11"\n',
     )
-    catalog = llamaroute.load_catalog(mine)
     spec = catalog.get("llama-3.2-1b")
     eu = catalog.price(spec.route("bedrock", region="eu-west-1"))
     us = catalog.price(spec.route("bedrock", region="us-east-1"))

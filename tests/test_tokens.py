@@ -142,10 +142,16 @@ class _FakeTokenizer:
         return _FakeEncoding(text)
 
 
+@pytest.fixture
+def fake_tokenizers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in `tokenizers` package (the real one is optional and not a test dependency)."""
+    monkeypatch.setitem(sys.modules, "tokenizers", types.SimpleNamespace(Tokenizer=_FakeTokenizer))
+
+
+@pytest.mark.usefixtures("fake_tokenizers")
 def test_exact_counting_with_a_tokenizer_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "tokenizers", types.SimpleNamespace(Tokenizer=_FakeTokenizer))
     path = tmp_path / "tokenizer.json"
     path.write_text("{}")
     count = text_counter(path)
@@ -155,10 +161,8 @@ def test_exact_counting_with_a_tokenizer_file(
     assert _FakeTokenizer.loaded.count(str(path.resolve())) == 1  # loaded once, then cached
 
 
-def test_a_broken_tokenizer_file_is_a_configuration_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "tokenizers", types.SimpleNamespace(Tokenizer=_FakeTokenizer))
+@pytest.mark.usefixtures("fake_tokenizers")
+def test_a_broken_tokenizer_file_is_a_configuration_error(tmp_path: Path) -> None:
     path = tmp_path / "broken.json"
     path.write_text("nope")
     with pytest.raises(ConfigurationError, match="cannot load the tokenizer"):
