@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -199,3 +200,20 @@ def test_the_example_script_runs() -> None:
     assert out.returncode == 0, out.stderr
     assert "$1.44 per million input + million output tokens" in out.stdout
     assert "local cost" in out.stdout
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"q{n}"}) + "\n" for n in range(5000)))
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["estimate", "--model", "llama-3.2-1b", "--workload", str(path)]) == 0
+    shown = terminal.getvalue()
+    assert "% 2,000 lines" in shown
+    assert "80% 4,000 lines" in shown
+    assert shown.endswith("\r\033[K")  # the bar is cleared before the table is printed
