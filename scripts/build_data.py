@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Validate the catalog data in providers/ and compile it into the package.
+"""Validate the catalog data in providers/ and pricing/ and compile it into the package.
 
     python scripts/build_data.py           # write src/llamaroute/_data/catalog.json
     python scripts/build_data.py --check   # exit 1 if the committed JSON is out of date
 
-The TOML is validated with the same pydantic models the runtime uses (llamaroute._catalog), and
-every entry must carry its own `source` and `checked` date. The package ships the generated JSON
-because hatchling's force-include does not reach editable installs.
+The TOML is validated with the same pydantic models the runtime uses (llamaroute._catalog and
+llamaroute._pricing), and every entry must carry its own `source` and `checked` date. Prices must
+be exact (strings or integers, never floats), and a price that matches no route is an error. The
+package ships the generated JSON because hatchling's force-include does not reach editable
+installs.
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ from llamaroute._catalog import (  # noqa: E402
 from llamaroute._exceptions import ConfigurationError  # noqa: E402
 
 OUTPUT = ROOT / "src" / "llamaroute" / "_data" / "catalog.json"
-GENERATED_BY = "scripts/build_data.py from providers/*.toml; do not edit by hand"
+GENERATED_BY = "scripts/build_data.py from providers/*.toml and pricing/*.toml; do not edit by hand"
 
 
 def source_files(root: Path = ROOT) -> list[Path]:
-    """providers/models.toml first, then each provider's file in name order."""
+    """providers/models.toml first, then each provider's file in name order, then the price
+    files in pricing/ (prices are matched to routes, so they come after every route)."""
     directory = root / "providers"
     models = directory / "models.toml"
-    return [models, *sorted(p for p in directory.glob("*.toml") if p != models)]
+    prices = sorted((root / "pricing").glob("*.toml"))
+    return [models, *sorted(p for p in directory.glob("*.toml") if p != models), *prices]
 
 
 def build(root: Path = ROOT) -> CatalogData:
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
         if current != text:
             diff = difflib.unified_diff(
-                current.splitlines(), text.splitlines(), "committed", "from providers/", lineterm=""
+                current.splitlines(), text.splitlines(), "committed", "from the TOML", lineterm=""
             )
             print("\n".join(list(diff)[:40]), file=sys.stderr)
             print(

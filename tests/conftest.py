@@ -1,9 +1,11 @@
-"""Shared fixtures: fake providers on 127.0.0.1, and canary secrets to hunt for in output."""
+"""Shared fixtures: fake providers on 127.0.0.1, canary secrets to hunt for in output, and
+small real images made with Pillow."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +51,23 @@ async def aclient(fake_openrouter: FakeOpenRouter) -> AsyncIterator[AsyncClient]
     provider = OpenRouterProvider(api_key=CANARY_KEY, base_url=fake_openrouter.base_url)
     async with AsyncClient(providers=[provider]) as client:
         yield client
+
+
+def make_png(path: Path, width: int, height: int) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (width, height), (40, 90, 160)).save(path, format="PNG")
+    return path
+
+
+@pytest.fixture
+def chart(tmp_path: Path) -> Path:
+    """A 800 x 500 PNG: 2 x 1 tiles of 560 px."""
+    return make_png(tmp_path / "chart.png", 800, 500)
+
+
+@pytest.fixture
+def not_an_image(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.png"
+    path.write_text("these are notes, not pixels\n")
+    return path

@@ -7,6 +7,7 @@ Pillow. The catalog is read on first use.
 
 from ._catalog import Catalog, ModelSpec, Resolution, Route, get_model, load_catalog, models
 from ._client import AsyncClient, Client
+from ._estimate import Estimate, estimate
 from ._exceptions import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -31,6 +32,7 @@ from ._exceptions import (
 )
 from ._image_fit import PreparedImage
 from ._images import Image, ImageFetchPolicy
+from ._pricing import Price
 from ._streaming import AsyncStream, Stream
 from ._types import (
     Attempt,
@@ -61,6 +63,7 @@ __all__ = [
     "ConfigurationError",
     "Cost",
     "DeadlineExceededError",
+    "Estimate",
     "Image",
     "ImageFetchPolicy",
     "ImagePart",
@@ -73,6 +76,7 @@ __all__ = [
     "ModelSpec",
     "PaymentRequiredError",
     "PreparedImage",
+    "Price",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
@@ -87,6 +91,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "Usage",
     "__version__",
+    "estimate",
     "get_model",
     "load_catalog",
     "models",

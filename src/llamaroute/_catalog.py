@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._exceptions import ConfigurationError, UnknownModelError, UnsupportedFeatureError
+from ._pricing import Price, match_prices, merge_price_entries, price_entries, validate_prices
 from ._types import validation_message
 
 __all__ = [
@@ -201,10 +202,12 @@ class ModelSpec(_Data):
 
 
 class CatalogData(_Data):
-    """The compiled catalog, as stored in ``_data/catalog.json``."""
+    """The compiled catalog, as stored in ``_data/catalog.json``: models with their routes,
+    and the price entries (see :mod:`llamaroute._pricing` for how they select routes)."""
 
     generated_by: str = ""
     models: tuple[ModelSpec, ...]
+    prices: tuple[Price, ...] = ()
 
 
 class Resolution(_Data):
@@ -233,6 +236,10 @@ class Catalog:
         self._providers = tuple(
             dict.fromkeys(route.provider for spec in data.models for route in spec.routes)
         )
+        # Resolved once, so that a route's price is one dict lookup on the hot path.
+        self._prices = match_prices(
+            data.prices, (route for spec in data.models for route in spec.routes)
+        )
 
     @classmethod
     def builtin(cls) -> Catalog:
@@ -250,6 +257,10 @@ class Catalog:
     def models(self) -> list[ModelSpec]:
         """Every model, in catalog order."""
         return list(self.data.models)
+
+    def price(self, route: Route) -> Price | None:
+        """The price of ``route``, or ``None`` when it is unknown (its cost is then unknown)."""
+        return self._prices.get((route.provider, route.model_id))
 
     def get(self, name: str) -> ModelSpec:
         """The model a name refers to (key, alias, pinned form or native ID)."""
@@ -434,7 +445,7 @@ def _read_toml(path: Path) -> Source:
         raise ConfigurationError(f"{path}: not valid TOML: {error}") from None
 
 
-_FILE_KEYS = frozenset({"provider", "defaults", "models", "routes"})
+_FILE_KEYS = frozenset({"provider", "defaults", "models", "routes", "prices"})
 
 
 def merge_sources(
@@ -446,16 +457,18 @@ def merge_sources(
 ) -> CatalogData:
     """Layer TOML sources over ``base`` and validate the result with the runtime models.
 
-    With ``require_provenance`` (the package's own data), every model and route entry must
-    state its ``source`` and ``checked`` date itself; user files may leave them out.
+    With ``require_provenance`` (the package's own data), every model, route and price entry
+    must state its ``source`` and ``checked`` date itself; user files may leave them out.
     """
     specs: dict[str, dict[str, Any]] = {}
     # Each route's fields, and where its last change came from (for error messages).
     routes: list[tuple[str, dict[str, Any]]] = []
+    prices: list[tuple[str, dict[str, Any]]] = []
     if base is not None:
         for spec in base.models:
             specs[spec.key] = spec.model_dump(exclude={"routes"})
             routes.extend((f"route {route.pinned}", route.model_dump()) for route in spec.routes)
+        prices.extend((f"price for {p.describe()}", p.model_dump()) for p in base.prices)
 
     for source in sources:
         where = str(source.path)
@@ -481,6 +494,9 @@ def merge_sources(
             if file_provider is not None:
                 fields.setdefault("provider", file_provider)
             _merge_route(routes, label, fields)
+        for label, entry in price_entries(source.content, where, file_provider):
+            _check_provenance(entry, label, require_provenance, source)
+            merge_price_entries(prices, label, entry, override=not require_provenance)
 
     built: dict[str, ModelSpec] = {}
     for key, fields in specs.items():
@@ -506,11 +522,20 @@ def merge_sources(
             raise ConfigurationError(f"{label}: {route.pinned} is listed twice")
         seen.add(identity)
         attached[route.model].append(route)
+    priced = validate_prices(prices)
+    # Fails here, naming the file, if an entry prices no route or two price the same one.
+    match_prices(
+        priced,
+        (route for found in attached.values() for route in found),
+        labels=[label for label, _ in prices],
+        strict=require_provenance,
+    )
     return CatalogData(
         generated_by=generated_by,
         models=tuple(
             spec.model_copy(update={"routes": tuple(attached[key])}) for key, spec in built.items()
         ),
+        prices=priced,
     )
 
 

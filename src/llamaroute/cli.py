@@ -1,6 +1,8 @@
 """The ``llamaroute`` command.
 
     llamaroute models [NAME] [--json] [--catalog FILE ...]
+    llamaroute prices [NAME] [--json] [--catalog FILE ...]
+    llamaroute estimate --model KEY (--prompt TEXT | --prompt-file F | --workload FILE.jsonl) ...
     llamaroute --version
 
 Errors print one line (``llamaroute: error: ...``) and exit with status 1; usage mistakes exit
@@ -64,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="machine-readable output")
     _add_catalog_option(models)
     models.set_defaults(command=_models)
+
+    from ._cost_cli import add_cost_commands  # the prices and estimate commands
+
+    add_cost_commands(commands, _add_catalog_option, _catalog)
     return parser
 
 

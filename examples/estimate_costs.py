@@ -1,0 +1,68 @@
+"""Estimate what a vision request costs on every provider, offline, with the Python API.
+
+    python examples/estimate_costs.py
+
+No network and no credentials: llamaroute prices the request from its dated price table and a
+token estimate calibrated to the Llama 3 tokenizer. Amounts are exact ``Decimal`` USD.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+import llamaroute
+
+HERE = Path(__file__).resolve().parent
+CHART = HERE / "chart.png"
+QUESTION = "What does this chart show? Name the month with the sharpest drop."
+
+
+def show(estimates: list[llamaroute.Estimate], requests: int) -> None:
+    for item in estimates:
+        if item.expected is None or item.high is None:
+            print(f"  {item.provider:<10} {item.model_id:<42} price unknown")
+            continue
+        print(
+            f"  {item.provider:<10} {item.model_id:<42} expected ${item.expected:.6f}, "
+            f"at most ${item.high:.6f}; x{requests:,}: ${item.expected * requests:.2f}"
+        )
+
+
+def main() -> None:
+    estimates = llamaroute.estimate(
+        "llama-3.2-90b-vision", QUESTION, image=CHART, max_tokens=400, expected_output_tokens=150
+    )
+    first = estimates[0]
+    print(
+        f"{first.model}: ~{first.input_tokens} prompt tokens, the chart adds "
+        f"{first.image_tokens_low} to {first.image_tokens_high} image tokens (cheapest first):"
+    )
+    show(estimates, 10_000)
+
+    # The price table is data: 1M input + 1M output tokens on Bedrock 90B (US) is exactly $1.44.
+    bedrock = next(item for item in estimates if item.provider == "bedrock")
+    assert bedrock.price is not None
+    million = bedrock.price.input_per_mtok + bedrock.price.output_per_mtok
+    assert million == Decimal("1.44"), million
+    print(f"\nBedrock 90B: ${million} per million input + million output tokens "
+          f"(checked {bedrock.price.checked}, {bedrock.price.source})")  # fmt: skip
+
+    # Ollama is free by default; count your own local cost (power, hardware) with a catalog file.
+    with tempfile.TemporaryDirectory() as folder:
+        mine = Path(folder) / "local-cost.toml"
+        mine.write_text(
+            '[[prices]]\nprovider = "ollama"\ninput_per_mtok = "0.02"\noutput_per_mtok = "0.06"\n'
+        )
+        catalog = llamaroute.load_catalog(mine)
+        local = llamaroute.estimate(
+            "llama-3.2-90b-vision", QUESTION, image=CHART, max_tokens=400,
+            providers=["ollama"], catalog=catalog,
+        )  # fmt: skip
+    print("\nWith a local cost of $0.02/$0.06 per million tokens for Ollama:")
+    show(local, 10_000)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,372 @@
+"""Estimates before the call: what a request would cost on each route that can serve it.
+
+Sans-I/O apart from reading the request's image files: a request is reduced to its
+:class:`RequestShape` (prompt tokens, image tiles, output limits), each route turns the shape
+into :class:`TokenTotals` (or a reason to skip it), and the totals are priced exactly with the
+route's :class:`~llamaroute._pricing.Price`. Costs are linear in tokens, so a workload sums the
+totals of its lines and prices them once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from pydantic import BaseModel, ConfigDict
+
+from ._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
+from ._pricing import Price, tokens_cost
+from ._tokens import chat_template_tokens, image_positions, image_tiles_for, text_counter
+from ._types import ChatRequest, Message
+
+if TYPE_CHECKING:
+    from ._catalog import Catalog, Route
+
+__all__ = [
+    "DEFAULT_EXPECTED_OUTPUT_TOKENS",
+    "Estimate",
+    "Estimates",
+    "RequestShape",
+    "SkippedRoute",
+    "TokenTotals",
+    "estimate",
+    "estimate_shape",
+    "request_shape",
+    "route_tokens",
+    "select_routes",
+]
+
+
+# --- estimates before the call --------------------------------------------------------------
+
+#: Output tokens the ``expected`` figure assumes when the caller gives no
+#: ``expected_output_tokens`` (a typical chat answer; capped at the request's max output).
+DEFAULT_EXPECTED_OUTPUT_TOKENS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class RequestShape:
+    """What an estimate needs to know about one request: its size, not its content.
+
+    ``input_tokens`` counts the text with the chat template and each image's ``<|image|>``
+    tag; ``image_tiles`` has one entry (1 to 4 tiles) per image.
+    """
+
+    input_tokens: int
+    image_tiles: tuple[int, ...] = ()
+    max_tokens: int | None = None
+    expected_output_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class TokenTotals:
+    """Token counts on one route, for one request or summed over many.
+
+    Costs are linear in tokens, so pricing the sums gives exactly the sum of the per-request
+    costs: a workload adds integers per line and multiplies by the price once.
+    """
+
+    requests: int = 0
+    images: int = 0
+    input_low: int = 0
+    input_high: int = 0
+    output_expected: int = 0
+    output_high: int = 0
+
+    def add(self, other: TokenTotals) -> None:
+        """Add ``other``'s counts to these."""
+        self.requests += other.requests
+        self.images += other.images
+        self.input_low += other.input_low
+        self.input_high += other.input_high
+        self.output_expected += other.output_expected
+        self.output_high += other.output_high
+
+    def costs(self, price: Price) -> tuple[Decimal, Decimal, Decimal]:
+        """(low, expected, high) USD at ``price``: low bills no image tokens and no output;
+        expected the full image tokens and the expected output; high the full image tokens
+        and every allowed output token."""
+        return (
+            _total(tokens_cost(price, self.input_low, 0, images=self.images)),
+            _total(tokens_cost(price, self.input_high, self.output_expected, images=self.images)),
+            _total(tokens_cost(price, self.input_high, self.output_high, images=self.images)),
+        )
+
+
+def _total(parts: tuple[Decimal, Decimal]) -> Decimal:
+    return parts[0] + parts[1]
+
+
+def route_tokens(route: Route, price: Price | None, shape: RequestShape) -> TokenTotals | str:
+    """The token counts of one request on ``route``, or why the route cannot serve it.
+
+    The output is capped by the route's max output and by what the context window leaves; a
+    ``max_tokens`` above the route's max output is clamped (as the client clamps it), one that
+    does not fit the context window beside the prompt is a reason to skip the route. Images
+    count from ``image_tokens_low`` (default 0) to ``image_tokens_high`` (default: 1601 per
+    560 px tile) of the route's price entry.
+    """
+    images = len(shape.image_tiles)
+    if images > route.max_images:
+        return (
+            "takes no images"
+            if not route.max_images
+            else f"takes at most {route.max_images} image(s) per request, not {images}"
+        )
+    room = route.context_window - shape.input_tokens
+    if room <= 0:
+        return (
+            f"the prompt is about {shape.input_tokens:,} tokens; the context window is "
+            f"{route.context_window:,}"
+        )
+    if shape.max_tokens is not None and shape.max_tokens > room:
+        return (
+            f"about {shape.input_tokens:,} prompt tokens + max_tokens {shape.max_tokens:,} "
+            f"exceed the context window of {route.context_window:,}"
+        )
+    cap = min(route.max_output_tokens or room, room)
+    max_out = cap if shape.max_tokens is None else min(shape.max_tokens, cap)
+    expected_out = shape.expected_output_tokens
+    if expected_out is None:
+        expected_out = DEFAULT_EXPECTED_OUTPUT_TOKENS
+    low_each = price.image_tokens_low if price and price.image_tokens_low is not None else 0
+    high_each = price.image_tokens_high if price else None
+    image_high = sum(
+        high_each if high_each is not None else image_positions(tiles)
+        for tiles in shape.image_tiles
+    )
+    return TokenTotals(
+        requests=1,
+        images=images,
+        input_low=shape.input_tokens + low_each * images,
+        input_high=shape.input_tokens + image_high,
+        output_expected=min(expected_out, max_out),
+        output_high=max_out,
+    )
+
+
+class Estimate(BaseModel):
+    """What one request would cost on one route, before it is sent.
+
+    ``input_tokens`` is the prompt (text, chat template, one ``<|image|>`` tag per image);
+    images add ``image_tokens_low`` to ``image_tokens_high`` more, since providers do not
+    document how they bill them. ``low`` bills the prompt alone (no image tokens, no output);
+    ``expected`` the full image tokens and ``expected_output_tokens``; ``high`` the full image
+    tokens and all ``max_output_tokens``. Amounts are exact USD decimals, ``None`` when the
+    route's price is unknown. ``price`` is the dated price used.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    provider: str
+    model_id: str
+    input_tokens: int
+    image_tokens_low: int = 0
+    image_tokens_high: int = 0
+    expected_output_tokens: int
+    max_output_tokens: int
+    low: Decimal | None
+    expected: Decimal | None
+    high: Decimal | None
+    price: Price | None
+
+    @property
+    def pinned(self) -> str:
+        """The ``provider:model_id`` form that selects this route."""
+        return f"{self.provider}:{self.model_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedRoute:
+    """A route an estimate left out, and why."""
+
+    provider: str
+    model_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.model_id}: {self.reason}"
+
+
+class Estimates(list[Estimate]):
+    """A list of :class:`Estimate`, cheapest first (unknown prices last), whose ``skipped``
+    attribute lists the routes that cannot serve the request and why."""
+
+    def __init__(self, estimates: Iterable[Estimate] = (), skipped: Iterable[SkippedRoute] = ()):
+        super().__init__(estimates)
+        self.skipped: tuple[SkippedRoute, ...] = tuple(skipped)
+
+
+def _order(item: Estimate) -> tuple[bool, Decimal, Decimal, str, str]:
+    unknown = item.expected is None
+    return (unknown, item.expected or Decimal(0), item.high or Decimal(0), item.provider,
+            item.model_id)  # fmt: skip
+
+
+def estimate_shape(
+    shape: RequestShape, routes: Iterable[Route], *, catalog: Catalog | None = None
+) -> Estimates:
+    """Estimates for a request of this shape on each of ``routes`` (no I/O).
+
+    This is what a client calls with its own configured routes; :func:`estimate` builds the
+    shape from a prompt and resolves the routes from a model name first.
+    """
+    if catalog is None:
+        from ._catalog import Catalog  # deferred: _catalog imports this module
+
+        catalog = Catalog.builtin()
+    found, skipped = [], []
+    for route in routes:
+        price = catalog.price(route)
+        tokens = route_tokens(route, price, shape)
+        if isinstance(tokens, str):
+            skipped.append(SkippedRoute(route.provider, route.model_id, tokens))
+            continue
+        low = expected = high = None
+        if price is not None:
+            low, expected, high = tokens.costs(price)
+        found.append(
+            Estimate(
+                model=route.model,
+                provider=route.provider,
+                model_id=route.model_id,
+                input_tokens=shape.input_tokens,
+                image_tokens_low=tokens.input_low - shape.input_tokens,
+                image_tokens_high=tokens.input_high - shape.input_tokens,
+                expected_output_tokens=tokens.output_expected,
+                max_output_tokens=tokens.output_high,
+                low=low,
+                expected=expected,
+                high=high,
+                price=price,
+            )
+        )
+    return Estimates(sorted(found, key=_order), skipped)
+
+
+def request_shape(
+    request: ChatRequest,
+    *,
+    expected_output_tokens: int | None = None,
+    tokenizer: str | os.PathLike[str] | None = None,
+) -> RequestShape:
+    """The shape of a validated request: its prompt tokens (exact with a ``tokenizer.json``,
+    see :func:`~llamaroute._tokens.text_counter`) and its images' tiles. Reads each image
+    (:class:`~llamaroute.InvalidImageError` if one is missing or not an image)."""
+    tiles = tuple(image_tiles_for(part.image) for part in request.images)
+    count = text_counter(tokenizer)
+    text = sum(count(message.text) for message in request.messages)
+    return RequestShape(
+        input_tokens=text + chat_template_tokens(len(request.messages), len(tiles)),
+        image_tiles=tiles,
+        max_tokens=request.max_tokens,
+        expected_output_tokens=expected_output_tokens,
+    )
+
+
+def estimate(
+    model: str,
+    prompt: str | None = None,
+    *,
+    messages: Sequence[Message | Mapping[str, Any]] | None = None,
+    image: bytes | str | os.PathLike[str] | None = None,
+    system: str | None = None,
+    max_tokens: int | None = None,
+    expected_output_tokens: int | None = None,
+    providers: str | Sequence[str] | None = None,
+    region: str | None = None,
+    include_opt_in: bool = False,
+    catalog: Catalog | None = None,
+    tokenizer: str | os.PathLike[str] | None = None,
+) -> list[Estimate]:
+    """What a request would cost on each route that can serve it, cheapest first. No network.
+
+    ``model``, ``prompt``, ``messages``, ``image``, ``system`` and ``max_tokens`` are what
+    ``Client.chat`` takes. ``expected_output_tokens`` is your guess of the answer's length
+    (default 256, capped at the max output) and sets ``expected``; ``high`` assumes all of
+    ``max_tokens`` is generated (default: the route's max output). ``providers`` keeps only
+    those providers' routes, ``region`` only the routes usable from that region,
+    ``include_opt_in`` adds opt-in routes such as OpenRouter's ``:free`` variants.
+    ``tokenizer`` (or ``$LLAMAROUTE_TOKENIZER``) is a Llama 3 ``tokenizer.json`` to count the
+    text exactly, with the ``tokenizers`` package.
+
+    A route whose price is unknown is listed last with ``None`` amounts. Routes that cannot
+    serve the request (a text-only route for an image, a context window too small) are left
+    out; the returned list's ``skipped`` attribute says which and why.
+
+    Raises, before anything else: :class:`~llamaroute.InvalidRequestError` for bad arguments
+    (``max_tokens`` below 1, malformed messages), :class:`~llamaroute.InvalidImageError` for an
+    image that is missing or not an image, :class:`~llamaroute.UnknownModelError` for an unknown
+    model, and :class:`~llamaroute.UnsupportedFeatureError` when no route can serve the request.
+    """
+    request = ChatRequest.create(
+        model,
+        prompt,
+        # create() turns dicts into Message objects (and rejects anything else).
+        messages=cast("list[Message]", list(messages or ())),
+        image=Path(image) if isinstance(image, os.PathLike) else image,
+        system=system,
+        max_tokens=max_tokens,
+    )
+    if expected_output_tokens is not None and (
+        isinstance(expected_output_tokens, bool)
+        or not isinstance(expected_output_tokens, int)
+        or expected_output_tokens < 0
+    ):
+        raise InvalidRequestError(
+            f"expected_output_tokens must be a whole number >= 0, not {expected_output_tokens!r}"
+        )
+    shape = request_shape(
+        request, expected_output_tokens=expected_output_tokens, tokenizer=tokenizer
+    )
+    if catalog is None:
+        from ._catalog import Catalog  # deferred: _catalog imports this module
+
+        catalog = Catalog.builtin()
+    resolution = catalog.resolve(model, include_opt_in=include_opt_in)
+    if shape.image_tiles and not resolution.model.vision:
+        vision = [spec.key for spec in catalog.models() if spec.vision]
+        raise UnsupportedFeatureError(
+            f"{resolution.model.key} takes text only, not images; "
+            f"the vision models are {', '.join(vision)}"
+        )
+    routes = select_routes(resolution.routes, catalog, providers=providers, region=region)
+    result = estimate_shape(shape, routes, catalog=catalog)
+    if not result:
+        reasons = "; ".join(map(str, result.skipped)) or "no route matches the filters"
+        raise UnsupportedFeatureError(
+            f"no route of {resolution.model.key} can serve this request: {reasons}"
+        )
+    return result
+
+
+def select_routes(
+    routes: Iterable[Route],
+    catalog: Catalog,
+    *,
+    providers: str | Sequence[str] | None = None,
+    region: str | None = None,
+) -> list[Route]:
+    """The routes of ``providers`` (all if ``None``) usable from ``region`` (any if ``None``).
+
+    Raises :class:`~llamaroute.ConfigurationError` for a provider the catalog does not know.
+    """
+    wanted = None
+    if providers is not None:
+        wanted = frozenset([providers] if isinstance(providers, str) else providers)
+        unknown = sorted(wanted - set(catalog.providers))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown provider(s) {', '.join(unknown)}; known: {', '.join(catalog.providers)}"
+            )
+    return [
+        route
+        for route in routes
+        if (wanted is None or route.provider in wanted)
+        and (region is None or route.serves_region(region))
+    ]

@@ -1,0 +1,331 @@
+"""Estimate a whole workload: a JSONL file of requests, streamed line by line.
+
+Each line is one request, a JSON object with ``prompt`` or ``messages`` (plus optional
+``system``, ``image``, ``max_tokens``, ``expected_output_tokens`` and an ``id`` of your own)::
+
+    {"prompt": "Summarise this ticket: ...", "max_tokens": 300}
+    {"messages": [{"role": "user", "content": "Hi"}], "expected_output_tokens": 50}
+    {"prompt": "What does this chart show?", "image": "chart.png"}
+
+Memory stays flat whatever the file's size: a line is parsed, reduced to its token counts and
+dropped; each route keeps running integer sums (:class:`~llamaroute._estimate.TokenTotals`),
+priced once at the end (costs are linear, so that is exactly the sum of per-line costs). Lines
+are checked with plain code rather than a pydantic model per line, which was several times
+slower, but by the same rules as :class:`~llamaroute.ChatRequest`. A bad line is reported with
+its number and a typed error, counted, and skipped; it does not stop the run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._estimate import RequestShape, TokenTotals, route_tokens, select_routes
+from ._exceptions import InvalidImageError, InvalidRequestError, UnsupportedFeatureError
+from ._tokens import TextCounter, chat_template_tokens, image_tiles_for, text_counter
+
+if TYPE_CHECKING:
+    from ._catalog import Catalog, Route
+    from ._pricing import Price
+
+__all__ = ["BadLine", "RouteTotals", "WorkloadResult", "estimate_workload", "parse_line"]
+
+_KEYS = frozenset({"prompt", "messages", "system", "image", "max_tokens",
+                   "expected_output_tokens", "id"})  # fmt: skip
+_ROLES = frozenset({"system", "user", "assistant"})
+# Bad lines kept on the result for callers that do not pass on_bad_line (bounded: flat memory).
+_KEEP_BAD = 20
+# Distinct images whose tile count is remembered; past that the cache starts again.
+_IMAGE_CACHE = 4096
+_PROGRESS_EVERY = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A workload line that could not be estimated: its 1-based number and the typed error
+    (:class:`~llamaroute.InvalidRequestError`, or :class:`~llamaroute.InvalidImageError` for
+    its image)."""
+
+    line: int
+    error: InvalidRequestError
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.error}"
+
+
+@dataclass(slots=True)
+class RouteTotals:
+    """One route's sums over a workload: token counts, the lines it could not serve."""
+
+    route: Route
+    price: Price | None
+    tokens: TokenTotals = field(default_factory=TokenTotals)
+    skipped: int = 0
+    skip_reason: str = ""
+
+    def costs(self) -> tuple[Decimal, Decimal, Decimal] | None:
+        """(low, expected, high) USD over the lines this route served; ``None`` if the route's
+        price is unknown."""
+        return None if self.price is None else self.tokens.costs(self.price)
+
+
+@dataclass(slots=True)
+class WorkloadResult:
+    """The outcome of :func:`estimate_workload`: per-route totals and the bad lines."""
+
+    model: str
+    routes: list[RouteTotals]
+    lines: int = 0
+    requests: int = 0
+    bad_lines: int = 0
+    first_bad: list[BadLine] = field(default_factory=list)
+
+    def ranked(self) -> list[RouteTotals]:
+        """The routes cheapest first by expected total (unknown prices last)."""
+
+        def order(item: RouteTotals) -> tuple[bool, Decimal, str]:
+            costs = item.costs()
+            return (costs is None, costs[1] if costs else Decimal(0), item.route.pinned)
+
+        return sorted(self.routes, key=order)
+
+
+class _Images:
+    """Tile counts per image reference, read once each (errors are remembered too)."""
+
+    def __init__(self, base: Path | None) -> None:
+        self.base = base
+        self.known: dict[str, int | InvalidImageError] = {}
+
+    def tiles(self, reference: object) -> int:
+        if not isinstance(reference, str) or not reference.strip():
+            raise InvalidRequestError("'image' must be a file path or a data:/http(s) URL")
+        found = self.known.get(reference)
+        if found is None:
+            if len(self.known) >= _IMAGE_CACHE:
+                self.known.clear()
+            found = self.known[reference] = self._read(reference)
+        if isinstance(found, InvalidImageError):
+            raise found
+        return found
+
+    def _read(self, reference: str) -> int | InvalidImageError:
+        source: str | Path = reference
+        if not reference.lower().startswith(("data:", "http://", "https://")):
+            path = Path(reference).expanduser()
+            source = path if path.is_absolute() or self.base is None else self.base / path
+        try:
+            return image_tiles_for(source)
+        except InvalidImageError as error:
+            return error
+
+
+def parse_line(raw: str | bytes, count: TextCounter, images: _Images | None = None) -> RequestShape:
+    """One workload line as a :class:`~llamaroute._estimate.RequestShape`.
+
+    Raises :class:`~llamaroute.InvalidRequestError` (or :class:`~llamaroute.InvalidImageError`)
+    saying what is wrong with it.
+    """
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InvalidRequestError(f"not valid JSON: {error.msg} (column {error.colno})") from None
+    except UnicodeDecodeError:
+        raise InvalidRequestError("not UTF-8 text") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"expected a JSON object, not {_kind(data)}")
+    unknown = data.keys() - _KEYS
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_KEYS))}"
+        )
+    turns = _turns(data)
+    reader = images or _Images(None)
+    tiles = tuple(reader.tiles(ref) for _, _, refs in turns for ref in refs)
+    text = sum(count(content) for _, content, _ in turns)
+    return RequestShape(
+        input_tokens=text + chat_template_tokens(len(turns), len(tiles)),
+        image_tiles=tiles,
+        max_tokens=_whole(data.get("max_tokens"), "max_tokens", minimum=1),
+        expected_output_tokens=_whole(
+            data.get("expected_output_tokens"), "expected_output_tokens", minimum=0
+        ),
+    )
+
+
+def _turns(data: dict[str, Any]) -> list[tuple[str, str, list[object]]]:
+    """(role, text, image references) per message, by ChatRequest.create's rules."""
+    prompt, messages, system = data.get("prompt"), data.get("messages"), data.get("system")
+    if prompt is None and messages is None:
+        raise InvalidRequestError("a request needs 'prompt' or 'messages'")
+    turns = [_message(item, number) for number, item in enumerate(_list(messages), start=1)]
+    if system is not None:
+        if not isinstance(system, str):
+            raise InvalidRequestError(f"'system' must be a string, not {_kind(system)}")
+        if turns and turns[0][0] == "system":
+            raise InvalidRequestError(
+                "give the system prompt as 'system' or first message, not both"
+            )
+        turns.insert(0, ("system", system, []))
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise InvalidRequestError(f"'prompt' must be a string, not {_kind(prompt)}")
+        turns.append(("user", prompt, []))
+    roles = [role for role, _, _ in turns]
+    if not roles or roles[-1] != "user":
+        raise InvalidRequestError("the conversation must end with a user message")
+    if "system" in roles[1:]:
+        raise InvalidRequestError("a system message may only come first")
+    if "image" in data:
+        # Attached to the prompt, or to the last user message (which is the last message).
+        turns[-1][2].append(data["image"])
+    return turns
+
+
+def _list(messages: object) -> list[object]:
+    if messages is None:
+        return []
+    if not isinstance(messages, list):
+        raise InvalidRequestError(f"'messages' must be a list, not {_kind(messages)}")
+    return messages
+
+
+def _message(item: object, number: int) -> tuple[str, str, list[object]]:
+    where = f"messages[{number}]"
+    if not isinstance(item, dict):
+        raise InvalidRequestError(f"{where} must be an object with role and content")
+    role, content = item.get("role"), item.get("content")
+    if role not in _ROLES:
+        raise InvalidRequestError(f"{where}.role must be system, user or assistant, not {role!r}")
+    if set(item) - {"role", "content"}:
+        raise InvalidRequestError(f"{where} has unknown fields; expected role and content")
+    if isinstance(content, str):
+        return role, content, []
+    if not isinstance(content, list) or not content:
+        raise InvalidRequestError(f"{where}.content must be a string or a non-empty list of parts")
+    texts: list[str] = []
+    refs: list[object] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image" and "image" in part:
+            refs.append(part["image"])
+        else:
+            raise InvalidRequestError(
+                f'{where}.content parts are {{"type": "text", "text": ...}} or '
+                f'{{"type": "image", "image": ...}}'
+            )
+    if refs and role != "user":
+        raise InvalidRequestError(f"{where}: only user messages can carry images")
+    return role, "".join(texts), refs
+
+
+def _whole(value: object, name: str, *, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidRequestError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+    return value
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), "a number")  # fmt: skip
+
+
+def estimate_workload(
+    lines: Iterable[str | bytes],
+    model: str,
+    *,
+    catalog: Catalog | None = None,
+    providers: Sequence[str] | None = None,
+    region: str | None = None,
+    include_opt_in: bool = False,
+    tokenizer: str | os.PathLike[str] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+    on_bad_line: Callable[[BadLine], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> WorkloadResult:
+    """Totals per route for a workload of JSONL ``lines`` (see the module docstring).
+
+    Relative image paths are read from ``base_dir`` (the workload file's folder, for the
+    command line). ``on_bad_line`` is called for each bad line as it is met; the result keeps
+    the count and the first few. ``on_progress`` gets the number of lines read every few
+    thousand lines. Raises :class:`~llamaroute.UnknownModelError` for an unknown model and
+    :class:`~llamaroute.ConfigurationError` for unknown providers, before reading a line.
+    """
+    from ._catalog import Catalog  # deferred: _catalog is loaded on first use
+
+    catalog = catalog or Catalog.builtin()
+    resolution = catalog.resolve(model, include_opt_in=include_opt_in)
+    routes = [
+        RouteTotals(route=route, price=catalog.price(route))
+        for route in select_routes(resolution.routes, catalog, providers=providers, region=region)
+    ]
+    if not routes:
+        raise UnsupportedFeatureError(f"no route of {resolution.model.key} matches the filters")
+    result = WorkloadResult(model=resolution.model.key, routes=routes)
+    # Routes with the same limits and image rules get the same token counts for every line:
+    # compute them once per group (a model's four routes are usually two groups).
+    groups: dict[tuple[object, ...], RouteTotals] = {}
+    for totals in routes:
+        groups.setdefault(_limits(totals), totals)
+    leaders = list(groups.values())
+    # Workloads repeat their system prompts and templates: remember recent counts.
+    count = functools.lru_cache(maxsize=4096)(text_counter(tokenizer))
+    images = _Images(Path(base_dir) if base_dir is not None else None)
+    vision = resolution.model.vision
+    for number, raw in _numbered(lines):
+        result.lines += 1
+        if on_progress is not None and not result.lines % _PROGRESS_EVERY:
+            on_progress(number)
+        try:
+            shape = parse_line(raw, count, images)
+            if shape.image_tiles and not vision:
+                raise UnsupportedFeatureError(f"{result.model} takes text only, not images")
+        except InvalidRequestError as error:
+            bad = BadLine(number, error)
+            result.bad_lines += 1
+            if len(result.first_bad) < _KEEP_BAD:
+                result.first_bad.append(bad)
+            if on_bad_line is not None:
+                on_bad_line(bad)
+            continue
+        result.requests += 1
+        for totals in leaders:
+            tokens = route_tokens(totals.route, totals.price, shape)
+            if isinstance(tokens, str):
+                totals.skipped += 1
+                totals.skip_reason = totals.skip_reason or tokens
+            else:
+                totals.tokens.add(tokens)
+    for totals in routes:
+        leader = groups[_limits(totals)]
+        if leader is not totals:
+            totals.tokens = replace(leader.tokens)
+            totals.skipped, totals.skip_reason = leader.skipped, leader.skip_reason
+    return result
+
+
+def _limits(totals: RouteTotals) -> tuple[object, ...]:
+    route, price = totals.route, totals.price
+    return (
+        route.context_window,
+        route.max_output_tokens,
+        route.max_images,
+        price.image_tokens_low if price else None,
+        price.image_tokens_high if price else None,
+    )
+
+
+def _numbered(lines: Iterable[str | bytes]) -> Iterator[tuple[int, str | bytes]]:
+    for number, raw in enumerate(lines, start=1):
+        if raw.strip():
+            yield number, raw

@@ -1,0 +1,201 @@
+"""llamaroute.estimate(): per-route ranges before the call, exact money, typed errors."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import llamaroute
+from llamaroute import (
+    ConfigurationError,
+    Estimate,
+    InvalidImageError,
+    InvalidRequestError,
+    UnknownModelError,
+    UnsupportedFeatureError,
+)
+from llamaroute._estimate import RequestShape, estimate_shape
+from llamaroute._tokens import chat_template_tokens, estimate_text_tokens
+
+PROMPT = "What does this chart show?"
+
+
+def _by_provider(estimates: list[Estimate]) -> dict[str, Estimate]:
+    return {item.provider: item for item in estimates}
+
+
+def test_one_estimate_per_route_cheapest_first_unknown_last() -> None:
+    estimates = llamaroute.estimate("llama-3.2-1b", "Hello there, how are you today?")
+    assert [e.pinned for e in estimates] == [
+        "ollama:llama3.2:1b",
+        "openrouter:meta-llama/llama-3.2-1b-instruct",
+        "bedrock:us.meta.llama3-2-1b-instruct-v1:0",
+        "bedrock:eu.meta.llama3-2-1b-instruct-v1:0",
+    ]
+    eu = estimates[-1]
+    assert (eu.low, eu.expected, eu.high, eu.price) == (None, None, None, None)
+    assert isinstance(estimates, list)
+    assert estimates.skipped == ()  # type: ignore[attr-defined]
+
+
+def test_figures_match_hand_arithmetic(chart: Path) -> None:
+    estimates = _by_provider(
+        llamaroute.estimate(
+            "llama-3.2-90b-vision", PROMPT, image=chart, max_tokens=500, expected_output_tokens=100
+        )
+    )
+    bedrock = estimates["bedrock"]
+    prompt = estimate_text_tokens(PROMPT) + chat_template_tokens(1, images=1)
+    assert bedrock.input_tokens == prompt
+    assert (bedrock.image_tokens_low, bedrock.image_tokens_high) == (0, 2 * 1601)
+    assert (bedrock.expected_output_tokens, bedrock.max_output_tokens) == (100, 500)
+    rate = Decimal("0.72") / 1_000_000
+    assert bedrock.low == prompt * rate
+    assert bedrock.expected == (prompt + 3202 + 100) * rate
+    assert bedrock.high == (prompt + 3202 + 500) * rate
+    openrouter = estimates["openrouter"]
+    assert (
+        openrouter.high == (prompt + 3202) * Decimal("0.35") / 10**6 + 500 * Decimal("0.40") / 10**6
+    )
+    assert estimates["ollama"].high == 0
+
+
+def test_high_defaults_to_the_routes_max_output() -> None:
+    estimates = _by_provider(llamaroute.estimate("llama-3.2-3b", "Hi", region="us-east-1"))
+    assert estimates["bedrock"].max_output_tokens == 2048
+    # No documented cap on OpenRouter: what the context window leaves.
+    assert (
+        estimates["openrouter"].max_output_tokens == 131_072 - estimates["openrouter"].input_tokens
+    )
+    assert estimates["bedrock"].expected_output_tokens == 256
+
+
+def test_max_tokens_above_a_routes_cap_is_clamped() -> None:
+    bedrock = _by_provider(llamaroute.estimate("llama-3.2-3b", "Hi", max_tokens=5000))["bedrock"]
+    assert bedrock.max_output_tokens == 2048
+
+
+def test_a_route_with_a_small_context_window_is_skipped_with_the_reason() -> None:
+    long = "word " * 3_500  # about 3,200 tokens: with 1,000 output, over the :free 4,096
+    estimates = llamaroute.estimate(
+        "llama-3.2-90b-vision", long, max_tokens=1000, include_opt_in=True
+    )
+    pinned = {e.pinned for e in estimates}
+    assert "openrouter:meta-llama/llama-3.2-90b-vision-instruct:free" not in pinned
+    assert "openrouter:meta-llama/llama-3.2-90b-vision-instruct" in pinned
+    (skipped,) = estimates.skipped  # type: ignore[attr-defined]
+    assert skipped.model_id == "meta-llama/llama-3.2-90b-vision-instruct:free"
+    assert "context window of 4,096" in skipped.reason
+
+
+def test_opt_in_routes_only_when_asked() -> None:
+    plain = llamaroute.estimate("llama-3.2-3b", "Hi")
+    free = llamaroute.estimate("llama-3.2-3b", "Hi", include_opt_in=True)
+    assert len(free) == len(plain) + 1
+    assert free[0].expected == 0
+
+
+def test_filters_by_provider_and_region() -> None:
+    only = llamaroute.estimate("llama-3.2-1b", "Hi", providers=["bedrock"], region="eu-west-1")
+    assert [e.model_id for e in only] == ["eu.meta.llama3-2-1b-instruct-v1:0"]
+    with pytest.raises(ConfigurationError, match="unknown provider"):
+        llamaroute.estimate("llama-3.2-1b", "Hi", providers=["azure"])
+
+
+def test_an_unfetched_image_url_is_bounded_by_four_tiles() -> None:
+    (first, *_) = llamaroute.estimate(
+        "llama-3.2-11b-vision", PROMPT, image="https://example.com/c.png", providers="bedrock"
+    )
+    assert first.image_tokens_high == 4 * 1601
+
+
+def test_a_text_model_refuses_an_image(chart: Path) -> None:
+    with pytest.raises(UnsupportedFeatureError, match="text only"):
+        llamaroute.estimate("llama-3.2-3b", PROMPT, image=chart)
+
+
+def test_no_route_left_is_an_error_with_the_reasons() -> None:
+    with pytest.raises(UnsupportedFeatureError, match=r"no route .* context window"):
+        llamaroute.estimate("llama-3.2-3b", "word " * 800_000)
+
+
+@pytest.mark.parametrize("max_tokens", [0, -5])
+def test_bad_max_tokens_is_an_invalid_request(max_tokens: int) -> None:
+    with pytest.raises(InvalidRequestError, match="max_tokens"):
+        llamaroute.estimate("llama-3.2-1b", "Hi", max_tokens=max_tokens)
+
+
+def test_bad_input_is_typed_and_comes_first(tmp_path: Path, not_an_image: Path) -> None:
+    # The image is checked before the model name: bad input fails first, whatever else is wrong.
+    with pytest.raises(InvalidImageError, match="not found"):
+        llamaroute.estimate("no-such-model", PROMPT, image=tmp_path / "absent.png")
+    with pytest.raises(InvalidImageError, match="not a PNG"):
+        llamaroute.estimate("llama-3.2-90b-vision", PROMPT, image=not_an_image)
+    with pytest.raises(UnknownModelError, match="Did you mean"):
+        llamaroute.estimate("llama-3.2-9b", PROMPT)
+    with pytest.raises(InvalidRequestError, match="nothing to send"):
+        llamaroute.estimate("llama-3.2-1b")
+    with pytest.raises(InvalidRequestError, match="role"):
+        llamaroute.estimate("llama-3.2-1b", messages=[{"role": "robot", "content": "x"}])
+    with pytest.raises(InvalidRequestError, match="expected_output_tokens"):
+        llamaroute.estimate("llama-3.2-1b", "Hi", expected_output_tokens=-1)
+
+
+def test_messages_and_system_are_counted() -> None:
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "Tell me a joke."}]  # fmt: skip
+    (first, *_) = llamaroute.estimate("llama-3.2-1b", messages=messages, system="Be funny.")
+    texts = ["Be funny.", "Hi", "Hello!", "Tell me a joke."]
+    assert first.input_tokens == sum(map(estimate_text_tokens, texts)) + chat_template_tokens(4)
+
+
+def test_estimates_are_frozen_models_with_decimal_money() -> None:
+    (first, *_) = llamaroute.estimate("llama-3.2-1b", "Hi", providers=["bedrock"])
+    assert isinstance(first.high, Decimal)
+    with pytest.raises(ValueError, match="frozen"):
+        first.low = Decimal(0)  # type: ignore[misc]
+    assert first.model_dump(mode="json")["high"] == str(first.high)
+
+
+def test_estimate_shape_takes_the_clients_own_routes() -> None:
+    spec = llamaroute.get_model("llama-3.2-90b-vision")
+    routes = [spec.route("bedrock", region="us-west-2"), spec.route("ollama")]
+    shape = RequestShape(input_tokens=1_000_000, max_tokens=None, expected_output_tokens=0)
+    result = estimate_shape(shape, routes)
+    assert [e.provider for e in result] == []  # a million tokens fit no 128K window
+    assert len(result.skipped) == 2
+    result = estimate_shape(RequestShape(input_tokens=100_000, max_tokens=2048,
+                                         expected_output_tokens=2048), routes)  # fmt: skip
+    bedrock = _by_provider(result)["bedrock"]
+    assert bedrock.expected == (100_000 + 2048) * Decimal("0.72") / 10**6
+
+
+def test_per_route_image_token_overrides_from_the_price_data(tmp_path: Path, chart: Path) -> None:
+    mine = tmp_path / "images.toml"
+    mine.write_text(
+        '[[prices]]\nprovider = "bedrock"\nmodel_id = "us.meta.llama3-2-90b-instruct-v1:0"\n'
+        'input_per_mtok = "1"\noutput_per_mtok = "1"\nimage_tokens_low = 10\n'
+        'image_tokens_high = 20\nimage = "0.5"\n'
+    )
+    catalog = llamaroute.load_catalog(mine)
+    (bedrock,) = llamaroute.estimate(
+        "llama-3.2-90b-vision", PROMPT, image=chart, catalog=catalog, providers=["bedrock"],
+        max_tokens=10, expected_output_tokens=10,
+    )  # fmt: skip
+    assert (bedrock.image_tokens_low, bedrock.image_tokens_high) == (10, 20)
+    prompt = bedrock.input_tokens
+    assert bedrock.low == Decimal(prompt + 10) / 10**6 + Decimal("0.5")
+    assert bedrock.high == Decimal(prompt + 20 + 10) / 10**6 + Decimal("0.5")
+
+
+def test_estimate_does_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("estimate() tried to open a socket")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    assert llamaroute.estimate("llama-3.2-11b-vision", PROMPT, image="https://example.com/a.png")

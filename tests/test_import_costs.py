@@ -1,0 +1,26 @@
+"""Pricing and estimates keep `import llamaroute` cheap: no tokenizers, no Pillow, lazy data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_import_loads_no_tokenizer_and_no_price_data() -> None:
+    code = (
+        "import json, sys, llamaroute; "
+        "print(json.dumps([m for m in ('tokenizers', 'quicktok', 'PIL', 'llamaroute._cost_cli')"
+        " if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert json.loads(out.stdout) == []
+
+
+def test_an_estimate_without_images_never_imports_pillow() -> None:
+    code = (
+        "import sys, llamaroute; llamaroute.estimate('llama-3.2-1b', 'Hi'); "
+        "print('PIL' in sys.modules, 'tokenizers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False False", out.stderr

@@ -1,0 +1,171 @@
+"""Workload estimates: streamed JSONL, exact totals, typed errors per bad line."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import llamaroute
+from llamaroute import InvalidImageError, InvalidRequestError, UnknownModelError
+from llamaroute._workload import BadLine, estimate_workload, parse_line
+
+from .conftest import make_png
+
+GOOD = [
+    {"prompt": "Summarise this ticket: the parcel is late.", "max_tokens": 200},
+    {"messages": [{"role": "system", "content": "Be brief."},
+                  {"role": "user", "content": "Translate 'bonjour' to English."}],
+     "expected_output_tokens": 5},
+    {"system": "You are a chart reader.", "prompt": "What does this chart show?",
+     "image": "chart.png", "max_tokens": 300},
+    {"id": 7, "prompt": "Escribe un haiku sobre el mar.", "max_tokens": 60,
+     "expected_output_tokens": 20},
+]  # fmt: skip
+
+
+def _lines(items: list[object]) -> list[str]:
+    return [item if isinstance(item, str) else json.dumps(item) for item in items]
+
+
+def test_totals_equal_the_sum_of_single_estimates_exactly(tmp_path: Path) -> None:
+    make_png(tmp_path / "chart.png", 800, 500)
+    result = estimate_workload(_lines(GOOD), "llama-3.2-90b-vision", base_dir=tmp_path)
+    assert (result.lines, result.requests, result.bad_lines) == (4, 4, 0)
+    singles = [
+        llamaroute.estimate(
+            "llama-3.2-90b-vision", item.get("prompt"), messages=item.get("messages"),
+            system=item.get("system"), max_tokens=item.get("max_tokens"),
+            expected_output_tokens=item.get("expected_output_tokens"),
+            image=tmp_path / item["image"] if "image" in item else None,
+        )
+        for item in GOOD
+    ]  # fmt: skip
+    for totals in result.routes:
+        costs = totals.costs()
+        assert costs is not None
+        mine = [next(e for e in est if e.pinned == totals.route.pinned) for est in singles]
+        assert costs == (
+            sum((e.low for e in mine if e.low is not None), Decimal(0)),
+            sum((e.expected for e in mine if e.expected is not None), Decimal(0)),
+            sum((e.high for e in mine if e.high is not None), Decimal(0)),
+        )
+        assert totals.tokens.images == 1
+        assert totals.tokens.requests == 4
+
+
+def test_bad_lines_are_reported_with_numbers_and_typed_errors(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    lines = _lines([
+        GOOD[0],
+        "{not json",
+        {"prompt": "hi", "max_tokens": -3},
+        {"prompt": "look", "image": "missing.png"},
+        "",
+        {"prompt": "look", "image": "notes.txt"},
+        [1, 2],
+        {"prompt": "x", "colour": "red"},
+        {"messages": [{"role": "assistant", "content": "I speak last"}]},
+        {"prompt": "x", "max_tokens": True},
+        GOOD[3],
+    ])  # fmt: skip
+    seen: list[BadLine] = []
+    result = estimate_workload(lines, "llama-3.2-11b-vision", base_dir=tmp_path,
+                               on_bad_line=seen.append)  # fmt: skip
+    assert (result.lines, result.requests, result.bad_lines) == (10, 2, 8)
+    assert [bad.line for bad in seen] == [2, 3, 4, 6, 7, 8, 9, 10]
+    assert seen == result.first_bad
+    kinds = {bad.line: (type(bad.error), str(bad.error)) for bad in seen}
+    assert kinds[2][0] is InvalidRequestError
+    assert "not valid JSON" in kinds[2][1]
+    assert "max_tokens must be a whole number >= 1, not -3" in kinds[3][1]
+    assert kinds[4][0] is InvalidImageError
+    assert "image file not found" in kinds[4][1]
+    assert kinds[6][0] is InvalidImageError
+    assert "not a PNG, JPEG, GIF or WebP image" in kinds[6][1]
+    assert "expected a JSON object" in kinds[7][1]
+    assert "unknown field(s) colour" in kinds[8][1]
+    assert "must end with a user message" in kinds[9][1]
+    assert "max_tokens" in kinds[10][1]
+    assert str(seen[1]).startswith("line 3: max_tokens")
+
+
+def test_an_image_on_a_text_model_is_a_bad_line(chart: Path) -> None:
+    result = estimate_workload(
+        _lines([{"prompt": "x", "image": str(chart)}, GOOD[0]]), "llama-3.2-1b"
+    )
+    assert (result.requests, result.bad_lines) == (1, 1)
+    assert "text only" in str(result.first_bad[0].error)
+
+
+def test_each_image_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import llamaroute._workload as workload
+
+    make_png(tmp_path / "chart.png", 100, 100)
+    reads: list[object] = []
+    real = workload.image_tiles_for
+
+    def counting(source: object) -> int:
+        reads.append(source)
+        return real(source)
+
+    monkeypatch.setattr(workload, "image_tiles_for", counting)
+    line = {"prompt": "x", "image": "chart.png"}
+    result = estimate_workload(_lines([line] * 50), "llama-3.2-11b-vision", base_dir=tmp_path)
+    assert result.requests == 50
+    assert len(reads) == 1
+
+
+def test_memory_stays_flat_on_a_long_stream() -> None:
+    def lines() -> object:
+        for number in range(30_000):
+            yield json.dumps({"prompt": f"Question {number}: what is {number} + 1?"})
+            if number % 1000 == 0:
+                yield "broken"
+
+    result = estimate_workload(lines(), "llama-3.2-3b")  # type: ignore[arg-type]
+    assert (result.requests, result.bad_lines) == (30_000, 30)
+    assert len(result.first_bad) == 20  # only the first few are kept, the rest counted
+
+
+def test_routes_that_cannot_serve_a_line_count_it_as_skipped() -> None:
+    long = {"prompt": "word " * 3_500, "max_tokens": 1000}
+    result = estimate_workload(_lines([long, GOOD[0]]), "llama-3.2-90b-vision",
+                               include_opt_in=True)  # fmt: skip
+    free = next(t for t in result.routes if t.route.variant == "free")
+    assert (free.skipped, free.tokens.requests) == (1, 1)
+    assert "context window" in free.skip_reason
+    expected = [costs[1] for t in result.ranked() if (costs := t.costs()) is not None]
+    assert expected == sorted(expected)
+
+
+def test_bytes_lines_and_unicode_errors() -> None:
+    result = estimate_workload([b'{"prompt": "hi"}\n', b"\xff\xfe\n"], "llama-3.2-1b")
+    assert (result.requests, result.bad_lines) == (1, 1)
+    assert "UTF-8" in str(result.first_bad[0].error) or "JSON" in str(result.first_bad[0].error)
+
+
+def test_unknown_model_fails_before_reading() -> None:
+    def never() -> object:
+        raise AssertionError("read a line")
+        yield ""
+
+    with pytest.raises(UnknownModelError):
+        estimate_workload(never(), "llama-9")  # type: ignore[arg-type]
+
+
+def test_parse_line_follows_the_chat_request_rules() -> None:
+    count = len
+    shape = parse_line('{"prompt": "abc", "system": "de"}', count)
+    assert shape.input_tokens == 5 + 15
+    turns = [{"role": "system", "content": "b"}, {"role": "user", "content": "c"}]
+    with pytest.raises(InvalidRequestError, match="'system' or first message, not both"):
+        parse_line(json.dumps({"system": "a", "messages": turns}), count)
+    with pytest.raises(InvalidRequestError, match="only user messages can carry images"):
+        parse_line(json.dumps({"messages": [
+            {"role": "assistant", "content": [{"type": "image", "image": "x.png"}]},
+            {"role": "user", "content": "c"}]}), count)  # fmt: skip
+    with pytest.raises(InvalidRequestError, match="needs 'prompt' or 'messages'"):
+        parse_line("{}", count)
