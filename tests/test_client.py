@@ -74,12 +74,29 @@ def test_messages_and_pinned_routes(client: Client, fake_openrouter: FakeOpenRou
     assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
 
 
-def test_cost_is_unknown_not_zero_without_a_price(
+def test_without_a_provider_figure_the_price_table_prices_the_call(
     client: Client, fake_openrouter: FakeOpenRouter
 ) -> None:
-    fake_openrouter.script(Step.reply("hi", cost=None))
-    reply = client.chat("openrouter:meta-llama/llama-3.2-3b-instruct", "hi")
-    assert reply.cost is None or reply.cost.total > 0
+    # OpenRouter 3B is priced at 0.02 / 0.02 USD per million tokens in pricing/openrouter.toml.
+    fake_openrouter.script(Step.reply("hi", usage=(1_000_000, 500_000), cost=None))
+    reply = client.chat("llama-3.2-3b", "hi")
+    assert reply.cost is not None
+    assert reply.cost.source == "price_table"
+    assert (reply.cost.input, reply.cost.output) == (Decimal("0.02"), Decimal("0.01"))
+    assert reply.cost.total == Decimal("0.03")
+    assert reply.attempts[-1].cost == reply.cost
+
+
+def test_client_estimate_covers_its_own_routes(client: Client) -> None:
+    estimates = client.estimate("llama-3.2-90b-vision", "What is this?", max_tokens=100)
+    assert [e.provider for e in estimates] == ["openrouter"]  # the only configured provider
+    only = estimates[0]
+    assert only.model_id == "meta-llama/llama-3.2-90b-vision-instruct"
+    assert only.low is not None
+    assert only.high is not None
+    assert only.low <= only.high
+    with pytest.raises(ConfigurationError, match="not configured"):
+        client.estimate("llama-3.2-3b", "hi", providers=["bedrock"])
 
 
 @pytest.mark.parametrize(

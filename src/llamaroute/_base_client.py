@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from ._catalog import Catalog, Resolution, Route
+from ._estimate import Estimates, estimate_shape, request_shape
 from ._exceptions import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -34,6 +35,7 @@ from ._health import BreakerPolicy, Health
 from ._image_fit import PreparedImage, prepare_image
 from ._image_fit import _check_count as check_image_count
 from ._images import Image, ImageFetchPolicy, load_image
+from ._pricing import cost_from_usage
 from ._retry import RetryPolicy
 from ._routing import Candidate, Plan, plan
 from ._types import Attempt, ChatRequest, ChatResponse, Cost, Message
@@ -349,10 +351,64 @@ class BaseClient:
             f"all {len(run.attempts)} attempt(s) failed: {summary}{note}", run.errors, run.attempts
         )
 
-    def _cost(self, candidate: Candidate, result: ProviderResult) -> Cost | None:
+    def _cost(self, call: _Call, candidate: Candidate, result: ProviderResult) -> Cost | None:
+        """The provider's own figure when it reports one (OpenRouter's ``usage.cost``), else
+        usage x our dated price table; ``None`` when the price is unknown, never 0."""
         if result.cost is not None:
             return Cost(total=result.cost, source="provider")
-        return None
+        price = self.catalog.price(candidate.route)
+        return cost_from_usage(result.usage, price, images=len(call.request.images))
+
+    def _estimates(
+        self,
+        request: ChatRequest,
+        providers: Sequence[str] | None,
+        expected_output_tokens: int | None,
+    ) -> Estimates:
+        resolution = self.catalog.resolve(request.model)
+        wanted = list(self._providers) if providers is None else list(providers)
+        unknown = [name for name in wanted if name not in self._providers]
+        if unknown:
+            raise ConfigurationError(
+                f"provider {', '.join(map(repr, unknown))} is not configured on this client "
+                f"(configured: {', '.join(self._providers) or 'none'})"
+            )
+        routes = [
+            route
+            for name in wanted
+            for route in resolution.routes
+            if route.provider == name and self._providers[name].serves(route)
+        ]
+        shape = request_shape(request, expected_output_tokens=expected_output_tokens)
+        return estimate_shape(shape, routes, catalog=self.catalog)
+
+    def estimate(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        image: Any = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        expected_output_tokens: int | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> Estimates:
+        """What a call would cost on each route this client can use, cheapest first (no I/O).
+
+        Like :func:`llamaroute.estimate`, but over the client's own providers (and their
+        regions) and catalog; the list's ``skipped`` attribute says which routes cannot serve
+        the request and why.
+        """
+        request = ChatRequest.create(
+            model,
+            prompt,
+            messages=list(messages) if messages is not None else None,  # type: ignore[arg-type]
+            image=image,
+            system=system,
+            **({"max_tokens": max_tokens} if max_tokens is not None else {}),
+        )
+        return self._estimates(request, providers, expected_output_tokens)
 
     def _response(
         self, call: _Call, candidate: Candidate, result: ProviderResult, started: float, run: _Run
@@ -360,7 +416,7 @@ class BaseClient:
         self._health.record(candidate.route, None)
         elapsed = time.perf_counter() - started
         route = candidate.route
-        cost = self._cost(candidate, result)
+        cost = self._cost(call, candidate, result)
         run.attempts.append(
             Attempt(
                 provider=route.provider,
