@@ -1,0 +1,342 @@
+"""The spend ledger: what a client has spent, by provider, model and day, and its budget.
+
+Two stores behind one interface:
+
+* :class:`MemoryLedger` (the default): running totals only, so memory stays flat however
+  many calls are made.
+* :class:`SqliteLedger` (``Client(ledger="spend.db")``): every billed attempt is a row in a
+  SQLite file (WAL mode, a busy timeout), so several processes can share one ledger and one
+  budget. Amounts are stored as decimal text and summed as :class:`~decimal.Decimal`: exact.
+
+Budgets work by reservation: before an attempt, its worst-case cost is reserved; the attempt
+may go ahead only if spent + reserved + this reservation fits the budget. When it ends, the
+reservation is released and the real cost recorded, all under one lock (or, for SQLite, one
+``BEGIN IMMEDIATE`` transaction), so concurrent calls cannot overspend together. SQLite
+reservations carry an expiry, so a crashed process cannot hold budget forever.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from ._exceptions import BudgetExceededError, ConfigurationError
+
+__all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary", "SqliteLedger", "open_ledger"]
+
+ZERO = Decimal(0)
+#: A reservation older than this is taken to belong to a process that died.
+RESERVATION_TTL_S = 15 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class SpendEntry:
+    """One billed attempt: when, where, and what it cost (USD).
+
+    ``partial`` marks an attempt that failed after the provider had generated (and billed)
+    tokens, such as a stream cut short; ``source`` says where the figure came from.
+    """
+
+    provider: str
+    model: str
+    model_id: str
+    cost: Decimal
+    source: str
+    partial: bool = False
+    at: datetime | None = None
+
+    @property
+    def day(self) -> date:
+        """The UTC day of the entry."""
+        return (self.at or datetime.now(UTC)).astimezone(UTC).date()
+
+
+@dataclass(frozen=True)
+class SpendSummary:
+    """Totals over a ledger (or part of it): exact Decimal USD."""
+
+    total: Decimal
+    calls: int
+    by_provider: dict[str, Decimal]
+    by_model: dict[str, Decimal]
+    by_day: dict[str, Decimal]
+
+    def as_dict(self) -> dict[str, object]:
+        """The summary with amounts as strings (exact, for JSON)."""
+        return {
+            "total": str(self.total),
+            "calls": self.calls,
+            "by_provider": {k: str(v) for k, v in self.by_provider.items()},
+            "by_model": {k: str(v) for k, v in self.by_model.items()},
+            "by_day": {k: str(v) for k, v in self.by_day.items()},
+        }
+
+
+class Ledger(ABC):
+    """Where a client's spending is recorded. ``budget`` (USD) is optional."""
+
+    def __init__(self, budget: Decimal | None = None) -> None:
+        if budget is not None and (not isinstance(budget, Decimal) or budget < 0):
+            raise ConfigurationError("budget must be a Decimal >= 0 (USD), e.g. Decimal('5.00')")
+        self.budget = budget
+
+    @property
+    def total(self) -> Decimal:
+        """Everything recorded so far (USD)."""
+        return self.summary().total
+
+    def remaining(self) -> Decimal | None:
+        """Budget left after what is spent and reserved, or ``None`` without a budget."""
+        if self.budget is None:
+            return None
+        spent, reserved = self._spent_and_reserved()
+        return self.budget - spent - reserved
+
+    @abstractmethod
+    def record(self, entry: SpendEntry) -> None:
+        """Add a billed attempt."""
+
+    @abstractmethod
+    def summary(self, since: date | None = None) -> SpendSummary:
+        """Totals by provider, model and day (entries on or after ``since``)."""
+
+    @abstractmethod
+    def reserve(self, amount: Decimal, what: str) -> str:
+        """Hold ``amount`` of the budget for one attempt; returns a reservation id.
+
+        Raises :class:`BudgetExceededError` (with the figures) when it does not fit.
+        """
+
+    @abstractmethod
+    def settle(self, reservation: str, entry: SpendEntry | None) -> None:
+        """Release a reservation and record what the attempt really cost (if anything)."""
+
+    @abstractmethod
+    def _spent_and_reserved(self) -> tuple[Decimal, Decimal]: ...
+
+    def close(self) -> None:  # noqa: B027 - most stores hold nothing to release
+        """Release the store's resources."""
+
+    def _refuse(self, amount: Decimal, spent: Decimal, reserved: Decimal, what: str) -> None:
+        assert self.budget is not None
+        left = self.budget - spent - reserved
+        raise BudgetExceededError(
+            f"{what} could cost up to {amount} USD, but only {max(left, ZERO)} USD of the "
+            f"{self.budget} USD budget is left ({spent} spent, {reserved} reserved by calls "
+            "in flight)"
+        )
+
+
+class MemoryLedger(Ledger):
+    """Running totals in memory, under one lock (thread- and asyncio-safe: no awaits)."""
+
+    def __init__(self, budget: Decimal | None = None) -> None:
+        super().__init__(budget)
+        self._lock = threading.Lock()
+        self._total = ZERO
+        self._calls = 0
+        self._by_provider: defaultdict[str, Decimal] = defaultdict(Decimal)
+        self._by_model: defaultdict[str, Decimal] = defaultdict(Decimal)
+        self._by_day: defaultdict[str, Decimal] = defaultdict(Decimal)
+        self._calls_by_day: defaultdict[str, int] = defaultdict(int)
+        self._reserved: dict[str, Decimal] = {}
+
+    def __repr__(self) -> str:
+        return f"<MemoryLedger total={self._total} budget={self.budget}>"
+
+    def record(self, entry: SpendEntry) -> None:
+        with self._lock:
+            self._add(entry)
+
+    def _add(self, entry: SpendEntry) -> None:
+        self._total += entry.cost
+        self._calls += 1
+        self._by_provider[entry.provider] += entry.cost
+        self._by_model[entry.model] += entry.cost
+        self._by_day[entry.day.isoformat()] += entry.cost
+        self._calls_by_day[entry.day.isoformat()] += 1
+
+    def summary(self, since: date | None = None) -> SpendSummary:
+        with self._lock:
+            if since is None:
+                return SpendSummary(self._total, self._calls, dict(self._by_provider),
+                                    dict(self._by_model), dict(self._by_day))  # fmt: skip
+            days = {d: v for d, v in self._by_day.items() if d >= since.isoformat()}
+            calls = sum(n for d, n in self._calls_by_day.items() if d >= since.isoformat())
+            # Running totals keep no per-entry detail: with `since`, only the days split.
+            return SpendSummary(sum(days.values(), ZERO), calls, {}, {}, days)
+
+    def _spent_and_reserved(self) -> tuple[Decimal, Decimal]:
+        with self._lock:
+            return self._total, sum(self._reserved.values(), ZERO)
+
+    def reserve(self, amount: Decimal, what: str) -> str:
+        with self._lock:
+            reserved = sum(self._reserved.values(), ZERO)
+            if self.budget is not None and self._total + reserved + amount > self.budget:
+                self._refuse(amount, self._total, reserved, what)
+            key = uuid.uuid4().hex
+            self._reserved[key] = amount
+            return key
+
+    def settle(self, reservation: str, entry: SpendEntry | None) -> None:
+        with self._lock:
+            self._reserved.pop(reservation, None)
+            if entry is not None:
+                self._add(entry)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spend (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    day TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    cost TEXT NOT NULL,
+    source TEXT NOT NULL,
+    partial INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spend_day ON spend(day);
+CREATE TABLE IF NOT EXISTS reservations (
+    id TEXT PRIMARY KEY,
+    amount TEXT NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS totals (
+    name TEXT PRIMARY KEY,
+    amount TEXT NOT NULL
+);
+INSERT OR IGNORE INTO totals (name, amount) VALUES ('spent', '0');
+"""
+
+
+class SqliteLedger(Ledger):
+    """Every billed attempt as a row in a SQLite file, shared safely between processes."""
+
+    def __init__(self, path: str | os.PathLike[str], budget: Decimal | None = None) -> None:
+        super().__init__(budget)
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise ConfigurationError(f"cannot open the spend ledger {self.path}: {error}") from None
+
+    def __repr__(self) -> str:
+        return f"<SqliteLedger {str(self.path)!r} budget={self.budget}>"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # One writer at a time across processes: BEGIN IMMEDIATE takes the write lock now.
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, entry: SpendEntry) -> None:
+        # The running total is kept as exact decimal text, updated in the same transaction.
+        (spent,) = db.execute("SELECT amount FROM totals WHERE name = 'spent'").fetchone()
+        db.execute(
+            "UPDATE totals SET amount = ? WHERE name = 'spent'", (str(Decimal(spent) + entry.cost),)
+        )
+        at = (entry.at or datetime.now(UTC)).astimezone(UTC)
+        db.execute(
+            "INSERT INTO spend (at, day, provider, model, model_id, cost, source, partial) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (at.isoformat(), at.date().isoformat(), entry.provider, entry.model,
+             entry.model_id, str(entry.cost), entry.source, int(entry.partial)),
+        )  # fmt: skip
+
+    def record(self, entry: SpendEntry) -> None:
+        with self._transaction() as db:
+            self._insert(db, entry)
+
+    def summary(self, since: date | None = None) -> SpendSummary:
+        query = "SELECT provider, model, day, cost FROM spend"
+        args: tuple[str, ...] = ()
+        if since is not None:
+            query += " WHERE day >= ?"
+            args = (since.isoformat(),)
+        total, calls = ZERO, 0
+        by_provider: defaultdict[str, Decimal] = defaultdict(Decimal)
+        by_model: defaultdict[str, Decimal] = defaultdict(Decimal)
+        by_day: defaultdict[str, Decimal] = defaultdict(Decimal)
+        with self._lock:
+            rows = self._db.execute(query, args).fetchall()
+        for provider, model, day, cost in rows:
+            amount = Decimal(cost)  # summed as Decimal in Python: SQLite's SUM is a float
+            total += amount
+            calls += 1
+            by_provider[provider] += amount
+            by_model[model] += amount
+            by_day[day] += amount
+        return SpendSummary(total, calls, dict(by_provider), dict(by_model), dict(by_day))
+
+    @staticmethod
+    def _sums(db: sqlite3.Connection) -> tuple[Decimal, Decimal]:
+        db.execute("DELETE FROM reservations WHERE expires < ?", (time.time(),))
+        (text,) = db.execute("SELECT amount FROM totals WHERE name = 'spent'").fetchone()
+        spent = Decimal(text)
+        reserved = sum((Decimal(a) for (a,) in db.execute("SELECT amount FROM reservations")), ZERO)
+        return spent, reserved
+
+    def _spent_and_reserved(self) -> tuple[Decimal, Decimal]:
+        with self._transaction() as db:
+            return self._sums(db)
+
+    def reserve(self, amount: Decimal, what: str) -> str:
+        key = uuid.uuid4().hex
+        with self._transaction() as db:
+            if self.budget is not None:
+                spent, reserved = self._sums(db)
+                if spent + reserved + amount > self.budget:
+                    self._refuse(amount, spent, reserved, what)
+            db.execute(
+                "INSERT INTO reservations (id, amount, expires) VALUES (?, ?, ?)",
+                (key, str(amount), time.time() + RESERVATION_TTL_S),
+            )
+        return key
+
+    def settle(self, reservation: str, entry: SpendEntry | None) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
+            if entry is not None:
+                self._insert(db, entry)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_ledger(ledger: Ledger | str | os.PathLike[str] | None, budget: Decimal | None) -> Ledger:
+    """The ledger for ``Client(ledger=..., budget=...)``: in memory unless a path is given."""
+    if isinstance(ledger, Ledger):
+        if budget is not None:
+            ledger.budget = budget
+        return ledger
+    if ledger is None:
+        return MemoryLedger(budget)
+    return SqliteLedger(ledger, budget)
