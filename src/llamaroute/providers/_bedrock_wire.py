@@ -284,9 +284,10 @@ def map_error(
         )
     elif cls is ModelNotAvailableError:
         message = f"Bedrock does not serve {model_id} to this account and region: {message}"
-    elif code == "ModelStreamErrorException" and extra:
-        original = extra.get("originalStatusCode"), extra.get("originalMessage")
-        message = f"{message} (model status {original[0]}: {original[1]})"
+    elif extra and extra.get("originalStatusCode") is not None:
+        # ModelError/ModelStreamError carry the model's own status (botocore keeps it for
+        # HTTP errors; it drops it from exception events).
+        message = f"{message} (model status {extra['originalStatusCode']})"
     return cls(message, **kwargs)
 
 
