@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .openrouter import OpenRouterProvider
 
 __all__ = [
+    "AWS_CREDENTIAL_ENV",
     "BedrockProvider",
     "OpenRouterProvider",
     "Provider",
