@@ -241,6 +241,14 @@ def test_stop_reasons_are_mapped(raw: str, mapped: str) -> None:
     assert parse_converse(body, model_id="m").finish_reason == mapped
 
 
+def test_iter_events_falls_back_to_plain_iteration() -> None:
+    from llamaroute.providers._bedrock_wire import iter_events
+
+    # A stream object without botocore's raw-message internals is iterated as it is.
+    events = [{"messageStart": {"role": "assistant"}}, {"messageStop": {}}]
+    assert list(iter_events(iter(events))) == events
+
+
 def test_stream_state_without_metadata_is_complete_but_says_usage_is_missing() -> None:
     state = ConverseStreamState("m")
     for event in ({"messageStart": {"role": "assistant"}},
