@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from llamaroute import AsyncClient, Client
-from llamaroute.providers import OpenRouterProvider
-from llamaroute.testing import FakeOpenRouter
+from llamaroute.providers import OpenRouterProvider, Provider, ProviderCall, ProviderResult
+from llamaroute.testing import FakeBedrock, FakeOpenRouter
 
 
 def png_bytes(width: int = 8, height: int = 6) -> bytes:
@@ -71,3 +72,40 @@ def not_an_image(tmp_path: Path) -> Path:
     path = tmp_path / "notes.png"
     path.write_text("these are notes, not pixels\n")
     return path
+
+
+# --- AWS Bedrock ------------------------------------------------------------------------------
+
+#: Distinctive AWS credentials: tests assert they never show up in output.
+CANARY_AWS_KEY_ID = "AKIACANARY0123456789"
+CANARY_AWS_SECRET = "CANARYsecretKEY/0123456789abcdefCANARYsecretKEY"
+CANARY_AWS_TOKEN = "CANARYsessionTOKEN0123456789abcdefCANARYsessionTOKEN"
+
+#: A small PNG (made with Pillow: hand-written bytes tend to carry a bad CRC).
+PNG = png_bytes(2, 2)
+
+
+@pytest.fixture
+def fake_bedrock() -> Iterator[FakeBedrock]:
+    with FakeBedrock() as fake:
+        yield fake
+
+
+@pytest.fixture(params=["sync", "async"])
+def sync_or_async(request: pytest.FixtureRequest) -> str:
+    """Run a provider test through the sync and the async methods."""
+    return str(request.param)
+
+
+async def provider_chat(provider: Provider, mode: str, call: ProviderCall) -> ProviderResult:
+    """``provider.chat`` or ``await provider.achat``, by ``mode``."""
+    if mode == "sync":
+        return provider.chat(call)
+    return await provider.achat(call)
+
+
+async def provider_stream(provider: Provider, mode: str, call: ProviderCall) -> list[Any]:
+    """Every item of ``provider.stream`` or ``provider.astream``, by ``mode``."""
+    if mode == "sync":
+        return list(provider.stream(call))
+    return [item async for item in provider.astream(call)]

@@ -6,16 +6,23 @@ so that ``import llamaroute`` stays cheap.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._base import Provider, ProviderCall, ProviderResult, StreamItem
 
+logger = logging.getLogger("llamaroute")
+
 if TYPE_CHECKING:
+    from .bedrock import BedrockProvider
     from .openrouter import OpenRouterProvider
 
 __all__ = [
+    "AWS_CREDENTIAL_ENV",
+    "BedrockProvider",
     "OpenRouterProvider",
     "Provider",
     "ProviderCall",
@@ -28,7 +35,10 @@ __all__ = [
 def discover(environ: Mapping[str, str] | None = None) -> list[Provider]:
     """The providers the environment configures, in the default order.
 
-    OpenRouter when ``OPENROUTER_API_KEY`` is set. Nothing here touches the network.
+    OpenRouter when ``OPENROUTER_API_KEY`` is set; AWS Bedrock when boto3 is installed, the
+    environment names AWS credentials or a profile (see :data:`AWS_CREDENTIAL_ENV`) and a
+    region is known (``AWS_REGION``, ``AWS_DEFAULT_REGION`` or the profile's). Nothing here
+    touches the network or resolves credentials: that waits for the first call.
     """
     env = os.environ if environ is None else environ
     found: list[Provider] = []
@@ -38,10 +48,51 @@ def discover(environ: Mapping[str, str] | None = None) -> list[Provider]:
         found.append(
             OpenRouterProvider(env["OPENROUTER_API_KEY"], base_url=env.get("OPENROUTER_BASE_URL"))
         )
+    bedrock = _bedrock_from(env)
+    if bedrock is not None:
+        found.append(bedrock)
     return found
 
 
-_LAZY = {"OpenRouterProvider": ".openrouter"}
+#: Variables that say AWS credentials are configured, without reading them (boto3 does).
+AWS_CREDENTIAL_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+def _bedrock_from(env: Mapping[str, str]) -> Provider | None:
+    # Only an environment that names credentials: the default chain would otherwise end at
+    # the EC2 metadata endpoint, which can wait seconds where there is none.
+    if not any(env.get(name) for name in AWS_CREDENTIAL_ENV):
+        return None
+    if importlib.util.find_spec("boto3") is None:
+        logger.debug("AWS credentials are set but boto3 is not installed: Bedrock skipped")
+        return None
+    from .._exceptions import ConfigurationError
+    from .bedrock import REGION_ENV, BedrockProvider, configured_region
+
+    profile = env.get("AWS_PROFILE") or None
+    try:
+        region = next((env[name] for name in REGION_ENV if env.get(name)), None)
+        region = region or configured_region(profile)
+        if region is None:
+            logger.debug("AWS credentials are set but no region: Bedrock skipped")
+            return None
+        # No profile= here: boto3 reads AWS_PROFILE itself, in its usual order (environment
+        # keys before the profile), on the first call.
+        return BedrockProvider(region=region)
+    except ConfigurationError as error:
+        # An AWS setting that is wrong must not stop the other providers from working.
+        logger.warning("AWS Bedrock not configured from the environment: %s", error)
+        return None
+
+
+_LAZY = {"BedrockProvider": ".bedrock", "OpenRouterProvider": ".openrouter"}
 
 
 def __getattr__(name: str) -> Any:

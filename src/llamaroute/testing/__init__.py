@@ -16,7 +16,16 @@ without network or credentials::
         assert fake.hits == 2
 """
 
+from ._bedrock import FakeBedrock
 from ._openrouter import FakeOpenRouter
 from ._server import Exchange, FakeServer, RecordedRequest, Step, StreamPlan
 
-__all__ = ["Exchange", "FakeOpenRouter", "FakeServer", "RecordedRequest", "Step", "StreamPlan"]
+__all__ = [
+    "Exchange",
+    "FakeBedrock",
+    "FakeOpenRouter",
+    "FakeServer",
+    "RecordedRequest",
+    "Step",
+    "StreamPlan",
+]

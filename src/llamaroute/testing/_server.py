@@ -254,6 +254,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a burst of concurrent clients (a 50-call async
+    # test) would see dropped SYNs and a 1 s retransmit instead of the fake's own delay.
+    request_queue_size = 128
     fake: FakeServer
 
 

@@ -1,0 +1,200 @@
+"""A fake AWS Bedrock runtime: Converse (JSON) and ConverseStream (binary event stream).
+
+boto3 reaches it through ``endpoint_url`` with any dummy credentials, so a test runs boto3's
+real request signing, response parsing and event-stream decoding against it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, ClassVar
+from urllib.parse import unquote
+
+from ._eventstream import corrupt, event_frame, exception_frame
+from ._server import Exchange, FakeServer, Step, StreamPlan
+
+__all__ = ["FakeBedrock"]
+
+#: The AWS error code a bare ``Step.error(status)`` answers with.
+_STATUS_CODES = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    424: "ModelErrorException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+}
+
+#: ``Step.finish_reason`` in the shared vocabulary -> Converse ``stopReason``.
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+_IMAGE_MAGIC = {
+    "png": (b"\x89PNG\r\n\x1a\n",),
+    "jpeg": (b"\xff\xd8\xff",),
+    "gif": (b"GIF87a", b"GIF89a"),
+    "webp": (b"RIFF",),
+}
+
+_ON_DEMAND = (
+    "Invocation of model ID {model} with on-demand throughput isn\u2019t supported. Retry your "
+    "request with the ID or ARN of an inference profile that contains this model."
+)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _lower_camel(code: str) -> str:
+    return code[:1].lower() + code[1:]
+
+
+class FakeBedrock(FakeServer):
+    """A fake Bedrock runtime on 127.0.0.1. Point boto3 (or ``BedrockProvider``) at :attr:`url`::
+
+        with FakeBedrock(Step.error(429), Step.reply("Hi")) as fake:
+            provider = BedrockProvider(region="us-east-1", endpoint_url=fake.url,
+                                       aws_access_key_id="AKIDEXAMPLE",
+                                       aws_secret_access_key="secret")
+
+    Serves ``POST /model/{modelId}/converse`` and ``/converse-stream``. Like Bedrock it
+    refuses an unsigned request (403), a bare ``meta.`` foundation-model ID (the on-demand
+    ``ValidationException``) and an image whose declared ``format`` does not match its bytes.
+    Errors are REST-JSON: an ``x-amzn-ErrorType`` header and a ``{"message"}`` body.
+
+    Step fields as in the other fakes, with Bedrock's meaning: ``error_type`` is the AWS code
+    (``"ThrottlingException"``); ``error_after`` sends an exception event mid-stream, of type
+    ``error_type`` (lowerCamel on the wire) or ``modelStreamErrorException``;
+    ``malformed_after`` sends a frame with a bad CRC (``0`` on Converse: a truncated JSON
+    body); ``omit_end`` leaves out ``messageStop`` and ``metadata``.
+    """
+
+    default_text: ClassVar[str] = "Hello from the fake Bedrock."
+
+    @property
+    def model_ids(self) -> list[str]:
+        """The model ID of every Converse request received, URL-decoded, in order."""
+        return [
+            model_id
+            for request in self.requests
+            if (model_id := self._model_id(request.path.split("?", 1)[0])) is not None
+        ]
+
+    @staticmethod
+    def _model_id(path: str) -> str | None:
+        parts = path.split("/")
+        if len(parts) == 4 and parts[1] == "model" and parts[3] in ("converse", "converse-stream"):
+            return unquote(parts[2])
+        return None
+
+    def handle(self, exchange: Exchange) -> None:
+        model_id = self._model_id(exchange.path)
+        if exchange.request.method != "POST" or model_id is None:
+            self._error(exchange, 404, "UnknownOperationException", "Unknown operation")
+            return
+        if not exchange.request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256"):
+            self._error(exchange, 403, "MissingAuthenticationTokenException",
+                        "Missing Authentication Token")  # fmt: skip
+            return
+        stream = exchange.path.endswith("/converse-stream")
+        body = exchange.json if isinstance(exchange.json, dict) else {}
+        refusal = self._refusal(model_id, body)
+        if refusal is not None:
+            self._error(exchange, 400, "ValidationException", refusal)
+            return
+        step = self.next_step()
+        if self.answer(exchange, step, stream=stream):
+            return
+        if step.is_error:
+            code = step.error_type or _STATUS_CODES.get(step.status, "InternalServerException")
+            headers = dict(step.headers)
+            if step.retry_after is not None:
+                headers.setdefault("Retry-After", str(step.retry_after))
+            self._error(exchange, step.status, code, step.message or f"fake {code}", headers)
+            return
+        chunks = self.chunks_for(step)
+        usage = self.usage_for(step, body.get("messages"), chunks)
+        if stream:
+            self.play_stream(exchange, step, self._plan(step, chunks, usage),
+                             "application/vnd.amazon.eventstream",
+                             {"x-amzn-RequestId": "fake-request-1", **step.headers})  # fmt: skip
+        elif step.malformed_after == 0:
+            exchange.send(200, b'{"output":{"message":{"role":"assistant","content":[{"te')
+        else:
+            exchange.send(200, _dumps(self._converse(step, "".join(chunks), usage)),
+                          {"x-amzn-RequestId": "fake-request-1", **step.headers})  # fmt: skip
+
+    @staticmethod
+    def _refusal(model_id: str, body: dict[str, Any]) -> str | None:
+        # What Bedrock itself refuses, so that a test notices when we send it.
+        if model_id.startswith("meta."):
+            return _ON_DEMAND.format(model=model_id)
+        for message in body.get("messages") or ():
+            for block in message.get("content") or ():
+                image = block.get("image") if isinstance(block, dict) else None
+                if not isinstance(image, dict):
+                    continue
+                try:
+                    data = base64.b64decode(image.get("source", {}).get("bytes", ""))
+                except (binascii.Error, ValueError):
+                    return "The image bytes are not valid base64."
+                if not data.startswith(_IMAGE_MAGIC.get(str(image.get("format")), (b"\0\0",))):
+                    return "The provided image does not match the specified image format."
+        return None
+
+    @staticmethod
+    def _error(
+        exchange: Exchange, status: int, code: str, message: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        # Bedrock's REST-JSON errors: botocore reads the code from x-amzn-ErrorType (the part
+        # before the colon) and the message from the body.
+        exchange.send(status, _dumps({"message": message}), {
+            "Content-Type": "application/json",
+            "x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+            "x-amzn-RequestId": "fake-request-1",
+            **(headers or {}),
+        })  # fmt: skip
+
+    @staticmethod
+    def _usage(usage: tuple[int, int]) -> dict[str, int]:
+        return {"inputTokens": usage[0], "outputTokens": usage[1],
+                "totalTokens": usage[0] + usage[1]}  # fmt: skip
+
+    def _converse(self, step: Step, text: str, usage: tuple[int, int]) -> Any:
+        return {
+            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+            "stopReason": _STOP_REASONS.get(step.finish_reason, step.finish_reason),
+            "usage": self._usage(usage),
+            "metrics": {"latencyMs": int(step.delay * 1000) + 42},
+        }
+
+    def _plan(self, step: Step, chunks: list[str], usage: tuple[int, int]) -> StreamPlan:
+        code = _lower_camel(step.error_type or "ModelStreamErrorException")
+        error: dict[str, Any] = {"message": step.message or f"fake {code} mid-stream"}
+        if code == "modelStreamErrorException":
+            error.update(originalStatusCode=500, originalMessage="the model failed mid-stream")
+        stop = _STOP_REASONS.get(step.finish_reason, step.finish_reason)
+        return StreamPlan(
+            preamble=[event_frame("messageStart", {"role": "assistant"})],
+            content=[
+                event_frame("contentBlockDelta", {"delta": {"text": chunk}, "contentBlockIndex": 0})
+                for chunk in chunks
+            ],
+            closing=[
+                event_frame("contentBlockStop", {"contentBlockIndex": 0}),
+                event_frame("messageStop", {"stopReason": stop}),
+                event_frame(
+                    "metadata", {"usage": self._usage(usage), "metrics": {"latencyMs": 42}}
+                ),
+            ],
+            end_marker=2,
+            error_frame=exception_frame(code, error),
+            malformed_frame=corrupt(
+                event_frame("contentBlockDelta", {"delta": {"text": "x"}, "contentBlockIndex": 0})
+            ),
+        )
