@@ -8,7 +8,7 @@ import pytest
 
 from llamaroute import AsyncClient, Client
 from llamaroute.providers import OpenRouterProvider
-from llamaroute.testing import FakeOpenRouter
+from llamaroute.testing import FakeOllama, FakeOpenRouter
 
 #: A distinctive key: any test may assert it never shows up in output.
 CANARY_KEY = "sk-or-v1-CANARY0123456789abcdefCANARY0123456789abcdef"
@@ -38,3 +38,9 @@ async def aclient(fake_openrouter: FakeOpenRouter) -> AsyncIterator[AsyncClient]
     provider = OpenRouterProvider(api_key=CANARY_KEY, base_url=fake_openrouter.base_url)
     async with AsyncClient(providers=[provider]) as client:
         yield client
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeOllama]:
+    with FakeOllama() as fake:
+        yield fake
