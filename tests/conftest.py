@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -44,3 +45,11 @@ async def aclient(fake_openrouter: FakeOpenRouter) -> AsyncIterator[AsyncClient]
 def fake_ollama() -> Iterator[FakeOllama]:
     with FakeOllama() as fake:
         yield fake
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where connections are refused (bound, not listening)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -96,13 +95,6 @@ class RawServer(FakeServer):
             exchange.end_stream()
         else:
             exchange.send(self.status, self.body)
-
-
-@pytest.fixture
-def refused_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))  # bound but not listening: connections are refused
-        yield int(sock.getsockname()[1])
 
 
 # --- requests ---------------------------------------------------------------------------------
