@@ -301,6 +301,7 @@ async def test_more_than_one_image_is_a_bad_request(
 
 
 ERRORS = [
+    (301, ProviderConnectionError, False, "redirect"),  # not followed: the host is wrong
     (400, BadRequestError, False, None),
     (401, AuthenticationError, False, None),
     (403, AuthenticationError, False, None),
@@ -331,6 +332,17 @@ async def test_error_statuses_map_once_to_the_tree(
     assert error.model_id == "llama3.2:3b"
 
 
+async def test_redirects_are_not_followed(provider: OllamaProvider, mode: str) -> None:
+    # The Authorization header must never travel to another host.
+    with FakeOllama() as elsewhere, FakeOllama() as first:
+        first.script(Step.error(307, headers={"Location": f"{elsewhere.url}/api/chat"}))
+        moved = OllamaProvider(host=first.url, api_key="ollama-CANARY-key-0123456789")
+        with pytest.raises(ProviderConnectionError, match="redirect"):
+            await chat(moved, mode, call())
+        await moved.aclose()
+        assert (first.hits, elsewhere.hits) == (1, 0)
+
+
 @pytest.mark.parametrize("after", [0, 2])
 async def test_a_mid_stream_error_line_is_a_typed_failure(
     provider: OllamaProvider, mode: str, fake_ollama: FakeOllama, after: int
@@ -352,22 +364,16 @@ async def test_a_stream_without_done_is_never_a_success(
     assert caught.value.code == "incomplete_stream"
 
 
-async def test_an_invalid_json_line_chains_the_parser_error(
-    provider: OllamaProvider, mode: str, fake_ollama: FakeOllama
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_invalid_json_chains_the_parser_error(
+    provider: OllamaProvider, mode: str, fake_ollama: FakeOllama, streaming: bool
 ) -> None:
-    fake_ollama.script(Step.reply("one two", malformed_after=1))
+    # Streamed: a line that is not JSON after one good line; not streamed: a truncated body.
+    fake_ollama.script(Step.reply("one two", malformed_after=1 if streaming else 0))
     with pytest.raises(MalformedResponseError) as caught:
-        await stream(provider, mode, call())
+        await (stream if streaming else chat)(provider, mode, call())
     assert isinstance(caught.value.__cause__, json.JSONDecodeError)
-
-
-async def test_an_invalid_json_body_chains_the_parser_error(
-    provider: OllamaProvider, mode: str, fake_ollama: FakeOllama
-) -> None:
-    fake_ollama.script(Step(malformed_after=0))
-    with pytest.raises(MalformedResponseError) as caught:
-        await chat(provider, mode, call())
-    assert isinstance(caught.value.__cause__, json.JSONDecodeError)
+    assert caught.value.retryable
 
 
 WRONG_SHAPES = [
@@ -403,24 +409,20 @@ async def test_an_error_object_from_an_openai_style_server_is_read(mode: str) ->
     assert "{'message'" not in str(caught.value)
 
 
-@pytest.mark.parametrize("streaming", [False, True])
-async def test_a_reset_before_the_answer_is_a_connection_error(
-    provider: OllamaProvider, mode: str, fake_ollama: FakeOllama, streaming: bool
-) -> None:
-    fake_ollama.script(Step(reset_after=0))
+@pytest.mark.parametrize(
+    ("streaming", "fault"),
+    [(False, {"reset_after": 0}), (True, {"reset_after": 0}), (True, {"drop_after": 2}),
+     (True, {"reset_after": 2})],
+)  # fmt: skip
+async def test_a_lost_connection_is_a_retryable_connection_error(
+    provider: OllamaProvider, mode: str, fake_ollama: FakeOllama, streaming: bool,
+    fault: dict[str, int],
+) -> None:  # fmt: skip
+    # Before the answer and mid-stream: raw httpx errors the ollama client lets through.
+    fake_ollama.script(Step.reply("one two three four", **fault))
     with pytest.raises(ProviderConnectionError) as caught:
         await (stream if streaming else chat)(provider, mode, call())
     assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, httpx.TransportError)
-
-
-@pytest.mark.parametrize("fault", ["drop_after", "reset_after"])
-async def test_connection_lost_mid_stream(
-    provider: OllamaProvider, mode: str, fake_ollama: FakeOllama, fault: str
-) -> None:
-    fake_ollama.script(Step.reply("one two three four", **{fault: 2}))
-    with pytest.raises(ProviderConnectionError) as caught:
-        await stream(provider, mode, call())
     assert isinstance(caught.value.__cause__, httpx.TransportError)
 
 

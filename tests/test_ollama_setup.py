@@ -4,6 +4,7 @@ it: over real sockets against the fake Ollama, sync and async."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from llamaroute import (
     Client,
     ConfigurationError,
     ModelNotAvailableError,
+    ServerError,
     StreamInterruptedError,
     get_model,
 )
@@ -313,3 +315,46 @@ def test_the_local_example_runs_offline(refused_port: int) -> None:
     assert "using the fake Ollama" in out.stdout
     assert "-> ollama llama3.2:3b" in out.stdout
     assert "finished: stop" in out.stdout
+
+
+# --- the fake itself, read with plain httpx -------------------------------------------------
+
+
+def test_the_fake_speaks_ollamas_wire_format(fake_ollama: FakeOllama) -> None:
+    fake_ollama.script(Step(chunks=("Hi", " there"), usage=(0, 2), finish_reason="length"),
+                       Step.reply("Whole", usage=(7, 1)))  # fmt: skip
+    body = {"model": "llama3.2:3b", "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(base_url=fake_ollama.url, timeout=5) as http:
+        tags = http.get("/api/tags").json()["models"]
+        streamed = http.post("/api/chat", json=body)  # streams unless told not to
+        whole = http.post("/api/chat", json={**body, "stream": False}).json()
+        missing = http.post("/api/chat", json={**body, "model": "llama3.2-vision:90b-q8"})
+    assert [tag["name"] for tag in tags] == list(fake_ollama.models)
+    assert streamed.headers["content-type"] == "application/x-ndjson"
+    lines = [json.loads(line) for line in streamed.text.splitlines()]
+    assert [line["message"]["content"] for line in lines] == ["Hi", " there", ""]
+    assert [line["done"] for line in lines] == [False, False, True]
+    final = lines[-1]
+    assert (final["done_reason"], final["eval_count"]) == ("length", 2)
+    assert "prompt_eval_count" not in final  # omitempty: a zero count is absent
+    assert final["total_duration"] == 1_250_000_000  # nanoseconds
+    assert (whole["message"]["content"], whole["prompt_eval_count"], whole["done"]) == (
+        "Whole", 7, True)  # fmt: skip
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": 'model "llama3.2-vision:90b-q8" not found, try pulling it first'
+    }
+    assert fake_ollama.hits == 4
+
+
+def test_the_fake_injects_seeded_chaos(fake_ollama: FakeOllama) -> None:
+    fake_ollama.chaos(1.0, seed=3, faults=[Step.error(503), Step(error_after=0)])
+    provider = OllamaProvider(host=fake_ollama.url)
+    outcomes = set()
+    for _ in range(6):
+        with pytest.raises(ServerError) as caught:
+            list(provider.stream(call()))
+        outcomes.add(caught.value.code)
+    provider.close()
+    assert outcomes == {"server_busy", "stream_error"}
+    assert fake_ollama.faults_injected == 6

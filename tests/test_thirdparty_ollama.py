@@ -40,6 +40,9 @@ from llamaroute.providers import OllamaProvider, ProviderResult
 
 from .test_ollama import call
 
+# The first test may wait for the one-off npm download.
+pytestmark = pytest.mark.timeout(180)
+
 aimock_pytest = pytest.importorskip("aimock_pytest", reason="pip install -e '.[dev]'")
 from aimock_pytest._node_manager import NodeManager  # noqa: E402
 from aimock_pytest._server import AIMockServer  # noqa: E402
@@ -62,7 +65,7 @@ def _install(manager: NodeManager, cache: Path) -> None:
         packed = subprocess.run(
             [npm, "pack", f"@copilotkit/aimock@{AIMOCK_VERSION}", "--pack-destination", scratch,
              "--silent"],
-            capture_output=True, text=True, timeout=300, check=False,
+            capture_output=True, text=True, timeout=150, check=False,
         )  # fmt: skip
         tarballs = list(Path(scratch).glob("*.tgz"))
         if packed.returncode != 0 or not tarballs:

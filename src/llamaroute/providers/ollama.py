@@ -1,24 +1,21 @@
 """Ollama (a local or LAN server) over the official ``ollama`` client.
 
-The pure parts (request kwargs, response and stream parsing, the context size, error mapping)
-are plain functions shared by the sync and async shells; only the lines that do I/O are
-written twice.
+Pure functions (request kwargs, response and stream parsing, context size, error mapping) are
+shared by the sync and async shells; only the lines that do I/O are written twice.
 
-Facts relied on (PROVIDERS.md section 3): ``POST /api/chat`` with ``messages[].images`` as
-base64 without a ``data:`` prefix; ``options.num_predict`` is the output cap and
-``options.num_ctx`` the context size, whose server default changed between versions (2048,
-4096, then memory-based); streams are NDJSON ending with a ``done: true`` line that carries
-``done_reason``, ``prompt_eval_count`` / ``eval_count`` (omitted when 0) and durations in
-nanoseconds; errors are ``{"error": "..."}`` with the HTTP status, or, mid-stream, a last
-``{"error": ...}`` line under HTTP 200; ``GET /api/tags`` lists the pulled models.
+Facts relied on (PROVIDERS.md section 3): ``POST /api/chat`` takes images as base64 without a
+``data:`` prefix, ``options.num_predict`` (output cap) and ``options.num_ctx`` (context size;
+the server default changed from 2048 to 4096 to memory-based); streams are NDJSON ending with a
+``done: true`` line carrying ``done_reason``, ``prompt_eval_count`` / ``eval_count`` (absent
+when 0) and durations in ns; errors are ``{"error": "..."}`` with the status, or a last
+``{"error": ...}`` line under HTTP 200 mid-stream; ``GET /api/tags`` lists pulled models.
 
-What the ``ollama`` client (0.6.x) does and does not wrap, read from its source: HTTP errors
-become ``ResponseError`` (``status_code`` -1 for a mid-stream error line); a failed connect on a
-non-streaming call becomes the built-in ``ConnectionError`` (raised ``from None``, the httpx
-error kept as ``__context__``); everything else escapes raw: httpx timeouts and transport
-errors, ``json.JSONDecodeError`` for a bad line, pydantic ``ValidationError`` for a line of the
-wrong shape. A streaming call is lazy: the request goes out on the first iteration, so every
-one of those can surface there. They are all mapped here, once.
+What the ``ollama`` client (0.6.x, read from its source) wraps: HTTP errors become
+``ResponseError`` (``status_code`` -1 mid-stream); a failed connect on a non-streaming call
+becomes the built-in ``ConnectionError`` (the httpx error kept as ``__context__``). Everything
+else escapes raw: httpx timeouts and transport errors, ``json.JSONDecodeError``, pydantic
+``ValidationError``. Streaming calls are lazy (the request goes out on the first iteration),
+so all of it can surface there too. It is all mapped here, once.
 """
 
 from __future__ import annotations
@@ -30,7 +27,6 @@ import os
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
-from contextvars import ContextVar
 from typing import Any, ClassVar, Protocol, cast
 
 import httpx
@@ -52,11 +48,19 @@ from .._exceptions import (
     ServerError,
     UnsupportedFeatureError,
 )
-from .._images import MAX_TILES, POSITIONS_PER_TILE
+from .._images import MAX_TILES, POSITIONS_PER_TILE, Image
 from .._secrets import Secret
-from .._types import FinishReason, ImagePart, Usage
+from .._types import FinishReason, Usage
 from ._base import Provider, ProviderCall, ProviderResult, StreamItem
-from ._http import _refused, attempt_timeout, check_base_url, transport_errors
+from ._http import (
+    _refused,
+    attempt_timeout,
+    check_base_url,
+    finite_timeout,
+    request_timeout,
+    timeout_hooks,
+    transport_errors,
+)
 
 __all__ = [
     "DEFAULT_HOST",
@@ -111,13 +115,6 @@ _STATUS_ERRORS: dict[int, tuple[type[ProviderError], str | None]] = {
     503: (ServerError, "server_busy"), 504: (ProviderTimeoutError, None),
 }  # fmt: skip
 
-# The per-attempt timeout, read by an httpx request hook on the clients this module builds:
-# ``ollama.Client.chat`` takes no timeout argument, and a context variable is safe to set from
-# many threads and tasks at once.
-_ATTEMPT_TIMEOUT: ContextVar[httpx.Timeout | None] = ContextVar(
-    "llamaroute_ollama_timeout", default=None
-)
-
 
 class _Readable(Protocol):
     # Both plain dicts and the ollama client's response models (SubscriptableBaseModel).
@@ -160,6 +157,15 @@ def estimate_num_ctx(call: ProviderCall) -> int:
     return max(MIN_NUM_CTX, min(size, call.route.context_window))
 
 
+def _image_bytes(image: Image) -> bytes:
+    if image.data is None:
+        raise InvalidImageError(
+            f"Ollama needs the image bytes, not a URL ({image.url}): its API does not fetch "
+            "images; fetch it first, or pass the file or the bytes"
+        )
+    return image.data
+
+
 def build_request(
     call: ProviderCall,
     *,
@@ -180,23 +186,12 @@ def build_request(
             "Ollama's Llama 3.2 Vision takes one image per request; this request has "
             f"{len(call.images)}"
         )
-    images = iter(call.images)
+    images = iter(call.images)  # in order of appearance, as the client loaded them
     messages: list[dict[str, Any]] = []
     for message in call.request.messages:
         entry: dict[str, Any] = {"role": message.role, "content": message.text}
-        if not isinstance(message.content, str):
-            attached = []
-            for part in message.content:
-                if isinstance(part, ImagePart):
-                    image = next(images)
-                    if image.data is None:
-                        raise InvalidImageError(
-                            f"Ollama needs the image bytes, not a URL ({image.url}): its API "
-                            "does not fetch images; fetch it first or pass the file or bytes"
-                        )
-                    attached.append(image.data)
-            if attached:
-                entry["images"] = attached
+        if attached := [_image_bytes(next(images)) for _ in message.images]:
+            entry["images"] = attached
         messages.append(entry)
     request = call.request
     options = {"num_ctx": num_ctx or estimate_num_ctx(call), "num_predict": call.max_tokens,
@@ -352,25 +347,19 @@ def _from_response_error(
         "model_id": model_id,
         "status_code": status if status > 0 else None,
     }
-    if _INCOMPATIBLE in lowered:
-        return ModelNotAvailableError(
-            f"the installed {model_id} is an old download this Ollama version cannot run; "
-            f"re-pull it: `ollama pull {model_id}` ({message})",
-            code="model_incompatible", **kwargs,
-        )  # fmt: skip
+    old = _INCOMPATIBLE in lowered
+    if old or status == 404:
+        # Not transient, and the fix is one command: name it.
+        why = ("is an old download this Ollama version cannot run; re-pull it" if old
+               else f"is not pulled on the Ollama server at {host}; run")  # fmt: skip
+        hint = f"{model_id} {why}: `ollama pull {model_id}` ({message})"
+        kwargs["code"] = "model_incompatible" if old else "model_not_found"
+        return ModelNotAvailableError(hint, **kwargs)
     if _ONE_IMAGE in lowered:
-        return BadRequestError(
-            f"{model_id} takes one image per request ({message})",
-            code="too_many_images", **kwargs,
-        )  # fmt: skip
+        hint = f"{model_id} takes one image per request ({message})"
+        return BadRequestError(hint, code="too_many_images", **kwargs)
     if status < 0:
         return ServerError(f"failed mid-stream: {message}", code="stream_error", **kwargs)
-    if status == 404:
-        return ModelNotAvailableError(
-            f"{model_id} is not pulled on the Ollama server at {host}; run `ollama pull "
-            f"{model_id}` ({message})",
-            code="model_not_found", **kwargs,
-        )  # fmt: skip
     if status in _STATUS_ERRORS:
         cls, code = _STATUS_ERRORS[status]
         return cls(message, code=code, **kwargs)
@@ -403,32 +392,7 @@ def _wanted(model: str | Route) -> tuple[str, ...]:
     return (model,)
 
 
-def _installed_names(listing: ollama.ListResponse) -> frozenset[str]:
-    return frozenset(_tag(item.model) for item in listing.models if item.model)
-
-
 # --- the provider ---------------------------------------------------------------------------
-
-
-def _set_timeout(request: httpx.Request) -> None:
-    timeout = _ATTEMPT_TIMEOUT.get()
-    if timeout is not None:
-        request.extensions["timeout"] = timeout.as_dict()
-
-
-async def _aset_timeout(request: httpx.Request) -> None:
-    _set_timeout(request)
-
-
-@contextlib.contextmanager
-def _timeout_scope(timeout: httpx.Timeout | None) -> Iterator[None]:
-    # Set and reset around each SDK call only: a sync generator shares its consumer's context,
-    # so a value left set across a yield would leak into the consumer's own calls.
-    token = _ATTEMPT_TIMEOUT.set(timeout)
-    try:
-        yield
-    finally:
-        _ATTEMPT_TIMEOUT.reset(token)
 
 
 class OllamaProvider(Provider):
@@ -469,8 +433,8 @@ class OllamaProvider(Provider):
         async_client: ollama.AsyncClient | None = None,
     ) -> None:
         self.host = normalise_host(host or os.environ.get(HOST_ENV) or DEFAULT_HOST)
-        self.timeout = _finite(timeout, "timeout")
-        self.probe_timeout = _finite(probe_timeout, "probe_timeout")
+        self.timeout = finite_timeout(timeout, "Ollama timeout")
+        self.probe_timeout = finite_timeout(probe_timeout, "Ollama probe_timeout")
         if num_ctx is not None and num_ctx < 1:
             raise ConfigurationError("num_ctx must be a positive number of tokens")
         self.num_ctx = num_ctx
@@ -506,7 +470,8 @@ class OllamaProvider(Provider):
                         timeout=self.timeout,
                         follow_redirects=False,
                         headers=self._headers,
-                        event_hooks={"request": [_aset_timeout if asynchronous else _set_timeout]},
+                        # ollama.Client.chat takes no timeout: a call's own budget goes in here.
+                        event_hooks=timeout_hooks(asynchronous=asynchronous),
                     )
         return client
 
@@ -563,14 +528,14 @@ class OllamaProvider(Provider):
     def chat(self, call: ProviderCall) -> ProviderResult:
         request = self._request(call, stream=False)
         model_id = request["model"]
-        with self._errors(model_id), _timeout_scope(self._attempt_timeout(call)):
+        with self._errors(model_id), request_timeout(self._attempt_timeout(call)):
             response = self._sync().chat(**request)
         return parse_response(response, model_id=model_id)
 
     async def achat(self, call: ProviderCall) -> ProviderResult:
         request = self._request(call, stream=False)
         model_id = request["model"]
-        with self._errors(model_id), _timeout_scope(self._attempt_timeout(call)):
+        with self._errors(model_id), request_timeout(self._attempt_timeout(call)):
             response = await self._async().chat(**request)
         return parse_response(response, model_id=model_id)
 
@@ -583,7 +548,7 @@ class OllamaProvider(Provider):
         try:
             while state.final is None:
                 # Lazy client: the request itself goes out on the first next().
-                with self._errors(model_id), _timeout_scope(timeout):
+                with self._errors(model_id), request_timeout(timeout):
                     chunk = next(lines, None)
                 if chunk is None:
                     break
@@ -602,7 +567,7 @@ class OllamaProvider(Provider):
             lines = cast(AsyncIterator[ollama.ChatResponse], await self._async().chat(**request))
         try:
             while state.final is None:
-                with self._errors(model_id), _timeout_scope(timeout):
+                with self._errors(model_id), request_timeout(timeout):
                     chunk = await anext(lines, None)
                 if chunk is None:
                     break
@@ -622,7 +587,14 @@ class OllamaProvider(Provider):
             return True, probe[1]
         return False, None
 
-    def _store(self, installed: frozenset[str] | None) -> frozenset[str] | None:
+    def _store(self, listing: Any, error: Exception | None = None) -> frozenset[str] | None:
+        # None: the server is down or answered nonsense. That is remembered for the TTL too,
+        # so a router that asks per call does not pay a connect attempt each time.
+        installed = None
+        if error is None:
+            installed = frozenset(_tag(item.model) for item in listing.models if item.model)
+        else:
+            logger.debug("ollama probe of %s failed: %s", self.host, type(error).__name__)
         with self._lock:
             self._probe = (self._clock(), installed)
         return installed
@@ -637,31 +609,23 @@ class OllamaProvider(Provider):
         """
         fresh, installed = self._fresh()
         if not fresh:
-            installed = self._store(self._list_sync())
+            try:
+                with request_timeout(self.probe_timeout):
+                    installed = self._store(self._sync().list())
+            except Exception as error:  # whatever went wrong, the answer is "not available"
+                installed = self._store(None, error)
         return installed is not None and any(_tag(tag) in installed for tag in _wanted(model))
 
     async def aavailable(self, model: str | Route) -> bool:
         """Async :meth:`available` (the same cache)."""
         fresh, installed = self._fresh()
         if not fresh:
-            installed = self._store(await self._list_async())
+            try:
+                with request_timeout(self.probe_timeout):
+                    installed = self._store(await self._async().list())
+            except Exception as error:
+                installed = self._store(None, error)
         return installed is not None and any(_tag(tag) in installed for tag in _wanted(model))
-
-    def _list_sync(self) -> frozenset[str] | None:
-        try:
-            with _timeout_scope(self.probe_timeout):
-                return _installed_names(self._sync().list())
-        except Exception as error:  # a probe reports "not available", whatever the cause
-            logger.debug("ollama probe of %s failed: %s", self.host, type(error).__name__)
-            return None
-
-    async def _list_async(self) -> frozenset[str] | None:
-        try:
-            with _timeout_scope(self.probe_timeout):
-                return _installed_names(await self._async().list())
-        except Exception as error:
-            logger.debug("ollama probe of %s failed: %s", self.host, type(error).__name__)
-            return None
 
     # --- closing -----------------------------------------------------------------------------
 
@@ -678,11 +642,3 @@ class OllamaProvider(Provider):
             client = self._clients.pop("async", None)
         if client is not None:
             await (getattr(client, "close", None) or client._client.aclose)()
-
-
-def _finite(timeout: httpx.Timeout | float, what: str) -> httpx.Timeout:
-    if isinstance(timeout, int | float):
-        timeout = httpx.Timeout(float(timeout))
-    if None in (timeout.connect, timeout.read, timeout.write, timeout.pool):
-        raise ConfigurationError(f"Ollama {what} must be finite (no None parts)")
-    return timeout

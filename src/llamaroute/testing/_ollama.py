@@ -114,12 +114,9 @@ class FakeOllama(FakeServer):
         stream = body.get("stream", True) is not False  # the API streams unless told not to
         if self.answer(exchange, step, stream=stream):
             return
-        if step.is_error:
-            headers = dict(step.headers)
-            if step.retry_after is not None:
-                headers["Retry-After"] = str(step.retry_after)
+        if step.is_error or 300 <= step.status < 400:  # a 3xx too: redirects are tested
             message = step.message or _MESSAGES.get(step.status, f"fake error {step.status}")
-            exchange.send(step.status, _dumps({"error": message}), headers)
+            exchange.send(step.status, _dumps({"error": message}), step.error_headers)
             return
         chunks = self.chunks_for(step)
         usage = self.usage_for(step, body.get("messages"), chunks)
