@@ -35,7 +35,7 @@ from llamaroute import (
 )
 from llamaroute._images import load_image
 from llamaroute.providers import OllamaProvider, ProviderCall, ProviderResult
-from llamaroute.providers.ollama import build_request, estimate_num_ctx
+from llamaroute.providers.ollama import build_request, estimate_num_ctx, map_error
 from llamaroute.testing import Exchange, FakeOllama, FakeServer, Step
 
 ROUTE = get_model("llama-3.2-3b").route("ollama")
@@ -485,3 +485,21 @@ async def test_leaving_a_stream_early_closes_the_connection(
         assert await anext(aevents) == "a"
         await aevents.aclose()
     assert fake_ollama.wait_closed(moment, timeout=1.0) is not None
+
+
+def test_map_error_covers_what_has_no_wire_fault() -> None:
+    dns = ConnectionError("Failed to connect to Ollama")  # no ConnectionRefusedError beneath
+    error = map_error(dns, model_id="llama3.2:3b", host="http://ollama-box:11434")
+    assert isinstance(error, ProviderConnectionError)
+    assert (error.code, error.retryable) == ("connect_error", True)
+    assert "ollama-box" in str(error)
+    refused = httpx.ConnectError("refused")
+    refused.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    assert map_error(refused, model_id="m").code == "connection_refused"
+    decoding = map_error(httpx.DecodingError("bad gzip"), model_id="m")
+    assert isinstance(decoding, MalformedResponseError)
+    other = map_error(RuntimeError("key sk-secret-123456 leaked"), model_id="m",
+                      redact=lambda text: text.replace("sk-secret-123456", "sk-…3456"))  # fmt: skip
+    assert type(other) is ServerError
+    assert other.retryable
+    assert "sk-secret-123456" not in str(other)

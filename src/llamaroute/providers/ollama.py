@@ -69,6 +69,7 @@ __all__ = [
     "build_request",
     "estimate_num_ctx",
     "map_error",
+    "normalise_host",
     "parse_response",
 ]
 
@@ -333,7 +334,8 @@ def map_error(
             f"({type(error).__name__}: {_error_text(error, redact)})",
             **where,
         )
-    return ServerError(f"Ollama call failed: {type(error).__name__}: {error}", **where)
+    return ServerError(f"Ollama call failed: {type(error).__name__}: {_error_text(error, redact)}",
+                       **where)  # fmt: skip
 
 
 def _from_response_error(
