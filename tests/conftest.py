@@ -4,6 +4,7 @@ small real images made with Pillow."""
 from __future__ import annotations
 
 import io
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from llamaroute import AsyncClient, Client
 from llamaroute.providers import OpenRouterProvider, Provider, ProviderCall, ProviderResult
-from llamaroute.testing import FakeBedrock, FakeOpenRouter
+from llamaroute.testing import FakeBedrock, FakeOllama, FakeOpenRouter
 
 
 def png_bytes(width: int = 8, height: int = 6) -> bytes:
@@ -109,3 +110,17 @@ async def provider_stream(provider: Provider, mode: str, call: ProviderCall) -> 
     if mode == "sync":
         return list(provider.stream(call))
     return [item async for item in provider.astream(call)]
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeOllama]:
+    with FakeOllama() as fake:
+        yield fake
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where connections are refused (bound, not listening)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])

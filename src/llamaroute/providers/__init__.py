@@ -1,7 +1,7 @@
 """The provider modules, one per provider, and the interface they share.
 
-``OpenRouterProvider`` is imported on first use; providers whose SDK is heavy (boto3) are too,
-so that ``import llamaroute`` stays cheap.
+``OpenRouterProvider`` and ``OllamaProvider`` are imported on first use; providers whose SDK is
+heavy (boto3) are too, so that ``import llamaroute`` stays cheap (it never imports ``ollama``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ logger = logging.getLogger("llamaroute")
 
 if TYPE_CHECKING:
     from .bedrock import BedrockProvider
+    from .ollama import OllamaProvider
     from .openrouter import OpenRouterProvider
 
 __all__ = [
     "AWS_CREDENTIAL_ENV",
     "BedrockProvider",
+    "OllamaProvider",
     "OpenRouterProvider",
     "Provider",
     "ProviderCall",
@@ -35,13 +37,22 @@ __all__ = [
 def discover(environ: Mapping[str, str] | None = None) -> list[Provider]:
     """The providers the environment configures, in the default order.
 
-    OpenRouter when ``OPENROUTER_API_KEY`` is set; AWS Bedrock when boto3 is installed, the
-    environment names AWS credentials or a profile (see :data:`AWS_CREDENTIAL_ENV`) and a
-    region is known (``AWS_REGION``, ``AWS_DEFAULT_REGION`` or the profile's). Nothing here
-    touches the network or resolves credentials: that waits for the first call.
+    1. Ollama when ``OLLAMA_HOST`` is set (local and free, so tried first). Without
+       ``OLLAMA_HOST``, add it explicitly: ``Client(providers=[OllamaProvider(), ...])``;
+       whether a server is really there is :meth:`OllamaProvider.available`'s question.
+    2. OpenRouter when ``OPENROUTER_API_KEY`` is set.
+    3. AWS Bedrock when boto3 is installed, the environment names AWS credentials or a profile
+       (see :data:`AWS_CREDENTIAL_ENV`) and a region is known (``AWS_REGION``,
+       ``AWS_DEFAULT_REGION`` or the profile's).
+
+    Nothing here touches the network or resolves credentials: that waits for the first call.
     """
     env = os.environ if environ is None else environ
     found: list[Provider] = []
+    if env.get("OLLAMA_HOST"):
+        from .ollama import OllamaProvider
+
+        found.append(OllamaProvider(env["OLLAMA_HOST"], api_key=env.get("OLLAMA_API_KEY")))
     if env.get("OPENROUTER_API_KEY"):
         from .openrouter import OpenRouterProvider
 
@@ -92,7 +103,11 @@ def _bedrock_from(env: Mapping[str, str]) -> Provider | None:
         return None
 
 
-_LAZY = {"BedrockProvider": ".bedrock", "OpenRouterProvider": ".openrouter"}
+_LAZY = {
+    "BedrockProvider": ".bedrock",
+    "OllamaProvider": ".ollama",
+    "OpenRouterProvider": ".openrouter",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -4,6 +4,8 @@
 * :func:`parse_retry_after` reads ``retry-after-ms``, ``Retry-After`` (seconds or HTTP-date).
 * :class:`SSEDecoder` turns lines into Server-Sent Events (comments, multi-line ``data:``).
 * :func:`check_base_url` refuses base URLs that carry credentials.
+* :func:`finite_timeout` checks a configured timeout; :func:`request_timeout` with
+  :func:`timeout_hooks` gives one call its own timeout through an SDK that takes none.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import email.utils
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,8 +35,11 @@ __all__ = [
     "SSEEvent",
     "attempt_timeout",
     "check_base_url",
+    "finite_timeout",
     "load_json",
     "parse_retry_after",
+    "request_timeout",
+    "timeout_hooks",
     "transport_errors",
 ]
 
@@ -56,6 +62,57 @@ def attempt_timeout(seconds: float | None, default: httpx.Timeout) -> httpx.Time
         write=cap(default.write),
         pool=cap(default.pool),
     )
+
+
+def finite_timeout(timeout: httpx.Timeout | float, what: str) -> httpx.Timeout:
+    """``timeout`` as an ``httpx.Timeout``; :class:`ConfigurationError` if any part is ``None``."""
+    if isinstance(timeout, int | float):
+        timeout = httpx.Timeout(float(timeout))
+    if None in (timeout.connect, timeout.read, timeout.write, timeout.pool):
+        raise ConfigurationError(f"{what} must be finite (no None parts)")
+    return timeout
+
+
+# Read by the request hook of clients built with timeout_hooks(): a context variable is safe to
+# set from many threads and tasks at once, unlike the shared client's own timeout.
+_REQUEST_TIMEOUT: ContextVar[httpx.Timeout | None] = ContextVar(
+    "llamaroute_request_timeout", default=None
+)
+
+
+def _apply_request_timeout(request: httpx.Request) -> None:
+    timeout = _REQUEST_TIMEOUT.get()
+    if timeout is not None:
+        request.extensions["timeout"] = timeout.as_dict()
+
+
+async def _aapply_request_timeout(request: httpx.Request) -> None:
+    _apply_request_timeout(request)
+
+
+def timeout_hooks(*, asynchronous: bool) -> dict[str, list[Callable[[httpx.Request], Any]]]:
+    """``event_hooks=`` for an httpx client whose requests obey :func:`request_timeout`.
+
+    For SDKs that build the request themselves and take no per-call timeout (the ollama
+    client); the hook runs just before each request is sent and sets its timeouts.
+    """
+    hook = _aapply_request_timeout if asynchronous else _apply_request_timeout
+    return {"request": [hook]}
+
+
+@contextlib.contextmanager
+def request_timeout(timeout: httpx.Timeout | None) -> Iterator[None]:
+    """Requests sent inside the block (by clients with :func:`timeout_hooks`) use ``timeout``.
+
+    ``None`` leaves the client's own timeouts. Keep the block around one SDK call: a sync
+    generator shares its consumer's context, so a value left set across a ``yield`` would
+    apply to the consumer's own requests.
+    """
+    token = _REQUEST_TIMEOUT.set(timeout)
+    try:
+        yield
+    finally:
+        _REQUEST_TIMEOUT.reset(token)
 
 
 def _refused(error: BaseException) -> bool:

@@ -14,15 +14,20 @@ without network or credentials::
         with Client(providers=[provider]) as client:
             ...
         assert fake.hits == 2
+
+``FakeOllama`` does the same for a local Ollama server (``OllamaProvider(host=fake.url)``),
+with ``/api/tags`` listing the models it has "pulled".
 """
 
 from ._bedrock import FakeBedrock
+from ._ollama import FakeOllama
 from ._openrouter import FakeOpenRouter
 from ._server import Exchange, FakeServer, RecordedRequest, Step, StreamPlan
 
 __all__ = [
     "Exchange",
     "FakeBedrock",
+    "FakeOllama",
     "FakeOpenRouter",
     "FakeServer",
     "RecordedRequest",

@@ -96,6 +96,14 @@ class Step:
         """Whether this step answers with an HTTP error status."""
         return self.status >= 400
 
+    @property
+    def error_headers(self) -> dict[str, str]:
+        """The headers of this step's error answer: its own, plus ``Retry-After`` if set."""
+        headers = dict(self.headers)
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
+
 
 @dataclass(frozen=True)
 class RecordedRequest:

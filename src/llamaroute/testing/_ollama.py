@@ -1,0 +1,172 @@
+"""A fake Ollama server: ``/api/chat`` as JSON and NDJSON, ``/api/tags``, and its errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from ._server import Exchange, FakeServer, Step, StreamPlan
+
+__all__ = ["FakeOllama"]
+
+#: The Llama 3.2 tags of the catalog's Ollama routes: what a fresh ``FakeOllama()`` has pulled.
+DEFAULT_MODELS = ("llama3.2:1b", "llama3.2:3b", "llama3.2-vision:11b", "llama3.2-vision:90b")
+
+# The server's own texts, for steps that give no message (ollama/ollama server/routes.go).
+_MESSAGES = {
+    400: "invalid request",
+    429: "rate limit exceeded",
+    500: "an error was encountered while running the model",
+    502: "cloud model unreachable",
+    503: "server busy, please try again.  maximum pending requests exceeded",
+}
+
+#: Durations reported on the final line, in nanoseconds as on the wire.
+_DURATIONS = {
+    "total_duration": 1_250_000_000,
+    "load_duration": 250_000_000,
+    "prompt_eval_duration": 200_000_000,
+    "eval_duration": 800_000_000,
+}
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _tag(name: str) -> str:
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+class FakeOllama(FakeServer):
+    """A fake Ollama server on 127.0.0.1. Point a provider at :attr:`url`::
+
+        with FakeOllama(Step.reply("Hi"), models=["llama3.2:3b"]) as fake:
+            provider = OllamaProvider(host=fake.url)
+
+    Serves ``POST /api/chat`` (one JSON object for ``"stream": false``; otherwise NDJSON lines
+    ending with a ``done: true`` line that carries ``done_reason``, ``prompt_eval_count`` /
+    ``eval_count`` (left out when 0, as the real server does) and durations in nanoseconds) and
+    ``GET /api/tags`` (the pulled ``models``). A chat for a model that is not pulled gets the
+    server's 404 ``model "X" not found, try pulling it first`` without taking a step.
+
+    Faults come from the :class:`Step` script: an HTTP error is ``{"error": "<message>"}`` with
+    the step's status; ``error_after`` is a last ``{"error": ...}`` line under HTTP 200;
+    ``omit_end`` leaves out the ``done: true`` line; ``malformed_after`` sends a line that is
+    not valid JSON (``0`` on a non-streamed call: a truncated body); ``cut_after``,
+    ``drop_after``, ``reset_after``, ``delay`` and ``chunk_delay`` work as for every fake.
+    """
+
+    default_text: ClassVar[str] = "Hello from the fake Ollama."
+
+    def __init__(
+        self, *steps: Step, default: Step | None = None, models: Iterable[str] = DEFAULT_MODELS
+    ) -> None:
+        super().__init__(*steps, default=default)
+        self._models = list(models)
+        self._models_lock = threading.Lock()
+
+    @property
+    def models(self) -> list[str]:
+        """The pulled models that ``/api/tags`` lists and ``/api/chat`` accepts."""
+        with self._models_lock:
+            return list(self._models)
+
+    @models.setter
+    def models(self, names: Iterable[str]) -> None:
+        with self._models_lock:
+            self._models = list(names)
+
+    def handle(self, exchange: Exchange) -> None:
+        method, path = exchange.request.method, exchange.path
+        if method == "GET" and path == "/api/tags":
+            exchange.send(200, _dumps({"models": [self._listing(name) for name in self.models]}))
+        elif method in ("GET", "HEAD") and path == "/":
+            exchange.send(200, b"Ollama is running", {"Content-Type": "text/plain"})
+        elif method == "POST" and path == "/api/chat":
+            self._chat(exchange)
+        else:
+            exchange.send(404, b"404 page not found", {"Content-Type": "text/plain"})
+
+    @staticmethod
+    def _listing(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "model": name,
+            "modified_at": "2026-08-21T12:00:00Z",
+            "size": 2_019_393_189,
+            "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
+            "details": {"format": "gguf", "family": "llama", "parameter_size": "3.2B",
+                        "quantization_level": "Q4_K_M"},
+        }  # fmt: skip
+
+    def _chat(self, exchange: Exchange) -> None:
+        body = exchange.json if isinstance(exchange.json, dict) else {}
+        model = str(body.get("model", ""))
+        if _tag(model) not in {_tag(name) for name in self.models}:
+            message = f'model "{model}" not found, try pulling it first'
+            exchange.send(404, _dumps({"error": message}))
+            return
+        step = self.next_step()
+        stream = body.get("stream", True) is not False  # the API streams unless told not to
+        if self.answer(exchange, step, stream=stream):
+            return
+        if step.is_error or 300 <= step.status < 400:  # a 3xx too: redirects are tested
+            message = step.message or _MESSAGES.get(step.status, f"fake error {step.status}")
+            exchange.send(step.status, _dumps({"error": message}), step.error_headers)
+            return
+        chunks = self.chunks_for(step)
+        usage = self.usage_for(step, body.get("messages"), chunks)
+        created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        if stream:
+            self.play_stream(exchange, step, self._plan(step, model, created, chunks, usage),
+                             "application/x-ndjson", step.headers)  # fmt: skip
+        elif step.malformed_after == 0:
+            exchange.send(200, b'{"model":"' + model.encode() + b'","message":{"content":"tr')
+        else:
+            final = self._final(step, model, created, usage, "".join(chunks))
+            exchange.send(200, _dumps(final), step.headers)
+
+    def _final(
+        self, step: Step, model: str, created: str, usage: tuple[int, int], text: str = ""
+    ) -> dict[str, Any]:
+        final: dict[str, Any] = {
+            "model": model,
+            "created_at": created,
+            "message": {"role": "assistant", "content": text},
+            "done": True,
+            "done_reason": step.finish_reason,
+            **_DURATIONS,
+        }
+        # omitempty on the server: a zero count is absent, not 0.
+        if usage[0]:
+            final["prompt_eval_count"] = usage[0]
+        if usage[1]:
+            final["eval_count"] = usage[1]
+        return final
+
+    def _plan(
+        self, step: Step, model: str, created: str, chunks: list[str], usage: tuple[int, int]
+    ) -> StreamPlan:
+        newline = b"\r\n" if step.crlf else b"\n"
+
+        def line(payload: Any) -> bytes:
+            return _dumps(payload) + newline
+
+        def delta(content: str) -> bytes:
+            message = {"role": "assistant", "content": content}
+            return line({"model": model, "created_at": created, "message": message, "done": False})
+
+        message = step.message or "an error was encountered while running the model"
+        return StreamPlan(
+            content=[delta(chunk) for chunk in chunks],
+            closing=[line(self._final(step, model, created, usage))],
+            error_frame=line({"error": message}),
+            malformed_frame=b'{"model":"'
+            + model.encode()
+            + b'","message":{"content":"tr'
+            + newline,
+        )
