@@ -14,15 +14,28 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
+from os import PathLike
 from types import TracebackType
 from typing import Any
 
-from ._catalog import Catalog, Resolution, Route
-from ._estimate import Estimates, estimate_shape, request_shape
+from ._accounting import Accounting
+from ._catalog import Catalog, Resolution
+from ._estimate import Estimates, RequestShape, estimate_shape, request_shape
+from ._events import (
+    AttemptFailed,
+    AttemptStarted,
+    BudgetRefused,
+    EventHandler,
+    FallbackTaken,
+    ResponseReady,
+    emit,
+)
 from ._exceptions import (
     AllProvidersFailedError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ConfigurationError,
     DeadlineExceededError,
     MalformedResponseError,
@@ -32,12 +45,13 @@ from ._exceptions import (
     StreamInterruptedError,
 )
 from ._health import BreakerPolicy, Health
-from ._image_fit import PreparedImage, prepare_image
+from ._image_fit import RequestImages
 from ._image_fit import _check_count as check_image_count
-from ._images import Image, ImageFetchPolicy, load_image
-from ._pricing import cost_from_usage
+from ._images import ImageFetchPolicy
+from ._ledger import Ledger, SpendEntry, open_ledger
 from ._retry import RetryPolicy
 from ._routing import Candidate, Plan, plan
+from ._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
 from ._types import Attempt, ChatRequest, ChatResponse, Cost, Message
 from .providers import discover
 from .providers._base import Provider, ProviderCall, ProviderResult
@@ -70,61 +84,31 @@ class _Expired(Exception):
     """The call's deadline passed before the next attempt could start."""
 
 
-class _CallImages:
-    """The request's images for one call: loaded and checked once, fetched at most once (only
-    if a route cannot take URLs), and fitted once per set of route limits, so that routes with
-    the same limits share the Pillow work."""
-
-    def __init__(self, request: ChatRequest, policy: ImageFetchPolicy | None) -> None:
-        self._images: list[Image] = [load_image(part.image) for part in request.images]
-        self._policy = policy
-        self._fitted: dict[tuple[object, ...], tuple[PreparedImage, ...]] = {}
-
-    def needs_fetch(self, route: Route) -> bool:
-        """Whether ``route`` needs bytes for an image that is still only a URL."""
-        return not route.image_urls and any(not image.is_fetched for image in self._images)
-
-    def fetch(self) -> None:
-        """Download the URL images, under the fetch policy (sync)."""
-        from ._fetch import fetch_image
-
-        for index, image in enumerate(self._images):
-            if image.url is not None and not image.is_fetched:
-                self._images[index] = fetch_image(image.url, self._policy)
-
-    async def afetch(self) -> None:
-        """Download the URL images, under the fetch policy (async)."""
-        from ._fetch import afetch_image
-
-        for index, image in enumerate(self._images):
-            if image.url is not None and not image.is_fetched:
-                self._images[index] = await afetch_image(image.url, self._policy)
-
-    def for_route(self, route: Route) -> tuple[PreparedImage, ...]:
-        """The images as ``route`` will get them (fetch first if :meth:`needs_fetch`)."""
-        if not self._images:
-            return ()
-        key = (route.image_urls, route.image_formats, route.max_image_bytes,
-               route.max_image_side, route.max_image_pixels)  # fmt: skip
-        fitted = self._fitted.get(key)
-        if fitted is None:
-            fitted = self._fitted[key] = tuple(
-                prepare_image(image, route) for image in self._images
-            )
-        return fitted
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Call:
-    """A validated, planned call: everything decided before the first byte is sent."""
+    """A validated, planned call: everything decided before the first byte is sent.
+
+    ``candidates`` are the plan's routes in the strategy's order, without those the budget
+    or ``max_cost`` rules out.
+    """
 
     request: ChatRequest
     resolution: Resolution
     plan: Plan
-    images: _CallImages
+    images: RequestImages
     retry: RetryPolicy
     timeout: float | None
     deadline: float | None
+    max_cost: Decimal | None = None
+    streaming: bool = False
+    candidates: list[Candidate] = field(default_factory=list)
+    _shape: RequestShape | None = None
+
+    def shape(self) -> RequestShape:
+        """The request's token shape, for costs (computed once, on first need)."""
+        if self._shape is None:
+            self._shape = request_shape(self.request, tiles=self.images.tiles())
+        return self._shape
 
 
 @dataclass(slots=True)
@@ -136,6 +120,8 @@ class _Run:
     skipped: list[str] = field(default_factory=list)
     all_open: bool = False
     deadline_hit: bool = False
+    reservation: str | None = None  # the budget held by the attempt in flight
+    spent: Decimal = Decimal(0)  # what this call's billed attempts cost so far
 
     def hit_deadline(self) -> None:
         self.deadline_hit = True
@@ -154,6 +140,10 @@ class BaseClient:
         fallback: bool | FallbackRule = True,
         timeout: float | None = None,
         image_fetch: ImageFetchPolicy | None = None,
+        strategy: StrategyName | Strategy = "ordered",
+        ledger: Ledger | str | PathLike[str] | None = None,
+        budget: Decimal | None = None,
+        on_event: EventHandler | None = None,
     ) -> None:
         found = list(providers) if providers is not None else discover()
         self._providers: dict[str, Provider] = {}
@@ -177,6 +167,10 @@ class BaseClient:
             self._fallback = fallback
         self._timeout = _check_timeout(timeout)
         self._image_fetch = image_fetch
+        self._strategy = strategy
+        self._accounting = Accounting(self.catalog, open_ledger(ledger, budget))
+        self._stats = LatencyStats()
+        self._on_event = on_event
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} providers={list(self._providers)}>"
@@ -185,6 +179,16 @@ class BaseClient:
     def providers(self) -> dict[str, Provider]:
         """The configured providers by name, in the order they are tried."""
         return dict(self._providers)
+
+    @property
+    def spend(self) -> Ledger:
+        """What this client has spent: ``client.spend.total`` (Decimal USD),
+        ``client.spend.summary()`` by provider, model and day, ``remaining()`` of the budget."""
+        return self._accounting.ledger
+
+    def latency(self) -> dict[str, dict[str, float]]:
+        """The latency estimates the ``fastest`` strategy uses, by route, in seconds."""
+        return self._stats.snapshot()
 
     def health(self) -> dict[str, dict[str, object]]:
         """The circuit breakers that have seen traffic, by route (``provider:model_id``) and
@@ -206,6 +210,9 @@ class BaseClient:
         timeout: float | None,
         retries: RetryPolicy | int | None,
         params: dict[str, Any],
+        strategy: StrategyName | Strategy | None = None,
+        max_cost: Decimal | None = None,
+        streaming: bool = False,
     ) -> _Call:
         timeout = _check_timeout(timeout) if timeout is not None else self._timeout
         retry = RetryPolicy.coerce(retries, self._retry)
@@ -224,16 +231,48 @@ class BaseClient:
         routing = plan(request, resolution, self._providers, providers)
         # Read, check and fit every image now, so that a bad or oversized image fails before
         # any request is sent. Only URLs that some route must download wait for the attempt.
-        images = _CallImages(request, self._image_fetch)
+        images = RequestImages(request, self._image_fetch)
         for candidate in routing.candidates:
             if not images.needs_fetch(candidate.route):
                 images.for_route(candidate.route)
+        if max_cost is not None and (not isinstance(max_cost, Decimal) or max_cost < 0):
+            raise ConfigurationError("max_cost must be a Decimal >= 0 (USD), e.g. Decimal('0.01')")
         deadline = retry.clock() + timeout if timeout is not None else None
-        return _Call(request, resolution, routing, images, retry, timeout, deadline)
+        call = _Call(request, resolution, routing, images, retry, timeout, deadline, max_cost,
+                     streaming)  # fmt: skip
+        ordered = apply_strategy(
+            self._strategy if strategy is None else strategy, request, routing.candidates,
+            self._stats, shape=call.shape, catalog=self.catalog, streaming=streaming,
+        )  # fmt: skip
+        call.candidates = self._within_limits(call, ordered)
+        return call
+
+    def _within_limits(self, call: _Call, ordered: list[Candidate]) -> list[Candidate]:
+        """The candidates whose worst case fits the budget and ``max_cost``; if none does,
+        :class:`BudgetExceededError` with each route's figure, before anything is sent."""
+        if not self._accounting.limited(call.max_cost):
+            return ordered
+        fitting, reasons = [], []
+        for candidate in ordered:
+            worst = self._accounting.worst_case(call.shape(), candidate.route)
+            reason = self._accounting.refusal(candidate.route, worst, call.max_cost, Decimal(0))
+            if reason is None:
+                fitting.append(candidate)
+                continue
+            reasons.append(reason)
+            emit(self._on_event, BudgetRefused(candidate.route.pinned, worst,
+                                               self.spend.remaining()))  # fmt: skip
+        if not fitting:
+            raise BudgetExceededError(
+                "no route fits this call's limits: "
+                + "; ".join(reasons)
+                + " (lower max_tokens, raise max_cost or the budget, or pick a cheaper model)"
+            )
+        return fitting
 
     def _order(self, call: _Call, run: _Run) -> list[tuple[Candidate, bool]]:
         """The candidates to try, past open breakers; ``True`` marks a forced try."""
-        candidates = call.plan.candidates
+        candidates = call.candidates
         closed = {route.pinned for route in self._health.open_routes([c.route for c in candidates])}
         ready = [
             (candidate, False) for candidate in candidates if candidate.route.pinned not in closed
@@ -253,7 +292,7 @@ class BaseClient:
         return None if call.deadline is None else call.deadline - call.retry.clock()
 
     def _admit(
-        self, call: _Call, candidate: Candidate, forced: bool, routes_left: int
+        self, call: _Call, run: _Run, candidate: Candidate, forced: bool, routes_left: int
     ) -> ProviderCall:
         """Reserve the route for one attempt (breaker, deadline) and build its input.
 
@@ -265,6 +304,21 @@ class BaseClient:
             raise _Expired
         if not forced and not self._health.admit(candidate.route):
             raise _Skip
+        run.reservation = None
+        if self._accounting.limited(call.max_cost):
+            worst = self._accounting.worst_case(call.shape(), candidate.route)
+            try:
+                run.reservation = self._accounting.reserve(
+                    candidate.route, worst, call.max_cost, run.spent
+                )
+            except BudgetExceededError:
+                # Other calls took the budget meanwhile, or this call's own spending did.
+                self._health.release(candidate.route)
+                emit(self._on_event, BudgetRefused(candidate.route.pinned, worst,
+                                                   self.spend.remaining()))  # fmt: skip
+                raise _Skip from None
+        emit(self._on_event, AttemptStarted(candidate.route.provider, candidate.route.model_id,
+                                            len(run.attempts) + 1))  # fmt: skip
         if remaining is not None:
             remaining /= max(1, routes_left)
         route, wanted = candidate.route, call.request.max_tokens
@@ -279,12 +333,13 @@ class BaseClient:
 
     def _failed(
         self,
+        call: _Call,
         run: _Run,
         candidate: Candidate,
         error: ProviderError,
         started: float,
         *,
-        partial: bool = False,
+        partial_text: str | None = None,
         share_of_deadline: bool = False,
     ) -> None:
         if share_of_deadline and isinstance(error, ProviderTimeoutError):
@@ -293,6 +348,11 @@ class BaseClient:
             error.retryable = False
         self._health.record(candidate.route, error)
         run.errors.append(error)
+        # A stream cut after tokens were generated was billed: estimate and record it.
+        cost = None
+        if partial_text:
+            cost = self._accounting.partial_cost(candidate.route, call.shape(), partial_text)
+        self._settle(call, run, candidate, cost, partial=True)
         run.attempts.append(
             Attempt(
                 provider=candidate.route.provider,
@@ -304,7 +364,8 @@ class BaseClient:
                 status_code=error.status_code,
                 retry_after=error.retry_after,
                 elapsed_s=time.perf_counter() - started,
-                partial=partial,
+                cost=cost,
+                partial=bool(partial_text),
             )
         )
         logger.debug(
@@ -312,10 +373,62 @@ class BaseClient:
             type(error).__name__,
         )  # fmt: skip
 
-    def _give_up_route(self, run: _Run, candidate: Candidate, error: ProviderError) -> None:
+    def _settle(
+        self, call: _Call, run: _Run, candidate: Candidate, cost: Cost | None, *, partial: bool
+    ) -> None:
+        """End the attempt's budget hold and record what it cost (if it cost anything)."""
+        entry = None
+        if cost is not None:
+            run.spent += cost.total
+            route = candidate.route
+            entry = SpendEntry(route.provider, call.resolution.model.key, route.model_id,
+                               cost.total, cost.source, partial=partial)  # fmt: skip
+        reservation, run.reservation = run.reservation, None
+        self._accounting.settle(reservation, entry)
+
+    def _cancelled(self, call: _Call, run: _Run, candidate: Candidate) -> None:
+        """The attempt was interrupted (cancelled task, Ctrl-C): give back what it held."""
+        self._health.release(candidate.route)
+        self._settle(call, run, candidate, None, partial=True)
+
+    def _account_cancelled(
+        self, call: _Call, run: _Run, candidate: Candidate, started: float
+    ) -> None:
+        """Record an attempt cancelled mid-request (a hedge that lost): the provider has likely
+        processed, and billed, the prompt; the output is unknown."""
+        cost = self._accounting.partial_cost(candidate.route, call.shape(), "")
+        self._settle(call, run, candidate, cost, partial=True)
+        run.attempts.append(
+            Attempt(
+                provider=candidate.route.provider,
+                model_id=candidate.route.model_id,
+                outcome="cancelled",
+                elapsed_s=time.perf_counter() - started,
+                cost=cost,
+                partial=True,
+            )
+        )
+
+    def _on_retry(self, run: _Run, candidate: Candidate) -> Callable[[BaseException, float], None]:
+        def before_sleep(error: BaseException, wait: float) -> None:
+            if isinstance(error, ProviderError):
+                emit(self._on_event, AttemptFailed(candidate.route.provider,
+                                                   candidate.route.model_id, len(run.attempts),
+                                                   error, wait))  # fmt: skip
+
+        return before_sleep
+
+    def _give_up_route(
+        self, run: _Run, candidate: Candidate, error: ProviderError, following: Candidate | None
+    ) -> None:
         """After a route's last attempt failed: raise ``error`` if no fallback may follow."""
+        route = candidate.route
+        emit(self._on_event, AttemptFailed(route.provider, route.model_id, len(run.attempts),
+                                           error, None))  # fmt: skip
         if not self._fallback(error):
             raise error
+        if following is not None:
+            emit(self._on_event, FallbackTaken(route.pinned, following.route.pinned, error))
         if isinstance(error, AuthenticationError | PaymentRequiredError):
             logger.warning(
                 "%s refused the credentials or account (%s); falling back to the next route",
@@ -350,14 +463,6 @@ class BaseClient:
         return AllProvidersFailedError(
             f"all {len(run.attempts)} attempt(s) failed: {summary}{note}", run.errors, run.attempts
         )
-
-    def _cost(self, call: _Call, candidate: Candidate, result: ProviderResult) -> Cost | None:
-        """The provider's own figure when it reports one (OpenRouter's ``usage.cost``), else
-        usage x our dated price table; ``None`` when the price is unknown, never 0."""
-        if result.cost is not None:
-            return Cost(total=result.cost, source="provider")
-        price = self.catalog.price(candidate.route)
-        return cost_from_usage(result.usage, price, images=len(call.request.images))
 
     def _estimates(
         self,
@@ -416,7 +521,9 @@ class BaseClient:
         self._health.record(candidate.route, None)
         elapsed = time.perf_counter() - started
         route = candidate.route
-        cost = self._cost(call, candidate, result)
+        cost, price_check = self._accounting.answer_cost(route, result, len(call.request.images))
+        self._settle(call, run, candidate, cost, partial=False)
+        self._stats.observe(route.pinned, elapsed)
         run.attempts.append(
             Attempt(
                 provider=route.provider,
@@ -434,7 +541,10 @@ class BaseClient:
             details["max_tokens_capped_to"] = route.max_output_tokens
         if run.all_open:
             details["all_breakers_open"] = True
-        return ChatResponse(
+        if price_check is not None:
+            details["price_check"] = price_check
+        billed = [attempt.cost.total for attempt in run.attempts if attempt.cost is not None]
+        response = ChatResponse(
             text=result.text,
             model=call.resolution.model.key,
             provider=route.provider,
@@ -444,14 +554,24 @@ class BaseClient:
             cost=cost,
             attempts=tuple(run.attempts),
             latency_s=elapsed,
+            total_cost=None if cost is None else sum(billed, Decimal(0)),
+            price_stale=price_check is not None,
             images=call.images.for_route(route),
             details=details,
         )
+        emit(self._on_event, ResponseReady(response))
+        return response
 
     def _interrupted(
-        self, candidate: Candidate, error: ProviderError, text: str, run: _Run, started: float
+        self,
+        call: _Call,
+        candidate: Candidate,
+        error: ProviderError,
+        text: str,
+        run: _Run,
+        started: float,
     ) -> StreamInterruptedError:
-        self._failed(run, candidate, error, started, partial=True)
+        self._failed(call, run, candidate, error, started, partial_text=text)
         return StreamInterruptedError(
             f"the stream failed after {len(text)} characters had been delivered: {error.message}",
             partial_text=text,

@@ -6,20 +6,24 @@ routes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Generator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from ._base_client import BaseClient, _bounded, _Call, _Expired, _no_result, _Run, _Skip
+from ._events import HedgeStarted, emit
 from ._exceptions import ProviderError
 from ._images import Image
 from ._retry import RetryPolicy
 from ._routing import Candidate
+from ._strategies import HedgePolicy, Strategy, StrategyName
 from ._streaming import AsyncStream, Stream
 from ._types import ChatChunk, ChatResponse, Message
-from .providers._base import ProviderResult, StreamItem
+from .providers._base import Provider, ProviderResult, StreamItem
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -57,6 +61,8 @@ class Client(BaseClient):
         providers: Sequence[str] | None = None,
         timeout: float | None = None,
         retries: RetryPolicy | int | None = None,
+        strategy: StrategyName | Strategy | None = None,
+        max_cost: Decimal | None = None,
     ) -> ChatResponse:
         """Ask ``model`` and wait for the whole answer, retrying and falling back as needed.
 
@@ -80,7 +86,7 @@ class Client(BaseClient):
         """
         call = self._prepare(
             model, prompt, messages=messages, image=image, system=system, providers=providers,
-            timeout=timeout, retries=retries,
+            timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                     "stop": stop, "seed": seed},
         )  # fmt: skip
@@ -91,17 +97,21 @@ class Client(BaseClient):
             if call.images.needs_fetch(candidate.route):
                 call.images.fetch()
             try:
-                for attempt in call.retry.retrying(call.deadline, run.hit_deadline):
+                for attempt in call.retry.retrying(
+                    call.deadline, run.hit_deadline, self._on_retry(run, candidate)
+                ):
                     with attempt:
-                        provider_call = self._admit(call, candidate, forced, left)
+                        provider_call = self._admit(call, run, candidate, forced, left)
                         started = time.perf_counter()
                         try:
                             result = candidate.provider.chat(provider_call)
                         except ProviderError as error:
-                            self._failed(run, candidate, error, started, share_of_deadline=left > 1)
+                            self._failed(
+                                call, run, candidate, error, started, share_of_deadline=left > 1
+                            )
                             raise
                         except BaseException:
-                            self._health.release(candidate.route)
+                            self._cancelled(call, run, candidate)
                             raise
             except _Skip:
                 run.skipped.append(f"{candidate.route.pinned} (circuit open)")
@@ -110,7 +120,7 @@ class Client(BaseClient):
                 run.deadline_hit = True
                 break
             except ProviderError as error:
-                self._give_up_route(run, candidate, error)
+                self._give_up_route(run, candidate, error, _next(order, index))
                 continue
             return self._response(call, candidate, result, started, run)
         raise self._exhausted(call, run)
@@ -131,6 +141,8 @@ class Client(BaseClient):
         providers: Sequence[str] | None = None,
         timeout: float | None = None,
         retries: RetryPolicy | int | None = None,
+        strategy: StrategyName | Strategy | None = None,
+        max_cost: Decimal | None = None,
     ) -> Stream:
         """Ask ``model`` and stream the answer: a :class:`Stream` of ``ChatChunk`` objects
         whose ``.response`` is the final ``ChatResponse``. Arguments as in :meth:`chat`.
@@ -142,10 +154,11 @@ class Client(BaseClient):
         """
         call = self._prepare(
             model, prompt, messages=messages, image=image, system=system, providers=providers,
-            timeout=timeout, retries=retries,
+            timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                     "stop": stop, "seed": seed},
         )  # fmt: skip
+        call.streaming = True
         return Stream(self._stream_events(call))
 
     def _stream_events(self, call: _Call) -> Generator[ChatChunk, None, ChatResponse]:
@@ -157,25 +170,32 @@ class Client(BaseClient):
             if call.images.needs_fetch(candidate.route):
                 call.images.fetch()
             try:
-                for attempt in call.retry.retrying(call.deadline, run.hit_deadline):
+                for attempt in call.retry.retrying(
+                    call.deadline, run.hit_deadline, self._on_retry(run, candidate)
+                ):
                     with attempt:
-                        provider_call = self._admit(call, candidate, forced, left)
+                        provider_call = self._admit(call, run, candidate, forced, left)
                         started = time.perf_counter()
                         events = candidate.provider.stream(provider_call)
                         try:
                             first = next(events)
                         except StopIteration:
                             error: ProviderError = _no_result(candidate)
-                            self._failed(run, candidate, error, started, share_of_deadline=left > 1)
+                            self._failed(
+                                call, run, candidate, error, started, share_of_deadline=left > 1
+                            )
                             raise error from None
                         except ProviderError as failure:
                             self._failed(
-                                run, candidate, failure, started, share_of_deadline=left > 1
+                                call, run, candidate, failure, started, share_of_deadline=left > 1
                             )
                             raise
                         except BaseException:
-                            self._health.release(candidate.route)
+                            self._cancelled(call, run, candidate)
                             raise
+                        self._stats.observe(
+                            candidate.route.pinned, time.perf_counter() - started, first_token=True
+                        )
                         opened = (candidate, events, first, started)
             except _Skip:
                 run.skipped.append(f"{candidate.route.pinned} (circuit open)")
@@ -184,7 +204,7 @@ class Client(BaseClient):
                 run.deadline_hit = True
                 break
             except ProviderError as failure:
-                self._give_up_route(run, candidate, failure)
+                self._give_up_route(run, candidate, failure, _next(order, index))
                 continue
             break
         if opened is None:
@@ -197,10 +217,12 @@ class Client(BaseClient):
                 yield ChatChunk(item, route.provider, route.model_id)
                 item = next(events)
         except StopIteration:
-            raise self._interrupted(candidate, _no_result(candidate), "".join(parts), run,
+            raise self._interrupted(call, candidate, _no_result(candidate), "".join(parts), run,
                                     started) from None  # fmt: skip
         except ProviderError as failure:
-            raise self._interrupted(candidate, failure, "".join(parts), run, started) from failure
+            raise self._interrupted(
+                call, candidate, failure, "".join(parts), run, started
+            ) from failure
         finally:
             events.close()
         return self._response(call, candidate, item, started, run)
@@ -225,7 +247,24 @@ class Client(BaseClient):
 class AsyncClient(BaseClient):
     """The asynchronous client: :class:`Client`'s twin, with ``await client.chat(...)`` and
     ``async with client.stream(...) as stream: async for chunk in stream``. The call's
-    ``timeout`` is enforced as a hard bound on every attempt."""
+    ``timeout`` is enforced as a hard bound on every attempt.
+
+    ``hedge=HedgePolicy(...)`` (opt-in) starts the second route when the first has not
+    answered after a delay, takes the first success and cancels the other (its connection is
+    closed; what it was likely billed is recorded). Other arguments as for :class:`Client`.
+    """
+
+    def __init__(
+        self,
+        providers: Sequence[Provider] | None = None,
+        *,
+        hedge: HedgePolicy | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(providers, **options)
+        self._hedge = hedge
+        self._calls = 0
+        self._hedges = 0
 
     async def chat(
         self,
@@ -243,34 +282,33 @@ class AsyncClient(BaseClient):
         providers: Sequence[str] | None = None,
         timeout: float | None = None,
         retries: RetryPolicy | int | None = None,
+        strategy: StrategyName | Strategy | None = None,
+        max_cost: Decimal | None = None,
     ) -> ChatResponse:
-        """Async :meth:`Client.chat`."""
+        """Async :meth:`Client.chat`. With ``hedge`` set on the client, a call whose first
+        route has not answered after the hedge delay also starts the second route."""
         call = self._prepare(
             model, prompt, messages=messages, image=image, system=system, providers=providers,
-            timeout=timeout, retries=retries,
+            timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                     "stop": stop, "seed": seed},
         )  # fmt: skip
         run = _Run()
         order = self._order(call, run)
-        for index, (candidate, forced) in enumerate(order):
-            left = len(order) - index
-            if call.images.needs_fetch(candidate.route):
-                await call.images.afetch()
+        self._calls += 1
+        first = 0
+        if self._may_hedge(order):
+            won = await self._hedged(call, run, order)
+            if won is not None:
+                candidate, result, started = won
+                return self._response(call, candidate, result, started, run)
+            first = 2
+        for index in range(first, len(order)):
+            candidate, forced = order[index]
             try:
-                async for attempt in call.retry.async_retrying(call.deadline, run.hit_deadline):
-                    with attempt:
-                        provider_call = self._admit(call, candidate, forced, left)
-                        started = time.perf_counter()
-                        try:
-                            async with _bounded(provider_call, candidate):
-                                result = await candidate.provider.achat(provider_call)
-                        except ProviderError as error:
-                            self._failed(run, candidate, error, started, share_of_deadline=left > 1)
-                            raise
-                        except BaseException:
-                            self._health.release(candidate.route)
-                            raise
+                result, started = await self._route(
+                    call, run, candidate, forced, len(order) - index
+                )
             except _Skip:
                 run.skipped.append(f"{candidate.route.pinned} (circuit open)")
                 continue
@@ -278,10 +316,85 @@ class AsyncClient(BaseClient):
                 run.deadline_hit = True
                 break
             except ProviderError as error:
-                self._give_up_route(run, candidate, error)
+                self._give_up_route(run, candidate, error, _next(order, index))
                 continue
             return self._response(call, candidate, result, started, run)
         raise self._exhausted(call, run)
+
+    async def _route(
+        self, call: _Call, run: _Run, candidate: Candidate, forced: bool, left: int
+    ) -> tuple[ProviderResult, float]:
+        """Every attempt on one route (the tenacity loop); the last error if all fail."""
+        if call.images.needs_fetch(candidate.route):
+            await call.images.afetch()
+        async for attempt in call.retry.async_retrying(
+            call.deadline, run.hit_deadline, self._on_retry(run, candidate)
+        ):
+            with attempt:
+                provider_call = self._admit(call, run, candidate, forced, left)
+                started = time.perf_counter()
+                try:
+                    async with _bounded(provider_call, candidate):
+                        result = await candidate.provider.achat(provider_call)
+                except ProviderError as error:
+                    self._failed(call, run, candidate, error, started, share_of_deadline=left > 1)
+                    raise
+                except BaseException:
+                    self._cancelled(call, run, candidate)
+                    raise
+                return result, started
+        raise AssertionError("tenacity ends with a result or an exception")  # pragma: no cover
+
+    def _may_hedge(self, order: list[tuple[Candidate, bool]]) -> bool:
+        if self._hedge is None or len(order) < 2 or order[0][1]:
+            return False
+        return self._hedges + 1 <= self._hedge.max_share * self._calls
+
+    async def _hedged(
+        self, call: _Call, run: _Run, order: list[tuple[Candidate, bool]]
+    ) -> tuple[Candidate, ProviderResult, float] | None:
+        """Race the first two routes, the second after the hedge delay. Returns the winner, or
+        ``None`` when both failed (their attempts are in ``run``; the call goes on)."""
+        assert self._hedge is not None
+        (first, _), (second, _) = order[0], order[1]
+        runs = {first.route.pinned: _Run(), second.route.pinned: _Run()}
+        tasks = {asyncio.create_task(self._route(call, runs[first.route.pinned], first,
+                                                 False, len(order))): first}  # fmt: skip
+        wait = self._hedge.wait_for(first.route.pinned, self._stats)
+        done, _ = await asyncio.wait(tasks, timeout=wait)
+        if not done:
+            self._hedges += 1
+            emit(self._on_event, HedgeStarted(first.route.pinned, second.route.pinned, wait))
+            hedge_started = time.perf_counter()
+            tasks[asyncio.create_task(self._route(call, runs[second.route.pinned], second, False,
+                                                  len(order) - 1))] = second  # fmt: skip
+        winner: asyncio.Task[tuple[ProviderResult, float]] | None = None
+        pending = set(tasks)
+        while pending and winner is None:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            winner = next((t for t in done if not t.cancelled() and t.exception() is None), None)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in pending:
+            # The loser was cut off mid-request: its prompt was likely processed and billed.
+            loser = tasks[task]
+            self._account_cancelled(call, runs[loser.route.pinned], loser, hedge_started)
+        for task, candidate in tasks.items():
+            side = runs[candidate.route.pinned]
+            run.attempts.extend(side.attempts)
+            run.errors.extend(side.errors)
+            run.spent += side.spent
+            if task is not winner and not task.cancelled() and task.exception() is not None:
+                error = task.exception()
+                if isinstance(error, ProviderError):
+                    self._give_up_route(run, candidate, error, None)
+                elif not isinstance(error, _Skip | _Expired):
+                    raise error  # type: ignore[misc]
+        if winner is None:
+            return None
+        result, started = winner.result()
+        return tasks[winner], result, started
 
     def stream(
         self,
@@ -299,14 +412,17 @@ class AsyncClient(BaseClient):
         providers: Sequence[str] | None = None,
         timeout: float | None = None,
         retries: RetryPolicy | int | None = None,
+        strategy: StrategyName | Strategy | None = None,
+        max_cost: Decimal | None = None,
     ) -> AsyncStream:
         """Async :meth:`Client.stream`; use ``async with`` and ``async for``."""
         call = self._prepare(
             model, prompt, messages=messages, image=image, system=system, providers=providers,
-            timeout=timeout, retries=retries,
+            timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                     "stop": stop, "seed": seed},
         )  # fmt: skip
+        call.streaming = True
         return AsyncStream(self._stream_events(call))
 
     async def _stream_events(self, call: _Call) -> AsyncGenerator[ChatChunk | ChatResponse, None]:
@@ -318,9 +434,11 @@ class AsyncClient(BaseClient):
             if call.images.needs_fetch(candidate.route):
                 await call.images.afetch()
             try:
-                async for attempt in call.retry.async_retrying(call.deadline, run.hit_deadline):
+                async for attempt in call.retry.async_retrying(
+                    call.deadline, run.hit_deadline, self._on_retry(run, candidate)
+                ):
                     with attempt:
-                        provider_call = self._admit(call, candidate, forced, left)
+                        provider_call = self._admit(call, run, candidate, forced, left)
                         started = time.perf_counter()
                         events = candidate.provider.astream(provider_call)
                         try:
@@ -328,18 +446,23 @@ class AsyncClient(BaseClient):
                                 first = await anext(events)
                         except StopAsyncIteration:
                             error: ProviderError = _no_result(candidate)
-                            self._failed(run, candidate, error, started, share_of_deadline=left > 1)
+                            self._failed(
+                                call, run, candidate, error, started, share_of_deadline=left > 1
+                            )
                             raise error from None
                         except ProviderError as failure:
                             await events.aclose()
                             self._failed(
-                                run, candidate, failure, started, share_of_deadline=left > 1
+                                call, run, candidate, failure, started, share_of_deadline=left > 1
                             )
                             raise
                         except BaseException:
                             await events.aclose()
-                            self._health.release(candidate.route)
+                            self._cancelled(call, run, candidate)
                             raise
+                        self._stats.observe(
+                            candidate.route.pinned, time.perf_counter() - started, first_token=True
+                        )
                         opened = (candidate, events, first, started)
             except _Skip:
                 run.skipped.append(f"{candidate.route.pinned} (circuit open)")
@@ -348,7 +471,7 @@ class AsyncClient(BaseClient):
                 run.deadline_hit = True
                 break
             except ProviderError as failure:
-                self._give_up_route(run, candidate, failure)
+                self._give_up_route(run, candidate, failure, _next(order, index))
                 continue
             break
         if opened is None:
@@ -361,10 +484,12 @@ class AsyncClient(BaseClient):
                 yield ChatChunk(item, route.provider, route.model_id)
                 item = await anext(events)
         except StopAsyncIteration:
-            raise self._interrupted(candidate, _no_result(candidate), "".join(parts), run,
+            raise self._interrupted(call, candidate, _no_result(candidate), "".join(parts), run,
                                     started) from None  # fmt: skip
         except ProviderError as failure:
-            raise self._interrupted(candidate, failure, "".join(parts), run, started) from failure
+            raise self._interrupted(
+                call, candidate, failure, "".join(parts), run, started
+            ) from failure
         finally:
             await events.aclose()
         yield self._response(call, candidate, item, started, run)
@@ -384,3 +509,7 @@ class AsyncClient(BaseClient):
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _next(order: list[tuple[Candidate, bool]], index: int) -> Candidate | None:
+    return order[index + 1][0] if index + 1 < len(order) else None

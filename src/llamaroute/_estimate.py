@@ -254,11 +254,15 @@ def request_shape(
     *,
     expected_output_tokens: int | None = None,
     tokenizer: str | os.PathLike[str] | None = None,
+    tiles: Sequence[int] | None = None,
 ) -> RequestShape:
     """The shape of a validated request: its prompt tokens (exact with a ``tokenizer.json``,
     see :func:`~llamaroute._tokens.text_counter`) and its images' tiles. Reads each image
-    (:class:`~llamaroute.InvalidImageError` if one is missing or not an image)."""
-    tiles = tuple(image_tiles_for(part.image) for part in request.images)
+    (:class:`~llamaroute.InvalidImageError` if one is missing or not an image) unless the
+    caller, who has already loaded them, passes their ``tiles``."""
+    if tiles is None:
+        tiles = tuple(image_tiles_for(part.image) for part in request.images)
+    tiles = tuple(tiles)
     count = text_counter(tokenizer)
     text = sum(count(message.text) for message in request.messages)
     return RequestShape(

@@ -41,6 +41,7 @@ __all__ = [
     "AsyncFetcher",
     "Fetcher",
     "PreparedImage",
+    "RequestImages",
     "acheck_request_images",
     "check_request_images",
     "prepare_image",
@@ -174,6 +175,54 @@ async def acheck_request_images(
             else:
                 images[index] = await fetch(image.url)
     return tuple(prepare_image(image, route) for image in images)
+
+
+class RequestImages:
+    """One call's images: loaded and checked once, fetched at most once (only if a route
+    cannot take URLs), and fitted once per set of route limits, so that routes with the same
+    limits share the Pillow work. The client keeps one of these per call."""
+
+    def __init__(self, request: ChatRequest, policy: ImageFetchPolicy | None) -> None:
+        self._images: list[Image] = [load_image(part.image) for part in request.images]
+        self._policy = policy
+        self._fitted: dict[tuple[object, ...], tuple[PreparedImage, ...]] = {}
+
+    def needs_fetch(self, route: Route) -> bool:
+        """Whether ``route`` needs bytes for an image that is still only a URL."""
+        return not route.image_urls and any(not image.is_fetched for image in self._images)
+
+    def fetch(self) -> None:
+        """Download the URL images, under the fetch policy (sync)."""
+        from ._fetch import fetch_image
+
+        for index, image in enumerate(self._images):
+            if image.url is not None and not image.is_fetched:
+                self._images[index] = fetch_image(image.url, self._policy)
+
+    async def afetch(self) -> None:
+        """Download the URL images, under the fetch policy (async)."""
+        from ._fetch import afetch_image
+
+        for index, image in enumerate(self._images):
+            if image.url is not None and not image.is_fetched:
+                self._images[index] = await afetch_image(image.url, self._policy)
+
+    def tiles(self) -> tuple[int, ...]:
+        """Each image's Llama 3.2 tiles (a URL not fetched yet counts as the maximum, 4)."""
+        return tuple(image.tiles or 4 for image in self._images)
+
+    def for_route(self, route: Route) -> tuple[PreparedImage, ...]:
+        """The images as ``route`` will get them (fetch first if :meth:`needs_fetch`)."""
+        if not self._images:
+            return ()
+        key = (route.image_urls, route.image_formats, route.max_image_bytes,
+               route.max_image_side, route.max_image_pixels)  # fmt: skip
+        fitted = self._fitted.get(key)
+        if fitted is None:
+            fitted = self._fitted[key] = tuple(
+                prepare_image(image, route) for image in self._images
+            )
+        return fitted
 
 
 def _fetcher(fetch: ImageFetchPolicy | Fetcher | None) -> Fetcher:

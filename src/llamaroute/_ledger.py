@@ -132,9 +132,9 @@ class Ledger(ABC):
         assert self.budget is not None
         left = self.budget - spent - reserved
         raise BudgetExceededError(
-            f"{what} could cost up to {amount} USD, but only {max(left, ZERO)} USD of the "
-            f"{self.budget} USD budget is left ({spent} spent, {reserved} reserved by calls "
-            "in flight)"
+            f"{what} could cost up to {amount:f} USD, but only {max(left, ZERO):f} USD of the "
+            f"{self.budget:f} USD budget is left ({spent:f} spent, {reserved:f} reserved by "
+            "calls in flight)"
         )
 
 

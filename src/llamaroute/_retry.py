@@ -140,12 +140,16 @@ class RetryPolicy:
         return getattr(state, _WAIT, None) is None
 
     def retrying(
-        self, deadline: float | None = None, on_deadline: Callable[[], None] | None = None
+        self,
+        deadline: float | None = None,
+        on_deadline: Callable[[], None] | None = None,
+        before_sleep: Callable[[BaseException, float], None] | None = None,
     ) -> Retrying:
         """A tenacity loop for one route (``for attempt in policy.retrying(): with attempt:``).
 
         ``on_deadline`` is called when a retry is given up because its wait would pass
-        ``deadline`` (as opposed to running out of attempts).
+        ``deadline`` (as opposed to running out of attempts); ``before_sleep`` with the error
+        and the wait, before each retry.
         """
         return Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
@@ -153,10 +157,14 @@ class RetryPolicy:
             wait=self._wait(deadline, on_deadline),
             sleep=self.sleep,
             reraise=True,
+            before_sleep=_before_sleep(before_sleep),
         )
 
     def async_retrying(
-        self, deadline: float | None = None, on_deadline: Callable[[], None] | None = None
+        self,
+        deadline: float | None = None,
+        on_deadline: Callable[[], None] | None = None,
+        before_sleep: Callable[[BaseException, float], None] | None = None,
     ) -> AsyncRetrying:
         """The async twin of :meth:`retrying`, with the same rules."""
         return AsyncRetrying(
@@ -165,4 +173,19 @@ class RetryPolicy:
             wait=self._wait(deadline, on_deadline),
             sleep=self.async_sleep,
             reraise=True,
+            before_sleep=_before_sleep(before_sleep),
         )
+
+
+def _before_sleep(
+    callback: Callable[[BaseException, float], None] | None,
+) -> Callable[[RetryCallState], None] | None:
+    if callback is None:
+        return None
+
+    def hook(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        if error is not None and state.next_action is not None:
+            callback(error, state.next_action.sleep)
+
+    return hook

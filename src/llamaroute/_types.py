@@ -54,8 +54,9 @@ Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
 """Why generation ended, normalised across providers (``length``: hit ``max_tokens``)."""
 
-CostSource = Literal["provider", "price_table"]
-"""Where a cost figure came from: reported by the provider, or usage x our price table."""
+CostSource = Literal["provider", "price_table", "estimate"]
+"""Where a cost figure came from: reported by the provider, usage x our price table, or an
+estimate (an attempt cut short before the provider reported usage)."""
 
 
 class _Input(BaseModel):
@@ -302,7 +303,7 @@ class Cost(_Output):
     currency: Literal["USD"] = "USD"
 
 
-Outcome = Literal["ok", "error"]
+Outcome = Literal["ok", "error", "cancelled"]
 
 
 class Attempt(_Output):
@@ -331,8 +332,12 @@ class ChatResponse(_Output):
 
     ``model`` is the catalog key, ``provider_model_id`` the native ID that answered.
     ``cost`` is ``None`` when the price is unknown (never a made-up 0). ``attempts`` lists
-    every request sent for this call, the successful one last. ``images`` are the images as
-    sent on the route that answered (resized, re-encoded or fetched, with the reasons).
+    every request sent for this call, the successful one last. ``total_cost`` adds every
+    attempt that was billed (a stream cut after tokens were generated, a hedge that lost), so
+    it is at least ``cost``. ``price_stale`` says that the provider's own figure and our price
+    table disagree (``details["price_check"]`` has both): the table needs a refresh.
+    ``images`` are the images as sent on the route that answered (resized, re-encoded or
+    fetched, with the reasons).
     """
 
     text: str
@@ -344,6 +349,8 @@ class ChatResponse(_Output):
     cost: Cost | None = None
     attempts: tuple[Attempt, ...] = ()
     latency_s: float = 0.0
+    total_cost: Decimal | None = None
+    price_stale: bool = False
     images: Annotated[tuple[PreparedImage, ...], SkipValidation] = ()
     details: dict[str, Any] = Field(default_factory=dict)
 

@@ -79,6 +79,15 @@ class Provider(ABC):
     #: The region the provider's client runs in, for regional routes (``None``: not regional).
     region: str | None = None
 
+    #: Whether the provider runs on the caller's own machine or network (free and private);
+    #: the ``local_first`` strategy puts such routes first.
+    local: ClassVar[bool] = False
+
+    def available(self, route: Route) -> bool | None:
+        """A cheap, cached check that ``route`` can be served now (server up, model present):
+        ``True`` or ``False``, or ``None`` when the provider has no such probe."""
+        return None
+
     def serves(self, route: Route) -> bool:
         """Whether this provider instance can call ``route`` (its provider and region)."""
         return route.provider == self.name and route.serves_region(self.region)

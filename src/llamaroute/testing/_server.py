@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import select
 import socket
 import struct
 import threading
@@ -433,11 +434,31 @@ class FakeServer:
 
         Returns ``True`` if the exchange is already over (connection reset).
         """
-        if step.delay:
-            time.sleep(step.delay)
+        if step.delay and self._stall(exchange, step.delay):
+            return True
         if step.reset_after == 0:
             exchange.reset()
             return True
+        return False
+
+    @staticmethod
+    def _stall(exchange: Exchange, seconds: float) -> bool:
+        """Wait like a slow server, but notice a client that hangs up meanwhile (as a real
+        server does): ``True`` if it did, and the exchange is over."""
+        connection = exchange.handler.connection
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([connection], [], [], min(left, 0.05))
+            if not readable:
+                continue
+            try:
+                gone = not connection.recv(1, socket.MSG_PEEK)
+            except OSError:
+                gone = True
+            if gone:
+                exchange.handler.close_connection = True
+                return True
+            time.sleep(min(left, 0.05))  # pipelined bytes, not a hang-up: keep stalling
         return False
 
     def play_stream(

@@ -1,0 +1,136 @@
+"""The money side of a client: what each attempt costs, the ledger, budgets, stale prices.
+
+* An answer costs what the provider reports (OpenRouter's ``usage.cost``), else usage x the
+  dated price table, else ``None`` (unknown, never 0).
+* When the provider's figure and the table disagree by more than a small tolerance, the
+  response says so and a warning is logged once per route: the table needs a refresh.
+* An attempt that failed after tokens were generated (a stream cut short) was billed: its cost
+  is estimated from the prompt and the text received (source ``"estimate"``).
+* With a budget or a per-call ``max_cost``, an attempt may start only if its worst case (the
+  estimate's ``high``) fits; the worst case is reserved in the ledger until the attempt ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+from decimal import Decimal
+from typing import Any
+
+from ._catalog import Catalog, Route
+from ._estimate import RequestShape, estimate_shape
+from ._exceptions import BudgetExceededError
+from ._ledger import Ledger, SpendEntry
+from ._pricing import cost_from_usage
+from ._tokens import estimate_text_tokens
+from ._types import Cost, Usage
+from .providers._base import ProviderResult
+
+__all__ = ["Accounting"]
+
+logger = logging.getLogger("llamaroute")
+
+#: The provider's figure and the table may differ by rounding; beyond this share, or this
+#: absolute amount for tiny calls, the table is taken to be stale.
+STALE_SHARE = Decimal("0.05")
+STALE_FLOOR = Decimal("0.0000001")
+
+#: The worst case bounds the prompt with a margin over our estimate: the fast estimate's
+#: worst per-prompt error on the 8-language sample was +17.5 % (README, bench/token_accuracy.py).
+PROMPT_MARGIN = 1.25
+PROMPT_SLACK = 8
+
+
+def usd(amount: Decimal) -> str:
+    """``amount`` in plain notation (``0.0000001``, not ``1E-7``)."""
+    return f"{amount:f}"
+
+
+class Accounting:
+    """Prices attempts, keeps the ledger and the budget, flags stale prices (thread-safe)."""
+
+    def __init__(self, catalog: Catalog, ledger: Ledger) -> None:
+        self.catalog = catalog
+        self.ledger = ledger
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def limited(self, max_cost: Decimal | None) -> bool:
+        """Whether calls must be bounded in advance (a budget, or this call's ``max_cost``)."""
+        return self.ledger.budget is not None or max_cost is not None
+
+    def worst_case(self, shape: RequestShape, route: Route) -> Decimal | None:
+        """The most the request can cost on ``route`` (``None``: unknown price or no fit):
+        every allowed output token, every image token, and the prompt with a margin over our
+        estimate of it."""
+        bounded = dataclasses.replace(
+            shape, input_tokens=math.ceil(shape.input_tokens * PROMPT_MARGIN) + PROMPT_SLACK
+        )
+        estimates = estimate_shape(bounded, [route], catalog=self.catalog)
+        return estimates[0].high if estimates else None
+
+    def refusal(
+        self, route: Route, worst: Decimal | None, max_cost: Decimal | None, spent: Decimal
+    ) -> str | None:
+        """Why ``route`` cannot be tried within the limits now, or ``None`` if it can."""
+        if worst is None:
+            return f"{route.pinned}: its price is unknown, so its cost cannot be bounded"
+        if max_cost is not None and spent + worst > max_cost:
+            already = f" ({usd(spent)} USD already spent on this call)" if spent else ""
+            return (
+                f"{route.pinned}: up to {usd(worst)} USD would pass max_cost {usd(max_cost)} USD"
+                + already
+            )
+        remaining = self.ledger.remaining()
+        if remaining is not None and worst > remaining:
+            left = usd(max(remaining, Decimal(0)))
+            return f"{route.pinned}: up to {usd(worst)} USD, but {left} USD of the budget is left"
+        return None
+
+    def reserve(self, route: Route, worst: Decimal | None, max_cost: Decimal | None,
+                spent: Decimal) -> str:  # fmt: skip
+        """Hold the worst case of one attempt; :class:`BudgetExceededError` if it cannot."""
+        reason = self.refusal(route, worst, max_cost, spent)
+        if reason is not None or worst is None:
+            raise BudgetExceededError(reason or f"{route.pinned}: cost cannot be bounded")
+        return self.ledger.reserve(worst, f"the attempt on {route.pinned}")
+
+    def settle(self, reservation: str | None, entry: SpendEntry | None) -> None:
+        """End an attempt: release its reservation (if any) and record what it cost."""
+        if reservation is not None:
+            self.ledger.settle(reservation, entry)
+        elif entry is not None:
+            self.ledger.record(entry)
+
+    def answer_cost(
+        self, route: Route, result: ProviderResult, images: int
+    ) -> tuple[Cost | None, dict[str, Any] | None]:
+        """The answer's cost, and the two figures when provider and table disagree."""
+        table = cost_from_usage(result.usage, self.catalog.price(route), images=images)
+        if result.cost is None:
+            return table, None
+        reported = Cost(total=result.cost, source="provider")
+        if table is None:
+            return reported, None
+        difference = abs(reported.total - table.total)
+        if difference <= max(STALE_FLOOR, STALE_SHARE * max(reported.total, table.total)):
+            return reported, None
+        check = {"provider": str(reported.total), "price_table": str(table.total)}
+        with self._lock:
+            first = route.pinned not in self._warned
+            self._warned.add(route.pinned)
+        if first:
+            logger.warning(
+                "%s reported %s USD where the price table gives %s USD: the table looks stale "
+                "(llamaroute prices shows its date)", route.pinned, usd(reported.total),
+                usd(table.total),
+            )  # fmt: skip
+        return reported, check
+
+    def partial_cost(self, route: Route, shape: RequestShape, text: str) -> Cost | None:
+        """An estimate of what a cut-short attempt was billed: the prompt and the text sent."""
+        usage = Usage(input_tokens=shape.input_tokens, output_tokens=estimate_text_tokens(text))
+        cost = cost_from_usage(usage, self.catalog.price(route), images=len(shape.image_tiles))
+        return None if cost is None else cost.model_copy(update={"source": "estimate"})
