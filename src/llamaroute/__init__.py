@@ -5,6 +5,7 @@ Importing the package is cheap: it touches no network and no file, and loads nei
 Pillow. The catalog is read on first use.
 """
 
+from ._base_client import default_fallback
 from ._catalog import Catalog, ModelSpec, Resolution, Route, get_model, load_catalog, models
 from ._client import AsyncClient, Client
 from ._estimate import Estimate, estimate
@@ -30,9 +31,13 @@ from ._exceptions import (
     UnknownModelError,
     UnsupportedFeatureError,
 )
+from ._health import BreakerPolicy
 from ._image_fit import PreparedImage
 from ._images import Image, ImageFetchPolicy
+from ._ledger import SpendSummary
 from ._pricing import Price
+from ._retry import RetryPolicy
+from ._strategies import HedgePolicy
 from ._streaming import AsyncStream, Stream
 from ._types import (
     Attempt,
@@ -54,6 +59,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BreakerPolicy",
     "BudgetExceededError",
     "Catalog",
     "ChatChunk",
@@ -64,6 +70,7 @@ __all__ = [
     "Cost",
     "DeadlineExceededError",
     "Estimate",
+    "HedgePolicy",
     "Image",
     "ImageFetchPolicy",
     "ImagePart",
@@ -82,8 +89,10 @@ __all__ = [
     "ProviderTimeoutError",
     "RateLimitError",
     "Resolution",
+    "RetryPolicy",
     "Route",
     "ServerError",
+    "SpendSummary",
     "Stream",
     "StreamInterruptedError",
     "TextPart",
@@ -91,6 +100,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "Usage",
     "__version__",
+    "default_fallback",
     "estimate",
     "get_model",
     "load_catalog",
