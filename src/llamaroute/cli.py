@@ -3,6 +3,9 @@
     llamaroute models [NAME] [--json] [--catalog FILE ...]
     llamaroute prices [NAME] [--json] [--catalog FILE ...]
     llamaroute estimate --model KEY (--prompt TEXT | --prompt-file F | --workload FILE.jsonl) ...
+    llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream] PROMPT
+    llamaroute doctor [--json]
+    llamaroute spend [--ledger F] [--since DATE] [--json]
     llamaroute --version
 
 Errors print one line (``llamaroute: error: ...``) and exit with status 1; usage mistakes exit
@@ -70,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     from ._cost_cli import add_cost_commands  # the prices and estimate commands
 
     add_cost_commands(commands, _add_catalog_option, _catalog)
+
+    from ._chat_cli import add_chat_commands  # the chat, doctor and spend commands
+
+    add_chat_commands(commands, _add_catalog_option, _catalog)
     return parser
 
 

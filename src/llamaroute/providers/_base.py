@@ -88,6 +88,11 @@ class Provider(ABC):
         ``True`` or ``False``, or ``None`` when the provider has no such probe."""
         return None
 
+    def diagnose(self) -> str:
+        """One line on whether the provider looks usable, for ``llamaroute doctor``. May use
+        the network briefly; never raises and never spends money."""
+        return "configured"
+
     def serves(self, route: Route) -> bool:
         """Whether this provider instance can call ``route`` (its provider and region)."""
         return route.provider == self.name and route.serves_region(self.region)

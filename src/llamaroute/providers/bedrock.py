@@ -235,6 +235,23 @@ class BedrockProvider(Provider):
         spec = (catalog or Catalog.builtin()).get(model)
         return spec.route(NAME, region=self.region)
 
+    def diagnose(self) -> str:
+        # Resolving credentials is the one check that costs nothing on Bedrock; it may wait on
+        # the instance metadata endpoint where there is one, which doctor may afford.
+        if self._injected is not None:
+            return f"region {self.region}; an injected boto3 client"
+        try:
+            import_boto3()
+            self._client_for(None)
+            assert self._session is not None
+            credentials = self._session.get_credentials()
+        except Exception as error:  # doctor reports; it never raises
+            return f"region {self.region}; not usable: {self._redact(str(error))}"
+        if credentials is None:
+            return f"region {self.region}; no AWS credentials found"
+        method = getattr(credentials, "method", "found")
+        return f"region {self.region}; AWS credentials from {method}"
+
     def _redact(self, text: str) -> str:
         for secret in (self._secret, self._token, self._key_id):
             if secret is not None:

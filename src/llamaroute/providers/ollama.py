@@ -603,6 +603,15 @@ class OllamaProvider(Provider):
             self._probe = (self._clock(), installed)
         return installed
 
+    def diagnose(self) -> str:
+        self.available("llama3.2")  # refreshes the cached probe when it is stale
+        _, installed = self._fresh()
+        if installed is None:
+            return f"no Ollama server answering at {self.host} (start it: ollama serve)"
+        pulled = sorted(tag for tag in installed if tag.startswith("llama3.2"))
+        listed = ", ".join(pulled) or "none yet (ollama pull llama3.2)"
+        return f"server up at {self.host}; Llama 3.2 tags pulled: {listed}"
+
     def available(self, model: str | Route) -> bool:
         """Whether the server is up and has ``model`` (a tag or an Ollama route) pulled.
 

@@ -549,6 +549,16 @@ class OpenRouterProvider(Provider):
                 await response.aclose()
         yield parser.result()
 
+    def diagnose(self) -> str:
+        # /models needs no key and costs nothing; the key itself is checked by the first call.
+        try:
+            response = self._sync().get(f"{self.base_url}/models", timeout=5.0)
+        except httpx.HTTPError as error:
+            return f"unreachable at {self.base_url}: {type(error).__name__}"
+        if response.status_code >= 400:
+            return f"{self.base_url}/models answered HTTP {response.status_code}"
+        return f"reachable at {self.base_url} (the API key is checked on the first call)"
+
     def close(self) -> None:
         if self._owns_client and self._client is not None:
             self._client.close()

@@ -51,6 +51,14 @@ class FakeOpenRouter(FakeServer):
         return f"{self.url}/api/v1"
 
     def handle(self, exchange: Exchange) -> None:
+        if exchange.request.method == "GET" and exchange.path.endswith("/models"):
+            # The public model list needs no key; ``llamaroute doctor`` uses it.
+            slugs = ("meta-llama/llama-3.2-1b-instruct", "meta-llama/llama-3.2-3b-instruct",
+                     "meta-llama/llama-3.2-11b-vision-instruct",
+                     "meta-llama/llama-3.2-90b-vision-instruct")  # fmt: skip
+            exchange.send(200, _dumps({"data": [{"id": slug, "context_length": 131072}
+                                                for slug in slugs]}))  # fmt: skip
+            return
         if exchange.request.method != "POST" or not exchange.path.endswith("/chat/completions"):
             exchange.send(404, _dumps({"error": {"code": 404, "message": "Not Found"}}))
             return

@@ -1,0 +1,193 @@
+"""The ``chat``, ``doctor`` and ``spend`` commands of ``llamaroute`` (see ``cli.py``).
+
+    llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream]
+                    [--max-cost X] [--max-tokens N] [--system TEXT] [--timeout S]
+                    [--ledger F] PROMPT
+    llamaroute doctor [--json]
+    llamaroute spend [--ledger F] [--since DATE] [--json]
+
+``chat`` prints the answer on stdout and, on stderr, where it came from, the tokens, the cost
+and every attempt, so that ``llamaroute chat ... > answer.txt`` keeps only the answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ._catalog import Catalog
+from ._exceptions import ConfigurationError, InvalidRequestError
+from ._ledger import SqliteLedger
+from ._types import ChatResponse
+
+__all__ = ["LEDGER_ENV", "add_chat_commands"]
+
+LEDGER_ENV = "LLAMAROUTE_LEDGER"
+STRATEGIES = ("ordered", "cheapest", "fastest", "local_first")
+
+
+def add_chat_commands(
+    commands: Any,
+    add_catalog_option: Callable[[argparse.ArgumentParser], None],
+    catalog_of: Callable[[argparse.Namespace], Catalog],
+) -> None:
+    """Register ``chat``, ``doctor`` and ``spend`` on the ``llamaroute`` parser."""
+    chat = commands.add_parser(
+        "chat",
+        help="ask a model, with fallback; the answer on stdout, the details on stderr",
+        description="Ask a Llama 3.2 model through the providers configured in the "
+        "environment (OLLAMA_HOST, OPENROUTER_API_KEY, AWS credentials). The answer goes to "
+        "stdout; provider, tokens, cost and attempts go to stderr.",
+    )
+    chat.add_argument("prompt", help="what to ask")
+    chat.add_argument("--model", required=True, help="model key, alias or provider:model_id")
+    chat.add_argument("--image", help="an image file or URL (vision models)")
+    chat.add_argument("--system", help="a system prompt")
+    chat.add_argument("--provider", action="append", dest="providers", metavar="P",
+                      help="use this provider (repeatable, in order)")  # fmt: skip
+    chat.add_argument("--strategy", choices=STRATEGIES, default="ordered")
+    chat.add_argument("--stream", action="store_true", help="print the answer as it comes")
+    chat.add_argument("--max-cost", help="refuse routes that could cost more (USD)")
+    chat.add_argument("--max-tokens", type=int, help="cap the answer's length")
+    chat.add_argument("--timeout", type=float, help="seconds for the whole call")
+    chat.add_argument("--ledger", help=f"record the cost in this SQLite ledger (${LEDGER_ENV})")
+    add_catalog_option(chat)
+    chat.set_defaults(command=lambda args: _chat(args, catalog_of(args)))
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="which providers are configured and reachable, and which models each serves",
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    add_catalog_option(doctor)
+    doctor.set_defaults(command=lambda args: _doctor(args, catalog_of(args)))
+
+    spend = commands.add_parser("spend", help="what a spend ledger has recorded")
+    spend.add_argument("--ledger", help=f"the SQLite ledger file (default ${LEDGER_ENV})")
+    spend.add_argument("--since", help="only from this day on (YYYY-MM-DD)")
+    spend.add_argument("--json", action="store_true", help="machine-readable output")
+    spend.set_defaults(command=_spend)
+
+
+def _max_cost(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise InvalidRequestError(f"--max-cost must be an amount in USD, not {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise InvalidRequestError(f"--max-cost must be an amount >= 0, not {text!r}")
+    return value
+
+
+def _chat(args: argparse.Namespace, catalog: Catalog) -> int:
+    from ._client import Client  # deferred: the other commands need no client
+
+    max_cost = _max_cost(args.max_cost)
+    ledger = args.ledger or os.environ.get(LEDGER_ENV) or None
+    with Client(catalog=catalog, strategy=args.strategy, ledger=ledger) as client:
+        options: dict[str, Any] = {
+            "image": args.image, "system": args.system, "providers": args.providers,
+            "max_cost": max_cost, "max_tokens": args.max_tokens, "timeout": args.timeout,
+        }  # fmt: skip
+        if args.stream:
+            with client.stream(args.model, args.prompt, **options) as stream:
+                for chunk in stream:
+                    sys.stdout.write(chunk.text)
+                    sys.stdout.flush()
+            response = stream.response
+            sys.stdout.write("\n")
+        else:
+            response = client.chat(args.model, args.prompt, **options)
+            print(response.text)
+    _report(response)
+    return 0
+
+
+def _report(response: ChatResponse) -> None:
+    cost = "unknown"
+    if response.cost is not None:
+        cost = f"{response.cost.total:f} USD ({response.cost.source})"
+        if response.total_cost is not None and response.total_cost != response.cost.total:
+            cost += f", {response.total_cost:f} USD for the whole call"
+    usage = response.usage
+    lines = [
+        f"{response.provider} {response.provider_model_id} ({response.model}), "
+        f"{usage.input_tokens} in / {usage.output_tokens} out tokens, {cost}, "
+        f"{response.latency_s:.2f} s",
+    ]
+    for number, attempt in enumerate(response.attempts, start=1):
+        outcome = attempt.outcome if attempt.outcome != "error" else attempt.error_type
+        status = f" HTTP {attempt.status_code}" if attempt.status_code else ""
+        lines.append(f"  attempt {number}: {attempt.provider} {attempt.model_id}: "
+                     f"{outcome}{status} ({attempt.elapsed_s:.2f} s)")  # fmt: skip
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _doctor(args: argparse.Namespace, catalog: Catalog) -> int:
+    from .providers import discover
+
+    providers = discover()
+    report = []
+    for provider in providers:
+        keys = [
+            spec.key for spec in catalog.models()
+            if any(provider.serves(route) for route in spec.routes)
+        ]  # fmt: skip
+        try:
+            report.append(
+                {"provider": provider.name, "status": provider.diagnose(), "models": keys}
+            )
+        finally:
+            provider.close()
+    if args.json:
+        print(json.dumps({"providers": report}, indent=2))
+        return 0
+    if not report:
+        print("No provider is configured. Set one or more of: OLLAMA_HOST (a local Ollama), "
+              "OPENROUTER_API_KEY, AWS credentials with AWS_REGION (Bedrock).")  # fmt: skip
+        return 1
+    for entry in report:
+        print(f"{entry['provider']}: {entry['status']}")
+        print(f"  serves: {', '.join(entry['models']) or 'none of the catalog keys here'}")
+    return 0
+
+
+def _spend(args: argparse.Namespace) -> int:
+    path = args.ledger or os.environ.get(LEDGER_ENV)
+    if not path:
+        raise ConfigurationError(f"no ledger: pass --ledger FILE or set {LEDGER_ENV}")
+    if not os.path.exists(path):
+        raise ConfigurationError(f"no ledger file at {path}")
+    since = None
+    if args.since:
+        try:
+            since = date.fromisoformat(args.since)
+        except ValueError:
+            raise InvalidRequestError(
+                f"--since takes a day as YYYY-MM-DD, not {args.since!r}"
+            ) from None
+    ledger = SqliteLedger(path)
+    try:
+        summary = ledger.summary(since)
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=2))
+        return 0
+    print(f"{summary.total:f} USD over {summary.calls} billed attempt(s)"
+          + (f" since {since}" if since else ""))  # fmt: skip
+    for title, table in (("by provider", summary.by_provider), ("by model", summary.by_model),
+                         ("by day", summary.by_day)):  # fmt: skip
+        if table:
+            print(f"{title}:")
+            for name, amount in sorted(table.items()):
+                print(f"  {name:<24} {amount:f}")
+    return 0
