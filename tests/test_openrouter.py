@@ -390,3 +390,20 @@ def test_configuration_is_checked() -> None:
     assert provider.timeout.connect is not None
     assert CANARY_KEY not in repr(provider)
     assert provider.base_url == "https://openrouter.ai/api/v1"
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_is_never_followed_so_the_key_stays_home(
+    provider: OpenRouterProvider, mode: str, fake_openrouter: FakeOpenRouter, status: int
+) -> None:
+    # TESTPLAN K4: another host must never receive the Authorization header.
+    with FakeOpenRouter() as elsewhere:
+        fake_openrouter.script(
+            Step(status=status, headers={"Location": f"{elsewhere.base_url}/chat/completions"})
+        )
+        with pytest.raises(ProviderConnectionError) as caught:
+            await chat(provider, mode, call())
+        assert elsewhere.hits == 0
+    assert caught.value.code == "redirect"
+    assert not caught.value.retryable
+    assert caught.value.status_code == status

@@ -30,6 +30,7 @@ from .._exceptions import (
     MalformedResponseError,
     ModelNotAvailableError,
     PaymentRequiredError,
+    ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
     RateLimitError,
@@ -255,6 +256,15 @@ def _classify(
     message: str,
     kwargs: dict[str, Any],
 ) -> ProviderError:
+    if status is not None and 300 <= status < 400:
+        # Never followed: the Authorization header must not travel to another host.
+        kwargs["retryable"] = False
+        return ProviderConnectionError(
+            f"the API answered with a redirect (HTTP {status}), which llamaroute does not follow"
+            " so that the key stays with OpenRouter: check base_url",
+            code="redirect",
+            **kwargs,
+        )
     if status == 401 or error_type == "authentication":
         return AuthenticationError(f"OpenRouter rejected the API key: {message}", **kwargs)
     if status == 402 or error_type == "payment_required":
@@ -480,7 +490,7 @@ class OpenRouterProvider(Provider):
                 headers=self._headers,
                 timeout=attempt_timeout(call.timeout, self.timeout),
             )
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             raise self._error(response, model_id)
         return self._result(response, model_id)
 
@@ -493,7 +503,7 @@ class OpenRouterProvider(Provider):
                 headers=self._headers,
                 timeout=attempt_timeout(call.timeout, self.timeout),
             )
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             raise self._error(response, model_id)
         return self._result(response, model_id)
 
@@ -510,7 +520,7 @@ class OpenRouterProvider(Provider):
             )
             response = self._sync().send(request, stream=True)
             try:
-                if response.status_code >= 400:
+                if response.status_code >= 300:
                     response.read()
                     raise self._error(response, model_id)
                 for line in response.iter_lines():
@@ -536,7 +546,7 @@ class OpenRouterProvider(Provider):
             )
             response = await self._async().send(request, stream=True)
             try:
-                if response.status_code >= 400:
+                if response.status_code >= 300:
                     await response.aread()
                     raise self._error(response, model_id)
                 async for line in response.aiter_lines():
@@ -555,7 +565,7 @@ class OpenRouterProvider(Provider):
             response = self._sync().get(f"{self.base_url}/models", timeout=5.0)
         except httpx.HTTPError as error:
             return f"unreachable at {self.base_url}: {type(error).__name__}"
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             return f"{self.base_url}/models answered HTTP {response.status_code}"
         return f"reachable at {self.base_url} (the API key is checked on the first call)"
 

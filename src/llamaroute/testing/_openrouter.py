@@ -70,7 +70,7 @@ class FakeOpenRouter(FakeServer):
         stream = bool(body.get("stream"))
         if self.answer(exchange, step, stream=stream):
             return
-        if step.is_error:
+        if step.is_error or 300 <= step.status < 400:  # a 3xx too: redirects are tested
             headers = dict(step.headers)
             if step.retry_after is not None:
                 headers["Retry-After"] = str(step.retry_after)
