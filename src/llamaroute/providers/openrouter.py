@@ -258,12 +258,10 @@ def _classify(
 ) -> ProviderError:
     if status is not None and 300 <= status < 400:
         # Never followed: the Authorization header must not travel to another host.
-        kwargs["retryable"] = False
         return ProviderConnectionError(
             f"the API answered with a redirect (HTTP {status}), which llamaroute does not follow"
             " so that the key stays with OpenRouter: check base_url",
-            code="redirect",
-            **kwargs,
+            **{**kwargs, "code": "redirect", "retryable": False},
         )
     if status == 401 or error_type == "authentication":
         return AuthenticationError(f"OpenRouter rejected the API key: {message}", **kwargs)
