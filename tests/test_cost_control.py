@@ -269,7 +269,8 @@ def test_cheapest_skips_a_local_route_whose_model_is_missing(
 def test_fastest_learns_from_real_calls(
     fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
 ) -> None:
-    fakes[0].default = Step(delay=0.15)
+    # Well above Bedrock's first call, which includes building the boto3 client (~0.2 s).
+    fakes[0].default = Step(delay=0.5)
     with client_for(fakes, "openrouter", "bedrock", strategy="fastest") as client:
         first = client.chat("llama-3.2-3b", "hi")
         assert first.provider == "openrouter"  # no data yet: configured order
