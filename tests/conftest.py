@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from llamaroute import AsyncClient, Client
-from llamaroute.providers import OpenRouterProvider, Provider, ProviderCall, ProviderResult
+from llamaroute.providers import (
+    BedrockProvider,
+    OllamaProvider,
+    OpenRouterProvider,
+    Provider,
+    ProviderCall,
+    ProviderResult,
+)
 from llamaroute.testing import FakeBedrock, FakeOllama, FakeOpenRouter
 
 
@@ -124,3 +131,36 @@ def refused_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield int(sock.getsockname()[1])
+
+
+# --- the three real providers against the three fakes ------------------------------------------
+
+Fakes = tuple[FakeOpenRouter, FakeBedrock, FakeOllama]
+
+#: Dummy AWS keys: the fake checks that a request is signed, not with which key.
+AWS_KEYS = {"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "secret"}
+
+
+@pytest.fixture
+def three_fakes() -> Iterator[Fakes]:
+    """A fake OpenRouter, Bedrock and Ollama, each on its own port."""
+    with FakeOpenRouter() as openrouter, FakeBedrock() as bedrock, FakeOllama() as ollama:
+        yield openrouter, bedrock, ollama
+
+
+def three_providers(
+    fakes: Fakes,
+    *,
+    openrouter_key: str = CANARY_KEY,
+    aws: dict[str, str] | None = None,
+    ollama_key: str | None = None,
+) -> dict[str, Provider]:
+    """The real OpenRouter, Bedrock and Ollama providers pointed at ``fakes``, by name."""
+    openrouter, bedrock, ollama = fakes
+    return {
+        "openrouter": OpenRouterProvider(api_key=openrouter_key, base_url=openrouter.base_url),
+        "bedrock": BedrockProvider(
+            region="us-east-1", endpoint_url=bedrock.url, **(aws or AWS_KEYS)
+        ),
+        "ollama": OllamaProvider(host=ollama.url, api_key=ollama_key),
+    }
