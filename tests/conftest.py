@@ -36,6 +36,25 @@ def png_bytes(width: int = 8, height: int = 6) -> bytes:
 CANARY_KEY = "sk-or-v1-CANARY0123456789abcdefCANARY0123456789abcdef"
 
 
+class Clock:
+    """A fake monotonic clock whose sleeps only move time forward (for ``RetryPolicy(clock=,
+    sleep=, async_sleep=)``; breakers and deadlines read the same clock)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
 @pytest.fixture
 def fake_openrouter() -> Iterator[FakeOpenRouter]:
     with FakeOpenRouter() as fake:
