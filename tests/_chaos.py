@@ -65,10 +65,11 @@ class ChaosCall:
     streaming: bool
     model: str
     providers: tuple[str, ...]
+    tag: str = ""  # words after the number, for servers that pick an answer by the prompt
 
     @property
     def prompt(self) -> str:
-        return f"chaos question {self.number}"
+        return f"chaos question {self.number}{self.tag}"
 
 
 def plan_calls(
@@ -76,14 +77,16 @@ def plan_calls(
     count: int,
     providers: Sequence[str] = PROVIDERS,
     models: Sequence[str] = ("llama-3.2-3b", "llama-3.2-1b"),
+    tag: Callable[[int], str] = lambda number: "",
 ) -> list[ChaosCall]:
     """``count`` calls numbered from ``first``: every other one streamed, the provider order
     cycling through every permutation (so every provider is first, second and last)."""
     orders = list(itertools.permutations(providers))
-    return [
-        ChaosCall(n, n % 2 == 1, models[(n // 2) % len(models)], orders[(n // 2) % len(orders)])
-        for n in range(first, first + count)
-    ]
+    calls = []
+    for n in range(first, first + count):
+        model, order = models[(n // 2) % len(models)], orders[(n // 2) % len(orders)]
+        calls.append(ChaosCall(n, n % 2 == 1, model, order, tag(n)))
+    return calls
 
 
 @dataclass
@@ -283,29 +286,37 @@ def by_call(received: Iterable[Received]) -> dict[int | None, list[Received]]:
     return calls
 
 
-def reconcile(attempts: Sequence[Attempt], seen: Sequence[Received]) -> str | None:
+def reconcile(
+    attempts: Sequence[Attempt], seen: Sequence[Received], *, ordered: bool = True
+) -> str | None:
     """Whether one call's attempts are exactly the requests the servers received for it.
 
     Every request received must be one of the call's attempts (else: a retry below ours),
-    and every attempt must have arrived, in order. The one exception is an attempt that timed
-    out: its request may not have reached the server (still queued for a connection or a
-    worker thread when the call's time ran out, or cut off mid-body), or, for Bedrock's
-    async calls whose boto3 worker thread cannot be interrupted, it may arrive late.
+    and every attempt must have arrived, in order (``ordered=False``: servers whose clocks
+    cannot be compared; counts only). The one exception is an attempt that timed out: its
+    request may not have reached the server (still queued for a connection or a worker
+    thread when the call's time ran out, or cut off mid-body), or, for Bedrock's async calls
+    whose boto3 worker thread cannot be interrupted, it may arrive late.
     """
     sent = [(attempt.provider, attempt.model_id) for attempt in attempts]
     received = [(request.provider, request.model_id) for request in seen]
     extra = Counter(received) - Counter(sent)
     if extra:
         return f"requests no attempt accounts for: {dict(extra)}; attempts {sent}"
-    arrivals = iter(received)
     timed_out = [attempt.error_type == "ProviderTimeoutError" for attempt in attempts]
-    if not all(key in arrivals for key, late in zip(sent, timed_out, strict=True) if not late):
+    needed = [key for key, late in zip(sent, timed_out, strict=True) if not late]
+    if ordered:
+        arrivals = iter(received)
+        arrived = all(key in arrivals for key in needed)
+    else:
+        arrived = not Counter(needed) - Counter(received)
+    if not arrived:
         return f"attempts {sent}, but the servers received {received}"
     return None
 
 
 def unaccounted(
-    outcomes: Iterable[Outcome], received: Iterable[Received]
+    outcomes: Iterable[Outcome], received: Iterable[Received], *, ordered: bool = True
 ) -> tuple[list[str], int, int]:
     """Calls whose attempts differ from what the servers received for them (see
     :func:`reconcile`); how many attempts (timed out) never reached a server whole; how many
@@ -318,7 +329,7 @@ def unaccounted(
             continue
         seen = requests.get(outcome.call.number, [])
         unseen += len(attempts) - len(seen)
-        why = reconcile(attempts, seen)
+        why = reconcile(attempts, seen, ordered=ordered)
         if why is not None:
             problems.append(f"call {outcome.call.number} ({outcome.mode}): {why}")
     # A request cut off mid-body names no call: it must be one of the unseen attempts.
@@ -384,8 +395,11 @@ def tally(
     received: list[Received],
     faults: dict[str, int],
     elapsed: float,
+    *,
+    ordered: bool = True,
 ) -> Figures:
-    """Judge every outcome and match the attempts against what the servers received."""
+    """Judge every outcome and match the attempts against what the servers received (in
+    order, unless ``ordered=False``: see :func:`reconcile`)."""
     figures = Figures(len(planned), outcomes, len(received), faults, elapsed)
     ended = {outcome.call.number for outcome in outcomes}
     figures.problems += [f"call {c.number} never ended" for c in planned if c.number not in ended]
@@ -402,7 +416,7 @@ def tally(
             figures.attempts += 1
             if attempt.outcome == "error":
                 figures.failed_attempts[attempt.error_type or "?"] += 1
-    problems, figures.unseen, figures.nameless = unaccounted(outcomes, received)
+    problems, figures.unseen, figures.nameless = unaccounted(outcomes, received, ordered=ordered)
     figures.problems += problems
     return figures
 
