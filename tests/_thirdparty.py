@@ -98,11 +98,18 @@ def running_aimock(fixtures: Path, content: dict[str, Any]) -> Iterator[Any]:
         server = aimock_pytest.AIMockServer(
             aimock_pytest.NodeManager(version=AIMOCK_VERSION), port=0, fixtures_path=fixtures
         )
-        server.start()
-        process = server._proc
-        try:
+        with serving(server):
             yield server
-        finally:
-            server.stop()
-            if process is not None and process.stdout is not None:
-                process.stdout.close()  # aimock-pytest leaves its output pipe open
+
+
+@contextmanager
+def serving(server: Any) -> Iterator[Any]:
+    """Start an aimock-pytest ``AIMockServer``; stop it after the block."""
+    server.start()
+    process = server._proc
+    try:
+        yield server
+    finally:
+        server.stop()
+        if process is not None and process.stdout is not None:
+            process.stdout.close()  # aimock-pytest leaves its output pipe open
