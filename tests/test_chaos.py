@@ -345,14 +345,15 @@ def test_threads_and_fds_return_to_baseline_after_close(three_fakes: Fakes) -> N
     try:
         baseline = (_open_fds(), threading.active_count())
         figures, _ = chaos_run(three_fakes, 260, 260)
-        during = max(len(figures.outcomes), 1)  # the run really happened
         after = _settled(baseline, wait=5)
         gc.collect()
     finally:
         sys.unraisablehook = hook
     print(f"\nH1: fds {baseline[0]} before, {after[0]} after close; threads {baseline[1]} before,"
-          f" {after[1]} after ({during} calls, {figures.attempts} attempts)")  # fmt: skip
-    assert figures.lost == 0
+          f" {after[1]} after ({len(figures.outcomes)} calls, {figures.attempts} attempts,"
+          f" {figures.failure_rate:.0%} failed)")  # fmt: skip
+    assert (len(figures.outcomes), figures.lost) == (520, 0)
+    assert figures.failure_rate > 0.2
     assert after[0] <= baseline[0] + 2
     assert after[1] <= baseline[1] + 2
     assert unraisable == []
@@ -498,8 +499,7 @@ def test_a_failing_provider_stops_receiving_requests_until_its_cooldown_ends(
     clock = Clock()
     client = routed(retries=no_sleep_policy(clock, attempts=1),
                     breaker=BreakerPolicy(failures=3, cooldown=30))  # fmt: skip
-    route = next(f"{failing}:{a.model_id}" for a in client.chat(MODEL, "hi", providers=[failing])
-                 .attempts)  # fmt: skip
+    route = f"{failing}:{client.chat(MODEL, 'hi', providers=[failing]).provider_model_id}"
 
     def failing_hits() -> int:
         return chat_hits(three_fakes)[failing]
