@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from llamaroute import AsyncClient, Client
-from llamaroute.providers import OpenRouterProvider, Provider, ProviderCall, ProviderResult
+from llamaroute.providers import (
+    BedrockProvider,
+    OllamaProvider,
+    OpenRouterProvider,
+    Provider,
+    ProviderCall,
+    ProviderResult,
+)
 from llamaroute.testing import FakeBedrock, FakeOllama, FakeOpenRouter
 
 
@@ -27,6 +34,25 @@ def png_bytes(width: int = 8, height: int = 6) -> bytes:
 
 #: A distinctive key: any test may assert it never shows up in output.
 CANARY_KEY = "sk-or-v1-CANARY0123456789abcdefCANARY0123456789abcdef"
+
+
+class Clock:
+    """A fake monotonic clock whose sleeps only move time forward (for ``RetryPolicy(clock=,
+    sleep=, async_sleep=)``; breakers and deadlines read the same clock)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.sleep(seconds)
 
 
 @pytest.fixture
@@ -124,3 +150,36 @@ def refused_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield int(sock.getsockname()[1])
+
+
+# --- the three real providers against the three fakes ------------------------------------------
+
+Fakes = tuple[FakeOpenRouter, FakeBedrock, FakeOllama]
+
+#: Dummy AWS keys: the fake checks that a request is signed, not with which key.
+AWS_KEYS = {"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "secret"}
+
+
+@pytest.fixture
+def three_fakes() -> Iterator[Fakes]:
+    """A fake OpenRouter, Bedrock and Ollama, each on its own port."""
+    with FakeOpenRouter() as openrouter, FakeBedrock() as bedrock, FakeOllama() as ollama:
+        yield openrouter, bedrock, ollama
+
+
+def three_providers(
+    fakes: Fakes,
+    *,
+    openrouter_key: str = CANARY_KEY,
+    aws: dict[str, str] | None = None,
+    ollama_key: str | None = None,
+) -> dict[str, Provider]:
+    """The real OpenRouter, Bedrock and Ollama providers pointed at ``fakes``, by name."""
+    openrouter, bedrock, ollama = fakes
+    return {
+        "openrouter": OpenRouterProvider(api_key=openrouter_key, base_url=openrouter.base_url),
+        "bedrock": BedrockProvider(
+            region="us-east-1", endpoint_url=bedrock.url, **(aws or AWS_KEYS)
+        ),
+        "ollama": OllamaProvider(host=ollama.url, api_key=ollama_key),
+    }

@@ -336,6 +336,25 @@ async def test_closing_returns_the_worker_threads(
     assert (await provider.achat(call())).text == "slow but sure"  # usable again after close
 
 
+@pytest.mark.parametrize("fault", [Step.error(500), Step.reply("a b c", omit_end=True)])
+def test_closing_closes_connections_that_an_error_still_references(
+    fake_bedrock: FakeBedrock, fault: Step
+) -> None:
+    # The error (kept by the caller here) references botocore's response, and through it the
+    # urllib3 pool: boto3's close() alone would leave its connection open until collected.
+    fake_bedrock.script(fault)
+    provider = BedrockProvider(
+        region="us-east-1", endpoint_url=fake_bedrock.url,
+        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret",
+    )  # fmt: skip
+    with pytest.raises(ProviderError) as caught:
+        list(provider.stream(call()))
+    closing = time.monotonic()
+    provider.close()
+    assert fake_bedrock.wait_closed(closing, timeout=1.0) is not None
+    assert caught.value.retryable  # still held: the connection was closed all the same
+
+
 # --- secrets --------------------------------------------------------------------------------
 
 

@@ -7,7 +7,6 @@ import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,33 +31,16 @@ from llamaroute._events import (
 )
 from llamaroute._retry import RetryPolicy
 from llamaroute._strategies import HedgePolicy
-from llamaroute.providers import BedrockProvider, OllamaProvider, OpenRouterProvider
-from llamaroute.testing import FakeBedrock, FakeOllama, FakeOpenRouter, Step
+from llamaroute.providers import BedrockProvider, OllamaProvider
+from llamaroute.testing import FakeBedrock, FakeOllama, Step
 
-from .conftest import CANARY_KEY
+from .conftest import AWS_KEYS, Fakes, three_providers
 
-AWS = {"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "secret"}
 NO_SLEEP = RetryPolicy(sleep=lambda seconds: None)
 
 
-@pytest.fixture
-def fakes() -> Iterator[tuple[FakeOpenRouter, FakeBedrock, FakeOllama]]:
-    with FakeOpenRouter() as openrouter, FakeBedrock() as bedrock, FakeOllama() as ollama:
-        yield openrouter, bedrock, ollama
-
-
-def providers(fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama]) -> dict[str, Any]:
-    openrouter, bedrock, ollama = fakes
-    return {
-        "openrouter": OpenRouterProvider(api_key=CANARY_KEY, base_url=openrouter.base_url),
-        "bedrock": BedrockProvider(region="us-east-1", endpoint_url=bedrock.url, **AWS),
-        "ollama": OllamaProvider(host=ollama.url),
-    }
-
-
-def client_for(fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama], *names: str,
-               **options: Any) -> Client:  # fmt: skip
-    made = providers(fakes)
+def client_for(fakes: Fakes, *names: str, **options: Any) -> Client:
+    made = three_providers(fakes)
     options.setdefault("retries", NO_SLEEP)
     return Client(providers=[made[name] for name in names], **options)
 
@@ -67,10 +49,10 @@ def client_for(fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama], *names: st
 
 
 def test_bedrock_is_priced_from_the_table_exactly(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
-    fakes[1].script(Step.reply("ok", usage=(1_000_000, 1_000_000)))
-    with client_for(fakes, "bedrock") as client:
+    three_fakes[1].script(Step.reply("ok", usage=(1_000_000, 1_000_000)))
+    with client_for(three_fakes, "bedrock") as client:
         reply = client.chat("llama-3.2-90b-vision", "hi")
     assert reply.cost is not None
     assert (reply.cost.total, reply.cost.source) == (Decimal("1.44"), "price_table")
@@ -79,21 +61,21 @@ def test_bedrock_is_priced_from_the_table_exactly(
 
 
 def test_ollama_costs_zero_not_unknown(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
-    with client_for(fakes, "ollama") as client:
+    with client_for(three_fakes, "ollama") as client:
         reply = client.chat("llama-3.2-3b", "hi")
     assert reply.cost is not None
     assert reply.cost.total == Decimal(0)
 
 
 def test_a_stale_price_table_is_flagged_once(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama], caplog: pytest.LogCaptureFixture
+    three_fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="llamaroute")
     # OpenRouter 3B is 0.02/0.02 per million in the table: 0.04 for these counts.
-    fakes[0].default = Step.reply("ok", usage=(1_000_000, 1_000_000), cost="0.09")
-    with client_for(fakes, "openrouter") as client:
+    three_fakes[0].default = Step.reply("ok", usage=(1_000_000, 1_000_000), cost="0.09")
+    with client_for(three_fakes, "openrouter") as client:
         first = client.chat("llama-3.2-3b", "hi")
         client.chat("llama-3.2-3b", "again")
     assert first.cost is not None
@@ -105,18 +87,20 @@ def test_a_stale_price_table_is_flagged_once(
 
 
 def test_a_matching_provider_figure_is_not_stale(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
-    fakes[0].script(Step.reply("ok", usage=(1_000_000, 1_000_000), cost="0.04"))
-    with client_for(fakes, "openrouter") as client:
+    three_fakes[0].script(Step.reply("ok", usage=(1_000_000, 1_000_000), cost="0.04"))
+    with client_for(three_fakes, "openrouter") as client:
         assert not client.chat("llama-3.2-3b", "hi").price_stale
 
 
 def test_a_stream_cut_after_tokens_is_billed_and_recorded(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
-    fakes[1].script(Step(chunks=("a long partial answer " * 20,), drop_after=1, usage=(10, 10)))
-    with client_for(fakes, "bedrock") as client:
+    three_fakes[1].script(
+        Step(chunks=("a long partial answer " * 20,), drop_after=1, usage=(10, 10))
+    )
+    with client_for(three_fakes, "bedrock") as client:
         with pytest.raises(StreamInterruptedError) as caught:
             client.stream("llama-3.2-3b", "tell me").read()
         attempt = caught.value.attempts[-1]
@@ -130,12 +114,12 @@ def test_a_stream_cut_after_tokens_is_billed_and_recorded(
 
 
 def test_ledger_equals_the_sum_of_responses_under_16_threads(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
-    fakes[1].default = Step.reply("ok", usage=(1234, 567))
+    three_fakes[1].default = Step.reply("ok", usage=(1234, 567))
     costs: list[Decimal] = []
     lock = threading.Lock()
-    with client_for(fakes, "bedrock") as client:
+    with client_for(three_fakes, "bedrock") as client:
 
         def work() -> None:
             for _ in range(200):
@@ -155,7 +139,7 @@ def test_ledger_equals_the_sum_of_responses_under_16_threads(
 
 
 def _calls_into(ledger: str, url: str, count: int) -> None:
-    provider = BedrockProvider(region="us-east-1", endpoint_url=url, **AWS)
+    provider = BedrockProvider(region="us-east-1", endpoint_url=url, **AWS_KEYS)
     with Client(providers=[provider], ledger=ledger) as client:
         for _ in range(count):
             client.chat("llama-3.2-3b", "hi")
@@ -182,15 +166,15 @@ def test_two_processes_share_one_sqlite_ledger(tmp_path: Path) -> None:
 
 
 def test_concurrent_calls_never_overspend_the_budget(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
     # Each call's worst case on Bedrock 3B with max_tokens=1000 is reserved before it starts;
     # the provider then bills the (short) prompt and every output token.
-    fakes[1].default = Step.reply("ok", usage=(20, 1000), delay=0.05)
+    three_fakes[1].default = Step.reply("ok", usage=(20, 1000), delay=0.05)
     budget = Decimal("0.001")
     outcomes: list[str] = []
     lock = threading.Lock()
-    with client_for(fakes, "bedrock", budget=budget) as client:
+    with client_for(three_fakes, "bedrock", budget=budget) as client:
 
         def work() -> None:
             try:
@@ -209,15 +193,15 @@ def test_concurrent_calls_never_overspend_the_budget(
         assert client.spend.total <= budget
         assert "refused" in outcomes
         assert outcomes.count("ok") >= 1
-        assert fakes[1].hits == outcomes.count("ok")  # refused calls sent nothing
+        assert three_fakes[1].hits == outcomes.count("ok")  # refused calls sent nothing
         assert client.spend.remaining() == budget - client.spend.total
 
 
 def test_max_cost_skips_routes_and_refuses_with_figures_before_any_call(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama], caplog: pytest.LogCaptureFixture
+    three_fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
     events: list[Event] = []
-    with client_for(fakes, "bedrock", "openrouter", on_event=events.append) as client:
+    with client_for(three_fakes, "bedrock", "openrouter", on_event=events.append) as client:
         # 90B: Bedrock 0.72/M, OpenRouter 0.35/0.40 per M; 2000 output tokens at most.
         reply = client.chat("llama-3.2-90b-vision", "hi", max_tokens=2000,
                             max_cost=Decimal("0.001"))  # fmt: skip
@@ -225,12 +209,12 @@ def test_max_cost_skips_routes_and_refuses_with_figures_before_any_call(
         assert any(isinstance(e, BudgetRefused) and e.route.startswith("bedrock") for e in events)
         with pytest.raises(BudgetExceededError, match=r"max_cost 0\.0000001 USD"):
             client.chat("llama-3.2-90b-vision", "hi", max_tokens=2000, max_cost=Decimal("1e-7"))
-    assert fakes[1].hits == 0
+    assert three_fakes[1].hits == 0
 
 
 def test_unknown_prices_cannot_be_bounded() -> None:
     with FakeBedrock() as fake:
-        provider = BedrockProvider(region="eu-west-1", endpoint_url=fake.url, **AWS)
+        provider = BedrockProvider(region="eu-west-1", endpoint_url=fake.url, **AWS_KEYS)
         # The EU Bedrock profiles have no published price: a budget cannot be kept there.
         with (
             Client(providers=[provider], budget=Decimal("10")) as client,
@@ -244,9 +228,9 @@ def test_unknown_prices_cannot_be_bounded() -> None:
 
 
 def test_cheapest_puts_free_local_first_then_by_price(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
-    with client_for(fakes, "bedrock", "openrouter", "ollama", strategy="cheapest") as client:
+    with client_for(three_fakes, "bedrock", "openrouter", "ollama", strategy="cheapest") as client:
         assert client.chat("llama-3.2-3b", "hi").provider == "ollama"
         # Without the local route: OpenRouter 3B (0.02/M) beats Bedrock 3B (0.15/M).
         assert client.chat("llama-3.2-3b", "hi", providers=["bedrock", "openrouter"]).provider == (
@@ -255,10 +239,10 @@ def test_cheapest_puts_free_local_first_then_by_price(
 
 
 def test_cheapest_skips_a_local_route_whose_model_is_missing(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
     with FakeOllama(models=["llama3.2:1b"]) as ollama:
-        made = providers(fakes)
+        made = three_providers(three_fakes)
         made["ollama"] = OllamaProvider(host=ollama.url)
         with Client(providers=list(made.values()), strategy="cheapest") as client:
             reply = client.chat("llama-3.2-3b", "hi")
@@ -267,10 +251,11 @@ def test_cheapest_skips_a_local_route_whose_model_is_missing(
 
 
 def test_fastest_learns_from_real_calls(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
-    fakes[0].default = Step(delay=0.15)
-    with client_for(fakes, "openrouter", "bedrock", strategy="fastest") as client:
+    # Well above Bedrock's first call, which includes building the boto3 client (~0.2 s).
+    three_fakes[0].default = Step(delay=0.5)
+    with client_for(three_fakes, "openrouter", "bedrock", strategy="fastest") as client:
         first = client.chat("llama-3.2-3b", "hi")
         assert first.provider == "openrouter"  # no data yet: configured order
         client.chat("llama-3.2-3b", "hi", providers=["bedrock"])  # measure the other one
@@ -282,9 +267,9 @@ def test_fastest_learns_from_real_calls(
 
 
 def test_local_first_costs_no_waiting_when_ollama_is_down(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama], refused_port: int
+    three_fakes: Fakes, refused_port: int
 ) -> None:
-    made = providers(fakes)
+    made = three_providers(three_fakes)
     made["ollama"] = OllamaProvider(host=f"http://127.0.0.1:{refused_port}")
     with Client(providers=[made["openrouter"], made["ollama"]], strategy="local_first") as client:
         started = time.perf_counter()
@@ -293,15 +278,15 @@ def test_local_first_costs_no_waiting_when_ollama_is_down(
     assert reply.provider == "openrouter"
     assert [a.provider for a in reply.attempts] == ["openrouter"]  # Ollama was never tried
     assert elapsed < 1.0
-    with client_for(fakes, "openrouter", "ollama", strategy="local_first") as client:
+    with client_for(three_fakes, "openrouter", "ollama", strategy="local_first") as client:
         assert client.chat("llama-3.2-3b", "hi").provider == "ollama"
 
 
-def test_a_custom_strategy(fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama]) -> None:
+def test_a_custom_strategy(three_fakes: Fakes) -> None:
     def reverse(request: Any, candidates: Any, stats: Any) -> list[Any]:
         return list(reversed(candidates))
 
-    with client_for(fakes, "openrouter", "bedrock", strategy=reverse) as client:
+    with client_for(three_fakes, "openrouter", "bedrock", strategy=reverse) as client:
         assert client.chat("llama-3.2-3b", "hi").provider == "bedrock"
         assert client.chat("llama-3.2-3b", "hi", strategy="ordered").provider == "openrouter"
 
@@ -310,10 +295,10 @@ def test_a_custom_strategy(fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama]
 
 
 async def test_a_stalled_first_route_is_hedged_and_its_connection_closed(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
-    fakes[0].default = Step(delay=5)  # OpenRouter stalls
-    made = providers(fakes)
+    three_fakes[0].default = Step(delay=5)  # OpenRouter stalls
+    made = three_providers(three_fakes)
     events: list[Event] = []
     async with AsyncClient(providers=[made["openrouter"], made["bedrock"]], on_event=events.append,
                            hedge=HedgePolicy(delay=0.3, max_share=1.0)) as client:  # fmt: skip
@@ -323,7 +308,7 @@ async def test_a_stalled_first_route_is_hedged_and_its_connection_closed(
         hedged_at = time.monotonic()
     assert reply.provider == "bedrock"
     assert 0.3 <= elapsed < 1.3  # the hedge delay plus the second route's latency
-    assert fakes[0].wait_closed(hedged_at - elapsed, timeout=1.0) is not None
+    assert three_fakes[0].wait_closed(hedged_at - elapsed, timeout=1.0) is not None
     outcomes = sorted((a.provider, a.outcome) for a in reply.attempts)
     assert outcomes == [("bedrock", "ok"), ("openrouter", "cancelled")]
     cancelled = next(a for a in reply.attempts if a.outcome == "cancelled")
@@ -334,10 +319,10 @@ async def test_a_stalled_first_route_is_hedged_and_its_connection_closed(
 
 
 async def test_hedges_are_capped_to_a_share_of_calls(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
-    fakes[0].default = Step(delay=0.5)
-    made = providers(fakes)
+    three_fakes[0].default = Step(delay=0.5)
+    made = three_providers(three_fakes)
     events: list[Event] = []
     async with AsyncClient(providers=[made["openrouter"], made["bedrock"]], on_event=events.append,
                            hedge=HedgePolicy(delay=0.05, max_share=0.25)) as client:  # fmt: skip
@@ -350,11 +335,11 @@ async def test_hedges_are_capped_to_a_share_of_calls(
 
 
 def test_events_tell_the_story_of_a_call(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama],
+    three_fakes: Fakes,
 ) -> None:
     events: list[Event] = []
-    fakes[0].script(Step.error(429, retry_after=1), Step.error(503), Step.error(503))
-    with client_for(fakes, "openrouter", "bedrock", on_event=events.append) as client:
+    three_fakes[0].script(Step.error(429, retry_after=1), Step.error(503), Step.error(503))
+    with client_for(three_fakes, "openrouter", "bedrock", on_event=events.append) as client:
         client.chat("llama-3.2-3b", "hi")
     kinds = [type(e).__name__ for e in events]
     assert kinds == ["AttemptStarted", "AttemptFailed", "AttemptStarted", "AttemptFailed",
@@ -370,23 +355,23 @@ def test_events_tell_the_story_of_a_call(
 
 
 def test_a_failing_handler_never_breaks_a_call(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama], caplog: pytest.LogCaptureFixture
+    three_fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken(event: Event) -> None:
         raise RuntimeError("handler bug")
 
-    with client_for(fakes, "openrouter", on_event=broken) as client:
+    with client_for(three_fakes, "openrouter", on_event=broken) as client:
         assert client.chat("llama-3.2-3b", "hi").text
     assert any("on_event handler failed" in r.getMessage() for r in caplog.records)
 
 
 def test_logs_are_quiet_and_never_carry_prompts(
-    fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama], caplog: pytest.LogCaptureFixture
+    three_fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     canary = "PII-CANARY Jane Doe 555-0100"
-    fakes[0].script(Step.error(503))
-    with client_for(fakes, "openrouter", "bedrock") as client:
+    three_fakes[0].script(Step.error(503))
+    with client_for(three_fakes, "openrouter", "bedrock") as client:
         client.chat("llama-3.2-3b", canary)
         client.stream("llama-3.2-3b", canary).read()
     ours = [r for r in caplog.records if r.name.startswith("llamaroute")]
@@ -395,6 +380,6 @@ def test_logs_are_quiet_and_never_carry_prompts(
     assert not any(canary in r.getMessage() for r in ours)
 
 
-def test_errors_stay_typed(fakes: tuple[FakeOpenRouter, FakeBedrock, FakeOllama]) -> None:
-    with client_for(fakes, "openrouter") as client, pytest.raises(LlamarouteError):
+def test_errors_stay_typed(three_fakes: Fakes) -> None:
+    with client_for(three_fakes, "openrouter") as client, pytest.raises(LlamarouteError):
         client.chat("llama-3.2-3b", "hi", max_cost=0.5)  # type: ignore[arg-type]

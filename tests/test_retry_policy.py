@@ -19,29 +19,15 @@ from llamaroute import (
 )
 from llamaroute._retry import RetryPolicy
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
+from .conftest import Clock
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> Clock:
+    return Clock()
 
 
-def policy(clock: FakeClock, **options: object) -> RetryPolicy:
+def policy(clock: Clock, **options: object) -> RetryPolicy:
     return RetryPolicy(sleep=clock.sleep, async_sleep=clock.async_sleep, clock=clock,
                        rng=random.Random(7), **options)  # type: ignore[arg-type]  # fmt: skip
 
@@ -57,7 +43,7 @@ def run(policy: RetryPolicy, errors: Iterator[Exception], deadline: float | None
     return calls
 
 
-def test_retryable_errors_are_retried_up_to_the_budget(clock: FakeClock) -> None:
+def test_retryable_errors_are_retried_up_to_the_budget(clock: Clock) -> None:
     retry = policy(clock, attempts=3)
     assert run(retry, iter([ServerError("a"), ServerError("b")])) == 3
     with pytest.raises(ServerError, match="c"):
@@ -70,24 +56,24 @@ def test_retryable_errors_are_retried_up_to_the_budget(clock: FakeClock) -> None
     [BadRequestError("no"), AuthenticationError("key"),
      ProviderConnectionError("refused", retryable=False), ValueError("a bug")],
 )  # fmt: skip
-def test_non_retryable_errors_stop_at_once(clock: FakeClock, error: Exception) -> None:
+def test_non_retryable_errors_stop_at_once(clock: Clock, error: Exception) -> None:
     with pytest.raises(type(error)):
         run(policy(clock, attempts=5), iter([error]))
     assert clock.slept == []
 
 
-def test_retry_after_hint_is_slept_exactly(clock: FakeClock) -> None:
+def test_retry_after_hint_is_slept_exactly(clock: Clock) -> None:
     run(policy(clock), iter([RateLimitError("slow", retry_after=2.5)]))
     assert clock.slept == [2.5]
 
 
-def test_a_hint_over_the_cap_fails_over_without_sleeping(clock: FakeClock) -> None:
+def test_a_hint_over_the_cap_fails_over_without_sleeping(clock: Clock) -> None:
     with pytest.raises(RateLimitError):
         run(policy(clock, max_retry_after=20), iter([RateLimitError("slow", retry_after=120)]))
     assert clock.slept == []
 
 
-def test_no_sleep_that_would_end_after_the_deadline(clock: FakeClock) -> None:
+def test_no_sleep_that_would_end_after_the_deadline(clock: Clock) -> None:
     with pytest.raises(RateLimitError):
         run(policy(clock), iter([RateLimitError("slow", retry_after=5)]), deadline=clock() + 3)
     assert clock.slept == []
@@ -109,7 +95,7 @@ def test_backoff_is_capped_full_jitter() -> None:
         assert all(a != b for a, b in itertools.pairwise(samples))
 
 
-async def test_the_async_loop_follows_the_same_rules(clock: FakeClock) -> None:
+async def test_the_async_loop_follows_the_same_rules(clock: Clock) -> None:
     retry = policy(clock, attempts=3)
     errors = iter([RateLimitError("slow", retry_after=1.5), ServerError("x")])
     calls = 0
@@ -124,7 +110,7 @@ async def test_the_async_loop_follows_the_same_rules(clock: FakeClock) -> None:
     assert len(clock.slept) == 2
 
 
-def test_coerce_from_retries_argument(clock: FakeClock) -> None:
+def test_coerce_from_retries_argument(clock: Clock) -> None:
     default = policy(clock, attempts=3)
     assert RetryPolicy.coerce(None, default) is default
     assert RetryPolicy.coerce(0, default).attempts == 1

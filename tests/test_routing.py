@@ -33,31 +33,13 @@ from llamaroute._retry import RetryPolicy
 from llamaroute.providers import OpenRouterProvider
 from llamaroute.testing import FakeOpenRouter, Step
 
-from .conftest import CANARY_KEY
+from .conftest import CANARY_KEY, Clock
 
 
 class SecondProvider(OpenRouterProvider):
     """Test double: the OpenRouter wire code under another provider's name."""
 
     name: ClassVar[str] = "ollama"
-
-
-class Clock:
-    """A fake monotonic clock whose sleeps only move time forward."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 @pytest.fixture

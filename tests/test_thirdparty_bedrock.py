@@ -16,12 +16,7 @@ npm, or offline with an empty cache, the module is skipped with the reason.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -31,11 +26,11 @@ from botocore.parsers import ResponseParserError
 from llamaroute import AllProvidersFailedError, AsyncClient, Client, RateLimitError
 from llamaroute.providers.bedrock import BedrockProvider
 
+from ._thirdparty import running_aimock
 from .conftest import PNG
 
 aimock_pytest = pytest.importorskip("aimock_pytest", reason="pip install -e '.[dev]'")
 
-AIMOCK_VERSION = "1.43.0"  # the newest @copilotkit/aimock on npm when this was written
 TEXT_ID, VISION_ID = "us.meta.llama3-2-3b-instruct-v1:0", "us.meta.llama3-2-90b-instruct-v1:0"
 
 FIXTURES = {
@@ -50,41 +45,10 @@ FIXTURES = {
 }  # fmt: skip
 
 
-def _install() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("aimock needs Node.js >= 20 and npm on PATH")
-    root = Path(os.environ.get("LLAMAROUTE_AIMOCK_DIR", Path.home() / ".cache/llamaroute-aimock"))
-    prefix = root / AIMOCK_VERSION
-    cli = prefix / "node_modules/@copilotkit/aimock/dist/cli.js"
-    if not cli.is_file():
-        done = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
-             f"@copilotkit/aimock@{AIMOCK_VERSION}"],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-        if done.returncode != 0 or not cli.is_file():
-            pytest.skip(f"could not install aimock with npm: {done.stderr.strip()[-300:]}")
-    return cli
-
-
 @pytest.fixture(scope="module")
 def aimock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    cli = _install()
-    fixtures = tmp_path_factory.mktemp("aimock") / "llama.json"
-    fixtures.write_text(json.dumps(FIXTURES))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIMOCK_CLI_PATH", str(cli))
-        server = aimock_pytest.AIMockServer(
-            aimock_pytest.NodeManager(version=AIMOCK_VERSION), port=0, fixtures_path=fixtures
-        )
-        server.start()
-        process = server._proc
-        try:
-            yield server
-        finally:
-            server.stop()
-            if process is not None and process.stdout is not None:
-                process.stdout.close()  # aimock-pytest leaves its output pipe open
+    with running_aimock(tmp_path_factory.mktemp("aimock") / "llama.json", FIXTURES) as server:
+        yield server
 
 
 @pytest.fixture

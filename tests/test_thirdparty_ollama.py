@@ -38,6 +38,7 @@ from llamaroute import (
 )
 from llamaroute.providers import OllamaProvider, ProviderResult
 
+from ._thirdparty import serving
 from .test_ollama import call
 
 # The first test may wait for the one-off npm download.
@@ -86,15 +87,8 @@ def aimock() -> Iterator[AIMockServer]:
         manager.find_node()
     except RuntimeError as error:
         pytest.skip(str(error))
-    server = AIMockServer(manager, port=0)
-    server.start()
-    process = server._proc
-    try:
+    with serving(AIMockServer(manager, port=0)) as server:
         yield server
-    finally:
-        server.stop()
-        if process is not None and process.stdout is not None:
-            process.stdout.close()  # aimock-pytest leaves its end of the pipe open
 
 
 @pytest.fixture

@@ -7,14 +7,7 @@ its own fault injection; it runs here as a separate process on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -32,44 +25,17 @@ from llamaroute import (
 )
 from llamaroute.providers import OpenRouterProvider
 
-LLMOCK = shutil.which("llmock", path=str(Path(sys.executable).parent)) or shutil.which("llmock")
+from ._thirdparty import LLMOCK, running_llmock
+
 pytestmark = pytest.mark.skipif(
     LLMOCK is None, reason="llmock is not installed (pip install -e '.[dev]')"
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llmock_url() -> Iterator[str]:
-    assert LLMOCK is not None
-    port = _free_port()
-    env = {**os.environ, "NO_COLOR": "1"}
-    process = subprocess.Popen(
-        [LLMOCK, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-         "--response-style", "echo", "--tool-mode", "off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail("llmock did not start")
-            time.sleep(0.1)
+    with running_llmock("--response-style", "echo", "--tool-mode", "off") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture

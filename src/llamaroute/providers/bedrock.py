@@ -398,6 +398,7 @@ class BedrockProvider(Provider):
             self._clients.clear()
             executor, self._executor = self._executor, None
         for client in clients:
+            _close_pools(client)
             client.close()
         if executor is not None:
             # Threads still inside a boto3 call finish it on their own; nothing waits here.
@@ -405,3 +406,24 @@ class BedrockProvider(Provider):
 
     async def aclose(self) -> None:
         self.close()
+
+
+def _close_pools(client: BedrockRuntimeClient) -> None:
+    """Close the client's urllib3 connection pools, idle connections included.
+
+    botocore's ``close()`` only makes its pool manager forget the pools: with urllib3 2, a pool
+    closes its connections when it is garbage collected. After an error or an incomplete
+    stream, the pool is still referenced (by the response, through the error's traceback), so
+    its idle connections would stay open after ``close()`` until the cyclic collector runs.
+    """
+    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    managers = [getattr(session, "_manager", None)]
+    managers += list(getattr(session, "_proxy_managers", {}).values())
+    for manager in managers:
+        pools = getattr(manager, "pools", None)
+        if pools is None:
+            continue
+        for key in pools.keys():  # noqa: SIM118 (urllib3 refuses to iterate its container)
+            pool = pools.get(key)
+            if pool is not None:
+                pool.close()
