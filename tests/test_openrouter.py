@@ -166,11 +166,14 @@ async def test_sse_variants_parse_identically(
     assert items[-1].text == text
 
 
-async def test_missing_done_after_a_finish_reason_is_still_complete(
+async def test_a_finish_reason_without_done_is_not_a_success(
     provider: OpenRouterProvider, mode: str, fake_openrouter: FakeOpenRouter
 ) -> None:
+    # [DONE] is OpenRouter's end marker; the usage chunk comes just before it.
     fake_openrouter.script(Step.reply("all here", omit_end=True))
-    assert (await stream(provider, mode, call()))[-1].text == "all here"
+    with pytest.raises(MalformedResponseError, match=r"without \[DONE\]") as caught:
+        await stream(provider, mode, call())
+    assert caught.value.code == "incomplete_stream"
 
 
 # --- faults -----------------------------------------------------------------------------------

@@ -360,11 +360,16 @@ class _StreamParser:
         return str(piece)
 
     def result(self) -> ProviderResult:
-        """The final result, or :class:`MalformedResponseError` if the stream was cut short."""
-        if self.finish_reason is None:
-            missing = "a finish reason" if self.done else "a finish reason or [DONE]"
+        """The final result, or :class:`MalformedResponseError` if the stream was cut short.
+
+        ``data: [DONE]`` is the end marker: without it the stream is not known to be whole
+        (the usage chunk comes just before it), even when a finish reason has arrived.
+        """
+        if self.finish_reason is None or not self.done:
+            markers = (("a finish reason", self.finish_reason is not None), ("[DONE]", self.done))
+            missing = [name for name, seen in markers if not seen]
             raise MalformedResponseError(
-                f"the stream ended without {missing}: the answer is incomplete",
+                f"the stream ended without {' or '.join(missing)}: the answer may be incomplete",
                 provider=NAME,
                 model_id=self.model_id,
                 code="incomplete_stream",
