@@ -317,8 +317,10 @@ class BaseClient:
                 emit(self._on_event, BudgetRefused(candidate.route.pinned, worst,
                                                    self.spend.remaining()))  # fmt: skip
                 raise _Skip from None
-        emit(self._on_event, AttemptStarted(candidate.route.provider, candidate.route.model_id,
-                                            len(run.attempts) + 1))  # fmt: skip
+        if self._on_event is not None:  # (no event object built for nobody)
+            emit(self._on_event, AttemptStarted(candidate.route.provider,
+                                                candidate.route.model_id,
+                                                len(run.attempts) + 1))  # fmt: skip
         if remaining is not None:
             remaining /= max(1, routes_left)
         route, wanted = candidate.route, call.request.max_tokens
@@ -524,8 +526,9 @@ class BaseClient:
         cost, price_check = self._accounting.answer_cost(route, result, len(call.request.images))
         self._settle(call, run, candidate, cost, partial=False)
         self._stats.observe(route.pinned, elapsed)
+        # Built from values of known types, so not validated again (a validation per call).
         run.attempts.append(
-            Attempt(
+            Attempt.model_construct(
                 provider=route.provider,
                 model_id=route.model_id,
                 outcome="ok",
@@ -559,7 +562,8 @@ class BaseClient:
             images=call.images.for_route(route),
             details=details,
         )
-        emit(self._on_event, ResponseReady(response))
+        if self._on_event is not None:
+            emit(self._on_event, ResponseReady(response))
         return response
 
     def _interrupted(

@@ -164,8 +164,9 @@ class MemoryLedger(Ledger):
         self._calls += 1
         self._by_provider[entry.provider] += entry.cost
         self._by_model[entry.model] += entry.cost
-        self._by_day[entry.day.isoformat()] += entry.cost
-        self._calls_by_day[entry.day.isoformat()] += 1
+        day = entry.day.isoformat()
+        self._by_day[day] += entry.cost
+        self._calls_by_day[day] += 1
 
     def summary(self, since: date | None = None) -> SpendSummary:
         with self._lock:

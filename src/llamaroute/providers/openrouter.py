@@ -466,9 +466,10 @@ class OpenRouterProvider(Provider):
     def _result(self, response: httpx.Response, model_id: str) -> ProviderResult:
         body = load_json(response.content, provider=NAME, model_id=model_id, what="response body")
         result = parse_response(body, model_id=model_id)
-        generation = response.headers.get("x-generation-id")
-        if generation and "generation_id" not in result.details:
-            result.details["generation_id"] = generation
+        if "generation_id" not in result.details:  # (the body's id usually says it)
+            generation = response.headers.get("x-generation-id")
+            if generation:
+                result.details["generation_id"] = generation
         return result
 
     def chat(self, call: ProviderCall) -> ProviderResult:
