@@ -526,9 +526,8 @@ class BaseClient:
         cost, price_check = self._accounting.answer_cost(route, result, len(call.request.images))
         self._settle(call, run, candidate, cost, partial=False)
         self._stats.observe(route.pinned, elapsed)
-        # Built from values of known types, so not validated again (a validation per call).
         run.attempts.append(
-            Attempt.model_construct(
+            Attempt(
                 provider=route.provider,
                 model_id=route.model_id,
                 outcome="ok",
