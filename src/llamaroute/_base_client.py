@@ -273,7 +273,10 @@ class BaseClient:
     def _order(self, call: _Call, run: _Run) -> list[tuple[Candidate, bool]]:
         """The candidates to try, past open breakers; ``True`` marks a forced try."""
         candidates = call.candidates
-        closed = {route.pinned for route in self._health.open_routes([c.route for c in candidates])}
+        shut = self._health.open_routes([c.route for c in candidates])
+        if not shut:  # the usual case: every breaker closed
+            return [(candidate, False) for candidate in candidates]
+        closed = {route.pinned for route in shut}
         ready = [
             (candidate, False) for candidate in candidates if candidate.route.pinned not in closed
         ]
@@ -523,7 +526,7 @@ class BaseClient:
         self._health.record(candidate.route, None)
         elapsed = time.perf_counter() - started
         route = candidate.route
-        cost, price_check = self._accounting.answer_cost(route, result, len(call.request.images))
+        cost, price_check = self._accounting.answer_cost(route, result, call.images.count)
         self._settle(call, run, candidate, cost, partial=False)
         self._stats.observe(route.pinned, elapsed)
         run.attempts.append(
