@@ -103,6 +103,8 @@ logger = logging.getLogger("llamaroute")
 
 _FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 _DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+#: The ollama client's response models, read through their field dict (see _fields).
+_MODELS = (ollama.ChatResponse, ollama.Message)
 
 # Ollama reports these two failures only as an HTTP 500 (or a mid-stream line) with text: it
 # has no structured error code for them. They are the one place where message text decides.
@@ -215,7 +217,18 @@ def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+def _fields(value: _Readable) -> _Readable:
+    """The ollama client's own models as their field dict; anything else as it is.
+
+    Their ``.get()`` tests for and reads each attribute by name (a dozen per answer); their
+    ``__dict__`` holds the same values for every declared field, which are all that is read
+    here, behind a plain dict's ``.get()``.
+    """
+    return vars(value) if type(value) in _MODELS else value
+
+
 def _result(final: _Readable, text: str) -> ProviderResult:
+    final = _fields(final)
     details: dict[str, Any] = {}
     for name in _DURATIONS:
         value = final.get(name)
@@ -241,12 +254,13 @@ def _result(final: _Readable, text: str) -> ProviderResult:
 
 def _content(chunk: _Readable) -> str:
     message = chunk.get("message")
-    content = message.get("content") if message is not None else None
+    content = _fields(message).get("content") if message is not None else None
     return content if isinstance(content, str) else ""
 
 
 def parse_response(body: _Readable, *, model_id: str) -> ProviderResult:
     """A non-streaming ``/api/chat`` answer (a dict or the client's ``ChatResponse``)."""
+    body = _fields(body)
     if body.get("message") is None:
         raise MalformedResponseError("response has no message", provider=NAME, model_id=model_id)
     if body.get("done") is False:
