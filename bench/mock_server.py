@@ -29,6 +29,9 @@ CHUNKS = 50
 TEXT = "Llamas are members of the camelid family and hum to communicate."
 WORDS = [("" if i == 0 else " ") + w for i, w in enumerate(TEXT.split(" "))]
 PIECES = [WORDS[i % len(WORDS)] for i in range(CHUNKS)]
+# OpenRouter's usage.cost as its price table gives it for llama-3.2-3b (USD 0.02 per million
+# tokens in and out), so that llamaroute's stale-price check stays quiet.
+USD_PER_TOKEN = 0.02e-6
 
 
 def _http(status: str, content_type: bytes, body: bytes) -> bytes:
@@ -52,7 +55,7 @@ def _openrouter_json() -> bytes:
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": TEXT}}],
         "usage": {"prompt_tokens": 12, "completion_tokens": 14, "total_tokens": 26,
-                  "cost": 0.0000042},
+                  "cost": round(26 * USD_PER_TOKEN, 12)},
     }  # fmt: skip
     return _http("200 OK", b"application/json", json.dumps(body).encode())
 
@@ -61,16 +64,17 @@ def _openrouter_sse() -> bytes:
     def event(payload: object) -> bytes:
         return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
+    # As OpenRouter sends them: every chunk has id, object, created and model.
+    head = {"id": "gen-bench", "object": "chat.completion.chunk", "created": 0, "model": "m"}
     frames = [b": OPENROUTER PROCESSING\n\n"]
     for piece in PIECES:
-        frames.append(event({"id": "gen-bench", "object": "chat.completion.chunk", "model": "m",
-                             "choices": [{"index": 0, "delta": {"content": piece},
-                                          "finish_reason": None}]}))  # fmt: skip
-    frames.append(event({"id": "gen-bench", "choices": [{"index": 0, "delta": {},
-                                                          "finish_reason": "stop"}]}))  # fmt: skip
-    frames.append(event({"id": "gen-bench", "choices": [],
+        frames.append(event({**head, "choices": [{"index": 0, "delta": {"content": piece},
+                                                  "finish_reason": None}]}))  # fmt: skip
+    frames.append(event({**head, "choices": [{"index": 0, "delta": {},
+                                              "finish_reason": "stop"}]}))  # fmt: skip
+    frames.append(event({**head, "choices": [],
                          "usage": {"prompt_tokens": 12, "completion_tokens": CHUNKS,
-                                   "cost": 0.0000042}}))  # fmt: skip
+                                   "cost": round((12 + CHUNKS) * USD_PER_TOKEN, 12)}}))  # fmt: skip
     frames.append(b"data: [DONE]\n\n")
     return _chunked(b"text/event-stream", frames)
 
@@ -113,7 +117,7 @@ def _bedrock_json() -> bytes:
 
 def _bedrock_stream() -> bytes | None:
     try:
-        from llamaroute.testing._eventstream import encode_event  # type: ignore[import-not-found]
+        from llamaroute.testing._eventstream import event_frame as encode_event
     except ImportError:
         return None
     frames = [encode_event("messageStart", {"role": "assistant"})]

@@ -23,7 +23,7 @@ from ._catalog import Catalog, Route
 from ._estimate import RequestShape, estimate_shape
 from ._exceptions import BudgetExceededError
 from ._ledger import Ledger, SpendEntry
-from ._pricing import cost_from_usage
+from ._pricing import cost_from_usage, tokens_cost
 from ._tokens import estimate_text_tokens
 from ._types import Cost, Usage
 from .providers._base import ProviderResult
@@ -108,16 +108,21 @@ class Accounting:
         self, route: Route, result: ProviderResult, images: int
     ) -> tuple[Cost | None, dict[str, Any] | None]:
         """The answer's cost, and the two figures when provider and table disagree."""
-        table = cost_from_usage(result.usage, self.catalog.price(route), images=images)
+        price = self.catalog.price(route)
         if result.cost is None:
-            return table, None
+            return cost_from_usage(result.usage, price, images=images), None
         reported = Cost(total=result.cost, source="provider")
-        if table is None:
+        if price is None:
             return reported, None
-        difference = abs(reported.total - table.total)
-        if difference <= max(STALE_FLOOR, STALE_SHARE * max(reported.total, table.total)):
+        # Only the table's total is needed to check the provider's figure.
+        input_cost, output_cost = tokens_cost(
+            price, result.usage.input_tokens, result.usage.output_tokens, images=images
+        )
+        table = input_cost + output_cost
+        difference = abs(reported.total - table)
+        if difference <= max(STALE_FLOOR, STALE_SHARE * max(reported.total, table)):
             return reported, None
-        check = {"provider": str(reported.total), "price_table": str(table.total)}
+        check = {"provider": str(reported.total), "price_table": str(table)}
         with self._lock:
             first = route.pinned not in self._warned
             self._warned.add(route.pinned)
@@ -125,7 +130,7 @@ class Accounting:
             logger.warning(
                 "%s reported %s USD where the price table gives %s USD: the table looks stale "
                 "(llamaroute prices shows its date)", route.pinned, usd(reported.total),
-                usd(table.total),
+                usd(table),
             )  # fmt: skip
         return reported, check
 

@@ -273,7 +273,10 @@ class BaseClient:
     def _order(self, call: _Call, run: _Run) -> list[tuple[Candidate, bool]]:
         """The candidates to try, past open breakers; ``True`` marks a forced try."""
         candidates = call.candidates
-        closed = {route.pinned for route in self._health.open_routes([c.route for c in candidates])}
+        shut = self._health.open_routes([c.route for c in candidates])
+        if not shut:  # the usual case: every breaker closed
+            return [(candidate, False) for candidate in candidates]
+        closed = {route.pinned for route in shut}
         ready = [
             (candidate, False) for candidate in candidates if candidate.route.pinned not in closed
         ]
@@ -317,8 +320,10 @@ class BaseClient:
                 emit(self._on_event, BudgetRefused(candidate.route.pinned, worst,
                                                    self.spend.remaining()))  # fmt: skip
                 raise _Skip from None
-        emit(self._on_event, AttemptStarted(candidate.route.provider, candidate.route.model_id,
-                                            len(run.attempts) + 1))  # fmt: skip
+        if self._on_event is not None:  # (no event object built for nobody)
+            emit(self._on_event, AttemptStarted(candidate.route.provider,
+                                                candidate.route.model_id,
+                                                len(run.attempts) + 1))  # fmt: skip
         if remaining is not None:
             remaining /= max(1, routes_left)
         route, wanted = candidate.route, call.request.max_tokens
@@ -521,7 +526,7 @@ class BaseClient:
         self._health.record(candidate.route, None)
         elapsed = time.perf_counter() - started
         route = candidate.route
-        cost, price_check = self._accounting.answer_cost(route, result, len(call.request.images))
+        cost, price_check = self._accounting.answer_cost(route, result, call.images.count)
         self._settle(call, run, candidate, cost, partial=False)
         self._stats.observe(route.pinned, elapsed)
         run.attempts.append(
@@ -559,7 +564,8 @@ class BaseClient:
             images=call.images.for_route(route),
             details=details,
         )
-        emit(self._on_event, ResponseReady(response))
+        if self._on_event is not None:
+            emit(self._on_event, ResponseReady(response))
         return response
 
     def _interrupted(

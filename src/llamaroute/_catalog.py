@@ -46,6 +46,9 @@ __all__ = [
 
 ImageFormat = Literal["png", "jpeg", "gif", "webp"]
 
+#: Model names whose resolution a catalog remembers.
+_RESOLVED_MAX = 1024
+
 # Fields that identify one route and must not be inherited when a user file adds a new route
 # modelled on an existing one (a custom Ollama tag inherits the limits of the stock tag, not
 # its ID or its regions).
@@ -240,6 +243,9 @@ class Catalog:
         self._prices = match_prices(
             data.prices, (route for spec in data.models for route in spec.routes)
         )
+        # Every call resolves its model name: the catalog is immutable, so each name's answer
+        # is kept (bounded: names come from callers).
+        self._resolved: dict[tuple[str, bool], Resolution] = {}
 
     @classmethod
     def builtin(cls) -> Catalog:
@@ -273,6 +279,16 @@ class Catalog:
         match nothing, and for bare foundation-model IDs that a provider does not serve on
         demand.
         """
+        if isinstance(name, str):
+            known = self._resolved.get((name, include_opt_in))
+            if known is not None:
+                return known
+        resolution = self._resolve(name, include_opt_in)
+        if len(self._resolved) < _RESOLVED_MAX:
+            self._resolved[(name, include_opt_in)] = resolution
+        return resolution
+
+    def _resolve(self, name: str, include_opt_in: bool) -> Resolution:
         if not isinstance(name, str) or not name.strip():
             raise UnknownModelError("model name is empty", name=str(name))
         key = self._names.get(_normalise(name))

@@ -152,7 +152,17 @@ class Health:
             route_key, provider_key = self._keys(route)
             if error is None:
                 for key in (route_key, provider_key):
-                    self._breakers[key] = _Breaker(times_opened=self._get(key).times_opened)
+                    breaker = self._get(key)
+                    if (
+                        breaker.state != "closed"
+                        or breaker.failures
+                        or breaker.probe_in_flight
+                        or breaker.opened_at is not None
+                        or breaker.last_failure is not None
+                    ):
+                        # Reset all but the count of openings (a clean one is left as it is:
+                        # the common case, every successful call).
+                        self._breakers[key] = _Breaker(times_opened=breaker.times_opened)
                 return
             if not counts_against_provider(error):
                 for key in (route_key, provider_key):

@@ -207,6 +207,11 @@ class RequestImages:
             if image.url is not None and not image.is_fetched:
                 self._images[index] = await afetch_image(image.url, self._policy)
 
+    @property
+    def count(self) -> int:
+        """How many images the request has."""
+        return len(self._images)
+
     def tiles(self) -> tuple[int, ...]:
         """Each image's Llama 3.2 tiles (a URL not fetched yet counts as the maximum, 4)."""
         return tuple(image.tiles or 4 for image in self._images)

@@ -62,6 +62,22 @@ class SpendEntry:
         return (self.at or datetime.now(UTC)).astimezone(UTC).date()
 
 
+_DAY_S = 86_400
+_days: dict[int, str] = {}
+
+
+def _today() -> str:
+    """Today's UTC date as ISO text, as ``SpendEntry.day`` gives it for an entry without
+    ``at``: every call records one, and a datetime round trip costs more than the rest of
+    the record. (POSIX time has exactly 86,400 s a day, as datetime assumes.)"""
+    number = int(time.time() // _DAY_S)
+    text = _days.get(number)
+    if text is None:
+        _days.clear()  # one day kept at a time
+        text = _days[number] = datetime.fromtimestamp(number * _DAY_S, UTC).date().isoformat()
+    return text
+
+
 @dataclass(frozen=True)
 class SpendSummary:
     """Totals over a ledger (or part of it): exact Decimal USD."""
@@ -164,8 +180,9 @@ class MemoryLedger(Ledger):
         self._calls += 1
         self._by_provider[entry.provider] += entry.cost
         self._by_model[entry.model] += entry.cost
-        self._by_day[entry.day.isoformat()] += entry.cost
-        self._calls_by_day[entry.day.isoformat()] += 1
+        day = entry.day.isoformat() if entry.at is not None else _today()
+        self._by_day[day] += entry.cost
+        self._calls_by_day[day] += 1
 
     def summary(self, since: date | None = None) -> SpendSummary:
         with self._lock:

@@ -14,9 +14,10 @@ import contextlib
 import email.utils
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +38,7 @@ __all__ = [
     "check_base_url",
     "finite_timeout",
     "load_json",
+    "map_transport_error",
     "parse_retry_after",
     "request_timeout",
     "timeout_hooks",
@@ -100,19 +102,30 @@ def timeout_hooks(*, asynchronous: bool) -> dict[str, list[Callable[[httpx.Reque
     return {"request": [hook]}
 
 
-@contextlib.contextmanager
-def request_timeout(timeout: httpx.Timeout | None) -> Iterator[None]:
+class request_timeout:
     """Requests sent inside the block (by clients with :func:`timeout_hooks`) use ``timeout``.
 
     ``None`` leaves the client's own timeouts. Keep the block around one SDK call: a sync
     generator shares its consumer's context, so a value left set across a ``yield`` would
-    apply to the consumer's own requests.
+    apply to the consumer's own requests. (A class rather than a generator-based context
+    manager: streams enter it once per chunk.)
     """
-    token = _REQUEST_TIMEOUT.set(timeout)
-    try:
-        yield
-    finally:
-        _REQUEST_TIMEOUT.reset(token)
+
+    __slots__ = ("_timeout", "_token")
+
+    def __init__(self, timeout: httpx.Timeout | None) -> None:
+        self._timeout = timeout
+
+    def __enter__(self) -> None:
+        self._token: Token[httpx.Timeout | None] = _REQUEST_TIMEOUT.set(self._timeout)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _REQUEST_TIMEOUT.reset(self._token)
 
 
 def _refused(error: BaseException) -> bool:
@@ -125,32 +138,55 @@ def _refused(error: BaseException) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def transport_errors(
-    provider: str, model_id: str, redact: Callable[[str], str] = str
-) -> Iterator[None]:
-    """Map httpx transport failures raised inside the block to llamaroute errors.
+def map_transport_error(
+    error: BaseException, provider: str, model_id: str, redact: Callable[[str], str] = str
+) -> ProviderTimeoutError | ProviderConnectionError | None:
+    """The llamaroute error for an httpx transport failure (``None`` for anything else).
 
     Timeouts become :class:`ProviderTimeoutError`; a refused connection becomes a
     :class:`ProviderConnectionError` with code ``connection_refused`` that is not retryable
     (nothing is listening: trying again at once cannot help, another provider can); other
     connection failures (reset, closed mid-body, DNS, TLS) are retryable connection errors.
     """
-    try:
-        yield
-    except httpx.TimeoutException as error:
-        raise ProviderTimeoutError(
+    if isinstance(error, httpx.TimeoutException):
+        return ProviderTimeoutError(
             f"timed out ({type(error).__name__})", provider=provider, model_id=model_id
-        ) from error
-    except httpx.TransportError as error:
+        )
+    if isinstance(error, httpx.TransportError):
         refused = _refused(error)
-        raise ProviderConnectionError(
+        return ProviderConnectionError(
             redact(f"connection failed: {error or type(error).__name__}"),
             provider=provider,
             model_id=model_id,
             code="connection_refused" if refused else type(error).__name__,
             retryable=not refused,
-        ) from error
+        )
+    return None
+
+
+class transport_errors:
+    """Map httpx transport failures raised inside the block to llamaroute errors, as
+    :func:`map_transport_error` says (the httpx error is chained). A class rather than a
+    generator-based context manager: it is entered on every call."""
+
+    __slots__ = ("_model_id", "_provider", "_redact")
+
+    def __init__(self, provider: str, model_id: str, redact: Callable[[str], str] = str) -> None:
+        self._provider, self._model_id, self._redact = provider, model_id, redact
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, httpx.TransportError):
+            mapped = map_transport_error(exc, self._provider, self._model_id, self._redact)
+            assert mapped is not None
+            raise mapped from exc
 
 
 def parse_retry_after(

@@ -20,13 +20,13 @@ so all of it can surface there too. It is all mapped here, once.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
+from types import TracebackType
 from typing import Any, ClassVar, Protocol, cast
 
 import httpx
@@ -58,9 +58,9 @@ from ._http import (
     attempt_timeout,
     check_base_url,
     finite_timeout,
+    map_transport_error,
     request_timeout,
     timeout_hooks,
-    transport_errors,
 )
 
 __all__ = [
@@ -103,6 +103,8 @@ logger = logging.getLogger("llamaroute")
 
 _FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 _DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+#: The ollama client's response models, read through their field dict (see _fields).
+_MODELS = (ollama.ChatResponse, ollama.Message)
 
 # Ollama reports these two failures only as an HTTP 500 (or a mid-stream line) with text: it
 # has no structured error code for them. They are the one place where message text decides.
@@ -215,7 +217,18 @@ def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+def _fields(value: _Readable) -> _Readable:
+    """The ollama client's own models as their field dict; anything else as it is.
+
+    Their ``.get()`` tests for and reads each attribute by name (a dozen per answer); their
+    ``__dict__`` holds the same values for every declared field, which are all that is read
+    here, behind a plain dict's ``.get()``.
+    """
+    return vars(value) if type(value) in _MODELS else value
+
+
 def _result(final: _Readable, text: str) -> ProviderResult:
+    final = _fields(final)
     details: dict[str, Any] = {}
     for name in _DURATIONS:
         value = final.get(name)
@@ -241,12 +254,13 @@ def _result(final: _Readable, text: str) -> ProviderResult:
 
 def _content(chunk: _Readable) -> str:
     message = chunk.get("message")
-    content = message.get("content") if message is not None else None
+    content = _fields(message).get("content") if message is not None else None
     return content if isinstance(content, str) else ""
 
 
 def parse_response(body: _Readable, *, model_id: str) -> ProviderResult:
     """A non-streaming ``/api/chat`` answer (a dict or the client's ``ChatResponse``)."""
+    body = _fields(body)
     if body.get("message") is None:
         raise MalformedResponseError("response has no message", provider=NAME, model_id=model_id)
     if body.get("done") is False:
@@ -271,10 +285,17 @@ class _StreamState:
 
     def feed(self, chunk: _Readable) -> str:
         """Take one line; return its new text ("" if none). The ``done: true`` line ends it."""
-        piece = _content(chunk)
+        if type(chunk) is ollama.ChatResponse:
+            # The client's own model (every line of a stream): its fields read directly, not
+            # through its .get(), which tests and reads each one by name (~1 us a chunk).
+            message, done = chunk.message, chunk.done
+            content = message.content if message is not None else None
+            piece = content if isinstance(content, str) else ""
+        else:
+            piece, done = _content(chunk), chunk.get("done")
         if piece:
             self.parts.append(piece)
-        if chunk.get("done"):
+        if done:
             self.final = chunk
         return piece
 
@@ -395,6 +416,38 @@ def _wanted(model: str | Route) -> tuple[str, ...]:
     return (model,)
 
 
+class _Errors:
+    """What the ollama client raises, as llamaroute errors (see :func:`map_error`); ours pass
+    through. A class rather than a generator-based context manager: streams enter it once per
+    chunk."""
+
+    __slots__ = ("_host", "_model_id", "_redact")
+
+    def __init__(self, model_id: str, host: str, redact: Callable[[str], str]) -> None:
+        self._model_id, self._host, self._redact = model_id, host, redact
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not isinstance(error, Exception) or isinstance(error, LlamarouteError):
+            return
+        mapped: ProviderError | None = None
+        if not isinstance(error, httpx.ConnectError | ConnectionError):
+            # Timeouts, resets, protocol errors. A failed connect is httpx's ConnectError on
+            # streaming calls and the built-in ConnectionError on the others: map_error gives
+            # both one message.
+            mapped = map_transport_error(error, NAME, self._model_id, self._redact)
+        if mapped is None:
+            mapped = map_error(error, model_id=self._model_id, host=self._host, redact=self._redact)
+        raise mapped from error
+
+
 # --- the provider ---------------------------------------------------------------------------
 
 
@@ -487,24 +540,9 @@ class OllamaProvider(Provider):
 
     # --- the shared halves of every call -----------------------------------------------------
 
-    @contextlib.contextmanager
-    def _errors(self, model_id: str) -> Iterator[None]:
+    def _errors(self, model_id: str) -> _Errors:
         """Map whatever the ollama client raises inside the block (and nothing of ours)."""
-        redact = self._key.redact
-        try:
-            with transport_errors(NAME, model_id, redact):  # timeouts, resets, protocol errors
-                try:
-                    yield
-                except (httpx.ConnectError, ConnectionError) as error:
-                    # A failed connect is httpx's ConnectError on streaming calls and the
-                    # built-in ConnectionError on the others: one message for both.
-                    raise map_error(
-                        error, model_id=model_id, host=self.host, redact=redact
-                    ) from error
-        except LlamarouteError:
-            raise
-        except Exception as error:
-            raise map_error(error, model_id=model_id, host=self.host, redact=redact) from error
+        return _Errors(model_id, self.host, self._key.redact)
 
     def _request(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         return build_request(
@@ -546,39 +584,44 @@ class OllamaProvider(Provider):
     def stream(self, call: ProviderCall) -> Generator[StreamItem, None, None]:
         request = self._request(call, stream=True)
         model_id = request["model"]
-        state, timeout = _StreamState(model_id), self._attempt_timeout(call)
-        with self._errors(model_id):
+        state, errors = _StreamState(model_id), self._errors(model_id)
+        with errors:
             lines = cast(Iterator[ollama.ChatResponse], self._sync().chat(**request))
         try:
-            while state.final is None:
-                # Lazy client: the request itself goes out on the first next().
-                with self._errors(model_id), request_timeout(timeout):
-                    chunk = next(lines, None)
-                if chunk is None:
-                    break
+            # Lazy client: the request itself goes out on the first next(), so only that one
+            # needs the attempt's timeout (later reads keep the timeouts it was sent with).
+            with errors, request_timeout(self._attempt_timeout(call)):
+                chunk = next(lines, None)
+            while chunk is not None:
                 if piece := state.feed(chunk):
                     yield piece
+                if state.final is not None:
+                    break
+                with errors:
+                    chunk = next(lines, None)
         finally:
-            with self._errors(model_id):
+            with errors:
                 cast(Generator[Any, None, None], lines).close()
         yield state.result()
 
     async def astream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
         request = self._request(call, stream=True)
         model_id = request["model"]
-        state, timeout = _StreamState(model_id), self._attempt_timeout(call)
-        with self._errors(model_id):
+        state, errors = _StreamState(model_id), self._errors(model_id)
+        with errors:
             lines = cast(AsyncIterator[ollama.ChatResponse], await self._async().chat(**request))
         try:
-            while state.final is None:
-                with self._errors(model_id), request_timeout(timeout):
-                    chunk = await anext(lines, None)
-                if chunk is None:
-                    break
+            with errors, request_timeout(self._attempt_timeout(call)):  # as in stream()
+                chunk = await anext(lines, None)
+            while chunk is not None:
                 if piece := state.feed(chunk):
                     yield piece
+                if state.final is not None:
+                    break
+                with errors:
+                    chunk = await anext(lines, None)
         finally:
-            with self._errors(model_id):
+            with errors:
                 await cast(AsyncGenerator[Any, None], lines).aclose()
         yield state.result()
 

@@ -440,7 +440,8 @@ class OpenRouterProvider(Provider):
         if app_title:
             self._headers["X-OpenRouter-Title"] = app_title
             self._headers["X-Title"] = app_title  # the older name, still accepted
-        self._url = f"{self.base_url}/chat/completions"
+        # Parsed once: httpx would parse a str URL again on every request (~15 us).
+        self._url = httpx.URL(f"{self.base_url}/chat/completions")
         self._client = http_client
         self._async_client = async_http_client
         self._owns_client = http_client is None
@@ -450,12 +451,16 @@ class OpenRouterProvider(Provider):
     def __repr__(self) -> str:
         return f"OpenRouterProvider(base_url={self.base_url!r}, api_key={self._key.masked!r})"
 
-    # Pools are built once, on first use, and reused for every call.
+    # Pools are built once, on first use, and reused for every call. Our own pools carry the
+    # headers, so that requests need not merge them in one by one (~9 us a request); an
+    # injected client gets them with each request.
     def _sync(self) -> httpx.Client:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(timeout=self.timeout, follow_redirects=False)
+                    self._client = httpx.Client(
+                        timeout=self.timeout, follow_redirects=False, headers=self._headers
+                    )
         return self._client
 
     def _async(self) -> httpx.AsyncClient:
@@ -463,7 +468,7 @@ class OpenRouterProvider(Provider):
             with self._lock:
                 if self._async_client is None:
                     self._async_client = httpx.AsyncClient(
-                        timeout=self.timeout, follow_redirects=False
+                        timeout=self.timeout, follow_redirects=False, headers=self._headers
                     )
         return self._async_client
 
@@ -479,9 +484,10 @@ class OpenRouterProvider(Provider):
     def _result(self, response: httpx.Response, model_id: str) -> ProviderResult:
         body = load_json(response.content, provider=NAME, model_id=model_id, what="response body")
         result = parse_response(body, model_id=model_id)
-        generation = response.headers.get("x-generation-id")
-        if generation and "generation_id" not in result.details:
-            result.details["generation_id"] = generation
+        if "generation_id" not in result.details:  # (the body's id usually says it)
+            generation = response.headers.get("x-generation-id")
+            if generation:
+                result.details["generation_id"] = generation
         return result
 
     def chat(self, call: ProviderCall) -> ProviderResult:
@@ -490,7 +496,7 @@ class OpenRouterProvider(Provider):
             response = self._sync().post(
                 self._url,
                 json=build_payload(call, stream=False),
-                headers=self._headers,
+                headers=None if self._owns_client else self._headers,
                 timeout=attempt_timeout(call.timeout, self.timeout),
             )
         if response.status_code >= 300:
@@ -503,7 +509,7 @@ class OpenRouterProvider(Provider):
             response = await self._async().post(
                 self._url,
                 json=build_payload(call, stream=False),
-                headers=self._headers,
+                headers=None if self._owns_async_client else self._headers,
                 timeout=attempt_timeout(call.timeout, self.timeout),
             )
         if response.status_code >= 300:
@@ -518,7 +524,7 @@ class OpenRouterProvider(Provider):
                 "POST",
                 self._url,
                 json=build_payload(call, stream=True),
-                headers=self._headers,
+                headers=None if self._owns_client else self._headers,
                 timeout=attempt_timeout(call.timeout, self.timeout),
             )
             response = self._sync().send(request, stream=True)
@@ -544,7 +550,7 @@ class OpenRouterProvider(Provider):
                 "POST",
                 self._url,
                 json=build_payload(call, stream=True),
-                headers=self._headers,
+                headers=None if self._owns_async_client else self._headers,
                 timeout=attempt_timeout(call.timeout, self.timeout),
             )
             response = await self._async().send(request, stream=True)
