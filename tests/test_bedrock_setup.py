@@ -174,7 +174,8 @@ def test_client_settings_retries_off_and_per_call_timeouts() -> None:
     assert (config.connect_timeout, config.read_timeout) == (10.0, 300.0)
     assert config.max_pool_connections == 64
     budget = provider._client_for(0.25).meta.config
-    assert (budget.connect_timeout, budget.read_timeout) == (0.3, 0.3)
+    # Rounded down to 100 ms: an attempt never runs past its share of the deadline.
+    assert (budget.connect_timeout, budget.read_timeout) == (0.2, 0.2)
     assert provider._client_for(None) is provider._client_for(None)  # built once
     provider.close()
 

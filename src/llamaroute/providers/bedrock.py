@@ -28,6 +28,7 @@ import importlib.util
 import math
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -300,14 +301,21 @@ class BedrockProvider(Provider):
     def _timeouts(self, timeout: float | None) -> tuple[float, float]:
         connect, read = self.connect_timeout, self.read_timeout
         if timeout is not None:
-            # Rounded up to 100 ms so that varying budgets share a few clients.
-            budget = max(0.1, math.ceil(timeout * 10) / 10)
+            # Rounded down to 100 ms, so that varying budgets share a few clients and an
+            # attempt never runs past its share of the call's deadline.
+            budget = max(0.1, math.floor(timeout * 10) / 10)
             connect, read = min(connect, budget), min(read, budget)
         return connect, read
 
     def _client_for(self, timeout: float | None) -> BedrockRuntimeClient:
         if self._injected is not None:
             return self._injected
+        if timeout is not None and not self._clients:
+            # The first client costs ~0.1 s (boto3 loads the service model); later ones a few
+            # ms. Build it first and charge that time to this attempt's budget.
+            started = time.monotonic()
+            self._client_for(None)
+            timeout -= time.monotonic() - started
         key = self._timeouts(timeout)
         with self._lock:
             client = self._clients.get(key)
