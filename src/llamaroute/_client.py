@@ -1,5 +1,5 @@
 """``Client`` and ``AsyncClient``: thin twins over the shared, I/O-free code in
-``_base_client.py``. They differ only in the lines that wait for the network: an attempt loop
+``_base_client.py``. They differ only in the lines that wait for the network: a tenacity loop
 per route (sync or async, built by the same ``RetryPolicy``) inside a loop over the planned
 routes.
 """
@@ -97,7 +97,7 @@ class Client(BaseClient):
             if call.images.needs_fetch(candidate.route):
                 call.images.fetch()
             try:
-                for attempt in call.retry.attempt_loop(
+                for attempt in call.retry.retrying(
                     call.deadline, run.hit_deadline, self._on_retry(run, candidate)
                 ):
                     with attempt:
@@ -170,7 +170,7 @@ class Client(BaseClient):
             if call.images.needs_fetch(candidate.route):
                 call.images.fetch()
             try:
-                for attempt in call.retry.attempt_loop(
+                for attempt in call.retry.retrying(
                     call.deadline, run.hit_deadline, self._on_retry(run, candidate)
                 ):
                     with attempt:
@@ -324,10 +324,10 @@ class AsyncClient(BaseClient):
     async def _route(
         self, call: _Call, run: _Run, candidate: Candidate, forced: bool, left: int
     ) -> tuple[ProviderResult, float]:
-        """Every attempt on one route (the retry loop); the last error if all fail."""
+        """Every attempt on one route (the tenacity loop); the last error if all fail."""
         if call.images.needs_fetch(candidate.route):
             await call.images.afetch()
-        async for attempt in call.retry.attempt_loop(
+        async for attempt in call.retry.async_retrying(
             call.deadline, run.hit_deadline, self._on_retry(run, candidate)
         ):
             with attempt:
@@ -343,7 +343,7 @@ class AsyncClient(BaseClient):
                     self._cancelled(call, run, candidate)
                     raise
                 return result, started
-        raise AssertionError("the loop ends with a result or an exception")  # pragma: no cover
+        raise AssertionError("tenacity ends with a result or an exception")  # pragma: no cover
 
     def _may_hedge(self, order: list[tuple[Candidate, bool]]) -> bool:
         if self._hedge is None or len(order) < 2 or order[0][1]:
@@ -434,7 +434,7 @@ class AsyncClient(BaseClient):
             if call.images.needs_fetch(candidate.route):
                 await call.images.afetch()
             try:
-                async for attempt in call.retry.attempt_loop(
+                async for attempt in call.retry.async_retrying(
                     call.deadline, run.hit_deadline, self._on_retry(run, candidate)
                 ):
                     with attempt:

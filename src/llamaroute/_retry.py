@@ -1,7 +1,7 @@
 """The retry policy: when to send the same request to the same route again, and how long to wait.
 
-One :class:`RetryPolicy` builds both the sync and the async loops, so the two clients retry
-identically. The rules:
+One :class:`RetryPolicy` builds both the sync and the async tenacity loops, so the two clients
+retry identically. The rules:
 
 * only errors marked ``retryable`` are retried; everything else ends the route at once;
 * waits are exponential with full jitter (``uniform(0, min(cap, base * 2**n))``), so a crowd of
@@ -13,10 +13,7 @@ identically. The rules:
 
 Sleep, clock and randomness are injectable, so tests never really sleep.
 
-The clients run these rules in :class:`Attempts`, a small loop of their own; :meth:`retrying`
-and :meth:`async_retrying` give the same rules as tenacity loops, for code of your own.
-Tenacity's per-attempt bookkeeping (futures, statistics, chains of actions) cost about 20 µs a
-call, a tenth of llamaroute's whole overhead on a fast answer, for nothing the clients use.
+Tenacity is imported on first use, not at ``import llamaroute``.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ._exceptions import ConfigurationError, ProviderError
@@ -34,7 +30,7 @@ from ._exceptions import ConfigurationError, ProviderError
 if TYPE_CHECKING:  # tenacity is imported by retrying() and async_retrying() only
     from tenacity import AsyncRetrying, RetryCallState, Retrying
 
-__all__ = ["Attempts", "RetryPolicy"]
+__all__ = ["RetryPolicy"]
 
 # Where a computed wait is kept between tenacity's wait and stop callbacks.
 _WAIT = "llamaroute_wait"
@@ -136,17 +132,6 @@ class RetryPolicy:
                 on_deadline()
         return seconds
 
-    def attempt_loop(
-        self,
-        deadline: float | None = None,
-        on_deadline: Callable[[], None] | None = None,
-        before_sleep: Callable[[BaseException, float], None] | None = None,
-    ) -> Attempts:
-        """The attempts on one route, as the clients loop over them: ``for attempt in
-        policy.attempt_loop(): with attempt: ...`` (``async for`` in async code). Arguments and
-        rules as for :meth:`retrying`."""
-        return Attempts(self, deadline, on_deadline, before_sleep)
-
     # Tenacity asks for the wait before it asks whether to stop; both must see the same
     # jittered value, so the wait callback computes it and the stop callback reads it.
     def _wait(
@@ -220,105 +205,3 @@ def _before_sleep(
             callback(error, state.next_action.sleep)
 
     return hook
-
-
-def _retryable(error: BaseException) -> bool:
-    return isinstance(error, ProviderError) and error.retryable
-
-
-class Attempts:
-    """The attempt loop on one route, with :class:`RetryPolicy`'s rules: what
-    :meth:`RetryPolicy.retrying` does, step for step, without tenacity's bookkeeping.
-
-    Each step yields an :class:`_Attempt` to use as ``with attempt:``. An error that is not
-    retried leaves the ``with`` block as it is, ending the loop; a retried one is swallowed,
-    and the next step calls ``before_sleep`` with the error and the wait, sleeps, and yields
-    the next attempt. A block that ends normally ends the loop.
-    """
-
-    __slots__ = ("_before_sleep", "_deadline", "_last", "_on_deadline", "_policy")
-
-    def __init__(
-        self,
-        policy: RetryPolicy,
-        deadline: float | None,
-        on_deadline: Callable[[], None] | None,
-        before_sleep: Callable[[BaseException, float], None] | None,
-    ) -> None:
-        self._policy = policy
-        self._deadline = deadline
-        self._on_deadline = on_deadline
-        self._before_sleep = before_sleep
-        self._last: _Attempt | None = None
-
-    def _wait(self, error: BaseException, number: int) -> float | None:
-        if not _retryable(error):
-            return None
-        return self._policy._next_wait(error, number, self._deadline, self._on_deadline)
-
-    def _pending_wait(self) -> float | None:
-        """The wait before the next attempt; ``None`` when the last one succeeded (the end)."""
-        last = self._last
-        if last is None:
-            return 0.0
-        if last.error is None:
-            return None
-        if self._before_sleep is not None:
-            self._before_sleep(last.error, last.wait)
-        return last.wait
-
-    def _next(self) -> _Attempt:
-        number = 1 if self._last is None else self._last.number + 1
-        self._last = _Attempt(self, number)
-        return self._last
-
-    def __iter__(self) -> Attempts:
-        return self
-
-    def __next__(self) -> _Attempt:
-        wait = self._pending_wait()
-        if wait is None:
-            raise StopIteration
-        if self._last is not None:
-            self._policy.sleep(wait)
-        return self._next()
-
-    def __aiter__(self) -> Attempts:
-        return self
-
-    async def __anext__(self) -> _Attempt:
-        wait = self._pending_wait()
-        if wait is None:
-            raise StopAsyncIteration
-        if self._last is not None:
-            await self._policy.async_sleep(wait)
-        return self._next()
-
-
-class _Attempt:
-    """One attempt: a context manager that swallows an error only when it will be retried."""
-
-    __slots__ = ("_loop", "error", "number", "wait")
-
-    def __init__(self, loop: Attempts, number: int) -> None:
-        self._loop = loop
-        self.number = number
-        self.error: BaseException | None = None
-        self.wait = 0.0
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        if error is None:
-            return False
-        wait = self._loop._wait(error, self.number)
-        if wait is None:
-            return False  # not retried: the error goes on to the caller
-        self.error, self.wait = error, wait
-        return True
