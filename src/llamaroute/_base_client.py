@@ -10,6 +10,7 @@ for the network.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from ._events import (
     AttemptFailed,
     AttemptStarted,
     BudgetRefused,
+    CallFailed,
     EventHandler,
     FallbackTaken,
     ResponseReady,
@@ -52,6 +54,7 @@ from ._ledger import Ledger, SpendEntry, open_ledger
 from ._retry import RetryPolicy
 from ._routing import Candidate, Plan, plan
 from ._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
+from ._telemetry import chain, tracing_handler
 from ._types import Attempt, ChatRequest, ChatResponse, Cost, Message
 from .providers import discover
 from .providers._base import Provider, ProviderCall, ProviderResult
@@ -102,6 +105,8 @@ class _Call:
     max_cost: Decimal | None = None
     streaming: bool = False
     candidates: list[Candidate] = field(default_factory=list)
+    id: int = 0  # unique within the client: events carry it
+    attempts_started: int = 0  # across every route, hedges included
     _shape: RequestShape | None = None
 
     def shape(self) -> RequestShape:
@@ -115,12 +120,14 @@ class _Call:
 class _Run:
     """What happened so far in one routed call."""
 
+    call_id: int = 0
     attempts: list[Attempt] = field(default_factory=list)
     errors: list[ProviderError] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     all_open: bool = False
     deadline_hit: bool = False
     reservation: str | None = None  # the budget held by the attempt in flight
+    number: int = 0  # the call-wide number of the attempt in flight on this route
     spent: Decimal = Decimal(0)  # what this call's billed attempts cost so far
 
     def hit_deadline(self) -> None:
@@ -170,7 +177,9 @@ class BaseClient:
         self._strategy = strategy
         self._accounting = Accounting(self.catalog, open_ledger(ledger, budget))
         self._stats = LatencyStats()
-        self._on_event = on_event
+        # Spans come from the same events, when OpenTelemetry is installed.
+        self._on_event = chain(on_event, tracing_handler())
+        self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} providers={list(self._providers)}>"
@@ -239,7 +248,7 @@ class BaseClient:
             raise ConfigurationError("max_cost must be a Decimal >= 0 (USD), e.g. Decimal('0.01')")
         deadline = retry.clock() + timeout if timeout is not None else None
         call = _Call(request, resolution, routing, images, retry, timeout, deadline, max_cost,
-                     streaming)  # fmt: skip
+                     streaming, id=next(self._ids))  # fmt: skip
         ordered = apply_strategy(
             self._strategy if strategy is None else strategy, request, routing.candidates,
             self._stats, shape=call.shape, catalog=self.catalog, streaming=streaming,
@@ -260,7 +269,7 @@ class BaseClient:
                 fitting.append(candidate)
                 continue
             reasons.append(reason)
-            emit(self._on_event, BudgetRefused(candidate.route.pinned, worst,
+            emit(self._on_event, BudgetRefused(call.id, candidate.route.pinned, worst,
                                                self.spend.remaining()))  # fmt: skip
         if not fitting:
             raise BudgetExceededError(
@@ -317,13 +326,15 @@ class BaseClient:
             except BudgetExceededError:
                 # Other calls took the budget meanwhile, or this call's own spending did.
                 self._health.release(candidate.route)
-                emit(self._on_event, BudgetRefused(candidate.route.pinned, worst,
+                emit(self._on_event, BudgetRefused(call.id, candidate.route.pinned, worst,
                                                    self.spend.remaining()))  # fmt: skip
                 raise _Skip from None
+        call.attempts_started += 1
+        run.number = call.attempts_started
         if self._on_event is not None:  # (no event object built for nobody)
-            emit(self._on_event, AttemptStarted(candidate.route.provider,
-                                                candidate.route.model_id,
-                                                len(run.attempts) + 1))  # fmt: skip
+            emit(self._on_event, AttemptStarted(call.id, candidate.route.provider,
+                                                candidate.route.model_id, run.number,
+                                                call.request.max_tokens))  # fmt: skip
         if remaining is not None:
             remaining /= max(1, routes_left)
         route, wanted = candidate.route, call.request.max_tokens
@@ -417,8 +428,8 @@ class BaseClient:
     def _on_retry(self, run: _Run, candidate: Candidate) -> Callable[[BaseException, float], None]:
         def before_sleep(error: BaseException, wait: float) -> None:
             if isinstance(error, ProviderError):
-                emit(self._on_event, AttemptFailed(candidate.route.provider,
-                                                   candidate.route.model_id, len(run.attempts),
+                emit(self._on_event, AttemptFailed(run.call_id, candidate.route.provider,
+                                                   candidate.route.model_id, run.number,
                                                    error, wait))  # fmt: skip
 
         return before_sleep
@@ -428,12 +439,14 @@ class BaseClient:
     ) -> None:
         """After a route's last attempt failed: raise ``error`` if no fallback may follow."""
         route = candidate.route
-        emit(self._on_event, AttemptFailed(route.provider, route.model_id, len(run.attempts),
-                                           error, None))  # fmt: skip
+        emit(self._on_event, AttemptFailed(run.call_id, route.provider, route.model_id,
+                                           run.number, error, None))  # fmt: skip
         if not self._fallback(error):
+            emit(self._on_event, CallFailed(run.call_id, error))
             raise error
         if following is not None:
-            emit(self._on_event, FallbackTaken(route.pinned, following.route.pinned, error))
+            emit(self._on_event, FallbackTaken(run.call_id, route.pinned,
+                                               following.route.pinned, error))  # fmt: skip
         if isinstance(error, AuthenticationError | PaymentRequiredError):
             logger.warning(
                 "%s refused the credentials or account (%s); falling back to the next route",
@@ -459,15 +472,20 @@ class BaseClient:
         elif run.skipped:
             notes.append(f"skipped: {', '.join(run.skipped)}")
         note = f" ({'; '.join(notes)})" if notes else ""
+        group: AllProvidersFailedError
         if expired:
-            return DeadlineExceededError(
+            group = DeadlineExceededError(
                 f"the call's {call.timeout:g} s timeout ran out after {len(run.attempts)} "
                 f"attempt(s): {summary}{note}",
                 run.errors, run.attempts,
             )  # fmt: skip
-        return AllProvidersFailedError(
-            f"all {len(run.attempts)} attempt(s) failed: {summary}{note}", run.errors, run.attempts
-        )
+        else:
+            group = AllProvidersFailedError(
+                f"all {len(run.attempts)} attempt(s) failed: {summary}{note}", run.errors,
+                run.attempts,
+            )  # fmt: skip
+        emit(self._on_event, CallFailed(call.id, group))
+        return group
 
     def _estimates(
         self,
@@ -565,7 +583,7 @@ class BaseClient:
             details=details,
         )
         if self._on_event is not None:
-            emit(self._on_event, ResponseReady(response))
+            emit(self._on_event, ResponseReady(call.id, run.number, response))
         return response
 
     def _interrupted(
@@ -578,7 +596,7 @@ class BaseClient:
         started: float,
     ) -> StreamInterruptedError:
         self._failed(call, run, candidate, error, started, partial_text=text)
-        return StreamInterruptedError(
+        interrupted = StreamInterruptedError(
             f"the stream failed after {len(text)} characters had been delivered: {error.message}",
             partial_text=text,
             attempts=run.attempts,
@@ -587,6 +605,8 @@ class BaseClient:
             status_code=error.status_code,
             code=error.code,
         )
+        emit(self._on_event, CallFailed(call.id, interrupted))
+        return interrupted
 
 
 def _check_timeout(timeout: float | None) -> float | None:

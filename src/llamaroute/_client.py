@@ -90,7 +90,7 @@ class Client(BaseClient):
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                     "stop": stop, "seed": seed},
         )  # fmt: skip
-        run = _Run()
+        run = _Run(call.id)
         order = self._order(call, run)
         for index, (candidate, forced) in enumerate(order):
             left = len(order) - index
@@ -162,7 +162,7 @@ class Client(BaseClient):
         return Stream(self._stream_events(call))
 
     def _stream_events(self, call: _Call) -> Generator[ChatChunk, None, ChatResponse]:
-        run = _Run()
+        run = _Run(call.id)
         opened: tuple[Candidate, Generator[StreamItem, None, None], StreamItem, float] | None = None
         order = self._order(call, run)
         for index, (candidate, forced) in enumerate(order):
@@ -293,7 +293,7 @@ class AsyncClient(BaseClient):
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                     "stop": stop, "seed": seed},
         )  # fmt: skip
-        run = _Run()
+        run = _Run(call.id)
         order = self._order(call, run)
         self._calls += 1
         first = 0
@@ -357,14 +357,16 @@ class AsyncClient(BaseClient):
         ``None`` when both failed (their attempts are in ``run``; the call goes on)."""
         assert self._hedge is not None
         (first, _), (second, _) = order[0], order[1]
-        runs = {first.route.pinned: _Run(), second.route.pinned: _Run()}
+        runs = {first.route.pinned: _Run(call.id), second.route.pinned: _Run(call.id)}
         tasks = {asyncio.create_task(self._route(call, runs[first.route.pinned], first,
                                                  False, len(order))): first}  # fmt: skip
         wait = self._hedge.wait_for(first.route.pinned, self._stats)
         done, _ = await asyncio.wait(tasks, timeout=wait)
         if not done:
             self._hedges += 1
-            emit(self._on_event, HedgeStarted(first.route.pinned, second.route.pinned, wait))
+            emit(
+                self._on_event, HedgeStarted(call.id, first.route.pinned, second.route.pinned, wait)
+            )
             hedge_started = time.perf_counter()
             tasks[asyncio.create_task(self._route(call, runs[second.route.pinned], second, False,
                                                   len(order) - 1))] = second  # fmt: skip
@@ -426,7 +428,7 @@ class AsyncClient(BaseClient):
         return AsyncStream(self._stream_events(call))
 
     async def _stream_events(self, call: _Call) -> AsyncGenerator[ChatChunk | ChatResponse, None]:
-        run = _Run()
+        run = _Run(call.id)
         opened: tuple[Candidate, AsyncGenerator[StreamItem, None], StreamItem, float] | None = None
         order = self._order(call, run)
         for index, (candidate, forced) in enumerate(order):

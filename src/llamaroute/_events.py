@@ -1,8 +1,9 @@
 """Typed events for ``Client(on_event=callback)``: what happened during a call, as it happens.
 
 Events carry routing facts only (providers, model IDs, errors, timings, costs), never prompt
-or completion text. A callback that raises is logged and ignored: observing a call must not
-break it.
+or completion text. Every event has the ``call_id`` of its call (unique within a client), so
+that concurrent calls can be told apart, and attempt events their ``number`` within the call.
+A callback that raises is logged and ignored: observing a call must not break it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "AttemptFailed",
     "AttemptStarted",
     "BudgetRefused",
+    "CallFailed",
     "Event",
     "EventHandler",
     "FallbackTaken",
@@ -35,9 +37,11 @@ logger = logging.getLogger("llamaroute")
 class AttemptStarted:
     """A request is about to be sent (``number`` counts the call's attempts from 1)."""
 
+    call_id: int
     provider: str
     model_id: str
     number: int
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class AttemptFailed:
     """An attempt failed. ``retry_in`` is the wait before the same route is tried again, or
     ``None`` when the route is given up."""
 
+    call_id: int
     provider: str
     model_id: str
     number: int
@@ -56,6 +61,7 @@ class AttemptFailed:
 class FallbackTaken:
     """The call moves on from one route to the next."""
 
+    call_id: int
     from_route: str
     to_route: str
     error: ProviderError
@@ -65,6 +71,7 @@ class FallbackTaken:
 class HedgeStarted:
     """A second route was started because the first had not answered after ``after_s``."""
 
+    call_id: int
     first_route: str
     hedge_route: str
     after_s: float
@@ -74,6 +81,7 @@ class HedgeStarted:
 class BudgetRefused:
     """A route was skipped because its worst-case cost did not fit the budget or max_cost."""
 
+    call_id: int
     route: str
     worst_case: Decimal | None
     remaining: Decimal | None
@@ -81,13 +89,31 @@ class BudgetRefused:
 
 @dataclass(frozen=True, slots=True)
 class ResponseReady:
-    """The call succeeded; ``response.cost`` and ``response.total_cost`` say what it cost."""
+    """The call succeeded with attempt ``number``; ``response.cost`` and
+    ``response.total_cost`` say what it cost."""
 
+    call_id: int
+    number: int
     response: ChatResponse
 
 
+@dataclass(frozen=True, slots=True)
+class CallFailed:
+    """The call ended in ``error`` (every route failed, the deadline passed, a request was
+    refused, or a stream broke after text was delivered)."""
+
+    call_id: int
+    error: Exception
+
+
 Event: TypeAlias = (
-    AttemptStarted | AttemptFailed | FallbackTaken | HedgeStarted | BudgetRefused | ResponseReady
+    AttemptStarted
+    | AttemptFailed
+    | FallbackTaken
+    | HedgeStarted
+    | BudgetRefused
+    | ResponseReady
+    | CallFailed
 )
 EventHandler: TypeAlias = Callable[[Event], object]
 

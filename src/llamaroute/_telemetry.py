@@ -1,0 +1,128 @@
+"""OpenTelemetry spans for llamaroute calls, when ``opentelemetry-api`` is installed.
+
+One span per attempt (each request sent), named ``chat <model_id>`` with kind CLIENT and the
+GenAI semantic-convention attributes: ``gen_ai.operation.name``, ``gen_ai.provider.name`` (and
+the older ``gen_ai.system``), ``gen_ai.request.model``, ``gen_ai.request.max_tokens``,
+``gen_ai.usage.input_tokens`` / ``output_tokens``, ``gen_ai.response.finish_reasons``,
+``error.type``. Prompts and answers are never recorded.
+
+It is driven by the client's events, so it costs nothing when OpenTelemetry is absent, and the
+API is imported on the first event rather than at ``import llamaroute``. Without an SDK
+configured, OpenTelemetry's own no-op tracer makes the spans free.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from typing import Any
+
+from ._events import (
+    AttemptFailed,
+    AttemptStarted,
+    CallFailed,
+    Event,
+    EventHandler,
+    ResponseReady,
+    emit,
+)
+from ._version import __version__
+
+__all__ = ["Tracing", "chain", "tracing_handler"]
+
+
+class Tracing:
+    """An event handler that turns a call's events into OpenTelemetry spans (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._spans: dict[tuple[int, int], Any] = {}
+        self._lock = threading.Lock()
+        self._tracer: Any = None
+
+    def _start(self, event: AttemptStarted) -> None:
+        if self._tracer is None:
+            from opentelemetry import trace
+
+            self._tracer = trace.get_tracer("llamaroute", __version__)
+            self._kind = trace.SpanKind.CLIENT
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": event.provider,
+            "gen_ai.system": event.provider,
+            "gen_ai.request.model": event.model_id,
+            "llamaroute.attempt": event.number,
+        }
+        if event.max_tokens is not None:
+            attributes["gen_ai.request.max_tokens"] = event.max_tokens
+        span = self._tracer.start_span(
+            f"chat {event.model_id}", kind=self._kind, attributes=attributes
+        )
+        with self._lock:
+            self._spans[(event.call_id, event.number)] = span
+
+    def _take(self, call_id: int, number: int | None = None) -> list[Any]:
+        with self._lock:
+            keys = [k for k in self._spans if k[0] == call_id and number in (None, k[1])]
+            return [self._spans.pop(key) for key in sorted(keys)]
+
+    @staticmethod
+    def _fail(span: Any, error: BaseException) -> None:
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_attribute("error.type", type(error).__name__)
+        code = getattr(error, "code", None)
+        if code:
+            span.set_attribute("llamaroute.error.code", str(code))
+        span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        span.end()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, AttemptStarted):
+            self._start(event)
+        elif isinstance(event, AttemptFailed):
+            for span in self._take(event.call_id, event.number):
+                self._fail(span, event.error)
+        elif isinstance(event, ResponseReady):
+            response = event.response
+            for span in self._take(event.call_id, event.number):
+                self._succeed(span, response)
+            for span in self._take(event.call_id):  # a hedge that lost, cancelled
+                span.set_attribute("llamaroute.outcome", "cancelled")
+                span.end()
+        elif isinstance(event, CallFailed):
+            for span in self._take(event.call_id):
+                self._fail(span, event.error)
+
+    @staticmethod
+    def _succeed(last: Any, response: Any) -> None:
+        last.set_attribute("gen_ai.response.model", response.provider_model_id)
+        last.set_attribute("gen_ai.usage.input_tokens", response.usage.input_tokens)
+        last.set_attribute("gen_ai.usage.output_tokens", response.usage.output_tokens)
+        if response.finish_reason:
+            last.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
+        if response.cost is not None:
+            last.set_attribute("llamaroute.cost_usd", str(response.cost.total))
+        last.end()
+
+
+def tracing_handler() -> EventHandler | None:
+    """A :class:`Tracing` handler when ``opentelemetry-api`` is installed, else ``None``."""
+    if importlib.util.find_spec("opentelemetry") is None:
+        return None
+    return Tracing()
+
+
+def chain(*handlers: EventHandler | None) -> EventHandler | None:
+    """One handler that calls each of ``handlers`` in turn (``None`` ones are left out)."""
+    present = [handler for handler in handlers if handler is not None]
+    if not present:
+        return None
+    if len(present) == 1:
+        return present[0]
+
+    def each(event: Event) -> None:
+        # One failing handler (the user's, say) must not starve the others.
+        for handler in present:
+            emit(handler, event)
+
+    return each
