@@ -47,6 +47,7 @@ MESSAGES = [{"role": "user", "content": PROMPT}]
 KEY = "sk-or-bench-0000"
 AWS = {"aws_access_key_id": "AKIDBENCH0000", "aws_secret_access_key": "bench-secret"}
 CHUNKS = 50  # text chunks in each mock stream (bench/mock_server.py)
+BURST_TIMEOUT = 120.0  # seconds for one client's async burst
 
 # Peers must not reach the internet: LiteLLM fetches a price map at import and a tokenizer
 # from a model hub on its first stream unless told to stay local.
@@ -466,11 +467,11 @@ def measure_streams(
 
 
 def measure_async(
-    subjects: list[Subject], settings: Settings, mock: Mock, runner: asyncio.Runner
+    subjects: list[Subject], settings: Settings, mock: Mock
 ) -> dict[str, dict[str, list[float]]]:
     """Calls per second with ``concurrency`` calls in flight, the latency of each call, and
-    the mock's CPU share meanwhile. One event loop (``runner``) serves the whole run: some
-    clients (LiteLLM) keep async clients bound to the loop that made them."""
+    the mock's CPU share meanwhile. A client whose burst does not finish in time (LiteLLM's
+    async client once stalled here) is dropped from this figure rather than hang the run."""
     subjects = [s for s in subjects if s.achat is not None]
     samples = {s.name: {"throughput": [], "latency": [], "mock_cpu": []} for s in subjects}
 
@@ -488,24 +489,34 @@ def measure_async(
                 latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(settings.concurrency)))
+        async with asyncio.timeout(BURST_TIMEOUT):
+            await asyncio.gather(*(worker() for _ in range(settings.concurrency)))
         return total / (time.perf_counter() - started), latencies
 
     async def main() -> None:
         for subject in subjects:  # warm up: connections, caches
             await burst(subject, min(settings.concurrency * 2, settings.async_calls))
+        failed: set[str] = set()
         for index in range(settings.rounds):
             for subject in rotated(subjects, index):
+                if subject.name in failed:
+                    continue
                 cpu, wall = mock.cpu(), time.perf_counter()
                 calls = max(settings.concurrency, subject.count(settings.async_calls))
-                throughput, latencies = await burst(subject, calls)
+                try:
+                    throughput, latencies = await burst(subject, calls)
+                except TimeoutError:
+                    log(f"  {subject.name}: async burst timed out; left out of this figure")
+                    failed.add(subject.name)
+                    del samples[subject.name]
+                    continue
                 share = (mock.cpu() - cpu) / (time.perf_counter() - wall)
                 out = samples[subject.name]
                 out["throughput"].append(throughput)
                 out["latency"].extend(latencies)
                 out["mock_cpu"].append(share)
 
-    runner.run(main())
+    asyncio.run(main())
     return samples
 
 
@@ -868,7 +879,6 @@ def run(settings: Settings, smoke: bool) -> tuple[list[Row], dict[str, Any]]:
     raw: dict[str, Any] = {}
     rows: list[Row] = []
     mock = Mock()
-    runner = asyncio.Runner()
     try:
         log(f"mock server at {mock.url}")
         peers_import = {"openai SDK": "openai", "LiteLLM": "litellm"}
@@ -905,7 +915,7 @@ def run(settings: Settings, smoke: bool) -> tuple[list[Row], dict[str, Any]]:
             subjects = build(mock.url, settings.peers)
             sync = measure_sync(subjects, settings)
             streams = measure_streams(subjects, settings)
-            aio = measure_async(subjects, settings, mock, runner)
+            aio = measure_async(subjects, settings, mock)
             for subject in subjects:
                 for close in subject.close:
                     close()
@@ -957,8 +967,6 @@ def run(settings: Settings, smoke: bool) -> tuple[list[Row], dict[str, Any]]:
                         "json.loads per line", higher_is_better=True))  # fmt: skip
     finally:
         mock.stop()
-        with contextlib.suppress(Exception):
-            runner.close()
     return rows, raw
 
 
