@@ -1001,6 +1001,25 @@ def render(rows: list[Row], raw: dict[str, Any], settings: Settings, smoke: bool
     ])  # fmt: skip
 
 
+def _rounded(value: Any) -> Any:
+    """Samples to 4 significant digits (the noise is larger), recursively."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def dump_json(payload: dict[str, Any]) -> str:
+    """The results as JSON: one line per top-level key, samples rounded (a few hundred KB
+    rather than megabytes, as they are committed)."""
+    lines = [f" {json.dumps(key)}: {json.dumps(_rounded(value), default=str)}"
+             for key, value in payload.items()]  # fmt: skip
+    return "{\n" + ",\n".join(lines) + "\n}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny counts, seconds (for CI)")
@@ -1031,7 +1050,7 @@ def main() -> int:
     payload = {"settings": settings.__dict__, "smoke": args.smoke, "machine": machine(),
                "rows": [row.__dict__ | {"ratio": row.ratio("llamaroute")} for row in rows],
                "samples": raw}  # fmt: skip
-    (out / "latest.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    (out / "latest.json").write_text(dump_json(payload) + "\n")
     print(report)
     log(f"wrote {out / 'latest.md'} and {out / 'latest.json'}")
     scratch.cleanup()
