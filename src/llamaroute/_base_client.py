@@ -628,11 +628,13 @@ class _bounded:
     """``asyncio.timeout`` for one attempt, turning its ``TimeoutError`` into a typed error."""
 
     def __init__(self, call: ProviderCall, candidate: Candidate) -> None:
-        self._timeout = asyncio.timeout(call.timeout)
+        # No deadline, no timer: asyncio.timeout(None) would never fire, only cost its upkeep.
+        self._timeout = None if call.timeout is None else asyncio.timeout(call.timeout)
         self._candidate = candidate
 
     async def __aenter__(self) -> None:
-        await self._timeout.__aenter__()
+        if self._timeout is not None:
+            await self._timeout.__aenter__()
 
     async def __aexit__(
         self,
@@ -640,6 +642,8 @@ class _bounded:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if self._timeout is None:
+            return
         try:
             await self._timeout.__aexit__(exc_type, exc, traceback)
         except TimeoutError as error:

@@ -159,9 +159,13 @@ class Client(BaseClient):
                     "stop": stop, "seed": seed},
         )  # fmt: skip
         call.streaming = True
-        return Stream(self._stream_events(call))
+        parts: list[str] = []
+        return Stream(self._stream_events(call, parts), parts)
 
-    def _stream_events(self, call: _Call) -> Generator[ChatChunk, None, ChatResponse]:
+    def _stream_events(
+        self, call: _Call, parts: list[str]
+    ) -> Generator[ChatChunk, None, ChatResponse]:
+        """The routed stream; each chunk's text is appended to ``parts`` as it is yielded."""
         run = _Run(call.id)
         opened: tuple[Candidate, Generator[StreamItem, None, None], StreamItem, float] | None = None
         order = self._order(call, run)
@@ -210,7 +214,7 @@ class Client(BaseClient):
         if opened is None:
             raise self._exhausted(call, run)
         candidate, events, item, started = opened
-        route, parts = candidate.route, []
+        route = candidate.route
         try:
             while not isinstance(item, ProviderResult):
                 parts.append(item)

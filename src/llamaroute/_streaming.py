@@ -28,12 +28,22 @@ _NOT_DONE = "the stream has not finished: iterate it to the end (or call read())
 class Stream:
     """A streamed chat answer (synchronous). Nothing is sent until iteration starts."""
 
-    def __init__(self, events: Generator[ChatChunk, None, ChatResponse]) -> None:
+    def __init__(
+        self, events: Generator[ChatChunk, None, ChatResponse], parts: list[str] | None = None
+    ) -> None:
         self._events = events
         self._response: ChatResponse | None = None
-        self._parts: list[str] = []
+        # ``parts``: the list to which ``events`` itself appends each chunk's text just before
+        # yielding it (the client's does). Then each chunk passes straight through here.
+        self._shared = parts is not None
+        self._parts: list[str] = [] if parts is None else parts
 
     def __iter__(self) -> Generator[ChatChunk, None, None]:
+        if self._shared:
+            # ``yield from`` hands each chunk through without a Python-level step here, and
+            # closes the events when the caller leaves the loop early, as below.
+            self._response = yield from self._events
+            return
         try:
             while True:
                 chunk = next(self._events)
