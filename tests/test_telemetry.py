@@ -113,3 +113,28 @@ def test_importing_llamaroute_does_not_import_opentelemetry() -> None:
     code = "import llamaroute, sys; print('opentelemetry' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_no_span_is_started_until_a_tracer_provider_is_set() -> None:
+    # A fresh process: this module's own provider is global once set. Until the application
+    # sets one, starting spans would only cost time; once it does, the same client traces.
+    code = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from llamaroute._events import AttemptStarted
+from llamaroute._telemetry import Tracing
+
+tracing = Tracing()
+tracing(AttemptStarted(1, "ollama", "llama3.2:3b", 1, None))
+print(len(tracing._spans))
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+tracing(AttemptStarted(2, "ollama", "llama3.2:3b", 1, None))
+print(len(tracing._spans))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["0", "1"], out.stderr

@@ -8,7 +8,8 @@ the older ``gen_ai.system``), ``gen_ai.request.model``, ``gen_ai.request.max_tok
 
 It is driven by the client's events, so it costs nothing when OpenTelemetry is absent, and the
 API is imported on the first event rather than at ``import llamaroute``. Without an SDK
-configured, OpenTelemetry's own no-op tracer makes the spans free.
+configured (no tracer provider set), no span is started at all: that is checked on each
+attempt, so a provider set up after the client was made is still used.
 """
 
 from __future__ import annotations
@@ -38,13 +39,20 @@ class Tracing:
         self._spans: dict[tuple[int, int], Any] = {}
         self._lock = threading.Lock()
         self._tracer: Any = None
+        self._unset: tuple[type, ...] = ()
 
     def _start(self, event: AttemptStarted) -> None:
         if self._tracer is None:
             from opentelemetry import trace
 
+            self._trace = trace
             self._tracer = trace.get_tracer("llamaroute", __version__)
             self._kind = trace.SpanKind.CLIENT
+            # What get_tracer_provider() returns while nobody has set one up: spans from it
+            # record nothing, and starting them costs a call's worth of microseconds.
+            self._unset = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        if isinstance(self._trace.get_tracer_provider(), self._unset):
+            return
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": event.provider,
@@ -79,6 +87,10 @@ class Tracing:
     def __call__(self, event: Event) -> None:
         if isinstance(event, AttemptStarted):
             self._start(event)
+        elif not self._spans:
+            # Nothing started (tracing not set up): nothing to end. The spans of this call
+            # were stored before its later events, by the thread or task that runs it.
+            return
         elif isinstance(event, AttemptFailed):
             for span in self._take(event.call_id, event.number):
                 self._fail(span, event.error)
