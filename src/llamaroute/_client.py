@@ -97,7 +97,7 @@ class Client(BaseClient):
             if call.images.needs_fetch(candidate.route):
                 call.images.fetch()
             try:
-                for attempt in call.retry.retrying(
+                for attempt in call.retry.attempt_loop(
                     call.deadline, run.hit_deadline, self._on_retry(run, candidate)
                 ):
                     with attempt:
@@ -174,7 +174,7 @@ class Client(BaseClient):
             if call.images.needs_fetch(candidate.route):
                 call.images.fetch()
             try:
-                for attempt in call.retry.retrying(
+                for attempt in call.retry.attempt_loop(
                     call.deadline, run.hit_deadline, self._on_retry(run, candidate)
                 ):
                     with attempt:
@@ -331,7 +331,7 @@ class AsyncClient(BaseClient):
         """Every attempt on one route (the tenacity loop); the last error if all fail."""
         if call.images.needs_fetch(candidate.route):
             await call.images.afetch()
-        async for attempt in call.retry.async_retrying(
+        async for attempt in call.retry.async_attempt_loop(
             call.deadline, run.hit_deadline, self._on_retry(run, candidate)
         ):
             with attempt:
@@ -440,7 +440,7 @@ class AsyncClient(BaseClient):
             if call.images.needs_fetch(candidate.route):
                 await call.images.afetch()
             try:
-                async for attempt in call.retry.async_retrying(
+                async for attempt in call.retry.async_attempt_loop(
                     call.deadline, run.hit_deadline, self._on_retry(run, candidate)
                 ):
                     with attempt:

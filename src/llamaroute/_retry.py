@@ -13,6 +13,12 @@ retry identically. The rules:
 
 Sleep, clock and randomness are injectable, so tests never really sleep.
 
+The clients loop with :meth:`RetryPolicy.attempt_loop` / :meth:`RetryPolicy.async_attempt_loop`: the
+first attempt on a route runs bare, and only when it fails with a retryable error does the
+tenacity loop start, seeded with that failure as its attempt 1. Every wait, stop and retry
+decision is still tenacity's, applying this policy; a call that succeeds first time (nearly
+all of them) does not pay the ~20 us that building and driving a tenacity loop costs.
+
 Tenacity is imported on first use, not at ``import llamaroute``.
 """
 
@@ -21,14 +27,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConfigurationError, ProviderError
 
 if TYPE_CHECKING:  # tenacity is imported by retrying() and async_retrying() only
-    from tenacity import AsyncRetrying, RetryCallState, Retrying
+    from tenacity import AsyncRetrying, AttemptManager, RetryCallState, Retrying
 
 __all__ = ["RetryPolicy"]
 
@@ -174,6 +181,25 @@ class RetryPolicy:
             before_sleep=_before_sleep(before_sleep),
         )
 
+    def attempt_loop(
+        self,
+        deadline: float | None = None,
+        on_deadline: Callable[[], None] | None = None,
+        before_sleep: Callable[[BaseException, float], None] | None = None,
+    ) -> Attempts:
+        """The attempts on one route: a bare first one, then :meth:`retrying`'s loop if it
+        failed with a retryable error (arguments as for :meth:`retrying`)."""
+        return Attempts(self, deadline, on_deadline, before_sleep)
+
+    def async_attempt_loop(
+        self,
+        deadline: float | None = None,
+        on_deadline: Callable[[], None] | None = None,
+        before_sleep: Callable[[BaseException, float], None] | None = None,
+    ) -> AsyncAttempts:
+        """The async twin of :meth:`attempt_loop`, over :meth:`async_retrying`."""
+        return AsyncAttempts(self, deadline, on_deadline, before_sleep)
+
     def async_retrying(
         self,
         deadline: float | None = None,
@@ -191,6 +217,110 @@ class RetryPolicy:
             reraise=True,
             before_sleep=_before_sleep(before_sleep),
         )
+
+
+class _FirstAttempt:
+    """The first attempt on a route, run outside tenacity: a retryable error is kept for the
+    tenacity loop to decide on; anything else (success aside) propagates as it would from it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: ProviderError | None = None
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if isinstance(error, ProviderError) and error.retryable:
+            self.error = error
+            return True
+        return False
+
+
+def _seeded(retrying: Retrying | AsyncRetrying, error: ProviderError) -> RetryCallState:
+    """Tenacity's state after an attempt 1 that raised ``error``, as its own loop leaves it."""
+    from tenacity import RetryCallState
+
+    retrying.begin()
+    state = RetryCallState(retrying, fn=None, args=(), kwargs={})
+    state.set_exception((type(error), error, error.__traceback__))
+    return state
+
+
+class Attempts:
+    """``for attempt in policy.attempt_loop(...): with attempt: ...`` (see the module docstring).
+
+    Yields a bare first attempt, then, only after a retryable failure, the attempts of a
+    tenacity loop that starts from that failure (the code of ``Retrying.__iter__``).
+    """
+
+    __slots__ = ("_args", "_first", "_policy")
+
+    def __init__(self, policy: RetryPolicy, *args: Any) -> None:
+        self._policy, self._args, self._first = policy, args, _FirstAttempt()
+
+    def __iter__(self) -> Iterator[_FirstAttempt | AttemptManager]:
+        yield self._first
+        if self._first.error is None:
+            return
+        from tenacity import AttemptManager, DoAttempt, DoSleep
+
+        retrying = self._policy.retrying(*self._args)
+        state = _seeded(retrying, self._first.error)
+        while True:
+            do = retrying.iter(retry_state=state)
+            if isinstance(do, DoAttempt):
+                yield AttemptManager(retry_state=state)
+            elif isinstance(do, DoSleep):
+                state.prepare_for_next_attempt()
+                retrying.sleep(do)
+            else:
+                return
+
+
+class AsyncAttempts:
+    """The async twin of :class:`Attempts` (``async for attempt in ...``): an iterator class,
+    not an async generator, so a caller that returns from inside the loop leaves nothing for
+    the event loop to finalise."""
+
+    __slots__ = ("_args", "_first", "_policy", "_retrying", "_started", "_state")
+
+    def __init__(self, policy: RetryPolicy, *args: Any) -> None:
+        self._policy, self._args, self._first = policy, args, _FirstAttempt()
+        self._started = False
+        self._retrying: AsyncRetrying | None = None
+        self._state: RetryCallState | None = None
+
+    def __aiter__(self) -> AsyncAttempts:
+        return self
+
+    async def __anext__(self) -> _FirstAttempt | AttemptManager:
+        if not self._started:
+            self._started = True
+            return self._first
+        from tenacity import AttemptManager, DoAttempt, DoSleep
+
+        if self._retrying is None:
+            if self._first.error is None:
+                raise StopAsyncIteration
+            self._retrying = self._policy.async_retrying(*self._args)
+            self._state = _seeded(self._retrying, self._first.error)
+        retrying, state = self._retrying, self._state
+        assert state is not None
+        while True:
+            do = await retrying.iter(retry_state=state)
+            if isinstance(do, DoAttempt):
+                return AttemptManager(retry_state=state)
+            if not isinstance(do, DoSleep):
+                raise StopAsyncIteration
+            state.prepare_for_next_attempt()
+            await retrying.sleep(do)  # type: ignore[misc]
 
 
 def _before_sleep(
