@@ -140,3 +140,32 @@ def test_thread_safety_opens_once_with_consistent_counts(clock: Clock) -> None:
     assert state["state"] == "open"
     assert state["times_opened"] == 1
     assert state["consecutive_failures"] == 3
+
+
+def test_a_healthy_client_skips_the_bookkeeping_and_still_lists_its_routes(
+    health: Health, clock: Clock
+) -> None:
+    # While no breaker holds a failure, admit/record/open_routes take a lock-free fast path;
+    # it must come back after a route recovers, and never hide a route from snapshot().
+    assert health.admit(ROUTE)
+    health.record(ROUTE, None)
+    assert set(health.snapshot()) == {ROUTE.pinned, "openrouter:*"}
+    assert health._troubled == set()
+    health.record(LOCAL, ServerError("boom"))
+    assert health._troubled == {LOCAL.pinned}
+    health.record(ROUTE, None)  # another route's success does not clear it
+    assert health._troubled == {LOCAL.pinned}
+    assert health.snapshot()[LOCAL.pinned]["consecutive_failures"] == 1
+    health.record(LOCAL, None)
+    assert health._troubled == set()
+    assert health.snapshot()[LOCAL.pinned]["consecutive_failures"] == 0
+    for _ in range(3):
+        health.record(ROUTE, ProviderConnectionError("down"))
+    # A connection failure opens the provider's breaker too: its other routes wait as well.
+    assert health.open_routes([ROUTE, OTHER, LOCAL]) == [ROUTE, OTHER]
+    assert not health.admit(OTHER)
+    clock.now += 30
+    assert health.admit(ROUTE)
+    health.record(ROUTE, None)
+    assert health._troubled == set()
+    assert health.open_routes([ROUTE, OTHER]) == []

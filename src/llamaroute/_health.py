@@ -73,6 +73,11 @@ class Health:
     clock: Callable[[], float] = time.monotonic
     _breakers: dict[str, _Breaker] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    #: Keys of the breakers that are not clean (closed, no failure on record). While it is
+    #: empty, every route is open to requests and a success changes nothing: the calls of a
+    #: healthy client skip the lock and the bookkeeping. Read without the lock: an empty
+    #: check that races a failure being recorded is ordered before that failure.
+    _troubled: set[str] = field(default_factory=set, init=False, repr=False)
 
     @staticmethod
     def _keys(route: Route) -> tuple[str, str]:
@@ -102,7 +107,7 @@ class Health:
     def admit(self, route: Route) -> bool:
         """Whether a request may go to ``route`` now. A ``True`` from a half-open breaker
         reserves its single probe: report the outcome with :meth:`record`."""
-        if self.policy.failures == 0:
+        if self.policy.failures == 0 or not self._troubled:
             return True
         now = self.clock()
         with self._lock:
@@ -123,7 +128,7 @@ class Health:
 
     def open_routes(self, routes: Sequence[Route]) -> list[Route]:
         """The routes among ``routes`` that breakers currently keep closed to requests."""
-        if self.policy.failures == 0:
+        if self.policy.failures == 0 or not self._troubled:
             return []
         now = self.clock()
         with self._lock:
@@ -147,6 +152,8 @@ class Health:
         """Report an attempt's outcome: ``None`` for success, else the error."""
         if self.policy.failures == 0:
             return
+        if error is None and not self._troubled and route.pinned in self._breakers:
+            return  # every breaker clean, and this route's already listed by snapshot()
         now = self.clock()
         with self._lock:
             route_key, provider_key = self._keys(route)
@@ -163,6 +170,7 @@ class Health:
                         # Reset all but the count of openings (a clean one is left as it is:
                         # the common case, every successful call).
                         self._breakers[key] = _Breaker(times_opened=breaker.times_opened)
+                        self._troubled.discard(key)
                 return
             if not counts_against_provider(error):
                 for key in (route_key, provider_key):
@@ -170,6 +178,7 @@ class Health:
                 return
             keys = (route_key, provider_key) if _provider_wide(error) else (route_key,)
             for key in keys:
+                self._troubled.add(key)
                 self._fail(self._get(key), now)
             if not _provider_wide(error):
                 provider = self._get(provider_key)
@@ -177,6 +186,7 @@ class Health:
                 if provider.state == "half_open":
                     # The provider answered: it is reachable, whatever the route's trouble.
                     self._breakers[provider_key] = _Breaker(times_opened=provider.times_opened)
+                    self._troubled.discard(provider_key)
 
     def release(self, route: Route) -> None:
         """Give back a reserved probe without an outcome (the attempt was cancelled)."""
