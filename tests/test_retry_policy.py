@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -44,9 +44,10 @@ def run(
     errors: Iterator[Exception],
     deadline: float | None = None,
     loop: str = "attempt_loop",
+    before_sleep: Callable[[BaseException, float], None] | None = None,
 ) -> int:
     calls = 0
-    for attempt in getattr(policy, loop)(deadline):
+    for attempt in getattr(policy, loop)(deadline, None, before_sleep):
         with attempt:
             calls += 1
             error = next(errors, None)
@@ -181,15 +182,7 @@ def test_waits_and_before_sleep_count_the_bare_first_attempt(clock: Clock) -> No
     seen: list[tuple[str, float]] = []
     retry = policy(clock, attempts=3, base_delay=1.0, max_delay=100.0)
     errors = iter([ServerError("a"), ServerError("b")])
-    calls = 0
-    for attempt in retry.attempt_loop(
-        None, None, lambda error, wait: seen.append((str(error), wait))
-    ):
-        with attempt:
-            calls += 1
-            error = next(errors, None)
-            if error is not None:
-                raise error
+    calls = run(retry, errors, before_sleep=lambda error, wait: seen.append((str(error), wait)))
     assert calls == 3
     assert [message for message, _ in seen] == ["a", "b"]
     assert [wait for _, wait in seen] == clock.slept
