@@ -490,14 +490,20 @@ class OpenRouterProvider(Provider):
                 result.details["generation_id"] = generation
         return result
 
+    def _send_options(self, call: ProviderCall, *, stream: bool, owned: bool) -> dict[str, Any]:
+        """The body, headers and timeout of one request (an injected client gets the headers
+        with each request; our own pools already carry them)."""
+        return {
+            "json": build_payload(call, stream=stream),
+            "headers": None if owned else self._headers,
+            "timeout": attempt_timeout(call.timeout, self.timeout),
+        }
+
     def chat(self, call: ProviderCall) -> ProviderResult:
         model_id = call.route.model_id
         with transport_errors(NAME, model_id, self._key.redact):
             response = self._sync().post(
-                self._url,
-                json=build_payload(call, stream=False),
-                headers=None if self._owns_client else self._headers,
-                timeout=attempt_timeout(call.timeout, self.timeout),
+                self._url, **self._send_options(call, stream=False, owned=self._owns_client)
             )
         if response.status_code >= 300:
             raise self._error(response, model_id)
@@ -507,10 +513,7 @@ class OpenRouterProvider(Provider):
         model_id = call.route.model_id
         with transport_errors(NAME, model_id, self._key.redact):
             response = await self._async().post(
-                self._url,
-                json=build_payload(call, stream=False),
-                headers=None if self._owns_async_client else self._headers,
-                timeout=attempt_timeout(call.timeout, self.timeout),
+                self._url, **self._send_options(call, stream=False, owned=self._owns_async_client)
             )
         if response.status_code >= 300:
             raise self._error(response, model_id)
@@ -520,13 +523,8 @@ class OpenRouterProvider(Provider):
         model_id = call.route.model_id
         parser, decoder = _StreamParser(model_id), SSEDecoder()
         with transport_errors(NAME, model_id, self._key.redact):
-            request = self._sync().build_request(
-                "POST",
-                self._url,
-                json=build_payload(call, stream=True),
-                headers=None if self._owns_client else self._headers,
-                timeout=attempt_timeout(call.timeout, self.timeout),
-            )
+            options = self._send_options(call, stream=True, owned=self._owns_client)
+            request = self._sync().build_request("POST", self._url, **options)
             response = self._sync().send(request, stream=True)
             try:
                 if response.status_code >= 300:
@@ -546,13 +544,8 @@ class OpenRouterProvider(Provider):
         model_id = call.route.model_id
         parser, decoder = _StreamParser(model_id), SSEDecoder()
         with transport_errors(NAME, model_id, self._key.redact):
-            request = self._async().build_request(
-                "POST",
-                self._url,
-                json=build_payload(call, stream=True),
-                headers=None if self._owns_async_client else self._headers,
-                timeout=attempt_timeout(call.timeout, self.timeout),
-            )
+            options = self._send_options(call, stream=True, owned=self._owns_async_client)
+            request = self._async().build_request("POST", self._url, **options)
             response = await self._async().send(request, stream=True)
             try:
                 if response.status_code >= 300:
