@@ -204,6 +204,20 @@ async def test_stream_yields_deltas_then_the_result(
     assert fake_ollama.requests[-1].json["stream"] is True
 
 
+async def test_a_finished_stream_leaves_its_connection_for_the_next_call(
+    provider: OllamaProvider, mode: str, fake_ollama: FakeOllama
+) -> None:
+    # The done line is read past, to the end of the response, so the connection goes back to
+    # the pool: three streams, one connection, none closed.
+    started = time.monotonic()
+    for _ in range(3):
+        fake_ollama.script(Step(chunks=("a", "b")))
+        items = await stream(provider, mode, call())
+        assert items[:2] == ["a", "b"]
+    time.sleep(0.05)  # a closed connection would be noticed by the fake within this
+    assert not fake_ollama.closed_since(started)
+
+
 @pytest.mark.parametrize("streaming", [False, True])
 async def test_absent_counts_mean_zero(
     provider: OllamaProvider, mode: str, fake_ollama: FakeOllama, streaming: bool

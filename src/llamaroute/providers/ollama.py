@@ -20,6 +20,7 @@ so all of it can surface there too. It is all mapped here, once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -596,6 +597,12 @@ class OllamaProvider(Provider):
                 if piece := state.feed(chunk):
                     yield piece
                 if state.final is not None:
+                    # Read on to the end of the response, so that the client hands the
+                    # connection back to its pool: closing a response that is not read to the
+                    # end drops the connection, and the next call pays a new connect. The
+                    # answer is complete: what happens past it cannot fail the call.
+                    with contextlib.suppress(Exception):
+                        next(lines, None)
                     break
                 with errors:
                     chunk = next(lines, None)
@@ -617,6 +624,8 @@ class OllamaProvider(Provider):
                 if piece := state.feed(chunk):
                     yield piece
                 if state.final is not None:
+                    with contextlib.suppress(Exception):  # to the end, as in stream()
+                        await anext(lines, None)
                     break
                 with errors:
                     chunk = await anext(lines, None)
