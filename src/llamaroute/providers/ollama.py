@@ -593,18 +593,20 @@ class OllamaProvider(Provider):
             # needs the attempt's timeout (later reads keep the timeouts it was sent with).
             with errors, request_timeout(self._attempt_timeout(call)):
                 chunk = next(lines, None)
-            while chunk is not None:
-                if piece := state.feed(chunk):
-                    yield piece
-                if state.final is not None:
-                    # Read on to the end of the response, so that the client hands the
-                    # connection back to its pool: closing a response that is not read to the
-                    # end drops the connection, and the next call pays a new connect. The
-                    # answer is complete: what happens past it cannot fail the call.
-                    with contextlib.suppress(Exception):
-                        next(lines, None)
-                    break
-                with errors:
+            # One mapping block around the loop rather than one per chunk: feed() raises
+            # nothing, and what comes in at the yield (GeneratorExit) passes through unmapped.
+            with errors:
+                while chunk is not None:
+                    if piece := state.feed(chunk):
+                        yield piece
+                    if state.final is not None:
+                        # Read on to the end of the response, so that the client hands the
+                        # connection back to its pool: closing a response that is not read to
+                        # the end drops the connection, and the next call pays a new connect.
+                        # The answer is complete: what happens past it cannot fail the call.
+                        with contextlib.suppress(Exception):
+                            next(lines, None)
+                        break
                     chunk = next(lines, None)
         finally:
             with errors:
@@ -620,14 +622,14 @@ class OllamaProvider(Provider):
         try:
             with errors, request_timeout(self._attempt_timeout(call)):  # as in stream()
                 chunk = await anext(lines, None)
-            while chunk is not None:
-                if piece := state.feed(chunk):
-                    yield piece
-                if state.final is not None:
-                    with contextlib.suppress(Exception):  # to the end, as in stream()
-                        await anext(lines, None)
-                    break
-                with errors:
+            with errors:
+                while chunk is not None:
+                    if piece := state.feed(chunk):
+                        yield piece
+                    if state.final is not None:
+                        with contextlib.suppress(Exception):  # to the end, as in stream()
+                            await anext(lines, None)
+                        break
                     chunk = await anext(lines, None)
         finally:
             with errors:
