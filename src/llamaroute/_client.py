@@ -328,7 +328,7 @@ class AsyncClient(BaseClient):
     async def _route(
         self, call: _Call, run: _Run, candidate: Candidate, forced: bool, left: int
     ) -> tuple[ProviderResult, float]:
-        """Every attempt on one route (the tenacity loop); the last error if all fail."""
+        """Every attempt on one route (the attempt loop); the last error if all fail."""
         if call.images.needs_fetch(candidate.route):
             await call.images.afetch()
         async for attempt in call.retry.async_attempt_loop(

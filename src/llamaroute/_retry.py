@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConfigurationError, ProviderError
 
-if TYPE_CHECKING:  # tenacity is imported by retrying() and async_retrying() only
+if TYPE_CHECKING:  # tenacity is imported on first use, by the functions that build its loops
     from tenacity import AsyncRetrying, AttemptManager, RetryCallState, Retrying
 
 __all__ = ["RetryPolicy"]
