@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Generator
 
 import llamaroute
-from llamaroute._types import Usage
+from llamaroute import Usage
 from llamaroute.providers._base import Provider, ProviderCall, ProviderResult, StreamItem
 
 MODEL, PROMPT, CHUNKS = "llama-3.2-3b", "Say hi", 50

@@ -22,8 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # measure this checkout, not an installed copy
 
-from llamaroute._tokens import (  # noqa: E402
-    _SYMBOLS,
+from llamaroute.money import (  # noqa: E402
     CHARS_PER_TOKEN,
     SYMBOL_TOKENS_X100,
     chat_template_tokens,
@@ -31,6 +30,7 @@ from llamaroute._tokens import (  # noqa: E402
     estimate_text_tokens,
     text_counter,
 )
+from llamaroute.money._tokens import _SYMBOLS  # noqa: E402  (the symbol class counted)
 
 DATA = Path(__file__).resolve().parent / "data"
 LANGUAGES = ["en", "de", "fr", "it", "pt", "es", "hi", "th"]

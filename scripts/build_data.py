@@ -21,14 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # validate with this checkout's models, not an install
 
-from llamaroute._catalog import (  # noqa: E402
-    CatalogData,
-    Source,
-    _read_toml,
-    dump_catalog,
-    merge_sources,
-)
-from llamaroute._exceptions import ConfigurationError  # noqa: E402
+from llamaroute import ConfigurationError  # noqa: E402
+from llamaroute.catalog import CatalogData, Source, dump_catalog, merge_sources, read_toml  # noqa: E402
 
 OUTPUT = ROOT / "src" / "llamaroute" / "_data" / "catalog.json"
 GENERATED_BY = "scripts/build_data.py from providers/*.toml and pricing/*.toml; do not edit by hand"
@@ -45,7 +39,7 @@ def source_files(root: Path = ROOT) -> list[Path]:
 
 def build(root: Path = ROOT) -> CatalogData:
     """The compiled catalog for the data under ``root``."""
-    sources: list[Source] = [_read_toml(path) for path in source_files(root)]
+    sources: list[Source] = [read_toml(path) for path in source_files(root)]
     for source in sources:
         # Report paths relative to the checkout, so messages read the same on every machine.
         source.path = source.path.relative_to(root)

@@ -37,7 +37,7 @@ from llamaroute import (
     UnsupportedFeatureError,
     get_model,
 )
-from llamaroute._images import load_image
+from llamaroute.images import load_image
 from llamaroute.providers import ProviderCall, ProviderResult
 from llamaroute.providers.bedrock import (
     BedrockProvider,

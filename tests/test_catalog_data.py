@@ -10,8 +10,8 @@ from types import ModuleType
 
 import pytest
 
-from llamaroute._catalog import Catalog, CatalogData, dump_catalog
-from llamaroute._exceptions import ConfigurationError
+from llamaroute import Catalog, ConfigurationError
+from llamaroute.catalog import CatalogData, dump_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from llamaroute._cost_cli import money
 from llamaroute.cli import main
+from llamaroute.cli._costs import money
 
 from .test_cli import run
 

@@ -17,10 +17,12 @@ from llamaroute import (
     AsyncClient,
     BudgetExceededError,
     Client,
+    HedgePolicy,
     LlamarouteError,
+    RetryPolicy,
     StreamInterruptedError,
 )
-from llamaroute._events import (
+from llamaroute.client import (
     AttemptFailed,
     AttemptStarted,
     BudgetRefused,
@@ -29,8 +31,6 @@ from llamaroute._events import (
     HedgeStarted,
     ResponseReady,
 )
-from llamaroute._retry import RetryPolicy
-from llamaroute._strategies import HedgePolicy
 from llamaroute.providers import BedrockProvider, OllamaProvider
 from llamaroute.testing import FakeBedrock, FakeOllama, Step
 

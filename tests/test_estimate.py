@@ -16,8 +16,12 @@ from llamaroute import (
     UnknownModelError,
     UnsupportedFeatureError,
 )
-from llamaroute._estimate import RequestShape, estimate_shape
-from llamaroute._tokens import chat_template_tokens, estimate_text_tokens
+from llamaroute.money import (
+    RequestShape,
+    chat_template_tokens,
+    estimate_shape,
+    estimate_text_tokens,
+)
 
 PROMPT = "What does this chart show?"
 

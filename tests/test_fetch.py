@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from llamaroute import ChatRequest, ConfigurationError, ImageFetchPolicy, InvalidImageError
-from llamaroute._fetch import address_problem, afetch_image, fetch_image
-from llamaroute._image_fit import acheck_request_images, check_request_images, prepare_image
+from llamaroute.catalog import acheck_request_images, check_request_images, prepare_image
+from llamaroute.images import address_problem, afetch_image, fetch_image
 
 from .test_images_support import encode, route, solid
 

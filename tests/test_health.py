@@ -6,8 +6,14 @@ import threading
 
 import pytest
 
-from llamaroute import BadRequestError, ProviderConnectionError, ServerError, get_model
-from llamaroute._health import BreakerPolicy, Health
+from llamaroute import (
+    BadRequestError,
+    BreakerPolicy,
+    ProviderConnectionError,
+    ServerError,
+    get_model,
+)
+from llamaroute.routing import Health
 
 ROUTE = get_model("llama-3.2-3b").route("openrouter")
 OTHER = get_model("llama-3.2-1b").route("openrouter")

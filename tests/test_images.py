@@ -25,7 +25,7 @@ from llamaroute import (
     InvalidRequestError,
     Message,
 )
-from llamaroute._images import (
+from llamaroute.images import (
     MAX_TILES,
     POSITIONS_PER_TILE,
     image_tiles,

@@ -20,8 +20,8 @@ from llamaroute import (
     UnsupportedFeatureError,
     models,
 )
-from llamaroute._image_fit import check_request_images, prepare_image
-from llamaroute._images import image_token_range, load_image
+from llamaroute.catalog import check_request_images, prepare_image
+from llamaroute.images import image_token_range, load_image
 
 from .test_images_support import (
     BLUE,

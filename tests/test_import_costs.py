@@ -10,7 +10,7 @@ import sys
 def test_import_loads_no_tokenizer_and_no_price_data() -> None:
     code = (
         "import json, sys, llamaroute; "
-        "print(json.dumps([m for m in ('tokenizers', 'quicktok', 'PIL', 'llamaroute._cost_cli')"
+        "print(json.dumps([m for m in ('tokenizers', 'quicktok', 'PIL', 'llamaroute.cli._costs')"
         " if m in sys.modules]))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

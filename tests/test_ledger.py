@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llamaroute import BudgetExceededError, ConfigurationError
-from llamaroute._ledger import MemoryLedger, SpendEntry, SqliteLedger, open_ledger
+from llamaroute.money import MemoryLedger, SpendEntry, SqliteLedger, open_ledger
 
 # Costs that floats cannot add exactly.
 COSTS = [Decimal("0.1"), Decimal("0.2"), Decimal("0.000000015"), Decimal("1.44")]
@@ -124,7 +124,7 @@ def test_expired_reservations_release_the_budget(
     ledger.reserve(Decimal("1"), "a call from a process that then died")
     with pytest.raises(BudgetExceededError):
         ledger.reserve(Decimal("0.1"), "another")
-    monkeypatch.setattr("llamaroute._ledger.time.time", lambda: 10**12)
+    monkeypatch.setattr("llamaroute.money._ledger.time.time", lambda: 10**12)
     ledger.reserve(Decimal("0.1"), "another")
     ledger.close()
 

@@ -33,7 +33,7 @@ from llamaroute import (
     UnsupportedFeatureError,
     get_model,
 )
-from llamaroute._images import load_image
+from llamaroute.images import load_image
 from llamaroute.providers import OllamaProvider, ProviderCall, ProviderResult
 from llamaroute.providers.ollama import build_request, estimate_num_ctx, map_error
 from llamaroute.testing import Exchange, FakeOllama, FakeServer, Step

@@ -33,7 +33,7 @@ from llamaroute import (
     ServerError,
     get_model,
 )
-from llamaroute._images import load_image
+from llamaroute.images import load_image
 from llamaroute.providers import OpenRouterProvider, ProviderCall, ProviderResult
 from llamaroute.providers._http import parse_retry_after
 from llamaroute.providers.openrouter import build_payload

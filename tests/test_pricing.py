@@ -10,7 +10,7 @@ import pytest
 
 import llamaroute
 from llamaroute import Catalog, ConfigurationError, Cost, Price, Usage
-from llamaroute._pricing import cost_from_usage, price_for
+from llamaroute.money import cost_from_usage, price_for
 
 BEDROCK_US = {
     "llama-3.2-1b": ("us.meta.llama3-2-1b-instruct-v1:0", "0.10"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llamaroute._exceptions import ConfigurationError
+from llamaroute import ConfigurationError
 
 from .test_catalog_data import build_data
 

@@ -15,9 +15,9 @@ from llamaroute import (
     ConfigurationError,
     ProviderConnectionError,
     RateLimitError,
+    RetryPolicy,
     ServerError,
 )
-from llamaroute._retry import RetryPolicy
 
 from .conftest import Clock
 

@@ -21,15 +21,15 @@ from llamaroute import (
     AsyncClient,
     AuthenticationError,
     BadRequestError,
+    BreakerPolicy,
     Client,
     DeadlineExceededError,
     ProviderConnectionError,
     RateLimitError,
+    RetryPolicy,
     ServerError,
     StreamInterruptedError,
 )
-from llamaroute._health import BreakerPolicy
-from llamaroute._retry import RetryPolicy
 from llamaroute.providers import OpenRouterProvider
 from llamaroute.testing import FakeOpenRouter, Step
 

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from llamaroute import AllProvidersFailedError, Client, StreamInterruptedError
-from llamaroute._telemetry import tracing_handler
+from llamaroute.client import tracing_handler
 from llamaroute.providers import OpenRouterProvider
 from llamaroute.testing import FakeOpenRouter, Step
 
@@ -123,8 +123,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from llamaroute._events import AttemptStarted
-from llamaroute._telemetry import Tracing
+from llamaroute.client import AttemptStarted
+from llamaroute.client import Tracing
 
 tracing = Tracing()
 tracing(AttemptStarted(1, "ollama", "llama3.2:3b", 1, None))

@@ -10,7 +10,7 @@ from typing import ClassVar
 import pytest
 
 from llamaroute import ConfigurationError, InvalidImageError
-from llamaroute._tokens import (
+from llamaroute.money import (
     CHARS_PER_TOKEN,
     TOKENIZER_ENV,
     chat_template_tokens,

@@ -12,12 +12,12 @@ from llamaroute import (
     ChatRequest,
     ChatResponse,
     Cost,
+    ImagePart,
     InvalidRequestError,
     Message,
     TextPart,
     Usage,
 )
-from llamaroute._types import ImagePart
 
 
 def test_create_from_a_prompt() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 import llamaroute
 from llamaroute import InvalidImageError, InvalidRequestError, UnknownModelError
-from llamaroute._workload import BadLine, estimate_workload, parse_line
+from llamaroute.money import BadLine, estimate_workload, parse_line
 
 from .conftest import make_png
 
@@ -101,7 +101,7 @@ def test_an_image_on_a_text_model_is_a_bad_line(chart: Path) -> None:
 
 
 def test_each_image_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import llamaroute._workload as workload
+    import llamaroute.money._workload as workload
 
     make_png(tmp_path / "chart.png", 100, 100)
     reads: list[object] = []

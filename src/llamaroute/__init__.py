@@ -5,10 +5,6 @@ Importing the package is cheap: it touches no network and no file, and loads nei
 Pillow. The catalog is read on first use.
 """
 
-from ._base_client import default_fallback
-from ._catalog import Catalog, ModelSpec, Resolution, Route, get_model, load_catalog, models
-from ._client import AsyncClient, Client
-from ._estimate import Estimate, estimate
 from ._exceptions import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -31,26 +27,22 @@ from ._exceptions import (
     UnknownModelError,
     UnsupportedFeatureError,
 )
-from ._health import BreakerPolicy
-from ._image_fit import PreparedImage
-from ._images import Image, ImageFetchPolicy
-from ._ledger import SpendSummary
-from ._pricing import Price
-from ._retry import RetryPolicy
-from ._strategies import HedgePolicy
-from ._streaming import AsyncStream, Stream
-from ._types import (
-    Attempt,
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    Cost,
-    ImagePart,
-    Message,
-    TextPart,
-    Usage,
-)
+from ._records import Attempt, Cost, Usage
+from ._request import ChatRequest, ImagePart, Message, TextPart
+from ._response import ChatChunk, ChatResponse
 from ._version import __version__
+from .catalog import Catalog, ModelSpec, Resolution, Route, get_model, load_catalog, models
+from .catalog._prices import Price
+from .client._base import default_fallback
+from .client._clients import AsyncClient, Client
+from .client._streaming import AsyncStream, Stream
+from .images._fit import PreparedImage
+from .images._source import Image, ImageFetchPolicy
+from .money._estimate import Estimate, estimate
+from .money._ledger import SpendSummary
+from .routing._breakers import BreakerPolicy
+from .routing._retry import RetryPolicy
+from .routing._strategies import HedgePolicy
 
 __all__ = [
     "AllProvidersFailedError",

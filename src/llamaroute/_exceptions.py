@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
-    from ._types import Attempt
+    from ._records import Attempt
 
 __all__ = [
     "AllProvidersFailedError",

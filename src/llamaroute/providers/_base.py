@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from .._catalog import Route
-from .._image_fit import PreparedImage
-from .._types import ChatRequest, FinishReason, Usage
+from .._records import FinishReason, Usage
+from .._request import ChatRequest
+from ..catalog._catalog import Route
+from ..images._fit import PreparedImage
 
 __all__ = ["Provider", "ProviderCall", "ProviderResult", "StreamItem"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .._catalog import Route
 from .._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -26,8 +25,10 @@ from .._exceptions import (
     ServerError,
     UnsupportedFeatureError,
 )
-from .._image_fit import PreparedImage
-from .._types import FinishReason, ImagePart, Usage
+from .._records import FinishReason, Usage
+from .._request import ImagePart
+from ..catalog._catalog import Route
+from ..images._fit import PreparedImage
 from ._base import ProviderCall, ProviderResult
 from ._http import _refused, parse_retry_after
 

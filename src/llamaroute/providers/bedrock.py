@@ -35,10 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .._catalog import Catalog, Route
 from .._exceptions import AuthenticationError, ConfigurationError, LlamarouteError
 from .._secrets import Secret
 from .._version import __version__
+from ..catalog._catalog import Catalog, Route
 from ._base import Provider, ProviderCall, ProviderResult, StreamItem
 from ._bedrock_wire import (
     NAME,

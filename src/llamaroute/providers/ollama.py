@@ -33,7 +33,6 @@ from typing import Any, ClassVar, Protocol, cast
 import httpx
 import ollama
 
-from .._catalog import Catalog, Route
 from .._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -49,10 +48,11 @@ from .._exceptions import (
     ServerError,
     UnsupportedFeatureError,
 )
-from .._image_fit import PreparedImage
-from .._images import MAX_TILES, POSITIONS_PER_TILE
+from .._records import FinishReason, Usage
 from .._secrets import Secret
-from .._types import FinishReason, Usage
+from ..catalog._catalog import Catalog, Route
+from ..images._fit import PreparedImage
+from ..images._source import MAX_TILES, POSITIONS_PER_TILE
 from ._base import Provider, ProviderCall, ProviderResult, StreamItem
 from ._http import (
     _refused,

@@ -36,8 +36,9 @@ from .._exceptions import (
     RateLimitError,
     ServerError,
 )
+from .._records import FinishReason, Usage
+from .._request import ImagePart
 from .._secrets import Secret
-from .._types import FinishReason, ImagePart, Usage
 from .._version import __version__
 from ._base import Provider, ProviderCall, ProviderResult, StreamItem
 from ._http import (

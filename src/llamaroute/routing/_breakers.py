@@ -19,14 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._catalog import Route
-from ._exceptions import (
+from .._exceptions import (
     BadRequestError,
     ConfigurationError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
 )
+from ..catalog._catalog import Route
 
 __all__ = ["BreakerPolicy", "BreakerState", "Health"]
 

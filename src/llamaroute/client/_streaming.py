@@ -17,8 +17,8 @@ from collections.abc import AsyncGenerator, Generator
 from types import TracebackType
 from typing import Self
 
-from ._exceptions import LlamarouteError
-from ._types import ChatChunk, ChatResponse
+from .._exceptions import LlamarouteError
+from .._response import ChatChunk, ChatResponse
 
 __all__ = ["AsyncStream", "Stream"]
 

@@ -1,17 +1,11 @@
-"""Public data types: what callers send (strict) and what llamaroute returns.
+"""What callers send: messages, their parts and the normalised :class:`ChatRequest`.
 
-Inputs (:class:`Message`, its parts, :class:`ChatRequest`) forbid unknown fields and check
-ranges, so a typo or an out-of-range value fails here, before any network call, as an
-:class:`~llamaroute.InvalidRequestError`. Values parsed from provider responses
-(:class:`Usage`) are lenient: unknown fields are ignored and missing counts are 0.
-
-Money is :class:`~decimal.Decimal` USD everywhere.
+Inputs forbid unknown fields and check ranges, so a typo or an out-of-range value fails here,
+before any network call, as an :class:`~llamaroute.InvalidRequestError`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -20,55 +14,29 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SkipValidation,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from ._exceptions import InvalidRequestError
-from ._image_fit import PreparedImage
-from ._images import is_image_source
+from ._records import validation_message
+from .images._source import is_image_source
+
+__all__ = ["ChatRequest", "ImagePart", "Message", "Part", "Role", "TextPart"]
 
 if TYPE_CHECKING:
-    from ._images import ImageSource
+    from .images._source import ImageSource
 
-__all__ = [
-    "Attempt",
-    "ChatChunk",
-    "ChatRequest",
-    "ChatResponse",
-    "Cost",
-    "FinishReason",
-    "ImagePart",
-    "Message",
-    "Role",
-    "TextPart",
-    "Usage",
-    "validation_message",
-]
 
 Role = Literal["system", "user", "assistant"]
 """Who wrote a message. Tool roles are not supported yet."""
-
-FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
-"""Why generation ended, normalised across providers (``length``: hit ``max_tokens``)."""
-
-CostSource = Literal["provider", "price_table", "estimate"]
-"""Where a cost figure came from: reported by the provider, usage x our price table, or an
-estimate (an attempt cut short before the provider reported usage)."""
 
 
 class _Input(BaseModel):
     """Strict: what callers send. Unknown fields are errors, instances are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Output(BaseModel):
-    """What llamaroute returns: immutable, and lenient about extra provider fields."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class TextPart(_Input):
@@ -257,112 +225,3 @@ def _attach_image_to_last_user(turns: list[Message], image: bytes | str | Path) 
             turns[index] = Message(role="user", content=(*parts, ImagePart(image=image)))
             return turns
     raise InvalidRequestError("image= needs a prompt or a user message to go with it")
-
-
-def validation_message(error: ValidationError) -> str:
-    """One readable line from a pydantic ``ValidationError`` (``where: what; ...``)."""
-    problems = []
-    for item in error.errors(include_url=False):
-        where = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function"))
-        problems.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
-    return "; ".join(problems)
-
-
-def _none_as_zero(value: object) -> object:
-    # Providers omit or null a count that is zero (Ollama's omitempty, for one).
-    return 0 if value is None else value
-
-
-Count = Annotated[int, BeforeValidator(_none_as_zero), Field(ge=0)]
-
-
-class Usage(_Output):
-    """Tokens counted by the provider for one call."""
-
-    input_tokens: Count = 0
-    output_tokens: Count = 0
-
-    @property
-    def total_tokens(self) -> int:
-        """Input plus output tokens."""
-        return self.input_tokens + self.output_tokens
-
-
-class Cost(_Output):
-    """What a call cost, in USD.
-
-    ``source`` says where the figure came from: ``"provider"`` when the provider reported it
-    (OpenRouter's ``usage.cost``), ``"price_table"`` when llamaroute computed it from usage and
-    its dated price data. ``input`` and ``output`` are ``None`` when only the total is known.
-    """
-
-    input: Decimal | None = None
-    output: Decimal | None = None
-    total: Decimal
-    source: CostSource
-    currency: Literal["USD"] = "USD"
-
-
-Outcome = Literal["ok", "error", "cancelled"]
-
-
-class Attempt(_Output):
-    """One request sent to one provider during a call (each retry is its own attempt).
-
-    ``error_type`` is the llamaroute error class name, ``code`` the provider's own error code,
-    ``retry_after`` the server's wait hint, ``partial`` whether text had been delivered before
-    a stream failed, ``cost`` what the attempt cost where anything was billed.
-    """
-
-    provider: str
-    model_id: str
-    outcome: Outcome
-    error_type: str | None = None
-    error: str | None = None
-    code: str | None = None
-    status_code: int | None = None
-    retry_after: float | None = None
-    elapsed_s: float = 0.0
-    cost: Cost | None = None
-    partial: bool = False
-
-
-class ChatResponse(_Output):
-    """The answer to a chat call, and how it was obtained.
-
-    ``model`` is the catalog key, ``provider_model_id`` the native ID that answered.
-    ``cost`` is ``None`` when the price is unknown (never a made-up 0). ``attempts`` lists
-    every request sent for this call, the successful one last. ``total_cost`` adds every
-    attempt that was billed (a stream cut after tokens were generated, a hedge that lost), so
-    it is at least ``cost``. ``price_stale`` says that the provider's own figure and our price
-    table disagree (``details["price_check"]`` has both): the table needs a refresh.
-    ``images`` are the images as sent on the route that answered (resized, re-encoded or
-    fetched, with the reasons).
-    """
-
-    text: str
-    model: str
-    provider: str
-    provider_model_id: str
-    finish_reason: FinishReason | None = None
-    usage: Usage = Usage()
-    cost: Cost | None = None
-    attempts: tuple[Attempt, ...] = ()
-    latency_s: float = 0.0
-    total_cost: Decimal | None = None
-    price_stale: bool = False
-    images: Annotated[tuple[PreparedImage, ...], SkipValidation] = ()
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ChatChunk:
-    """A piece of a streamed answer. ``text`` is the new text since the previous chunk.
-
-    A plain slotted dataclass rather than a pydantic model: streams create one per token, and
-    validating each would cost more than parsing it.
-    """
-
-    text: str
-    provider: str = ""
-    provider_model_id: str = ""

@@ -21,10 +21,10 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ._catalog import Catalog
-from ._exceptions import ConfigurationError, InvalidRequestError
-from ._ledger import SqliteLedger
-from ._types import ChatResponse
+from .._exceptions import ConfigurationError, InvalidRequestError
+from .._response import ChatResponse
+from ..catalog._catalog import Catalog
+from ..money._ledger import SqliteLedger
 
 __all__ = ["LEDGER_ENV", "add_chat_commands"]
 
@@ -88,7 +88,7 @@ def _max_cost(text: str | None) -> Decimal | None:
 
 
 def _chat(args: argparse.Namespace, catalog: Catalog) -> int:
-    from ._client import Client  # deferred: the other commands need no client
+    from ..client._clients import Client  # deferred: the other commands need no client
 
     max_cost = _max_cost(args.max_cost)
     ledger = args.ledger or os.environ.get(LEDGER_ENV) or None
@@ -132,7 +132,7 @@ def _report(response: ChatResponse) -> None:
 
 
 def _doctor(args: argparse.Namespace, catalog: Catalog) -> int:
-    from .providers import discover
+    from ..providers import discover
 
     providers = discover()
     report = []

@@ -38,9 +38,9 @@ from typing import Any
 
 import httpx
 
-from ._exceptions import InvalidImageError
-from ._images import Image, ImageFetchPolicy, redact_url
-from ._version import __version__
+from .._exceptions import InvalidImageError
+from .._version import __version__
+from ._source import Image, ImageFetchPolicy, redact_url
 
 __all__ = [
     "ImageFetchPolicy",

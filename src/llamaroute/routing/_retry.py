@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ConfigurationError, ProviderError
+from .._exceptions import ConfigurationError, ProviderError
 
 if TYPE_CHECKING:  # tenacity is imported on first use, by the functions that build its loops
     from tenacity import AsyncRetrying, AttemptManager, RetryCallState, Retrying

@@ -20,9 +20,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ._catalog import Catalog, ModelSpec, Route, load_catalog
-from ._exceptions import LlamarouteError
-from ._version import __version__
+from .._exceptions import LlamarouteError
+from .._version import __version__
+from ..catalog import Catalog, ModelSpec, Route, load_catalog
+from ._output import text_table
 
 CATALOG_ENV = "LLAMAROUTE_CATALOG"
 
@@ -70,11 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_catalog_option(models)
     models.set_defaults(command=_models)
 
-    from ._cost_cli import add_cost_commands  # the prices and estimate commands
+    from ._costs import add_cost_commands  # the prices and estimate commands
 
     add_cost_commands(commands, _add_catalog_option, _catalog)
 
-    from ._chat_cli import add_chat_commands  # the chat, doctor and spend commands
+    from ._chat import add_chat_commands  # the chat, doctor and spend commands
 
     add_chat_commands(commands, _add_catalog_option, _catalog)
     return parser
@@ -108,7 +109,7 @@ def _models(args: argparse.Namespace) -> int:
         if number:
             print()
         print(f"{spec.key}  {_describe_model(spec)}")
-        print(_table(["provider", "native id", "regions", "context", "max out", "images",
+        print(text_table(["provider", "native id", "regions", "context", "max out", "images",
                       "tools", "notes"], [_route_row(route) for route in spec.routes]))  # fmt: skip
     print("\n? = cautious value the provider does not document; opt-in = used only when asked")
     return 0
@@ -151,16 +152,3 @@ def _route_row(route: Route) -> list[str]:
         tools,
         "; ".join(notes),
     ]
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table, columns padded to their widest cell, trailing blanks trimmed."""
-    widths = [
-        max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)
-    ]
-    lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)

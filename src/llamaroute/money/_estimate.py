@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from ._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
-from ._pricing import Price, tokens_cost
+from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
+from .._request import ChatRequest, Message
+from ..catalog._prices import Price
+from ._cost import tokens_cost
 from ._tokens import chat_template_tokens, image_positions, image_tiles_for, text_counter
-from ._types import ChatRequest, Message
 
 if TYPE_CHECKING:
-    from ._catalog import Catalog, Route
+    from ..catalog._catalog import Catalog, Route
 
 __all__ = [
     "DEFAULT_EXPECTED_OUTPUT_TOKENS",
@@ -217,7 +218,7 @@ def estimate_shape(
     shape from a prompt and resolves the routes from a model name first.
     """
     if catalog is None:
-        from ._catalog import Catalog  # deferred: _catalog imports this module
+        from ..catalog._catalog import Catalog  # deferred: _catalog imports this module
 
         catalog = Catalog.builtin()
     found, skipped = [], []
@@ -329,7 +330,7 @@ def estimate(
         request, expected_output_tokens=expected_output_tokens, tokenizer=tokenizer
     )
     if catalog is None:
-        from ._catalog import Catalog  # deferred: _catalog imports this module
+        from ..catalog._catalog import Catalog  # deferred: _catalog imports this module
 
         catalog = Catalog.builtin()
     resolution = catalog.resolve(model, include_opt_in=include_opt_in)

@@ -19,14 +19,14 @@ import threading
 from decimal import Decimal
 from typing import Any
 
-from ._catalog import Catalog, Route
+from .._exceptions import BudgetExceededError
+from .._records import Cost, Usage
+from ..catalog._catalog import Catalog, Route
+from ..providers._base import ProviderResult
+from ._cost import cost_from_usage, tokens_cost
 from ._estimate import RequestShape, estimate_shape
-from ._exceptions import BudgetExceededError
 from ._ledger import Ledger, SpendEntry
-from ._pricing import cost_from_usage, tokens_cost
 from ._tokens import estimate_text_tokens
-from ._types import Cost, Usage
-from .providers._base import ProviderResult
 
 __all__ = ["Accounting"]
 

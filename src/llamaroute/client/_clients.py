@@ -14,16 +14,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from ._base_client import BaseClient, _bounded, _Call, _Expired, _no_result, _Run, _Skip
+from .._exceptions import ProviderError
+from .._request import Message
+from .._response import ChatChunk, ChatResponse
+from ..images._source import Image
+from ..providers._base import Provider, ProviderResult, StreamItem
+from ..routing._plan import Candidate
+from ..routing._retry import RetryPolicy
+from ..routing._strategies import HedgePolicy, Strategy, StrategyName
+from ._base import BaseClient, _bounded, _Call, _Expired, _no_result, _Run, _Skip
 from ._events import HedgeStarted, emit
-from ._exceptions import ProviderError
-from ._images import Image
-from ._retry import RetryPolicy
-from ._routing import Candidate
-from ._strategies import HedgePolicy, Strategy, StrategyName
 from ._streaming import AsyncStream, Stream
-from ._types import ChatChunk, ChatResponse, Message
-from .providers._base import Provider, ProviderResult, StreamItem
 
 __all__ = ["AsyncClient", "Client"]
 

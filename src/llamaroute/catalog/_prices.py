@@ -1,4 +1,4 @@
-"""Money: dated prices per route, and the cost of a call after it (estimates: ``_estimate``).
+"""Prices as reviewed data: dated USD amounts per route, and which routes an entry selects.
 
 Prices are reviewed data (``pricing/*.toml``, compiled into ``_data/catalog.json`` with the
 catalog). Every amount is a :class:`~decimal.Decimal` from the file to the result: a TOML price
@@ -8,7 +8,8 @@ validation, so no binary float ever enters a sum. Amounts are rounded only for d
 A price entry selects routes by ``provider`` and then, from the most specific to the least,
 ``model_id``, ``model`` (a catalog key) or nothing (every route of the provider); ``regions``
 narrows it to routes usable from those regions. A route that no entry selects has an unknown
-price, and its cost is ``None``, never 0.
+price, and its cost is ``None``, never 0. What a call costs is computed in
+:mod:`llamaroute.money`.
 """
 
 from __future__ import annotations
@@ -20,24 +21,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ._exceptions import ConfigurationError
-from ._types import Cost, Usage, validation_message
-
-if TYPE_CHECKING:
-    from ._catalog import Catalog, Route
+from .._exceptions import ConfigurationError
+from .._records import validation_message
 
 __all__ = [
     "MILLION",
     "Money",
     "Price",
-    "cost_from_usage",
     "match_prices",
     "merge_price_entries",
     "price_entries",
-    "price_for",
-    "tokens_cost",
     "validate_prices",
 ]
+
+if TYPE_CHECKING:
+    from ._catalog import Route
+
 
 MILLION = 1_000_000
 
@@ -110,49 +109,6 @@ class Price(BaseModel):
         what = self.model_id or self.model or "every route"
         where = f" in {', '.join(self.regions)}" if self.regions else ""
         return f"{self.provider} {what}{where}"
-
-
-def tokens_cost(
-    price: Price, input_tokens: int, output_tokens: int, *, images: int = 0
-) -> tuple[Decimal, Decimal]:
-    """The exact (input, output) USD cost of these token counts at ``price``.
-
-    The per-image price, if any, is part of the input cost. Nothing is rounded: the counts are
-    integers and the prices decimals, so ``1_000_000 x 0.72 / 1_000_000`` is ``0.72`` exactly.
-    """
-    # Dividing by 10**6 is exact in Decimal (it only moves the point) and keeps the written
-    # scale: 1.44, not 1.44000000.
-    input_cost = price.input_per_mtok * input_tokens / MILLION
-    if images and price.image is not None:
-        input_cost += price.image * images
-    return input_cost, price.output_per_mtok * output_tokens / MILLION
-
-
-def cost_from_usage(usage: Usage, price: Price | None, *, images: int = 0) -> Cost | None:
-    """The cost of a finished call from the provider's token counts and our price table.
-
-    Returns ``None`` when the price is unknown (never a made-up 0). ``images`` is the number of
-    input images, billed at the price's per-image rate where it has one. A cost the provider
-    reports itself (OpenRouter's ``usage.cost``) should be preferred over this one.
-    """
-    if price is None:
-        return None
-    input_cost, output_cost = tokens_cost(
-        price, usage.input_tokens, usage.output_tokens, images=images
-    )
-    return Cost(
-        input=input_cost, output=output_cost, total=input_cost + output_cost, source="price_table"
-    )
-
-
-def price_for(route: Route, catalog: Catalog | None = None) -> Price | None:
-    """The price of ``route`` in ``catalog`` (the built-in one by default), or ``None`` when
-    it is unknown."""
-    if catalog is None:
-        from ._catalog import Catalog  # deferred: _catalog imports this module
-
-        catalog = Catalog.builtin()
-    return catalog.price(route)
 
 
 # --- building the price table ---------------------------------------------------------------

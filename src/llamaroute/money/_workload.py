@@ -26,13 +26,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._exceptions import InvalidImageError, InvalidRequestError, UnsupportedFeatureError
 from ._estimate import RequestShape, TokenTotals, route_tokens, select_routes
-from ._exceptions import InvalidImageError, InvalidRequestError, UnsupportedFeatureError
 from ._tokens import TextCounter, chat_template_tokens, image_tiles_for, text_counter
 
 if TYPE_CHECKING:
-    from ._catalog import Catalog, Route
-    from ._pricing import Price
+    from ..catalog._catalog import Catalog, Route
+    from ..catalog._prices import Price
 
 __all__ = ["BadLine", "RouteTotals", "WorkloadResult", "estimate_workload", "parse_line"]
 
@@ -261,7 +261,7 @@ def estimate_workload(
     thousand lines. Raises :class:`~llamaroute.UnknownModelError` for an unknown model and
     :class:`~llamaroute.ConfigurationError` for unknown providers, before reading a line.
     """
-    from ._catalog import Catalog  # deferred: _catalog is loaded on first use
+    from ..catalog._catalog import Catalog  # deferred: _catalog is loaded on first use
 
     catalog = catalog or Catalog.builtin()
     resolution = catalog.resolve(model, include_opt_in=include_opt_in)

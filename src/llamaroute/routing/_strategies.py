@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, TypeAlias
 
-from ._catalog import Catalog
-from ._estimate import RequestShape, estimate_shape
-from ._exceptions import ConfigurationError
-from ._routing import Candidate
-from ._types import ChatRequest
+from .._exceptions import ConfigurationError
+from .._request import ChatRequest
+from ..catalog._catalog import Catalog
+from ..money._estimate import RequestShape, estimate_shape
+from ._plan import Candidate
 
 __all__ = ["HedgePolicy", "LatencyStats", "Strategy", "StrategyName", "apply_strategy"]
 

@@ -1,9 +1,11 @@
 """Fitting an image to a route, before any call: what will be sent, and why it changed.
 
-* :func:`prepare_image` fits one image to a route's limits (formats, bytes, pixels, side) and
+* :func:`fit_image` fits one image to a route's limits (formats, bytes, pixels, side) and
   returns a :class:`PreparedImage` that records what will be sent and what was done to it.
-* :func:`check_request_images` does that for a whole request, after checking that the route
-  takes images at all, and how many.
+* :class:`RequestImages` does that once per call and per set of limits.
+
+Whether a route takes images at all, and how many, is the catalog's question
+(``llamaroute.catalog``): this layer sees a route only through :class:`ImageLimits`.
 
 Behaviour differences between providers come from route data (``Route.image_formats``,
 ``max_image_*``, ``image_urls``), never from provider names.
@@ -13,12 +15,12 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from ._exceptions import InvalidImageError, UnsupportedFeatureError
-from ._images import (
+from .._exceptions import InvalidImageError
+from ._source import (
     _ALL_FORMATS,
     _ALPHA_MODES,
     _TO_RGB_MODES,
@@ -33,18 +35,15 @@ from ._images import (
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-    from ._catalog import Catalog, Route
     from ._fetch import ImageFetchPolicy
-    from ._types import ChatRequest
 
 __all__ = [
     "AsyncFetcher",
     "Fetcher",
+    "ImageLimits",
     "PreparedImage",
     "RequestImages",
-    "acheck_request_images",
-    "check_request_images",
-    "prepare_image",
+    "fit_image",
 ]
 
 _PIL_NAMES: dict[ImageFormat, str] = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}
@@ -98,16 +97,36 @@ class PreparedImage(_Payload):
         return self.reencoded
 
 
+class ImageLimits(Protocol):
+    """What fitting needs to know of a route (``llamaroute.Route`` has these fields).
+
+    A protocol rather than the catalog's ``Route``, so that this layer imports nothing above it.
+    """
+
+    @property
+    def pinned(self) -> str: ...  # the route's name in messages: ``provider:model_id``
+    @property
+    def image_urls(self) -> bool: ...
+    @property
+    def image_formats(self) -> tuple[ImageFormat, ...]: ...
+    @property
+    def max_image_bytes(self) -> int | None: ...
+    @property
+    def max_image_side(self) -> int | None: ...
+    @property
+    def max_image_pixels(self) -> int | None: ...
+
+
 Fetcher: TypeAlias = Callable[[str], Image]
 """Fetches an ``http(s)://`` URL into an :class:`Image` (as ``_fetch.fetch_image`` does)."""
 AsyncFetcher: TypeAlias = Callable[[str], Awaitable[Image]]
 """The async form of :data:`Fetcher`."""
 
 
-def prepare_image(
-    image: object, route: Route, *, fetch: ImageFetchPolicy | Fetcher | None = None
+def fit_image(
+    image: object, route: ImageLimits, *, fetch: ImageFetchPolicy | Fetcher | None = None
 ) -> PreparedImage:
-    """Fit an image (anything ``image=`` takes) to ``route`` and say what will be sent.
+    """Fit an image (anything ``image=`` takes) to a route's limits and say what will be sent.
 
     An image that fits is sent byte for byte. Otherwise, deliberately: an EXIF orientation
     other than 1 is applied to the pixels; an animation keeps its first frame; CMYK and other
@@ -120,11 +139,10 @@ def prepare_image(
 
     A URL is passed as is to a route with ``image_urls``; for other routes it is fetched with
     ``fetch``: an :class:`~llamaroute.ImageFetchPolicy` (the default one if ``None``) or a
-    callable. Raises :class:`~llamaroute.UnsupportedFeatureError` for a text-only route and
-    :class:`~llamaroute.InvalidImageError` for an unusable image or one that cannot fit.
+    callable. Raises :class:`~llamaroute.InvalidImageError` for an unusable image or one that
+    cannot fit. Whether the route takes images at all is the caller's question
+    (:func:`llamaroute.catalog.prepare_image` asks it first).
     """
-    if not route.vision:
-        raise _text_only(route, None)
     loaded = load_image(image)
     if not loaded.is_fetched:
         assert loaded.url is not None
@@ -137,57 +155,17 @@ def prepare_image(
     return _fit(loaded, route)
 
 
-def check_request_images(
-    request: ChatRequest,
-    route: Route,
-    *,
-    fetch: ImageFetchPolicy | Fetcher | None = None,
-    catalog: Catalog | None = None,
-) -> tuple[PreparedImage, ...]:
-    """Check every image in ``request`` against ``route`` and prepare them, before any call.
-
-    Raises :class:`~llamaroute.UnsupportedFeatureError` if the route takes no images (naming
-    the models that do, from ``catalog``) or fewer than the request carries, wherever they sit
-    in the conversation; then :func:`prepare_image` each one, in order.
-    """
-    _check_count(request, route, catalog)
-    return tuple(prepare_image(part.image, route, fetch=fetch) for part in request.images)
-
-
-async def acheck_request_images(
-    request: ChatRequest,
-    route: Route,
-    *,
-    fetch: ImageFetchPolicy | AsyncFetcher | None = None,
-    catalog: Catalog | None = None,
-) -> tuple[PreparedImage, ...]:
-    """:func:`check_request_images` for async code: URLs are fetched with
-    :func:`~llamaroute._fetch.afetch_image` (or the async ``fetch`` given). The Pillow work
-    itself runs inline; wrap the call in ``asyncio.to_thread`` for very large images."""
-    from ._fetch import ImageFetchPolicy, afetch_image
-
-    _check_count(request, route, catalog)
-    images = [load_image(part.image) for part in request.images]
-    for index, image in enumerate(images):
-        if image.url is not None and not image.is_fetched and not route.image_urls:
-            if fetch is None or isinstance(fetch, ImageFetchPolicy):
-                images[index] = await afetch_image(image.url, fetch)
-            else:
-                images[index] = await fetch(image.url)
-    return tuple(prepare_image(image, route) for image in images)
-
-
 class RequestImages:
     """One call's images: loaded and checked once, fetched at most once (only if a route
     cannot take URLs), and fitted once per set of route limits, so that routes with the same
     limits share the Pillow work. The client keeps one of these per call."""
 
-    def __init__(self, request: ChatRequest, policy: ImageFetchPolicy | None) -> None:
-        self._images: list[Image] = [load_image(part.image) for part in request.images]
+    def __init__(self, sources: Iterable[object], policy: ImageFetchPolicy | None) -> None:
+        self._images: list[Image] = [load_image(source) for source in sources]
         self._policy = policy
         self._fitted: dict[tuple[object, ...], tuple[PreparedImage, ...]] = {}
 
-    def needs_fetch(self, route: Route) -> bool:
+    def needs_fetch(self, route: ImageLimits) -> bool:
         """Whether ``route`` needs bytes for an image that is still only a URL."""
         return not route.image_urls and any(not image.is_fetched for image in self._images)
 
@@ -216,7 +194,7 @@ class RequestImages:
         """Each image's Llama 3.2 tiles (a URL not fetched yet counts as the maximum, 4)."""
         return tuple(image.tiles or 4 for image in self._images)
 
-    def for_route(self, route: Route) -> tuple[PreparedImage, ...]:
+    def for_route(self, route: ImageLimits) -> tuple[PreparedImage, ...]:
         """The images as ``route`` will get them (fetch first if :meth:`needs_fetch`)."""
         if not self._images:
             return ()
@@ -224,9 +202,7 @@ class RequestImages:
                route.max_image_side, route.max_image_pixels)  # fmt: skip
         fitted = self._fitted.get(key)
         if fitted is None:
-            fitted = self._fitted[key] = tuple(
-                prepare_image(image, route) for image in self._images
-            )
+            fitted = self._fitted[key] = tuple(fit_image(image, route) for image in self._images)
         return fitted
 
 
@@ -239,39 +215,7 @@ def _fetcher(fetch: ImageFetchPolicy | Fetcher | None) -> Fetcher:
     return fetch
 
 
-def _check_count(request: ChatRequest, route: Route, catalog: Catalog | None) -> None:
-    places = [
-        f"message {number} part {part}"
-        for number, message in enumerate(request.messages, start=1)
-        if not isinstance(message.content, str)
-        for part, item in enumerate(message.content, start=1)
-        if item.type == "image"
-    ]
-    if places and not route.vision:
-        raise _text_only(route, catalog)
-    if len(places) > route.max_images:
-        raise UnsupportedFeatureError(
-            f"{route.model} takes at most {route.max_images} image(s) per request, and this "
-            f"conversation has {len(places)} ({', '.join(places)})."
-            + (
-                " Llama 3.2 Vision reads one image per request: send each image in its own request."
-                if route.max_images == 1
-                else ""
-            )
-        )
-
-
-def _text_only(route: Route, catalog: Catalog | None) -> UnsupportedFeatureError:
-    from ._catalog import Catalog
-
-    vision = [spec.key for spec in (catalog or Catalog.builtin()).models() if spec.vision]
-    return UnsupportedFeatureError(
-        f"{route.model} ({route.pinned}) is a text-only model and cannot take images; "
-        f"use a vision model: {' or '.join(vision) or '(none in the catalog)'}"
-    )
-
-
-def _fit(image: Image, route: Route) -> PreparedImage:
+def _fit(image: Image, route: ImageLimits) -> PreparedImage:
     data, found = image.data, image.format
     assert data is not None
     assert found is not None
@@ -350,7 +294,7 @@ def _lanczos() -> Any:
     return PIL.Resampling.LANCZOS
 
 
-def _target_size(width: int, height: int, route: Route) -> tuple[int, int]:
+def _target_size(width: int, height: int, route: ImageLimits) -> tuple[int, int]:
     side, pixels = route.max_image_side, route.max_image_pixels
     scale = 1.0
     if side is not None:
@@ -454,7 +398,12 @@ def _flatten(work: PILImage, log: _Log) -> PILImage:
 
 
 def _encode_to_fit(
-    work: PILImage, target: ImageFormat, image: Image, route: Route, icc: bytes | None, log: _Log
+    work: PILImage,
+    target: ImageFormat,
+    image: Image,
+    route: ImageLimits,
+    icc: bytes | None,
+    log: _Log,
 ) -> tuple[bytes, ImageFormat, PILImage]:
     limit = route.max_image_bytes
     allowed = route.image_formats or _ALL_FORMATS

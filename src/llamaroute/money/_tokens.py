@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import ConfigurationError
-from ._images import MAX_TILES, POSITIONS_PER_TILE, load_image
+from .._exceptions import ConfigurationError
+from ..images._source import MAX_TILES, POSITIONS_PER_TILE, load_image
 
 __all__ = [
     "CHARS_PER_TOKEN",

@@ -20,20 +20,7 @@ from os import PathLike
 from types import TracebackType
 from typing import Any
 
-from ._accounting import Accounting
-from ._catalog import Catalog, Resolution
-from ._estimate import Estimates, RequestShape, estimate_shape, request_shape
-from ._events import (
-    AttemptFailed,
-    AttemptStarted,
-    BudgetRefused,
-    CallFailed,
-    EventHandler,
-    FallbackTaken,
-    ResponseReady,
-    emit,
-)
-from ._exceptions import (
+from .._exceptions import (
     AllProvidersFailedError,
     AuthenticationError,
     BadRequestError,
@@ -46,18 +33,33 @@ from ._exceptions import (
     ProviderTimeoutError,
     StreamInterruptedError,
 )
-from ._health import BreakerPolicy, Health
-from ._image_fit import RequestImages
-from ._image_fit import _check_count as check_image_count
-from ._images import ImageFetchPolicy
-from ._ledger import Ledger, SpendEntry, open_ledger
-from ._retry import RetryPolicy
-from ._routing import Candidate, Plan, plan
-from ._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
+from .._records import Attempt, Cost
+from .._request import ChatRequest, Message
+from .._response import ChatResponse
+from ..catalog import check_image_count
+from ..catalog._catalog import Catalog, Resolution
+from ..images._fit import RequestImages
+from ..images._source import ImageFetchPolicy
+from ..money._accounting import Accounting
+from ..money._estimate import Estimates, RequestShape, estimate_shape, request_shape
+from ..money._ledger import Ledger, SpendEntry, open_ledger
+from ..providers import discover
+from ..providers._base import Provider, ProviderCall, ProviderResult
+from ..routing._breakers import BreakerPolicy, Health
+from ..routing._plan import Candidate, Plan, plan
+from ..routing._retry import RetryPolicy
+from ..routing._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
+from ._events import (
+    AttemptFailed,
+    AttemptStarted,
+    BudgetRefused,
+    CallFailed,
+    EventHandler,
+    FallbackTaken,
+    ResponseReady,
+    emit,
+)
 from ._telemetry import chain, tracing_handler
-from ._types import Attempt, ChatRequest, ChatResponse, Cost, Message
-from .providers import discover
-from .providers._base import Provider, ProviderCall, ProviderResult
 
 __all__ = ["BaseClient", "FallbackRule", "default_fallback"]
 
@@ -240,7 +242,7 @@ class BaseClient:
         routing = plan(request, resolution, self._providers, providers)
         # Read, check and fit every image now, so that a bad or oversized image fails before
         # any request is sent. Only URLs that some route must download wait for the attempt.
-        images = RequestImages(request, self._image_fetch)
+        images = RequestImages((part.image for part in request.images), self._image_fetch)
         for candidate in routing.candidates:
             if not images.needs_fetch(candidate.route):
                 images.for_route(candidate.route)

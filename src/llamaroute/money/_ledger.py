@@ -31,7 +31,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from ._exceptions import BudgetExceededError, ConfigurationError
+from .._exceptions import BudgetExceededError, ConfigurationError
 
 __all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary", "SqliteLedger", "open_ledger"]
 

@@ -15,12 +15,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from ._catalog import Catalog, Route
-from ._estimate import DEFAULT_EXPECTED_OUTPUT_TOKENS, Estimate, estimate
-from ._exceptions import InvalidRequestError
-from ._pricing import Price
-from ._workload import BadLine, RouteTotals, WorkloadResult, estimate_workload
-from .cli import _table
+from .._exceptions import InvalidRequestError
+from ..catalog._catalog import Catalog, Route
+from ..catalog._prices import Price
+from ..money._estimate import DEFAULT_EXPECTED_OUTPUT_TOKENS, Estimate, estimate
+from ..money._workload import BadLine, RouteTotals, WorkloadResult, estimate_workload
+from ._output import text_table
 
 __all__ = ["STALE_DAYS", "add_cost_commands", "money"]
 
@@ -113,7 +113,9 @@ def _prices(args: argparse.Namespace, catalog: Catalog) -> int:
         headers = ["model", "provider", "native id", "regions", "in $/M", "out $/M", "image",
                    "checked", "source"]  # fmt: skip
         print(
-            _table(headers, [_price_row(key, route, price, today) for key, route, price in entries])
+            text_table(
+                headers, [_price_row(key, route, price, today) for key, route, price in entries]
+            )
         )
         print(
             "\nUSD per million tokens; 'unknown' = no price known (cost reported as None, "
@@ -204,7 +206,7 @@ def _estimate(args: argparse.Namespace, catalog: Catalog, parser: argparse.Argum
     print(f"{first.model}: about {first.input_tokens:,} prompt tokens{images}\n")
     headers = ["provider", "native id", "output (exp/max)", "low", "expected", "high",
                f"expected x{n:,}", f"high x{n:,}"]  # fmt: skip
-    print(_table(headers, [_estimate_row(item, n) for item in results]))
+    print(text_table(headers, [_estimate_row(item, n) for item in results]))
     print(
         "\nlow: the prompt alone (image as 0 tokens, no output). expected: the image in full "
         "(1601 tokens per 560 px tile)\nand the expected output. high: the image in full and "
@@ -298,7 +300,7 @@ def _workload(args: argparse.Namespace, catalog: Catalog) -> int:
     )
     headers = ["provider", "native id", "requests", "input tokens", "output (exp/max)", "low",
                "expected", "high"]  # fmt: skip
-    print(_table(headers, [_totals_row(item) for item in result.ranked()]))
+    print(text_table(headers, [_totals_row(item) for item in result.ranked()]))
     for item in result.routes:
         if item.skipped:
             print(f"{item.route.pinned}: {item.skipped:,} requests skipped ({item.skip_reason})")

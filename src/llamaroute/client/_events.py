@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeAlias
 
-from ._exceptions import ProviderError
-from ._types import ChatResponse
+from .._exceptions import ProviderError
+from .._response import ChatResponse
 
 __all__ = [
     "AttemptFailed",

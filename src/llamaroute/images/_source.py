@@ -8,7 +8,7 @@
 * :func:`load_image` turns anything a caller may pass as ``image=`` into an :class:`Image`.
 * :func:`image_tiles` / :func:`image_token_range` are Llama 3.2 Vision's figures for estimates.
 
-Fitting an image to a route (:func:`~llamaroute._image_fit.prepare_image`) is in
+Fitting an image to a route (:func:`~llamaroute.images.fit_image`) is in
 ``_image_fit``; fetching URLs (:func:`~llamaroute._fetch.fetch_image`) in ``_fetch``. Pillow is
 imported only when an image is actually handled, never at ``import llamaroute``.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeAlias
 from urllib.parse import urlsplit
 
-from ._exceptions import ConfigurationError, InvalidImageError
+from .._exceptions import ConfigurationError, InvalidImageError
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage

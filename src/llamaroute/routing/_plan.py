@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ._catalog import Resolution, Route
-from ._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
-from ._types import ChatRequest
-from .providers._base import Provider
+from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
+from .._request import ChatRequest
+from ..catalog._catalog import Resolution, Route
+from ..providers._base import Provider
 
 __all__ = ["Candidate", "Plan", "plan"]
 

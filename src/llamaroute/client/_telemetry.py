@@ -18,6 +18,7 @@ import importlib.util
 import threading
 from typing import Any
 
+from .._version import __version__
 from ._events import (
     AttemptFailed,
     AttemptStarted,
@@ -27,7 +28,6 @@ from ._events import (
     ResponseReady,
     emit,
 )
-from ._version import __version__
 
 __all__ = ["Tracing", "chain", "tracing_handler"]
 

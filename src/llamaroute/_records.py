@@ -1,0 +1,118 @@
+"""Plain records at the bottom of the package: what a call used, cost and tried.
+
+:class:`Usage`, :class:`Cost` and :class:`Attempt` are what llamaroute returns about a call;
+they are immutable and lenient about extra provider fields. ``validation_message`` turns a
+pydantic error into one readable line for llamaroute's own typed errors. This module imports
+nothing from llamaroute but the error tree.
+
+Money is :class:`~decimal.Decimal` USD everywhere.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+
+__all__ = [
+    "Attempt",
+    "Cost",
+    "CostSource",
+    "Count",
+    "FinishReason",
+    "Outcome",
+    "Usage",
+    "validation_message",
+]
+
+if TYPE_CHECKING:
+    pass
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
+"""Why generation ended, normalised across providers (``length``: hit ``max_tokens``)."""
+
+CostSource = Literal["provider", "price_table", "estimate"]
+"""Where a cost figure came from: reported by the provider, usage x our price table, or an
+estimate (an attempt cut short before the provider reported usage)."""
+
+
+class _Output(BaseModel):
+    """What llamaroute returns: immutable, and lenient about extra provider fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def validation_message(error: ValidationError) -> str:
+    """One readable line from a pydantic ``ValidationError`` (``where: what; ...``)."""
+    problems = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function"))
+        problems.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
+    return "; ".join(problems)
+
+
+def _none_as_zero(value: object) -> object:
+    # Providers omit or null a count that is zero (Ollama's omitempty, for one).
+    return 0 if value is None else value
+
+
+Count = Annotated[int, BeforeValidator(_none_as_zero), Field(ge=0)]
+
+
+class Usage(_Output):
+    """Tokens counted by the provider for one call."""
+
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+
+class Cost(_Output):
+    """What a call cost, in USD.
+
+    ``source`` says where the figure came from: ``"provider"`` when the provider reported it
+    (OpenRouter's ``usage.cost``), ``"price_table"`` when llamaroute computed it from usage and
+    its dated price data. ``input`` and ``output`` are ``None`` when only the total is known.
+    """
+
+    input: Decimal | None = None
+    output: Decimal | None = None
+    total: Decimal
+    source: CostSource
+    currency: Literal["USD"] = "USD"
+
+
+Outcome = Literal["ok", "error", "cancelled"]
+
+
+class Attempt(_Output):
+    """One request sent to one provider during a call (each retry is its own attempt).
+
+    ``error_type`` is the llamaroute error class name, ``code`` the provider's own error code,
+    ``retry_after`` the server's wait hint, ``partial`` whether text had been delivered before
+    a stream failed, ``cost`` what the attempt cost where anything was billed.
+    """
+
+    provider: str
+    model_id: str
+    outcome: Outcome
+    error_type: str | None = None
+    error: str | None = None
+    code: str | None = None
+    status_code: int | None = None
+    retry_after: float | None = None
+    elapsed_s: float = 0.0
+    cost: Cost | None = None
+    partial: bool = False

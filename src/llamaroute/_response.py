@@ -1,0 +1,61 @@
+"""What a call returns: :class:`ChatResponse`, and :class:`ChatChunk` for streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import (
+    Field,
+    SkipValidation,
+)
+
+from ._records import Attempt, Cost, FinishReason, Usage, _Output
+from .images._fit import PreparedImage
+
+__all__ = ["ChatChunk", "ChatResponse"]
+
+if TYPE_CHECKING:
+    pass
+
+
+class ChatResponse(_Output):
+    """The answer to a chat call, and how it was obtained.
+
+    ``model`` is the catalog key, ``provider_model_id`` the native ID that answered.
+    ``cost`` is ``None`` when the price is unknown (never a made-up 0). ``attempts`` lists
+    every request sent for this call, the successful one last. ``total_cost`` adds every
+    attempt that was billed (a stream cut after tokens were generated, a hedge that lost), so
+    it is at least ``cost``. ``price_stale`` says that the provider's own figure and our price
+    table disagree (``details["price_check"]`` has both): the table needs a refresh.
+    ``images`` are the images as sent on the route that answered (resized, re-encoded or
+    fetched, with the reasons).
+    """
+
+    text: str
+    model: str
+    provider: str
+    provider_model_id: str
+    finish_reason: FinishReason | None = None
+    usage: Usage = Usage()
+    cost: Cost | None = None
+    attempts: tuple[Attempt, ...] = ()
+    latency_s: float = 0.0
+    total_cost: Decimal | None = None
+    price_stale: bool = False
+    images: Annotated[tuple[PreparedImage, ...], SkipValidation] = ()
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatChunk:
+    """A piece of a streamed answer. ``text`` is the new text since the previous chunk.
+
+    A plain slotted dataclass rather than a pydantic model: streams create one per token, and
+    validating each would cost more than parsing it.
+    """
+
+    text: str
+    provider: str = ""
+    provider_model_id: str = ""

@@ -1,0 +1,50 @@
+"""Layer 4, catalog: the Llama 3.2 model keys, the routes serving them (provider, native ID,
+limits, capabilities), name resolution (keys, aliases, ``provider:model_id`` pins), the dated
+price records, and the TOML sources that ``scripts/build_data.py`` compiles.
+
+Internal: this package's ``__init__`` is the interface for the layers above and the tests; the
+public names are re-exported from :mod:`llamaroute`. It imports only from the request/response
+types, images, records and errors below it.
+"""
+
+from ._catalog import (
+    Catalog,
+    CatalogData,
+    ModelSpec,
+    Resolution,
+    Route,
+    get_model,
+    models,
+)
+from ._image_checks import (
+    acheck_request_images,
+    check_image_count,
+    check_request_images,
+    prepare_image,
+)
+from ._prices import MILLION, Money, Price, match_prices, validate_prices
+from ._sources import Source, dump_catalog, load_catalog, merge_sources, read_toml
+
+__all__ = [
+    "MILLION",
+    "Catalog",
+    "CatalogData",
+    "ModelSpec",
+    "Money",
+    "Price",
+    "Resolution",
+    "Route",
+    "Source",
+    "acheck_request_images",
+    "check_image_count",
+    "check_request_images",
+    "dump_catalog",
+    "get_model",
+    "load_catalog",
+    "match_prices",
+    "merge_sources",
+    "models",
+    "prepare_image",
+    "read_toml",
+    "validate_prices",
+]

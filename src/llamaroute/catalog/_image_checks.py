@@ -1,0 +1,97 @@
+"""Images against routes: whether a route takes images at all, and how many, then fitting.
+
+The image layer below fits bytes to limits; this module adds what only the catalog knows: which
+routes are vision routes, how many images they take, and which models to suggest instead.
+"""
+
+from __future__ import annotations
+
+from .._exceptions import UnsupportedFeatureError
+from .._request import ChatRequest
+from ..images import ImageFetchPolicy, PreparedImage, fit_image, load_image
+from ..images._fit import AsyncFetcher, Fetcher
+from ._catalog import Catalog, Route
+
+__all__ = ["acheck_request_images", "check_image_count", "check_request_images", "prepare_image"]
+
+
+def prepare_image(
+    image: object, route: Route, *, fetch: ImageFetchPolicy | Fetcher | None = None
+) -> PreparedImage:
+    """Fit an image (anything ``image=`` takes) to ``route`` and say what will be sent
+    (:func:`llamaroute.images.fit_image`). Raises :class:`~llamaroute.UnsupportedFeatureError`
+    for a text-only route and :class:`~llamaroute.InvalidImageError` for an unusable image or
+    one that cannot fit."""
+    if not route.vision:
+        raise _text_only(route, None)
+    return fit_image(image, route, fetch=fetch)
+
+
+def check_request_images(
+    request: ChatRequest,
+    route: Route,
+    *,
+    fetch: ImageFetchPolicy | Fetcher | None = None,
+    catalog: Catalog | None = None,
+) -> tuple[PreparedImage, ...]:
+    """Check every image in ``request`` against ``route`` and prepare them, before any call.
+
+    Raises :class:`~llamaroute.UnsupportedFeatureError` if the route takes no images (naming
+    the models that do, from ``catalog``) or fewer than the request carries, wherever they sit
+    in the conversation; then :func:`prepare_image` each one, in order.
+    """
+    check_image_count(request, route, catalog)
+    return tuple(prepare_image(part.image, route, fetch=fetch) for part in request.images)
+
+
+async def acheck_request_images(
+    request: ChatRequest,
+    route: Route,
+    *,
+    fetch: ImageFetchPolicy | AsyncFetcher | None = None,
+    catalog: Catalog | None = None,
+) -> tuple[PreparedImage, ...]:
+    """:func:`check_request_images` for async code: URLs are fetched with
+    :func:`~llamaroute._fetch.afetch_image` (or the async ``fetch`` given). The Pillow work
+    itself runs inline; wrap the call in ``asyncio.to_thread`` for very large images."""
+    from ..images._fetch import afetch_image
+
+    check_image_count(request, route, catalog)
+    images = [load_image(part.image) for part in request.images]
+    for index, image in enumerate(images):
+        if image.url is not None and not image.is_fetched and not route.image_urls:
+            if fetch is None or isinstance(fetch, ImageFetchPolicy):
+                images[index] = await afetch_image(image.url, fetch)
+            else:
+                images[index] = await fetch(image.url)
+    return tuple(fit_image(image, route) for image in images)
+
+
+def check_image_count(request: ChatRequest, route: Route, catalog: Catalog | None) -> None:
+    places = [
+        f"message {number} part {part}"
+        for number, message in enumerate(request.messages, start=1)
+        if not isinstance(message.content, str)
+        for part, item in enumerate(message.content, start=1)
+        if item.type == "image"
+    ]
+    if places and not route.vision:
+        raise _text_only(route, catalog)
+    if len(places) > route.max_images:
+        raise UnsupportedFeatureError(
+            f"{route.model} takes at most {route.max_images} image(s) per request, and this "
+            f"conversation has {len(places)} ({', '.join(places)})."
+            + (
+                " Llama 3.2 Vision reads one image per request: send each image in its own request."
+                if route.max_images == 1
+                else ""
+            )
+        )
+
+
+def _text_only(route: Route, catalog: Catalog | None) -> UnsupportedFeatureError:
+    vision = [spec.key for spec in (catalog or Catalog.builtin()).models() if spec.vision]
+    return UnsupportedFeatureError(
+        f"{route.model} ({route.pinned}) is a text-only model and cannot take images; "
+        f"use a vision model: {' or '.join(vision) or '(none in the catalog)'}"
+    )

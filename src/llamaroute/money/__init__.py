@@ -1,0 +1,92 @@
+"""Layer 5, money: prices applied (cost after a call), token estimates, ``estimate()`` before
+a call, whole-workload estimates, the spend ledger, and a client's accounting (budgets and
+reservations).
+
+Internal: this package's ``__init__`` is the interface for the layers above and the tests; the
+public names are re-exported from :mod:`llamaroute`. It imports only from the catalog and the
+layers below it. Workload estimation is loaded on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from ._accounting import Accounting
+from ._cost import cost_from_usage, price_for, tokens_cost
+from ._estimate import (
+    DEFAULT_EXPECTED_OUTPUT_TOKENS,
+    Estimate,
+    Estimates,
+    RequestShape,
+    SkippedRoute,
+    TokenTotals,
+    estimate,
+    estimate_shape,
+    request_shape,
+    route_tokens,
+    select_routes,
+)
+from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary, SqliteLedger, open_ledger
+from ._tokens import (
+    CHARS_PER_TOKEN,
+    SYMBOL_TOKENS_X100,
+    TOKENIZER_ENV,
+    TextCounter,
+    chat_template_tokens,
+    detect_language,
+    estimate_text_tokens,
+    image_positions,
+    image_tiles_for,
+    text_counter,
+)
+
+if TYPE_CHECKING:
+    from ._workload import BadLine, RouteTotals, WorkloadResult, estimate_workload, parse_line
+
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "DEFAULT_EXPECTED_OUTPUT_TOKENS",
+    "SYMBOL_TOKENS_X100",
+    "TOKENIZER_ENV",
+    "Accounting",
+    "BadLine",
+    "Estimate",
+    "Estimates",
+    "Ledger",
+    "MemoryLedger",
+    "RequestShape",
+    "RouteTotals",
+    "SkippedRoute",
+    "SpendEntry",
+    "SpendSummary",
+    "SqliteLedger",
+    "TextCounter",
+    "TokenTotals",
+    "WorkloadResult",
+    "chat_template_tokens",
+    "cost_from_usage",
+    "detect_language",
+    "estimate",
+    "estimate_shape",
+    "estimate_text_tokens",
+    "estimate_workload",
+    "image_positions",
+    "image_tiles_for",
+    "open_ledger",
+    "parse_line",
+    "price_for",
+    "request_shape",
+    "route_tokens",
+    "select_routes",
+    "text_counter",
+    "tokens_cost",
+]
+
+_WORKLOAD = {"BadLine", "RouteTotals", "WorkloadResult", "estimate_workload", "parse_line"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WORKLOAD:
+        return getattr(import_module("._workload", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,27 @@
+"""Layer 6, routing: planning a call (which routes can serve a request, in which order, and
+why the others cannot), the strategies that order them, the circuit breakers, and the retry
+policy. No I/O.
+
+Internal: this package's ``__init__`` is the interface for the client layer and the tests; the
+public names are re-exported from :mod:`llamaroute`.
+"""
+
+from ._breakers import BreakerPolicy, BreakerState, Health
+from ._plan import Candidate, Plan, plan
+from ._retry import RetryPolicy
+from ._strategies import HedgePolicy, LatencyStats, Strategy, StrategyName, apply_strategy
+
+__all__ = [
+    "BreakerPolicy",
+    "BreakerState",
+    "Candidate",
+    "Health",
+    "HedgePolicy",
+    "LatencyStats",
+    "Plan",
+    "RetryPolicy",
+    "Strategy",
+    "StrategyName",
+    "apply_strategy",
+    "plan",
+]
