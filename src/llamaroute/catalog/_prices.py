@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -34,8 +34,22 @@ __all__ = [
     "validate_prices",
 ]
 
-if TYPE_CHECKING:
-    from ._catalog import Route
+
+class PricedRoute(Protocol):
+    """What a price entry looks at to select a route (the catalog's ``Route`` has it all);
+    a protocol, so that the price records need not import the catalog that holds them."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def regions(self) -> tuple[str, ...]: ...
+    @property
+    def pinned(self) -> str: ...
+    def answers_to(self, model_id: str) -> bool: ...
 
 
 MILLION = 1_000_000
@@ -94,7 +108,7 @@ class Price(BaseModel):
         """How narrowly the entry selects: 2 for a model ID, 1 for a model key, 0 otherwise."""
         return 2 if self.model_id is not None else 1 if self.model is not None else 0
 
-    def selects(self, route: Route) -> bool:
+    def selects(self, route: PricedRoute) -> bool:
         """Whether this price applies to ``route``."""
         if route.provider != self.provider:
             return False
@@ -180,7 +194,7 @@ def validate_prices(entries: Sequence[tuple[str, dict[str, Any]]]) -> tuple[Pric
 
 def match_prices(
     prices: Iterable[Price],
-    routes: Iterable[Route],
+    routes: Iterable[PricedRoute],
     *,
     labels: Sequence[str] = (),
     strict: bool = False,
