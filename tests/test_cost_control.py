@@ -331,6 +331,27 @@ async def test_hedges_are_capped_to_a_share_of_calls(
     assert sum(isinstance(e, HedgeStarted) for e in events) == 2  # 25 % of 8 calls
 
 
+async def test_a_first_route_that_fails_before_the_hedge_delay_still_falls_back(
+    three_fakes: Fakes,
+) -> None:
+    # The hedge never started, so the second route has not been tried: the call must go on to
+    # it, exactly as it would without hedging (it used to skip it and fail).
+    three_fakes[0].default = Step(status=503)
+    made = three_providers(three_fakes)
+    events: list[Event] = []
+    async with AsyncClient(providers=[made["openrouter"], made["bedrock"]], on_event=events.append,
+                           hedge=HedgePolicy(delay=0.5, max_share=1.0), retries=0) as client:  # fmt: skip
+        reply = await client.chat("llama-3.2-3b", "hi")
+    assert reply.provider == "bedrock"
+    assert [(a.provider, a.outcome) for a in reply.attempts] == [
+        ("openrouter", "error"),
+        ("bedrock", "ok"),
+    ]
+    assert three_fakes[0].hits == 1
+    assert three_fakes[1].hits == 1
+    assert not any(isinstance(e, HedgeStarted) for e in events)
+
+
 # --- events and logs ----------------------------------------------------------------------------
 
 

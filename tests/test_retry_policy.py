@@ -156,9 +156,9 @@ def test_a_first_attempt_that_succeeds_builds_no_tenacity_loop(
     built: list[str] = []
     original = RetryPolicy.retrying
 
-    def spy(self: RetryPolicy, *args: object) -> object:
+    def spy(self: RetryPolicy, *args: object, **options: object) -> object:
         built.append("loop")
-        return original(self, *args)  # type: ignore[arg-type]
+        return original(self, *args, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(RetryPolicy, "retrying", spy)
     assert run(policy(clock), iter([])) == 1

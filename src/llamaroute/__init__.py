@@ -33,8 +33,7 @@ from ._response import ChatChunk, ChatResponse
 from ._version import __version__
 from .catalog import Catalog, ModelSpec, Resolution, Route, get_model, load_catalog, models
 from .catalog._prices import Price
-from .client._base import default_fallback
-from .client._clients import AsyncClient, Client
+from .client import AsyncClient, Client, default_fallback
 from .client._streaming import AsyncStream, Stream
 from .images._fit import PreparedImage
 from .images._source import Image, ImageFetchPolicy

@@ -88,7 +88,7 @@ def _max_cost(text: str | None) -> Decimal | None:
 
 
 def _chat(args: argparse.Namespace, catalog: Catalog) -> int:
-    from ..client._clients import Client  # deferred: the other commands need no client
+    from ..client import Client  # deferred: the other commands need no client
 
     max_cost = _max_cost(args.max_cost)
     ledger = args.ledger or os.environ.get(LEDGER_ENV) or None

@@ -5,8 +5,9 @@ Internal: this package's ``__init__`` is the interface for the cli and the tests
 names are re-exported from :mod:`llamaroute` and :mod:`llamaroute.events`.
 """
 
-from ._base import BaseClient, FallbackRule, default_fallback
-from ._clients import AsyncClient, Client
+from ._async import AsyncClient
+from ._attempts import FallbackRule, default_fallback
+from ._base import BaseClient
 from ._events import (
     AttemptFailed,
     AttemptStarted,
@@ -20,6 +21,7 @@ from ._events import (
     emit,
 )
 from ._streaming import AsyncStream, Stream
+from ._sync import Client
 from ._telemetry import Tracing, chain, tracing_handler
 
 __all__ = [

@@ -22,7 +22,6 @@ from typing import Any
 from .._exceptions import BudgetExceededError
 from .._records import Cost, Usage
 from ..catalog._catalog import Catalog, Route
-from ..providers._base import ProviderResult
 from ._cost import cost_from_usage, tokens_cost
 from ._estimate import RequestShape, estimate_shape
 from ._ledger import Ledger, SpendEntry
@@ -71,10 +70,11 @@ class Accounting:
         estimates = estimate_shape(bounded, [route], catalog=self.catalog)
         return estimates[0].high if estimates else None
 
-    def refusal(
+    def budget_refusal(
         self, route: Route, worst: Decimal | None, max_cost: Decimal | None, spent: Decimal
     ) -> str | None:
-        """Why ``route`` cannot be tried within the limits now, or ``None`` if it can."""
+        """Why ``route`` cannot be tried within the budget and ``max_cost`` now, or ``None``
+        if it can (the route's fit to the request is the plan's question, not this one)."""
         if worst is None:
             return f"{route.pinned}: its price is unknown, so its cost cannot be bounded"
         if max_cost is not None and spent + worst > max_cost:
@@ -92,7 +92,7 @@ class Accounting:
     def reserve(self, route: Route, worst: Decimal | None, max_cost: Decimal | None,
                 spent: Decimal) -> str:  # fmt: skip
         """Hold the worst case of one attempt; :class:`BudgetExceededError` if it cannot."""
-        reason = self.refusal(route, worst, max_cost, spent)
+        reason = self.budget_refusal(route, worst, max_cost, spent)
         if reason is not None or worst is None:
             raise BudgetExceededError(reason or f"{route.pinned}: cost cannot be bounded")
         return self.ledger.reserve(worst, f"the attempt on {route.pinned}")
@@ -105,18 +105,19 @@ class Accounting:
             self.ledger.record(entry)
 
     def answer_cost(
-        self, route: Route, result: ProviderResult, images: int
+        self, route: Route, usage: Usage, reported_cost: Decimal | None, images: int
     ) -> tuple[Cost | None, dict[str, Any] | None]:
-        """The answer's cost, and the two figures when provider and table disagree."""
+        """The answer's cost (the provider's own figure where it reports one, else usage x the
+        price table), and the two figures when provider and table disagree."""
         price = self.catalog.price(route)
-        if result.cost is None:
-            return cost_from_usage(result.usage, price, images=images), None
-        reported = Cost(total=result.cost, source="provider")
+        if reported_cost is None:
+            return cost_from_usage(usage, price, images=images), None
+        reported = Cost(total=reported_cost, source="provider")
         if price is None:
             return reported, None
         # Only the table's total is needed to check the provider's figure.
         input_cost, output_cost = tokens_cost(
-            price, result.usage.input_tokens, result.usage.output_tokens, images=images
+            price, usage.input_tokens, usage.output_tokens, images=images
         )
         table = input_cost + output_cost
         difference = abs(reported.total - table)

@@ -7,7 +7,8 @@ public names are re-exported from :mod:`llamaroute`.
 """
 
 from ._breakers import BreakerPolicy, BreakerState, Health
-from ._plan import Candidate, Plan, plan
+from ._candidate import Candidate, Plan
+from ._plan import configured_routes, plan, route_refusal
 from ._retry import RetryPolicy
 from ._strategies import HedgePolicy, LatencyStats, Strategy, StrategyName, apply_strategy
 
@@ -23,5 +24,7 @@ __all__ = [
     "Strategy",
     "StrategyName",
     "apply_strategy",
+    "configured_routes",
     "plan",
+    "route_refusal",
 ]

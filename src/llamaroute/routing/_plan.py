@@ -1,53 +1,88 @@
-"""Planning a call, with no I/O: which routes can serve a request, on which configured
-providers, in which order.
+"""Planning a call, in one place and with no I/O: the catalog's answer in, the routes to try
+out, in order, with the reason for every route left out.
 
-``plan()`` turns a resolved model name into an ordered list of :class:`Candidate` (a route and
-the provider instance that calls it), dropping routes that cannot take this request and saying
-why. When nothing is left it raises the error that explains it, before anything is sent.
+:func:`plan` is the whole of it, in the order a reader would check by hand:
+
+1. the request against the model: images on a text-only model, or more images than Llama 3.2
+   takes, fail here before anything else;
+2. the model's routes against the configured providers (:func:`configured_routes`, shared with
+   ``client.estimate``): a provider configured in a region the route does not serve leaves it
+   out, with the reason;
+3. each remaining route against the request (:func:`route_refusal`): temperature caps, stop
+   sequences, system prompts, image counts;
+4. the survivors in the strategy's order (:mod:`._strategies`).
+
+When nothing is left it raises the error that explains it, before anything is sent. What a
+call may spend (budgets, ``max_cost``) and whether a breaker is open are decided later, per
+attempt, by the client: they change while the call runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from .._request import ChatRequest
-from ..catalog._catalog import Resolution, Route
-from ..providers._base import Provider
+from ..catalog import Catalog, Resolution, Route, check_image_count
+from ..money import RequestShape
+from ..providers import Provider
+from ._candidate import Candidate, Plan
+from ._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
 
-__all__ = ["Candidate", "Plan", "plan"]
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One route the call may take, and the configured provider instance that takes it."""
-
-    route: Route
-    provider: Provider
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """The candidates in the order to try them, and the routes left out with the reason."""
-
-    candidates: tuple[Candidate, ...]
-    skipped: tuple[tuple[Route, str], ...] = ()
+__all__ = ["configured_routes", "plan", "route_refusal"]
 
 
 def plan(
     request: ChatRequest,
     resolution: Resolution,
     providers: Mapping[str, Provider],
+    *,
+    catalog: Catalog,
     order: Sequence[str] | None = None,
+    strategy: StrategyName | Strategy = "ordered",
+    stats: LatencyStats | None = None,
+    shape: Callable[[], RequestShape] | None = None,
+    streaming: bool = False,
 ) -> Plan:
     """The routes to try for ``request``, best first.
 
     ``providers`` are the configured provider instances by name, in the client's order;
-    ``order`` (a call's ``providers=``) restricts and reorders them. Raises
-    :class:`ConfigurationError` when no configured provider serves the model at all, and
-    :class:`UnsupportedFeatureError` / :class:`InvalidRequestError` when every route that
-    could serve it refuses this request (the message lists each reason).
+    ``order`` (a call's ``providers=``) restricts and reorders them. ``strategy`` orders what
+    is left, with ``stats`` (latencies, for ``fastest``) and ``shape`` (the request's token
+    shape, built only if ``cheapest`` needs it). Raises :class:`ConfigurationError` when no
+    configured provider serves the model at all, and :class:`UnsupportedFeatureError` /
+    :class:`InvalidRequestError` when every route that could serve it refuses this request
+    (the message lists each reason).
+    """
+    if request.images:
+        # Text-only model, or more images than Llama 3.2 takes: say so before anything else.
+        check_image_count(request, resolution.routes[0], catalog)
+    names, usable, unserved = configured_routes(resolution, providers, order)
+    candidates: list[Candidate] = []
+    refused: list[tuple[Route, str]] = []  # the route cannot take this request
+    for route in usable:
+        reason = route_refusal(request, route)
+        if reason is None:
+            candidates.append(Candidate(route, providers[route.provider]))
+        else:
+            refused.append((route, reason))
+    if not candidates:
+        raise _nothing_left(resolution, names, unserved, refused)
+    ordered = apply_strategy(
+        strategy, request, candidates, stats or LatencyStats(), shape=shape or _no_shape,
+        catalog=catalog, streaming=streaming,
+    )  # fmt: skip
+    return Plan(resolution, tuple(ordered), (*unserved, *refused))
+
+
+def configured_routes(
+    resolution: Resolution, providers: Mapping[str, Provider], order: Sequence[str] | None
+) -> tuple[list[str], list[Route], list[tuple[Route, str]]]:
+    """The provider names to use (``order``, or every configured one), the model's routes that
+    those providers serve, in that order, and the routes a provider's configuration rules out
+    (a region it does not serve), each with the reason.
+
+    Raises :class:`ConfigurationError` for a name in ``order`` that is not configured.
     """
     names = list(providers) if order is None else list(dict.fromkeys(order))
     unknown = [name for name in names if name not in providers]
@@ -56,27 +91,19 @@ def plan(
             f"provider {', '.join(map(repr, unknown))} is not configured on this client "
             f"(configured: {', '.join(providers) or 'none'})"
         )
-    candidates: list[Candidate] = []
-    unserved: list[tuple[Route, str]] = []  # the provider's configuration (region) rules it out
-    refused: list[tuple[Route, str]] = []  # the route cannot take this request
+    usable: list[Route] = []
+    unserved: list[tuple[Route, str]] = []
     for name in names:
         provider = providers[name]
         offered = [route for route in resolution.routes if route.provider == name]
-        usable = [route for route in offered if provider.serves(route)]
-        if offered and not usable:
+        served = [route for route in offered if provider.serves(route)]
+        if offered and not served:
             unserved.append((offered[0], _why_not_served(resolution, provider)))
-        for route in usable:
-            reason = refusal(request, route)
-            if reason is None:
-                candidates.append(Candidate(route, provider))
-            else:
-                refused.append((route, reason))
-    if not candidates:
-        raise _nothing_left(resolution, names, unserved, refused)
-    return Plan(tuple(candidates), (*unserved, *refused))
+        usable.extend(served)
+    return names, usable, unserved
 
 
-def refusal(request: ChatRequest, route: Route) -> str | None:
+def route_refusal(request: ChatRequest, route: Route) -> str | None:
     """Why ``route`` cannot take ``request`` as it is, or ``None`` if it can."""
     images = len(request.images)
     if images > route.max_images:
@@ -90,6 +117,10 @@ def refusal(request: ChatRequest, route: Route) -> str | None:
     if len(request.messages) and request.messages[0].role == "system" and not route.system_prompt:
         return "takes no system prompt"
     return None
+
+
+def _no_shape() -> RequestShape:
+    raise ConfigurationError("the cheapest strategy needs the request's token shape")
 
 
 def _why_not_served(resolution: Resolution, provider: Provider) -> str:

@@ -13,11 +13,12 @@ retry identically. The rules:
 
 Sleep, clock and randomness are injectable, so tests never really sleep.
 
-The clients loop with :meth:`RetryPolicy.attempt_loop` / :meth:`RetryPolicy.async_attempt_loop`: the
-first attempt on a route runs bare, and only when it fails with a retryable error does the
-tenacity loop start, seeded with that failure as its attempt 1. Every wait, stop and retry
-decision is still tenacity's, applying this policy; a call that succeeds first time (nearly
-all of them) does not pay the ~20 us that building and driving a tenacity loop costs.
+The clients loop with :meth:`RetryPolicy.attempt_loop`: the first attempt on a route runs bare,
+and only when it fails with a retryable error does a tenacity loop start, whose attempt 1
+replays that failure. Every wait, stop and retry decision is still tenacity's, applying this
+policy, and tenacity is driven only through its documented API (``Retrying``/``AsyncRetrying``
+iterated, each attempt a ``with attempt:`` block); a call that succeeds first time (nearly all
+of them) does not pay the ~20 us that building and driving a tenacity loop costs.
 
 Tenacity is imported on first use, not at ``import llamaroute``.
 """
@@ -163,12 +164,15 @@ class RetryPolicy:
         deadline: float | None = None,
         on_deadline: Callable[[], None] | None = None,
         before_sleep: Callable[[BaseException, float], None] | None = None,
+        *,
+        sleep: Callable[[float], None] | None = None,
     ) -> Retrying:
         """A tenacity loop for one route (``for attempt in policy.retrying(): with attempt:``).
 
         ``on_deadline`` is called when a retry is given up because its wait would pass
         ``deadline`` (as opposed to running out of attempts); ``before_sleep`` with the error
-        and the wait, before each retry.
+        and the wait, before each retry. ``sleep`` replaces the policy's own: the clients'
+        I/O-free driver passes one that only notes the wait, and sleeps itself.
         """
         from tenacity import Retrying, retry_if_exception
 
@@ -176,7 +180,7 @@ class RetryPolicy:
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
             stop=self._stop,
             wait=self._wait(deadline, on_deadline),
-            sleep=self.sleep,
+            sleep=self.sleep if sleep is None else sleep,
             reraise=True,
             before_sleep=_before_sleep(before_sleep),
         )
@@ -186,10 +190,30 @@ class RetryPolicy:
         deadline: float | None = None,
         on_deadline: Callable[[], None] | None = None,
         before_sleep: Callable[[BaseException, float], None] | None = None,
+        *,
+        sleep: Callable[[float], None] | None = None,
     ) -> Attempts:
         """The attempts on one route: a bare first one, then :meth:`retrying`'s loop if it
         failed with a retryable error (arguments as for :meth:`retrying`)."""
-        return Attempts(self, deadline, on_deadline, before_sleep)
+        return Attempts(self, (deadline, on_deadline, before_sleep), sleep)
+
+    def retries_after(
+        self,
+        failure: ProviderError,
+        deadline: float | None = None,
+        on_deadline: Callable[[], None] | None = None,
+        before_sleep: Callable[[BaseException, float], None] | None = None,
+        *,
+        sleep: Callable[[float], None] | None = None,
+    ) -> Iterator[AttemptManager]:
+        """The retries that follow a bare first attempt that failed with ``failure``: a
+        :meth:`retrying` loop whose attempt 1 replays that failure, so that tenacity records it
+        as its own and decides on it; the attempts it yields are the retries (none when it gives
+        up: then it raises the last error). Arguments as for :meth:`retrying`."""
+        loop = iter(self.retrying(deadline, on_deadline, before_sleep, sleep=sleep))
+        with next(loop):
+            raise failure  # attempt 1, as it happened
+        return loop
 
     def async_attempt_loop(
         self,
@@ -198,7 +222,7 @@ class RetryPolicy:
         before_sleep: Callable[[BaseException, float], None] | None = None,
     ) -> AsyncAttempts:
         """The async twin of :meth:`attempt_loop`, over :meth:`async_retrying`."""
-        return AsyncAttempts(self, deadline, on_deadline, before_sleep)
+        return AsyncAttempts(self, (deadline, on_deadline, before_sleep))
 
     def async_retrying(
         self,
@@ -243,45 +267,27 @@ class _FirstAttempt:
         return False
 
 
-def _seeded(retrying: Retrying | AsyncRetrying, error: ProviderError) -> RetryCallState:
-    """Tenacity's state after an attempt 1 that raised ``error``, as its own loop leaves it."""
-    from tenacity import RetryCallState
-
-    retrying.begin()
-    state = RetryCallState(retrying, fn=None, args=(), kwargs={})
-    state.set_exception((type(error), error, error.__traceback__))
-    return state
-
-
 class Attempts:
     """``for attempt in policy.attempt_loop(...): with attempt: ...`` (see the module docstring).
 
-    Yields a bare first attempt, then, only after a retryable failure, the attempts of a
-    tenacity loop that starts from that failure (the code of ``Retrying.__iter__``).
+    Yields a bare first attempt; only after a retryable failure does it start a tenacity loop,
+    through tenacity's documented API alone (``for attempt in Retrying(...)`` and
+    ``with attempt:``): that loop's attempt 1 replays the failure, so tenacity records it as
+    its own, and every later attempt is tenacity's.
     """
 
-    __slots__ = ("_args", "_first", "_policy")
+    __slots__ = ("_args", "_first", "_policy", "_sleep")
 
-    def __init__(self, policy: RetryPolicy, *args: Any) -> None:
-        self._policy, self._args, self._first = policy, args, _FirstAttempt()
+    def __init__(
+        self, policy: RetryPolicy, args: tuple[Any, ...], sleep: Callable[[float], None] | None
+    ) -> None:
+        self._policy, self._args, self._sleep, self._first = policy, args, sleep, _FirstAttempt()
 
     def __iter__(self) -> Iterator[_FirstAttempt | AttemptManager]:
         yield self._first
-        if self._first.error is None:
-            return
-        from tenacity import AttemptManager, DoAttempt, DoSleep
-
-        retrying = self._policy.retrying(*self._args)
-        state = _seeded(retrying, self._first.error)
-        while True:
-            do = retrying.iter(retry_state=state)
-            if isinstance(do, DoAttempt):
-                yield AttemptManager(retry_state=state)
-            elif isinstance(do, DoSleep):
-                state.prepare_for_next_attempt()
-                retrying.sleep(do)
-            else:
-                return
+        failure = self._first.error
+        if failure is not None:
+            yield from self._policy.retries_after(failure, *self._args, sleep=self._sleep)
 
 
 class AsyncAttempts:
@@ -289,13 +295,12 @@ class AsyncAttempts:
     not an async generator, so a caller that returns from inside the loop leaves nothing for
     the event loop to finalise."""
 
-    __slots__ = ("_args", "_first", "_policy", "_retrying", "_started", "_state")
+    __slots__ = ("_args", "_first", "_loop", "_policy", "_started")
 
-    def __init__(self, policy: RetryPolicy, *args: Any) -> None:
+    def __init__(self, policy: RetryPolicy, args: tuple[Any, ...]) -> None:
         self._policy, self._args, self._first = policy, args, _FirstAttempt()
         self._started = False
-        self._retrying: AsyncRetrying | None = None
-        self._state: RetryCallState | None = None
+        self._loop: AsyncRetrying | None = None
 
     def __aiter__(self) -> AsyncAttempts:
         return self
@@ -304,23 +309,14 @@ class AsyncAttempts:
         if not self._started:
             self._started = True
             return self._first
-        from tenacity import AttemptManager, DoAttempt, DoSleep
-
-        if self._retrying is None:
-            if self._first.error is None:
+        if self._loop is None:
+            failure = self._first.error
+            if failure is None:
                 raise StopAsyncIteration
-            self._retrying = self._policy.async_retrying(*self._args)
-            self._state = _seeded(self._retrying, self._first.error)
-        retrying, state = self._retrying, self._state
-        assert state is not None
-        while True:
-            do = await retrying.iter(retry_state=state)
-            if isinstance(do, DoAttempt):
-                return AttemptManager(retry_state=state)
-            if not isinstance(do, DoSleep):
-                raise StopAsyncIteration
-            state.prepare_for_next_attempt()
-            await retrying.sleep(do)  # type: ignore[misc]
+            self._loop = aiter(self._policy.async_retrying(*self._args))
+            with await anext(self._loop):
+                raise failure  # attempt 1, as it happened: tenacity records it
+        return await anext(self._loop)
 
 
 def _before_sleep(

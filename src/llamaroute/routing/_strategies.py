@@ -25,7 +25,7 @@ from .._exceptions import ConfigurationError
 from .._request import ChatRequest
 from ..catalog._catalog import Catalog
 from ..money._estimate import RequestShape, estimate_shape
-from ._plan import Candidate
+from ._candidate import Candidate
 
 __all__ = ["HedgePolicy", "LatencyStats", "Strategy", "StrategyName", "apply_strategy"]
 

@@ -1,0 +1,266 @@
+"""The bookkeeping of attempts, with no I/O: admitting one (deadline, breaker, budget), and
+recording how it ended (breakers, ledger, latency, events, the ``Attempt`` record).
+
+:class:`AttemptBook` is the half of the routing driver (:mod:`._driver`) that keeps the books;
+the driver decides what to try next. Every ``Attempt`` a call reports is built by
+:meth:`AttemptBook.record`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+from .._exceptions import (
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    PaymentRequiredError,
+    ProviderError,
+    ProviderTimeoutError,
+    StreamInterruptedError,
+)
+from .._records import Attempt, Cost, Outcome
+from ..catalog import Route
+from ..money import Accounting, SpendEntry
+from ..providers import ProviderCall
+from ..routing import Candidate, Health, LatencyStats
+from ._call import Call, Run, Ticket
+from ._events import AttemptFailed, AttemptStarted, BudgetRefused, EventHandler, emit
+
+__all__ = ["AttemptBook", "Expired", "FallbackRule", "Skip", "default_fallback"]
+
+logger = logging.getLogger("llamaroute")
+
+FallbackRule = Callable[[ProviderError], bool]
+
+
+def default_fallback(error: ProviderError) -> bool:
+    """Whether another route may succeed where this error happened.
+
+    Yes for connection failures, timeouts, rate limits, server errors, a model that is not
+    available, malformed responses and authentication or billing problems (a misconfigured
+    provider must not take the app down). No for a request the provider rejected as invalid:
+    the next provider would refuse it too. A stream that failed after text reached the caller
+    never falls back (that would splice two answers).
+    """
+    return not isinstance(error, BadRequestError | StreamInterruptedError)
+
+
+class Skip(Exception):
+    """A breaker or the budget refused the route just before sending: try the next route."""
+
+
+class Expired(Exception):
+    """The call's deadline passed before the next attempt could start."""
+
+
+class AttemptBook:
+    """Admits attempts and keeps their books, for one client (thread-safe where it must be:
+    the breakers, the ledger and the latency stats lock themselves)."""
+
+    def __init__(
+        self,
+        health: Health,
+        accounting: Accounting,
+        stats: LatencyStats,
+        on_event: EventHandler | None,
+        fallback: FallbackRule,
+    ) -> None:
+        self.health = health
+        self.accounting = accounting
+        self.stats = stats
+        self.on_event = on_event
+        self.fallback = fallback
+
+    # --- before an attempt --------------------------------------------------------------------
+
+    def order(self, call: Call, run: Run) -> list[tuple[Candidate, bool]]:
+        """The candidates to try, past open breakers; ``True`` marks a forced try."""
+        candidates = call.candidates
+        shut = self.health.open_routes([c.route for c in candidates])
+        if not shut:  # the usual case: every breaker closed
+            return [(candidate, False) for candidate in candidates]
+        closed = {route.pinned for route in shut}
+        ready = [(c, False) for c in candidates if c.route.pinned not in closed]
+        run.skipped.extend(f"{pinned} (circuit open)" for pinned in sorted(closed))
+        if ready:
+            return ready
+        # Every route is open: try the one that failed longest ago rather than fail untried.
+        run.all_open = True
+        oldest = self.health.longest_failed([candidate.route for candidate in candidates])
+        logger.warning("every route's circuit breaker is open; trying %s anyway", oldest.pinned)
+        return [(next(c for c in candidates if c.route == oldest), True)]
+
+    def admit(
+        self, call: Call, run: Run, candidate: Candidate, forced: bool, routes_left: int
+    ) -> tuple[Ticket, ProviderCall]:
+        """Admit one attempt on ``candidate`` and build what the provider gets.
+
+        Raises :class:`Expired` when the deadline has passed and :class:`Skip` when the
+        route's breaker or the budget refuses it. With a deadline, the attempt gets an equal
+        share of the time left among the routes not yet tried, so that a provider that never
+        answers cannot starve the fallback.
+        """
+        remaining = call.remaining()
+        if remaining is not None and remaining <= 0:
+            raise Expired
+        if not forced and not self.health.admit(candidate.route):
+            raise Skip
+        reservation = self._reserve(call, run, candidate)
+        call.attempts_started += 1
+        number = run.numbers[candidate.route.pinned] = call.attempts_started
+        if self.on_event is not None:  # (no event object built for nobody)
+            route = candidate.route
+            emit(self.on_event, AttemptStarted(call.id, route.provider, route.model_id, number,
+                                               call.request.max_tokens))  # fmt: skip
+        if remaining is not None:
+            remaining /= max(1, routes_left)
+        return Ticket(number, reservation), _provider_call(call, candidate.route, remaining)
+
+    def _reserve(self, call: Call, run: Run, candidate: Candidate) -> str | None:
+        """Hold the attempt's worst case against the budget and ``max_cost`` (if any)."""
+        if not self.accounting.limited(call.max_cost):
+            return None
+        worst = self.accounting.worst_case(call.shape(), candidate.route)
+        try:
+            return self.accounting.reserve(candidate.route, worst, call.max_cost, run.spent)
+        except BudgetExceededError:
+            # Other calls took the budget meanwhile, or this call's own spending did.
+            self.health.release(candidate.route)
+            emit(self.on_event, BudgetRefused(call.id, candidate.route.pinned, worst,
+                                              self.accounting.ledger.remaining()))  # fmt: skip
+            raise Skip from None
+
+    # --- after an attempt ---------------------------------------------------------------------
+
+    def record(
+        self,
+        run: Run,
+        route: Route,
+        outcome: Outcome,
+        started: float,
+        *,
+        cost: Cost | None = None,
+        error: ProviderError | None = None,
+        partial: bool = False,
+    ) -> float:
+        """Add the attempt to the call's record (the one place an ``Attempt`` is built);
+        returns its elapsed seconds."""
+        elapsed = time.perf_counter() - started
+        details = {}
+        if error is not None:
+            details = {"error_type": type(error).__name__, "error": error.message,
+                       "code": error.code, "status_code": error.status_code,
+                       "retry_after": error.retry_after}  # fmt: skip
+        run.attempts.append(
+            Attempt(
+                provider=route.provider,
+                model_id=route.model_id,
+                outcome=outcome,
+                elapsed_s=elapsed,
+                cost=cost,
+                partial=partial,
+                **details,
+            )
+        )
+        return elapsed
+
+    def failed(
+        self,
+        call: Call,
+        run: Run,
+        candidate: Candidate,
+        ticket: Ticket,
+        error: ProviderError,
+        started: float,
+        *,
+        partial_text: str | None = None,
+        share_of_deadline: bool = False,
+    ) -> None:
+        """An attempt ended with ``error``: tell the breaker, bill what was likely billed (a
+        stream cut after text was generated), and record it."""
+        if share_of_deadline and isinstance(error, ProviderTimeoutError):
+            # This route used up its share of the call's time; what is left belongs to the
+            # routes after it, so do not retry here.
+            error.retryable = False
+        self.health.record(candidate.route, error)
+        run.errors.append(error)
+        cost = None
+        if partial_text:
+            cost = self.accounting.partial_cost(candidate.route, call.shape(), partial_text)
+        self.settle(call, run, candidate, ticket.reservation, cost, partial=True)
+        self.record(run, candidate.route, "error", started, cost=cost, error=error,
+                    partial=bool(partial_text))  # fmt: skip
+        logger.debug("attempt %d on %s failed: %s", ticket.number, candidate.route.pinned,
+                     type(error).__name__)  # fmt: skip
+
+    def cancelled(self, call: Call, run: Run, candidate: Candidate, ticket: Ticket) -> None:
+        """The attempt was interrupted (cancelled task, Ctrl-C): give back what it held."""
+        self.health.release(candidate.route)
+        self.settle(call, run, candidate, ticket.reservation, None, partial=True)
+
+    def cut_off(self, call: Call, run: Run, candidate: Candidate, started: float) -> None:
+        """Record an attempt cancelled mid-request (a hedge that lost): the provider has likely
+        processed, and billed, the prompt; the output is unknown."""
+        cost = self.accounting.partial_cost(candidate.route, call.shape(), "")
+        self.settle(call, run, candidate, None, cost, partial=True)
+        self.record(run, candidate.route, "cancelled", started, cost=cost, partial=True)
+
+    def settle(
+        self,
+        call: Call,
+        run: Run,
+        candidate: Candidate,
+        reservation: str | None,
+        cost: Cost | None,
+        *,
+        partial: bool,
+    ) -> None:
+        """End an attempt's budget hold and record what it cost (if it cost anything)."""
+        entry = None
+        if cost is not None:
+            run.spent += cost.total
+            route = candidate.route
+            entry = SpendEntry(route.provider, call.resolution.model.key, route.model_id,
+                               cost.total, cost.source, partial=partial)  # fmt: skip
+        self.accounting.settle(reservation, entry)
+
+    def on_retry(self, run: Run, candidate: Candidate) -> Callable[[BaseException, float], None]:
+        """The retry loop's ``before_sleep``: the failed attempt's event, with the wait."""
+        route = candidate.route
+
+        def before_sleep(error: BaseException, wait: float) -> None:
+            if isinstance(error, ProviderError):
+                number = run.numbers[route.pinned]
+                failed = AttemptFailed(run.call_id, route.provider, route.model_id, number,
+                                       error, wait)  # fmt: skip
+                emit(self.on_event, failed)
+
+        return before_sleep
+
+    def warn_misconfigured(self, candidate: Candidate, error: ProviderError) -> None:
+        """A provider refused the credentials or the account: say so, once per failure."""
+        if isinstance(error, AuthenticationError | PaymentRequiredError):
+            logger.warning(
+                "%s refused the credentials or account (%s); falling back to the next route",
+                candidate.route.provider, type(error).__name__,
+            )  # fmt: skip
+
+
+def _provider_call(call: Call, route: Route, timeout: float | None) -> ProviderCall:
+    wanted, limit = call.request.max_tokens, route.max_output_tokens
+    return ProviderCall(
+        request=call.request,
+        route=route,
+        images=call.images.for_route(route),
+        max_tokens=min(wanted, limit) if wanted is not None and limit is not None else wanted,
+        timeout=timeout,
+    )
+
+
+def spent_total(run: Run) -> Decimal:
+    """What every billed attempt of the call cost."""
+    return sum((a.cost.total for a in run.attempts if a.cost is not None), Decimal(0))

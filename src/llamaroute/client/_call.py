@@ -1,0 +1,116 @@
+"""The records one call carries through the client: what was decided before the first byte
+(:class:`Call`), what has happened since (:class:`Run`), one attempt's hold on the route and
+the budget (:class:`Ticket`), and a route's answer (:class:`Answer`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .._exceptions import ConfigurationError, MalformedResponseError, ProviderError
+from .._records import Attempt
+from .._request import ChatRequest
+from ..catalog import Resolution
+from ..images import ImageFetchPolicy, RequestImages
+from ..money import RequestShape, request_shape
+from ..routing import Candidate, RetryPolicy
+
+__all__ = ["Answer", "Call", "Run", "Ticket", "check_timeout", "no_result"]
+
+
+@dataclass(slots=True)
+class Call:
+    """A validated, planned call: everything decided before the first byte is sent.
+
+    ``candidates`` are the plan's routes in the strategy's order, without those the budget
+    or ``max_cost`` rules out. The images are read on first need (planning may need their
+    tiles) and fitted once per set of route limits.
+    """
+
+    request: ChatRequest
+    resolution: Resolution
+    retry: RetryPolicy
+    timeout: float | None
+    deadline: float | None
+    image_fetch: ImageFetchPolicy | None = None
+    max_cost: Decimal | None = None
+    streaming: bool = False
+    candidates: tuple[Candidate, ...] = ()
+    id: int = 0  # unique within the client: events carry it
+    attempts_started: int = 0  # across every route, hedges included
+    _images: RequestImages | None = None
+    _shape: RequestShape | None = None
+
+    @property
+    def images(self) -> RequestImages:
+        """The call's images, loaded and checked on first use."""
+        if self._images is None:
+            parts: Iterable[Any] = (part.image for part in self.request.images)
+            self._images = RequestImages(parts, self.image_fetch)
+        return self._images
+
+    def shape(self) -> RequestShape:
+        """The request's token shape, for costs (computed once, on first need)."""
+        if self._shape is None:
+            self._shape = request_shape(self.request, tiles=self.images.tiles())
+        return self._shape
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (``None``: no deadline)."""
+        return None if self.deadline is None else self.deadline - self.retry.clock()
+
+
+@dataclass(slots=True)
+class Run:
+    """What has happened so far in one routed call: shared by every route it tries, hedges
+    included (one event loop thread runs them, so no lock is needed)."""
+
+    call_id: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
+    errors: list[ProviderError] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    all_open: bool = False
+    deadline_hit: bool = False
+    spent: Decimal = Decimal(0)  # what this call's billed attempts cost so far
+    numbers: dict[str, int] = field(default_factory=dict)  # each route's latest attempt number
+
+    def hit_deadline(self) -> None:
+        self.deadline_hit = True
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One admitted attempt: its call-wide number and the budget it holds (if any)."""
+
+    number: int
+    reservation: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A route that answered: the provider's reply (a result, or an opened stream and its first
+    item), the attempt that got it, and when that attempt started."""
+
+    candidate: Candidate
+    ticket: Ticket
+    reply: Any
+    started: float
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """``timeout`` if it is a positive number of seconds (or ``None``), else a typed error."""
+    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+        raise ConfigurationError("timeout must be a positive number of seconds")
+    return timeout
+
+
+def no_result(candidate: Candidate) -> MalformedResponseError:
+    """The error for a provider stream that ended without its final result."""
+    # A provider stream must end with a result; one that does not is a bug we report, typed.
+    return MalformedResponseError(
+        "the provider stream ended without a final result",
+        provider=candidate.route.provider,
+        model_id=candidate.route.model_id,
+    )

@@ -1,0 +1,321 @@
+"""The routing loop, written once and free of I/O: fallback over the planned routes, retries on
+each, hedging, and the error that ends a call.
+
+The loop is a generator that *yields actions* and is sent their outcomes, the shape of httpx's
+auth flow: ``Client`` and ``AsyncClient`` each run it with a short loop that only does what an
+action asks (send an attempt, sleep, fetch the images, race two routes) and hands the outcome
+back, or throws the exception in. Everything else, what to try, when to give up, what to
+record, happens here, once for all four public methods::
+
+    run, steps = driver.start(call)
+    action = next(steps)
+    while True:                                # the sync shell; the async one awaits instead
+        outcome = do(action)                   # provider.chat / time.sleep / images.fetch
+        action = steps.send(outcome)           # or steps.throw(error); StopIteration: done
+    return driver.response(call, run, answer, answer.reply)   # answer: StopIteration's value
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from .._exceptions import (
+    AllProvidersFailedError,
+    DeadlineExceededError,
+    ProviderError,
+    ProviderTimeoutError,
+    StreamInterruptedError,
+)
+from .._response import ChatResponse
+from ..providers import ProviderCall, ProviderResult
+from ..routing import Candidate, HedgePolicy
+from ._attempts import AttemptBook, Expired, Skip, spent_total
+from ._call import Answer, Call, Run
+from ._events import AttemptFailed, CallFailed, FallbackTaken, HedgeStarted, ResponseReady, emit
+
+__all__ = ["Action", "Driver", "FetchImages", "Race", "RaceOutcome", "Send", "Sleep", "Steps"]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send one attempt: call the provider (``chat``, or open the stream and read its first
+    item) and send back the reply, or throw the exception in."""
+
+    candidate: Candidate
+    call: ProviderCall
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait before the next attempt on the same route."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class FetchImages:
+    """Download the call's URL images now: the next route cannot take URLs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Race:
+    """Hedging (async only): run ``first``, and ``second`` too if ``first`` has not answered
+    after ``delay`` seconds; send back a :class:`RaceOutcome`."""
+
+    first: Steps
+    second: Steps
+    candidates: tuple[Candidate, Candidate]
+    delay: float
+
+
+@dataclass(slots=True)
+class RaceOutcome:
+    """How a race ended: the winner's answer (if any), the sides that failed and the sides cut
+    off when the other won (with when they started), and whether the second side ran."""
+
+    winner: Answer | None = None
+    failed: list[tuple[Candidate, BaseException]] = field(default_factory=list)
+    cut: list[tuple[Candidate, float]] = field(default_factory=list)
+    hedged: bool = False
+
+
+Action: TypeAlias = Send | Sleep | FetchImages | Race
+Steps: TypeAlias = Generator[Action, Any, Answer]
+
+_FETCH = FetchImages()
+
+
+class Driver(AttemptBook):
+    """The routing loop over one client's state (breakers, accounting, stats, events).
+
+    :meth:`start` gives the steps; :meth:`response` and :meth:`interrupted` end a call.
+    """
+
+    hedge: HedgePolicy | None = None
+    _calls = 0
+    _hedges = 0
+
+    # --- fallback over routes -------------------------------------------------------------
+
+    def start(self, call: Call, *, hedge: bool = False) -> tuple[Run, Steps]:
+        """The call's record, and the steps that end with the answering route's
+        :class:`Answer` (a result, or an opened stream and its first item) or raise the error
+        that ends the call. The shells then finish with :meth:`response`, or for a stream
+        read the rest and finish with :meth:`response` or :meth:`interrupted`. ``hedge``: the
+        async client may race the first two routes (:class:`Race`)."""
+        run = Run(call.id)
+        return run, self._fallback(call, run, hedge=hedge)
+
+    def _fallback(self, call: Call, run: Run, *, hedge: bool) -> Steps:
+        order = self.order(call, run)
+        start = 0
+        if hedge:
+            self._calls += 1
+            if self._may_hedge(order):
+                (first, _), (second, _) = order[0], order[1]
+                outcome: RaceOutcome = yield Race(
+                    self._route(call, run, first, False, len(order)),
+                    self._route(call, run, second, False, len(order) - 1),
+                    (first, second), self.hedge.wait_for(first.route.pinned, self.stats),  # type: ignore[union-attr]
+                )  # fmt: skip
+                for candidate, started in outcome.cut:
+                    self.cut_off(call, run, candidate, started)
+                for candidate, error in outcome.failed:
+                    self._conclude(run, candidate, error, None)
+                if outcome.winner is not None:
+                    return outcome.winner
+                start = 2 if outcome.hedged else 1
+        for index in range(start, len(order)):
+            candidate, forced = order[index]
+            try:
+                return (yield from self._route(call, run, candidate, forced, len(order) - index))
+            except (Skip, Expired, ProviderError) as error:
+                following = order[index + 1][0] if index + 1 < len(order) else None
+                if not self._conclude(run, candidate, error, following):
+                    break
+        raise self.exhausted(call, run)
+
+    def _conclude(
+        self, run: Run, candidate: Candidate, error: BaseException, following: Candidate | None
+    ) -> bool:
+        """After a route ended without an answer: whether the call may go on to the next
+        route. Raises ``error`` when it must end the call as it is (no fallback allowed)."""
+        if isinstance(error, Skip):
+            run.skipped.append(f"{candidate.route.pinned} (circuit open)")
+            return True
+        if isinstance(error, Expired):
+            run.deadline_hit = True
+            return False
+        if not isinstance(error, ProviderError):
+            raise error
+        route = candidate.route
+        number = run.numbers.get(route.pinned, 0)
+        emit(self.on_event, AttemptFailed(run.call_id, route.provider, route.model_id, number,
+                                          error, None))  # fmt: skip
+        if not self.fallback(error):
+            emit(self.on_event, CallFailed(run.call_id, error))
+            raise error
+        if following is not None:
+            emit(self.on_event, FallbackTaken(run.call_id, route.pinned, following.route.pinned,
+                                              error))  # fmt: skip
+            self.warn_misconfigured(candidate, error)
+        return True
+
+    def _may_hedge(self, order: list[tuple[Candidate, bool]]) -> bool:
+        if self.hedge is None or len(order) < 2 or order[0][1]:
+            return False
+        return self._hedges + 1 <= self.hedge.max_share * self._calls
+
+    def hedge_started(self, call: Call, race: Race) -> None:
+        """The shell started the race's second side."""
+        self._hedges += 1
+        first, second = race.candidates
+        emit(self.on_event, HedgeStarted(call.id, first.route.pinned, second.route.pinned,
+                                         race.delay))  # fmt: skip
+
+    # --- retries on one route -------------------------------------------------------------
+
+    def _route(
+        self, call: Call, run: Run, candidate: Candidate, forced: bool, routes_left: int
+    ) -> Steps:
+        """Every attempt on one route: the answer, or the last error."""
+        if call.images.needs_fetch(candidate.route):
+            yield _FETCH
+        # The first attempt runs bare (RetryPolicy.attempt_loop's rule, inlined: nearly every
+        # call ends here, and building the retry loop would cost more than the attempt's books).
+        try:
+            return (yield from self._attempt(call, run, candidate, forced, routes_left))
+        except ProviderError as error:
+            if not error.retryable:
+                raise
+            failure = error
+        waits: list[float] = []  # tenacity notes each wait here; the shell does the sleeping
+        retries = call.retry.retries_after(
+            failure, call.deadline, run.hit_deadline, self.on_retry(run, candidate),
+            sleep=waits.append,
+        )  # fmt: skip
+        for attempt in retries:
+            if waits:
+                yield Sleep(waits.pop())
+            with attempt:
+                return (yield from self._attempt(call, run, candidate, forced, routes_left))
+        raise AssertionError("tenacity ends with an answer or an exception")
+
+    def _attempt(
+        self, call: Call, run: Run, candidate: Candidate, forced: bool, routes_left: int
+    ) -> Steps:
+        ticket, provider_call = self.admit(call, run, candidate, forced, routes_left)
+        started = time.perf_counter()
+        try:
+            reply = yield Send(candidate, provider_call)
+        except ProviderError as error:
+            self.failed(call, run, candidate, ticket, error, started,
+                        share_of_deadline=routes_left > 1)  # fmt: skip
+            raise
+        except BaseException:
+            self.cancelled(call, run, candidate, ticket)
+            raise
+        if call.streaming:
+            elapsed = time.perf_counter() - started
+            self.stats.observe(candidate.route.pinned, elapsed, first_token=True)
+        return Answer(candidate, ticket, reply, started)
+
+    # --- how a call ends ------------------------------------------------------------------
+
+    def response(
+        self, call: Call, run: Run, answer: Answer, result: ProviderResult
+    ) -> ChatResponse:
+        """The successful attempt's books, and the ``ChatResponse`` built from its result."""
+        route = answer.candidate.route
+        self.health.record(route, None)
+        cost, price_check = self.accounting.answer_cost(
+            route, result.usage, result.cost, call.images.count
+        )
+        self.settle(call, run, answer.candidate, answer.ticket.reservation, cost, partial=False)
+        elapsed = self.record(run, route, "ok", answer.started, cost=cost)
+        self.stats.observe(route.pinned, elapsed)
+        details = dict(result.details)
+        if result.served_model and result.served_model != route.model_id:
+            details["served_model"] = result.served_model
+        wanted = call.request.max_tokens
+        if wanted is not None and route.max_output_tokens and wanted > route.max_output_tokens:
+            details["max_tokens_capped_to"] = route.max_output_tokens
+        if run.all_open:
+            details["all_breakers_open"] = True
+        if price_check is not None:
+            details["price_check"] = price_check
+        response = ChatResponse(
+            text=result.text,
+            model=call.resolution.model.key,
+            provider=route.provider,
+            provider_model_id=route.model_id,
+            finish_reason=result.finish_reason,
+            usage=result.usage,
+            cost=cost,
+            attempts=tuple(run.attempts),
+            latency_s=elapsed,
+            total_cost=None if cost is None else spent_total(run),
+            price_stale=price_check is not None,
+            images=call.images.for_route(route),
+            details=details,
+        )
+        if self.on_event is not None:
+            emit(self.on_event, ResponseReady(call.id, answer.ticket.number, response))
+        return response
+
+    def interrupted(
+        self, call: Call, run: Run, answer: Answer, error: ProviderError, text: str
+    ) -> StreamInterruptedError:
+        """A stream failed after ``text`` reached the caller: the error to raise (never a
+        fallback, which would splice two answers)."""
+        candidate = answer.candidate
+        self.failed(call, run, candidate, answer.ticket, error, answer.started, partial_text=text)
+        interrupted = StreamInterruptedError(
+            f"the stream failed after {len(text)} characters had been delivered: {error.message}",
+            partial_text=text,
+            attempts=run.attempts,
+            provider=candidate.route.provider,
+            model_id=candidate.route.model_id,
+            status_code=error.status_code,
+            code=error.code,
+        )
+        emit(self.on_event, CallFailed(call.id, interrupted))
+        return interrupted
+
+    def exhausted(self, call: Call, run: Run) -> AllProvidersFailedError:
+        """The error for a call that ran out of routes (or of time), listing every attempt."""
+        expired = run.deadline_hit or (
+            call.deadline is not None and call.retry.clock() >= call.deadline
+        )
+        if not run.errors:
+            # Only possible when the deadline passed before the first attempt could start.
+            run.errors.append(ProviderTimeoutError("the call's timeout ran out before any attempt"))
+        summary = "; ".join(
+            f"{a.provider} {a.model_id}: {a.error_type}"
+            + (f" (HTTP {a.status_code})" if a.status_code else "")
+            for a in run.attempts
+        )
+        notes = []
+        if run.all_open:
+            notes.append("every route's circuit breaker was open, so only the route that "
+                         "failed longest ago was tried")  # fmt: skip
+        elif run.skipped:
+            notes.append(f"skipped: {', '.join(run.skipped)}")
+        note = f" ({'; '.join(notes)})" if notes else ""
+        group: AllProvidersFailedError
+        if expired:
+            group = DeadlineExceededError(
+                f"the call's {call.timeout:g} s timeout ran out after {len(run.attempts)} "
+                f"attempt(s): {summary}{note}",
+                run.errors, run.attempts,
+            )  # fmt: skip
+        else:
+            group = AllProvidersFailedError(
+                f"all {len(run.attempts)} attempt(s) failed: {summary}{note}", run.errors,
+                run.attempts,
+            )  # fmt: skip
+        emit(self.on_event, CallFailed(call.id, group))
+        return group

@@ -1,0 +1,196 @@
+"""``Client``: the synchronous shell over the routing driver (:mod:`._driver`). It does only
+what the driver asks (call a provider, sleep, fetch the images) and reads a stream's chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from .._exceptions import ProviderError
+from .._request import Message
+from .._response import ChatChunk, ChatResponse
+from ..images import Image
+from ..providers import ProviderResult, StreamItem
+from ..routing import RetryPolicy, Strategy, StrategyName
+from ._base import BaseClient
+from ._call import Call, no_result
+from ._driver import Action, Send, Sleep
+from ._streaming import Stream
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+class Client(BaseClient):
+    """The synchronous client.
+
+    ``Client()`` discovers providers from the environment (``OPENROUTER_API_KEY``, ...);
+    ``Client(providers=[...])`` uses exactly the given provider objects, in that order.
+    ``retries`` (per route), ``breaker``, ``fallback`` (``True``, ``False`` or a predicate on
+    the error) and ``timeout`` (per call, seconds) set the defaults for every call. Closing the
+    client closes its providers. Safe to share between threads.
+
+    Example::
+
+        with Client() as client:
+            reply = client.chat("llama-3.2-90b-vision", "What does this chart show?",
+                                image="chart.png")
+            print(reply.text, reply.provider, reply.cost, reply.attempts)
+    """
+
+    def chat(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        image: Image | bytes | str | Path | Any | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        providers: Sequence[str] | None = None,
+        timeout: float | None = None,
+        retries: RetryPolicy | int | None = None,
+        strategy: StrategyName | Strategy | None = None,
+        max_cost: Decimal | None = None,
+    ) -> ChatResponse:
+        """Ask ``model`` and wait for the whole answer, retrying and falling back as needed.
+
+        Returns a ``ChatResponse`` whose ``attempts`` lists every request sent. Raises
+        ``InvalidRequestError`` (and subclasses) for bad input before anything is sent, the
+        provider's error when it must not fall back (a rejected request), or
+        ``AllProvidersFailedError`` / ``DeadlineExceededError`` listing every attempt.
+
+        Args:
+            model: a model key (``"llama-3.2-3b"``), an alias, or a pinned
+                ``"provider:model_id"`` (that route only).
+            prompt: the user's message; ``messages`` holds earlier turns (``Message`` objects
+                or ``{"role", "content"}`` dicts); ``prompt`` is appended after them.
+            image: one image for a vision model: a path, bytes, a ``data:`` or ``http(s)://``
+                URL, a PIL image or a ``llamaroute.Image``.
+            system: a system prompt.
+            max_tokens, temperature, top_p, stop, seed: sampling parameters.
+            providers: provider names for this call, in the order to try them.
+            timeout: seconds for the whole call, every attempt and wait included.
+            retries: retries per route for this call (an int or a ``RetryPolicy``).
+            strategy: the order to try routes in, for this call.
+            max_cost: the most this call may spend (Decimal USD), retries included.
+        """
+        call = self._prepare(
+            model, prompt, messages=messages, image=image, system=system, providers=providers,
+            timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
+            params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+                    "stop": stop, "seed": seed},
+        )  # fmt: skip
+        run, steps = self._driver.start(call)
+        answer = self._run(call, steps)
+        return self._driver.response(call, run, answer, answer.reply)
+
+    def stream(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        image: Image | bytes | str | Path | Any | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        providers: Sequence[str] | None = None,
+        timeout: float | None = None,
+        retries: RetryPolicy | int | None = None,
+        strategy: StrategyName | Strategy | None = None,
+        max_cost: Decimal | None = None,
+    ) -> Stream:
+        """Ask ``model`` and stream the answer: a :class:`Stream` of ``ChatChunk`` objects
+        whose ``.response`` is the final ``ChatResponse``. Arguments as in :meth:`chat`.
+
+        The request is validated and planned here (bad input raises now) and sent when
+        iteration starts. Retries and fallback apply until the first chunk reaches you; after
+        that a failure raises ``StreamInterruptedError`` with the partial text, never a spliced
+        answer. ``timeout`` bounds the wait for the first chunk.
+        """
+        call = self._prepare(
+            model, prompt, messages=messages, image=image, system=system, providers=providers,
+            timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
+            params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+                    "stop": stop, "seed": seed}, streaming=True,
+        )  # fmt: skip
+        parts: list[str] = []
+        return Stream(self._stream_events(call, parts), parts)
+
+    def _run(self, call: Call, steps: Generator[Action, Any, T]) -> T:
+        """Carry out the driver's actions until it returns its result (or raises)."""
+        reply: Any = None
+        failure: BaseException | None = None
+        while True:
+            try:
+                action = steps.send(reply) if failure is None else steps.throw(failure)
+            except StopIteration as finished:
+                return finished.value  # type: ignore[no-any-return]
+            reply = failure = None
+            try:
+                if isinstance(action, Send):
+                    provider = action.candidate.provider
+                    if not call.streaming:
+                        reply = provider.chat(action.call)
+                    else:
+                        events = provider.stream(action.call)
+                        reply = (events, next(events, None))
+                        if reply[1] is None:
+                            raise no_result(action.candidate)
+                elif isinstance(action, Sleep):
+                    call.retry.sleep(action.seconds)
+                else:  # FetchImages (a Race is only ever asked of the async client)
+                    call.images.fetch()
+            except BaseException as error:
+                failure = error
+
+    def _stream_events(
+        self, call: Call, parts: list[str]
+    ) -> Generator[ChatChunk, None, ChatResponse]:
+        """The routed stream; each chunk's text is appended to ``parts`` as it is yielded."""
+        run, steps = self._driver.start(call)
+        answer = self._run(call, steps)
+        events: Generator[StreamItem, None, None]
+        events, item = answer.reply
+        route = answer.candidate.route
+        try:
+            while not isinstance(item, ProviderResult):
+                parts.append(item)
+                yield ChatChunk(item, route.provider, route.model_id)
+                item = next(events)
+        except StopIteration:
+            failure = no_result(answer.candidate)
+            raise self._driver.interrupted(call, run, answer, failure, "".join(parts)) from None
+        except ProviderError as failure:
+            raise self._driver.interrupted(call, run, answer, failure, "".join(parts)) from failure
+        finally:
+            events.close()
+        return self._driver.response(call, run, answer, item)
+
+    def close(self) -> None:
+        """Close every provider's connections."""
+        for provider in self._providers.values():
+            provider.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,28 @@
+"""The records a plan is made of: a candidate route and the plan itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..catalog import Resolution, Route
+from ..providers import Provider
+
+__all__ = ["Candidate", "Plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One route the call may take, and the configured provider instance that takes it."""
+
+    route: Route
+    provider: Provider
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A planned call: the candidates in the order to try them, and the routes left out, each
+    with the reason (a provider configured elsewhere, a request the route cannot take)."""
+
+    resolution: Resolution
+    candidates: tuple[Candidate, ...]
+    skipped: tuple[tuple[Route, str], ...] = ()
