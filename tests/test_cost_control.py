@@ -339,8 +339,9 @@ async def test_a_first_route_that_fails_before_the_hedge_delay_still_falls_back(
     three_fakes[0].default = Step(status=503)
     made = three_providers(three_fakes)
     events: list[Event] = []
+    hedge = HedgePolicy(delay=0.5, max_share=1.0)
     async with AsyncClient(providers=[made["openrouter"], made["bedrock"]], on_event=events.append,
-                           hedge=HedgePolicy(delay=0.5, max_share=1.0), retries=0) as client:  # fmt: skip
+                           hedge=hedge, retries=0) as client:  # fmt: skip
         reply = await client.chat("llama-3.2-3b", "hi")
     assert reply.provider == "bedrock"
     assert [(a.provider, a.outcome) for a in reply.attempts] == [
