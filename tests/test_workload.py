@@ -7,9 +7,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import llamaroute
 from llamaroute import InvalidImageError, InvalidRequestError, UnknownModelError
+from llamaroute.cli import main
 from llamaroute.money import BadLine, estimate_workload, parse_line
 
 from .conftest import make_png
@@ -169,3 +172,84 @@ def test_parse_line_follows_the_chat_request_rules() -> None:
             {"role": "user", "content": "c"}]}), count)  # fmt: skip
     with pytest.raises(InvalidRequestError, match="needs 'prompt' or 'messages'"):
         parse_line("{}", count)
+
+
+# --- hostile lines: each one is one bad line, and the run goes on ----------------------------
+
+DEEP = "[" * 1000 + "]" * 1000
+HOSTILE = [
+    DEEP,
+    '{"prompt": ' + DEEP + "}",
+    '{"messages": [{"role": "user", "content": ' + "[" * 5000 + "]" * 5000 + "}]}",
+    '{"prompt": "x", "max_tokens": ' + "9" * 5000 + "}",
+    '{"prompt": "x", "max_tokens": 1000000000}',
+    '{"prompt": "x", "max_tokens": 1e400}',
+    '{"prompt": "\\ud800 lone"}',
+    '{"system": "\\udfff", "prompt": "x"}',
+    '{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\ud83d"}]}]}',
+    '{"prompt": "x", "image": "\\ud800.png"}',
+]
+
+
+def test_hostile_lines_are_bad_lines_and_the_run_goes_on() -> None:
+    lines = [json.dumps(GOOD[0]), *HOSTILE, json.dumps(GOOD[3])]
+    seen: list[BadLine] = []
+    result = estimate_workload(lines, "llama-3.2-11b-vision", on_bad_line=seen.append)
+    assert (result.lines, result.requests, result.bad_lines) == (12, 2, len(HOSTILE))
+    assert [bad.line for bad in seen] == list(range(2, 2 + len(HOSTILE)))
+    assert all(type(bad.error) is InvalidRequestError for bad in seen)
+    messages = [str(bad.error) for bad in seen]
+    assert (
+        messages[0]
+        == messages[1]
+        == messages[2]
+        == ("nested too deeply to read (arrays or objects)")
+    )
+    assert "not valid JSON" in messages[3]
+    assert "max_tokens must be at most 131,072, not 1,000,000,000" in messages[4]
+    assert "max_tokens must be a whole number" in messages[5]
+    assert all("lone surrogate" in message for message in messages[6:])
+
+
+def test_max_tokens_at_the_bound_is_fine() -> None:
+    shape = parse_line('{"prompt": "x", "max_tokens": 131072}', len)
+    assert shape.max_tokens == 131072
+
+
+JSON_TEXT = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.sampled_from(["prompt", "messages", "system", "image", "max_tokens", "role",
+                         "content", "type", "text", "expected_output_tokens", "id"]),
+        children, max_size=4),
+    max_leaves=15,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    JSON_TEXT.map(json.dumps),
+    st.text(st.characters(codec=None, exclude_categories=()), max_size=40),
+    st.binary(max_size=40),
+    st.integers(1, 3000).map(lambda depth: '{"prompt": ' + "[" * depth + "]" * depth + "}"),
+))  # fmt: skip
+def test_fuzzed_lines_parse_or_are_invalid_requests(raw: str | bytes) -> None:
+    try:
+        shape = parse_line(raw, len)
+    except InvalidRequestError:  # InvalidImageError is one too
+        return
+    assert shape.input_tokens >= 0
+    assert shape.max_tokens is None or 1 <= shape.max_tokens <= 131072
+
+
+def test_the_command_line_reports_a_deeply_nested_line_and_goes_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_text("\n".join([json.dumps(GOOD[0]), DEEP, json.dumps(GOOD[3])]) + "\n")
+    code = main(["estimate", "--model", "llama-3.2-3b", "--workload", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "2 requests estimated, 1 bad lines" in out
+    assert err.splitlines() == ["line 2: nested too deeply to read (arrays or objects)"]
+    assert "Traceback" not in out + err

@@ -1,19 +1,24 @@
 """What callers send: messages, their parts and the normalised :class:`ChatRequest`.
 
-Inputs forbid unknown fields and check ranges, so a typo or an out-of-range value fails here,
-before any network call, as an :class:`~llamaroute.InvalidRequestError`.
+Inputs forbid unknown fields, take their types strictly (``True`` is not a number, ``b"hi"`` is
+not text) and check ranges, so a typo, a wrong type or an out-of-range value fails here, before
+any network call, as an :class:`~llamaroute.InvalidRequestError`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -23,7 +28,18 @@ from ._exceptions import InvalidRequestError
 from ._records import validation_message
 from .images._source import is_image_source
 
-__all__ = ["ChatRequest", "ImagePart", "Message", "Part", "Role", "TextPart"]
+__all__ = [
+    "MAX_MESSAGES",
+    "MAX_OUTPUT_TOKENS",
+    "MAX_STOP_LENGTH",
+    "SEED_MAX",
+    "ChatRequest",
+    "ImagePart",
+    "Message",
+    "Part",
+    "Role",
+    "TextPart",
+]
 
 if TYPE_CHECKING:
     from .images._source import ImageSource
@@ -31,6 +47,44 @@ if TYPE_CHECKING:
 
 Role = Literal["system", "user", "assistant"]
 """Who wrote a message. Tool roles are not supported yet."""
+
+#: The most output tokens a request may ask for: the largest context window of any route in
+#: the catalog (131,072). A route with a smaller ``max_output_tokens`` is capped to it when the
+#: call is made; this bound only stops absurd values (``10**9``) from being sent anywhere.
+MAX_OUTPUT_TOKENS = 131_072
+
+#: The largest ``seed``: 2**31 - 1, so the seed is in [0, 2**31 - 1]. OpenRouter documents
+#: only "integer" (its upstreams, vLLM among them, take a signed 64-bit one); Bedrock's
+#: Converse has no seed (it is not sent); Ollama decodes it into a Go int and then truncates
+#: it to an unsigned 32-bit seed, where 0xFFFFFFFF means "random". A non-negative signed
+#: 32-bit seed is the one range every route keeps exactly and means the same everywhere.
+SEED_MAX = 2**31 - 1
+
+#: The most messages a conversation may have: far more than any context window holds (each
+#: message costs a few tokens of template); the bound stops an endless iterator.
+MAX_MESSAGES = 100_000
+
+#: The longest stop sequence, in characters. No provider documents a limit; stop sequences
+#: are short markers, and one this long is a mistake (a prompt passed as ``stop``).
+MAX_STOP_LENGTH = 1_000
+
+
+def _unicode(value: str) -> str:
+    # A lone surrogate ("\ud800") is a str but not text: it cannot be encoded to UTF-8, so
+    # it would fail later, in the token counter or the HTTP body, as a UnicodeEncodeError.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"text must be valid Unicode: a lone surrogate {value[error.start]!r} at "
+                f"position {error.start}"
+            ) from None
+    return value
+
+
+Text = Annotated[str, Field(strict=True), AfterValidator(_unicode)]
+"""A string, strictly (bytes are refused), that can be encoded as UTF-8."""
 
 
 class _Input(BaseModel):
@@ -43,7 +97,7 @@ class TextPart(_Input):
     """A piece of text inside a message."""
 
     type: Literal["text"] = "text"
-    text: str
+    text: Text
 
 
 class ImagePart(_Input):
@@ -68,6 +122,8 @@ class ImagePart(_Input):
                 "image takes a file path, bytes, a data: or http(s):// URL, a PIL image or a "
                 f"llamaroute.Image, not {type(value).__name__}"
             )
+        if isinstance(value, str):
+            _unicode(value)
         # Mutable buffers are copied, so the frozen request cannot change under the caller.
         return bytes(value) if isinstance(value, bytearray | memoryview) else value
 
@@ -75,11 +131,29 @@ class ImagePart(_Input):
 Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
+def _content_kind(value: object) -> str:
+    # Only one branch is tried, so an error names what was wrong with that one.
+    return "text" if isinstance(value, str) else "parts"
+
+
 class Message(_Input):
     """One turn of a conversation. ``content`` is a string or a sequence of parts."""
 
     role: Role
-    content: str | tuple[Part, ...]
+    content: Annotated[
+        Annotated[Text, Tag("text")] | Annotated[tuple[Part, ...], Tag("parts")],
+        Discriminator(_content_kind),
+    ]
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content_is_text_or_parts(cls, value: object) -> object:
+        # Without this, a dict or a set would be read as a sequence of parts.
+        if isinstance(value, Mapping | Set | bytes | bytearray | memoryview):
+            raise ValueError(
+                f"content must be a string or a list of parts, not {type(value).__name__}"
+            )
+        return value
 
     @field_validator("content")
     @classmethod
@@ -127,8 +201,12 @@ class Message(_Input):
 
 
 def _stop_tuple(value: object) -> object:
-    # Accept the OpenAI-style single string as well as a list.
-    return (value,) if isinstance(value, str) else value
+    # Accept the OpenAI-style single string as well as a list (not a dict or a set).
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Mapping | Set | bytes | bytearray | memoryview):
+        raise ValueError(f"stop takes a string or a list of strings, not {type(value).__name__}")
+    return value
 
 
 class ChatRequest(_Input):
@@ -139,13 +217,16 @@ class ChatRequest(_Input):
     example a temperature cap of 1.0) is checked again when the route is planned.
     """
 
-    model: str = Field(min_length=1)
+    model: Text = Field(min_length=1)
     messages: tuple[Message, ...] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    stop: Annotated[tuple[str, ...], BeforeValidator(_stop_tuple)] = Field(default=(), max_length=4)
-    seed: int | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS, strict=True)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0, strict=True)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, strict=True)
+    stop: Annotated[
+        tuple[Annotated[Text, Field(max_length=MAX_STOP_LENGTH)], ...],
+        BeforeValidator(_stop_tuple),
+    ] = Field(default=(), max_length=4)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX, strict=True)
 
     @field_validator("stop")
     @classmethod
@@ -183,19 +264,25 @@ class ChatRequest(_Input):
 
         ``prompt`` becomes a final user message (after ``messages``, if both are given);
         ``image`` is attached to that prompt, or to the last user message when there is no
-        prompt; ``system`` becomes a leading system message. Raises
-        :class:`~llamaroute.InvalidRequestError` with a readable reason on bad input.
+        prompt; ``system`` becomes a leading system message. ``messages`` is a list (or any
+        ordered iterable) of :class:`Message` objects and dicts. Raises
+        :class:`~llamaroute.InvalidRequestError` with a readable reason on any bad input: a
+        wrong type anywhere (``True`` for a number, bytes for text), a value out of range
+        (``max_tokens`` above :data:`MAX_OUTPUT_TOKENS`, ``seed`` outside [0, :data:`SEED_MAX`]),
+        or input nested too deeply to check.
         """
         try:
-            turns = [_coerce_message(item) for item in (messages or ())]
+            turns = _coerce_messages(messages)
             if system is not None:
+                _check_text(system, "system")
                 if turns and turns[0].role == "system":
                     raise InvalidRequestError(
                         "pass the system prompt either as system= or as the first message, not both"
                     )
-                turns.insert(0, Message.system(system))
+                turns.insert(0, _build(lambda: Message.system(system), "system"))
             if prompt is not None:
-                turns.append(Message.user(prompt, image=image))
+                _check_text(prompt, "prompt")
+                turns.append(_build(lambda: Message.user(prompt, image=image), "prompt"))
             elif image is not None:
                 turns = _attach_image_to_last_user(turns, image)
             if not any(turn.role == "user" for turn in turns):
@@ -203,15 +290,50 @@ class ChatRequest(_Input):
             return cls(model=model, messages=tuple(turns), **params)
         except ValidationError as error:
             raise InvalidRequestError(validation_message(error)) from None
+        except RecursionError:
+            # Input nested (or referring to itself) past Python's recursion limit.
+            raise InvalidRequestError("the request is nested too deeply to check") from None
 
 
-def _coerce_message(item: object) -> Message:
+def _check_text(value: object, name: str) -> None:
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"{name} must be a string, not {type(value).__name__}")
+
+
+def _build(make: Callable[[], Message], where: str) -> Message:
+    try:
+        return make()
+    except ValidationError as error:
+        raise InvalidRequestError(f"{where}: {validation_message(error)}") from None
+
+
+def _coerce_messages(messages: object) -> list[Message]:
+    if messages is None:
+        return []
+    if isinstance(messages, str | bytes | bytearray | memoryview | Mapping | Set | Message) or (
+        not isinstance(messages, Iterable)
+    ):
+        raise InvalidRequestError(
+            f"messages must be a list of Message objects or dicts, not {type(messages).__name__}"
+        )
+    turns = []
+    for index, item in enumerate(messages):
+        if index == MAX_MESSAGES:
+            raise InvalidRequestError(f"messages: more than {MAX_MESSAGES:,} messages")
+        turns.append(_coerce_message(item, index))
+    return turns
+
+
+def _coerce_message(item: object, index: int) -> Message:
     if isinstance(item, Message):
         return item
     if isinstance(item, dict):
-        return Message.model_validate(item)
+        try:
+            return Message.model_validate(item)
+        except ValidationError as error:
+            raise InvalidRequestError(f"messages[{index}]: {validation_message(error)}") from None
     raise InvalidRequestError(
-        f"messages must be Message objects or dicts, not {type(item).__name__}"
+        f"messages must be Message objects or dicts, not {type(item).__name__} (messages[{index}])"
     )
 
 

@@ -174,7 +174,8 @@ def _spend(args: argparse.Namespace) -> int:
             raise InvalidRequestError(
                 f"--since takes a day as YYYY-MM-DD, not {args.since!r}"
             ) from None
-    ledger = SqliteLedger(path)
+    # Read-only: reading needs no write access to the file (or its folder).
+    ledger = SqliteLedger(path, read_only=True)
     try:
         summary = ledger.summary(since)
     finally:
@@ -184,6 +185,8 @@ def _spend(args: argparse.Namespace) -> int:
         return 0
     print(f"{summary.total:f} USD over {summary.calls} billed attempt(s)"
           + (f" since {since}" if since else ""))  # fmt: skip
+    if summary.skipped_rows:
+        print(f"{summary.skipped_rows} row(s) left out: their cost is not an amount")
     for title, table in (("by provider", summary.by_provider), ("by model", summary.by_model),
                          ("by day", summary.by_day)):  # fmt: skip
         if table:

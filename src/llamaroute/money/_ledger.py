@@ -4,9 +4,10 @@ Two stores behind one interface:
 
 * :class:`MemoryLedger` (the default): running totals only, so memory stays flat however
   many calls are made.
-* :class:`SqliteLedger` (``Client(ledger="spend.db")``): every billed attempt is a row in a
-  SQLite file (WAL mode, a busy timeout), so several processes can share one ledger and one
-  budget. Amounts are stored as decimal text and summed as :class:`~decimal.Decimal`: exact.
+* :class:`SqliteLedger` (``Client(ledger="spend.db")``, in ``_sqlite_ledger.py``): every
+  billed attempt is a row in a SQLite file (WAL mode, a busy timeout), so several processes
+  can share one ledger and one budget. Amounts are stored as decimal text and summed as
+  :class:`~decimal.Decimal`: exact.
 
 Budgets work by reservation: before an attempt, its worst-case cost is reserved; the attempt
 may go ahead only if spent + reserved + this reservation fits the budget. When it ends, the
@@ -18,18 +19,14 @@ reservations carry an expiry, so a crashed process cannot hold budget forever.
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 
 from .._exceptions import BudgetExceededError, ConfigurationError
 
@@ -80,13 +77,17 @@ def _today() -> str:
 
 @dataclass(frozen=True)
 class SpendSummary:
-    """Totals over a ledger (or part of it): exact Decimal USD."""
+    """Totals over a ledger (or part of it): exact Decimal USD.
+
+    ``skipped_rows`` counts stored rows left out because their cost could not be read.
+    """
 
     total: Decimal
     calls: int
     by_provider: dict[str, Decimal]
     by_model: dict[str, Decimal]
     by_day: dict[str, Decimal]
+    skipped_rows: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """The summary with amounts as strings (exact, for JSON)."""
@@ -96,6 +97,7 @@ class SpendSummary:
             "by_provider": {k: str(v) for k, v in self.by_provider.items()},
             "by_model": {k: str(v) for k, v in self.by_model.items()},
             "by_day": {k: str(v) for k, v in self.by_day.items()},
+            "skipped_rows": self.skipped_rows,
         }
 
 
@@ -214,142 +216,13 @@ class MemoryLedger(Ledger):
                 self._add(entry)
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spend (
-    id INTEGER PRIMARY KEY,
-    at TEXT NOT NULL,
-    day TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    model TEXT NOT NULL,
-    model_id TEXT NOT NULL,
-    cost TEXT NOT NULL,
-    source TEXT NOT NULL,
-    partial INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS spend_day ON spend(day);
-CREATE TABLE IF NOT EXISTS reservations (
-    id TEXT PRIMARY KEY,
-    amount TEXT NOT NULL,
-    expires REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS totals (
-    name TEXT PRIMARY KEY,
-    amount TEXT NOT NULL
-);
-INSERT OR IGNORE INTO totals (name, amount) VALUES ('spent', '0');
-"""
-
-
-class SqliteLedger(Ledger):
-    """Every billed attempt as a row in a SQLite file, shared safely between processes."""
-
-    def __init__(self, path: str | os.PathLike[str], budget: Decimal | None = None) -> None:
-        super().__init__(budget)
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as error:
-            raise ConfigurationError(f"cannot open the spend ledger {self.path}: {error}") from None
-
-    def __repr__(self) -> str:
-        return f"<SqliteLedger {str(self.path)!r} budget={self.budget}>"
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # One writer at a time across processes: BEGIN IMMEDIATE takes the write lock now.
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    @staticmethod
-    def _insert(db: sqlite3.Connection, entry: SpendEntry) -> None:
-        # The running total is kept as exact decimal text, updated in the same transaction.
-        (spent,) = db.execute("SELECT amount FROM totals WHERE name = 'spent'").fetchone()
-        db.execute(
-            "UPDATE totals SET amount = ? WHERE name = 'spent'", (str(Decimal(spent) + entry.cost),)
-        )
-        at = (entry.at or datetime.now(UTC)).astimezone(UTC)
-        db.execute(
-            "INSERT INTO spend (at, day, provider, model, model_id, cost, source, partial) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (at.isoformat(), at.date().isoformat(), entry.provider, entry.model,
-             entry.model_id, str(entry.cost), entry.source, int(entry.partial)),
-        )  # fmt: skip
-
-    def record(self, entry: SpendEntry) -> None:
-        with self._transaction() as db:
-            self._insert(db, entry)
-
-    def summary(self, since: date | None = None) -> SpendSummary:
-        query = "SELECT provider, model, day, cost FROM spend"
-        args: tuple[str, ...] = ()
-        if since is not None:
-            query += " WHERE day >= ?"
-            args = (since.isoformat(),)
-        total, calls = ZERO, 0
-        by_provider: defaultdict[str, Decimal] = defaultdict(Decimal)
-        by_model: defaultdict[str, Decimal] = defaultdict(Decimal)
-        by_day: defaultdict[str, Decimal] = defaultdict(Decimal)
-        with self._lock:
-            rows = self._db.execute(query, args).fetchall()
-        for provider, model, day, cost in rows:
-            amount = Decimal(cost)  # summed as Decimal in Python: SQLite's SUM is a float
-            total += amount
-            calls += 1
-            by_provider[provider] += amount
-            by_model[model] += amount
-            by_day[day] += amount
-        return SpendSummary(total, calls, dict(by_provider), dict(by_model), dict(by_day))
-
-    @staticmethod
-    def _sums(db: sqlite3.Connection) -> tuple[Decimal, Decimal]:
-        db.execute("DELETE FROM reservations WHERE expires < ?", (time.time(),))
-        (text,) = db.execute("SELECT amount FROM totals WHERE name = 'spent'").fetchone()
-        spent = Decimal(text)
-        reserved = sum((Decimal(a) for (a,) in db.execute("SELECT amount FROM reservations")), ZERO)
-        return spent, reserved
-
-    def _spent_and_reserved(self) -> tuple[Decimal, Decimal]:
-        with self._transaction() as db:
-            return self._sums(db)
-
-    def reserve(self, amount: Decimal, what: str) -> str:
-        key = uuid.uuid4().hex
-        with self._transaction() as db:
-            if self.budget is not None:
-                spent, reserved = self._sums(db)
-                if spent + reserved + amount > self.budget:
-                    self._refuse(amount, spent, reserved, what)
-            db.execute(
-                "INSERT INTO reservations (id, amount, expires) VALUES (?, ?, ?)",
-                (key, str(amount), time.time() + RESERVATION_TTL_S),
-            )
-        return key
-
-    def settle(self, reservation: str, entry: SpendEntry | None) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
-            if entry is not None:
-                self._insert(db, entry)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-
 def open_ledger(ledger: Ledger | str | os.PathLike[str] | None, budget: Decimal | None) -> Ledger:
     """The ledger for ``Client(ledger=..., budget=...)``: in memory unless a path is given."""
+    if isinstance(ledger, SqliteLedger) and ledger.read_only:
+        raise ConfigurationError(
+            f"the spend ledger {ledger.path} was opened read_only=True: a client needs one it "
+            "can write"
+        )
     if isinstance(ledger, Ledger):
         if budget is not None:
             ledger.budget = budget
@@ -357,3 +230,7 @@ def open_ledger(ledger: Ledger | str | os.PathLike[str] | None, budget: Decimal 
     if ledger is None:
         return MemoryLedger(budget)
     return SqliteLedger(ledger, budget)
+
+
+# At the end: _sqlite_ledger builds on the classes above.
+from ._sqlite_ledger import SqliteLedger  # noqa: E402

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidImageError, InvalidRequestError, UnsupportedFeatureError
+from .._request import MAX_OUTPUT_TOKENS
 from ._estimate import RequestShape, TokenTotals, route_tokens, select_routes
 from ._tokens import TextCounter, chat_template_tokens, image_tiles_for, text_counter
 
@@ -106,6 +107,7 @@ class _Images:
     def tiles(self, reference: object) -> int:
         if not isinstance(reference, str) or not reference.strip():
             raise InvalidRequestError("'image' must be a file path or a data:/http(s) URL")
+        _text(reference, "'image'")
         found = self.known.get(reference)
         if found is None:
             if len(self.known) >= _IMAGE_CACHE:
@@ -138,6 +140,10 @@ def parse_line(raw: str | bytes, count: TextCounter, images: _Images | None = No
         raise InvalidRequestError(f"not valid JSON: {error.msg} (column {error.colno})") from None
     except UnicodeDecodeError:
         raise InvalidRequestError("not UTF-8 text") from None
+    except RecursionError:
+        raise InvalidRequestError("nested too deeply to read (arrays or objects)") from None
+    except ValueError as error:  # a number too long to convert, for one
+        raise InvalidRequestError(f"not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise InvalidRequestError(f"expected a JSON object, not {_kind(data)}")
     unknown = data.keys() - _KEYS
@@ -152,7 +158,9 @@ def parse_line(raw: str | bytes, count: TextCounter, images: _Images | None = No
     return RequestShape(
         input_tokens=text + chat_template_tokens(len(turns), len(tiles)),
         image_tiles=tiles,
-        max_tokens=_whole(data.get("max_tokens"), "max_tokens", minimum=1),
+        max_tokens=_whole(
+            data.get("max_tokens"), "max_tokens", minimum=1, maximum=MAX_OUTPUT_TOKENS
+        ),
         expected_output_tokens=_whole(
             data.get("expected_output_tokens"), "expected_output_tokens", minimum=0
         ),
@@ -168,6 +176,7 @@ def _turns(data: dict[str, Any]) -> list[tuple[str, str, list[object]]]:
     if system is not None:
         if not isinstance(system, str):
             raise InvalidRequestError(f"'system' must be a string, not {_kind(system)}")
+        _text(system, "'system'")
         if turns and turns[0][0] == "system":
             raise InvalidRequestError(
                 "give the system prompt as 'system' or first message, not both"
@@ -176,7 +185,7 @@ def _turns(data: dict[str, Any]) -> list[tuple[str, str, list[object]]]:
     if prompt is not None:
         if not isinstance(prompt, str):
             raise InvalidRequestError(f"'prompt' must be a string, not {_kind(prompt)}")
-        turns.append(("user", prompt, []))
+        turns.append(("user", _text(prompt, "'prompt'"), []))
     roles = [role for role, _, _ in turns]
     if not roles or roles[-1] != "user":
         raise InvalidRequestError("the conversation must end with a user message")
@@ -206,7 +215,7 @@ def _message(item: object, number: int) -> tuple[str, str, list[object]]:
     if set(item) - {"role", "content"}:
         raise InvalidRequestError(f"{where} has unknown fields; expected role and content")
     if isinstance(content, str):
-        return role, content, []
+        return role, _text(content, f"{where}.content"), []
     if not isinstance(content, list) or not content:
         raise InvalidRequestError(f"{where}.content must be a string or a non-empty list of parts")
     texts: list[str] = []
@@ -214,7 +223,7 @@ def _message(item: object, number: int) -> tuple[str, str, list[object]]:
     for part in content:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
+            texts.append(_text(part["text"], f"{where}.content"))
         elif kind == "image" and "image" in part:
             refs.append(part["image"])
         else:
@@ -227,11 +236,26 @@ def _message(item: object, number: int) -> tuple[str, str, list[object]]:
     return role, "".join(texts), refs
 
 
-def _whole(value: object, name: str, *, minimum: int) -> int | None:
+def _whole(value: object, name: str, *, minimum: int, maximum: int | None = None) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidRequestError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+    if maximum is not None and value > maximum:
+        raise InvalidRequestError(f"{name} must be at most {maximum:,}, not {value:,}")
+    return value
+
+
+def _text(value: str, where: str) -> str:
+    """``value``, if it can be encoded as UTF-8 (JSON's ``"\\ud800"`` decodes to a lone
+    surrogate, which the token counter cannot encode)."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise InvalidRequestError(
+                f"{where} is not valid Unicode: a lone surrogate at position {error.start}"
+            ) from None
     return value
 
 
