@@ -31,6 +31,7 @@ from llamaroute.client import (
     HedgeStarted,
     ResponseReady,
 )
+from llamaroute.money import SqliteLedger
 from llamaroute.providers import BedrockProvider, OllamaProvider
 from llamaroute.testing import FakeBedrock, FakeOllama, Step
 
@@ -195,6 +196,40 @@ def test_concurrent_calls_never_overspend_the_budget(
         assert outcomes.count("ok") >= 1
         assert three_fakes[1].hits == outcomes.count("ok")  # refused calls sent nothing
         assert client.spend.remaining() == budget - client.spend.total
+
+
+def test_a_refused_reservation_is_always_a_budget_refusal(
+    three_fakes: Fakes, tmp_path: Path
+) -> None:
+    # 16 threads x 20 calls share one SQLite budget: a call may pass the plan's check and then
+    # find its reservation refused because the others took the budget meanwhile. That is a
+    # BudgetExceededError (it used to end as AllProvidersFailedError "circuit open").
+    three_fakes[1].default = Step.reply("ok", usage=(20, 1000), delay=0.01)
+    budget = Decimal("0.003")
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    ledger = SqliteLedger(tmp_path / "spend.db", budget)
+    with client_for(three_fakes, "bedrock", ledger=ledger) as client:
+
+        def work() -> None:
+            for _ in range(20):
+                try:
+                    client.chat("llama-3.2-3b", "x " * 50, max_tokens=1000)
+                    result = "ok"
+                except Exception as error:  # every outcome is kept, whatever its type
+                    result = type(error).__name__
+                with lock:
+                    outcomes.append(result)
+
+        threads = [threading.Thread(target=work) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(outcomes) == 320
+        assert set(outcomes) == {"ok", "BudgetExceededError"}, set(outcomes)
+        assert client.spend.total <= budget
+        assert three_fakes[1].hits == outcomes.count("ok")  # refused calls sent nothing
 
 
 def test_max_cost_skips_routes_and_refuses_with_figures_before_any_call(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from llamaroute import BudgetExceededError, Client, ConfigurationError, LlamarouteError
+from llamaroute import BudgetExceededError, Client, ConfigurationError
 from llamaroute.cli import main
 from llamaroute.client import AttemptStarted, Event
 from llamaroute.money import SpendEntry, SqliteLedger, open_ledger
@@ -279,10 +279,9 @@ def test_a_client_returns_the_answer_when_the_ledger_fails_mid_call(
             reply = client.chat("llama-3.2-3b", "hi", max_tokens=50)
             assert reply.text == "Llamas hum."
             assert (ledger.failed_writes, ledger.unrecorded) == (1, Decimal("0.25"))
-            # The next call's reservation cannot be written: refused, and not sent. (The
-            # ledger raises BudgetExceededError; the client still labels a refused reservation
-            # "circuit open", issue 15 item 7, so only the typing is asserted here.)
-            with pytest.raises(LlamarouteError):
+            # The next call's reservation cannot be written: refused as a budget refusal, and
+            # not sent.
+            with pytest.raises(BudgetExceededError):
                 client.chat("llama-3.2-3b", "hi", max_tokens=50)
             assert fake.hits == 1
     other.execute("ROLLBACK")

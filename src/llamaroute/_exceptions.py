@@ -95,7 +95,19 @@ class InvalidImageError(InvalidRequestError):
 
 
 class BudgetExceededError(LlamarouteError):
-    """The worst-case cost of the call does not fit the remaining budget or ``max_cost``."""
+    """The worst-case cost of the call does not fit the remaining budget or ``max_cost``.
+
+    Raised before anything is sent when no route fits, and also when a route's reservation is
+    refused mid-call (other calls took the budget meanwhile): then ``attempts`` lists what the
+    call had already sent. A refused reservation is always this error, never a provider's.
+    """
+
+    def __init__(self, message: str, *, attempts: Sequence[Attempt] = ()) -> None:
+        super().__init__(message)
+        self.attempts: tuple[Attempt, ...] = tuple(attempts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class ProviderError(LlamarouteError):

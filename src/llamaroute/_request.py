@@ -255,7 +255,7 @@ class ChatRequest(_Input):
         model: str,
         prompt: str | None = None,
         *,
-        messages: list[Message] | tuple[Message, ...] | None = None,
+        messages: Iterable[Message | Mapping[str, Any]] | None = None,
         image: bytes | str | Path | None = None,
         system: str | None = None,
         **params: Any,

@@ -30,7 +30,7 @@ from ..routing import Candidate, Health, LatencyStats
 from ._call import Call, Run, Ticket
 from ._events import AttemptFailed, AttemptStarted, BudgetRefused, EventHandler, emit
 
-__all__ = ["AttemptBook", "Expired", "FallbackRule", "Skip", "default_fallback"]
+__all__ = ["AttemptBook", "Expired", "FallbackRule", "OverBudget", "Skip", "default_fallback"]
 
 logger = logging.getLogger("llamaroute")
 
@@ -51,6 +51,14 @@ def default_fallback(error: ProviderError) -> bool:
 
 class Skip(Exception):
     """A breaker or the budget refused the route just before sending: try the next route."""
+
+
+class OverBudget(Skip):
+    """The budget (or ``max_cost``) refused the route's reservation just before sending."""
+
+    def __init__(self, refusal: BudgetExceededError) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
 
 
 class Expired(Exception):
@@ -127,12 +135,12 @@ class AttemptBook:
         worst = self.accounting.worst_case(call.shape(), candidate.route)
         try:
             return self.accounting.reserve(candidate.route, worst, call.max_cost, run.spent)
-        except BudgetExceededError:
+        except BudgetExceededError as refusal:
             # Other calls took the budget meanwhile, or this call's own spending did.
             self.health.release(candidate.route)
             emit(self.on_event, BudgetRefused(call.id, candidate.route.pinned, worst,
                                               self.accounting.ledger.remaining()))  # fmt: skip
-            raise Skip from None
+            raise OverBudget(refusal) from None
 
     # --- after an attempt ---------------------------------------------------------------------
 

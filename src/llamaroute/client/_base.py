@@ -137,7 +137,7 @@ class BaseClient:
         request = ChatRequest.create(
             model,
             prompt,
-            messages=list(messages) if messages is not None else None,  # type: ignore[arg-type]
+            messages=messages,
             image=image,
             system=system,
             **{key: value for key, value in params.items() if value is not None},
@@ -219,7 +219,7 @@ class BaseClient:
         request = ChatRequest.create(
             model,
             prompt,
-            messages=list(messages) if messages is not None else None,  # type: ignore[arg-type]
+            messages=messages,
             image=image,
             system=system,
             **({"max_tokens": max_tokens} if max_tokens is not None else {}),

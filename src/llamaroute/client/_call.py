@@ -75,6 +75,7 @@ class Run:
     deadline_hit: bool = False
     spent: Decimal = Decimal(0)  # what this call's billed attempts cost so far
     numbers: dict[str, int] = field(default_factory=dict)  # each route's latest attempt number
+    over_budget: list[str] = field(default_factory=list)  # reservations refused mid-call
 
     def hit_deadline(self) -> None:
         self.deadline_hit = True

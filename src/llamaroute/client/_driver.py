@@ -24,6 +24,7 @@ from typing import Any, TypeAlias
 
 from .._exceptions import (
     AllProvidersFailedError,
+    BudgetExceededError,
     DeadlineExceededError,
     ProviderError,
     ProviderTimeoutError,
@@ -32,7 +33,7 @@ from .._exceptions import (
 from .._response import ChatResponse
 from ..providers import ProviderCall, ProviderResult
 from ..routing import Candidate, HedgePolicy
-from ._attempts import AttemptBook, Expired, Skip, spent_total
+from ._attempts import AttemptBook, Expired, OverBudget, Skip, spent_total
 from ._call import Answer, Call, Run
 from ._events import AttemptFailed, CallFailed, FallbackTaken, HedgeStarted, ResponseReady, emit
 
@@ -143,6 +144,9 @@ class Driver(AttemptBook):
     ) -> bool:
         """After a route ended without an answer: whether the call may go on to the next
         route. Raises ``error`` when it must end the call as it is (no fallback allowed)."""
+        if isinstance(error, OverBudget):
+            run.over_budget.append(str(error.refusal))
+            return True
         if isinstance(error, Skip):
             run.skipped.append(f"{candidate.route.pinned} (circuit open)")
             return True
@@ -285,8 +289,19 @@ class Driver(AttemptBook):
         emit(self.on_event, CallFailed(call.id, interrupted))
         return interrupted
 
-    def exhausted(self, call: Call, run: Run) -> AllProvidersFailedError:
-        """The error for a call that ran out of routes (or of time), listing every attempt."""
+    def exhausted(self, call: Call, run: Run) -> AllProvidersFailedError | BudgetExceededError:
+        """The error for a call that ran out of routes (or of time), listing every attempt. If
+        the budget refused a route's reservation, that is what ended the call: a
+        :class:`BudgetExceededError`, whatever else happened."""
+        if run.over_budget:
+            tried = f" after {len(run.attempts)} attempt(s)" if run.attempts else ""
+            refused = BudgetExceededError(
+                f"the budget refused the call{tried}: " + "; ".join(run.over_budget)
+                + " (raise the budget or max_cost, lower max_tokens, or retry later)",
+                attempts=run.attempts,
+            )  # fmt: skip
+            emit(self.on_event, CallFailed(call.id, refused))
+            return refused
         expired = run.deadline_hit or (
             call.deadline is not None and call.retry.clock() >= call.deadline
         )

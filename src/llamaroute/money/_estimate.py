@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -313,7 +313,7 @@ def estimate(
         model,
         prompt,
         # create() turns dicts into Message objects (and rejects anything else).
-        messages=cast("list[Message]", list(messages or ())),
+        messages=messages,
         image=Path(image) if isinstance(image, os.PathLike) else image,
         system=system,
         max_tokens=max_tokens,
