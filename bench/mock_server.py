@@ -117,6 +117,8 @@ def _bedrock_json() -> bytes:
 
 def _bedrock_stream() -> bytes | None:
     try:
+        # The event-stream encoder behind FakeBedrock is not public API; borrowed rather than
+        # copied (the one private import outside tests/, allowed in tests/test_layers.py).
         from llamaroute.testing._eventstream import event_frame as encode_event
     except ImportError:
         return None

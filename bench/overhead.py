@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, Callable, Generator
 
 import llamaroute
 from llamaroute import Usage
-from llamaroute.providers._base import Provider, ProviderCall, ProviderResult, StreamItem
+from llamaroute.providers import Provider, ProviderCall, ProviderResult, StreamItem
 
 MODEL, PROMPT, CHUNKS = "llama-3.2-3b", "Say hi", 50
 

@@ -25,12 +25,12 @@ sys.path.insert(0, str(ROOT / "src"))  # measure this checkout, not an installed
 from llamaroute.money import (  # noqa: E402
     CHARS_PER_TOKEN,
     SYMBOL_TOKENS_X100,
+    SYMBOLS,
     chat_template_tokens,
     detect_language,
     estimate_text_tokens,
     text_counter,
 )
-from llamaroute.money._tokens import _SYMBOLS  # noqa: E402  (the symbol class counted)
 
 DATA = Path(__file__).resolve().parent / "data"
 LANGUAGES = ["en", "de", "fr", "it", "pt", "es", "hi", "th"]
@@ -61,7 +61,7 @@ def calibrate(encoder) -> None:  # type: ignore[no-untyped-def]
     for lang in LANGUAGES:
         texts = paragraphs("calibration", lang)
         chars = sum(map(len, texts))
-        symbols = sum(len(_SYMBOLS.findall(t)) for t in texts)
+        symbols = sum(len(SYMBOLS.findall(t)) for t in texts)
         tokens = sum(len(encoder.encode(t)) for t in texts)
         rest = tokens - symbols * SYMBOL_TOKENS_X100 / 100
         rates[lang] = round((chars - symbols) * 100 / rest)

@@ -4,8 +4,8 @@
     python scripts/build_data.py           # write src/llamaroute/_data/catalog.json
     python scripts/build_data.py --check   # exit 1 if the committed JSON is out of date
 
-The TOML is validated with the same pydantic models the runtime uses (llamaroute._catalog and
-llamaroute._pricing), and every entry must carry its own `source` and `checked` date. Prices must
+The TOML is validated with the same pydantic models the runtime uses (llamaroute.catalog),
+and every entry must carry its own `source` and `checked` date. Prices must
 be exact (strings or integers, never floats), and a price that matches no route is an error. The
 package ships the generated JSON because hatchling's force-include does not reach editable
 installs.

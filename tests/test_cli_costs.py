@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from llamaroute.cli import main
-from llamaroute.cli._costs import money
+from llamaroute.cli import main, money
 
 from .test_cli import run
 

@@ -23,7 +23,10 @@ from collections.abc import Callable, Sequence
 from .._exceptions import LlamarouteError
 from .._version import __version__
 from ..catalog import Catalog, ModelSpec, Route, load_catalog
+from ._costs import money  # how amounts are rounded for display (tested on its own)
 from ._output import text_table
+
+__all__ = ["CATALOG_ENV", "main", "money"]
 
 CATALOG_ENV = "LLAMAROUTE_CATALOG"
 

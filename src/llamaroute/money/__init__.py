@@ -28,6 +28,7 @@ from ._estimate import (
     select_routes,
 )
 from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary, SqliteLedger, open_ledger
+from ._tokens import _SYMBOLS as SYMBOLS  # counted at SYMBOL_TOKENS_X100 each; for bench/
 from ._tokens import (
     CHARS_PER_TOKEN,
     SYMBOL_TOKENS_X100,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHARS_PER_TOKEN",
     "DEFAULT_EXPECTED_OUTPUT_TOKENS",
+    "SYMBOLS",
     "SYMBOL_TOKENS_X100",
     "TOKENIZER_ENV",
     "Accounting",
