@@ -37,8 +37,8 @@ from .client import AsyncClient, Client, default_fallback
 from .client._streaming import AsyncStream, Stream
 from .images._fit import PreparedImage
 from .images._source import Image, ImageFetchPolicy
+from .money import SpendSummary
 from .money._estimate import Estimate, estimate
-from .money._ledger import SpendSummary
 from .routing._breakers import BreakerPolicy
 from .routing._retry import RetryPolicy
 from .routing._strategies import HedgePolicy

@@ -24,7 +24,7 @@ from typing import Any
 from .._exceptions import ConfigurationError, InvalidRequestError
 from .._response import ChatResponse
 from ..catalog._catalog import Catalog
-from ..money._ledger import SqliteLedger
+from ..money import SqliteLedger
 
 __all__ = ["LEDGER_ENV", "add_chat_commands"]
 

@@ -27,7 +27,8 @@ from ._estimate import (
     route_tokens,
     select_routes,
 )
-from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary, SqliteLedger, open_ledger
+from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary
+from ._sqlite_ledger import SqliteLedger, open_ledger
 from ._tokens import _SYMBOLS as SYMBOLS  # counted at SYMBOL_TOKENS_X100 each; for bench/
 from ._tokens import (
     CHARS_PER_TOKEN,

@@ -4,9 +4,10 @@ Two stores behind one interface:
 
 * :class:`MemoryLedger` (the default): running totals only, so memory stays flat however
   many calls are made.
-* :class:`SqliteLedger` (``Client(ledger="spend.db")``, in ``_sqlite_ledger.py``): every
-  billed attempt is a row in a SQLite file (WAL mode, a busy timeout), so several processes
-  can share one ledger and one budget. Amounts are stored as decimal text and summed as
+* :class:`SqliteLedger` (``Client(ledger="spend.db")``; ``_sqlite_ledger.py``, with
+  ``open_ledger``, which picks the store for a client): every billed attempt is a row in a
+  SQLite file (WAL mode, a busy timeout), so several processes can share one ledger and one
+  budget. Amounts are stored as decimal text and summed as
   :class:`~decimal.Decimal`: exact.
 
 Budgets work by reservation: before an attempt, its worst-case cost is reserved; the attempt
@@ -18,7 +19,6 @@ reservations carry an expiry, so a crashed process cannot hold budget forever.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -30,7 +30,7 @@ from decimal import Decimal
 
 from .._exceptions import BudgetExceededError, ConfigurationError
 
-__all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary", "SqliteLedger", "open_ledger"]
+__all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary"]
 
 ZERO = Decimal(0)
 #: A reservation older than this is taken to belong to a process that died.
@@ -214,23 +214,3 @@ class MemoryLedger(Ledger):
             self._reserved.pop(reservation, None)
             if entry is not None:
                 self._add(entry)
-
-
-def open_ledger(ledger: Ledger | str | os.PathLike[str] | None, budget: Decimal | None) -> Ledger:
-    """The ledger for ``Client(ledger=..., budget=...)``: in memory unless a path is given."""
-    if isinstance(ledger, SqliteLedger) and ledger.read_only:
-        raise ConfigurationError(
-            f"the spend ledger {ledger.path} was opened read_only=True: a client needs one it "
-            "can write"
-        )
-    if isinstance(ledger, Ledger):
-        if budget is not None:
-            ledger.budget = budget
-        return ledger
-    if ledger is None:
-        return MemoryLedger(budget)
-    return SqliteLedger(ledger, budget)
-
-
-# At the end: _sqlite_ledger builds on the classes above.
-from ._sqlite_ledger import SqliteLedger  # noqa: E402

@@ -26,9 +26,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from .._exceptions import BudgetExceededError, ConfigurationError
-from ._ledger import RESERVATION_TTL_S, ZERO, Ledger, SpendEntry, SpendSummary
+from ._ledger import RESERVATION_TTL_S, ZERO, Ledger, MemoryLedger, SpendEntry, SpendSummary
 
-__all__ = ["SqliteLedger"]
+__all__ = ["SqliteLedger", "open_ledger"]
 
 logger = logging.getLogger("llamaroute")
 
@@ -411,3 +411,19 @@ def _amount(value: object) -> Decimal | None:
     except ArithmeticError:  # decimal.InvalidOperation: 'abc'
         return None
     return amount if amount.is_finite() and 0 <= amount < _MAX_AMOUNT else None
+
+
+def open_ledger(ledger: Ledger | str | os.PathLike[str] | None, budget: Decimal | None) -> Ledger:
+    """The ledger for ``Client(ledger=..., budget=...)``: in memory unless a path is given."""
+    if isinstance(ledger, SqliteLedger) and ledger.read_only:
+        raise ConfigurationError(
+            f"the spend ledger {ledger.path} was opened read_only=True: a client needs one it "
+            "can write"
+        )
+    if isinstance(ledger, Ledger):
+        if budget is not None:
+            ledger.budget = budget
+        return ledger
+    if ledger is None:
+        return MemoryLedger(budget)
+    return SqliteLedger(ledger, budget)
