@@ -122,6 +122,8 @@ class ProviderError(LlamarouteError):
         retryable: whether the same request may succeed if sent again.
         retry_after: the server's wait hint in seconds (``Retry-After`` and friends), on any
             error that carried one (a 429, but also a 503).
+        attempts: when this error ended a call (a request no other route would take), every
+            attempt of that call, this one last; empty while it is one attempt's error.
     """
 
     #: Default for :attr:`retryable` when the mapping does not say otherwise.
@@ -146,6 +148,7 @@ class ProviderError(LlamarouteError):
         self.code = code
         self.retryable = self.default_retryable if retryable is None else retryable
         self.retry_after = retry_after
+        self.attempts: tuple[Attempt, ...] = ()
 
     def __str__(self) -> str:
         where = self.provider + (f" {self.model_id}" if self.model_id else "")
@@ -223,7 +226,7 @@ class StreamInterruptedError(ProviderError):
     ) -> None:
         super().__init__(message, **kwargs)
         self.partial_text = partial_text
-        self.attempts: tuple[Attempt, ...] = tuple(attempts)
+        self.attempts = tuple(attempts)
 
 
 class AllProvidersFailedError(ExceptionGroup[Exception], LlamarouteError):
@@ -242,6 +245,11 @@ class AllProvidersFailedError(ExceptionGroup[Exception], LlamarouteError):
     ) -> None:
         super().__init__(message, list(exceptions))
         self.attempts: tuple[Attempt, ...] = tuple(attempts)
+
+    def __str__(self) -> str:
+        # The message already names every attempt and its cause; ExceptionGroup's own suffix,
+        # "(3 sub-exceptions)", is jargon in a line meant for people.
+        return self.message
 
     def derive(self, excs: Sequence[Exception]) -> AllProvidersFailedError:  # type: ignore[override]
         # split()/subgroup() keep the attempts: they describe the whole call.

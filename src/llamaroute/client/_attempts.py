@@ -86,8 +86,11 @@ class AttemptBook:
     # --- before an attempt --------------------------------------------------------------------
 
     def order(self, call: Call, run: Run) -> list[tuple[Candidate, bool]]:
-        """The candidates to try, past open breakers; ``True`` marks a forced try."""
+        """The candidates to try, past open breakers; ``True`` marks a forced try (one that
+        no breaker may stop: a breaker protects by diverting, and there is nowhere to go)."""
         candidates = call.candidates
+        if len(candidates) == 1:
+            return [(candidates[0], True)]
         shut = self.health.open_routes([c.route for c in candidates])
         if not shut:  # the usual case: every breaker closed
             return [(candidate, False) for candidate in candidates]
@@ -108,14 +111,15 @@ class AttemptBook:
         """Admit one attempt on ``candidate`` and build what the provider gets.
 
         Raises :class:`Expired` when the deadline has passed and :class:`Skip` when the
-        route's breaker or the budget refuses it. With a deadline, the attempt gets an equal
-        share of the time left among the routes not yet tried, so that a provider that never
-        answers cannot starve the fallback.
+        route's breaker or the budget refuses it. A breaker is asked only while another route
+        is left to divert to: the call's last route is tried (and retried) whatever its breaker
+        says. With a deadline, the attempt gets an equal share of the time left among the
+        routes not yet tried, so that a provider that never answers cannot starve the fallback.
         """
         remaining = call.remaining()
         if remaining is not None and remaining <= 0:
             raise Expired
-        if not forced and not self.health.admit(candidate.route):
+        if not forced and routes_left > 1 and not self.health.admit(candidate.route):
             raise Skip
         reservation = self._reserve(call, run, candidate)
         call.attempts_started += 1
@@ -197,8 +201,11 @@ class AttemptBook:
         self.health.record(candidate.route, error)
         run.errors.append(error)
         cost = None
-        if partial_text:
-            cost = self.accounting.partial_cost(candidate.route, call.shape(), partial_text)
+        if partial_text or _reached_the_model(error):
+            # Billed, most likely: the prompt (and any text sent) went through the model, but
+            # no usage came back. Recorded as an estimate, as a cut stream is.
+            text = partial_text or ""
+            cost = self.accounting.partial_cost(candidate.route, call.shape(), text)
         self.settle(call, run, candidate, ticket.reservation, cost, partial=True)
         self.record(run, candidate.route, "error", started, cost=cost, error=error,
                     partial=bool(partial_text))  # fmt: skip
@@ -256,6 +263,16 @@ class AttemptBook:
                 "%s refused the credentials or account (%s); falling back to the next route",
                 candidate.route.provider, type(error).__name__,
             )  # fmt: skip
+
+
+#: Timeout codes that mean the request never reached the provider (nothing was billed).
+_NOT_SENT = frozenset({"ConnectTimeout", "ConnectTimeoutError", "PoolTimeout", "connect_timeout"})
+
+
+def _reached_the_model(error: ProviderError) -> bool:
+    """Whether a failed attempt was likely billed though it brought no usage: a timeout after
+    the request was sent (a read timeout, a gateway's 504, the call's deadline mid-answer)."""
+    return isinstance(error, ProviderTimeoutError) and error.code not in _NOT_SENT
 
 
 def _provider_call(call: Call, route: Route, timeout: float | None) -> ProviderCall:

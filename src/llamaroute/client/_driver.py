@@ -160,6 +160,7 @@ class Driver(AttemptBook):
         emit(self.on_event, AttemptFailed(run.call_id, route.provider, route.model_id, number,
                                           error, None))  # fmt: skip
         if not self.fallback(error):
+            error.attempts = tuple(run.attempts)  # it ends the call: it carries the call's record
             emit(self.on_event, CallFailed(run.call_id, error))
             raise error
         if following is not None:
@@ -308,9 +309,13 @@ class Driver(AttemptBook):
         if not run.errors:
             # Only possible when the deadline passed before the first attempt could start.
             run.errors.append(ProviderTimeoutError("the call's timeout ran out before any attempt"))
+        # Each attempt in plain words: where, what kind of failure, and the provider's own
+        # reason (already free of secrets), so the cause is in the message, not only inside
+        # the group.
         summary = "; ".join(
             f"{a.provider} {a.model_id}: {a.error_type}"
             + (f" (HTTP {a.status_code})" if a.status_code else "")
+            + (f": {a.error}" if a.error else "")
             for a in run.attempts
         )
         notes = []

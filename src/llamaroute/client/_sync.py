@@ -3,6 +3,8 @@ what the driver asks (call a provider, sleep, fetch the images) and reads a stre
 
 from __future__ import annotations
 
+import asyncio
+import warnings
 from collections.abc import Generator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -131,6 +133,8 @@ class Client(BaseClient):
 
     def _run(self, call: Call, steps: Generator[Action, Any, T]) -> T:
         """Carry out the driver's actions until it returns its result (or raises)."""
+        if not self._warned_in_loop and asyncio._get_running_loop() is not None:
+            self._warn_in_loop()
         reply: Any = None
         failure: BaseException | None = None
         while True:
@@ -178,6 +182,20 @@ class Client(BaseClient):
         finally:
             events.close()
         return self._driver.response(call, run, answer, item)
+
+    _warned_in_loop = False
+
+    def _warn_in_loop(self) -> None:
+        # As httpx and requests users learn the hard way: a blocking call inside a coroutine
+        # stalls every other task on the loop until it returns. Said once per client.
+        self._warned_in_loop = True
+        warnings.warn(
+            "llamaroute.Client was called from inside a running event loop (async code): each "
+            "call blocks the loop, and every other task with it, until it ends. Use "
+            "llamaroute.AsyncClient (await client.chat(...)) in async code.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     def close(self) -> None:
         """Close every provider's connections."""

@@ -1,11 +1,22 @@
-"""Circuit breakers: stop sending requests to a route (or a whole provider) that keeps failing.
+"""Circuit breakers: stop sending requests to a route (or a whole provider) that keeps failing,
+so that calls go to a route that works instead.
 
 Each route has a breaker, and so does each provider (for failures of the provider itself:
-refused or dropped connections, timeouts). A breaker opens after ``failures`` consecutive
-failures that are the provider's fault (errors caused by the request, such as a 400, do not
-count), stays open for ``cooldown`` seconds, then lets exactly one probe through (half-open):
-success closes it, failure opens it for another cooldown. Open routes are skipped when a call
-is planned, at no cost.
+refused or dropped connections, timeouts). By default a breaker opens when, over the last
+``window`` seconds, at least ``min_calls`` outcomes were seen and at least ``failure_rate`` of
+them were the provider's fault (errors caused by the request, such as a 400, do not count):
+a failure rate over a window, as resilience4j and Envoy's outlier detection do, rather than a
+short run of consecutive failures, which concurrent calls to a flaky but usable provider
+produce by chance all the time. A long run (``failures``, 10 by default) also opens it, so
+that a dead provider is caught on a client too quiet to fill the window. Defaults: 50 % of at
+least 30 outcomes in 30 s, or 10 failures in a row; a provider failing 30 % of attempts then
+opens its breaker in about 1 % of 1,000-attempt runs, one failing every attempt at once.
+An open breaker stays open for ``cooldown`` seconds, then lets exactly one probe through
+(half-open): success closes it, failure opens it for another cooldown.
+
+A breaker protects by diverting: the client skips an open route only when another route can
+take the call. The last route a call has is tried whatever its breaker says, with the full
+retry policy, so a breaker never fails a call that had nowhere else to go.
 
 State lives in the client's :class:`Health` object (no module state). All methods take one
 lock and never block inside it, so they are safe from threads and from asyncio tasks alike.
@@ -15,6 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -35,14 +47,36 @@ BreakerState = Literal["closed", "open", "half_open"]
 
 @dataclass(frozen=True)
 class BreakerPolicy:
-    """When breakers open and for how long. ``failures=0`` turns breakers off."""
+    """When breakers open and for how long.
 
-    failures: int = 3
+    Attributes:
+        failures: also open after this many consecutive failures (``None``: only the rate
+            rule), which catches a dead provider on a quiet client; ``0`` turns breakers off
+            altogether.
+        cooldown: seconds an open breaker stays open before one probe may go through.
+        failure_rate: open when at least this share of the window's outcomes failed ...
+        min_calls: ... and the window holds at least this many outcomes (fewer prove nothing).
+        window: the seconds of recent outcomes the rate is taken over.
+    """
+
+    failures: int | None = 10
     cooldown: float = 30.0
+    failure_rate: float = 0.5
+    min_calls: int = 30
+    window: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.failures < 0 or self.cooldown < 0:
+        if (self.failures is not None and self.failures < 0) or self.cooldown < 0:
             raise ConfigurationError("breaker failures and cooldown must not be negative")
+        if not 0 < self.failure_rate <= 1 or self.min_calls < 1 or not self.window > 0:
+            raise ConfigurationError(
+                "BreakerPolicy needs 0 < failure_rate <= 1, min_calls >= 1 and window > 0"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether breakers are on (``failures=0`` turns them off)."""
+        return self.failures != 0
 
 
 def counts_against_provider(error: BaseException) -> bool:
@@ -55,14 +89,36 @@ def _provider_wide(error: BaseException) -> bool:
     return isinstance(error, ProviderConnectionError | ProviderTimeoutError)
 
 
+#: The window is kept as this many buckets of outcome counts: O(1) memory however busy.
+_BUCKETS = 10
+
+
 @dataclass
 class _Breaker:
     state: BreakerState = "closed"
-    failures: int = 0
+    failures: int = 0  # consecutive
     opened_at: float | None = None
     last_failure: float | None = None
     probe_in_flight: bool = False
     times_opened: int = 0
+    # [bucket number, outcomes, failures], oldest first, for the failure-rate window.
+    buckets: deque[list[int]] = field(default_factory=lambda: deque(maxlen=_BUCKETS))
+
+    def count(self, bucket: int, failed: bool) -> None:
+        if not self.buckets or self.buckets[-1][0] != bucket:
+            self.buckets.append([bucket, 0, 0])
+        last = self.buckets[-1]
+        last[1] += 1
+        last[2] += failed
+
+    def rate(self, oldest: int) -> tuple[int, int]:
+        """Outcomes and failures in the buckets from ``oldest`` on."""
+        outcomes = failed = 0
+        for number, seen, bad in self.buckets:
+            if number >= oldest:
+                outcomes += seen
+                failed += bad
+        return outcomes, failed
 
 
 @dataclass
@@ -73,10 +129,9 @@ class Health:
     clock: Callable[[], float] = time.monotonic
     _breakers: dict[str, _Breaker] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    #: Keys of the breakers that are not clean (closed, no failure on record). While it is
-    #: empty, every route is open to requests and a success changes nothing: the calls of a
-    #: healthy client skip the lock and the bookkeeping. Read without the lock: an empty
-    #: check that races a failure being recorded is ordered before that failure.
+    #: Keys of the breakers that are not closed. While it is empty, every route is open to
+    #: requests: admission skips the lock. Read without the lock: an empty check that races
+    #: a breaker opening is ordered before that opening.
     _troubled: set[str] = field(default_factory=set, init=False, repr=False)
 
     @staticmethod
@@ -107,7 +162,7 @@ class Health:
     def admit(self, route: Route) -> bool:
         """Whether a request may go to ``route`` now. A ``True`` from a half-open breaker
         reserves its single probe: report the outcome with :meth:`record`."""
-        if self.policy.failures == 0 or not self._troubled:
+        if not self.policy.enabled or not self._troubled:
             return True
         now = self.clock()
         with self._lock:
@@ -128,7 +183,7 @@ class Health:
 
     def open_routes(self, routes: Sequence[Route]) -> list[Route]:
         """The routes among ``routes`` that breakers currently keep closed to requests."""
-        if self.policy.failures == 0 or not self._troubled:
+        if not self.policy.enabled or not self._troubled:
             return []
         now = self.clock()
         with self._lock:
@@ -150,43 +205,34 @@ class Health:
 
     def record(self, route: Route, error: BaseException | None) -> None:
         """Report an attempt's outcome: ``None`` for success, else the error."""
-        if self.policy.failures == 0:
+        if not self.policy.enabled:
             return
-        if error is None and not self._troubled and route.pinned in self._breakers:
-            return  # every breaker clean, and this route's already listed by snapshot()
         now = self.clock()
+        bucket = int(now * _BUCKETS / self.policy.window)
         with self._lock:
             route_key, provider_key = self._keys(route)
             if error is None:
                 for key in (route_key, provider_key):
                     breaker = self._get(key)
-                    if (
-                        breaker.state != "closed"
-                        or breaker.failures
-                        or breaker.probe_in_flight
-                        or breaker.opened_at is not None
-                        or breaker.last_failure is not None
-                    ):
-                        # Reset all but the count of openings (a clean one is left as it is:
-                        # the common case, every successful call).
-                        self._breakers[key] = _Breaker(times_opened=breaker.times_opened)
-                        self._troubled.discard(key)
+                    breaker.count(bucket, False)
+                    breaker.failures = 0
+                    if breaker.state != "closed" or breaker.probe_in_flight:
+                        self._close(key, breaker)
                 return
             if not counts_against_provider(error):
                 for key in (route_key, provider_key):
                     self._get(key).probe_in_flight = False
                 return
-            keys = (route_key, provider_key) if _provider_wide(error) else (route_key,)
-            for key in keys:
-                self._troubled.add(key)
-                self._fail(self._get(key), now)
-            if not _provider_wide(error):
+            wide = _provider_wide(error)
+            for key in (route_key, provider_key) if wide else (route_key,):
+                self._fail(key, self._get(key), now, bucket)
+            if not wide:
                 provider = self._get(provider_key)
+                provider.count(bucket, False)  # the provider itself answered
                 provider.probe_in_flight = False
                 if provider.state == "half_open":
                     # The provider answered: it is reachable, whatever the route's trouble.
-                    self._breakers[provider_key] = _Breaker(times_opened=provider.times_opened)
-                    self._troubled.discard(provider_key)
+                    self._close(provider_key, provider)
 
     def release(self, route: Route) -> None:
         """Give back a reserved probe without an outcome (the attempt was cancelled)."""
@@ -194,25 +240,39 @@ class Health:
             for key in self._keys(route):
                 self._get(key).probe_in_flight = False
 
-    def _fail(self, breaker: _Breaker, now: float) -> None:
+    def _fail(self, key: str, breaker: _Breaker, now: float, bucket: int) -> None:
         breaker.last_failure = now
         breaker.probe_in_flight = False
-        if breaker.state == "half_open":
-            self._open(breaker, now)
-            return
+        breaker.count(bucket, True)
         breaker.failures += 1
-        if breaker.state == "closed" and breaker.failures >= self.policy.failures:
-            self._open(breaker, now)
+        if breaker.state == "half_open":
+            self._open(key, breaker, now)
+            return
+        if breaker.state != "closed":
+            return
+        policy = self.policy
+        outcomes, failed = breaker.rate(bucket - _BUCKETS + 1)
+        by_rate = outcomes >= policy.min_calls and failed >= policy.failure_rate * outcomes
+        in_a_row = policy.failures is not None and breaker.failures >= policy.failures
+        if by_rate or in_a_row:
+            self._open(key, breaker, now)
 
-    @staticmethod
-    def _open(breaker: _Breaker, now: float) -> None:
+    def _open(self, key: str, breaker: _Breaker, now: float) -> None:
         breaker.state = "open"
         breaker.opened_at = now
         breaker.times_opened += 1
+        breaker.buckets.clear()  # a fresh window once it closes again
+        self._troubled.add(key)
+
+    def _close(self, key: str, breaker: _Breaker) -> None:
+        # Reset all but the count of openings and the window of outcomes.
+        self._breakers[key] = _Breaker(times_opened=breaker.times_opened, buckets=breaker.buckets)
+        self._troubled.discard(key)
 
     def snapshot(self) -> dict[str, dict[str, object]]:
-        """Every breaker that has seen traffic: state, consecutive failures, times opened, and
-        seconds until an open breaker lets a probe through."""
+        """Every breaker that has seen traffic: state, consecutive failures, the failure rate
+        over the window (``None`` below ``min_calls`` outcomes), times opened, and seconds
+        until an open breaker lets a probe through."""
         now = self.clock()
         with self._lock:
             out: dict[str, dict[str, object]] = {}
@@ -223,9 +283,14 @@ class Health:
                     retry_in = max(0.0, self.policy.cooldown - (now - breaker.opened_at))
                     if retry_in == 0.0:
                         state = "half_open"
+                outcomes, failed = breaker.rate(
+                    int(now * _BUCKETS / self.policy.window) - _BUCKETS + 1
+                )
+                rate = failed / outcomes if outcomes >= self.policy.min_calls else None
                 out[key] = {
                     "state": state,
                     "consecutive_failures": breaker.failures,
+                    "failure_rate": None if rate is None else round(rate, 3),
                     "times_opened": breaker.times_opened,
                     "retry_in_s": round(retry_in, 3),
                 }
