@@ -119,6 +119,27 @@ class Handler(BaseHTTPRequestHandler):
         state.release.wait(5)  # the client gives up long before; teardown releases it
         self.reply(200, PNG, "image/png")
 
+    def route_late(self, query: dict[str, str], state: Server) -> None:
+        # The whole image, after a pause.
+        state.release.wait(float(query["wait"]))
+        self.reply(200, PNG, "image/png")
+
+    def route_trickle(self, query: dict[str, str], state: Server) -> None:
+        # One byte every `every` seconds: each read returns well inside any per-read timeout.
+        head = (
+            f"HTTP/1.0 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(PNG)}\r\n\r\n"
+        ).encode()
+        data = PNG if query.get("part") == "body" else head + PNG
+        if query.get("part") == "body":
+            self.wfile.write(head)
+        try:
+            for index in range(len(data)):
+                if state.release.wait(float(query["every"])):
+                    return
+                self.wfile.write(data[index : index + 1])
+        except OSError:  # the client hung up: what it should do
+            return
+
 
 class KeepAliveHandler(Handler):
     """HTTP/1.1: the server would keep the connection open for another request."""
@@ -195,8 +216,38 @@ def test_policy_defaults_and_validation() -> None:
         ("192.168.1.1", "private", None),
         ("fd12:3456::1", "private", None),
         ("100.64.0.1", "shared", None),
-        ("192.0.2.1", "private", None),
-        ("240.0.0.1", "private", None),
+        ("192.0.2.1", "documentation", None),
+        ("240.0.0.1", "reserved", None),
+        ("198.18.0.1", "benchmarking", None),
+        ("255.255.255.255", "broadcast", "broadcast"),
+        ("0.1.2.3", "unspecified", "unspecified"),  # 0/8, "this network"
+        ("169.254.170.23", "metadata", "metadata"),
+        ("fd00:ec2::23", "metadata", "metadata"),
+        ("fd20:ce::254", "metadata", "metadata"),
+        ("fec0::1", "site-local", None),
+        ("2001:db8::1", "documentation", None),
+        ("100::1", "discard", None),
+        ("4000::1", "outside global unicast", None),
+        # IPv6 forms carrying IPv4: judged by what they carry (mapped, NAT64), or refused
+        # outright unless allowed (compatible, translated, 6to4, Teredo), and always refused
+        # when what they carry is (metadata, link-local, ...).
+        ("::ffff:93.184.216.34", None, None),
+        ("64:ff9b::5db8:d822", None, None),  # NAT64 around 93.184.216.34
+        ("::127.0.0.1", "loopback", None),
+        ("::a9fe:a9fe", "metadata", "metadata"),
+        ("::5db8:d822", "IPv4-compatible", None),
+        ("::ffff:0:7f00:1", "loopback", None),
+        ("::ffff:0:5db8:d822", "IPv4-translated", None),
+        ("64:ff9b:1::7f00:1", "NAT64 local-use", "NAT64 local-use"),
+        ("64:ff9b:1::5db8:d822", "NAT64 local-use", "NAT64 local-use"),
+        ("2002:a9fe:a9fe::1", "metadata", "metadata"),
+        ("2002:5db8:d822::1", "6to4", None),
+        ("2001:0:a9fe:a9fe::1", "metadata", "metadata"),  # Teredo server 169.254.169.254
+        ("2001:0:5db8:d822:0:0:80ff:fffe", "loopback", None),  # Teredo client 127.0.0.1
+        ("2001:0:5db8:d822:0:0:a2b7:f7cb", "Teredo", None),  # both ends public
+        # Resolvers answer in canonical forms; any other IPv4 spelling is read as inet_aton does.
+        ("2130706433", "loopback", None),
+        ("0x7f.1", "loopback", None),
         ("169.254.169.254", "metadata", "metadata"),
         ("169.254.170.2", "metadata", "metadata"),
         ("fd00:ec2::254", "metadata", "metadata"),

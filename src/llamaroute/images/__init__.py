@@ -31,7 +31,8 @@ from ._source import (
 )
 
 if TYPE_CHECKING:
-    from ._fetch import address_problem, afetch_image, fetch_image
+    from ._addresses import address_problem
+    from ._fetch import afetch_image, fetch_image
 
 __all__ = [
     "MAX_TILES",
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 # The fetch functions load httpx: imported on first use, not with the package.
-_LAZY = {"address_problem": "._fetch", "afetch_image": "._fetch", "fetch_image": "._fetch"}
+_LAZY = {"address_problem": "._addresses", "afetch_image": "._fetch", "fetch_image": "._fetch"}
 
 
 def __getattr__(name: str) -> Any:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from .._exceptions import InvalidImageError
+from .._exceptions import ConfigurationError, InvalidImageError
 from ._source import (
     _ALL_FORMATS,
     _ALPHA_MODES,
@@ -169,21 +170,32 @@ class RequestImages:
         """Whether ``route`` needs bytes for an image that is still only a URL."""
         return not route.image_urls and any(not image.is_fetched for image in self._images)
 
-    def fetch(self) -> None:
-        """Download the URL images, under the fetch policy (sync)."""
+    def fetch(self, timeout: float | None = None) -> None:
+        """Download the URL images, one after the other, under the fetch policy (sync).
+
+        ``timeout``: the seconds the call has left; all the fetches together end by then, or
+        raise :class:`~llamaroute.ProviderTimeoutError` with ``code="deadline"``. (Each fetch
+        also ends within the policy's own ``timeout``, raising
+        :class:`~llamaroute.InvalidImageError`.)
+        """
         from ._fetch import fetch_image
 
+        deadline = _deadline(timeout)
         for index, image in enumerate(self._images):
             if image.url is not None and not image.is_fetched:
-                self._images[index] = fetch_image(image.url, self._policy)
+                self._images[index] = fetch_image(image.url, self._policy, timeout=_left(deadline))
 
-    async def afetch(self) -> None:
-        """Download the URL images, under the fetch policy (async)."""
+    async def afetch(self, timeout: float | None = None) -> None:
+        """Download the URL images, under the fetch policy (async); ``timeout`` as in
+        :meth:`fetch`."""
         from ._fetch import afetch_image
 
+        deadline = _deadline(timeout)
         for index, image in enumerate(self._images):
             if image.url is not None and not image.is_fetched:
-                self._images[index] = await afetch_image(image.url, self._policy)
+                self._images[index] = await afetch_image(
+                    image.url, self._policy, timeout=_left(deadline)
+                )
 
     @property
     def count(self) -> int:
@@ -204,6 +216,18 @@ class RequestImages:
         if fitted is None:
             fitted = self._fitted[key] = tuple(fit_image(image, route) for image in self._images)
         return fitted
+
+
+def _deadline(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ConfigurationError(f"timeout must be a number of seconds, not {timeout!r}")
+    return time.monotonic() + timeout
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
 
 
 def _fetcher(fetch: ImageFetchPolicy | Fetcher | None) -> Fetcher:

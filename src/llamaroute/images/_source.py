@@ -291,8 +291,10 @@ class ImageFetchPolicy:
         allow_private: also fetch from loopback, private (10/8, 172.16/12, 192.168/16, IPv6
             ULA), shared (100.64/10) and reserved addresses. Off by default, so that URLs from
             your users cannot reach your own network. Link-local and cloud metadata addresses
-            are refused whatever this says.
-        timeout: seconds for the whole fetch, redirects included.
+            (and unspecified, multicast, broadcast and NAT64 local-use ones) are refused
+            whatever this says.
+        timeout: seconds for the whole fetch: DNS, redirects and every read included, however
+            slowly the server sends.
         max_bytes: the largest body accepted; reading stops as soon as it is exceeded.
         max_redirects: how many redirects to follow (each one is checked like the first URL).
     """
