@@ -3,8 +3,10 @@ under the policy, what was sent recorded on the response."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from PIL import Image as PIL
 from llamaroute import (
     AsyncClient,
     Client,
+    DeadlineExceededError,
     ImageFetchPolicy,
     InvalidImageError,
     Message,
@@ -153,3 +156,40 @@ def test_an_image_that_cannot_fit_fails_before_sending(
     with fetching_client(fake_openrouter, tiny) as client, pytest.raises(InvalidImageError):
         client.chat("llama-3.2-90b-vision", "What is this?", image=phone_photo(1, (640, 480)))
     assert fake_openrouter.hits == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_the_calls_timeout_covers_the_image_fetch(
+    fake_openrouter: FakeOpenRouter,
+    no_url_routes: Path,
+    server: Server,  # noqa: F811
+    mode: str,
+) -> None:
+    # The image server sends a byte every 0.4 s, inside the fetch policy's own 10 s: only the
+    # call's timeout=1 can stop it, and it does, as a deadline (nothing is sent to the model).
+    policy = ImageFetchPolicy(allow_private=True)
+    url = f"{server.base}/trickle?every=0.4"
+    provider = OpenRouterProvider(api_key=CANARY_KEY, base_url=fake_openrouter.base_url)
+    options = {
+        "providers": [provider],
+        "catalog": load_catalog(no_url_routes),
+        "image_fetch": policy,
+    }
+
+    def ask_sync() -> None:
+        with Client(**options) as client:  # type: ignore[arg-type]
+            client.chat("llama-3.2-11b-vision", "Describe", image=url, timeout=1)
+
+    async def ask() -> None:
+        if mode == "sync":
+            await asyncio.to_thread(ask_sync)  # a sync client belongs outside the event loop
+        else:
+            async with AsyncClient(**options) as aclient:  # type: ignore[arg-type]
+                await aclient.chat("llama-3.2-11b-vision", "Describe", image=url, timeout=1)
+
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError) as caught:
+        await ask()
+    assert time.monotonic() - started < 1.25
+    assert fake_openrouter.hits == 0
+    assert [type(e).__name__ for e in caught.value.exceptions] == ["ProviderTimeoutError"]

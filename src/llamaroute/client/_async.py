@@ -123,7 +123,7 @@ class AsyncClient(BaseClient):
                 elif isinstance(action, Sleep):
                     await call.retry.async_sleep(action.seconds)
                 elif isinstance(action, FetchImages):
-                    await call.images.afetch()
+                    await call.images.afetch(timeout=call.remaining())
                 else:
                     reply = await self._race(call, action)
             except BaseException as error:

@@ -188,7 +188,11 @@ class Driver(AttemptBook):
     ) -> Steps:
         """Every attempt on one route: the answer, or the last error."""
         if call.images.needs_fetch(candidate.route):
-            yield _FETCH
+            try:
+                yield _FETCH
+            except ProviderTimeoutError as error:  # the call's time ran out while fetching
+                run.errors.append(error)
+                raise Expired from None
         # The first attempt runs bare (RetryPolicy.attempt_loop's rule, inlined: nearly every
         # call ends here, and building the retry loop would cost more than the attempt's books).
         try:

@@ -156,7 +156,7 @@ class Client(BaseClient):
                 elif isinstance(action, Sleep):
                     call.retry.sleep(action.seconds)
                 else:  # FetchImages (a Race is only ever asked of the async client)
-                    call.images.fetch()
+                    call.images.fetch(timeout=call.remaining())
             except BaseException as error:
                 failure = error
 
