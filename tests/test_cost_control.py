@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,15 @@ from llamaroute.testing import FakeBedrock, FakeOllama, Step
 from .conftest import AWS_KEYS, Fakes, three_providers
 
 NO_SLEEP = RetryPolicy(sleep=lambda seconds: None)
+
+
+def in_threads(work: Callable[[], None], count: int) -> None:
+    """Run ``work`` in ``count`` threads at once and wait for them all."""
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def client_for(fakes: Fakes, *names: str, **options: Any) -> Client:
@@ -186,11 +196,7 @@ def test_concurrent_calls_never_overspend_the_budget(
             with lock:
                 outcomes.append(result)
 
-        threads = [threading.Thread(target=work) for _ in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        in_threads(work, 16)
         assert client.spend.total <= budget
         assert "refused" in outcomes
         assert outcomes.count("ok") >= 1
@@ -221,11 +227,7 @@ def test_a_refused_reservation_is_always_a_budget_refusal(
                 with lock:
                     outcomes.append(result)
 
-        threads = [threading.Thread(target=work) for _ in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        in_threads(work, 16)
         assert len(outcomes) == 320
         assert set(outcomes) == {"ok", "BudgetExceededError"}, set(outcomes)
         assert client.spend.total <= budget

@@ -134,14 +134,7 @@ class BaseClient:
         """Validate, resolve and plan a call; every bad input raises here, before any I/O."""
         timeout = check_timeout(timeout) if timeout is not None else self._timeout
         retry = RetryPolicy.coerce(retries, self._retry)
-        request = ChatRequest.create(
-            model,
-            prompt,
-            messages=messages,
-            image=image,
-            system=system,
-            **{key: value for key, value in params.items() if value is not None},
-        )
+        request = _request(model, prompt, messages, image, system, params)
         resolution = self.catalog.resolve(request.model)
         deadline = retry.clock() + timeout if timeout is not None else None
         call = Call(request, resolution, retry, timeout, deadline, self._image_fetch,
@@ -216,12 +209,18 @@ class BaseClient:
         regions) and catalog; the list's ``skipped`` attribute says which routes cannot serve
         the request and why.
         """
-        request = ChatRequest.create(
-            model,
-            prompt,
-            messages=messages,
-            image=image,
-            system=system,
-            **({"max_tokens": max_tokens} if max_tokens is not None else {}),
-        )
+        request = _request(model, prompt, messages, image, system, {"max_tokens": max_tokens})
         return self._estimates(request, providers, expected_output_tokens)
+
+
+def _request(
+    model: str,
+    prompt: str | None,
+    messages: Sequence[Message | dict[str, Any]] | None,
+    image: Any,
+    system: str | None,
+    params: dict[str, Any],
+) -> ChatRequest:
+    """The validated request (``None`` parameters left out: the provider's default)."""
+    given = {key: value for key, value in params.items() if value is not None}
+    return ChatRequest.create(model, prompt, messages=messages, image=image, system=system, **given)
