@@ -242,7 +242,7 @@ def test_stop_reasons_are_mapped(raw: str, mapped: str) -> None:
 
 
 def test_iter_events_falls_back_to_plain_iteration() -> None:
-    from llamaroute.providers._bedrock_wire import iter_events
+    from llamaroute.providers.bedrock import iter_events
 
     # A stream object without botocore's raw-message internals is iterated as it is.
     events = [{"messageStart": {"role": "assistant"}}, {"messageStop": {}}]

@@ -35,8 +35,7 @@ from llamaroute import (
 )
 from llamaroute.images import load_image
 from llamaroute.providers import OpenRouterProvider, ProviderCall, ProviderResult
-from llamaroute.providers._http import parse_retry_after
-from llamaroute.providers.openrouter import build_payload
+from llamaroute.providers.openrouter import build_payload, parse_retry_after
 from llamaroute.testing import FakeOpenRouter, Step
 
 from .conftest import CANARY_KEY, png_bytes
