@@ -278,6 +278,7 @@ HTTP_FAULTS = [
     (404, "ResourceNotFoundException", ModelNotAvailableError, False),
     (418, "SomethingNewException", BadRequestError, False),
     (502, "SomethingNewException", ServerError, True),
+    (504, "SomethingNewException", ProviderTimeoutError, True),  # a timeout on every provider
 ]
 
 

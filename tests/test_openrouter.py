@@ -273,6 +273,7 @@ ERRORS = [
     (500, "server", ServerError, True),
     (502, "provider_unavailable", ServerError, True),
     (503, "provider_overloaded", ServerError, True),
+    (504, None, ProviderTimeoutError, True),
     (524, "timeout", ProviderTimeoutError, True),
     (529, "provider_overloaded", ServerError, True),
 ]
