@@ -3,6 +3,14 @@
 Request building and validation (what botocore does not check), response and stream-event
 parsing, and the one place where boto3, botocore and urllib3 exceptions become llamaroute
 errors (AWS error codes through the shared rule of ``providers/_errors.py``).
+
+Facts relied on (the Converse API reference,
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html, and
+https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-support.html): Llama 3.2
+is served only through ``us.`` / ``eu.`` inference profiles (a bare ``meta.`` ID fails with an
+on-demand ``ValidationException``); images go as raw bytes whose declared ``format`` must match
+the bytes; usage arrives in the final ``metadata`` event; exceptions inside a stream surface as
+``EventStreamError`` with lowerCamel codes; botocore checks no ranges.
 """
 
 from __future__ import annotations
