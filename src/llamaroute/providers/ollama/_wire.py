@@ -344,12 +344,14 @@ def _from_response_error(
         return status_rule(400).build(hint, code="too_many_images", **where)
     if status < 0:
         # An error line mid-stream, under the 200 the stream began with: no status of its own.
-        return status_rule(None).build(f"failed mid-stream: {message}", code="stream_error",
-                                       **where)  # fmt: skip
+        message = f"failed mid-stream: {message}"
+        return status_rule(None).build(message, code="stream_error", **where)
     if 300 <= status < 400:
         # Not followed (credentials must not travel to another host): the host setting is wrong.
-        message = (f"{host} answered with a redirect (HTTP {status}); point host= at the Ollama "
-                   "server itself")  # fmt: skip
+        message = (
+            f"{host} answered with a redirect (HTTP {status}); point host= at the Ollama server"
+            " itself"
+        )
     # Ollama's 503 is its request queue being full (OLLAMA_MAX_QUEUE): worth saying.
     return status_rule(status).build(
         message, code="server_busy" if status == 503 else None, **where
