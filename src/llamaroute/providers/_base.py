@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 
 from .._records import FinishReason, Usage
 from .._request import ChatRequest
-from ..catalog._catalog import Route
-from ..images._fit import PreparedImage
+from ..catalog import Route
+from ..images import PreparedImage
 
 __all__ = ["Provider", "ProviderCall", "ProviderResult", "StreamItem"]
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from ..._exceptions import AuthenticationError, ConfigurationError, LlamarouteError
 from ..._secrets import Secret
 from ..._version import __version__
-from ...catalog._catalog import Catalog, Route
+from ...catalog import Catalog, Route
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
 from .._http import check_base_url
 from ._setup import import_boto3, resolve_region

@@ -34,8 +34,8 @@ from ..._exceptions import (
 )
 from ..._records import FinishReason, Usage
 from ..._request import ImagePart
-from ...catalog._catalog import Route
-from ...images._fit import PreparedImage
+from ...catalog import Route
+from ...images import PreparedImage
 from .._base import ProviderCall, ProviderResult
 from .._errors import aws_rule, connection_refused, parse_retry_after
 

@@ -21,7 +21,7 @@ import ollama
 
 from ..._exceptions import ConfigurationError
 from ..._secrets import Secret
-from ...catalog._catalog import Catalog, Route
+from ...catalog import Catalog, Route
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
 from .._http import attempt_timeout, finite_timeout, request_timeout, timeout_hooks
 from ._wire import (

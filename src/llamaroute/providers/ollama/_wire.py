@@ -38,8 +38,7 @@ from ..._exceptions import (
     UnsupportedFeatureError,
 )
 from ..._records import FinishReason, Usage
-from ...images._fit import PreparedImage
-from ...images._source import MAX_TILES, POSITIONS_PER_TILE
+from ...images import MAX_TILES, POSITIONS_PER_TILE, PreparedImage
 from .._base import ProviderCall, ProviderResult
 from .._errors import connection_refused, status_rule
 from .._http import check_base_url, map_transport_error
