@@ -242,7 +242,7 @@ def test_stop_reasons_are_mapped(raw: str, mapped: str) -> None:
 
 
 def test_iter_events_falls_back_to_plain_iteration() -> None:
-    from llamaroute.providers._bedrock_wire import iter_events
+    from llamaroute.providers.bedrock import iter_events
 
     # A stream object without botocore's raw-message internals is iterated as it is.
     events = [{"messageStart": {"role": "assistant"}}, {"messageStop": {}}]
@@ -278,6 +278,7 @@ HTTP_FAULTS = [
     (404, "ResourceNotFoundException", ModelNotAvailableError, False),
     (418, "SomethingNewException", BadRequestError, False),
     (502, "SomethingNewException", ServerError, True),
+    (504, "SomethingNewException", ProviderTimeoutError, True),  # a timeout on every provider
 ]
 
 

@@ -35,8 +35,7 @@ from llamaroute import (
 )
 from llamaroute.images import load_image
 from llamaroute.providers import OpenRouterProvider, ProviderCall, ProviderResult
-from llamaroute.providers._http import parse_retry_after
-from llamaroute.providers.openrouter import build_payload
+from llamaroute.providers.openrouter import build_payload, parse_retry_after
 from llamaroute.testing import FakeOpenRouter, Step
 
 from .conftest import CANARY_KEY, png_bytes
@@ -274,6 +273,7 @@ ERRORS = [
     (500, "server", ServerError, True),
     (502, "provider_unavailable", ServerError, True),
     (503, "provider_overloaded", ServerError, True),
+    (504, None, ProviderTimeoutError, True),
     (524, "timeout", ProviderTimeoutError, True),
     (529, "provider_overloaded", ServerError, True),
 ]

@@ -6,7 +6,7 @@ import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llamaroute.providers._http import SSEDecoder, SSEEvent
+from llamaroute.providers.openrouter import SSEDecoder, SSEEvent
 
 
 def decode(lines: list[str]) -> list[SSEEvent]:

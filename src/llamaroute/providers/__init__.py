@@ -1,7 +1,12 @@
-"""The provider modules, one per provider, and the interface they share.
+"""The providers, one package each, and what they share.
 
-``OpenRouterProvider`` and ``OllamaProvider`` are imported on first use; providers whose SDK is
-heavy (boto3) are too, so that ``import llamaroute`` stays cheap (it never imports ``ollama``).
+Each provider package (``openrouter/``, ``ollama/``, ``bedrock/``) is a thin I/O shell
+(``_provider.py``) over pure wire functions (``_wire.py``). Shared by them: the interface
+(``_base.py``), the one table from HTTP statuses and AWS error codes to the error tree
+(``_errors.py``), the httpx helpers (``_http.py``) and the SSE decoder (``_sse.py``).
+
+``OpenRouterProvider``, ``OllamaProvider`` and ``BedrockProvider`` are imported on first use,
+so that ``import llamaroute`` stays cheap (it never imports httpx, ``ollama`` or boto3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The provider interface: what every provider module implements, and what it exchanges.
+"""The provider interface: what every provider package implements, and what it exchanges.
 
 A provider turns one :class:`ProviderCall` (a validated request, the route chosen for it, and the
 images prepared for that route) into one :class:`ProviderResult`, or raises exactly one
@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 
 from .._records import FinishReason, Usage
 from .._request import ChatRequest
-from ..catalog._catalog import Route
-from ..images._fit import PreparedImage
+from ..catalog import Route
+from ..images import PreparedImage
 
 __all__ = ["Provider", "ProviderCall", "ProviderResult", "StreamItem"]
 
@@ -66,7 +66,7 @@ StreamItem = str | ProviderResult
 
 
 class Provider(ABC):
-    """Base class of the provider modules (``providers/openrouter.py`` and the others).
+    """Base class of the providers (``providers/openrouter/`` and the others).
 
     Subclasses set :attr:`name` to the provider name used in the catalog data, and
     :attr:`region` when their routes are regional. Instances hold their connection pools and

@@ -1,8 +1,7 @@
 """HTTP helpers shared by the providers that speak HTTP through httpx.
 
 * :func:`transport_errors` maps every httpx transport failure to our error tree in one place.
-* :func:`parse_retry_after` reads ``retry-after-ms``, ``Retry-After`` (seconds or HTTP-date).
-* :class:`SSEDecoder` turns lines into Server-Sent Events (comments, multi-line ``data:``).
+* :func:`load_json` parses a body, or raises :class:`~llamaroute.MalformedResponseError`.
 * :func:`check_base_url` refuses base URLs that carry credentials.
 * :func:`finite_timeout` checks a configured timeout; :func:`request_timeout` with
   :func:`timeout_hooks` gives one call its own timeout through an SDK that takes none.
@@ -10,13 +9,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,17 +24,15 @@ from .._exceptions import (
     ProviderConnectionError,
     ProviderTimeoutError,
 )
+from ._errors import connection_refused
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "SSEDecoder",
-    "SSEEvent",
     "attempt_timeout",
     "check_base_url",
     "finite_timeout",
     "load_json",
     "map_transport_error",
-    "parse_retry_after",
     "request_timeout",
     "timeout_hooks",
     "transport_errors",
@@ -108,7 +101,7 @@ class request_timeout:
     ``None`` leaves the client's own timeouts. Keep the block around one SDK call: a sync
     generator shares its consumer's context, so a value left set across a ``yield`` would
     apply to the consumer's own requests. (A class rather than a generator-based context
-    manager: streams enter it once per chunk.)
+    manager, which costs more: it is entered on every call.)
     """
 
     __slots__ = ("_timeout", "_token")
@@ -128,16 +121,6 @@ class request_timeout:
         _REQUEST_TIMEOUT.reset(self._token)
 
 
-def _refused(error: BaseException) -> bool:
-    # httpx chains the OS error under its own: look for ECONNREFUSED by type, not message.
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def map_transport_error(
     error: BaseException, provider: str, model_id: str, redact: Callable[[str], str] = str
 ) -> ProviderTimeoutError | ProviderConnectionError | None:
@@ -153,7 +136,7 @@ def map_transport_error(
             f"timed out ({type(error).__name__})", provider=provider, model_id=model_id
         )
     if isinstance(error, httpx.TransportError):
-        refused = _refused(error)
+        refused = connection_refused(error)
         return ProviderConnectionError(
             redact(f"connection failed: {error or type(error).__name__}"),
             provider=provider,
@@ -189,36 +172,6 @@ class transport_errors:
             raise mapped from exc
 
 
-def parse_retry_after(
-    headers: Mapping[str, str], now: Callable[[], float] = time.time
-) -> float | None:
-    """The server's wait hint in seconds, or ``None``.
-
-    Reads ``retry-after-ms`` (milliseconds), then ``Retry-After`` as seconds or as an HTTP-date
-    (RFC 9110), then ``x-amz-retry-after`` (milliseconds). Negative or unreadable values are
-    ignored.
-    """
-    lowered = {key.lower(): value for key, value in headers.items()}
-    for name, scale in (("retry-after-ms", 0.001), ("x-amz-retry-after", 0.001)):
-        value = lowered.get(name)
-        if value is not None:
-            with contextlib.suppress(ValueError):
-                seconds = float(value) * scale
-                if seconds >= 0:
-                    return seconds
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    with contextlib.suppress(ValueError):
-        seconds = float(value)
-        return seconds if seconds >= 0 else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - now())
-
-
 def load_json(raw: bytes | str, *, provider: str, model_id: str, what: str) -> Any:
     """``json.loads`` that raises :class:`MalformedResponseError` (original chained)."""
     try:
@@ -247,53 +200,3 @@ def check_base_url(url: str, *, what: str = "base_url") -> str:
             f"{what} must not have a query string or fragment; pass keys as api_key="
         )
     return url.rstrip("/")
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One Server-Sent Event: its ``data`` (lines joined with ``\\n``) and ``event`` name."""
-
-    data: str
-    event: str = "message"
-
-
-class SSEDecoder:
-    """Incremental Server-Sent Events parser over decoded lines (line endings removed).
-
-    Follows the WHATWG rules that matter here: ``:`` lines are comments (OpenRouter's
-    ``: OPENROUTER PROCESSING`` keep-alives), several ``data:`` lines make one event joined
-    with newlines, a blank line ends the event, one space after the colon is dropped, and
-    unknown fields are ignored. Splitting bytes into lines (CRLF, chunks split across reads) is
-    left to httpx's ``iter_lines``.
-    """
-
-    __slots__ = ("_data", "_event")
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-        self._event = "message"
-
-    def feed(self, line: str) -> SSEEvent | None:
-        """Take one line; return the event it completes, if any."""
-        if not line:
-            return self.flush()
-        if line[0] == ":":
-            return None
-        name, _, value = line.partition(":")
-        if value[:1] == " ":
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        return None
-
-    def flush(self) -> SSEEvent | None:
-        """The pending event, if any (at a blank line, or at the end of the stream)."""
-        if not self._data:
-            self._event = "message"
-            return None
-        event = SSEEvent("\n".join(self._data), self._event)
-        self._data = []
-        self._event = "message"
-        return event

@@ -22,7 +22,8 @@ with ``/api/tags`` listing the models it has "pulled".
 from ._bedrock import FakeBedrock
 from ._ollama import FakeOllama
 from ._openrouter import FakeOpenRouter
-from ._server import Exchange, FakeServer, RecordedRequest, Step, StreamPlan
+from ._script import RecordedRequest, Step, StreamPlan
+from ._server import Exchange, FakeServer
 
 __all__ = [
     "Exchange",

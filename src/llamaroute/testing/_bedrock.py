@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from ._eventstream import corrupt, event_frame, exception_frame
-from ._server import Exchange, FakeServer, Step, StreamPlan
+from ._script import Step, StreamPlan
+from ._server import Exchange, FakeServer
 
 __all__ = ["FakeBedrock"]
 

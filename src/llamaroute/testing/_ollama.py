@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from ._server import Exchange, FakeServer, Step, StreamPlan
+from ._script import Step, StreamPlan
+from ._server import Exchange, FakeServer
 
 __all__ = ["FakeOllama"]
 

@@ -6,7 +6,8 @@ import json
 import time
 from typing import Any, ClassVar
 
-from ._server import Exchange, FakeServer, Step, StreamPlan
+from ._script import Step, StreamPlan
+from ._server import Exchange, FakeServer
 
 __all__ = ["FakeOpenRouter"]
 

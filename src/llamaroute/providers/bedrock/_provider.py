@@ -1,22 +1,16 @@
-"""AWS Bedrock over boto3's Converse and ConverseStream APIs.
+"""The Bedrock provider: the I/O around the wire functions, over boto3's Converse and
+ConverseStream APIs.
 
 boto3 is the optional ``bedrock`` extra and is imported on first use, never at
 ``import llamaroute``. Construction keeps settings only: no boto3 session, no credential
-look-up (which could wait on the EC2 metadata endpoint), no network. The boto3 client is built
-on the first call, once, and botocore's own retries are off: llamaroute's loop is the only one.
+look-up, no network. The boto3 client is built on the first call, once, and botocore's own
+retries are off: llamaroute's loop is the only one.
 
-The pure parts (request building and validation, response and event parsing, error mapping)
-are plain functions in ``_bedrock_wire.py``, re-exported here; the sync and async shells
-differ only in how they wait. boto3 is
-synchronous, so the async shell runs each blocking step (the call, then each ``next()`` on the
-event stream) in a thread pool owned by the provider, sized so that concurrent calls do not
-queue behind each other.
-
-Facts relied on (PROVIDERS.md section 2): Llama 3.2 is served only through ``us.`` / ``eu.``
-inference profiles (a bare ``meta.`` ID fails with an on-demand ``ValidationException``);
-images go as raw bytes whose declared ``format`` must match the bytes; usage arrives in the
-final ``metadata`` event; exceptions inside a stream surface as ``EventStreamError`` with
-lowerCamel codes; botocore checks no ranges.
+Building and checking the request, parsing answers and stream events, and mapping errors are
+the plain functions of ``_wire.py``; the sync and async methods differ only in how they wait.
+boto3 is synchronous, so the async methods run each blocking step (the call, then each
+``next()`` on the event stream) in a thread pool owned by the provider, sized so that
+concurrent calls do not queue behind each other.
 """
 
 from __future__ import annotations
@@ -24,33 +18,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib.util
 import math
-import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .._exceptions import AuthenticationError, ConfigurationError, LlamarouteError
-from .._secrets import Secret
-from .._version import __version__
-from ..catalog._catalog import Catalog, Route
-from ._base import Provider, ProviderCall, ProviderResult, StreamItem
-from ._bedrock_wire import (
+from ..._exceptions import AuthenticationError, ConfigurationError, LlamarouteError
+from ..._secrets import Secret
+from ..._version import __version__
+from ...catalog import Catalog, Route
+from .._base import Provider, ProviderCall, ProviderResult, StreamItem
+from .._http import check_base_url
+from ._setup import import_boto3, resolve_region
+from ._wire import (
     NAME,
     ConverseStreamState,
     build_converse_request,
     close_stream,
     iter_events,
-    map_error,
     map_exception,
     parse_converse,
 )
-from ._http import check_base_url
 
 if TYPE_CHECKING:
     import boto3
@@ -58,91 +49,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_READ_TIMEOUT",
     "BedrockProvider",
-    "ConverseStreamState",
-    "build_converse_request",
-    "configured_region",
-    "import_boto3",
-    "map_error",
-    "map_exception",
-    "parse_converse",
-    "resolve_region",
 ]
 
-INSTALL_HINT = "pip install 'llamaroute[bedrock]'"
 #: Seconds. boto3's defaults are 60 s each; a long Llama generation can take longer to finish
 #: (a read timeout on a Converse call is the whole answer's wait), so reads get more.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 300.0
 #: Connections and worker threads: enough that 50 concurrent async calls run side by side.
 DEFAULT_MAX_CONNECTIONS = 64
-REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
 _T = TypeVar("_T")
-
-
-# --- boto3, imported on first use ---------------------------------------------------------
-
-
-def import_boto3() -> ModuleType:
-    """The ``boto3`` module, or :class:`ConfigurationError` saying how to install it."""
-    try:
-        import boto3
-    except ImportError as error:
-        raise ConfigurationError(f"AWS Bedrock needs boto3: {INSTALL_HINT}") from error
-    return boto3
-
-
-def resolve_region(
-    region: str | None = None,
-    *,
-    profile: str | None = None,
-    session: boto3.session.Session | None = None,
-    client: BedrockRuntimeClient | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> str:
-    """The region a Bedrock client will run in, found without resolving any credentials.
-
-    In order: ``region``; the injected client's or session's region; ``$AWS_REGION`` /
-    ``$AWS_DEFAULT_REGION``; the ``region`` of the AWS profile in the config file (read by
-    botocore's config loader, when boto3 is installed). Raises :class:`ConfigurationError`
-    when none is set: routes are regional, so the region must be known before planning.
-    """
-    env = os.environ if environ is None else environ
-    found = region
-    if not found and client is not None:
-        found = client.meta.region_name
-    if not found and session is not None:
-        found = session.region_name
-    if not found and client is None and session is None:
-        found = next((env[name] for name in REGION_ENV if env.get(name)), None)
-        found = found or configured_region(profile)
-    if not found:
-        raise ConfigurationError(
-            "AWS Bedrock needs a region: pass region= (for example 'us-east-1'; Llama 3.2 "
-            "has inference profiles in us-east-1, us-east-2, us-west-2 and, for 1B/3B, "
-            "eu-central-1, eu-west-1, eu-west-3), set AWS_REGION, or set region in the profile"
-        )
-    return found
-
-
-def configured_region(profile: str | None = None) -> str | None:
-    """The ``region`` botocore's config loading gives ``profile`` (no credentials, no network);
-    ``None`` when boto3 is not installed or no region is configured."""
-    if importlib.util.find_spec("botocore") is None:
-        return None
-    import botocore.exceptions
-    import botocore.session
-
-    try:
-        value = botocore.session.Session(profile=profile).get_config_variable("region")
-    except botocore.exceptions.ProfileNotFound as error:
-        raise ConfigurationError(f"AWS profile {profile!r} not found in the AWS config") from error
-    return str(value) if value else None
-
-
-# --- the provider ---------------------------------------------------------------------------
 
 #: Clients kept for per-call timeouts (botocore sets timeouts per client, not per request).
 _MAX_CLIENTS = 8

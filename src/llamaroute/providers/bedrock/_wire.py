@@ -2,7 +2,15 @@
 
 Request building and validation (what botocore does not check), response and stream-event
 parsing, and the one place where boto3, botocore and urllib3 exceptions become llamaroute
-errors. ``providers/bedrock.py`` holds the provider itself and re-exports the public names.
+errors (AWS error codes through the shared rule of ``providers/_errors.py``).
+
+Facts relied on (the Converse API reference,
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html, and
+https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-support.html): Llama 3.2
+is served only through ``us.`` / ``eu.`` inference profiles (a bare ``meta.`` ID fails with an
+on-demand ``ValidationException``); images go as raw bytes whose declared ``format`` must match
+the bytes; usage arrives in the final ``metadata`` event; exceptions inside a stream surface as
+``EventStreamError`` with lowerCamel codes; botocore checks no ranges.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .._exceptions import (
+from ..._exceptions import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -22,15 +30,14 @@ from .._exceptions import (
     ProviderError,
     ProviderTimeoutError,
     RateLimitError,
-    ServerError,
     UnsupportedFeatureError,
 )
-from .._records import FinishReason, Usage
-from .._request import ImagePart
-from ..catalog._catalog import Route
-from ..images._fit import PreparedImage
-from ._base import ProviderCall, ProviderResult
-from ._http import _refused, parse_retry_after
+from ..._records import FinishReason, Usage
+from ..._request import ImagePart
+from ...catalog import Route
+from ...images import PreparedImage
+from .._base import ProviderCall, ProviderResult
+from .._errors import aws_rule, connection_refused, parse_retry_after
 
 __all__ = [
     "NAME",
@@ -54,29 +61,6 @@ _STOP_REASONS: dict[str, FinishReason] = {
     "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter",
 }
-
-#: AWS error code -> our error class. Codes inside a stream arrive in lowerCamel
-#: (``throttlingException``) and are compared after upper-casing the first letter.
-_ERRORS: dict[str, type[ProviderError]] = {
-    "ThrottlingException": RateLimitError,
-    "ServiceQuotaExceededException": RateLimitError,  # not in Converse's model; seen in the field
-    "ModelNotReadyException": ServerError,
-    "ServiceUnavailableException": ServerError,
-    "InternalServerException": ServerError,
-    "ModelErrorException": ServerError,
-    "ModelStreamErrorException": ServerError,
-    "ModelTimeoutException": ProviderTimeoutError,
-    "ValidationException": BadRequestError,
-    "AccessDeniedException": AuthenticationError,
-    "UnrecognizedClientException": AuthenticationError,
-    "ExpiredTokenException": AuthenticationError,
-    "InvalidSignatureException": AuthenticationError,
-    "IncompleteSignatureException": AuthenticationError,
-    "MissingAuthenticationTokenException": AuthenticationError,
-    "ResourceNotFoundException": ModelNotAvailableError,
-}
-#: AWS's retry rules say a model error may pass; ours default it to not retryable otherwise.
-_RETRYABLE = {"ModelErrorException": True, "ModelNotReadyException": True}
 
 _ACCESS_HINT = (
     "check the AWS credentials, the IAM permissions (bedrock:InvokeModel and "
@@ -203,7 +187,7 @@ def build_converse_request(call: ProviderCall) -> dict[str, Any]:
 # --- pure functions: responses and errors -----------------------------------------------
 
 
-def _table(value: object) -> dict[str, Any]:
+def _dict_or_empty(value: object) -> dict[str, Any]:
     # Lenient with what providers send: a missing or mistyped object reads as empty.
     return value if isinstance(value, dict) else {}
 
@@ -213,7 +197,7 @@ def _finish_reason(value: object) -> FinishReason | None:
 
 
 def _usage(value: object) -> Usage:
-    data = _table(value)
+    data = _dict_or_empty(value)
     return Usage(input_tokens=data.get("inputTokens"), output_tokens=data.get("outputTokens"))
 
 
@@ -223,7 +207,7 @@ def parse_converse(response: Mapping[str, Any], *, model_id: str) -> ProviderRes
     ``details`` carries ``latency_ms`` (``metrics.latencyMs``), the raw ``stop_reason`` and
     AWS's ``request_id``. Raises :class:`MalformedResponseError` when there is no message.
     """
-    message = _table(_table(response.get("output")).get("message"))
+    message = _dict_or_empty(_dict_or_empty(response.get("output")).get("message"))
     content = message.get("content")
     if not isinstance(content, list):
         raise MalformedResponseError(
@@ -235,10 +219,10 @@ def parse_converse(response: Mapping[str, Any], *, model_id: str) -> ProviderRes
         if isinstance(block, dict) and isinstance(block.get("text"), str)
     )
     details: dict[str, Any] = {"stop_reason": response.get("stopReason")}
-    latency = _table(response.get("metrics")).get("latencyMs")
+    latency = _dict_or_empty(response.get("metrics")).get("latencyMs")
     if latency is not None:
         details["latency_ms"] = latency
-    request_id = _table(response.get("ResponseMetadata")).get("RequestId")
+    request_id = _dict_or_empty(response.get("ResponseMetadata")).get("RequestId")
     if request_id:
         details["request_id"] = request_id
     if "usage" not in response:
@@ -261,21 +245,14 @@ def map_error(
     extra: Mapping[str, Any] | None = None,
 ) -> ProviderError:
     """The llamaroute error for an AWS error code (either case of its first letter) and HTTP
-    status. The code decides; the status decides for codes not in the table. One message is
-    read, the on-demand ``ValidationException``, because AWS gives it no code of its own."""
+    status: the code decides, the shared status table for codes AWS names nowhere. One message
+    is read, the on-demand ``ValidationException``, because AWS gives it no code of its own."""
     code = code[:1].upper() + code[1:]
-    cls = _ERRORS.get(code) or _class_for_status(status)
-    kwargs: dict[str, Any] = {
-        "provider": NAME,
-        "model_id": model_id,
-        "status_code": status,
-        "code": code or None,
-    }
-    if code in _RETRYABLE:
-        kwargs["retryable"] = _RETRYABLE[code]
+    rule = aws_rule(code, status)
+    cls, retry_after = rule.error, None
     if cls is RateLimitError:
-        return RateLimitError(message, retry_after=parse_retry_after(headers or {}), **kwargs)
-    if cls is AuthenticationError:
+        retry_after = parse_retry_after(headers or {})
+    elif cls is AuthenticationError:
         message = f"AWS refused the call ({message}): {_ACCESS_HINT}"
     elif cls is BadRequestError and "on-demand throughput" in message:
         message = (
@@ -289,34 +266,29 @@ def map_error(
         # ModelError/ModelStreamError carry the model's own status (botocore keeps it for
         # HTTP errors; it drops it from exception events).
         message = f"{message} (model status {extra['originalStatusCode']})"
-    return cls(message, **kwargs)
-
-
-def _class_for_status(status: int | None) -> type[ProviderError]:
-    if status in (401, 403):
-        return AuthenticationError
-    if status == 404:
-        return ModelNotAvailableError
-    if status == 408:
-        return ProviderTimeoutError
-    if status == 429:
-        return RateLimitError
-    if status is not None and 400 <= status < 500:
-        return BadRequestError
-    # 5xx, or an exception event with no status that we have not seen before.
-    return ServerError
+    return rule.build(
+        message,
+        provider=NAME,
+        model_id=model_id,
+        status_code=status,
+        code=code or None,
+        retry_after=retry_after,
+    )
 
 
 def _from_client_error(error: Any, model_id: str, redact: Callable[[str], str]) -> ProviderError:
-    response = _table(getattr(error, "response", None))
-    detail, metadata = _table(response.get("Error")), _table(response.get("ResponseMetadata"))
+    response = _dict_or_empty(getattr(error, "response", None))
+    detail, metadata = (
+        _dict_or_empty(response.get("Error")),
+        _dict_or_empty(response.get("ResponseMetadata")),
+    )
     status = metadata.get("HTTPStatusCode")
     return map_error(
         str(detail.get("Code") or ""),
         status if isinstance(status, int) else None,
         redact(str(detail.get("Message") or "request failed")),
         model_id=model_id,
-        headers=_table(metadata.get("HTTPHeaders")),
+        headers=_dict_or_empty(metadata.get("HTTPHeaders")),
         extra=response,
     )
 
@@ -355,7 +327,7 @@ def map_exception(
     if isinstance(error, bx.ParamValidationError):
         return BadRequestError(f"boto3 refused the request: {text}", code=name, **kwargs)
     if isinstance(error, bx.HTTPClientError | bx.ConnectionError | ux.HTTPError | OSError):
-        refused = _refused(error)
+        refused = connection_refused(error)
         return ProviderConnectionError(
             f"connection failed: {text}",
             code="connection_refused" if refused else name,
@@ -383,23 +355,25 @@ class ConverseStreamState:
     def feed(self, event: Mapping[str, Any]) -> str:
         """Take one event; return its new text ("" if none). Raises on exception events."""
         if "contentBlockDelta" in event:
-            piece = _table(_table(event["contentBlockDelta"]).get("delta")).get("text")
+            piece = _dict_or_empty(_dict_or_empty(event["contentBlockDelta"]).get("delta")).get(
+                "text"
+            )
             if isinstance(piece, str) and piece:
                 self.text.append(piece)
                 return piece
             return ""
         if "messageStop" in event:
             self.stopped = True
-            self.stop_reason = _table(event["messageStop"]).get("stopReason")
+            self.stop_reason = _dict_or_empty(event["messageStop"]).get("stopReason")
         elif "metadata" in event:
-            metadata = _table(event["metadata"])
+            metadata = _dict_or_empty(event["metadata"])
             self.usage = _usage(metadata.get("usage"))
-            self.latency_ms = _table(metadata.get("metrics")).get("latencyMs")
+            self.latency_ms = _dict_or_empty(metadata.get("metrics")).get("latencyMs")
         else:
             # boto3 raises exception events itself; this covers an iterator that does not.
             for key, value in event.items():
                 if key.endswith("Exception"):
-                    message = str(_table(value).get("message") or key)
+                    message = str(_dict_or_empty(value).get("message") or key)
                     raise map_error(key, None, message, model_id=self.model_id, extra=value)
         return ""
 
@@ -454,6 +428,7 @@ def iter_events(stream: Any) -> Iterator[dict[str, Any]]:
 
 
 def close_stream(events: Iterator[Any], stream: Any) -> None:
+    """Close the event iterator and the boto3 stream under it (and so the HTTP response)."""
     close = getattr(events, "close", None)
     if close is not None:
         close()

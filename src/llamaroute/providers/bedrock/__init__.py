@@ -1,0 +1,39 @@
+"""AWS Bedrock over boto3's Converse and ConverseStream APIs (boto3 is the ``bedrock`` extra,
+imported on first use).
+
+``_wire.py`` holds the Converse wire format with no I/O (request building and checks, answer
+and stream-event parsing, error mapping); ``_setup.py`` imports boto3 and finds the region
+without touching AWS; ``_provider.py`` holds :class:`BedrockProvider`, which does the I/O.
+"""
+
+from ._provider import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, BedrockProvider
+from ._provider import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
+from ._setup import INSTALL_HINT as INSTALL_HINT
+from ._setup import REGION_ENV as REGION_ENV
+from ._setup import configured_region, import_boto3, resolve_region
+from ._wire import NAME as NAME
+from ._wire import (
+    ConverseStreamState,
+    build_converse_request,
+    map_error,
+    map_exception,
+    parse_converse,
+)
+from ._wire import close_stream as close_stream
+from ._wire import iter_events as iter_events
+
+# The public surface. The other names imported with "as" stay importable: settings, and the
+# event-stream helpers that tests exercise directly.
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_READ_TIMEOUT",
+    "BedrockProvider",
+    "ConverseStreamState",
+    "build_converse_request",
+    "configured_region",
+    "import_boto3",
+    "map_error",
+    "map_exception",
+    "parse_converse",
+    "resolve_region",
+]
