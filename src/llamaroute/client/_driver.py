@@ -18,9 +18,9 @@ record, happens here, once for all four public methods::
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._exceptions import (
     AllProvidersFailedError,
@@ -35,6 +35,10 @@ from ..providers import ProviderCall, ProviderResult
 from ..routing import Candidate, HedgePolicy
 from ._attempts import AttemptBook, Expired, OverBudget, Skip, spent_total
 from ._call import Answer, Call, Run
+
+if TYPE_CHECKING:
+    from tenacity import AttemptManager
+
 from ._events import AttemptFailed, CallFailed, FallbackTaken, HedgeStarted, ResponseReady, emit
 
 __all__ = ["Action", "Driver", "FetchImages", "Race", "RaceOutcome", "Send", "Sleep", "Steps"]
@@ -193,44 +197,43 @@ class Driver(AttemptBook):
             except ProviderTimeoutError as error:  # the call's time ran out while fetching
                 run.errors.append(error)
                 raise Expired from None
-        # The first attempt runs bare (RetryPolicy.attempt_loop's rule, inlined: nearly every
-        # call ends here, and building the retry loop would cost more than the attempt's books).
-        try:
-            return (yield from self._attempt(call, run, candidate, forced, routes_left))
-        except ProviderError as error:
-            if not error.retryable:
-                raise
-            failure = error
+        # One loop for every attempt on the route. The first runs bare (RetryPolicy.attempt_loop's
+        # rule: nearly every call ends there, and a retry loop would cost more than the
+        # attempt's books); after a retryable failure, tenacity's loop decides on each failure
+        # (replayed into its attempt as a `with` block would) and says how long to wait.
+        retries: Iterator[AttemptManager] | None = None
+        attempt: AttemptManager | None = None
         waits: list[float] = []  # tenacity notes each wait here; the shell does the sleeping
-        retries = call.retry.retries_after(
-            failure, call.deadline, run.hit_deadline, self.on_retry(run, candidate),
-            sleep=waits.append,
-        )  # fmt: skip
-        for attempt in retries:
-            if waits:
-                yield Sleep(waits.pop())
-            with attempt:
-                return (yield from self._attempt(call, run, candidate, forced, routes_left))
-        raise AssertionError("tenacity ends with an answer or an exception")
-
-    def _attempt(
-        self, call: Call, run: Run, candidate: Candidate, forced: bool, routes_left: int
-    ) -> Steps:
-        ticket, provider_call = self.admit(call, run, candidate, forced, routes_left)
-        started = time.perf_counter()
-        try:
-            reply = yield Send(candidate, provider_call)
-        except ProviderError as error:
-            self.failed(call, run, candidate, ticket, error, started,
-                        share_of_deadline=routes_left > 1)  # fmt: skip
-            raise
-        except BaseException:
-            self.cancelled(call, run, candidate, ticket)
-            raise
-        if call.streaming:
-            elapsed = time.perf_counter() - started
-            self.stats.observe(candidate.route.pinned, elapsed, first_token=True)
-        return Answer(candidate, ticket, reply, started)
+        while True:
+            ticket, provider_call = self.admit(call, run, candidate, forced, routes_left)
+            started = time.perf_counter()
+            try:
+                reply = yield Send(candidate, provider_call)
+            except ProviderError as error:
+                self.failed(call, run, candidate, ticket, error, started,
+                            share_of_deadline=routes_left > 1)  # fmt: skip
+                if retries is None:
+                    if not error.retryable:
+                        raise
+                    retries = call.retry.retries_after(
+                        error, call.deadline, run.hit_deadline, self.on_retry(run, candidate),
+                        sleep=waits.append,
+                    )  # fmt: skip
+                else:
+                    assert attempt is not None
+                    attempt.__exit__(type(error), error, error.__traceback__)  # its outcome
+                attempt = next(retries)  # raises the last error when tenacity gives up
+                attempt.__enter__()
+                if waits:
+                    yield Sleep(waits.pop())
+                continue
+            except BaseException:
+                self.cancelled(call, run, candidate, ticket)
+                raise
+            if call.streaming:
+                elapsed = time.perf_counter() - started
+                self.stats.observe(candidate.route.pinned, elapsed, first_token=True)
+            return Answer(candidate, ticket, reply, started)
 
     # --- how a call ends ------------------------------------------------------------------
 

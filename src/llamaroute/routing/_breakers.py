@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -101,24 +100,30 @@ class _Breaker:
     last_failure: float | None = None
     probe_in_flight: bool = False
     times_opened: int = 0
-    # [bucket number, outcomes, failures], oldest first, for the failure-rate window.
-    buckets: deque[list[int]] = field(default_factory=lambda: deque(maxlen=_BUCKETS))
+    # The failure-rate window: slot ``n % _BUCKETS`` holds [bucket number n, outcomes,
+    # failures]; a slot left from an older bucket is reused (and emptied) when its turn comes.
+    slots: list[list[int]] = field(default_factory=lambda: [[-1, 0, 0] for _ in range(_BUCKETS)])
 
     def count(self, bucket: int, failed: bool) -> None:
-        if not self.buckets or self.buckets[-1][0] != bucket:
-            self.buckets.append([bucket, 0, 0])
-        last = self.buckets[-1]
-        last[1] += 1
-        last[2] += failed
+        slot = self.slots[bucket % _BUCKETS]
+        if slot[0] != bucket:
+            slot[0], slot[1], slot[2] = bucket, 0, 0
+        slot[1] += 1
+        if failed:
+            slot[2] += 1
 
     def rate(self, oldest: int) -> tuple[int, int]:
         """Outcomes and failures in the buckets from ``oldest`` on."""
         outcomes = failed = 0
-        for number, seen, bad in self.buckets:
+        for number, seen, bad in self.slots:
             if number >= oldest:
                 outcomes += seen
                 failed += bad
         return outcomes, failed
+
+    def forget(self) -> None:
+        for slot in self.slots:
+            slot[0], slot[1], slot[2] = -1, 0, 0
 
 
 @dataclass
@@ -134,9 +139,17 @@ class Health:
     #: a breaker opening is ordered before that opening.
     _troubled: set[str] = field(default_factory=set, init=False, repr=False)
 
-    @staticmethod
-    def _keys(route: Route) -> tuple[str, str]:
-        return route.pinned, f"{route.provider}:*"
+    _names: dict[tuple[str, str], tuple[str, str]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def _keys(self, route: Route) -> tuple[str, str]:
+        # The route's and its provider's breaker names, built once per route.
+        names = self._names.get((route.provider, route.model_id))
+        if names is None:
+            names = (route.pinned, f"{route.provider}:*")
+            self._names[route.provider, route.model_id] = names
+        return names
 
     def _get(self, key: str) -> _Breaker:
         breaker = self._breakers.get(key)
@@ -209,8 +222,20 @@ class Health:
             return
         now = self.clock()
         bucket = int(now * _BUCKETS / self.policy.window)
+        route_key, provider_key = self._keys(route)
+        if error is None and not self._troubled:
+            # Every breaker closed: a success only adds to the counts, and the lock is not
+            # worth its cost on every call. (Two threads may then race on one count and lose
+            # it: that only nudges a rate taken over dozens of outcomes.)
+            for key in (route_key, provider_key):
+                breaker = self._breakers.get(key)
+                if breaker is None:
+                    with self._lock:
+                        breaker = self._get(key)
+                breaker.count(bucket, False)
+                breaker.failures = 0
+            return
         with self._lock:
-            route_key, provider_key = self._keys(route)
             if error is None:
                 for key in (route_key, provider_key):
                     breaker = self._get(key)
@@ -261,12 +286,12 @@ class Health:
         breaker.state = "open"
         breaker.opened_at = now
         breaker.times_opened += 1
-        breaker.buckets.clear()  # a fresh window once it closes again
+        breaker.forget()  # a fresh window once it closes again
         self._troubled.add(key)
 
     def _close(self, key: str, breaker: _Breaker) -> None:
         # Reset all but the count of openings and the window of outcomes.
-        self._breakers[key] = _Breaker(times_opened=breaker.times_opened, buckets=breaker.buckets)
+        self._breakers[key] = _Breaker(times_opened=breaker.times_opened, slots=breaker.slots)
         self._troubled.discard(key)
 
     def snapshot(self) -> dict[str, dict[str, object]]:
