@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from .._exceptions import InvalidRequestError
+from .._exceptions import ConfigurationError, InvalidRequestError
 from ..catalog._catalog import Catalog, Route
 from ..catalog._prices import Price
 from ..money._estimate import DEFAULT_EXPECTED_OUTPUT_TOKENS, Estimate, estimate
@@ -168,6 +168,13 @@ def money(amount: Decimal | None) -> str:
 
 
 def _estimate(args: argparse.Namespace, catalog: Catalog, parser: argparse.ArgumentParser) -> int:
+    if args.region is not None:
+        try:
+            catalog.check_region(args.region)
+        except ConfigurationError as error:
+            # A usage mistake (exit 2), but one line: the suggestion is what helps, not usage.
+            print(f"llamaroute estimate: error: --region: {error}", file=sys.stderr)
+            return 2
     if args.workload is not None:
         given = {"--system": args.system, "--image": args.image, "--max-tokens": args.max_tokens,
                  "--expected-output-tokens": args.expected_output_tokens}  # fmt: skip
