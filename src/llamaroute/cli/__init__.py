@@ -15,7 +15,6 @@ with status 2. Tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from .._exceptions import LlamarouteError
 from .._version import __version__
 from ..catalog import Catalog, ModelSpec, Route, load_catalog
 from ._costs import money  # how amounts are rounded for display (tested on its own)
-from ._output import text_table
+from ._output import dumps, text_table
 
 __all__ = ["CATALOG_ENV", "main", "money"]
 
@@ -105,8 +104,7 @@ def _models(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     specs = [catalog.get(args.name)] if args.name else catalog.models()
     if args.json:
-        payload = [spec.model_dump(mode="json") for spec in specs]
-        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        print(dumps([spec.model_dump() for spec in specs]))
         return 0
     for number, spec in enumerate(specs):
         if number:

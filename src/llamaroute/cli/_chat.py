@@ -25,6 +25,7 @@ from .._exceptions import ConfigurationError, InvalidRequestError
 from .._response import ChatResponse
 from ..catalog._catalog import Catalog
 from ..money import SqliteLedger
+from ._output import dumps
 
 __all__ = ["LEDGER_ENV", "add_chat_commands"]
 
@@ -181,7 +182,13 @@ def _spend(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     if args.json:
-        print(json.dumps(summary.as_dict(), indent=2))
+        # Built here from the Decimal figures, not from as_dict(): str(Decimal) can write
+        # "2.4E-7", and money in JSON is always a plain decimal string.
+        print(dumps({
+            "total": summary.total, "calls": summary.calls,
+            "by_provider": summary.by_provider, "by_model": summary.by_model,
+            "by_day": summary.by_day, "skipped_rows": summary.skipped_rows,
+        }))  # fmt: skip
         return 0
     print(f"{summary.total:f} USD over {summary.calls} billed attempt(s)"
           + (f" since {since}" if since else ""))  # fmt: skip
