@@ -15,6 +15,7 @@ with status 2. Tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Llama 3.2 on OpenRouter, AWS Bedrock and Ollama: models, routes and costs.",
     )
     parser.add_argument("--version", action="version", version=f"llamaroute {__version__}")
-    commands = parser.add_subparsers(metavar="COMMAND")
+    commands = parser.add_subparsers(metavar="COMMAND", parser_class=_CommandParser)
 
     models = commands.add_parser(
         "models",
@@ -81,6 +82,33 @@ def _parser() -> argparse.ArgumentParser:
 
     add_chat_commands(commands, _add_catalog_option, _catalog)
     return parser
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: an argument it does not know is its own usage error.
+
+    argparse hands a subcommand's unknown arguments back to the top-level parser, which then
+    prints the top-level usage (``llamaroute [-h] [--version] COMMAND ...``), useless to
+    someone who mistyped ``--modle``. Here the subcommand reports it, with its own usage and
+    the closest option names.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._hint(extras)}")
+        return parsed, extras
+
+    def _hint(self, extras: Sequence[str]) -> str:
+        options = [name for name in self._option_string_actions if name.startswith("--")]
+        for extra in extras:
+            if extra.startswith("-"):
+                close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=1)
+                if close:
+                    return f" (did you mean {close[0]}?)"
+        return ""
 
 
 def _add_catalog_option(parser: argparse.ArgumentParser) -> None:

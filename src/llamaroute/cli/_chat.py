@@ -46,7 +46,7 @@ def add_chat_commands(
         "environment (OLLAMA_HOST, OPENROUTER_API_KEY, AWS credentials). The answer goes to "
         "stdout; provider, tokens, cost and attempts go to stderr.",
     )
-    chat.add_argument("prompt", help="what to ask")
+    chat.add_argument("prompt", help="what to ask; - reads it from stdin")
     chat.add_argument("--model", required=True, help="model key, alias or provider:model_id")
     chat.add_argument("--image", help="an image file or URL (vision models)")
     chat.add_argument("--system", help="a system prompt")
@@ -92,6 +92,7 @@ def _chat(args: argparse.Namespace, catalog: Catalog) -> int:
     from ..client import Client  # deferred: the other commands need no client
 
     max_cost = _max_cost(args.max_cost)
+    prompt = _stdin_prompt() if args.prompt == "-" else args.prompt
     ledger = args.ledger or os.environ.get(LEDGER_ENV) or None
     with Client(catalog=catalog, strategy=args.strategy, ledger=ledger) as client:
         options: dict[str, Any] = {
@@ -99,17 +100,30 @@ def _chat(args: argparse.Namespace, catalog: Catalog) -> int:
             "max_cost": max_cost, "max_tokens": args.max_tokens, "timeout": args.timeout,
         }  # fmt: skip
         if args.stream:
-            with client.stream(args.model, args.prompt, **options) as stream:
+            with client.stream(args.model, prompt, **options) as stream:
                 for chunk in stream:
                     sys.stdout.write(chunk.text)
                     sys.stdout.flush()
             response = stream.response
             sys.stdout.write("\n")
         else:
-            response = client.chat(args.model, args.prompt, **options)
+            response = client.chat(args.model, prompt, **options)
             print(response.text)
     _report(response)
     return 0
+
+
+def _stdin_prompt() -> str:
+    """The prompt piped in for ``chat -`` (``echo "hi" | llamaroute chat --model ... -``)."""
+    try:
+        text = sys.stdin.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidRequestError(f"cannot read the prompt from stdin: {error}") from None
+    # The newline that ends a piped line is not part of the question.
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text.strip():
+        raise InvalidRequestError("the prompt read from stdin (chat -) is empty")
+    return text
 
 
 def _report(response: ChatResponse) -> None:
