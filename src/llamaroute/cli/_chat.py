@@ -3,7 +3,7 @@
     llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream]
                     [--max-cost X] [--max-tokens N] [--system TEXT] [--timeout S]
                     [--ledger F] PROMPT
-    llamaroute doctor [--json]
+    llamaroute doctor [--json]      (exit 1 when a configured provider is not usable)
     llamaroute spend [--ledger F] [--since DATE] [--json]
 
 ``chat`` prints the answer on stdout and, on stderr, where it came from, the tokens, the cost
@@ -13,7 +13,6 @@ and every attempt, so that ``llamaroute chat ... > answer.txt`` keeps only the a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -63,7 +62,10 @@ def add_chat_commands(
 
     doctor = commands.add_parser(
         "doctor",
-        help="which providers are configured and reachable, and which models each serves",
+        help="which providers are configured and usable, and which models each serves",
+        description="Check each provider the environment configures, cheaply and without "
+        "spending: Ollama's pulled tags, OpenRouter's model list and API key, Bedrock's "
+        "credentials (ListFoundationModels). Exits 1 when a configured provider is not usable.",
     )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     add_catalog_option(doctor)
@@ -148,31 +150,35 @@ def _report(response: ChatResponse) -> None:
 
 def _doctor(args: argparse.Namespace, catalog: Catalog) -> int:
     from ..providers import discover
+    from ._doctor import check_provider, environment_notes
 
     providers = discover()
-    report = []
+    findings = []
     for provider in providers:
-        keys = [
-            spec.key for spec in catalog.models()
-            if any(provider.serves(route) for route in spec.routes)
-        ]  # fmt: skip
         try:
-            report.append(
-                {"provider": provider.name, "status": provider.diagnose(), "models": keys}
-            )
+            findings.append(check_provider(provider, catalog))
         finally:
             provider.close()
+    notes = environment_notes([finding.provider for finding in findings])
+    unusable = [finding.provider for finding in findings if not finding.usable]
+    code = 1 if unusable or not findings else 0
     if args.json:
-        print(json.dumps({"providers": report}, indent=2))
-        return 0
-    if not report:
+        print(dumps({"providers": [finding.as_dict() for finding in findings],
+                     "usable": code == 0, "notes": notes}))  # fmt: skip
+        return code
+    if not findings:
         print("No provider is configured. Set one or more of: OLLAMA_HOST (a local Ollama), "
               "OPENROUTER_API_KEY, AWS credentials with AWS_REGION (Bedrock).")  # fmt: skip
-        return 1
-    for entry in report:
-        print(f"{entry['provider']}: {entry['status']}")
-        print(f"  serves: {', '.join(entry['models']) or 'none of the catalog keys here'}")
-    return 0
+    for finding in findings:
+        print(f"{finding.provider}: {finding.status}")
+        print(f"  serves: {', '.join(finding.models) or 'none of the catalog models'}")
+        for note in finding.notes:
+            print(f"  note: {note}")
+    for note in notes:
+        print(f"note: {note}")
+    if unusable:
+        print(f"not usable: {', '.join(unusable)} (see above)")
+    return code
 
 
 def _spend(args: argparse.Namespace) -> int:
