@@ -167,10 +167,11 @@ def _bedrock(provider: Any, routes: list[Route], catalog: Catalog) -> Finding:
         credentials = session.get_credentials()
     except Exception as error:  # boto3's profile and config errors: doctor reports, never raises
         return Finding(provider.name, f"region {region}; not usable: {error}", False, [])
-    if credentials is None:
+    bearer = bool(os.environ.get("AWS_BEARER_TOKEN_BEDROCK"))  # a Bedrock API key
+    if credentials is None and not bearer:
         return Finding(provider.name, f"region {region}; not usable: no AWS credentials found",
                        False, [], "none found")  # fmt: skip
-    method = getattr(credentials, "method", "found")
+    method = "AWS_BEARER_TOKEN_BEDROCK" if credentials is None else credentials.method
     config = Config(connect_timeout=TIMEOUT, read_timeout=TIMEOUT,
                     retries={"total_max_attempts": 1, "mode": "standard"})  # fmt: skip
     try:
