@@ -2,14 +2,16 @@
 
     llamaroute models [NAME] [--json] [--catalog FILE ...]
     llamaroute prices [NAME] [--json] [--catalog FILE ...]
-    llamaroute estimate --model KEY (--prompt TEXT | --prompt-file F | --workload FILE.jsonl) ...
-    llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream] PROMPT
+    llamaroute estimate --model KEY (--prompt TEXT | --prompt-file F) [--requests N] [--rate N/day]
+    llamaroute estimate [--model KEY] --workload FILE.jsonl [--requests N] [--rate N/day] ...
+    llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream] PROMPT|-
     llamaroute doctor [--json]
     llamaroute spend [--ledger F] [--since DATE] [--json]
     llamaroute --version
 
 Errors print one line (``llamaroute: error: ...``) and exit with status 1; usage mistakes exit
-with status 2. Tracebacks are for bugs only.
+with status 2, with the subcommand's own usage. ``doctor`` exits 1 when a configured provider is
+not usable. Tracebacks are for bugs only.
 """
 
 from __future__ import annotations
