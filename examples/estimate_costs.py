@@ -1,4 +1,5 @@
-"""Estimate what a vision request costs on every provider, offline, with the Python API.
+"""Estimate what a vision request costs on every provider, and which provider is cheapest for
+a whole workload per month, offline, with the Python API.
 
     python examples/estimate_costs.py
 
@@ -13,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import llamaroute
+from llamaroute.money import estimate_workload
 
 HERE = Path(__file__).resolve().parent
 CHART = HERE / "chart.png"
@@ -62,6 +64,22 @@ def main() -> None:
         )  # fmt: skip
     print("\nWith a local cost of $0.02/$0.06 per million tokens for Ollama:")
     show(local, 10_000)
+
+    # A workload: one request a line, each line may name its own model (here 90B Vision by
+    # default, 3B for the support tickets). Which provider serves every line cheapest, and
+    # what does that come to a month at 10,000 requests a day?
+    with (HERE / "workload.jsonl").open() as lines:
+        result = estimate_workload(lines, "llama-3.2-90b-vision", base_dir=HERE)
+    best = result.cheapest()
+    assert best is not None
+    assert best.costs is not None
+    month = best.costs[1] * 10_000 * 30 / result.requests
+    print(f"\nWorkload of {result.requests} requests ({result.models}):")
+    for option in result.ranked_options():
+        serves = "every line" if option.serves_all else f"not: {'; '.join(option.reasons)}"
+        expected = "unknown" if option.costs is None else f"${option.costs[1]:.6f}"
+        print(f"  {option.label:<12} {expected:>10}  {serves}")
+    print(f"cheapest for every line: {best.label}, about ${month:,.2f} a month at 10,000 a day")
 
 
 if __name__ == "__main__":

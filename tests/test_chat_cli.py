@@ -118,8 +118,9 @@ def test_doctor_says_what_is_wrong(
 ) -> None:  # fmt: skip
     monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{refused_port}")
     code, out, _ = run(capsys, "doctor")
-    assert code == 0
+    assert code == 1  # a configured provider that cannot be used
     assert "no Ollama server answering" in out
+    assert "not usable: ollama" in out
     for name in ("OLLAMA_HOST", "OPENROUTER_API_KEY"):
         monkeypatch.delenv(name)
     code, out, _ = run(capsys, "doctor")

@@ -150,7 +150,8 @@ def test_workload_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     data = json.loads(out)
     assert (data["lines"], data["requests"], data["bad_lines"]) == (12, 12, 0)
-    bedrock = next(r for r in data["routes"] if r["provider"] == "bedrock")
+    assert data["models"] == {"llama-3.2-90b-vision": 8, "llama-3.2-3b": 4}
+    bedrock = next(r for r in data["routes"] if r["model_id"].startswith("us.meta.llama3-2-90b"))
     assert bedrock["images"] == 1
     rate = Decimal("0.72") / 10**6
     assert (

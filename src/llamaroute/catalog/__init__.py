@@ -23,9 +23,11 @@ from ._image_checks import (
     prepare_image,
 )
 from ._prices import MILLION, Money, Price, match_prices, validate_prices
+from ._regions import AWS_REGIONS, check_region, region_skip_reason
 from ._sources import Source, dump_catalog, load_catalog, merge_sources, read_toml
 
 __all__ = [
+    "AWS_REGIONS",
     "MILLION",
     "Catalog",
     "CatalogData",
@@ -37,6 +39,7 @@ __all__ = [
     "Source",
     "acheck_request_images",
     "check_image_count",
+    "check_region",
     "check_request_images",
     "dump_catalog",
     "get_model",
@@ -46,5 +49,6 @@ __all__ = [
     "models",
     "prepare_image",
     "read_toml",
+    "region_skip_reason",
     "validate_prices",
 ]

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._exceptions import ConfigurationError, UnknownModelError, UnsupportedFeatureError
 from ..images import ImageFormat
 from ._prices import Price, match_prices
+from ._regions import check_region
 
 __all__ = [
     "Catalog",
@@ -233,6 +234,12 @@ class Catalog:
         self._providers = tuple(
             dict.fromkeys(route.provider for spec in data.models for route in spec.routes)
         )
+        self._regions = frozenset(
+            region
+            for spec in data.models
+            for route in spec.routes
+            for region in (*route.regions, *route.destination_regions)
+        )
         # Resolved once, so that a route's price is one dict lookup on the hot path.
         self._prices = match_prices(
             data.prices, (route for spec in data.models for route in spec.routes)
@@ -253,6 +260,11 @@ class Catalog:
     def providers(self) -> tuple[str, ...]:
         """Every provider that has a route in this catalog."""
         return self._providers
+
+    def check_region(self, region: str) -> str:
+        """``region`` if it is an AWS region name or a region this catalog's routes name; else
+        :class:`ConfigurationError` with close matches ("did you mean us-east-1?")."""
+        return check_region(region, self._regions)
 
     def models(self) -> list[ModelSpec]:
         """Every model, in catalog order."""

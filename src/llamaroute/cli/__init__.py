@@ -2,20 +2,22 @@
 
     llamaroute models [NAME] [--json] [--catalog FILE ...]
     llamaroute prices [NAME] [--json] [--catalog FILE ...]
-    llamaroute estimate --model KEY (--prompt TEXT | --prompt-file F | --workload FILE.jsonl) ...
-    llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream] PROMPT
+    llamaroute estimate --model KEY (--prompt TEXT | --prompt-file F) [--requests N] [--rate N/day]
+    llamaroute estimate [--model KEY] --workload FILE.jsonl [--requests N] [--rate N/day] ...
+    llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream] PROMPT|-
     llamaroute doctor [--json]
     llamaroute spend [--ledger F] [--since DATE] [--json]
     llamaroute --version
 
 Errors print one line (``llamaroute: error: ...``) and exit with status 1; usage mistakes exit
-with status 2. Tracebacks are for bugs only.
+with status 2, with the subcommand's own usage. ``doctor`` exits 1 when a configured provider is
+not usable. Tracebacks are for bugs only.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import difflib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -24,7 +26,7 @@ from .._exceptions import LlamarouteError
 from .._version import __version__
 from ..catalog import Catalog, ModelSpec, Route, load_catalog
 from ._costs import money  # how amounts are rounded for display (tested on its own)
-from ._output import text_table
+from ._output import dumps, text_table
 
 __all__ = ["CATALOG_ENV", "main", "money"]
 
@@ -60,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Llama 3.2 on OpenRouter, AWS Bedrock and Ollama: models, routes and costs.",
     )
     parser.add_argument("--version", action="version", version=f"llamaroute {__version__}")
-    commands = parser.add_subparsers(metavar="COMMAND")
+    commands = parser.add_subparsers(metavar="COMMAND", parser_class=_CommandParser)
 
     models = commands.add_parser(
         "models",
@@ -84,6 +86,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: an argument it does not know is its own usage error.
+
+    argparse hands a subcommand's unknown arguments back to the top-level parser, which then
+    prints the top-level usage (``llamaroute [-h] [--version] COMMAND ...``), useless to
+    someone who mistyped ``--modle``. Here the subcommand reports it, with its own usage and
+    the closest option names.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._hint(extras)}")
+        return parsed, extras
+
+    def _hint(self, extras: Sequence[str]) -> str:
+        options = [name for name in self._option_string_actions if name.startswith("--")]
+        for extra in extras:
+            if extra.startswith("-"):
+                close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=1)
+                if close:
+                    return f" (did you mean {close[0]}?)"
+        return ""
+
+
 def _add_catalog_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--catalog",
@@ -105,8 +134,7 @@ def _models(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     specs = [catalog.get(args.name)] if args.name else catalog.models()
     if args.json:
-        payload = [spec.model_dump(mode="json") for spec in specs]
-        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        print(dumps([spec.model_dump() for spec in specs]))
         return 0
     for number, spec in enumerate(specs):
         if number:

@@ -3,7 +3,7 @@
     llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream]
                     [--max-cost X] [--max-tokens N] [--system TEXT] [--timeout S]
                     [--ledger F] PROMPT
-    llamaroute doctor [--json]
+    llamaroute doctor [--json]      (exit 1 when a configured provider is not usable)
     llamaroute spend [--ledger F] [--since DATE] [--json]
 
 ``chat`` prints the answer on stdout and, on stderr, where it came from, the tokens, the cost
@@ -13,7 +13,6 @@ and every attempt, so that ``llamaroute chat ... > answer.txt`` keeps only the a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from .._exceptions import ConfigurationError, InvalidRequestError
 from .._response import ChatResponse
 from ..catalog._catalog import Catalog
 from ..money import SqliteLedger
+from ._output import dumps
 
 __all__ = ["LEDGER_ENV", "add_chat_commands"]
 
@@ -45,7 +45,7 @@ def add_chat_commands(
         "environment (OLLAMA_HOST, OPENROUTER_API_KEY, AWS credentials). The answer goes to "
         "stdout; provider, tokens, cost and attempts go to stderr.",
     )
-    chat.add_argument("prompt", help="what to ask")
+    chat.add_argument("prompt", help="what to ask; - reads it from stdin")
     chat.add_argument("--model", required=True, help="model key, alias or provider:model_id")
     chat.add_argument("--image", help="an image file or URL (vision models)")
     chat.add_argument("--system", help="a system prompt")
@@ -62,7 +62,10 @@ def add_chat_commands(
 
     doctor = commands.add_parser(
         "doctor",
-        help="which providers are configured and reachable, and which models each serves",
+        help="which providers are configured and usable, and which models each serves",
+        description="Check each provider the environment configures, cheaply and without "
+        "spending: Ollama's pulled tags, OpenRouter's model list and API key, Bedrock's "
+        "credentials (ListFoundationModels). Exits 1 when a configured provider is not usable.",
     )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     add_catalog_option(doctor)
@@ -91,6 +94,7 @@ def _chat(args: argparse.Namespace, catalog: Catalog) -> int:
     from ..client import Client  # deferred: the other commands need no client
 
     max_cost = _max_cost(args.max_cost)
+    prompt = _stdin_prompt() if args.prompt == "-" else args.prompt
     ledger = args.ledger or os.environ.get(LEDGER_ENV) or None
     with Client(catalog=catalog, strategy=args.strategy, ledger=ledger) as client:
         options: dict[str, Any] = {
@@ -98,17 +102,30 @@ def _chat(args: argparse.Namespace, catalog: Catalog) -> int:
             "max_cost": max_cost, "max_tokens": args.max_tokens, "timeout": args.timeout,
         }  # fmt: skip
         if args.stream:
-            with client.stream(args.model, args.prompt, **options) as stream:
+            with client.stream(args.model, prompt, **options) as stream:
                 for chunk in stream:
                     sys.stdout.write(chunk.text)
                     sys.stdout.flush()
             response = stream.response
             sys.stdout.write("\n")
         else:
-            response = client.chat(args.model, args.prompt, **options)
+            response = client.chat(args.model, prompt, **options)
             print(response.text)
     _report(response)
     return 0
+
+
+def _stdin_prompt() -> str:
+    """The prompt piped in for ``chat -`` (``echo "hi" | llamaroute chat --model ... -``)."""
+    try:
+        text = sys.stdin.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidRequestError(f"cannot read the prompt from stdin: {error}") from None
+    # The newline that ends a piped line is not part of the question.
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text.strip():
+        raise InvalidRequestError("the prompt read from stdin (chat -) is empty")
+    return text
 
 
 def _report(response: ChatResponse) -> None:
@@ -133,31 +150,35 @@ def _report(response: ChatResponse) -> None:
 
 def _doctor(args: argparse.Namespace, catalog: Catalog) -> int:
     from ..providers import discover
+    from ._doctor import check_provider, environment_notes
 
     providers = discover()
-    report = []
+    findings = []
     for provider in providers:
-        keys = [
-            spec.key for spec in catalog.models()
-            if any(provider.serves(route) for route in spec.routes)
-        ]  # fmt: skip
         try:
-            report.append(
-                {"provider": provider.name, "status": provider.diagnose(), "models": keys}
-            )
+            findings.append(check_provider(provider, catalog))
         finally:
             provider.close()
+    notes = environment_notes([finding.provider for finding in findings])
+    unusable = [finding.provider for finding in findings if not finding.usable]
+    code = 1 if unusable or not findings else 0
     if args.json:
-        print(json.dumps({"providers": report}, indent=2))
-        return 0
-    if not report:
+        print(dumps({"providers": [finding.as_dict() for finding in findings],
+                     "usable": code == 0, "notes": notes}))  # fmt: skip
+        return code
+    if not findings:
         print("No provider is configured. Set one or more of: OLLAMA_HOST (a local Ollama), "
               "OPENROUTER_API_KEY, AWS credentials with AWS_REGION (Bedrock).")  # fmt: skip
-        return 1
-    for entry in report:
-        print(f"{entry['provider']}: {entry['status']}")
-        print(f"  serves: {', '.join(entry['models']) or 'none of the catalog keys here'}")
-    return 0
+    for finding in findings:
+        print(f"{finding.provider}: {finding.status}")
+        print(f"  serves: {', '.join(finding.models) or 'none of the catalog models'}")
+        for note in finding.notes:
+            print(f"  note: {note}")
+    for note in notes:
+        print(f"note: {note}")
+    if unusable:
+        print(f"not usable: {', '.join(unusable)} (see above)")
+    return code
 
 
 def _spend(args: argparse.Namespace) -> int:
@@ -181,7 +202,13 @@ def _spend(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     if args.json:
-        print(json.dumps(summary.as_dict(), indent=2))
+        # Built here from the Decimal figures, not from as_dict(): str(Decimal) can write
+        # "2.4E-7", and money in JSON is always a plain decimal string.
+        print(dumps({
+            "total": summary.total, "calls": summary.calls,
+            "by_provider": summary.by_provider, "by_model": summary.by_model,
+            "by_day": summary.by_day, "skipped_rows": summary.skipped_rows,
+        }))  # fmt: skip
         return 0
     print(f"{summary.total:f} USD over {summary.calls} billed attempt(s)"
           + (f" since {since}" if since else ""))  # fmt: skip

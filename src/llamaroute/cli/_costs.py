@@ -1,33 +1,32 @@
-"""The ``llamaroute prices`` and ``llamaroute estimate`` commands.
+"""The ``llamaroute prices`` and ``llamaroute estimate`` commands (``--workload`` is in
+``_workload.py``).
 
 Money is printed rounded (for reading only; every sum is exact) and written to ``--json`` as
-exact decimal strings.
+exact, plain decimal strings.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from .._exceptions import InvalidRequestError
+from .._exceptions import ConfigurationError, InvalidRequestError
 from ..catalog._catalog import Catalog, Route
 from ..catalog._prices import Price
 from ..money._estimate import DEFAULT_EXPECTED_OUTPUT_TOKENS, Estimate, estimate
-from ..money._workload import BadLine, RouteTotals, WorkloadResult, estimate_workload
-from ._output import text_table
+from ._output import Rate, dumps, money, parse_rate, scale, text_table
 
-__all__ = ["STALE_DAYS", "add_cost_commands", "money"]
+__all__ = ["DEFAULT_REQUESTS", "STALE_DAYS", "add_cost_commands", "money"]
 
 #: A price checked longer ago than this is flagged: provider prices move.
 STALE_DAYS = 90
-# Bad workload lines echoed to stderr; past that they are only counted.
-_SHOW_BAD = 1000
+#: What ``estimate --prompt`` totals when no ``--requests`` is given.
+DEFAULT_REQUESTS = 1000
 
 Subparsers = Any  # argparse's _SubParsersAction is private
 
@@ -55,9 +54,15 @@ def add_cost_commands(
         help="estimate what a request, or a JSONL workload, costs on each provider (offline)",
         description="Estimate, without any network, what a request costs on every route of a "
         "model, side by side: low (prompt only), expected, high (every allowed output token). "
-        "With --workload, estimate every line of a JSONL file and print totals per route.",
+        "With --workload, estimate every line of a JSONL file (each line may name its own "
+        "model) and print the totals per provider and the cheapest provider that can serve "
+        "every line; --rate projects them per day and per month.",
     )
-    est.add_argument("--model", required=True, help="model key, alias or provider:model_id")
+    est.add_argument(
+        "--model",
+        help="model key, alias or provider:model_id (with --workload: the default for lines "
+        "that name no model)",
+    )
     what = est.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", help="the prompt text")
     what.add_argument("--prompt-file", type=Path, metavar="FILE", help="read the prompt from FILE")
@@ -65,8 +70,8 @@ def add_cost_commands(
         "--workload",
         type=Path,
         metavar="FILE",
-        help="JSONL, one request a line: prompt or messages, optional system, image (path "
-        "relative to the file), max_tokens, expected_output_tokens",
+        help="JSONL, one request a line: prompt or messages, optional model, system, image "
+        "(path relative to the file), max_tokens, expected_output_tokens, id",
     )
     est.add_argument("--system", help="a system prompt")
     est.add_argument("--image", metavar="FILE", help="an image file (or data:/http(s) URL)")
@@ -78,7 +83,17 @@ def add_cost_commands(
         help=f"your guess of the answer's length (default {DEFAULT_EXPECTED_OUTPUT_TOKENS})",
     )
     est.add_argument(
-        "--requests", type=int, default=1000, metavar="N", help="also total N such requests"
+        "--requests",
+        type=int,
+        metavar="N",
+        help=f"also total N such requests (default {DEFAULT_REQUESTS:,}); with --workload, N "
+        "requests drawn from the workload's mix",
+    )
+    est.add_argument(
+        "--rate",
+        metavar="N/PERIOD",
+        help="project the expected cost per day and per month (30 days) at this many requests "
+        "per hour, day, week or month, e.g. 10000/day",
     )
     est.add_argument("--provider", action="append", help="only this provider (repeatable)")
     est.add_argument("--region", help="only routes usable from this region (e.g. us-east-1)")
@@ -103,12 +118,12 @@ def _prices(args: argparse.Namespace, catalog: Catalog) -> int:
         payload = [
             {"model": key, "provider": route.provider, "model_id": route.model_id,
              "regions": list(route.regions), "opt_in": route.opt_in,
-             "price": price.model_dump(mode="json") if price else None,
+             "price": price.model_dump() if price else None,
              "age_days": _age(price, today) if price else None,
              "stale": bool(price and _age(price, today) > STALE_DAYS)}
             for key, route, price in entries
         ]  # fmt: skip
-        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        print(dumps(payload))
     else:
         headers = ["model", "provider", "native id", "regions", "in $/M", "out $/M", "image",
                    "checked", "source"]  # fmt: skip
@@ -141,8 +156,8 @@ def _price_row(key: str, route: Route, price: Price | None, today: date) -> list
         return [key, route.provider, route.model_id, where, "unknown", "unknown", "-", "-", "-"]
     flag = " !" if _age(price, today) > STALE_DAYS else ""
     return [
-        key, route.provider, route.model_id, where, str(price.input_per_mtok),
-        str(price.output_per_mtok), "-" if price.image is None else f"${price.image}",
+        key, route.provider, route.model_id, where, f"{price.input_per_mtok:f}",
+        f"{price.output_per_mtok:f}", "-" if price.image is None else f"${price.image:f}",
         price.checked.isoformat() + flag, price.source,
     ]  # fmt: skip
 
@@ -150,33 +165,38 @@ def _price_row(key: str, route: Route, price: Price | None, today: date) -> list
 # --- estimate -------------------------------------------------------------------------------
 
 
-def money(amount: Decimal | None) -> str:
-    """An amount for reading: ``$1.44``, ``$0.000123``; ``unknown`` for ``None``. Rounded
-    half up for display only."""
-    if amount is None:
-        return "unknown"
-    if amount == 0:
-        return "$0"
-    if amount < Decimal("0.000001"):
-        return "<$0.000001"
-    places = 6 if amount < 1 else 4 if amount < 1000 else 2
-    text = f"{amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):,}"
-    if "." in text:
-        whole, fraction = text.split(".")
-        text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
-    return f"${text}"
-
-
 def _estimate(args: argparse.Namespace, catalog: Catalog, parser: argparse.ArgumentParser) -> int:
+    if args.region is not None:
+        try:
+            catalog.check_region(args.region)
+        except ConfigurationError as error:
+            # A usage mistake (exit 2), but one line: the suggestion is what helps, not usage.
+            print(f"llamaroute estimate: error: --region: {error}", file=sys.stderr)
+            return 2
     if args.workload is not None:
         given = {"--system": args.system, "--image": args.image, "--max-tokens": args.max_tokens,
                  "--expected-output-tokens": args.expected_output_tokens}  # fmt: skip
         extra = [flag for flag, value in given.items() if value is not None]
         if extra:
             parser.error(f"{', '.join(extra)}: with --workload, give these on each line")
-        return _workload(args, catalog)
-    if args.requests < 1:
+    elif args.model is None:
+        parser.error("the following argument is required: --model (with --prompt or --prompt-file)")
+    if args.requests is not None and args.requests < 1:
         raise InvalidRequestError(f"--requests must be at least 1, not {args.requests}")
+    rate = None
+    if args.rate is not None:
+        try:
+            rate = parse_rate(args.rate)
+        except ValueError as error:
+            parser.error(f"--rate: {error}")
+    if args.workload is not None:
+        from ._workload import run_workload
+
+        return run_workload(args, catalog, rate)
+    return _single(args, catalog, rate)
+
+
+def _single(args: argparse.Namespace, catalog: Catalog, rate: Rate | None) -> int:
     prompt = args.prompt if args.prompt is not None else _read_prompt(args.prompt_file)
     results = estimate(
         args.model, prompt, image=args.image, system=args.system, max_tokens=args.max_tokens,
@@ -185,19 +205,20 @@ def _estimate(args: argparse.Namespace, catalog: Catalog, parser: argparse.Argum
         tokenizer=args.tokenizer,
     )  # fmt: skip
     skipped = getattr(results, "skipped", ())
-    n = args.requests
+    n = args.requests if args.requests is not None else DEFAULT_REQUESTS
     if args.json:
-        print(json.dumps({
+        print(dumps({
             "model": results[0].model, "requests": n,
+            "rate": None if rate is None else {"text": str(rate), "requests_per_day": rate.per_day},
             "estimates": [
-                {**item.model_dump(mode="json"),
-                 "totals": {k: _exact(_times(getattr(item, k), n))
-                            for k in ("low", "expected", "high")}}
+                {**item.model_dump(),
+                 "totals": {k: _times(getattr(item, k), n) for k in ("low", "expected", "high")},
+                 **_projection(item, rate)}
                 for item in results
             ],
             "skipped": [{"provider": s.provider, "model_id": s.model_id, "reason": s.reason}
                         for s in skipped],
-        }, indent=2, ensure_ascii=False))  # fmt: skip
+        }))  # fmt: skip
         return 0
     first = results[0]
     images = ""
@@ -206,16 +227,32 @@ def _estimate(args: argparse.Namespace, catalog: Catalog, parser: argparse.Argum
     print(f"{first.model}: about {first.input_tokens:,} prompt tokens{images}\n")
     headers = ["provider", "native id", "output (exp/max)", "low", "expected", "high",
                f"expected x{n:,}", f"high x{n:,}"]  # fmt: skip
-    print(text_table(headers, [_estimate_row(item, n) for item in results]))
+    rows = [_estimate_row(item, n) for item in results]
+    if rate is not None:
+        headers += ["expected a day", "expected a month"]
+        for row, item in zip(rows, results, strict=True):
+            row += [money(rate.over(item.expected, 1, 1)), money(rate.over(item.expected, 1, 30))]
+    print(text_table(headers, rows))
     print(
         "\nlow: the prompt alone (image as 0 tokens, no output). expected: the image in full "
         "(1601 tokens per 560 px tile)\nand the expected output. high: the image in full and "
         "every allowed output token."
     )
+    if rate is not None:
+        print(f"a day, a month (30 days): at {rate}.")
     for item in skipped:
         print(f"skipped {item}")
     _footer(results)
     return 0
+
+
+def _projection(item: Estimate, rate: Rate | None) -> dict[str, Any]:
+    if rate is None:
+        return {}
+    return {
+        f"per_{period}": {k: rate.over(getattr(item, k), 1, days) for k in ("expected", "high")}
+        for period, days in (("day", 1), ("month", 30))
+    }
 
 
 def _read_prompt(path: Path) -> str:
@@ -228,11 +265,7 @@ def _read_prompt(path: Path) -> str:
 
 
 def _times(amount: Decimal | None, n: int) -> Decimal | None:
-    return None if amount is None else amount * n
-
-
-def _exact(amount: Decimal | None) -> str | None:
-    return None if amount is None else str(amount)
+    return scale(amount, Decimal(n), 1)
 
 
 def _estimate_row(item: Estimate, n: int) -> list[str]:
@@ -244,122 +277,10 @@ def _estimate_row(item: Estimate, n: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _footer(prices: list[Estimate] | list[RouteTotals]) -> None:
+def _footer(prices: list[Estimate]) -> None:
     dated = [item.price.checked for item in prices if item.price is not None]
     if dated:
         print(
             f"Prices are dated snapshots (oldest checked {min(dated).isoformat()}): "
             "`llamaroute prices` lists them with their sources."
         )
-
-
-# --- workload -------------------------------------------------------------------------------
-
-
-def _workload(args: argparse.Namespace, catalog: Catalog) -> int:
-    path: Path = args.workload
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise InvalidRequestError(f"workload file not found: {path}") from None
-    except OSError as error:
-        raise InvalidRequestError(f"cannot read workload file {path}: {error}") from None
-    progress = _Progress(path, sys.stderr) if sys.stderr.isatty() else None
-    shown = 0
-
-    def bad_line(bad: BadLine) -> None:
-        nonlocal shown
-        shown += 1
-        if shown <= _SHOW_BAD:
-            if progress is not None:
-                progress.clear()
-            print(f"line {bad.line}: {bad.error}", file=sys.stderr)
-
-    with handle:
-        lines = progress.track(handle) if progress is not None else handle
-        result = estimate_workload(
-            lines, args.model, catalog=catalog, providers=args.provider, region=args.region,
-            include_opt_in=args.include_opt_in, tokenizer=args.tokenizer,
-            base_dir=path.parent, on_bad_line=bad_line,
-            on_progress=progress.show if progress is not None else None,
-        )  # fmt: skip
-    if progress is not None:
-        progress.clear()
-    if shown > _SHOW_BAD:
-        print(f"... {shown - _SHOW_BAD:,} more bad lines not shown", file=sys.stderr)
-    if not result.requests:
-        raise InvalidRequestError(
-            f"no request in {path} could be estimated ({result.bad_lines:,} bad lines)"
-        )
-    if args.json:
-        print(json.dumps(_workload_json(result), indent=2, ensure_ascii=False))
-        return 0
-    print(
-        f"{result.model}: {result.lines:,} lines in {path}, {result.requests:,} requests "
-        f"estimated, {result.bad_lines:,} bad lines\n"
-    )
-    headers = ["provider", "native id", "requests", "input tokens", "output (exp/max)", "low",
-               "expected", "high"]  # fmt: skip
-    print(text_table(headers, [_totals_row(item) for item in result.ranked()]))
-    for item in result.routes:
-        if item.skipped:
-            print(f"{item.route.pinned}: {item.skipped:,} requests skipped ({item.skip_reason})")
-    _footer(result.routes)
-    return 0
-
-
-def _totals_row(item: RouteTotals) -> list[str]:
-    tokens, costs = item.tokens, item.costs()
-    inputs = f"{tokens.input_low:,}"
-    if tokens.input_high != tokens.input_low:
-        inputs += f" to {tokens.input_high:,}"
-    low, expected, high = costs if costs is not None else (None, None, None)
-    return [
-        item.route.provider, item.route.model_id, f"{tokens.requests:,}", inputs,
-        f"{tokens.output_expected:,} / {tokens.output_high:,}",
-        money(low), money(expected), money(high),
-    ]  # fmt: skip
-
-
-def _workload_json(result: WorkloadResult) -> dict[str, Any]:
-    routes = []
-    for item in result.ranked():
-        costs = item.costs()
-        tokens = item.tokens
-        routes.append({
-            "provider": item.route.provider, "model_id": item.route.model_id,
-            "requests": tokens.requests, "images": tokens.images, "skipped": item.skipped,
-            "skip_reason": item.skip_reason or None,
-            "input_tokens_low": tokens.input_low, "input_tokens_high": tokens.input_high,
-            "output_tokens_expected": tokens.output_expected,
-            "output_tokens_max": tokens.output_high,
-            **dict(zip(("low", "expected", "high"),
-                       map(_exact, costs or (None, None, None)), strict=True)),
-            "price": item.price.model_dump(mode="json") if item.price else None,
-        })  # fmt: skip
-    return {"model": result.model, "lines": result.lines, "requests": result.requests,
-            "bad_lines": result.bad_lines, "routes": routes}  # fmt: skip
-
-
-class _Progress:
-    """A one-line progress bar on a terminal's stderr, by bytes of the file read."""
-
-    def __init__(self, path: Path, stream: IO[str]) -> None:
-        self.stream = stream
-        self.size = max(path.stat().st_size, 1)
-        self.done = 0
-
-    def track(self, lines: IO[bytes]) -> Iterator[bytes]:
-        for raw in lines:
-            self.done += len(raw)
-            yield raw
-
-    def show(self, count: int) -> None:
-        share = min(self.done / self.size, 1.0)
-        bar = "#" * int(share * 30)
-        self.stream.write(f"\r[{bar:<30}] {share:4.0%} {count:,} lines")
-        self.stream.flush()
-
-    def clear(self) -> None:
-        self.stream.write("\r\033[K")
-        self.stream.flush()

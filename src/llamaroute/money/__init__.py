@@ -44,7 +44,14 @@ from ._tokens import (
 )
 
 if TYPE_CHECKING:
-    from ._workload import BadLine, RouteTotals, WorkloadResult, estimate_workload, parse_line
+    from ._workload import (
+        BadLine,
+        RouteTotals,
+        WorkloadOption,
+        WorkloadResult,
+        estimate_workload,
+        parse_line,
+    )
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -66,6 +73,7 @@ __all__ = [
     "SqliteLedger",
     "TextCounter",
     "TokenTotals",
+    "WorkloadOption",
     "WorkloadResult",
     "chat_template_tokens",
     "cost_from_usage",
@@ -86,7 +94,14 @@ __all__ = [
     "tokens_cost",
 ]
 
-_WORKLOAD = {"BadLine", "RouteTotals", "WorkloadResult", "estimate_workload", "parse_line"}
+_WORKLOAD = {
+    "BadLine",
+    "RouteTotals",
+    "WorkloadOption",
+    "WorkloadResult",
+    "estimate_workload",
+    "parse_line",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from .._request import ChatRequest, Message
 from ..catalog._prices import Price
+from ..catalog._regions import region_skip_reason
 from ._cost import tokens_cost
 from ._tokens import chat_template_tokens, image_positions, image_tiles_for, text_counter
 
@@ -39,6 +40,7 @@ __all__ = [
     "request_shape",
     "route_tokens",
     "select_routes",
+    "split_routes",
 ]
 
 
@@ -309,6 +311,12 @@ def estimate(
     image that is missing or not an image, :class:`~llamaroute.UnknownModelError` for an unknown
     model, and :class:`~llamaroute.UnsupportedFeatureError` when no route can serve the request.
     """
+    if catalog is None:
+        from ..catalog._catalog import Catalog  # deferred: _catalog imports this module
+
+        catalog = Catalog.builtin()
+    if region is not None:
+        catalog.check_region(region)
     request = ChatRequest.create(
         model,
         prompt,
@@ -329,10 +337,6 @@ def estimate(
     shape = request_shape(
         request, expected_output_tokens=expected_output_tokens, tokenizer=tokenizer
     )
-    if catalog is None:
-        from ..catalog._catalog import Catalog  # deferred: _catalog imports this module
-
-        catalog = Catalog.builtin()
     resolution = catalog.resolve(model, include_opt_in=include_opt_in)
     if shape.image_tiles and not resolution.model.vision:
         vision = [spec.key for spec in catalog.models() if spec.vision]
@@ -340,8 +344,9 @@ def estimate(
             f"{resolution.model.key} takes text only, not images; "
             f"the vision models are {', '.join(vision)}"
         )
-    routes = select_routes(resolution.routes, catalog, providers=providers, region=region)
+    routes, elsewhere = split_routes(resolution.routes, catalog, providers=providers, region=region)
     result = estimate_shape(shape, routes, catalog=catalog)
+    result.skipped = (*elsewhere, *result.skipped)
     if not result:
         reasons = "; ".join(map(str, result.skipped)) or "no route matches the filters"
         raise UnsupportedFeatureError(
@@ -359,8 +364,23 @@ def select_routes(
 ) -> list[Route]:
     """The routes of ``providers`` (all if ``None``) usable from ``region`` (any if ``None``).
 
-    Raises :class:`~llamaroute.ConfigurationError` for a provider the catalog does not know.
+    Raises :class:`~llamaroute.ConfigurationError` for a provider the catalog does not know,
+    and for a region that is not a region name (see :meth:`~llamaroute.Catalog.check_region`).
     """
+    return split_routes(routes, catalog, providers=providers, region=region)[0]
+
+
+def split_routes(
+    routes: Iterable[Route],
+    catalog: Catalog,
+    *,
+    providers: str | Sequence[str] | None = None,
+    region: str | None = None,
+) -> tuple[list[Route], list[SkippedRoute]]:
+    """:func:`select_routes`, and the routes of ``providers`` that ``region`` leaves out, each
+    with the reason (the regions it is offered in)."""
+    if region is not None:
+        catalog.check_region(region)
     wanted = None
     if providers is not None:
         wanted = frozenset([providers] if isinstance(providers, str) else providers)
@@ -369,9 +389,15 @@ def select_routes(
             raise ConfigurationError(
                 f"unknown provider(s) {', '.join(unknown)}; known: {', '.join(catalog.providers)}"
             )
-    return [
-        route
-        for route in routes
-        if (wanted is None or route.provider in wanted)
-        and (region is None or route.serves_region(region))
-    ]
+    mine = [route for route in routes if wanted is None or route.provider in wanted]
+    if region is None:
+        return mine, []
+    kept = [route for route in mine if route.serves_region(region)]
+    skipped = [
+        SkippedRoute(route.provider, route.model_id, region_skip_reason(route, region, [
+            other for other in mine if other.provider == route.provider and other is not route
+        ]))
+        for route in mine
+        if not route.serves_region(region)
+    ]  # fmt: skip
+    return kept, skipped

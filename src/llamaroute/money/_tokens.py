@@ -107,8 +107,7 @@ _SYMBOLS = re.compile(r"[!-@\[-`{-~\u00a1-\u00bf\u00d7\u00f7\u2010-\u205e]")
 # Frequent function words that tell the Latin-script languages apart. Words that are also
 # common in English ("a", "in", "no", "was", "will", "per") are left out; words shared by
 # several of the others count for each of them.
-_MARKERS: dict[str, tuple[str, ...]] = {}
-for _lang, _words in {
+_MARKER_TEXT = {
     "en": "the and of to is are with that for this you it be on have what which your from"
     " not or can we they there their been has would should could about",
     "de": "der die das und ist nicht mit sich auf den dem ein eine einen zu von für ich sie"
@@ -120,10 +119,16 @@ for _lang, _words in {
     "pt": "o os um uma não com para do da dos das em que no na é você seu sua e ao pelo"
     " pela como mais",
     "es": "el los las que por para una del con es en se y lo su al más como pero este esta",
-}.items():
+}
+_MARKERS: dict[str, tuple[str, ...]] = {}
+for _lang, _words in _MARKER_TEXT.items():
     for _word in _words.split():
         _MARKERS[_word] = (*_MARKERS.get(_word, ()), _lang)
 _MARKER_WORDS = frozenset(_MARKERS)
+# The Latin-script languages in the order listed above (a dict literal keeps its order): ties
+# go to the first, English. Never the order of a set: that depends on PYTHONHASHSEED, and an
+# estimate must be a pure function of its text.
+_LATIN_LANGUAGES = tuple(_MARKER_TEXT)
 # Enough words to tell the language; bounds the work on long texts.
 _SAMPLE_CHARS = 400
 
@@ -178,8 +183,13 @@ def _latin_language(text: str) -> str:
         for lang in _MARKERS[word]:
             scores[lang] = scores.get(lang, 0) + 1
     if scores:
-        # Ties go to the first language listed (English first): the cheaper guess.
-        return max(scores, key=scores.__getitem__)
+        # Ties go to the first language listed (English first): the cheaper guess. The scores
+        # are read in that fixed order, not in the dict's: the set above is iterated in hash
+        # order, which varies between runs.
+        best = max(scores.values())
+        for lang in _LATIN_LANGUAGES:
+            if scores.get(lang) == best:
+                return lang
     return "en" if sample.isascii() or not _ACCENTED.search(sample) else "latin"
 
 

@@ -1,11 +1,16 @@
 """Estimate a whole workload: a JSONL file of requests, streamed line by line.
 
 Each line is one request, a JSON object with ``prompt`` or ``messages`` (plus optional
-``system``, ``image``, ``max_tokens``, ``expected_output_tokens`` and an ``id`` of your own)::
+``model``, ``system``, ``image``, ``max_tokens``, ``expected_output_tokens`` and an ``id`` of
+your own)::
 
     {"prompt": "Summarise this ticket: ...", "max_tokens": 300}
     {"messages": [{"role": "user", "content": "Hi"}], "expected_output_tokens": 50}
-    {"prompt": "What does this chart show?", "image": "chart.png"}
+    {"model": "llama-3.2-90b-vision", "prompt": "What does this chart show?", "image": "c.png"}
+
+A line without ``model`` asks for the default model. The totals are kept per route and per
+provider (see :mod:`~llamaroute.money._workload_totals`), so that the result says which
+provider is cheapest for every line of the workload.
 
 Memory stays flat whatever the file's size: a line is parsed, reduced to its token counts and
 dropped; each route keeps running integer sums (:class:`~llamaroute._estimate.TokenTotals`),
@@ -21,24 +26,33 @@ import functools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidImageError, InvalidRequestError, UnsupportedFeatureError
 from .._request import MAX_OUTPUT_TOKENS
-from ._estimate import RequestShape, TokenTotals, route_tokens, select_routes
+from ._estimate import RequestShape, split_routes
 from ._tokens import TextCounter, chat_template_tokens, image_tiles_for, text_counter
+from ._workload_totals import Demand, RouteTotals, WorkloadOption, WorkloadResult, finish
 
 if TYPE_CHECKING:
-    from ..catalog._catalog import Catalog, Route
-    from ..catalog._prices import Price
+    from ..catalog._catalog import Catalog
 
-__all__ = ["BadLine", "RouteTotals", "WorkloadResult", "estimate_workload", "parse_line"]
+__all__ = [
+    "BadLine",
+    "RouteTotals",
+    "WorkloadOption",
+    "WorkloadResult",
+    "estimate_workload",
+    "parse_line",
+]
 
-_KEYS = frozenset({"prompt", "messages", "system", "image", "max_tokens",
+_KEYS = frozenset({"model", "prompt", "messages", "system", "image", "max_tokens",
                    "expected_output_tokens", "id"})  # fmt: skip
+# Model names remembered with their demand (names are finite: keys, aliases, pins and their
+# spellings; past that the cache starts again, the sums are kept by demand).
+_NAMES = 1024
 _ROLES = frozenset({"system", "user", "assistant"})
 # Bad lines kept on the result for callers that do not pass on_bad_line (bounded: flat memory).
 _KEEP_BAD = 20
@@ -58,43 +72,6 @@ class BadLine:
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.error}"
-
-
-@dataclass(slots=True)
-class RouteTotals:
-    """One route's sums over a workload: token counts, the lines it could not serve."""
-
-    route: Route
-    price: Price | None
-    tokens: TokenTotals = field(default_factory=TokenTotals)
-    skipped: int = 0
-    skip_reason: str = ""
-
-    def costs(self) -> tuple[Decimal, Decimal, Decimal] | None:
-        """(low, expected, high) USD over the lines this route served; ``None`` if the route's
-        price is unknown."""
-        return None if self.price is None else self.tokens.costs(self.price)
-
-
-@dataclass(slots=True)
-class WorkloadResult:
-    """The outcome of :func:`estimate_workload`: per-route totals and the bad lines."""
-
-    model: str
-    routes: list[RouteTotals]
-    lines: int = 0
-    requests: int = 0
-    bad_lines: int = 0
-    first_bad: list[BadLine] = field(default_factory=list)
-
-    def ranked(self) -> list[RouteTotals]:
-        """The routes cheapest first by expected total (unknown prices last)."""
-
-        def order(item: RouteTotals) -> tuple[bool, Decimal, str]:
-            costs = item.costs()
-            return (costs is None, costs[1] if costs else Decimal(0), item.route.pinned)
-
-        return sorted(self.routes, key=order)
 
 
 class _Images:
@@ -134,6 +111,13 @@ def parse_line(raw: str | bytes, count: TextCounter, images: _Images | None = No
     Raises :class:`~llamaroute.InvalidRequestError` (or :class:`~llamaroute.InvalidImageError`)
     saying what is wrong with it.
     """
+    return _parse(raw, count, images)[1]
+
+
+def _parse(
+    raw: str | bytes, count: TextCounter, images: _Images | None
+) -> tuple[str | None, RequestShape]:
+    """The line's own ``model`` (``None`` if it names none) and its shape."""
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as error:
@@ -151,11 +135,16 @@ def parse_line(raw: str | bytes, count: TextCounter, images: _Images | None = No
         raise InvalidRequestError(
             f"unknown field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_KEYS))}"
         )
+    model = data.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequestError(f"'model' must be a model name, not {_kind(model)}")
+    if model is not None and not model.strip():
+        raise InvalidRequestError("'model' is empty: name a model, or leave the field out")
     turns = _turns(data)
     reader = images or _Images(None)
     tiles = tuple(reader.tiles(ref) for _, _, refs in turns for ref in refs)
     text = sum(count(content) for _, content, _ in turns)
-    return RequestShape(
+    return model, RequestShape(
         input_tokens=text + chat_template_tokens(len(turns), len(tiles)),
         image_tiles=tiles,
         max_tokens=_whole(
@@ -266,7 +255,7 @@ def _kind(value: object) -> str:
 
 def estimate_workload(
     lines: Iterable[str | bytes],
-    model: str,
+    model: str | None = None,
     *,
     catalog: Catalog | None = None,
     providers: Sequence[str] | None = None,
@@ -277,44 +266,73 @@ def estimate_workload(
     on_bad_line: Callable[[BadLine], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> WorkloadResult:
-    """Totals per route for a workload of JSONL ``lines`` (see the module docstring).
+    """Totals per route and per provider for a workload of JSONL ``lines`` (see the module
+    docstring).
 
-    Relative image paths are read from ``base_dir`` (the workload file's folder, for the
-    command line). ``on_bad_line`` is called for each bad line as it is met; the result keeps
-    the count and the first few. ``on_progress`` gets the number of lines read every few
-    thousand lines. Raises :class:`~llamaroute.UnknownModelError` for an unknown model and
-    :class:`~llamaroute.ConfigurationError` for unknown providers, before reading a line.
+    ``model`` is the default for lines that name no ``model`` of their own (without it, such a
+    line is a bad line). Relative image paths are read from ``base_dir`` (the workload file's
+    folder, for the command line). ``on_bad_line`` is called for each bad line as it is met
+    (an unknown model on a line is one); the result keeps the count and the first few.
+    ``on_progress`` gets the number of lines read every few thousand lines. Raises, before
+    reading a line: :class:`~llamaroute.UnknownModelError` for an unknown default model,
+    :class:`~llamaroute.ConfigurationError` for unknown providers or an unknown region, and
+    :class:`~llamaroute.UnsupportedFeatureError` when no route of the default model matches
+    the filters.
     """
     from ..catalog._catalog import Catalog  # deferred: _catalog is loaded on first use
 
     catalog = catalog or Catalog.builtin()
-    resolution = catalog.resolve(model, include_opt_in=include_opt_in)
-    routes = [
-        RouteTotals(route=route, price=catalog.price(route))
-        for route in select_routes(resolution.routes, catalog, providers=providers, region=region)
-    ]
-    if not routes:
-        raise UnsupportedFeatureError(f"no route of {resolution.model.key} matches the filters")
-    result = WorkloadResult(model=resolution.model.key, routes=routes)
-    # Routes with the same limits and image rules get the same token counts for every line:
-    # compute them once per group (a model's four routes are usually two groups).
-    groups: dict[tuple[object, ...], RouteTotals] = {}
-    for totals in routes:
-        groups.setdefault(_limits(totals), totals)
-    leaders = list(groups.values())
+    split_routes((), catalog, providers=providers, region=region)  # checks the filters
+    demands: dict[tuple[str, ...], Demand] = {}
+    names: dict[str, Demand] = {}
+
+    def demand_for(name: str) -> Demand:
+        found = names.get(name)
+        if found is None:
+            resolution = catalog.resolve(name, include_opt_in=include_opt_in)
+            routes, elsewhere = split_routes(
+                resolution.routes, catalog, providers=providers, region=region
+            )
+            key = (resolution.model.key, *(route.pinned for route in resolution.routes))
+            found = demands.get(key)
+            if found is None:
+                found = demands[key] = Demand(
+                    key=resolution.model.key, vision=resolution.model.vision,
+                    routes=tuple(routes), elsewhere=tuple(elsewhere),
+                    prices={route.pinned: catalog.price(route) for route in routes},
+                )  # fmt: skip
+            if len(names) >= _NAMES:
+                names.clear()
+            names[name] = found
+        return found
+
+    default = demand_for(model) if model is not None else None
+    if default is not None and not default.routes:
+        reasons = "; ".join(map(str, default.elsewhere))
+        raise UnsupportedFeatureError(
+            f"no route of {default.key} matches the filters" + (f": {reasons}" if reasons else "")
+        )
+    result = WorkloadResult(model=default.key if default is not None else "")
     # Workloads repeat their system prompts and templates: remember recent counts.
     count = functools.lru_cache(maxsize=4096)(text_counter(tokenizer))
     images = _Images(Path(base_dir) if base_dir is not None else None)
-    vision = resolution.model.vision
     for number, raw in _numbered(lines):
         result.lines += 1
         if on_progress is not None and not result.lines % _PROGRESS_EVERY:
             on_progress(number)
         try:
-            shape = parse_line(raw, count, images)
-            if shape.image_tiles and not vision:
-                raise UnsupportedFeatureError(f"{result.model} takes text only, not images")
-        except InvalidRequestError as error:
+            name, shape = _parse(raw, count, images)
+            if name is not None:
+                demand = demand_for(name)
+            elif default is not None:
+                demand = default
+            else:
+                raise InvalidRequestError(
+                    "no model: give the line a 'model', or give a default model (--model)"
+                )
+            if shape.image_tiles and not demand.vision:
+                raise UnsupportedFeatureError(f"{demand.key} takes text only, not images")
+        except InvalidRequestError as error:  # UnknownModelError is one too
             bad = BadLine(number, error)
             result.bad_lines += 1
             if len(result.first_bad) < _KEEP_BAD:
@@ -323,30 +341,9 @@ def estimate_workload(
                 on_bad_line(bad)
             continue
         result.requests += 1
-        for totals in leaders:
-            tokens = route_tokens(totals.route, totals.price, shape)
-            if isinstance(tokens, str):
-                totals.skipped += 1
-                totals.skip_reason = totals.skip_reason or tokens
-            else:
-                totals.tokens.add(tokens)
-    for totals in routes:
-        leader = groups[_limits(totals)]
-        if leader is not totals:
-            totals.tokens = replace(leader.tokens)
-            totals.skipped, totals.skip_reason = leader.skipped, leader.skip_reason
+        demand.add(shape)
+    finish(result, demands.values())
     return result
-
-
-def _limits(totals: RouteTotals) -> tuple[object, ...]:
-    route, price = totals.route, totals.price
-    return (
-        route.context_window,
-        route.max_output_tokens,
-        route.max_images,
-        price.image_tokens_low if price else None,
-        price.image_tokens_high if price else None,
-    )
 
 
 def _numbered(lines: Iterable[str | bytes]) -> Iterator[tuple[int, str | bytes]]:

@@ -1,0 +1,153 @@
+"""The README says what is true: its commands print what it shows, its Python blocks run as
+written, and its prose sits outside code fences (issue 16, items 9 and 14)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _section(title: str) -> str:
+    start = README.index(f"\n{title}\n")
+    level = title.split(" ", 1)[0]
+    following = re.search(rf"\n#{{1,{len(level)}}} ", README[start + len(title) + 2 :])
+    end = start + len(title) + 2 + following.start() if following else len(README)
+    return README[start:end]
+
+
+def _blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def _env() -> dict[str, str]:
+    src = str(ROOT / "src")
+    env = {**os.environ, "NO_COLOR": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    return env
+
+
+def test_the_workload_command_prints_what_the_readme_shows() -> None:
+    section = _section("### A whole workload")
+    [command] = _blocks(section, "bash")
+    shown = _blocks(section, "text")[0]
+    argv = shlex.split(command.strip())
+    assert argv[:2] == ["llamaroute", "estimate"]
+    done = subprocess.run([sys.executable, "-m", "llamaroute", *argv[1:]], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT, env=_env(), check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == shown
+
+
+def _offline_env() -> dict[str, str]:
+    env = {name: value for name, value in _env().items()
+           if not name.startswith(("OPENROUTER_", "OLLAMA_", "AWS_"))}  # fmt: skip
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env
+
+
+def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=cwd, env=_offline_env(), check=False)  # fmt: skip
+
+
+def test_the_testing_block_runs_verbatim(tmp_path: Path) -> None:
+    [block] = _blocks(_section("## Testing your app: `llamaroute.testing`"), "python")
+    done = _run_python(block, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cut after 'Hel'" in done.stdout
+
+
+def test_the_images_blocks_run_verbatim_and_their_comments_hold(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (4000, 3000), (200, 120, 40)).save(tmp_path / "photo.jpg")
+    first, policy = _blocks(_section("## Images"), "python")
+    done = _run_python(first + "\nprint((image.format, image.width, image.height), image.tiles)",
+                       tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "('jpeg', 4000, 3000) 4"
+    done = _run_python(policy + "\nprint(client)", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "image_fetch=" in policy
+
+
+def test_no_code_or_prose_is_on_the_wrong_side_of_a_fence() -> None:
+    outside: list[str] = []
+    fenced = False
+    for line in README.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            outside.append(line)
+    assert not fenced, "every fence is closed"
+    code = re.compile(r"^(import \w|from [\w.]+ import |[a-z_]+ = [\w.]+\(|[a-z_]+\.[a-z_]+[(,])")
+    assert [line for line in outside if code.match(line)] == []
+    headings = [n for n, line in enumerate(outside) if re.match(r"#{1,4} ", line)]
+    assert [outside[n] for n in headings if n and outside[n - 1]] == [], "blank line before"
+
+
+def test_every_chat_response_field_is_documented() -> None:
+    from llamaroute import ChatResponse
+
+    section = _section("## Calling the models")
+    bullet = section[section.index("returns a `ChatResponse`") :].split("\n- ", 1)[0]
+    missing = [name for name in ChatResponse.model_fields if f"`{name}`" not in bullet]
+    assert missing == []
+
+
+def test_the_endpoint_variables_and_the_fetch_policy_are_documented() -> None:
+    import inspect
+
+    from llamaroute import Client
+
+    assert "image_fetch" in inspect.signature(Client).parameters
+    assert "`Client(image_fetch=...)`" in _section("### Image URLs")
+    assert "$OPENROUTER_BASE_URL" in _section("### OpenRouter")
+    assert "AWS_ENDPOINT_URL_BEDROCK_RUNTIME" in _section("### AWS Bedrock")
+
+
+def test_what_the_bedrock_section_says_about_cost_is_true(tmp_path: Path) -> None:
+    section = _section("### AWS Bedrock")
+    assert "stays `None` until" not in section
+    assert '`cost.source == "price_table"`' in section
+    # Client() from the environment, pointed at the fake by boto3's own endpoint variable.
+    script = """
+import os
+from llamaroute import Client
+from llamaroute.testing import FakeBedrock
+
+with FakeBedrock() as fake:
+    os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = fake.url
+    for region in ("us-east-1", "eu-west-1"):
+        os.environ["AWS_REGION"] = region
+        with Client() as client:
+            reply = client.chat("llama-3.2-3b", "hi")
+            print(region, reply.provider_model_id,
+                  reply.cost.source if reply.cost else None, fake.hits)
+"""
+    env = {**_offline_env(), "AWS_ACCESS_KEY_ID": "readme-test", "AWS_SECRET_ACCESS_KEY": "x"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env=env, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "us-east-1 us.meta.llama3-2-3b-instruct-v1:0 price_table 1",
+        "eu-west-1 eu.meta.llama3-2-3b-instruct-v1:0 None 2",
+    ]
+
+
+def test_the_openrouter_example_keeps_warnings_out_of_the_streamed_text() -> None:
+    # stderr merged into stdout, as on a terminal: a warning logged while the answer streams
+    # would sit between the text and the line after it.
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "chat_openrouter.py")],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=60, env=_offline_env(), check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "Llamas hum to each other.\n-> finished: stop" in done.stdout
+    assert "(llamaroute: openrouter:meta-llama/llama-3.2-1b-instruct reported" in done.stdout
