@@ -359,6 +359,8 @@ def test_threads_and_fds_return_to_baseline_after_close(three_fakes: Fakes) -> N
     assert unraisable == []
 
 
+# The sync client is called inside the event loop on purpose, to build both kinds of client.
+@pytest.mark.filterwarnings("ignore:llamaroute.Client was called:RuntimeWarning")
 def test_every_provider_client_has_finite_timeouts(three_fakes: Fakes) -> None:
     """H2: the HTTP clients llamaroute builds for each provider, sync and async, all have
     finite connect and read timeouts (the ollama client's own default is none), and boto3's

@@ -18,15 +18,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKED = ("tests", "bench", "examples", "scripts")
-PROVIDER_TESTS = (
-    "tests/test_openrouter.py",
-    "tests/test_ollama*.py",
-    "tests/test_bedrock*.py",
-    "tests/test_thirdparty_*.py",
-    "tests/test_sse.py",
-    "tests/test_testing_kit.py",
-)
-
 # (files, private path prefix): why. Keep it short: a new entry needs a reason no public or
 # layer-package name can serve.
 ALLOWED: dict[tuple[tuple[str, ...], str], str] = {
@@ -40,10 +31,6 @@ ALLOWED: dict[tuple[tuple[str, ...], str], str] = {
     (("bench/mock_server.py",), "llamaroute.testing._eventstream"): (
         "the benchmark mock borrows the AWS event-stream encoder behind FakeBedrock, which is "
         "not public API, rather than copy it"
-    ),
-    (PROVIDER_TESTS, "llamaroute.providers."): (
-        "the provider tests check each provider's pure wire functions (payloads, parsing, SSE, "
-        "the status table) directly; providers/ is being split into one sub-package per provider"
     ),
 }
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._exceptions import ConfigurationError, MalformedResponseError, ProviderError
 from .._records import Attempt
@@ -81,16 +81,14 @@ class Run:
         self.deadline_hit = True
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
+class Ticket(NamedTuple):  # a tuple: built on every attempt, and cheaper than a dataclass
     """One admitted attempt: its call-wide number and the budget it holds (if any)."""
 
     number: int
     reservation: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """A route that answered: the provider's reply (a result, or an opened stream and its first
     item), the attempt that got it, and when that attempt started."""
 

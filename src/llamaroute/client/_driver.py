@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from .._exceptions import (
     AllProvidersFailedError,
@@ -44,8 +44,7 @@ from ._events import AttemptFailed, CallFailed, FallbackTaken, HedgeStarted, Res
 __all__ = ["Action", "Driver", "FetchImages", "Race", "RaceOutcome", "Send", "Sleep", "Steps"]
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(NamedTuple):  # a tuple, like Sleep: built on every attempt
     """Send one attempt: call the provider (``chat``, or open the stream and read its first
     item) and send back the reply, or throw the exception in."""
 
@@ -53,8 +52,7 @@ class Send:
     call: ProviderCall
 
 
-@dataclass(frozen=True, slots=True)
-class Sleep:
+class Sleep(NamedTuple):
     """Wait before the next attempt on the same route."""
 
     seconds: float
@@ -269,7 +267,11 @@ class Driver(AttemptBook):
             cost=cost,
             attempts=tuple(run.attempts),
             latency_s=elapsed,
-            total_cost=None if cost is None else spent_total(run),
+            total_cost=None
+            if cost is None
+            else cost.total
+            if len(run.attempts) == 1
+            else spent_total(run),
             price_stale=price_check is not None,
             images=call.images.for_route(route),
             details=details,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..catalog import Resolution, Route
 from ..providers import Provider
@@ -10,16 +10,14 @@ from ..providers import Provider
 __all__ = ["Candidate", "Plan"]
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):  # a tuple: one is built per route on every call
     """One route the call may take, and the configured provider instance that takes it."""
 
     route: Route
     provider: Provider
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     """A planned call: the candidates in the order to try them, and the routes left out, each
     with the reason (a provider configured elsewhere, a request the route cannot take)."""
 
