@@ -199,3 +199,18 @@ def test_a_sync_client_in_async_code_warns_once() -> None:
                 asyncio.run(blocking())
             assert len([w for w in caught if w.category is RuntimeWarning]) == 1
             assert caught[0].filename == __file__  # it points at the caller's line
+
+
+def test_identical_causes_are_said_once_with_their_count() -> None:
+    with FakeOpenRouter() as fake:
+        fake.script(*[Step.error(503, message="overloaded")] * 3)
+        provider = OpenRouterProvider(api_key=CANARY_KEY, base_url=fake.base_url)
+        with (
+            Client([provider], retries=NO_WAIT) as client,
+            pytest.raises(AllProvidersFailedError) as caught,
+        ):
+            client.chat("llama-3.2-3b", "hi")
+    text = str(caught.value)
+    assert text.count("overloaded") == 1
+    assert "(3 attempts)" in text
+    assert len(caught.value.attempts) == 3

@@ -321,11 +321,14 @@ class Driver(AttemptBook):
         # Each attempt in plain words: where, what kind of failure, and the provider's own
         # reason (already free of secrets), so the cause is in the message, not only inside
         # the group.
-        summary = "; ".join(
+        causes = [
             f"{a.provider} {a.model_id}: {a.error_type}"
             + (f" (HTTP {a.status_code})" if a.status_code else "")
             + (f": {a.error}" if a.error else "")
             for a in run.attempts
+        ]
+        summary = "; ".join(
+            cause if times == 1 else f"{cause} ({times} attempts)" for cause, times in _runs(causes)
         )
         notes = []
         if run.all_open:
@@ -348,3 +351,15 @@ class Driver(AttemptBook):
             )  # fmt: skip
         emit(self.on_event, CallFailed(call.id, group))
         return group
+
+
+def _runs(items: list[str]) -> list[tuple[str, int]]:
+    """Consecutive equal items, each once with its count (three identical retries read as one
+    cause, "(3 attempts)", not three times the same sentence)."""
+    runs: list[tuple[str, int]] = []
+    for item in items:
+        if runs and runs[-1][0] == item:
+            runs[-1] = (item, runs[-1][1] + 1)
+        else:
+            runs.append((item, 1))
+    return runs
