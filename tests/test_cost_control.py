@@ -290,8 +290,9 @@ def test_cheapest_skips_a_local_route_whose_model_is_missing(
 def test_fastest_learns_from_real_calls(
     three_fakes: Fakes,
 ) -> None:
-    # Well above Bedrock's first call, which includes building the boto3 client (~0.2 s).
-    three_fakes[0].default = Step(delay=0.5)
+    # Well above Bedrock's first call, which includes building the boto3 client (~0.2 s, and
+    # several times that on a loaded 2-core machine).
+    three_fakes[0].default = Step(delay=1.5)
     with client_for(three_fakes, "openrouter", "bedrock", strategy="fastest") as client:
         first = client.chat("llama-3.2-3b", "hi")
         assert first.provider == "openrouter"  # no data yet: configured order
