@@ -145,6 +145,11 @@ def _unreadable(
     if isinstance(error, pydantic.ValidationError):
         body = next((item.get("input") for item in error.errors() if not item["loc"]), None)
         body = body if body is not None else _top_input(error)
+        if isinstance(body, Mapping) and "error" in body and "message" not in body:
+            # Ollama's error shape under a 200: the server failed, though it did not say so.
+            text = f"the server answered with an error: {_error_text(body['error'], redact)}"
+            return status_rule(None).build(text, code="error_body", provider=NAME,
+                                           model_id=model_id)  # fmt: skip
         if isinstance(body, Mapping) and not _OLLAMA_KEYS.intersection(body):
             keys = ", ".join(redact(str(key))[:40] for key in list(body)[:6]) or "none"
             what = f"with JSON that is not an Ollama chat answer (its keys: {keys})"
