@@ -55,7 +55,11 @@ def mapped(status: int) -> dict[str, ProviderError]:
         "openrouter": openrouter_error(
             status, {}, b'{"error": {"code": %d, "message": "boom"}}' % status, model_id="m"
         ),
-        "ollama": ollama_error(ollama.ResponseError("boom", status), model_id="m"),
+        # In Ollama's words for a missing model (the only 404 that means one: issue 16).
+        "ollama": ollama_error(
+            ollama.ResponseError('model "m" not found, try pulling it first', status),
+            model_id="m",
+        ),
         "bedrock": bedrock_error("SomethingNewException", status, "boom", model_id="m"),
     }
 

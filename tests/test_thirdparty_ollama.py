@@ -30,7 +30,6 @@ from llamaroute import (
     Client,
     LlamarouteError,
     MalformedResponseError,
-    ModelNotAvailableError,
     ProviderConnectionError,
     RateLimitError,
     ServerError,
@@ -141,8 +140,10 @@ def test_probe_reads_its_tags(provider: OllamaProvider) -> None:
 
 @pytest.mark.parametrize(
     ("status", "expected", "retryable"),
+    # aimock's 404 is in OpenAI's error shape, not Ollama's ("model ... not found, try pulling
+    # it first"): a server that is not answering as Ollama does, not a model to pull.
     [(503, ServerError, True), (429, RateLimitError, True), (500, ServerError, True),
-     (404, ModelNotAvailableError, False)],
+     (404, ProviderConnectionError, False)],
 )  # fmt: skip
 @pytest.mark.parametrize("streaming", [False, True])
 def test_injected_errors_are_typed(
@@ -158,9 +159,14 @@ def test_injected_errors_are_typed(
 
 
 def test_an_unmatched_request_is_a_typed_404(provider: OllamaProvider) -> None:
-    with pytest.raises(ModelNotAvailableError, match=r"ollama pull llama3\.2:3b") as caught:
+    # Issue 16 item 4: a 404 that is not Ollama's "not found, try pulling it first" does not
+    # send the user to `ollama pull`; it names the URL and keeps the server's words.
+    with pytest.raises(ProviderConnectionError, match="No fixture matched") as caught:
         provider.chat(call("something aimock has no fixture for"))
-    assert caught.value.status_code == 404
+    error = caught.value
+    assert (error.status_code, error.code, error.retryable) == (404, "not_ollama", False)
+    assert provider.host in str(error)
+    assert "ollama pull" not in str(error)
 
 
 @pytest.mark.parametrize(

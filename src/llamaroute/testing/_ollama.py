@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ._script import Step, StreamPlan
 from ._server import Exchange, FakeServer
@@ -42,6 +45,20 @@ def _tag(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
+#: A hostile answer ends after this long whatever happens, so that a client that never hangs up
+#: cannot pin a server thread.
+HOSTILE_LIMIT = 30.0
+
+
+@dataclass(frozen=True)
+class _Hostile:
+    kind: Literal["trickle", "flood", "keep_alive", "oversized"]
+    interval: float = 0.0
+    chunks: int = 0
+    size: int = 0
+    lines: bool = False
+
+
 class FakeOllama(FakeServer):
     """A fake Ollama server on 127.0.0.1. Point a provider at :attr:`url`::
 
@@ -59,6 +76,12 @@ class FakeOllama(FakeServer):
     ``omit_end`` leaves out the ``done: true`` line; ``malformed_after`` sends a line that is
     not valid JSON (``0`` on a non-streamed call: a truncated body); ``cut_after``,
     ``drop_after``, ``reset_after``, ``delay`` and ``chunk_delay`` work as for every fake.
+
+    Hostile answers, for the next chat requests (before any step; each takes no step):
+    :meth:`trickle` (one byte at a time, for ever), :meth:`flood` (an endless body, as fast as
+    the client reads), :meth:`keep_alive` (lines with no text, for ever) and :meth:`oversized`
+    (a complete answer of a given size). Streams can send ``chunks`` good lines first. Each
+    goes on until the client hangs up (or :data:`HOSTILE_LIMIT` seconds).
     """
 
     default_text: ClassVar[str] = "Hello from the fake Ollama."
@@ -69,6 +92,37 @@ class FakeOllama(FakeServer):
         super().__init__(*steps, default=default)
         self._models = list(models)
         self._models_lock = threading.Lock()
+        self._hostile: deque[_Hostile] = deque()
+
+    # --- hostile answers ------------------------------------------------------------------
+
+    def trickle(self, interval: float = 0.3, *, chunks: int = 0) -> FakeOllama:
+        """The next chat answer sends one byte every ``interval`` seconds of a JSON line that
+        never ends (after ``chunks`` good lines, when streamed)."""
+        return self._queue(_Hostile("trickle", interval, chunks))
+
+    def flood(self, *, chunks: int = 0) -> FakeOllama:
+        """The next chat answer is an endless JSON line, sent as fast as the client reads."""
+        return self._queue(_Hostile("flood", 0.0, chunks))
+
+    def keep_alive(self, interval: float = 0.05, *, chunks: int = 0) -> FakeOllama:
+        """The next chat answer sends, every ``interval`` seconds, a stream line with no text
+        (after ``chunks`` good lines); a non-streamed answer sends a space (JSON whitespace)."""
+        return self._queue(_Hostile("keep_alive", interval, chunks))
+
+    def oversized(self, size: int, *, lines: bool = False) -> FakeOllama:
+        """The next chat answer is complete and valid, with ``size`` bytes of text: in one
+        body or, streamed, in one line (``lines=True``: in lines of 64 KiB)."""
+        return self._queue(_Hostile("oversized", size=size, lines=lines))
+
+    def _queue(self, hostile: _Hostile) -> FakeOllama:
+        with self._lock:
+            self._hostile.append(hostile)
+        return self
+
+    def _next_hostile(self) -> _Hostile | None:
+        with self._lock:
+            return self._hostile.popleft() if self._hostile else None
 
     @property
     def models(self) -> list[str]:
@@ -111,8 +165,12 @@ class FakeOllama(FakeServer):
             message = f'model "{model}" not found, try pulling it first'
             exchange.send(404, _dumps({"error": message}))
             return
-        step = self.next_step()
         stream = body.get("stream", True) is not False  # the API streams unless told not to
+        hostile = self._next_hostile()
+        if hostile is not None:
+            self._misbehave(exchange, hostile, model, stream=stream)
+            return
+        step = self.next_step()
         if self.answer(exchange, step, stream=stream):
             return
         if step.is_error or 300 <= step.status < 400:  # a 3xx too: redirects are tested
@@ -171,3 +229,48 @@ class FakeOllama(FakeServer):
             + b'","message":{"content":"tr'
             + newline,
         )
+
+    def _misbehave(
+        self, exchange: Exchange, hostile: _Hostile, model: str, *, stream: bool
+    ) -> None:
+        created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+        def line(content: str, done: bool = False) -> bytes:
+            message = {"role": "assistant", "content": content}
+            return _dumps({"model": model, "created_at": created, "message": message,
+                           "done": done}) + b"\n"  # fmt: skip
+
+        exchange.start_stream("application/x-ndjson" if stream else "application/json")
+        if stream:
+            for index in range(hostile.chunks):
+                exchange.write(line(f" word{index}"))
+        opening = b'{"model":"' + model.encode() + b'","message":{"role":"assistant","content":"'
+        if hostile.kind == "oversized":
+            text = "x" * hostile.size
+            if stream and hostile.lines:
+                piece = 65536
+                for start in range(0, hostile.size, piece):
+                    exchange.write(line(text[start : start + piece]))
+                exchange.write(line("", done=True))
+            else:
+                exchange.write(line(text, done=True))
+            exchange.end_stream()
+            return
+        ends = time.monotonic() + HOSTILE_LIMIT
+        if hostile.kind == "flood":
+            exchange.write(opening)
+            block = b"x" * 65536
+            while time.monotonic() < ends:
+                exchange.write(block)
+            return
+        if hostile.kind == "trickle":
+            pending = opening
+            while time.monotonic() < ends:
+                exchange.write(pending[:1] or b"x")
+                pending = pending[1:]
+                time.sleep(hostile.interval)
+            return
+        filler = line("") if stream else b" "
+        while time.monotonic() < ends:
+            exchange.write(filler)
+            time.sleep(hostile.interval)

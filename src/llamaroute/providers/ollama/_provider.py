@@ -1,9 +1,11 @@
 """The Ollama provider: the I/O around the wire functions, over the official ``ollama`` client.
 
 Building the call, parsing answers and stream lines, and mapping errors are the plain
-functions of ``_wire.py``, shared by the sync and async methods; only the lines that do I/O
-are written twice. ``GET /api/tags`` (the models pulled on the server) answers
-:meth:`OllamaProvider.available`, and picks the installed name of a model that has several.
+functions of ``_wire.py`` and ``_mapping.py``, shared by the sync and async methods; only the
+lines that do I/O are written twice. The clients are built by ``_clients.py``, over the
+transport of ``_guard.py`` that holds each attempt to its deadline and size caps.
+``GET /api/tags`` (the models pulled on the server) answers :meth:`OllamaProvider.available`,
+and picks the installed name of a model that has several.
 """
 
 from __future__ import annotations
@@ -19,22 +21,26 @@ from typing import Any, ClassVar, cast
 import httpx
 import ollama
 
-from ..._exceptions import ConfigurationError
+from ..._exceptions import ConfigurationError, LlamarouteError
 from ..._secrets import Secret
 from ...catalog import Catalog, Route
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
-from .._http import attempt_timeout, finite_timeout, request_timeout, timeout_hooks
+from .._http import attempt_timeout, finite_timeout, request_timeout
+from ._clients import Clients, Redactor, header_secrets
+from ._guard import Guard, guarded
+from ._mapping import client_errors
 from ._wire import (
     DEFAULT_HOST,
     NAME,
     StreamState,
     build_request,
-    client_errors,
     normalise_host,
     parse_response,
+    split_credentials,
 )
 
-__all__ = ["API_KEY_ENV", "DEFAULT_TIMEOUT", "HOST_ENV", "PROBE_TIMEOUT", "PROBE_TTL",
+__all__ = ["API_KEY_ENV", "DEFAULT_TIMEOUT", "HOST_ENV", "MAX_LINE_BYTES", "MAX_RESPONSE_BYTES",
+           "MAX_STREAM_BYTES", "PROBE_TIMEOUT", "PROBE_TTL", "STREAM_IDLE_TIMEOUT",
            "OllamaProvider"]  # fmt: skip
 
 HOST_ENV = "OLLAMA_HOST"
@@ -44,6 +50,16 @@ API_KEY_ENV = "OLLAMA_API_KEY"
 #: the server is local or on the LAN, and a refused port fails at once anyway. Reading is long:
 #: the first token waits for the model to load, which takes minutes for the 90B model.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=300.0, write=30.0, pool=10.0)
+
+#: Once a stream has sent text, the model is loaded and generating: a minute without a new
+#: token (even the 90B model on a CPU makes several a minute) is a server that has stalled.
+STREAM_IDLE_TIMEOUT = 60.0
+
+#: Size caps, counted while reading: a whole answer (16 MiB is millions of tokens of text), one
+#: NDJSON line (a line carries one token; the last one, counts and timings), a whole stream.
+MAX_RESPONSE_BYTES = 16 * 2**20
+MAX_LINE_BYTES = 2**20
+MAX_STREAM_BYTES = 64 * 2**20
 
 #: The availability probe must answer "no" fast, without waiting for a chat timeout.
 PROBE_TIMEOUT = httpx.Timeout(connect=0.5, read=2.0, write=2.0, pool=0.5)
@@ -57,19 +73,29 @@ class OllamaProvider(Provider):
 
     Args:
         host: the server (default ``$OLLAMA_HOST``, else ``http://127.0.0.1:11434``); a bare
-            ``host:port`` works, as with the ``ollama`` CLI.
-        timeout: an ``httpx.Timeout`` or seconds; always finite.
+            ``host:port`` works, as with the ``ollama`` CLI. Credentials in it
+            (``https://user:password@host``) are taken out of the URL and sent as Basic auth.
+        timeout: an ``httpx.Timeout`` or seconds; always finite. Each part bounds one
+            connect, write or read; a call's ``timeout=`` bounds the whole attempt.
         headers: extra HTTP headers (for a server behind a proxy).
         api_key: sent as ``Authorization: Bearer`` (default ``$OLLAMA_API_KEY``, if set).
         keep_alive: how long the server keeps the model loaded after a call (``"10m"``,
             seconds, ``-1`` forever, ``0`` unload at once); default: the server's (5 minutes).
         num_ctx: a fixed context size for every call, instead of one sized per request (see
             :func:`estimate_num_ctx`).
+        stream_idle_timeout: once a stream has sent text, the longest wait for more text
+            (seconds; never longer than the call's ``timeout=``). Lines without text do not
+            count as text.
+        max_response_bytes, max_line_bytes, max_stream_bytes: the size caps on a whole
+            answer, one stream line and a whole stream; past one, the call fails with a
+            :class:`~llamaroute.MalformedResponseError` (code ``response_too_large``).
         probe_ttl, probe_timeout: how long an :meth:`available` answer is reused, and the
             timeouts of its request (an injected client keeps its own).
         clock: the monotonic clock the probe cache reads (injectable for tests).
         client, async_client: injected ``ollama.Client`` / ``ollama.AsyncClient`` (for custom
-            transports); used as they are, with their own timeouts, and not closed here.
+            transports); used as they are, with their own timeouts, and not closed here. The
+            whole-attempt deadline, the idle timeout and the size caps hold only on the
+            clients the provider builds.
     """
 
     name: ClassVar[str] = NAME
@@ -84,28 +110,50 @@ class OllamaProvider(Provider):
         api_key: str | None = None,
         keep_alive: float | str | None = None,
         num_ctx: int | None = None,
+        stream_idle_timeout: float = STREAM_IDLE_TIMEOUT,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        max_stream_bytes: int = MAX_STREAM_BYTES,
         probe_ttl: float = PROBE_TTL,
         probe_timeout: httpx.Timeout | float = PROBE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
         client: ollama.Client | None = None,
         async_client: ollama.AsyncClient | None = None,
     ) -> None:
-        self.host = normalise_host(host or os.environ.get(HOST_ENV) or DEFAULT_HOST)
+        bare, basic, url_secrets = split_credentials(
+            host or os.environ.get(HOST_ENV) or DEFAULT_HOST
+        )
+        self.host = normalise_host(bare)
         self.timeout = finite_timeout(timeout, "Ollama timeout")
         self.probe_timeout = finite_timeout(probe_timeout, "Ollama probe_timeout")
         if num_ctx is not None and num_ctx < 1:
             raise ConfigurationError("num_ctx must be a positive number of tokens")
+        if not stream_idle_timeout > 0:
+            raise ConfigurationError("stream_idle_timeout must be a positive number of seconds")
+        caps = (max_response_bytes, max_line_bytes, max_stream_bytes)
+        if any(not isinstance(cap, int) or cap < 1 for cap in caps):
+            raise ConfigurationError("the max_*_bytes caps must be positive whole numbers")
         self.num_ctx = num_ctx
         self.keep_alive = keep_alive
+        self.stream_idle_timeout = float(stream_idle_timeout)
+        self.max_response_bytes, self.max_line_bytes, self.max_stream_bytes = caps
         self.probe_ttl = probe_ttl
         self._clock = clock
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+        environment_key = os.environ.get(API_KEY_ENV, "")
+        key = api_key if api_key is not None else ("" if basic else environment_key)
         self._key = Secret(key)
-        self._headers = dict(headers or {})
-        if key and not any(name.lower() == "authorization" for name in self._headers):
-            self._headers["Authorization"] = f"Bearer {key}"
-        self._clients: dict[str, Any] = {}
-        self._injected: dict[str, Any] = {"sync": client, "async": async_client}
+        # Asked for unencoded: a compressed body would grow past the size caps only after they
+        # were checked (see _guard.py).
+        sent = {"Accept-Encoding": "identity", **(headers or {})}
+        if not any(name.lower() == "authorization" for name in sent):
+            if key:
+                sent["Authorization"] = f"Bearer {key}"
+            elif basic:
+                sent["Authorization"] = basic
+        # The ollama client adds $OLLAMA_API_KEY by itself when no Authorization is sent.
+        self._redact = Redactor([key, environment_key, *url_secrets, *header_secrets(sent)])
+        self._clients = Clients(host=self.host, timeout=self.timeout, headers=sent,
+                                client=client, async_client=async_client)  # fmt: skip
         self._lock = threading.Lock()
         self._probe: tuple[float, frozenset[str] | None] | None = None
 
@@ -113,37 +161,17 @@ class OllamaProvider(Provider):
         key = f", api_key={self._key.masked!r}" if self._key else ""
         return f"OllamaProvider(host={self.host!r}{key})"
 
-    # --- clients: built once, on first use --------------------------------------------------
-
-    def _client(self, kind: str) -> Any:
-        client = self._clients.get(kind)
-        if client is None:
-            with self._lock:
-                client = self._clients.get(kind)
-                if client is None:
-                    asynchronous = kind == "async"
-                    cls: Any = ollama.AsyncClient if asynchronous else ollama.Client
-                    client = self._clients[kind] = cls(
-                        host=self.host,
-                        timeout=self.timeout,
-                        follow_redirects=False,
-                        headers=self._headers,
-                        # ollama.Client.chat takes no timeout: a call's own budget goes in here.
-                        event_hooks=timeout_hooks(asynchronous=asynchronous),
-                    )
-        return client
-
     def _sync(self) -> ollama.Client:
-        return cast(ollama.Client, self._injected["sync"] or self._client("sync"))
+        return self._clients.sync()
 
     def _async(self) -> ollama.AsyncClient:
-        return cast(ollama.AsyncClient, self._injected["async"] or self._client("async"))
+        return self._clients.async_()
 
     # --- the shared halves of every call -----------------------------------------------------
 
     def _errors(self, model_id: str) -> client_errors:
         """Map whatever the ollama client raises inside the block (and nothing of ours)."""
-        return client_errors(model_id, self.host, self._key.redact)
+        return client_errors(model_id, self.host, self._redact)
 
     def _request(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         return build_request(
@@ -153,6 +181,21 @@ class OllamaProvider(Provider):
 
     def _attempt_timeout(self, call: ProviderCall) -> httpx.Timeout | None:
         return None if call.timeout is None else attempt_timeout(call.timeout, self.timeout)
+
+    def _guard(self, call: ProviderCall, model_id: str, *, stream: bool) -> Guard:
+        """The attempt's limits: its deadline (``call.timeout`` from now) and size caps."""
+        seconds = call.timeout
+        return Guard(
+            NAME, model_id,
+            deadline=None if seconds is None else time.monotonic() + seconds,
+            why=f"the attempt's {seconds:g} s ran out" if seconds is not None else "",
+            limit=self.max_stream_bytes if stream else self.max_response_bytes,
+            max_line=self.max_line_bytes if stream else None,
+        )  # fmt: skip
+
+    def _idle(self, call: ProviderCall) -> float:
+        seconds = self.stream_idle_timeout
+        return seconds if call.timeout is None else min(seconds, call.timeout)
 
     def _tag_for(self, route: Route) -> str:
         # When a fresh probe saw the route's tag missing but an alternate of it installed
@@ -167,74 +210,117 @@ class OllamaProvider(Provider):
         return route.model_id
 
     # --- chat and stream ---------------------------------------------------------------------
+    #
+    # Every error leaves with its cause (a scrubbed copy of what the ollama client raised) and
+    # without its context: the original, raised inside the client, may hold a secret.
 
     def chat(self, call: ProviderCall) -> ProviderResult:
         request = self._request(call, stream=False)
         model_id = request["model"]
-        with self._errors(model_id), request_timeout(self._attempt_timeout(call)):
-            response = self._sync().chat(**request)
-        return parse_response(response, model_id=model_id)
+        guard = self._guard(call, model_id, stream=False)
+        try:
+            with (
+                self._errors(model_id),
+                request_timeout(self._attempt_timeout(call)),
+                guarded(guard),
+            ):
+                response = self._sync().chat(**request)
+            return parse_response(response, model_id=model_id, redact=self._redact)
+        except LlamarouteError as error:
+            _detach(error)
+            raise
 
     async def achat(self, call: ProviderCall) -> ProviderResult:
         request = self._request(call, stream=False)
         model_id = request["model"]
-        with self._errors(model_id), request_timeout(self._attempt_timeout(call)):
-            response = await self._async().chat(**request)
-        return parse_response(response, model_id=model_id)
+        guard = self._guard(call, model_id, stream=False)
+        try:
+            with (
+                self._errors(model_id),
+                request_timeout(self._attempt_timeout(call)),
+                guarded(guard),
+            ):
+                response = await self._async().chat(**request)
+            return parse_response(response, model_id=model_id, redact=self._redact)
+        except LlamarouteError as error:
+            _detach(error)
+            raise
 
     def stream(self, call: ProviderCall) -> Generator[StreamItem, None, None]:
         request = self._request(call, stream=True)
         model_id = request["model"]
-        state, errors = StreamState(model_id), self._errors(model_id)
-        with errors:
-            lines = cast(Iterator[ollama.ChatResponse], self._sync().chat(**request))
+        state, errors = StreamState(model_id, self._redact), self._errors(model_id)
+        guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
         try:
-            # Lazy client: the request itself goes out on the first next(), so only that one
-            # needs the attempt's timeout (later reads keep the timeouts it was sent with).
-            with errors, request_timeout(self._attempt_timeout(call)):
-                chunk = next(lines, None)
-            # One mapping block around the loop rather than one per chunk: feed() raises
-            # nothing, and what comes in at the yield (GeneratorExit) passes through unmapped.
             with errors:
-                while chunk is not None:
-                    if piece := state.feed(chunk):
-                        yield piece
-                    if state.final is not None:
-                        # Read on to the end of the response, so that the client hands the
-                        # connection back to its pool: closing a response that is not read to
-                        # the end drops the connection, and the next call pays a new connect.
-                        # The answer is complete: what happens past it cannot fail the call.
-                        with contextlib.suppress(Exception):
-                            next(lines, None)
-                        break
+                lines = cast(Iterator[ollama.ChatResponse], self._sync().chat(**request))
+            try:
+                # Lazy client: the request itself goes out on the first next(), so only that
+                # one needs the attempt's timeouts (later reads keep the ones it was sent with).
+                with errors, request_timeout(self._attempt_timeout(call)), guarded(guard):
                     chunk = next(lines, None)
-        finally:
-            with errors:
-                cast(Generator[Any, None, None], lines).close()
-        yield state.result()
+                # One mapping block around the loop rather than one per chunk: feed() raises
+                # only our own errors, and what comes in at the yield (GeneratorExit) passes
+                # through unmapped. The guard is set only around each read: the consumer's own
+                # requests between two chunks are none of its business.
+                with errors:
+                    while chunk is not None:
+                        if piece := state.feed(chunk):
+                            yield piece
+                            # Text came: the wait for more starts now (the consumer's time
+                            # between chunks does not count), and is the idle timeout.
+                            guard.deadline = time.monotonic() + idle
+                            guard.why = f"no new text for {idle:g} s (stream_idle_timeout)"
+                        if state.final is not None:
+                            # Read on to the end of the response, so that the client hands the
+                            # connection back to its pool: closing a response that is not read
+                            # to the end drops the connection, and the next call pays a new
+                            # connect. The answer is complete: what happens past it cannot fail
+                            # the call.
+                            with contextlib.suppress(Exception), guarded(guard):
+                                next(lines, None)
+                            break
+                        with guarded(guard):
+                            chunk = next(lines, None)
+            finally:
+                with errors:
+                    cast(Generator[Any, None, None], lines).close()
+            yield state.result()
+        except LlamarouteError as error:
+            _detach(error)
+            raise
 
     async def astream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
         request = self._request(call, stream=True)
         model_id = request["model"]
-        state, errors = StreamState(model_id), self._errors(model_id)
-        with errors:
-            lines = cast(AsyncIterator[ollama.ChatResponse], await self._async().chat(**request))
+        state, errors = StreamState(model_id, self._redact), self._errors(model_id)
+        guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
         try:
-            with errors, request_timeout(self._attempt_timeout(call)):  # as in stream()
-                chunk = await anext(lines, None)
             with errors:
-                while chunk is not None:
-                    if piece := state.feed(chunk):
-                        yield piece
-                    if state.final is not None:
-                        with contextlib.suppress(Exception):  # to the end, as in stream()
-                            await anext(lines, None)
-                        break
+                client = self._async()
+                lines = cast(AsyncIterator[ollama.ChatResponse], await client.chat(**request))
+            try:
+                with errors, request_timeout(self._attempt_timeout(call)), guarded(guard):
                     chunk = await anext(lines, None)
-        finally:
-            with errors:
-                await cast(AsyncGenerator[Any, None], lines).aclose()
-        yield state.result()
+                with errors:  # as in stream()
+                    while chunk is not None:
+                        if piece := state.feed(chunk):
+                            yield piece
+                            guard.deadline = time.monotonic() + idle
+                            guard.why = f"no new text for {idle:g} s (stream_idle_timeout)"
+                        if state.final is not None:
+                            with contextlib.suppress(Exception), guarded(guard):
+                                await anext(lines, None)
+                            break
+                        with guarded(guard):
+                            chunk = await anext(lines, None)
+            finally:
+                with errors:
+                    await cast(AsyncGenerator[Any, None], lines).aclose()
+            yield state.result()
+        except LlamarouteError as error:
+            _detach(error)
+            raise
 
     # --- availability ------------------------------------------------------------------------
 
@@ -277,7 +363,7 @@ class OllamaProvider(Provider):
         fresh, installed = self._fresh()
         if not fresh:
             try:
-                with request_timeout(self.probe_timeout):
+                with request_timeout(self.probe_timeout), guarded(self._probe_guard()):
                     installed = self._store(self._sync().list())
             except Exception as error:  # whatever went wrong, the answer is "not available"
                 installed = self._store(None, error)
@@ -288,27 +374,27 @@ class OllamaProvider(Provider):
         fresh, installed = self._fresh()
         if not fresh:
             try:
-                with request_timeout(self.probe_timeout):
+                with request_timeout(self.probe_timeout), guarded(self._probe_guard()):
                     installed = self._store(await self._async().list())
             except Exception as error:
                 installed = self._store(None, error)
         return installed is not None and any(_tag(tag) in installed for tag in _wanted(model))
 
+    def _probe_guard(self) -> Guard:
+        # The probe's timeouts bound the whole probe, not each read of a trickled listing.
+        timeout = self.probe_timeout
+        seconds = cast(float, timeout.connect) + cast(float, timeout.read)
+        why = f"the probe's {seconds:g} s ran out"
+        return Guard(NAME, "", deadline=time.monotonic() + seconds, why=why,
+                     limit=self.max_response_bytes)  # fmt: skip
+
     # --- closing -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        with self._lock:
-            client = self._clients.pop("sync", None)
-        if client is not None:
-            # ollama.Client.close() arrived in 0.6.2; older clients only hold the httpx client.
-            (getattr(client, "close", None) or client._client.close)()
+        self._clients.close()
 
     async def aclose(self) -> None:
-        self.close()
-        with self._lock:
-            client = self._clients.pop("async", None)
-        if client is not None:
-            await (getattr(client, "close", None) or client._client.aclose)()
+        await self._clients.aclose()
 
 
 def _tag(name: str) -> str:
@@ -325,3 +411,10 @@ def _wanted(model: str | Route) -> tuple[str, ...]:
             if route.answers_to(model):
                 return (model, route.model_id, *route.alternate_ids)
     return (model,)
+
+
+def _detach(error: BaseException) -> None:
+    """Drop the error's context: the exception it was mapped from, raised inside the ollama
+    client, may hold a secret. What is worth keeping of it is in the (scrubbed) cause."""
+    error.__context__ = None
+    error.__suppress_context__ = True

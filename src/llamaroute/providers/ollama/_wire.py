@@ -1,6 +1,6 @@
 """The Ollama wire format, with no I/O: the ``ollama`` client's call arguments, its answers
-and stream lines, the context size to ask for, and the one mapping from what the client raises
-to llamaroute's errors.
+and stream lines, and the context size to ask for. (What the client raises is mapped to
+llamaroute's errors in ``_mapping.py``.)
 
 Facts relied on (Ollama's API reference: https://docs.ollama.com/api/chat, ``.../streaming``,
 ``.../usage`` and ``.../errors``): ``POST /api/chat`` takes images as base64 without a
@@ -9,50 +9,34 @@ the server default changed from 2048 to 4096 to memory-based); streams are NDJSO
 ``done: true`` line carrying ``done_reason``, ``prompt_eval_count`` / ``eval_count`` (absent
 when 0) and durations in ns; errors are ``{"error": "..."}`` with the status, or a last
 ``{"error": ...}`` line under HTTP 200 mid-stream.
-
-What the ``ollama`` client (0.6.x, read from its source) wraps: HTTP errors become
-``ResponseError`` (``status_code`` -1 mid-stream); a failed connect on a non-streaming call
-becomes the built-in ``ConnectionError`` (the httpx error kept as ``__context__``). Everything
-else escapes raw: httpx timeouts and transport errors, ``json.JSONDecodeError``, pydantic
-``ValidationError``. Streaming calls are lazy (the request goes out on the first iteration),
-so all of it can surface there too. :class:`client_errors` maps all of it, once.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
+from urllib.parse import unquote
 
-import httpx
 import ollama
 
-from ..._exceptions import (
-    InvalidImageError,
-    LlamarouteError,
-    MalformedResponseError,
-    ProviderConnectionError,
-    ProviderError,
-    ServerError,
-    UnsupportedFeatureError,
-)
+from ..._exceptions import InvalidImageError, MalformedResponseError, UnsupportedFeatureError
 from ..._records import FinishReason, Usage
 from ...images import MAX_TILES, POSITIONS_PER_TILE, PreparedImage
 from .._base import ProviderCall, ProviderResult
-from .._errors import connection_refused, status_rule
-from .._http import check_base_url, map_transport_error
+from .._http import check_base_url
 
 __all__ = [
     "DEFAULT_HOST",
+    "MAX_COUNT",
     "NAME",
     "StreamState",
     "build_request",
-    "client_errors",
     "estimate_num_ctx",
-    "map_error",
     "normalise_host",
     "parse_response",
+    "split_credentials",
 ]
 
 NAME = "ollama"
@@ -74,16 +58,6 @@ _DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_d
 #: The ollama client's response models, read through their field dict (see _fields).
 _MODELS = (ollama.ChatResponse, ollama.Message)
 
-# Ollama reports these two failures only as an HTTP 500 (or a mid-stream line) with text: it
-# has no structured error code for them. They are the one place where message text decides.
-_INCOMPATIBLE = "no longer compatible"
-_ONE_IMAGE = "only supports one image"
-
-
-class _Readable(Protocol):
-    # Both plain dicts and the ollama client's response models (SubscriptableBaseModel).
-    def get(self, key: str, default: Any = None) -> Any: ...
-
 
 def normalise_host(host: str) -> str:
     """``host`` as a full URL: a bare ``host[:port]`` (the usual ``OLLAMA_HOST`` form) gets
@@ -97,6 +71,30 @@ def normalise_host(host: str) -> str:
             bare = f"{bare}:{DEFAULT_PORT}"
         host = f"http://{bare}"
     return check_base_url(host, what="Ollama host")
+
+
+def split_credentials(host: str) -> tuple[str, str | None, tuple[str, ...]]:
+    """``host`` without a ``user:password@`` part; that part as the value of a Basic
+    ``Authorization`` header (``None`` if there was none), and every form of it to scrub from
+    text (the header value, ``user:password``, the password).
+
+    An Ollama behind a reverse proxy with basic auth is often written this way; the ollama
+    client would silently drop the credentials, and a URL that holds them ends up in messages
+    and logs. So they leave the URL and travel as a header, like an API key.
+    """
+    scheme, sep, rest = host.strip().partition("://")
+    if not sep:
+        scheme, rest = "", host.strip()
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at:
+        return host, None, ()
+    user, _, password = (unquote(part) for part in userinfo.partition(":"))
+    pair = f"{user}:{password}"
+    token = base64.b64encode(pair.encode()).decode()
+    clean = (f"{scheme}://" if sep else "") + hostport + slash + path
+    secrets = tuple(value for value in (token, pair, password, userinfo) if len(value) >= 4)
+    return clean, f"Basic {token}", secrets
 
 
 def estimate_num_ctx(call: ProviderCall) -> int:
@@ -169,88 +167,149 @@ def build_request(
     return kwargs
 
 
-def _count(value: object) -> int:
+#: The largest token count believed: far above any context window, far below what would
+#: overflow a ledger's integer column. A count past it, negative or not a whole number is a
+#: broken server, and the answer is refused rather than billed from it.
+MAX_COUNT = 10**9
+
+
+def _malformed(why: str, model_id: str) -> MalformedResponseError:
+    return MalformedResponseError(
+        f"the Ollama server sent an answer that cannot be read: {why}",
+        provider=NAME,
+        model_id=model_id,
+    )
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _fields(value: object, what: str, model_id: str) -> Mapping[str, Any]:
+    """An object of the answer as a mapping: the ollama client's own models as their field
+    dict (their ``.get()`` tests for and reads each attribute by name: a dozen per answer),
+    a plain dict as it is; anything else is a malformed answer."""
+    if type(value) in _MODELS:
+        return vars(value)
+    if isinstance(value, Mapping):
+        return value
+    raise _malformed(f"{what} is {_kind(value)}, not an object", model_id)
+
+
+def _count(value: object, name: str, model_id: str) -> int:
     # The counts are omitempty on the server: absent (or null) means 0.
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 12.0: what a JSON encoder may write for 12
+    if type(value) is not int:
+        raise _malformed(f"{name} is {_kind(value)}, not a token count", model_id)
+    if not 0 <= value <= MAX_COUNT:
+        why = "negative" if value < 0 else f"above {MAX_COUNT:,}"
+        raise _malformed(f"{name} is {why}", model_id)
+    return value
 
 
-def _fields(value: _Readable) -> _Readable:
-    """The ollama client's own models as their field dict; anything else as it is.
-
-    Their ``.get()`` tests for and reads each attribute by name (a dozen per answer); their
-    ``__dict__`` holds the same values for every declared field, which are all that is read
-    here, behind a plain dict's ``.get()``.
-    """
-    return vars(value) if type(value) in _MODELS else value
+def _optional_str(value: object, name: str, model_id: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _malformed(f"{name} is {_kind(value)}, not a string", model_id)
 
 
-def _result(final: _Readable, text: str) -> ProviderResult:
-    final = _fields(final)
+def _done(value: object, model_id: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise _malformed(f"done is {_kind(value)}, not true or false", model_id)
+
+
+def _result(
+    final: object, text: str, model_id: str, redact: Callable[[str], str]
+) -> ProviderResult:
+    final = _fields(final, "the answer", model_id)
+    usage = Usage(
+        input_tokens=_count(final.get("prompt_eval_count"), "prompt_eval_count", model_id),
+        output_tokens=_count(final.get("eval_count"), "eval_count", model_id),
+    )
     details: dict[str, Any] = {}
     for name in _DURATIONS:
+        # Timings only inform: one that is not a sane number is left out, not fatal.
         value = final.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            details[f"{name}_s"] = value / 1e9  # nanoseconds on the wire
-    if final.get("done_reason"):
-        details["done_reason"] = final.get("done_reason")
-    model = final.get("model")
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e18:
+            details[f"{name}_s"] = value / 1e9  # nanoseconds on the wire; NaN fails the test
+    reason = _optional_str(final.get("done_reason"), "done_reason", model_id)
+    if reason:
+        details["done_reason"] = redact(reason[:100])
+    model = _optional_str(final.get("model"), "model", model_id)
     return ProviderResult(
         text=text,
         # Servers before done_reason existed ended every answer the same way: "stop".
-        finish_reason=_FINISH_REASONS.get(str(final.get("done_reason") or "stop"), "other"),
-        usage=Usage(
-            input_tokens=_count(final.get("prompt_eval_count")),
-            output_tokens=_count(final.get("eval_count")),
-        ),
+        finish_reason=_FINISH_REASONS.get(reason or "stop", "other"),
+        usage=usage,
         # Local inference has no bill; the price table (or the user's own local cost) says 0.
         cost=None,
-        served_model=model if isinstance(model, str) and model else None,
+        # What the server says answered: its own text, so scrubbed of the provider's secrets.
+        served_model=redact(model[:200]) if model else None,
         details=details,
     )
 
 
-def _content(chunk: _Readable) -> str:
+def _content(chunk: Mapping[str, Any], model_id: str) -> str:
     message = chunk.get("message")
-    content = _fields(message).get("content") if message is not None else None
-    return content if isinstance(content, str) else ""
+    if message is None:
+        return ""
+    content = _fields(message, "message", model_id).get("content")
+    return _optional_str(content, "message.content", model_id) or ""
 
 
-def parse_response(body: _Readable, *, model_id: str) -> ProviderResult:
-    """A non-streaming ``/api/chat`` answer (a dict or the client's ``ChatResponse``)."""
-    body = _fields(body)
-    if body.get("message") is None:
-        raise MalformedResponseError("response has no message", provider=NAME, model_id=model_id)
-    if body.get("done") is False:
+def parse_response(
+    body: object, *, model_id: str, redact: Callable[[str], str] = str
+) -> ProviderResult:
+    """A non-streaming ``/api/chat`` answer (a dict or the client's ``ChatResponse``).
+
+    Anything that is not an answer of the documented shape (a field of the wrong type, a
+    negative or absurd token count, no message) raises :class:`MalformedResponseError`.
+    ``redact`` scrubs the provider's secrets from the server's own strings kept in the result
+    (``served_model``, ``details``).
+    """
+    fields = _fields(body, "the answer", model_id)
+    if fields.get("message") is None:
+        raise _malformed("it has no message", model_id)
+    text = _content(fields, model_id)
+    if _done(fields.get("done"), model_id) is False:
         raise MalformedResponseError(
             "the response says it is not done: the answer is incomplete",
             provider=NAME,
             model_id=model_id,
             code="incomplete_stream",
         )
-    return _result(body, _content(body))
+    return _result(fields, text, model_id, redact)
 
 
 class StreamState:
     """The state of one Ollama stream, fed one parsed NDJSON line at a time (no I/O)."""
 
-    __slots__ = ("final", "model_id", "parts")
+    __slots__ = ("final", "model_id", "parts", "redact")
 
-    def __init__(self, model_id: str) -> None:
+    def __init__(self, model_id: str, redact: Callable[[str], str] = str) -> None:
         self.model_id = model_id
+        self.redact = redact
         self.parts: list[str] = []
-        self.final: _Readable | None = None
+        self.final: object | None = None
 
-    def feed(self, chunk: _Readable) -> str:
+    def feed(self, chunk: object) -> str:
         """Take one line; return its new text ("" if none). The ``done: true`` line completes
-        the answer (:attr:`final`); the caller still reads the response to its end."""
+        the answer (:attr:`final`); the caller still reads the response to its end. A line
+        of the wrong shape raises :class:`MalformedResponseError`."""
         if type(chunk) is ollama.ChatResponse:
-            # The client's own model (every line of a stream): its fields read directly, not
-            # through its .get(), which tests and reads each one by name (~1 us a chunk).
+            # The client's own model (every line of a stream), already type-checked by it:
+            # its fields read directly, not through its .get(), which tests and reads each one
+            # by name (~1 us a chunk).
             message, done = chunk.message, chunk.done
             content = message.content if message is not None else None
             piece = content if isinstance(content, str) else ""
         else:
-            piece, done = _content(chunk), chunk.get("done")
+            fields = _fields(chunk, "a stream line", self.model_id)
+            piece, done = _content(fields, self.model_id), _done(fields.get("done"), self.model_id)
         if piece:
             self.parts.append(piece)
         if done:
@@ -266,126 +325,4 @@ class StreamState:
                 model_id=self.model_id,
                 code="incomplete_stream",
             )
-        return _result(self.final, "".join(self.parts))
-
-
-def _error_text(error: object, redact: Callable[[str], str]) -> str:
-    # Ollama sends {"error": "text"}; OpenAI-style servers that speak its API send an object.
-    if isinstance(error, Mapping):
-        error = error.get("message") or error
-    text = " ".join(str(error).split()) or "request failed"
-    return redact(text[:300] + ("…" if len(text) > 300 else ""))
-
-
-def map_error(
-    error: BaseException,
-    *,
-    model_id: str,
-    host: str = DEFAULT_HOST,
-    redact: Callable[[str], str] = str,
-) -> ProviderError:
-    """The llamaroute error for what the ollama client raised.
-
-    Handles ``ollama.ResponseError`` (by status; -1 is a mid-stream error line), a failed
-    connect (the built-in ``ConnectionError`` or ``httpx.ConnectError``; refused is not
-    retryable), and the decoding errors the client lets escape (invalid JSON, a line of the
-    wrong shape). Other httpx transport errors and timeouts are for
-    :func:`~llamaroute.providers._http.map_transport_error`, which :class:`client_errors` tries
-    first; anything else becomes a retryable :class:`ServerError`.
-    """
-    where: dict[str, Any] = {"provider": NAME, "model_id": model_id}
-    if isinstance(error, ollama.ResponseError):
-        return _from_response_error(error, model_id=model_id, host=host, redact=redact)
-    if isinstance(error, ConnectionError | httpx.ConnectError):
-        if connection_refused(error):
-            # Nothing listens there: trying again at once cannot help; another provider can.
-            return ProviderConnectionError(
-                f"nothing is listening at {host}: is Ollama running? (start it with `ollama "
-                "serve`, or set OLLAMA_HOST)",
-                code="connection_refused", retryable=False, **where,
-            )  # fmt: skip
-        return ProviderConnectionError(
-            f"cannot connect to Ollama at {host}: {error}", code="connect_error", **where
-        )
-    if isinstance(error, httpx.DecodingError | ValueError | TypeError | AttributeError):
-        # json.JSONDecodeError and pydantic's ValidationError are ValueErrors.
-        return MalformedResponseError(
-            f"the Ollama server sent a response that cannot be read "
-            f"({type(error).__name__}: {_error_text(error, redact)})",
-            **where,
-        )
-    return ServerError(f"Ollama call failed: {type(error).__name__}: {_error_text(error, redact)}",
-                       **where)  # fmt: skip
-
-
-def _from_response_error(
-    error: ollama.ResponseError, *, model_id: str, host: str, redact: Callable[[str], str]
-) -> ProviderError:
-    status = error.status_code
-    message = _error_text(error.error, redact)
-    lowered = message.lower()
-    where: dict[str, Any] = {
-        "provider": NAME,
-        "model_id": model_id,
-        "status_code": status if status > 0 else None,
-    }
-    old = _INCOMPATIBLE in lowered
-    if old or status == 404:
-        # Not transient, and the fix is one command: name it. (A model too old for the server
-        # comes as a 500, but it is as missing as one never pulled.)
-        why = ("is an old download this Ollama version cannot run; re-pull it" if old
-               else f"is not pulled on the Ollama server at {host}; run")  # fmt: skip
-        hint = f"{model_id} {why}: `ollama pull {model_id}` ({message})"
-        code = "model_incompatible" if old else "model_not_found"
-        return status_rule(404).build(hint, code=code, **where)
-    if _ONE_IMAGE in lowered:
-        hint = f"{model_id} takes one image per request ({message})"
-        return status_rule(400).build(hint, code="too_many_images", **where)
-    if status < 0:
-        # An error line mid-stream, under the 200 the stream began with: no status of its own.
-        message = f"failed mid-stream: {message}"
-        return status_rule(None).build(message, code="stream_error", **where)
-    if 300 <= status < 400:
-        # Not followed (credentials must not travel to another host): the host setting is wrong.
-        message = (
-            f"{host} answered with a redirect (HTTP {status}); point host= at the Ollama server"
-            " itself"
-        )
-    # Ollama's 503 is its request queue being full (OLLAMA_MAX_QUEUE): worth saying.
-    return status_rule(status).build(
-        message, code="server_busy" if status == 503 else None, **where
-    )
-
-
-class client_errors:
-    """Map what the ollama client raises inside the block to llamaroute errors (transport
-    failures as :func:`~llamaroute.providers._http.map_transport_error` says, the rest as
-    :func:`map_error` says, the original chained); llamaroute's own errors pass through. A
-    class rather than a generator-based context manager, which costs more: every call enters
-    it (a stream four times: the call, its first read, its chunk loop and its close)."""
-
-    __slots__ = ("_host", "_model_id", "_redact")
-
-    def __init__(self, model_id: str, host: str, redact: Callable[[str], str]) -> None:
-        self._model_id, self._host, self._redact = model_id, host, redact
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if not isinstance(error, Exception) or isinstance(error, LlamarouteError):
-            return
-        mapped: ProviderError | None = None
-        if not isinstance(error, httpx.ConnectError | ConnectionError):
-            # Timeouts, resets, protocol errors. A failed connect is httpx's ConnectError on
-            # streaming calls and the built-in ConnectionError on the others: map_error gives
-            # both one message.
-            mapped = map_transport_error(error, NAME, self._model_id, self._redact)
-        if mapped is None:
-            mapped = map_error(error, model_id=self._model_id, host=self._host, redact=self._redact)
-        raise mapped from error
+        return _result(self.final, "".join(self.parts), self.model_id, self.redact)

@@ -1,0 +1,379 @@
+"""A whole-attempt deadline and response-size caps under the ollama client's HTTP connections.
+
+httpx's timeouts count each read on its own: a server that sends one byte just before every
+read would time out keeps a call alive for ever, and an endless body is read into memory to
+the end. The ollama client takes no per-call limits at all. So the clients the provider builds
+get a transport of their own (``transport=``, passed through ``ollama.Client(**kwargs)`` to
+httpx), which enforces the :class:`Guard` of the attempt in progress:
+
+* **Deadline**: every connect, write and read on the socket waits at most until
+  :attr:`Guard.deadline` (the network backend shortens the timeout httpcore asks for), so a
+  trickled body, an endless body or endless keep-alive lines end at the deadline itself, not
+  one read later. A read cut short raises httpcore's own ``ReadTimeout`` (``ConnectTimeout``,
+  ``WriteTimeout``), which httpx and the provider map as any other timeout.
+* **Size**: the response body is counted as it arrives; past :attr:`Guard.limit` bytes, or past
+  :attr:`Guard.max_line` bytes without a newline (one NDJSON line), it raises
+  :class:`~llamaroute.MalformedResponseError` with code ``response_too_large`` (not retryable:
+  the same server would send the same answer). Memory stays within the cap plus one chunk.
+
+The guard travels in a context variable that the provider sets around each blocking call into
+the ollama client (as ``request_timeout`` does for httpx's own timeouts); the size check is
+bound to the response when its headers arrive, so it holds for every later read.
+
+This is the Ollama copy of a mechanism that every httpx-based provider needs; it has no
+Ollama-specific part.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any
+
+import httpcore
+import httpx
+
+from ..._exceptions import MalformedResponseError
+
+__all__ = ["Guard", "guarded", "guarded_transport"]
+
+_clock = time.monotonic
+
+
+class Guard:
+    """The limits of one attempt. :attr:`deadline` (a ``time.monotonic()`` instant, or
+    ``None``) may move while the attempt runs: a stream moves it forward as text arrives.
+    ``why`` says what the deadline is, for the timeout's message."""
+
+    __slots__ = ("deadline", "limit", "max_line", "model_id", "provider", "why")
+
+    def __init__(
+        self,
+        provider: str,
+        model_id: str,
+        *,
+        deadline: float | None = None,
+        why: str = "the attempt's time ran out",
+        limit: int | None = None,
+        max_line: int | None = None,
+    ) -> None:
+        self.provider, self.model_id = provider, model_id
+        self.deadline, self.why = deadline, why
+        self.limit, self.max_line = limit, max_line
+
+    def too_large(self, what: str, cap: int) -> MalformedResponseError:
+        return MalformedResponseError(
+            f"the response is too large: {what} went past {cap:,} bytes (the provider's cap); "
+            "the rest was not read",
+            provider=self.provider,
+            model_id=self.model_id,
+            code="response_too_large",
+            retryable=False,
+        )
+
+
+_GUARD: ContextVar[Guard | None] = ContextVar("llamaroute_ollama_guard", default=None)
+
+
+class guarded:
+    """Requests sent and reads made inside the block obey ``guard`` (on clients built with
+    :func:`guarded_transport`). Keep the block around one call into the client: a sync
+    generator shares its consumer's context, so a guard left set across a ``yield`` would
+    apply to the consumer's own requests."""
+
+    __slots__ = ("_guard", "_token")
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+
+    def __enter__(self) -> None:
+        self._token: Token[Guard | None] = _GUARD.set(self._guard)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _GUARD.reset(self._token)
+
+
+def _bounded(timeout: float | None, expired: type[Exception]) -> tuple[float | None, Guard | None]:
+    """``timeout`` shortened to the current guard's deadline; raises ``expired`` if it has
+    passed. Also returns the guard when it was the deadline that set the timeout."""
+    guard = _GUARD.get()
+    if guard is None or guard.deadline is None:
+        return timeout, None
+    left = guard.deadline - _clock()
+    if left <= 0:
+        raise expired(guard.why)
+    if timeout is None or left < timeout:
+        return left, guard
+    return timeout, None
+
+
+# --- the network backend: deadlines on every socket operation --------------------------------
+
+
+class _Stream(httpcore.NetworkStream):
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        timeout, guard = _bounded(timeout, httpcore.ReadTimeout)
+        try:
+            return self._stream.read(max_bytes, timeout)
+        except httpcore.ReadTimeout:
+            if guard is None:
+                raise
+            raise httpcore.ReadTimeout(guard.why) from None
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        timeout, guard = _bounded(timeout, httpcore.WriteTimeout)
+        try:
+            self._stream.write(buffer, timeout)
+        except httpcore.WriteTimeout:
+            if guard is None:
+                raise
+            raise httpcore.WriteTimeout(guard.why) from None
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _Backend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _Stream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._backend.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _AsyncStream(httpcore.AsyncNetworkStream):
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        timeout, guard = _bounded(timeout, httpcore.ReadTimeout)
+        try:
+            return await self._stream.read(max_bytes, timeout)
+        except httpcore.ReadTimeout:
+            if guard is None:
+                raise
+            raise httpcore.ReadTimeout(guard.why) from None
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        timeout, guard = _bounded(timeout, httpcore.WriteTimeout)
+        try:
+            await self._stream.write(buffer, timeout)
+        except httpcore.WriteTimeout:
+            if guard is None:
+                raise
+            raise httpcore.WriteTimeout(guard.why) from None
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
+        stream = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        return _AsyncStream(stream)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _AsyncBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self) -> None:
+        self._backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
+        stream = await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _AsyncStream(stream)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
+        return _AsyncStream(await self._backend.connect_unix_socket(path, timeout, socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+# --- the response body: counted as it arrives ----------------------------------------------
+
+
+class _Counter:
+    """The size checks of one response body, fed chunk by chunk."""
+
+    __slots__ = ("_guard", "_line", "_total")
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard, self._total, self._line = guard, 0, 0
+
+    def check(self, chunk: bytes) -> None:
+        guard = self._guard
+        self._total += len(chunk)
+        if guard.limit is not None and self._total > guard.limit:
+            raise guard.too_large("the body", guard.limit)
+        if guard.max_line is not None:
+            newline = chunk.rfind(b"\n")
+            self._line = self._line + len(chunk) if newline < 0 else len(chunk) - newline - 1
+            if self._line > guard.max_line:
+                raise guard.too_large("one line", guard.max_line)
+
+
+class _CappedStream(httpx.SyncByteStream):
+    def __init__(self, stream: httpx.SyncByteStream, guard: Guard) -> None:
+        self._stream, self._counter = stream, _Counter(guard)
+
+    def __iter__(self) -> Iterator[bytes]:
+        check = self._counter.check
+        for chunk in self._stream:
+            check(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _AsyncCappedStream(httpx.AsyncByteStream):
+    def __init__(self, stream: httpx.AsyncByteStream, guard: Guard) -> None:
+        self._stream, self._counter = stream, _Counter(guard)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        check = self._counter.check
+        async for chunk in self._stream:
+            check(chunk)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def _unencoded(response: httpx.Response, guard: Guard) -> None:
+    # Requests ask for "identity": a compressed body would be inflated by httpx after the size
+    # check (a few MB of gzip can hold gigabytes), so one is refused unread.
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise MalformedResponseError(
+            f"the server sent a {encoding!r}-encoded body though the request asked for none; "
+            "it is not read",
+            provider=guard.provider,
+            model_id=guard.model_id,
+            code="unexpected_encoding",
+            retryable=False,
+        )
+
+
+# --- the transports --------------------------------------------------------------------------
+#
+# httpx's transports take no network backend; their connection pool does. The pool is built
+# here, with the same settings httpx would use, in place of the one httpx built (``_pool`` is
+# the attribute both transports send through; tests check that the backend is in place).
+
+
+def _pool_settings(limits: httpx.Limits, https: bool) -> dict[str, Any]:
+    return {
+        # An SSL context costs tens of milliseconds to build: only for an https host.
+        "ssl_context": httpx.create_ssl_context() if https else None,
+        "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+    }
+
+
+class _Transport(httpx.HTTPTransport):
+    def __init__(self, limits: httpx.Limits, https: bool) -> None:
+        # Not super().__init__(): it would build a pool (and an SSL context) only to drop it.
+        settings = _pool_settings(limits, https)
+        self._pool = httpcore.ConnectionPool(network_backend=_Backend(), **settings)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        guard = _GUARD.get()
+        response = super().handle_request(request)
+        if guard is not None:
+            try:
+                _unencoded(response, guard)
+            except MalformedResponseError:
+                response.close()
+                raise
+            response.stream = _CappedStream(response.stream, guard)  # type: ignore[arg-type]
+        return response
+
+
+class _AsyncTransport(httpx.AsyncHTTPTransport):
+    def __init__(self, limits: httpx.Limits, https: bool) -> None:
+        settings = _pool_settings(limits, https)
+        self._pool = httpcore.AsyncConnectionPool(network_backend=_AsyncBackend(), **settings)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        guard = _GUARD.get()
+        response = await super().handle_async_request(request)
+        if guard is not None:
+            try:
+                _unencoded(response, guard)
+            except MalformedResponseError:
+                await response.aclose()
+                raise
+            response.stream = _AsyncCappedStream(response.stream, guard)  # type: ignore[arg-type]
+        return response
+
+
+def guarded_transport(
+    *, asynchronous: bool, https: bool, limits: httpx.Limits | None = None
+) -> httpx.BaseTransport | httpx.AsyncBaseTransport:
+    """A transport whose requests obey the :class:`Guard` set with :class:`guarded`."""
+    limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    return _AsyncTransport(limits, https) if asynchronous else _Transport(limits, https)
