@@ -29,7 +29,8 @@ class RawReply(Step):
     After ``delay``, the status line (``status``) and headers go out (one byte every
     ``trickle`` seconds too with ``slow_head``), then ``body`` in one write, then ``drip`` one
     byte every ``trickle`` seconds, then ``endless`` again and again until the client goes
-    away. The body is chunked unless ``length`` gives a ``Content-Length`` (which may lie).
+    away. The body is chunked unless ``length`` gives a ``Content-Length`` (which may lie;
+    ``-1``: none, the body ends when the connection does).
     ``body`` is a Converse JSON body or, on ``/converse-stream``, event-stream frames (see
     :meth:`FakeBedrock.event`).
     """
@@ -174,14 +175,14 @@ class FakeBedrock(FakeServer):
         kind = reply.content_type or (
             "application/vnd.amazon.eventstream" if stream else "application/json"
         )
-        framing = (
-            f"Content-Length: {reply.length}" if reply.length is not None
-            else "Transfer-Encoding: chunked"
-        )  # fmt: skip
+        if reply.length is None:
+            framing = "Transfer-Encoding: chunked\r\n"
+        else:
+            framing = f"Content-Length: {reply.length}\r\n" if reply.length >= 0 else ""
         extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items())
         head = (
-            f"HTTP/1.1 {reply.status} Fake\r\nContent-Type: {kind}\r\n{framing}\r\n"
-            f"x-amzn-RequestId: fake-request-1\r\n{extra}\r\n"
+            f"HTTP/1.1 {reply.status} Fake\r\nContent-Type: {kind}\r\n{framing}"
+            f"Connection: close\r\nx-amzn-RequestId: fake-request-1\r\n{extra}\r\n"
         ).encode("latin-1")
         out = handler.wfile
 
