@@ -104,8 +104,8 @@ class Guard:
     fails at once; :meth:`timeout_error` then says what happened.
     """
 
-    __slots__ = ("_lock", "_watchdog", "busy", "connected", "connection", "deadline",
-                 "expired", "model_id", "pending", "received", "sent", "window")  # fmt: skip
+    __slots__ = ("_lock", "_watchdog", "busy", "connected", "connection", "deadline", "expired",
+                 "model_id", "pending", "received", "request_headers", "window")  # fmt: skip
 
     def __init__(self, watchdog: Watchdog, model_id: str) -> None:
         self._watchdog = watchdog
@@ -118,8 +118,8 @@ class Guard:
         self.connection: Any = None
         self.connected = False
         self.received = False
-        #: The secret parts of the signed request (token, signature), to redact from errors.
-        self.sent: list[str] = []
+        #: The signed request's headers: their token and signature are redacted from errors.
+        self.request_headers: Any = None
         #: The async step running in a worker thread, if any.
         self.pending: Future[Any] | None = None
 
@@ -164,6 +164,11 @@ class Guard:
             connection = self.connection
         if connection is not None:
             _shut(connection)
+
+    @property
+    def sent(self) -> list[str]:
+        """The secret parts of the signed request (its token, signature, credential scope)."""
+        return [] if self.request_headers is None else request_secrets(self.request_headers)
 
     def timeout_error(self, what: str) -> ProviderTimeoutError:
         """The timeout this attempt ended with; its code says whether the request went out
@@ -350,10 +355,12 @@ class Sender:
         self._local = local
         self._limits = limits
         self._read_timeout = read_timeout
-        self._lock = threading.Lock()
-        self._classes: dict[type, type] = {}
 
     def install(self, client: Any) -> None:
+        """Hook ``client``: the ``before-send`` handler, and connections that report to the
+        thread's guard (botocore's session internals, best effort: without them each read
+        still waits no longer than the time left, and a reader that keeps receiving still
+        stops at the deadline)."""
         events = client.meta.events
         session = client._endpoint.http_session
         for operation in ("Converse", "ConverseStream"):
@@ -362,6 +369,29 @@ class Sender:
                 lambda request, _s=session, _o=operation, **_: self._send(_s, _o, request),
                 unique_id=f"llamaroute-send-{id(self)}-{operation}",
             )
+        with contextlib.suppress(AttributeError, TypeError):
+            self._guard_pools(session)
+
+    def _guard_pools(self, session: Any) -> None:
+        # The session's pool classes (a dict its pool managers share): pools made from now on
+        # make guarded connections. Pools already made (an injected client) are changed too.
+        classes = session._pool_classes_by_scheme
+        for scheme, pool_class in list(classes.items()):
+            connection = self._guarded(pool_class.ConnectionCls)
+            if connection is not pool_class.ConnectionCls:
+                name = f"Guarded{pool_class.__name__}"
+                classes[scheme] = type(name, (pool_class,), {"ConnectionCls": connection})
+        managers = [session._manager, *session._proxy_managers.values()]
+        for manager in managers:
+            for key in list(manager.pools.keys()):
+                pool = manager.pools.get(key)
+                if pool is not None:
+                    pool.ConnectionCls = self._guarded(pool.ConnectionCls)
+
+    def _guarded(self, base: type) -> type:
+        if getattr(base, "_llamaroute_guarded", None) is self._local:
+            return base
+        return _guarded_connection(base, self._local)
 
     def _send(self, session: Any, operation: str, request: Any) -> Any:
         guard: Guard | None = getattr(self._local, "guard", None)
@@ -369,14 +399,13 @@ class Sender:
             return None
         from botocore.awsrequest import AWSResponse
 
-        guard.sent = request_secrets(request.headers)
+        guard.request_headers = request.headers  # its token and signature, for redaction
         request.stream_output = True  # botocore reads no body: read_body does, capped
         context = getattr(request, "context", None)
         if isinstance(context, dict):
-            # A fallback for a session whose connections could not be marked: each read
+            # A fallback for a session whose connections could not be guarded: each read
             # waits no longer than the time left.
             context["read_timeout"] = max(0.001, min(self._read_timeout, guard.remaining()))
-        self._mark(session, request.url)
         response: AWSResponse = session.send(request)
         guard.connected = True
         if operation == "ConverseStream" and response.status_code < 300:
@@ -387,23 +416,6 @@ class Sender:
             )
         guard.received = True
         return response
-
-    def _mark(self, session: Any, url: str) -> None:
-        """Make the pool's connections report to the thread's guard (best effort: botocore's
-        session internals; without them, the per-read timeouts above still hold)."""
-        try:
-            proxy = session._proxy_config.proxy_url_for(url)
-            pool = session._get_connection_manager(url, proxy).connection_from_url(url)
-        except Exception:  # a botocore without these internals
-            return
-        with self._lock:
-            base = pool.ConnectionCls
-            if getattr(base, "_llamaroute_guarded", None) is self._local:
-                return
-            cls = self._classes.get(base)
-            if cls is None:
-                cls = self._classes[base] = _guarded_connection(base, self._local)
-            pool.ConnectionCls = cls
 
 
 def _guarded_connection(base: type, local: threading.local) -> type:

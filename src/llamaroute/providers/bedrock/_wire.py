@@ -194,6 +194,8 @@ def _malformed(what: str, model_id: str) -> MalformedResponseError:
 
 def _object(value: object, what: str, model_id: str) -> Mapping[str, Any]:
     """``value`` if it is an object; ``{}`` if it is missing; else malformed."""
+    if type(value) is dict:  # what botocore gives, checked first: this runs for every event
+        return value
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -309,7 +311,7 @@ class ConverseStreamState:
         """Take one event; return its new text ("" if none). Raises on exception events and
         on a malformed event (:class:`MalformedResponseError`)."""
         model_id = self.model_id
-        if not isinstance(event, Mapping):
+        if type(event) is not dict and not isinstance(event, Mapping):
             raise _malformed(f"a stream event is {type(event).__name__}, not an object", model_id)
         if "contentBlockDelta" in event:
             block = _object(event["contentBlockDelta"], "contentBlockDelta", model_id)
