@@ -167,16 +167,14 @@ def test_bad_arguments_are_configuration_errors(kwargs: dict[str, object]) -> No
         BedrockProvider(region="us-east-1", **kwargs)  # type: ignore[arg-type]
 
 
-def test_client_settings_retries_off_and_per_call_timeouts() -> None:
+def test_client_settings_retries_off_and_one_client_for_every_timeout() -> None:
     provider = BedrockProvider(region="us-east-1", **KEYS)
-    config = provider._client_for(None).meta.config
+    config = provider.client().meta.config
     assert config.retries == {"total_max_attempts": 1, "mode": "standard"}
     assert (config.connect_timeout, config.read_timeout) == (10.0, 300.0)
     assert config.max_pool_connections == 64
-    budget = provider._client_for(0.25).meta.config
-    # Rounded down to 100 ms: an attempt never runs past its share of the deadline.
-    assert (budget.connect_timeout, budget.read_timeout) == (0.2, 0.2)
-    assert provider._client_for(None) is provider._client_for(None)  # built once
+    # A call's timeout is kept around the reads (its own deadline), not by a client per value.
+    assert provider.client() is provider.client()  # built once
     provider.close()
 
 

@@ -19,7 +19,7 @@ without network or credentials::
 with ``/api/tags`` listing the models it has "pulled".
 """
 
-from ._bedrock import FakeBedrock
+from ._bedrock import FakeBedrock, RawReply
 from ._ollama import FakeOllama
 from ._openrouter import FakeOpenRouter
 from ._script import RecordedRequest, Step, StreamPlan
@@ -31,6 +31,7 @@ __all__ = [
     "FakeOllama",
     "FakeOpenRouter",
     "FakeServer",
+    "RawReply",
     "RecordedRequest",
     "Step",
     "StreamPlan",

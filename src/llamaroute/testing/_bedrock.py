@@ -9,14 +9,40 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from ._eventstream import corrupt, event_frame, exception_frame
+from ._eventstream import corrupt, encode_message, event_frame, exception_frame
 from ._script import Step, StreamPlan
 from ._server import Exchange, FakeServer
 
-__all__ = ["FakeBedrock"]
+__all__ = ["FakeBedrock", "RawReply"]
+
+
+@dataclass(frozen=True)
+class RawReply(Step):
+    """A hostile answer for :class:`FakeBedrock`: bytes exactly as given, at the pace given.
+
+    After ``delay``, the status line (``status``) and headers go out (one byte every
+    ``trickle`` seconds too with ``slow_head``), then ``body`` in one write, then ``drip`` one
+    byte every ``trickle`` seconds, then ``endless`` again and again until the client goes
+    away. The body is chunked unless ``length`` gives a ``Content-Length`` (which may lie;
+    ``-1``: none, the body ends when the connection does).
+    ``body`` is a Converse JSON body or, on ``/converse-stream``, event-stream frames (see
+    :meth:`FakeBedrock.event`).
+    """
+
+    body: bytes = b""
+    drip: bytes = b""
+    trickle: float = 0.05
+    endless: bytes = b""
+    length: int | None = None
+    slow_head: bool = False
+    content_type: str | None = None
+
 
 #: The AWS error code a bare ``Step.error(status)`` answers with.
 _STATUS_CODES = {
@@ -110,6 +136,9 @@ class FakeBedrock(FakeServer):
         step = self.next_step()
         if self.answer(exchange, step, stream=stream):
             return
+        if isinstance(step, RawReply):
+            self._raw(exchange, step, stream=stream)
+            return
         if step.is_error:
             code = step.error_type or _STATUS_CODES.get(step.status, "InternalServerException")
             headers = dict(step.headers)
@@ -128,6 +157,62 @@ class FakeBedrock(FakeServer):
         else:
             exchange.send(200, _dumps(self._converse(step, "".join(chunks), usage)),
                           {"x-amzn-RequestId": "fake-request-1", **step.headers})  # fmt: skip
+
+    @staticmethod
+    def event(event_type: str, payload: Any) -> bytes:
+        """One ConverseStream event frame (``:message-type: event``), for a :class:`RawReply`."""
+        return event_frame(event_type, payload)
+
+    @staticmethod
+    def frame(headers: Mapping[str, str], payload: bytes) -> bytes:
+        """One event-stream frame with these string headers and this raw payload (CRCs right)."""
+        return encode_message(headers, payload)
+
+    @staticmethod
+    def _raw(exchange: Exchange, reply: RawReply, *, stream: bool) -> None:
+        handler = exchange.handler
+        handler.close_connection = True  # whatever was sent, this connection is spent
+        kind = reply.content_type or (
+            "application/vnd.amazon.eventstream" if stream else "application/json"
+        )
+        if reply.length is None:
+            framing = "Transfer-Encoding: chunked\r\n"
+        else:
+            framing = f"Content-Length: {reply.length}\r\n" if reply.length >= 0 else ""
+        extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items())
+        head = (
+            f"HTTP/1.1 {reply.status} Fake\r\nContent-Type: {kind}\r\n{framing}"
+            f"Connection: close\r\nx-amzn-RequestId: fake-request-1\r\n{extra}\r\n"
+        ).encode("latin-1")
+        out = handler.wfile
+
+        def write(data: bytes) -> None:
+            if not data:
+                return
+            out.write(data if reply.length is not None else b"%x\r\n%s\r\n" % (len(data), data))
+            out.flush()
+
+        def drip(data: bytes, chunk: bool) -> None:
+            for index in range(len(data)):
+                if index:
+                    time.sleep(reply.trickle)
+                (write if chunk else out.write)(data[index : index + 1])
+                out.flush()
+
+        if reply.slow_head:
+            drip(head, chunk=False)
+        else:
+            out.write(head)
+            out.flush()
+        write(reply.body)
+        if reply.drip:
+            time.sleep(reply.trickle)
+            drip(reply.drip, chunk=True)
+        while reply.endless:
+            write(reply.endless)
+        if reply.length is None:
+            out.write(b"0\r\n\r\n")
+            out.flush()
 
     @staticmethod
     def _refusal(model_id: str, body: dict[str, Any]) -> str | None:

@@ -2,23 +2,25 @@
 imported on first use).
 
 ``_wire.py`` holds the Converse wire format with no I/O (request building and checks, answer
-and stream-event parsing, error mapping); ``_setup.py`` imports boto3 and finds the region
-without touching AWS; ``_provider.py`` holds :class:`BedrockProvider`, which does the I/O.
+and stream-event parsing) and ``_mapping.py`` the error mapping; ``_setup.py`` imports boto3
+and finds the region without touching AWS; ``_redact.py`` keeps AWS secrets out of errors;
+``_io.py`` keeps deadlines and size caps around botocore's reads; ``_provider.py`` holds
+:class:`BedrockProvider`, which does the I/O.
 """
 
+from ._mapping import map_error, map_exception
 from ._provider import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, BedrockProvider
 from ._provider import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
+from ._provider import DEFAULT_MAX_EVENT_BYTES as DEFAULT_MAX_EVENT_BYTES
+from ._provider import DEFAULT_MAX_RESPONSE_BYTES as DEFAULT_MAX_RESPONSE_BYTES
+from ._provider import DEFAULT_MAX_STREAM_BYTES as DEFAULT_MAX_STREAM_BYTES
+from ._provider import DEFAULT_STREAM_IDLE_TIMEOUT as DEFAULT_STREAM_IDLE_TIMEOUT
 from ._setup import INSTALL_HINT as INSTALL_HINT
 from ._setup import REGION_ENV as REGION_ENV
 from ._setup import configured_region, import_boto3, resolve_region
+from ._wire import MAX_TOKEN_COUNT as MAX_TOKEN_COUNT
 from ._wire import NAME as NAME
-from ._wire import (
-    ConverseStreamState,
-    build_converse_request,
-    map_error,
-    map_exception,
-    parse_converse,
-)
+from ._wire import ConverseStreamState, build_converse_request, parse_converse
 from ._wire import close_stream as close_stream
 from ._wire import iter_events as iter_events
 

@@ -7,39 +7,46 @@ look-up, no network. The boto3 client is built on the first call, once, and boto
 retries are off: llamaroute's loop is the only one.
 
 Building and checking the request, parsing answers and stream events, and mapping errors are
-the plain functions of ``_wire.py``; the sync and async methods differ only in how they wait.
-boto3 is synchronous, so the async methods run each blocking step (the call, then each
-``next()`` on the event stream) in a thread pool owned by the provider, sized so that
-concurrent calls do not queue behind each other.
+plain functions (``_wire.py``, ``_mapping.py``). Deadlines and size caps are kept around
+botocore's reads (``_io.py``): each attempt has a guard that a watchdog thread expires at the
+deadline by shutting the attempt's socket down, so a server that trickles bytes cannot hold a
+call past it, sync or async. boto3 is synchronous, so the async methods run each blocking step
+(the call, then each read of the event stream) in a thread pool owned by the provider, sized
+so that concurrent calls do not queue behind each other; a cancelled step is never closed
+under the thread still running it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
+import concurrent.futures
 import math
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ..._exceptions import AuthenticationError, ConfigurationError, LlamarouteError
+from ..._exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    LlamarouteError,
+    MalformedResponseError,
+    ProviderError,
+)
 from ..._secrets import Secret
 from ..._version import __version__
 from ...catalog import Catalog, Route
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
 from .._http import check_base_url
+from ._io import Guard, Limits, Sender, Watchdog, close_after, close_opened, close_pools
+from ._mapping import NAME, map_exception
+from ._redact import Redactor
 from ._setup import import_boto3, resolve_region
 from ._wire import (
-    NAME,
     ConverseStreamState,
     build_converse_request,
-    close_stream,
     iter_events,
-    map_exception,
+    next_text,
     parse_converse,
 )
 
@@ -50,21 +57,29 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_EVENT_BYTES",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_MAX_STREAM_BYTES",
     "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_STREAM_IDLE_TIMEOUT",
     "BedrockProvider",
 ]
 
 #: Seconds. boto3's defaults are 60 s each; a long Llama generation can take longer to finish
-#: (a read timeout on a Converse call is the whole answer's wait), so reads get more.
+#: (the read timeout bounds the whole answer's wait), so reads get more.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 300.0
+#: Seconds a stream may go without a new chunk once its first chunk has come.
+DEFAULT_STREAM_IDLE_TIMEOUT = 30.0
+#: Bytes: a Converse answer (Llama 3.2 writes at most 8,192 tokens, a few tens of kB), one
+#: event-stream frame (botocore's own limit is 24 MiB), and a whole stream.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+DEFAULT_MAX_STREAM_BYTES = 64 * 1024 * 1024
 #: Connections and worker threads: enough that 50 concurrent async calls run side by side.
 DEFAULT_MAX_CONNECTIONS = 64
 
 _T = TypeVar("_T")
-
-#: Clients kept for per-call timeouts (botocore sets timeouts per client, not per request).
-_MAX_CLIENTS = 8
 
 
 class BedrockProvider(Provider):
@@ -72,9 +87,21 @@ class BedrockProvider(Provider):
 
     Credentials (at most one way): ``aws_access_key_id`` + ``aws_secret_access_key`` (+
     ``aws_session_token``), a named ``profile``, a ready ``session`` (``boto3.Session``), an
-    injected ``client`` (used as it is: its own timeouts, retries and endpoint), or nothing
-    for boto3's default chain (environment, profile, SSO, container or instance role).
-    Nothing is looked up at construction; the client is built on the first call.
+    injected ``client`` (used as it is: its own retries and endpoint), or nothing for boto3's
+    default chain (environment, profile, SSO, container or instance role). Nothing is looked
+    up at construction; the client is built on the first call. Whichever way credentials come,
+    errors never show them: the secret key, the session token and the request's signature are
+    redacted from messages and from the chained botocore exception.
+
+    Time: a call's ``timeout`` (its share of the call's deadline) bounds the whole answer of
+    :meth:`chat`, and the wait for a stream's first chunk, whatever the server sends: a
+    trickle of bytes does not reset it. Without one, ``read_timeout`` does. After a stream's
+    first chunk, each further chunk must come within ``stream_idle_timeout``.
+
+    Size: a Converse answer over ``max_response_bytes``, an event-stream frame over
+    ``max_event_bytes`` or a stream over ``max_stream_bytes`` in all is cut off as it is read
+    (memory stays near the cap) and raises :class:`MalformedResponseError` with code
+    ``"response_too_large"``, which is not retried.
 
     Args:
         region: the AWS region the client runs in (default: see :func:`resolve_region`). It
@@ -82,7 +109,10 @@ class BedrockProvider(Provider):
             ``eu.`` IDs (1B and 3B only) from eu-central-1/eu-west-1/eu-west-3.
         endpoint_url: another endpoint (a VPC endpoint, a test server).
         connect_timeout, read_timeout: seconds (defaults 10 and 300; boto3's are 60 and 60).
-            A call's own ``timeout`` lowers both for that call.
+            ``read_timeout`` bounds a whole answer, not each read.
+        stream_idle_timeout: seconds between two chunks of a stream (default 30).
+        max_response_bytes, max_event_bytes, max_stream_bytes: the size caps (defaults 16 MiB,
+            1 MiB and 64 MiB).
         max_connections: the HTTP pool size, and the worker threads of the async methods.
     """
 
@@ -101,6 +131,10 @@ class BedrockProvider(Provider):
         aws_session_token: str | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        stream_idle_timeout: float = DEFAULT_STREAM_IDLE_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         keys = aws_access_key_id is not None or aws_secret_access_key is not None
@@ -114,9 +148,17 @@ class BedrockProvider(Provider):
             )
         if aws_session_token is not None and not keys:
             raise ConfigurationError("aws_session_token goes with aws_access_key_id/secret")
-        for label, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
-            if not (isinstance(value, int | float) and 0 < value < math.inf):
+        for label, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout),
+                             ("stream_idle_timeout", stream_idle_timeout)):  # fmt: skip
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and 0 < value < math.inf
+            ):
                 raise ConfigurationError(f"{label} must be a finite number of seconds above 0")
+        for label, size in (("max_response_bytes", max_response_bytes),
+                            ("max_event_bytes", max_event_bytes),
+                            ("max_stream_bytes", max_stream_bytes)):  # fmt: skip
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ConfigurationError(f"{label} must be a whole number of bytes above 0")
         if max_connections < 1:
             raise ConfigurationError("max_connections must be at least 1")
         self.region = resolve_region(region, profile=profile, session=session, client=client)
@@ -126,15 +168,22 @@ class BedrockProvider(Provider):
         )
         self.connect_timeout = float(connect_timeout)
         self.read_timeout = float(read_timeout)
+        self.stream_idle_timeout = float(stream_idle_timeout)
+        self.limits = Limits(max_response_bytes, max_event_bytes, max_stream_bytes)
         self.max_connections = max_connections
         self._key_id = Secret(aws_access_key_id) if aws_access_key_id else None
         self._secret = Secret(aws_secret_access_key) if aws_secret_access_key else None
         self._token = Secret(aws_session_token) if aws_session_token else None
         self._session = session
         self._injected = client
-        self._clients: OrderedDict[tuple[float, float], BedrockRuntimeClient] = OrderedDict()
+        self._client: BedrockRuntimeClient | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._watchdog = Watchdog()
+        self._sender = Sender(self._local, self.limits, self.read_timeout)
+        secrets = [s for s in (self._secret, self._token, self._key_id) if s is not None]
+        self._redactor = Redactor(secrets, self._resolved_credentials)
 
     def __repr__(self) -> str:
         if self._key_id is not None:
@@ -162,32 +211,43 @@ class BedrockProvider(Provider):
             return f"region {self.region}; an injected boto3 client"
         try:
             import_boto3()
-            self._client_for(None)
+            self.client()
             assert self._session is not None
             credentials = self._session.get_credentials()
         except Exception as error:  # doctor reports; it never raises
-            return f"region {self.region}; not usable: {self._redact(str(error))}"
+            return f"region {self.region}; not usable: {self._redactor(str(error))}"
         if credentials is None:
             return f"region {self.region}; no AWS credentials found"
         method = getattr(credentials, "method", "found")
         return f"region {self.region}; AWS credentials from {method}"
 
-    def _redact(self, text: str) -> str:
-        for secret in (self._secret, self._token, self._key_id):
-            if secret is not None:
-                text = secret.redact(text)
-        return text
+    def _resolved_credentials(self) -> object | None:
+        client = self._client
+        return None if client is None else client._get_credentials()  # type: ignore[attr-defined]
 
-    # --- boto3 clients, built on first use ---------------------------------------------------
+    # --- the boto3 client, built on first use --------------------------------------------------
 
-    def _build(self, connect: float, read: float) -> BedrockRuntimeClient:
+    def client(self) -> BedrockRuntimeClient:
+        """The boto3 ``bedrock-runtime`` client this provider calls through (built now if it
+        has not been: boto3 is imported and credentials are resolved, with no request)."""
+        client = self._client
+        if client is None:
+            with self._lock:
+                client = self._client
+                if client is None:
+                    client = self._injected or self._build()
+                    self._sender.install(client)
+                    self._client = client
+        return client
+
+    def _build(self) -> BedrockRuntimeClient:
         boto3 = import_boto3()
         import botocore.exceptions
         from botocore.config import Config
 
         config = Config(
-            connect_timeout=connect,
-            read_timeout=read,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
             # One retry layer only: llamaroute's. botocore's default would add up to 4.
             retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=self.max_connections,
@@ -209,58 +269,36 @@ class BedrockProvider(Provider):
                 config=config,
             )
         except botocore.exceptions.BotoCoreError as error:
-            mapped = map_exception(error, model_id="", redact=self._redact)
-            if isinstance(mapped, AuthenticationError):
-                raise mapped from error
-            raise ConfigurationError(
-                f"cannot set up the Bedrock client: {self._redact(str(error))}"
-            ) from error
+            redact = self._redactor.bind()
+            mapped = map_exception(error, model_id="", redact=redact)
+            if not isinstance(mapped, AuthenticationError):
+                mapped = ConfigurationError(  # type: ignore[assignment]
+                    f"cannot set up the Bedrock client: {redact(str(error))}"
+                )
+            clean = Redactor.clean_chain(error, redact)
+            raise mapped from (error if clean else None)  # type: ignore[misc]
         return client
 
-    def _timeouts(self, timeout: float | None) -> tuple[float, float]:
-        connect, read = self.connect_timeout, self.read_timeout
-        if timeout is not None:
-            # Rounded down to 100 ms, so that varying budgets share a few clients and an
-            # attempt never runs past its share of the call's deadline.
-            budget = max(0.1, math.floor(timeout * 10) / 10)
-            connect, read = min(connect, budget), min(read, budget)
-        return connect, read
+    def _client_within(self, guard: Guard) -> BedrockRuntimeClient:
+        """:meth:`client`, within the guard's deadline: the first build (~0.1 s, boto3 loads
+        its service model) runs in the pool, and a deadline that passes meanwhile ends the
+        attempt before anything was sent."""
+        if self._client is not None:
+            return self._client
+        future = self._pool().submit(self.client)
+        try:
+            return future.result(timeout=max(0.0, guard.remaining()))
+        except concurrent.futures.TimeoutError:
+            raise guard.timeout_error("setting up the boto3 client") from None
 
-    def _client_for(self, timeout: float | None) -> BedrockRuntimeClient:
-        if self._injected is not None:
-            return self._injected
-        if timeout is not None and not self._clients:
-            # The first client costs ~0.1 s (boto3 loads the service model); later ones a few
-            # ms. Build it first and charge that time to this attempt's budget.
-            started = time.monotonic()
-            self._client_for(None)
-            timeout -= time.monotonic() - started
-        key = self._timeouts(timeout)
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = self._clients[key] = self._build(*key)
-                if len(self._clients) > _MAX_CLIENTS:
-                    # Not closed: a call may still be using it; its pool closes when collected.
-                    self._clients.popitem(last=False)
-            else:
-                self._clients.move_to_end(key)
-        return client
-
-    async def _aclient_for(self, timeout: float | None) -> BedrockRuntimeClient:
-        """:meth:`_client_for` from async code: building a client can block (boto3 reads its
-        config files), so that goes to a worker thread; a client already built is returned
-        at once, without the round trip through the pool (a third of a call's cost under
-        load)."""
-        if self._injected is not None:
-            return self._injected
-        key = self._timeouts(timeout)
-        with self._lock:
-            client = self._clients.get(key)
-            if client is not None:
-                self._clients.move_to_end(key)
-                return client
-        return await self._run(self._client_for, timeout)
+    async def _aclient_within(self, guard: Guard) -> BedrockRuntimeClient:
+        if self._client is not None:
+            return self._client
+        future = asyncio.wrap_future(self._pool().submit(self.client))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, guard.remaining()))
+        except TimeoutError:
+            raise guard.timeout_error("setting up the boto3 client") from None
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -270,80 +308,176 @@ class BedrockProvider(Provider):
                 )
             return self._executor
 
-    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
-        # A dedicated pool: the loop's default one has min(32, cpus + 4) threads, which would
-        # queue concurrent calls behind each other.
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), functools.partial(function, *args))
+    # --- one attempt: its guard, its steps, its failure --------------------------------------
 
-    @contextlib.contextmanager
-    def _mapped(self, model_id: str) -> Iterator[None]:
+    def _guard(self, call: ProviderCall, model_id: str) -> Guard:
+        budget = self.read_timeout if call.timeout is None else min(call.timeout, self.read_timeout)
+        guard = self._watchdog.guard(model_id)
+        guard.arm(max(budget, 0.0))
+        return guard
+
+    def _send(self, guard: Guard, function: Callable[..., _T], /, **kwargs: Any) -> _T:
+        """``function(**kwargs)`` (a boto3 call) with ``guard`` as this thread's guard, which
+        the before-send hook and the pool's connections report to."""
+        local = self._local
+        local.guard = guard
         try:
-            yield
-        except LlamarouteError:
+            return function(**kwargs)
+        finally:
+            local.guard = None
+
+    async def _step(self, guard: Guard, function: Callable[..., _T], /, *args: Any,
+                    **kwargs: Any) -> _T:  # fmt: skip
+        """One blocking step in the pool. If the waiting task is cancelled (the client's
+        deadline, the caller), the attempt is expired, so the thread's read ends now."""
+        future = guard.pending = self._pool().submit(function, *args, **kwargs)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            guard.expire()
             raise
-        except Exception as error:
-            mapped = map_exception(error, model_id=model_id, redact=self._redact)
+
+    def _failure(self, error: Exception, guard: Guard, what: str) -> LlamarouteError:
+        """The one llamaroute error an attempt ends with, its chain scrubbed of secrets (or
+        dropped when it cannot be)."""
+        if isinstance(error, LlamarouteError) and not isinstance(error, ProviderError):
+            return error  # raised before anything was sent (setup, configuration)
+        redact = self._redactor.bind(guard.sent)
+        mapped: ProviderError | None
+        if guard.expired:
+            mapped = guard.timeout_error(what)
+            cause: BaseException | None = None
+        else:
+            cause = error
+            if isinstance(error, ProviderError):
+                mapped = error
+                cause = error.__cause__
+            else:
+                mapped = map_exception(error, model_id=guard.model_id, redact=redact)
             if mapped is None:
-                raise
-            raise mapped from error
+                name = type(error).__name__
+                if guard.received:  # botocore could not parse what came back
+                    mapped = MalformedResponseError(
+                        f"unreadable Bedrock response ({name}: {redact(str(error))[:200]})",
+                        provider=NAME, model_id=guard.model_id, code=name,
+                    )  # fmt: skip
+                else:
+                    mapped = ProviderError(
+                        f"boto3 failed ({name}: {redact(str(error))[:200]})",
+                        provider=NAME, model_id=guard.model_id, code=name, retryable=False,
+                    )  # fmt: skip
+        if cause is not None and not Redactor.clean_chain(cause, redact):
+            cause = None
+        mapped.__cause__ = cause
+        mapped.__suppress_context__ = True
+        return mapped
 
     # --- calls ----------------------------------------------------------------------------
 
     def chat(self, call: ProviderCall) -> ProviderResult:
         request = build_converse_request(call)
         model_id = request["modelId"]
-        with self._mapped(model_id):
-            response = self._client_for(call.timeout).converse(**request)
-        return parse_converse(response, model_id=model_id)
+        guard = self._guard(call, model_id)
+        failure: LlamarouteError | None = None
+        try:
+            client = self._client_within(guard)
+            response = self._send(guard, client.converse, **request)
+            result = parse_converse(response, model_id=model_id)
+        except Exception as error:
+            failure = self._failure(error, guard, "the answer")
+        finally:
+            guard.finish()
+        if failure is not None:
+            raise failure
+        return result
 
     async def achat(self, call: ProviderCall) -> ProviderResult:
         request = build_converse_request(call)
         model_id = request["modelId"]
-        with self._mapped(model_id):
-            client = await self._aclient_for(call.timeout)
-            response = await self._run(functools.partial(client.converse, **request))
-        return parse_converse(response, model_id=model_id)
+        guard = self._guard(call, model_id)
+        failure: LlamarouteError | None = None
+        try:
+            client = await self._aclient_within(guard)
+            response = await self._step(guard, self._send, guard, client.converse, **request)
+            result = parse_converse(response, model_id=model_id)
+        except Exception as error:
+            failure = self._failure(error, guard, "the answer")
+        finally:
+            guard.finish()
+        if failure is not None:
+            raise failure
+        return result
 
     def stream(self, call: ProviderCall) -> Generator[StreamItem, None, None]:
         request = build_converse_request(call)
         model_id = request["modelId"]
         state = ConverseStreamState(model_id)
-        with self._mapped(model_id):
-            response = self._client_for(call.timeout).converse_stream(**request)
+        guard = self._guard(call, model_id)
+        opened: list[Any] = []
+        failure: LlamarouteError | None = None
+        what = "the stream's first chunk"
+        try:
+            client = self._client_within(guard)
+            response = self._send(guard, client.converse_stream, **request)
+            opened.append(response["stream"])
             events = iter_events(response["stream"])
-            try:
-                for event in events:
-                    if piece := state.feed(event):
-                        yield piece
-            finally:
-                close_stream(events, response["stream"])
+            opened.insert(0, events)
+            while (piece := next_text(events, state)) is not None:
+                guard.rest()
+                yield piece
+                guard.arm(self.stream_idle_timeout)
+                what = "the next chunk (stream_idle_timeout)"
+            if guard.expired:
+                raise _Expired
+        except Exception as error:
+            failure = self._failure(error, guard, what)
+        finally:
+            guard.finish()
+            if opened:
+                close_opened(opened)
+        if failure is not None:
+            raise failure
         yield state.result()
 
     async def astream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
         request = build_converse_request(call)
         model_id = request["modelId"]
         state = ConverseStreamState(model_id)
-        with self._mapped(model_id):
-            client = await self._aclient_for(call.timeout)
-            response = await self._run(functools.partial(client.converse_stream, **request))
+        guard = self._guard(call, model_id)
+        opened: list[Any] = []
+        failure: LlamarouteError | None = None
+        what = "the stream's first chunk"
+        try:
+            client = await self._aclient_within(guard)
+            response = await self._step(guard, self._send, guard, client.converse_stream,
+                                        **request)  # fmt: skip
+            opened.append(response["stream"])
             events = iter_events(response["stream"])
-            try:
-                # One worker-thread step per event: reading the socket never blocks the loop.
-                while (event := await self._run(next, events, None)) is not None:
-                    if piece := state.feed(event):
-                        yield piece
-            finally:
-                await self._run(close_stream, events, response["stream"])
+            opened.insert(0, events)
+            # One worker-thread step per chunk: reading the socket never blocks the loop.
+            while (piece := await self._step(guard, next_text, events, state)) is not None:
+                guard.rest()
+                yield piece
+                guard.arm(self.stream_idle_timeout)
+                what = "the next chunk (stream_idle_timeout)"
+            if guard.expired:
+                raise _Expired
+        except Exception as error:
+            failure = self._failure(error, guard, what)
+        finally:
+            guard.finish()
+            close_after(guard.pending, opened)
+        if failure is not None:
+            raise failure
         yield state.result()
 
     def close(self) -> None:
         with self._lock:
-            clients = list(self._clients.values())
-            self._clients.clear()
+            client, self._client = self._client, None
             executor, self._executor = self._executor, None
-        for client in clients:
-            _close_pools(client)
+        self._watchdog.close()
+        if client is not None and client is not self._injected:
+            close_pools(client)
             client.close()
         if executor is not None:
             # Threads still inside a boto3 call finish it on their own; nothing waits here.
@@ -353,22 +487,5 @@ class BedrockProvider(Provider):
         self.close()
 
 
-def _close_pools(client: BedrockRuntimeClient) -> None:
-    """Close the client's urllib3 connection pools, idle connections included.
-
-    botocore's ``close()`` only makes its pool manager forget the pools: with urllib3 2, a pool
-    closes its connections when it is garbage collected. After an error or an incomplete
-    stream, the pool is still referenced (by the response, through the error's traceback), so
-    its idle connections would stay open after ``close()`` until the cyclic collector runs.
-    """
-    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
-    managers = [getattr(session, "_manager", None)]
-    managers += list(getattr(session, "_proxy_managers", {}).values())
-    for manager in managers:
-        pools = getattr(manager, "pools", None)
-        if pools is None:
-            continue
-        for key in pools.keys():  # noqa: SIM118 (urllib3 refuses to iterate its container)
-            pool = pools.get(key)
-            if pool is not None:
-                pool.close()
+class _Expired(Exception):
+    """The guard expired and the read ended quietly (a clean end of the body)."""

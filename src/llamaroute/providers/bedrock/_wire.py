@@ -1,8 +1,10 @@
 """The Converse wire format for the Bedrock provider, with no I/O and no boto3 import at load.
 
-Request building and validation (what botocore does not check), response and stream-event
-parsing, and the one place where boto3, botocore and urllib3 exceptions become llamaroute
-errors (AWS error codes through the shared rule of ``providers/_errors.py``).
+Request building and validation (what botocore does not check), and response and
+stream-event parsing, strict about everything an answer is made of: a wrong type, a negative,
+non-integral or absurd token count, text that is not valid Unicode, a non-object where an
+object belongs, each is a :class:`MalformedResponseError` (code ``malformed_answer``). Error
+mapping is in ``_mapping.py``.
 
 Facts relied on (the Converse API reference,
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html, and
@@ -15,21 +17,16 @@ the bytes; usage arrives in the final ``metadata`` event; exceptions inside a st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import math
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..._exceptions import (
-    AuthenticationError,
-    BadRequestError,
     ConfigurationError,
     InvalidImageError,
     InvalidRequestError,
     MalformedResponseError,
-    ModelNotAvailableError,
-    ProviderConnectionError,
-    ProviderError,
-    ProviderTimeoutError,
-    RateLimitError,
     UnsupportedFeatureError,
 )
 from ..._records import FinishReason, Usage
@@ -37,20 +34,22 @@ from ..._request import ImagePart
 from ...catalog import Route
 from ...images import PreparedImage
 from .._base import ProviderCall, ProviderResult
-from .._errors import aws_rule, connection_refused, parse_retry_after
+from ._mapping import NAME, map_error
 
 __all__ = [
+    "MAX_TOKEN_COUNT",
     "NAME",
     "ConverseStreamState",
     "build_converse_request",
     "close_stream",
     "iter_events",
-    "map_error",
-    "map_exception",
+    "next_text",
     "parse_converse",
 ]
 
-NAME = "bedrock"
+#: The largest token count an answer may report: far above any Llama 3.2 call (128K context),
+#: far below what would make a cost absurd. A larger count is a malformed answer.
+MAX_TOKEN_COUNT = 10_000_000
 
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -61,13 +60,6 @@ _STOP_REASONS: dict[str, FinishReason] = {
     "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter",
 }
-
-_ACCESS_HINT = (
-    "check the AWS credentials, the IAM permissions (bedrock:InvokeModel and "
-    "bedrock:InvokeModelWithResponseStream on the inference profile and on its foundation "
-    "models in every destination region), and that model access to Meta Llama 3.2 has been "
-    "granted in the Bedrock console for this account"
-)
 
 
 # --- pure functions: request --------------------------------------------------------------
@@ -184,159 +176,122 @@ def build_converse_request(call: ProviderCall) -> dict[str, Any]:
     return kwargs
 
 
-# --- pure functions: responses and errors -----------------------------------------------
+# --- pure functions: responses ----------------------------------------------------------
+
+#: What an AWS request ID (a UUID) and a stop reason look like; anything else is left out of
+#: ``details``, where an upstream's echo of a secret would be shown to the caller (AWS keys
+#: and tokens are base64, which has no dashes).
+_REQUEST_ID = re.compile(r"(?=.{8,64}$)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+")
+_STOP_WORD = re.compile(r"[a-z_]{1,64}")
 
 
-def _dict_or_empty(value: object) -> dict[str, Any]:
-    # Lenient with what providers send: a missing or mistyped object reads as empty.
-    return value if isinstance(value, dict) else {}
+def _malformed(what: str, model_id: str) -> MalformedResponseError:
+    return MalformedResponseError(
+        f"malformed Bedrock answer: {what}",
+        provider=NAME, model_id=model_id, code="malformed_answer",
+    )  # fmt: skip
 
 
-def _finish_reason(value: object) -> FinishReason | None:
-    return None if value is None else _STOP_REASONS.get(str(value), "other")
+def _object(value: object, what: str, model_id: str) -> Mapping[str, Any]:
+    """``value`` if it is an object; ``{}`` if it is missing; else malformed."""
+    if type(value) is dict:  # what botocore gives, checked first: this runs for every event
+        return value
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _malformed(f"{what} is {type(value).__name__}, not an object", model_id)
+    return value
 
 
-def _usage(value: object) -> Usage:
-    data = _dict_or_empty(value)
-    return Usage(input_tokens=data.get("inputTokens"), output_tokens=data.get("outputTokens"))
+def _text(value: object, what: str, model_id: str) -> str:
+    if not isinstance(value, str):
+        raise _malformed(f"{what} is {type(value).__name__}, not a string", model_id)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, sent as a JSON \ud800 escape
+            raise _malformed(f"{what} is not valid Unicode", model_id) from None
+    return value
+
+
+def _count(value: object, what: str, model_id: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _malformed(f"{what} is {value!r:.40}, not a whole number", model_id)
+    if not 0 <= value <= MAX_TOKEN_COUNT:
+        raise _malformed(f"{what} is {value:.3g}, outside 0..{MAX_TOKEN_COUNT:,}", model_id)
+    return value
+
+
+def _usage(value: object, model_id: str) -> Usage:
+    data = _object(value, "usage", model_id)
+    return Usage(
+        input_tokens=_count(data.get("inputTokens"), "usage.inputTokens", model_id),
+        output_tokens=_count(data.get("outputTokens"), "usage.outputTokens", model_id),
+    )
+
+
+def _stop_reason(value: object, model_id: str) -> str | None:
+    return None if value is None else _text(value, "stopReason", model_id)
+
+
+def _finish_reason(value: str | None) -> FinishReason | None:
+    return None if value is None else _STOP_REASONS.get(value, "other")
+
+
+def _latency(metrics: object) -> float | None:
+    # Diagnostic only: a latency that is not a finite, non-negative number is left out.
+    value = metrics.get("latencyMs") if isinstance(metrics, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _details(stop_reason: str | None, latency: float | None) -> dict[str, Any]:
+    shown = stop_reason if stop_reason is None or _STOP_WORD.fullmatch(stop_reason) else "other"
+    details: dict[str, Any] = {"stop_reason": shown}
+    if latency is not None:
+        details["latency_ms"] = latency
+    return details
 
 
 def parse_converse(response: Mapping[str, Any], *, model_id: str) -> ProviderResult:
     """A Converse response (as boto3 returns it) as a :class:`ProviderResult`.
 
     ``details`` carries ``latency_ms`` (``metrics.latencyMs``), the raw ``stop_reason`` and
-    AWS's ``request_id``. Raises :class:`MalformedResponseError` when there is no message.
+    AWS's ``request_id``. Raises :class:`MalformedResponseError` when there is no message, or
+    when any part of the answer has the wrong type or an impossible value.
     """
-    message = _dict_or_empty(_dict_or_empty(response.get("output")).get("message"))
+    response = _object(response, "the answer", model_id)
+    message = _object(_object(response.get("output"), "output", model_id).get("message"),
+                      "output.message", model_id)  # fmt: skip
     content = message.get("content")
     if not isinstance(content, list):
         raise MalformedResponseError(
             "the Converse response has no output message", provider=NAME, model_id=model_id
         )
-    text = "".join(
-        block["text"]
-        for block in content
-        if isinstance(block, dict) and isinstance(block.get("text"), str)
-    )
-    details: dict[str, Any] = {"stop_reason": response.get("stopReason")}
-    latency = _dict_or_empty(response.get("metrics")).get("latencyMs")
-    if latency is not None:
-        details["latency_ms"] = latency
-    request_id = _dict_or_empty(response.get("ResponseMetadata")).get("RequestId")
-    if request_id:
+    parts = []
+    for block in content:
+        block = _object(block, "a content block", model_id)
+        if "text" in block:
+            parts.append(_text(block["text"], "a content block's text", model_id))
+    stop_reason = _stop_reason(response.get("stopReason"), model_id)
+    details = _details(stop_reason, _latency(response.get("metrics")))
+    metadata = response.get("ResponseMetadata")
+    request_id = metadata.get("RequestId") if isinstance(metadata, Mapping) else None
+    if isinstance(request_id, str) and _REQUEST_ID.fullmatch(request_id):
         details["request_id"] = request_id
     if "usage" not in response:
         details["usage_missing"] = True
     return ProviderResult(
-        text=text,
-        finish_reason=_finish_reason(response.get("stopReason")),
-        usage=_usage(response.get("usage")),
+        text="".join(parts),
+        finish_reason=_finish_reason(stop_reason),
+        usage=_usage(response.get("usage"), model_id),
         details=details,
     )
-
-
-def map_error(
-    code: str,
-    status: int | None,
-    message: str,
-    *,
-    model_id: str,
-    headers: Mapping[str, str] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> ProviderError:
-    """The llamaroute error for an AWS error code (either case of its first letter) and HTTP
-    status: the code decides, the shared status table for codes AWS names nowhere. One message
-    is read, the on-demand ``ValidationException``, because AWS gives it no code of its own."""
-    code = code[:1].upper() + code[1:]
-    rule = aws_rule(code, status)
-    cls, retry_after = rule.error, None
-    if cls is RateLimitError:
-        retry_after = parse_retry_after(headers or {})
-    elif cls is AuthenticationError:
-        message = f"AWS refused the call ({message}): {_ACCESS_HINT}"
-    elif cls is BadRequestError and "on-demand throughput" in message:
-        message = (
-            f"Bedrock refused {model_id} on demand: it needs an inference profile ID. "
-            f"llamaroute's catalog sent the wrong ID for this region; that is a catalog bug "
-            f"(please report it): {message}"
-        )
-    elif cls is ModelNotAvailableError:
-        message = f"Bedrock does not serve {model_id} to this account and region: {message}"
-    elif extra and extra.get("originalStatusCode") is not None:
-        # ModelError/ModelStreamError carry the model's own status (botocore keeps it for
-        # HTTP errors; it drops it from exception events).
-        message = f"{message} (model status {extra['originalStatusCode']})"
-    return rule.build(
-        message,
-        provider=NAME,
-        model_id=model_id,
-        status_code=status,
-        code=code or None,
-        retry_after=retry_after,
-    )
-
-
-def _from_client_error(error: Any, model_id: str, redact: Callable[[str], str]) -> ProviderError:
-    response = _dict_or_empty(getattr(error, "response", None))
-    detail, metadata = (
-        _dict_or_empty(response.get("Error")),
-        _dict_or_empty(response.get("ResponseMetadata")),
-    )
-    status = metadata.get("HTTPStatusCode")
-    return map_error(
-        str(detail.get("Code") or ""),
-        status if isinstance(status, int) else None,
-        redact(str(detail.get("Message") or "request failed")),
-        model_id=model_id,
-        headers=_dict_or_empty(metadata.get("HTTPHeaders")),
-        extra=response,
-    )
-
-
-def map_exception(
-    error: BaseException, *, model_id: str, redact: Callable[[str], str] = str
-) -> ProviderError | None:
-    """The llamaroute error for an exception boto3, botocore or urllib3 raised (``None`` for
-    any other exception). Service errors go through :func:`map_error`; transport errors
-    become connection or timeout errors (a refused connection is not retryable: nothing is
-    listening); corrupt frames and unparseable responses become
-    :class:`MalformedResponseError`; missing credentials become a non-retryable
-    :class:`AuthenticationError`, so that a router can fall back to another provider."""
-    import botocore.exceptions as bx
-    import urllib3.exceptions as ux
-    from botocore.eventstream import ParserError as FrameError
-    from botocore.parsers import ResponseParserError
-
-    kwargs: dict[str, Any] = {"provider": NAME, "model_id": model_id}
-    name = type(error).__name__
-    text = redact(str(error) or name)
-    if isinstance(error, bx.ClientError):  # EventStreamError included
-        return _from_client_error(error, model_id, redact)
-    if isinstance(error, bx.ReadTimeoutError | bx.ConnectTimeoutError | ux.TimeoutError):
-        return ProviderTimeoutError(f"timed out ({name})", code=name, **kwargs)
-    if isinstance(error, FrameError | ResponseParserError):
-        return MalformedResponseError(f"unreadable Bedrock response: {text}", code=name, **kwargs)
-    missing = (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError,
-               bx.NoAuthTokenError, bx.TokenRetrievalError)  # fmt: skip
-    if isinstance(error, missing):
-        return AuthenticationError(
-            f"no usable AWS credentials ({text}): pass aws_access_key_id/aws_secret_access_key, "
-            "profile= or session=, or configure the default AWS credential chain",
-            code=name, retryable=False, **kwargs,
-        )  # fmt: skip
-    if isinstance(error, bx.ParamValidationError):
-        return BadRequestError(f"boto3 refused the request: {text}", code=name, **kwargs)
-    if isinstance(error, bx.HTTPClientError | bx.ConnectionError | ux.HTTPError | OSError):
-        refused = connection_refused(error)
-        return ProviderConnectionError(
-            f"connection failed: {text}",
-            code="connection_refused" if refused else name,
-            retryable=not refused,
-            **kwargs,
-        )
-    if isinstance(error, bx.BotoCoreError):
-        return ProviderError(f"boto3 failed: {text}", code=name, **kwargs)
-    return None
 
 
 class ConverseStreamState:
@@ -350,31 +305,38 @@ class ConverseStreamState:
         self.stopped = False
         self.stop_reason: str | None = None
         self.usage: Usage | None = None
-        self.latency_ms: Any = None
+        self.latency_ms: float | None = None
 
     def feed(self, event: Mapping[str, Any]) -> str:
-        """Take one event; return its new text ("" if none). Raises on exception events."""
+        """Take one event; return its new text ("" if none). Raises on exception events and
+        on a malformed event (:class:`MalformedResponseError`)."""
+        model_id = self.model_id
+        if type(event) is not dict and not isinstance(event, Mapping):
+            raise _malformed(f"a stream event is {type(event).__name__}, not an object", model_id)
         if "contentBlockDelta" in event:
-            piece = _dict_or_empty(_dict_or_empty(event["contentBlockDelta"]).get("delta")).get(
-                "text"
-            )
-            if isinstance(piece, str) and piece:
+            block = _object(event["contentBlockDelta"], "contentBlockDelta", model_id)
+            piece = _object(block.get("delta"), "contentBlockDelta.delta", model_id).get("text")
+            if piece is None:  # a delta of another kind (tool use, reasoning)
+                return ""
+            piece = _text(piece, "a delta's text", model_id)
+            if piece:
                 self.text.append(piece)
-                return piece
-            return ""
+            return piece
         if "messageStop" in event:
+            stop = _object(event["messageStop"], "messageStop", model_id)
+            self.stop_reason = _stop_reason(stop.get("stopReason"), model_id)
             self.stopped = True
-            self.stop_reason = _dict_or_empty(event["messageStop"]).get("stopReason")
         elif "metadata" in event:
-            metadata = _dict_or_empty(event["metadata"])
-            self.usage = _usage(metadata.get("usage"))
-            self.latency_ms = _dict_or_empty(metadata.get("metrics")).get("latencyMs")
+            metadata = _object(event["metadata"], "metadata", model_id)
+            self.usage = _usage(metadata.get("usage"), model_id)
+            self.latency_ms = _latency(metadata.get("metrics"))
         else:
             # boto3 raises exception events itself; this covers an iterator that does not.
             for key, value in event.items():
-                if key.endswith("Exception"):
-                    message = str(_dict_or_empty(value).get("message") or key)
-                    raise map_error(key, None, message, model_id=self.model_id, extra=value)
+                if isinstance(key, str) and key.endswith("Exception"):
+                    body = value if isinstance(value, Mapping) else {}
+                    message = str(body.get("message") or key)
+                    raise map_error(key, None, message, model_id=model_id, extra=body)
         return ""
 
     def result(self) -> ProviderResult:
@@ -386,9 +348,7 @@ class ConverseStreamState:
                 model_id=self.model_id,
                 code="incomplete_stream",
             )
-        details: dict[str, Any] = {"stop_reason": self.stop_reason}
-        if self.latency_ms is not None:
-            details["latency_ms"] = self.latency_ms
+        details = _details(self.stop_reason, self.latency_ms)
         if self.usage is None:
             details["usage_missing"] = True
         return ProviderResult(
@@ -425,6 +385,14 @@ def iter_events(stream: Any) -> Iterator[dict[str, Any]]:
         parsed = parse(message)
         if parsed:
             yield parsed
+
+
+def next_text(events: Iterator[Mapping[str, Any]], state: ConverseStreamState) -> str | None:
+    """Read events until one brings text (returned) or the stream ends (``None``)."""
+    for event in events:
+        if piece := state.feed(event):
+            return piece
+    return None
 
 
 def close_stream(events: Iterator[Any], stream: Any) -> None:
