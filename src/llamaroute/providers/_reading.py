@@ -233,7 +233,7 @@ def too_large(provider: str, model_id: str, what: str, limit: int) -> MalformedR
 
 # Decoded output is produced in pieces of at most this size, so that a compressed chunk that
 # inflates a thousandfold never exists whole in memory.
-_PIECE = 256 * 1024
+_PIECE = 64 * 1024
 
 
 class BodyReader:

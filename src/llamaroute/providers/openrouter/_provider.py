@@ -256,8 +256,20 @@ class OpenRouterProvider(Provider):
     ) -> ProviderResult:
         if response.status_code >= 300:
             raise self._error(response, body, model_id)
-        parsed = load_json(body, provider=NAME, model_id=model_id, what="response body")
-        del body
+        # Decoded, then the bytes freed before parsing: a body near the cap is held twice at
+        # most, never three times (bytes, text, parsed).
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = None
+        if isinstance(body, bytearray):
+            body.clear()
+        if text is None:
+            raise MalformedResponseError(
+                "the response body is not UTF-8 text", provider=NAME, model_id=model_id
+            )
+        parsed = load_json(text, provider=NAME, model_id=model_id, what="response body")
+        del text
         result = parse_response(parsed, model_id=model_id, redact=self._key.redact)
         if "generation_id" not in result.details:  # (the body's id usually says it)
             generation = response.headers.get("x-generation-id")
