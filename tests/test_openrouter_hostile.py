@@ -131,6 +131,18 @@ async def test_after_the_first_text_the_idle_timeout_ends_a_stream(
     assert 0.6 <= elapsed < 0.6 + 0.2 + SLACK  # the first word comes within ~0.1 s
 
 
+async def test_after_the_first_text_a_slow_stream_may_outlast_the_timeout(mode: str) -> None:
+    # The call's timeout bounds the wait for the first text, not the answer: a stream whose
+    # words come 0.6 s apart outlasts a 0.4 s timeout, and is whole.
+    with FakeOpenRouter(Step.reply("one two three", chunk_delay=0.6)) as fake:
+        provider = OpenRouterProvider(api_key=CANARY_KEY, base_url=fake.base_url)
+        items = await provider_stream(provider, mode, call(timeout=0.4))
+        provider.close()
+        await provider.aclose()
+    assert items[:-1] == ["one", " two", " three"]
+    assert items[-1].finish_reason == "stop"
+
+
 def test_headers_sent_one_byte_at_a_time_end_at_the_deadline() -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"x" * 200
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
@@ -25,10 +25,13 @@ from typing import Any
 import httpcore
 import httpx
 
-from .._exceptions import MalformedResponseError, ProviderTimeoutError
+from .._exceptions import MalformedResponseError, ProviderError, ProviderTimeoutError
+from ._http import transport_failure
 
 __all__ = [
     "BodyReader",
+    "StreamClock",
+    "deadline_after",
     "deadline_error",
     "deadline_scope",
     "enforce_deadlines",
@@ -209,6 +212,54 @@ class deadline_scope:
         traceback: TracebackType | None,
     ) -> None:
         _DEADLINE.reset(self._token)
+
+
+def deadline_after(timeout: float | None, start: float | None = None) -> float | None:
+    """The deadline ``timeout`` seconds after ``start`` (default: now), or ``None``."""
+    if timeout is None:
+        return None
+    return (time.monotonic() if start is None else start) + timeout
+
+
+class StreamClock:
+    """When a stream must have sent something by: the attempt's deadline (``timeout``) until
+    its first text, and ``idle`` seconds without new text all along (either may be ``None``).
+
+    :attr:`deadline` is the current one, for :class:`deadline_scope`; :attr:`code` says which
+    it is (``deadline`` or ``stream_idle``).
+    """
+
+    __slots__ = ("code", "deadline", "idle", "provider")
+
+    def __init__(self, provider: str, timeout: float | None, idle: float | None) -> None:
+        start = time.monotonic()
+        self.provider, self.idle = provider, idle
+        first = deadline_after(timeout, start)
+        idle_at = deadline_after(idle, start)
+        self.deadline: float | None
+        if first is not None and (idle_at is None or first <= idle_at):
+            self.deadline, self.code = first, "deadline"
+        else:
+            self.deadline, self.code = idle_at, "stream_idle"
+
+    def text_arrived(self) -> None:
+        """New text came: from now on only the idle timeout applies."""
+        self.deadline, self.code = deadline_after(self.idle), "stream_idle"
+
+    def check(self, model_id: str) -> None:
+        """Raise the timeout if the current deadline has passed."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise deadline_error(self.provider, model_id, self.code)
+
+    def failure(
+        self, error: httpx.HTTPError, model_id: str, redact: Callable[[str], str]
+    ) -> ProviderError:
+        """The llamaroute error for an httpx failure during the stream (see
+        :func:`~._http.transport_failure`), named for the deadline that ran out, if one did."""
+        failure = transport_failure(error, self.provider, model_id, redact, self.deadline)
+        if failure.code == "deadline" and self.code != "deadline":
+            return deadline_error(self.provider, model_id, self.code)
+        return failure
 
 
 def deadline_error(provider: str, model_id: str, code: str = "deadline") -> ProviderTimeoutError:

@@ -12,15 +12,11 @@ otherwise hold the caller, and its memory, for as long as it likes.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import threading
 import time
-import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,7 +26,16 @@ from ..._secrets import Secret
 from ..._version import __version__
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
 from .._http import DEFAULT_TIMEOUT, attempt_timeout, check_base_url, load_json, transport_failure
-from .._reading import BodyReader, deadline_error, deadline_scope, enforce_deadlines, too_large
+from .._pools import AsyncPools
+from .._reading import (
+    BodyReader,
+    StreamClock,
+    deadline_after,
+    deadline_error,
+    deadline_scope,
+    enforce_deadlines,
+    too_large,
+)
 from .._sse import SSEDecoder, SSEEvent, SSEOverflow
 from ._wire import NAME, StreamParser, build_payload, map_error, parse_response
 
@@ -43,18 +48,6 @@ BASE_URL_ENV = "OPENROUTER_BASE_URL"
 _MIB = 1024 * 1024
 #: An error answer is read only this far: its first lines say what went wrong.
 _ERROR_BODY_BYTES = 64 * 1024
-
-
-@dataclass(slots=True)
-class _LoopPool:
-    """The async pool of one event loop, and the async generator that closes it when the loop
-    shuts down (``asyncio.run`` closes every live async generator before closing the loop)."""
-
-    loop: weakref.ref[asyncio.AbstractEventLoop]
-    client: httpx.AsyncClient
-    guard: AsyncGenerator[None, None] | None = None
-    abandoned: bool = False
-    key: int = field(default=0)
 
 
 class OpenRouterProvider(Provider):
@@ -146,7 +139,11 @@ class OpenRouterProvider(Provider):
         self._client = http_client
         self._injected_async = async_http_client
         self._owns_client = http_client is None
-        self._pools: dict[int, _LoopPool] = {}  # our async pools, one per event loop
+        # Whether our own pools obey the deadline in every network operation (they do unless
+        # httpx's internals change): then httpx's per-operation timeouts need not be cut to
+        # the attempt's time, which would also cut a stream's waits after its first text.
+        self._precise = True
+        self._async_pools = AsyncPools(self._build_async)  # ours: one per event loop
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -162,81 +159,53 @@ class OpenRouterProvider(Provider):
                     client = httpx.Client(
                         timeout=self.timeout, follow_redirects=False, headers=self._headers
                     )
-                    enforce_deadlines(client)
+                    self._precise &= enforce_deadlines(client)
                     self._client = client
         return self._client
 
     async def _async(self) -> httpx.AsyncClient:
-        """The async pool for the running event loop. An httpx pool belongs to the loop it
-        was used on: a client reused across two ``asyncio.run()`` calls gets a new pool in the
-        second, and each loop's pool is closed as that loop shuts down."""
+        """The injected async client, or the running event loop's own pool (see
+        ``_pools.py``: one AsyncClient may serve several ``asyncio.run()`` calls)."""
         if self._injected_async is not None:
             return self._injected_async
-        loop = asyncio.get_running_loop()
-        pool = self._pools.get(id(loop))
-        if pool is not None and pool.loop() is loop:
-            return pool.client
-        self._abandon_dead_pools()
+        return await self._async_pools.get()
+
+    def _build_async(self) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
             timeout=self.timeout, follow_redirects=False, headers=self._headers
         )
-        enforce_deadlines(client)
-        pool = _LoopPool(weakref.ref(loop), client, key=id(loop))
-        with self._lock:
-            self._pools[id(loop)] = pool
-        pool.guard = self._close_at_shutdown(pool)
-        await pool.guard.asend(None)  # registered with the loop: closed by its shutdown
+        self._precise &= enforce_deadlines(client)
         return client
 
     @property
     def _async_client(self) -> httpx.AsyncClient | None:
         """The async client of the running event loop (the injected one, if any), for
         inspection; ``None`` outside a loop or before the loop's first call."""
-        if self._injected_async is not None:
-            return self._injected_async
-        try:
-            pool = self._pools.get(id(asyncio.get_running_loop()))
-        except RuntimeError:
-            return None
-        return None if pool is None else pool.client
-
-    async def _close_at_shutdown(self, pool: _LoopPool) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            with self._lock:
-                if self._pools.get(pool.key) is pool:
-                    del self._pools[pool.key]
-            if not pool.abandoned:
-                await pool.client.aclose()
-
-    def _abandon_dead_pools(self) -> None:
-        """Forget the pools of loops that closed without shutting down their async generators
-        (a loop closed by hand): their sockets belong to the dead loop, which must not be
-        touched, so they are left to the garbage collector."""
-        with self._lock:
-            dead = [pool for pool in self._pools.values() if _closed(pool.loop())]
-            for pool in dead:
-                del self._pools[pool.key]
-        for pool in dead:
-            pool.abandoned = True
-            if pool.guard is not None:
-                # Finishes at once, with no loop: an abandoned pool awaits nothing.
-                with contextlib.suppress(StopIteration):
-                    pool.guard.aclose().send(None)
+        return self._injected_async or self._async_pools.current()
 
     def _request(self, client: httpx.Client | httpx.AsyncClient, call: ProviderCall,
-                 *, stream: bool) -> httpx.Request:  # fmt: skip
+                 *, stream: bool, owned: bool) -> httpx.Request:  # fmt: skip
         """One request: an injected client gets the headers with it; our pools carry them."""
-        owned = client is not self._injected_async and (
-            self._owns_client or client is not self._client
-        )
         return client.build_request(
             "POST",
             self._url,
             json=build_payload(call, stream=stream),
             headers=None if owned else self._headers,
-            timeout=attempt_timeout(call.timeout, self.timeout),
+            timeout=self._timeout(call.timeout, owned),
+        )
+
+    def _timeout(self, seconds: float | None, owned: bool) -> httpx.Timeout:
+        """httpx's per-operation timeouts for one attempt of ``seconds``. Our own pools obey
+        the deadline below httpx, except in the wait for a free connection; an injected
+        client gets every part capped at the attempt's time."""
+        if not (owned and self._precise) or seconds is None:
+            return attempt_timeout(seconds, self.timeout)
+        pool = self.timeout.pool
+        return httpx.Timeout(
+            connect=self.timeout.connect,
+            read=self.timeout.read,
+            write=self.timeout.write,
+            pool=seconds if pool is None else min(pool, seconds),
         )
 
     def _error(
@@ -290,12 +259,14 @@ class OpenRouterProvider(Provider):
 
     def chat(self, call: ProviderCall) -> ProviderResult:
         model_id = call.route.model_id
-        deadline = _deadline(call.timeout)
+        deadline = deadline_after(call.timeout)
         client = self._sync()
         failure: ProviderError | None = None
         try:
             with deadline_scope(deadline):
-                response = client.send(self._request(client, call, stream=False), stream=True)
+                response = client.send(
+                    self._request(client, call, stream=False, owned=self._owns_client), stream=True
+                )
             try:
                 body = self._read(response, response.iter_raw(), model_id, deadline)
             finally:
@@ -308,12 +279,13 @@ class OpenRouterProvider(Provider):
 
     async def achat(self, call: ProviderCall) -> ProviderResult:
         model_id = call.route.model_id
-        deadline = _deadline(call.timeout)
+        deadline = deadline_after(call.timeout)
         client = await self._async()
         failure: ProviderError | None = None
         try:
             with deadline_scope(deadline):
-                request = self._request(client, call, stream=False)
+                owned = self._injected_async is None
+                request = self._request(client, call, stream=False, owned=owned)
                 response = await client.send(request, stream=True)
             try:
                 body = await self._aread(response, response.aiter_raw(), model_id, deadline)
@@ -369,7 +341,7 @@ class OpenRouterProvider(Provider):
 
     def stream(self, call: ProviderCall) -> Generator[StreamItem, None, None]:
         model_id = call.route.model_id
-        clock = _StreamClock(call.timeout, self.stream_idle_timeout)
+        clock = StreamClock(NAME, call.timeout, self.stream_idle_timeout)
         client = self._sync()
         parser = StreamParser(model_id, self._key.redact)
         failure: ProviderError | None = None
@@ -377,7 +349,9 @@ class OpenRouterProvider(Provider):
         chunks: Iterator[bytes] | None = None
         try:
             with deadline_scope(clock.deadline):
-                response = client.send(self._request(client, call, stream=True), stream=True)
+                response = client.send(
+                    self._request(client, call, stream=True, owned=self._owns_client), stream=True
+                )
             chunks = response.iter_raw()
             if response.status_code >= 300:
                 raise self._error(response, self._read(response, chunks, model_id,
@@ -404,14 +378,15 @@ class OpenRouterProvider(Provider):
 
     async def astream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
         model_id = call.route.model_id
-        clock = _StreamClock(call.timeout, self.stream_idle_timeout)
+        clock = StreamClock(NAME, call.timeout, self.stream_idle_timeout)
         client = await self._async()
         parser = StreamParser(model_id, self._key.redact)
         failure: ProviderError | None = None
         response: httpx.Response | None = None
         try:
             with deadline_scope(clock.deadline):
-                request = self._request(client, call, stream=True)
+                owned = self._injected_async is None
+                request = self._request(client, call, stream=True, owned=owned)
                 response = await client.send(request, stream=True)
             chunks = response.aiter_raw()
             if response.status_code >= 300:
@@ -482,50 +457,8 @@ class OpenRouterProvider(Provider):
         """Close the sync pool and the running loop's async pool (pools of other loops close
         as their loops shut down)."""
         self.close()
-        if self._injected_async is not None:
-            return  # injected: the caller's to close
-        pool = self._pools.get(id(asyncio.get_running_loop()))
-        if pool is not None and pool.guard is not None:
-            await pool.guard.aclose()
-        self._abandon_dead_pools()
-
-
-class _StreamClock:
-    """When a stream must have sent something by: the attempt's deadline until the first text,
-    and the idle timeout (no new text for that long) all along."""
-
-    __slots__ = ("code", "deadline", "first", "idle")
-
-    def __init__(self, timeout: float | None, idle: float | None) -> None:
-        start = time.monotonic()
-        self.idle = idle
-        self.first = _deadline(timeout, start)
-        idle_at = None if idle is None else start + idle
-        if self.first is not None and (idle_at is None or self.first <= idle_at):
-            self.deadline: float | None = self.first
-            self.code = "deadline"
-        else:
-            self.deadline, self.code = idle_at, "stream_idle"
-
-    def text_arrived(self) -> None:
-        self.deadline = None if self.idle is None else time.monotonic() + self.idle
-        self.code = "stream_idle"
-
-    def check(self, model_id: str) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise deadline_error(NAME, model_id, self.code)
-
-    def failure(self, error: httpx.HTTPError, model_id: str, redact: Any) -> ProviderError:
-        failure = transport_failure(error, NAME, model_id, redact, self.deadline)
-        if failure.code == "deadline" and self.code != "deadline":
-            return deadline_error(NAME, model_id, self.code)
-        return failure
-
-
-def _deadline(timeout: float | None, start: float | None = None) -> float | None:
-    if timeout is None:
-        return None
-    return (time.monotonic() if start is None else start) + timeout
+        if self._injected_async is None:  # (an injected one is the caller's to close)
+            await self._async_pools.aclose()
 
 
 def _positive(value: object) -> bool:
@@ -534,10 +467,6 @@ def _positive(value: object) -> bool:
 
 def _header_safe(value: str) -> bool:
     return value.isascii() and value.isprintable() and value == value.strip()
-
-
-def _closed(loop: asyncio.AbstractEventLoop | None) -> bool:
-    return loop is None or loop.is_closed()
 
 
 def _api_root(url: str) -> str:
