@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -22,6 +23,7 @@ from .._exceptions import (
     ConfigurationError,
     MalformedResponseError,
     ProviderConnectionError,
+    ProviderError,
     ProviderTimeoutError,
 )
 from ._errors import connection_refused
@@ -36,6 +38,7 @@ __all__ = [
     "request_timeout",
     "timeout_hooks",
     "transport_errors",
+    "transport_failure",
 ]
 
 #: Finite by default: a hung provider must never hang the caller (the ollama client's own
@@ -126,14 +129,17 @@ def map_transport_error(
 ) -> ProviderTimeoutError | ProviderConnectionError | None:
     """The llamaroute error for an httpx transport failure (``None`` for anything else).
 
-    Timeouts become :class:`ProviderTimeoutError`; a refused connection becomes a
+    Timeouts become :class:`ProviderTimeoutError` with the httpx class name as ``code``
+    (``ConnectTimeout``, ``ReadTimeout``, ``WriteTimeout``, ``PoolTimeout``: the client bills a
+    timed-out attempt unless the request was never sent); a refused connection becomes a
     :class:`ProviderConnectionError` with code ``connection_refused`` that is not retryable
     (nothing is listening: trying again at once cannot help, another provider can); other
     connection failures (reset, closed mid-body, DNS, TLS) are retryable connection errors.
     """
     if isinstance(error, httpx.TimeoutException):
+        name = type(error).__name__
         return ProviderTimeoutError(
-            f"timed out ({type(error).__name__})", provider=provider, model_id=model_id
+            f"timed out ({name})", provider=provider, model_id=model_id, code=name
         )
     if isinstance(error, httpx.TransportError):
         refused = connection_refused(error)
@@ -147,10 +153,52 @@ def map_transport_error(
     return None
 
 
+#: Timeouts that happen before the request is sent: the call's deadline does not rename them.
+_BEFORE_SENDING = ("ConnectTimeout", "PoolTimeout")
+
+
+def transport_failure(
+    error: httpx.HTTPError,
+    provider: str,
+    model_id: str,
+    redact: Callable[[str], str] = str,
+    deadline: float | None = None,
+) -> ProviderError:
+    """The llamaroute error for any httpx failure, to be raised with no chain.
+
+    As :func:`map_transport_error`, and: a read or write timeout at or after ``deadline``
+    (a ``time.monotonic()`` value) is the call's deadline, code ``deadline``; an httpx error
+    that is not a transport failure is a :class:`MalformedResponseError`. httpx's messages can
+    quote URLs and headers, so the original is not chained: the message keeps its class name
+    and its text, redacted with ``redact``.
+    """
+    mapped: ProviderError | None = map_transport_error(error, provider, model_id, redact)
+    if isinstance(mapped, ProviderTimeoutError):
+        summary = "timed out"
+        late = deadline is not None and time.monotonic() >= deadline - 0.001
+        if late and mapped.code not in _BEFORE_SENDING:
+            mapped.code, summary = (
+                "deadline",
+                "the call's timeout ran out before the answer arrived",
+            )
+    elif isinstance(mapped, ProviderConnectionError):
+        summary = "connection failed"
+    else:
+        summary = "the response could not be read"
+        mapped = MalformedResponseError(
+            summary, provider=provider, model_id=model_id, code=type(error).__name__
+        )
+    text = str(error)
+    mapped.message = redact(f"{summary} (httpx.{type(error).__name__}{': ' if text else ''}{text})")
+    mapped.args = (mapped.message,)
+    return mapped
+
+
 class transport_errors:
     """Map httpx transport failures raised inside the block to llamaroute errors, as
-    :func:`map_transport_error` says (the httpx error is chained). A class rather than a
-    generator-based context manager: it is entered on every call."""
+    :func:`map_transport_error` says (with the httpx error's chain suppressed: prefer
+    :func:`transport_failure`, raised outside the ``except`` block, which leaves none). A class
+    rather than a generator-based context manager: it is entered on every call."""
 
     __slots__ = ("_model_id", "_provider", "_redact")
 
@@ -169,16 +217,20 @@ class transport_errors:
         if isinstance(exc, httpx.TransportError):
             mapped = map_transport_error(exc, self._provider, self._model_id, self._redact)
             assert mapped is not None
-            raise mapped from exc
+            # Not chained: httpx's messages can quote URLs and headers (see transport_failure).
+            raise mapped from None
 
 
-def load_json(raw: bytes | str, *, provider: str, model_id: str, what: str) -> Any:
-    """``json.loads`` that raises :class:`MalformedResponseError` (original chained)."""
+def load_json(raw: bytes | bytearray | str, *, provider: str, model_id: str, what: str) -> Any:
+    """``json.loads`` that raises :class:`MalformedResponseError` (the parser's error chained:
+    its message quotes a position, never the text) for invalid JSON, invalid UTF-8, numbers
+    too long to convert and nesting too deep to parse."""
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueError
+        reason = "nested too deeply" if isinstance(error, RecursionError) else error
         raise MalformedResponseError(
-            f"{what} is not valid JSON: {error}", provider=provider, model_id=model_id
+            f"{what} is not valid JSON: {reason}", provider=provider, model_id=model_id
         ) from error
 
 

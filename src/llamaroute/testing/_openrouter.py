@@ -27,6 +27,12 @@ _STATUS_TYPES = {
 }
 
 
+_NOT_FOUND_PAGE = (
+    b"<!DOCTYPE html><html><head><title>404: This page could not be found</title></head>"
+    b"<body><h1>404</h1><p>This page could not be found.</p></body></html>"
+)
+
+
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
@@ -61,7 +67,9 @@ class FakeOpenRouter(FakeServer):
                                                 for slug in slugs]}))  # fmt: skip
             return
         if exchange.request.method != "POST" or not exchange.path.endswith("/chat/completions"):
-            exchange.send(404, _dumps({"error": {"code": 404, "message": "Not Found"}}))
+            # What a web front end answers for a path it does not know: a page, not an API
+            # error (a base_url given with /chat/completions lands here).
+            exchange.send(404, _NOT_FOUND_PAGE, {"Content-Type": "text/html; charset=utf-8"})
             return
         if not exchange.request.headers.get("authorization", "").startswith("Bearer "):
             exchange.send(401, self._error_body(401, "authentication", "No auth credentials found"))
@@ -77,7 +85,12 @@ class FakeOpenRouter(FakeServer):
                 headers["Retry-After"] = str(step.retry_after)
             error_type = step.error_type or _STATUS_TYPES.get(step.status, "unmapped")
             message = step.message or f"fake {error_type} error"
-            exchange.send(step.status, self._error_body(step.status, error_type, message), headers)
+            answer = step.raw_body
+            if answer is None:
+                answer = self._error_body(step.status, error_type, message)
+            if step.content_type is not None:
+                headers["Content-Type"] = step.content_type
+            exchange.send(step.status, answer, headers)
             return
         model = str(body.get("model", "unknown"))
         chunks = self.chunks_for(step)
@@ -88,8 +101,9 @@ class FakeOpenRouter(FakeServer):
         elif step.malformed_after == 0:
             exchange.send(200, b'{"id":"gen-fake","choices":[{"message":{"content":"tr')
         else:
-            exchange.send(200, _dumps(self._completion(step, model, "".join(chunks), usage)),
-                          {"X-Generation-Id": "gen-fake-1", **step.headers})  # fmt: skip
+            answer = _dumps(self._completion(step, model, "".join(chunks), usage))
+            self.send_answer(exchange, step, answer,
+                             {"X-Generation-Id": "gen-fake-1", **step.headers})  # fmt: skip
 
     @staticmethod
     def _error_body(status: int, error_type: str, message: str) -> bytes:

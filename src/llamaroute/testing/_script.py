@@ -41,6 +41,12 @@ class Step:
 
     Wire details for parser tests: ``crlf`` line endings, ``multiline_data`` (an event's
     JSON split over several ``data:`` lines), ``split_writes`` (every byte its own TCP write).
+
+    Hostile servers: ``raw_body`` (a 200 whose body is exactly these bytes, streamed or not,
+    with ``content_type`` if given); ``trickle`` (the body, or every stream frame, sent one
+    byte at a time, this many seconds apart); ``endless`` (these bytes sent again and again,
+    ``chunk_delay`` apart, until the client hangs up: at once for a non-streamed answer, after
+    ``endless_after`` content chunks in a stream; e.g. ``b": keep-alive\n\n"``).
     """
 
     text: str | None = None
@@ -64,6 +70,11 @@ class Step:
     crlf: bool = False
     multiline_data: bool = False
     split_writes: bool = False
+    raw_body: bytes | None = None
+    content_type: str | None = None
+    trickle: float = 0.0
+    endless: bytes | None = None
+    endless_after: int = 0
 
     @classmethod
     def reply(cls, text: str, **options: Any) -> Step:
@@ -140,7 +151,7 @@ class StreamPlan:
 
 def is_fault(step: Step) -> bool:
     """Whether ``step`` injects a fault into its answer (a cut, drop, reset, error event,
-    malformed chunk or missing end marker)."""
+    malformed chunk, missing end marker, raw or endless body, or a trickle)."""
     faults = (step.cut_after, step.drop_after, step.reset_after, step.error_after,
-              step.malformed_after)  # fmt: skip
-    return any(value is not None for value in faults) or step.omit_end
+              step.malformed_after, step.raw_body, step.endless)  # fmt: skip
+    return any(value is not None for value in faults) or step.omit_end or step.trickle > 0

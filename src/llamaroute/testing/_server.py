@@ -66,12 +66,34 @@ class Exchange:
         handler.wfile.flush()
         self._chunked = True
 
-    def write(self, data: bytes, *, split: bool = False) -> None:
-        """Send ``data`` as one chunk (or one chunk per byte with ``split``)."""
-        pieces = [data[i : i + 1] for i in range(len(data))] if split else [data]
-        for piece in pieces:
+    def write(self, data: bytes, *, split: bool = False, pause: float = 0.0) -> None:
+        """Send ``data`` as one chunk (or one chunk per byte with ``split``, ``pause``
+        seconds apart)."""
+        pieces = [data[i : i + 1] for i in range(len(data))] if split or pause else [data]
+        for index, piece in enumerate(pieces):
+            if pause and index:
+                time.sleep(pause)
             self.handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.handler.wfile.flush()
+
+    def send_slowly(
+        self, status: int, body: bytes, headers: Mapping[str, str] | None, pause: float
+    ) -> None:
+        """A complete response with a ``Content-Length``, whose body goes one byte at a time,
+        ``pause`` seconds apart (the headers at once)."""
+        handler = self.handler
+        handler.send_response(status)
+        merged = {"Content-Type": "application/json", **(headers or {})}
+        for name, value in merged.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.flush()
+        for index in range(len(body)):
+            if index:
+                time.sleep(pause)
+            handler.wfile.write(body[index : index + 1])
+            handler.wfile.flush()
 
     def end_stream(self) -> None:
         """End the chunked body properly."""
@@ -349,32 +371,66 @@ class FakeServer:
             time.sleep(min(left, 0.05))  # pipelined bytes, not a hang-up: keep stalling
         return False
 
+    def send_answer(
+        self, exchange: Exchange, step: Step, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """A non-streamed 200 answer with ``body`` (or the step's ``raw_body``), applying the
+        step's ``trickle`` and ``endless`` faults."""
+        body = step.raw_body if step.raw_body is not None else body
+        merged = {**(headers or {})}
+        if step.content_type is not None:
+            merged["Content-Type"] = step.content_type
+        if step.endless is not None:
+            exchange.start_stream(merged.pop("Content-Type", "application/json"), merged)
+            if body:
+                exchange.write(body)
+            self._forever(exchange, step)
+        elif step.trickle:
+            exchange.send_slowly(200, body, merged, step.trickle)
+        else:
+            exchange.send(200, body, merged)
+
+    def _forever(self, exchange: Exchange, step: Step) -> None:
+        """Write ``step.endless`` until the client hangs up (a write then fails) or the fake
+        stops."""
+        assert step.endless is not None
+        while self._server is not None:
+            if step.chunk_delay:
+                time.sleep(step.chunk_delay)
+            exchange.write(step.endless, pause=step.trickle)
+
     def play_stream(
         self, exchange: Exchange, step: Step, plan: StreamPlan, content_type: str,
         headers: Mapping[str, str] | None = None,
     ) -> None:  # fmt: skip
         """Write a streamed answer frame by frame, applying the step's stream faults."""
-        exchange.start_stream(content_type, headers)
-        split = step.split_writes
+        exchange.start_stream(step.content_type or content_type, headers)
+        split, pause = step.split_writes, step.trickle
+        if step.raw_body is not None:
+            exchange.write(step.raw_body, split=split, pause=pause)
+            exchange.end_stream()
+            return
         for frame in plan.preamble:
-            exchange.write(frame, split=split)
+            exchange.write(frame, split=split, pause=pause)
         for sent, frame in enumerate(plan.content):
             if self._interrupt(exchange, step, plan, sent):
                 return
             if sent and step.chunk_delay:
                 time.sleep(step.chunk_delay)
-            exchange.write(frame, split=split)
+            exchange.write(frame, split=split, pause=pause)
         if self._interrupt(exchange, step, plan, len(plan.content)):
             return
         closing = (
             plan.closing[: len(plan.closing) - plan.end_marker] if step.omit_end else plan.closing
         )
         for frame in closing:
-            exchange.write(frame, split=split)
+            exchange.write(frame, split=split, pause=pause)
         exchange.end_stream()
 
     def _interrupt(self, exchange: Exchange, step: Step, plan: StreamPlan, sent: int) -> bool:
-        if step.cut_after == sent:
+        if step.endless is not None and step.endless_after == sent:
+            self._forever(exchange, step)
+        elif step.cut_after == sent:
             exchange.end_stream()
         elif step.drop_after == sent:
             exchange.drop()

@@ -8,14 +8,17 @@ I/O around it.
 from .._errors import parse_retry_after as parse_retry_after
 from .._sse import SSEDecoder as SSEDecoder
 from .._sse import SSEEvent as SSEEvent
+from .._sse import SSEOverflow as SSEOverflow
 from ._provider import API_KEY_ENV as API_KEY_ENV
 from ._provider import BASE_URL_ENV as BASE_URL_ENV
 from ._provider import DEFAULT_BASE_URL, OpenRouterProvider
 from ._wire import NAME as NAME
+from ._wire import StreamParser as StreamParser
 from ._wire import build_payload, map_error, parse_response
 
 # The public surface. The other names imported with "as" stay importable for the tests that
-# exercise the wire helpers directly (Retry-After parsing, the SSE decoder) and for settings.
+# exercise the wire helpers directly (Retry-After parsing, the SSE decoder, the stream parser)
+# and for settings.
 __all__ = [
     "DEFAULT_BASE_URL",
     "OpenRouterProvider",

@@ -2,25 +2,41 @@
 
 Not the openai SDK: its own retries would stack with ours, and it costs 2x raw httpx per call.
 Building the body, parsing answers and stream chunks, and mapping errors are the plain
-functions of ``_wire.py``, shared by the sync and async methods; only the lines that do I/O
-are written twice.
+functions of ``_wire.py`` and ``_errors.py``, shared by the sync and async methods; only the
+lines that do I/O are written twice.
+
+Every answer is read under the attempt's deadline and a size cap (``_reading.py``): httpx's
+own timeouts are per read, and a server that trickles bytes or never ends its body would
+otherwise hold the caller, and its memory, for as long as it likes.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncGenerator, Generator
-from typing import Any, ClassVar
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from typing import ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 
-from ..._exceptions import ConfigurationError, ProviderError
+from ..._exceptions import ConfigurationError, MalformedResponseError, ProviderError
 from ..._secrets import Secret
 from ..._version import __version__
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
-from .._http import DEFAULT_TIMEOUT, attempt_timeout, check_base_url, load_json, transport_errors
-from .._sse import SSEDecoder
+from .._http import DEFAULT_TIMEOUT, attempt_timeout, check_base_url, load_json, transport_failure
+from .._pools import AsyncPools
+from .._reading import (
+    BodyReader,
+    StreamClock,
+    deadline_after,
+    deadline_error,
+    deadline_scope,
+    enforce_deadlines,
+    too_large,
+)
+from .._sse import SSEDecoder, SSEEvent, SSEOverflow
 from ._wire import NAME, StreamParser, build_payload, map_error, parse_response
 
 __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "DEFAULT_BASE_URL", "OpenRouterProvider"]
@@ -28,6 +44,10 @@ __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "DEFAULT_BASE_URL", "OpenRouterProvide
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 API_KEY_ENV = "OPENROUTER_API_KEY"
 BASE_URL_ENV = "OPENROUTER_BASE_URL"
+
+_MIB = 1024 * 1024
+#: An error answer is read only this far: its first lines say what went wrong.
+_ERROR_BODY_BYTES = 64 * 1024
 
 
 class OpenRouterProvider(Provider):
@@ -37,11 +57,26 @@ class OpenRouterProvider(Provider):
         api_key: the OpenRouter key (default: ``$OPENROUTER_API_KEY``).
         base_url: the API root (default ``https://openrouter.ai/api/v1``, or
             ``$OPENROUTER_BASE_URL``); any OpenAI-compatible gateway or a test server works.
+            Not the endpoint: a URL ending in ``/chat/completions`` is refused.
         app_url, app_title: optional attribution headers (``HTTP-Referer``,
             ``X-OpenRouter-Title``); sent only when set.
-        timeout: an ``httpx.Timeout`` or seconds; always finite.
+        timeout: an ``httpx.Timeout`` or seconds, per network operation; always finite. A
+            call's ``timeout=`` bounds the whole answer on top of it (headers and body; for a
+            stream, everything up to its first text).
+        stream_idle_timeout: the longest a stream may go without new text, before its first
+            text or after it (seconds, default 60; ``None``: no limit). Keep-alive comments,
+            empty events and chunks without text do not count as new text. After the first
+            text the call's ``timeout=`` no longer applies (the answer is on its way and
+            cannot fall back); this bound does.
+        max_response_bytes: the cap on a non-streamed answer's body (default 16 MiB).
+        max_stream_bytes: the cap on everything a stream sends (default 64 MiB).
+        max_event_bytes: the cap on one line or one event of a stream (default 1 MiB).
+            An answer over a cap fails with a :class:`~llamaroute.MalformedResponseError`
+            coded ``response_too_large``, not retried, after reading no more than the cap.
         http_client, async_http_client: injected httpx clients (for tests, proxies, custom
-            TLS). They are used as they are and not closed by this provider.
+            TLS). They are used as they are and not closed by this provider; their reads are
+            checked against the call's deadline between reads only (a single blocking read
+            is bounded by their own timeouts).
     """
 
     name: ClassVar[str] = NAME
@@ -54,6 +89,10 @@ class OpenRouterProvider(Provider):
         app_url: str | None = None,
         app_title: str | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        stream_idle_timeout: float | None = 60.0,
+        max_response_bytes: int = 16 * _MIB,
+        max_stream_bytes: int = 64 * _MIB,
+        max_event_bytes: int = _MIB,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -62,16 +101,33 @@ class OpenRouterProvider(Provider):
             raise ConfigurationError(
                 f"OpenRouter needs an API key: pass api_key= or set {API_KEY_ENV}"
             )
+        if not _header_safe(key):
+            # httpx would fail on the first call, quoting the header (and so the key) in its
+            # error: say it now, without the key.
+            raise ConfigurationError(
+                "the OpenRouter API key has characters an HTTP header cannot carry (spaces at"
+                " its ends, control characters or non-ASCII letters): check how it was copied"
+            )
         self._key = Secret(key)
-        self.base_url = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+        self.base_url = _api_root(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
         if isinstance(timeout, int | float):
             timeout = httpx.Timeout(float(timeout))
         if None in (timeout.connect, timeout.read, timeout.write, timeout.pool):
             raise ConfigurationError("OpenRouter timeouts must be finite (no None parts)")
         self.timeout = timeout
+        if stream_idle_timeout is not None and not _positive(stream_idle_timeout):
+            raise ConfigurationError("stream_idle_timeout must be positive seconds, or None")
+        self.stream_idle_timeout = stream_idle_timeout
+        caps = (max_response_bytes, max_stream_bytes, max_event_bytes)
+        if not all(isinstance(cap, int) and _positive(cap) for cap in caps):
+            raise ConfigurationError("the max_*_bytes caps must be positive integers")
+        self.max_response_bytes, self.max_stream_bytes, self.max_event_bytes = caps
         self._headers = {
             "Authorization": f"Bearer {key}",
             "User-Agent": f"llamaroute/{__version__}",
+            # Uncompressed: answers are small, a size cap then counts what is really held,
+            # and no compressing proxy buffers a stream.
+            "Accept-Encoding": "identity",
         }
         if app_url:
             self._headers["HTTP-Referer"] = app_url
@@ -81,9 +137,13 @@ class OpenRouterProvider(Provider):
         # Parsed once: httpx would parse a str URL again on every request (~15 us).
         self._url = httpx.URL(f"{self.base_url}/chat/completions")
         self._client = http_client
-        self._async_client = async_http_client
+        self._injected_async = async_http_client
         self._owns_client = http_client is None
-        self._owns_async_client = async_http_client is None
+        # Whether our own pools obey the deadline in every network operation (they do unless
+        # httpx's internals change): then httpx's per-operation timeouts need not be cut to
+        # the attempt's time, which would also cut a stream's waits after its first text.
+        self._precise = True
+        self._async_pools = AsyncPools(self._build_async)  # ours: one per event loop
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -96,108 +156,287 @@ class OpenRouterProvider(Provider):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(
+                    client = httpx.Client(
                         timeout=self.timeout, follow_redirects=False, headers=self._headers
                     )
+                    self._precise &= enforce_deadlines(client)
+                    self._client = client
         return self._client
 
-    def _async(self) -> httpx.AsyncClient:
-        if self._async_client is None:
-            with self._lock:
-                if self._async_client is None:
-                    self._async_client = httpx.AsyncClient(
-                        timeout=self.timeout, follow_redirects=False, headers=self._headers
-                    )
-        return self._async_client
+    async def _async(self) -> httpx.AsyncClient:
+        """The injected async client, or the running event loop's own pool (see
+        ``_pools.py``: one AsyncClient may serve several ``asyncio.run()`` calls)."""
+        if self._injected_async is not None:
+            return self._injected_async
+        return await self._async_pools.get()
 
-    def _error(self, response: httpx.Response, model_id: str) -> ProviderError:
+    def _build_async(self) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            timeout=self.timeout, follow_redirects=False, headers=self._headers
+        )
+        self._precise &= enforce_deadlines(client)
+        return client
+
+    @property
+    def _async_client(self) -> httpx.AsyncClient | None:
+        """The async client of the running event loop (the injected one, if any), for
+        inspection; ``None`` outside a loop or before the loop's first call."""
+        return self._injected_async or self._async_pools.current()
+
+    def _request(self, client: httpx.Client | httpx.AsyncClient, call: ProviderCall,
+                 *, stream: bool, owned: bool) -> httpx.Request:  # fmt: skip
+        """One request: an injected client gets the headers with it; our pools carry them."""
+        return client.build_request(
+            "POST",
+            self._url,
+            json=build_payload(call, stream=stream),
+            headers=None if owned else self._headers,
+            timeout=self._timeout(call.timeout, owned),
+        )
+
+    def _timeout(self, seconds: float | None, owned: bool) -> httpx.Timeout:
+        """httpx's per-operation timeouts for one attempt of ``seconds``. Our own pools obey
+        the deadline below httpx, except in the wait for a free connection; an injected
+        client gets every part capped at the attempt's time."""
+        if not (owned and self._precise) or seconds is None:
+            return attempt_timeout(seconds, self.timeout)
+        pool = self.timeout.pool
+        return httpx.Timeout(
+            connect=self.timeout.connect,
+            read=self.timeout.read,
+            write=self.timeout.write,
+            pool=seconds if pool is None else min(pool, seconds),
+        )
+
+    def _error(
+        self, response: httpx.Response, body: bytes | bytearray, model_id: str
+    ) -> ProviderError:
         return map_error(
             response.status_code,
             response.headers,
-            response.content,
+            bytes(body),
             model_id=model_id,
             redact=self._key.redact,
+            url=str(self._url),
         )
 
-    def _result(self, response: httpx.Response, model_id: str) -> ProviderResult:
-        body = load_json(response.content, provider=NAME, model_id=model_id, what="response body")
-        result = parse_response(body, model_id=model_id)
+    def _result(
+        self, response: httpx.Response, body: bytes | bytearray, model_id: str
+    ) -> ProviderResult:
+        if response.status_code >= 300:
+            raise self._error(response, body, model_id)
+        # Decoded, then the bytes freed before parsing: a body near the cap is held twice at
+        # most, never three times (bytes, text, parsed).
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = None
+        if isinstance(body, bytearray):
+            body.clear()
+        if text is None:
+            raise MalformedResponseError(
+                "the response body is not UTF-8 text", provider=NAME, model_id=model_id
+            )
+        parsed = load_json(text, provider=NAME, model_id=model_id, what="response body")
+        del text
+        result = parse_response(parsed, model_id=model_id, redact=self._key.redact)
         if "generation_id" not in result.details:  # (the body's id usually says it)
             generation = response.headers.get("x-generation-id")
             if generation:
-                result.details["generation_id"] = generation
+                result.details["generation_id"] = self._key.redact(generation)
         return result
 
-    def _send_options(self, call: ProviderCall, *, stream: bool, owned: bool) -> dict[str, Any]:
-        """The body, headers and timeout of one request (an injected client gets the headers
-        with each request; our own pools already carry them)."""
-        return {
-            "json": build_payload(call, stream=stream),
-            "headers": None if owned else self._headers,
-            "timeout": attempt_timeout(call.timeout, self.timeout),
-        }
+    def _reader(self, response: httpx.Response, model_id: str, *, stream: bool) -> BodyReader:
+        if response.status_code >= 300:
+            limit, what = _ERROR_BODY_BYTES, "the error body"
+        elif stream:
+            limit, what = self.max_stream_bytes, "the stream"
+        else:
+            limit, what = self.max_response_bytes, "the response body"
+        return BodyReader(response.headers, limit, provider=NAME, model_id=model_id, what=what)
+
+    # --- non-streamed ---------------------------------------------------------------------
 
     def chat(self, call: ProviderCall) -> ProviderResult:
         model_id = call.route.model_id
-        with transport_errors(NAME, model_id, self._key.redact):
-            response = self._sync().post(
-                self._url, **self._send_options(call, stream=False, owned=self._owns_client)
-            )
-        if response.status_code >= 300:
-            raise self._error(response, model_id)
-        return self._result(response, model_id)
+        deadline = deadline_after(call.timeout)
+        client = self._sync()
+        failure: ProviderError | None = None
+        try:
+            with deadline_scope(deadline):
+                response = client.send(
+                    self._request(client, call, stream=False, owned=self._owns_client), stream=True
+                )
+            try:
+                body = self._read(response, response.iter_raw(), model_id, deadline)
+            finally:
+                response.close()
+        except httpx.HTTPError as error:
+            failure = transport_failure(error, NAME, model_id, self._key.redact, deadline)
+        if failure is not None:
+            raise failure
+        return self._result(response, body, model_id)
 
     async def achat(self, call: ProviderCall) -> ProviderResult:
         model_id = call.route.model_id
-        with transport_errors(NAME, model_id, self._key.redact):
-            response = await self._async().post(
-                self._url, **self._send_options(call, stream=False, owned=self._owns_async_client)
-            )
-        if response.status_code >= 300:
-            raise self._error(response, model_id)
-        return self._result(response, model_id)
+        deadline = deadline_after(call.timeout)
+        client = await self._async()
+        failure: ProviderError | None = None
+        try:
+            with deadline_scope(deadline):
+                owned = self._injected_async is None
+                request = self._request(client, call, stream=False, owned=owned)
+                response = await client.send(request, stream=True)
+            try:
+                body = await self._aread(response, response.aiter_raw(), model_id, deadline)
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as error:
+            failure = transport_failure(error, NAME, model_id, self._key.redact, deadline)
+        if failure is not None:
+            raise failure
+        return self._result(response, body, model_id)
+
+    def _read(self, response: httpx.Response, chunks: Iterator[bytes], model_id: str,
+              deadline: float | None) -> bytearray:  # fmt: skip
+        """The whole body, by the deadline and within its cap (an error body: its start)."""
+        reader = self._reader(response, model_id, stream=False)
+        body = bytearray()
+        try:
+            while True:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise deadline_error(NAME, model_id)
+                with deadline_scope(deadline):
+                    raw = next(chunks, None)
+                if raw is None:
+                    return body
+                for piece in reader.feed(raw):
+                    body += piece
+        except MalformedResponseError as error:
+            if error.code == "response_too_large" and response.status_code >= 300:
+                return body  # enough of an error body to say what went wrong
+            raise
+
+    async def _aread(self, response: httpx.Response, chunks: AsyncIterator[bytes],
+                     model_id: str, deadline: float | None) -> bytearray:  # fmt: skip
+        reader = self._reader(response, model_id, stream=False)
+        body = bytearray()
+        try:
+            while True:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise deadline_error(NAME, model_id)
+                try:
+                    with deadline_scope(deadline):
+                        raw = await anext(chunks)
+                except StopAsyncIteration:
+                    return body
+                for piece in reader.feed(raw):
+                    body += piece
+        except MalformedResponseError as error:
+            if error.code == "response_too_large" and response.status_code >= 300:
+                return body
+            raise
+
+    # --- streamed -------------------------------------------------------------------------
 
     def stream(self, call: ProviderCall) -> Generator[StreamItem, None, None]:
         model_id = call.route.model_id
-        parser, decoder = StreamParser(model_id), SSEDecoder()
-        with transport_errors(NAME, model_id, self._key.redact):
-            options = self._send_options(call, stream=True, owned=self._owns_client)
-            request = self._sync().build_request("POST", self._url, **options)
-            response = self._sync().send(request, stream=True)
-            try:
-                if response.status_code >= 300:
-                    response.read()
-                    raise self._error(response, model_id)
-                for line in response.iter_lines():
-                    event = decoder.feed(line)
-                    if event is not None and (piece := parser.feed(event.data)):
-                        yield piece
-                if (event := decoder.flush()) is not None and (piece := parser.feed(event.data)):
-                    yield piece
-            finally:
+        clock = StreamClock(NAME, call.timeout, self.stream_idle_timeout)
+        client = self._sync()
+        parser = StreamParser(model_id, self._key.redact)
+        failure: ProviderError | None = None
+        response: httpx.Response | None = None
+        chunks: Iterator[bytes] | None = None
+        try:
+            with deadline_scope(clock.deadline):
+                response = client.send(
+                    self._request(client, call, stream=True, owned=self._owns_client), stream=True
+                )
+            chunks = response.iter_raw()
+            if response.status_code >= 300:
+                raise self._error(response, self._read(response, chunks, model_id,
+                                                       clock.deadline), model_id)  # fmt: skip
+            reader, decoder = self._reader(response, model_id, stream=True), self._decoder()
+            while True:
+                clock.check(model_id)
+                with deadline_scope(clock.deadline):
+                    raw = next(chunks, None)
+                for event in self._events(decoder, reader, raw, model_id):
+                    if text := parser.feed(event.data):
+                        yield text
+                        clock.text_arrived()
+                if raw is None:
+                    break
+        except httpx.HTTPError as error:
+            failure = clock.failure(error, model_id, self._key.redact)
+        finally:
+            if response is not None:
                 response.close()
+        if failure is not None:
+            raise failure
         yield parser.result()
 
     async def astream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
         model_id = call.route.model_id
-        parser, decoder = StreamParser(model_id), SSEDecoder()
-        with transport_errors(NAME, model_id, self._key.redact):
-            options = self._send_options(call, stream=True, owned=self._owns_async_client)
-            request = self._async().build_request("POST", self._url, **options)
-            response = await self._async().send(request, stream=True)
-            try:
-                if response.status_code >= 300:
-                    await response.aread()
-                    raise self._error(response, model_id)
-                async for line in response.aiter_lines():
-                    event = decoder.feed(line)
-                    if event is not None and (piece := parser.feed(event.data)):
-                        yield piece
-                if (event := decoder.flush()) is not None and (piece := parser.feed(event.data)):
-                    yield piece
-            finally:
+        clock = StreamClock(NAME, call.timeout, self.stream_idle_timeout)
+        client = await self._async()
+        parser = StreamParser(model_id, self._key.redact)
+        failure: ProviderError | None = None
+        response: httpx.Response | None = None
+        try:
+            with deadline_scope(clock.deadline):
+                owned = self._injected_async is None
+                request = self._request(client, call, stream=True, owned=owned)
+                response = await client.send(request, stream=True)
+            chunks = response.aiter_raw()
+            if response.status_code >= 300:
+                body = await self._aread(response, chunks, model_id, clock.deadline)
+                raise self._error(response, body, model_id)
+            reader, decoder = self._reader(response, model_id, stream=True), self._decoder()
+            while True:
+                clock.check(model_id)
+                try:
+                    with deadline_scope(clock.deadline):
+                        raw: bytes | None = await anext(chunks)
+                except StopAsyncIteration:
+                    raw = None
+                for event in self._events(decoder, reader, raw, model_id):
+                    if text := parser.feed(event.data):
+                        yield text
+                        clock.text_arrived()
+                if raw is None:
+                    break
+        except httpx.HTTPError as error:
+            failure = clock.failure(error, model_id, self._key.redact)
+        finally:
+            if response is not None:
                 await response.aclose()
+        if failure is not None:
+            raise failure
         yield parser.result()
+
+    def _decoder(self) -> SSEDecoder:
+        return SSEDecoder(max_line_bytes=self.max_event_bytes, max_event_bytes=self.max_event_bytes)
+
+    @staticmethod
+    def _events(
+        decoder: SSEDecoder, reader: BodyReader, raw: bytes | None, model_id: str
+    ) -> list[SSEEvent]:
+        """The events completed by ``raw`` (``None``: the end of the stream)."""
+        try:
+            if raw is None:
+                return decoder.end()
+            events: list[SSEEvent] = []
+            for piece in reader.feed(raw):
+                events.extend(decoder.feed_bytes(piece))
+            return events
+        except SSEOverflow as overflow:
+            what = f"a line or event of the stream ({overflow.what})"
+            raise too_large(NAME, model_id, what, overflow.limit) from None
+        except UnicodeDecodeError:
+            raise MalformedResponseError(
+                "the stream is not UTF-8 text", provider=NAME, model_id=model_id
+            ) from None
 
     def diagnose(self) -> str:
         # /models needs no key and costs nothing; the key itself is checked by the first call.
@@ -215,7 +454,29 @@ class OpenRouterProvider(Provider):
             self._client = None
 
     async def aclose(self) -> None:
+        """Close the sync pool and the running loop's async pool (pools of other loops close
+        as their loops shut down)."""
         self.close()
-        if self._owns_async_client and self._async_client is not None:
-            await self._async_client.aclose()
-            self._async_client = None
+        if self._injected_async is None:  # (an injected one is the caller's to close)
+            await self._async_pools.aclose()
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _header_safe(value: str) -> bool:
+    return value.isascii() and value.isprintable() and value == value.strip()
+
+
+def _api_root(url: str) -> str:
+    """``url`` checked as an API root: a plain http(s) URL that is not the endpoint itself."""
+    url = check_base_url(url)
+    path = urlsplit(url).path.rstrip("/")
+    if path.endswith("/chat/completions"):
+        root = url[: url.rindex("/chat/completions")]
+        raise ConfigurationError(
+            f"base_url must be the API root, not the chat endpoint: pass {root!r}"
+            " (llamaroute adds /chat/completions itself)"
+        )
+    return url

@@ -1,5 +1,5 @@
 """The OpenRouter wire format, with no I/O: the request body, the answer and its stream
-chunks, and the one mapping from OpenRouter's errors to llamaroute's.
+chunks (errors inside them are mapped by ``_errors.py``).
 
 Facts relied on (OpenRouter's API reference: https://openrouter.ai/docs/api/reference/overview,
 ``.../streaming`` and ``.../errors-and-debugging``): ``POST {base}/chat/completions`` with a
@@ -7,7 +7,11 @@ Bearer key; text before the image; usage asked for both ways (``usage.include`` 
 ``stream_options.include_usage``); streamed usage comes once, in a last chunk with empty
 ``choices``; ``: ...`` lines are keep-alives; an error after the first token arrives as a
 ``data:`` event with a top-level ``error`` and ``finish_reason: "error"`` under HTTP 200;
-``usage.cost`` is in USD; ``error.metadata.error_type`` is the stable field to branch on.
+``usage.cost`` is in USD.
+
+Lenient with what is optional, strict with what matters: a missing usage or id is fine, but
+text, a finish reason, a token count or a cost of the wrong type or an impossible value is a
+:class:`~llamaroute.MalformedResponseError`, never an error from another library.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from ..._exceptions import MalformedResponseError, ProviderError, ServerError
 from ..._records import FinishReason, Usage
 from ..._request import ImagePart
 from .._base import ProviderCall, ProviderResult
-from .._errors import ErrorRule, parse_retry_after, status_rule
 from .._http import load_json
+from ._errors import NAME, error_from_object, map_error
 
 __all__ = [
     "NAME",
@@ -30,8 +34,6 @@ __all__ = [
     "map_error",
     "parse_response",
 ]
-
-NAME = "openrouter"
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -85,51 +87,118 @@ def build_payload(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
     return payload
 
 
-def _finish_reason(value: object) -> FinishReason | None:
+#: Bounds past which a figure is corruption, not a count: no call reads or writes 100 million
+#: tokens, or costs 100,000 USD.
+_MAX_TOKENS = 100_000_000
+_MAX_COST = Decimal(100_000)
+
+
+def _malformed(message: str, model_id: str) -> MalformedResponseError:
+    return MalformedResponseError(message, provider=NAME, model_id=model_id)
+
+
+def _finish_reason(value: object, model_id: str) -> FinishReason | None:
     if value is None:
         return None
-    return _FINISH_REASONS.get(str(value), "other")
+    if not isinstance(value, str):
+        raise _malformed(f"finish_reason is a {type(value).__name__}, not a string", model_id)
+    return _FINISH_REASONS.get(value, "other")
 
 
-def _decimal(value: object) -> Decimal | None:
-    if value is None or isinstance(value, bool):
+def _text(value: object, model_id: str) -> str:
+    """A message's ``content``: a string, ``null``, or a list of text parts."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, list) and all(
+        isinstance(part, dict) and isinstance(part.get("text", ""), str) for part in value
+    ):
+        return "".join(part.get("text", "") for part in value)
+    raise _malformed(f"content is a {type(value).__name__}, not text", model_id)
+
+
+def _tokens(data: Mapping[str, Any], key: str, model_id: str) -> int:
+    value = data.get(key)
+    if value is None:
+        return 0  # omitted or null: none counted
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TOKENS:
+        raise _malformed(f"usage.{key} is not a token count: {str(value)[:40]}", model_id)
+    return value
+
+
+def _cost(value: object, model_id: str) -> Decimal | None:
+    if value is None:
         return None
     try:
-        return Decimal(str(value))
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise InvalidOperation
+        cost = Decimal(str(value).strip())
+        if not cost.is_finite() or not 0 <= cost <= _MAX_COST:
+            raise InvalidOperation
     except InvalidOperation:
-        return None
+        raise _malformed(f"usage.cost is not an amount: {str(value)[:40]}", model_id) from None
+    return cost
 
 
-def _dict_or_empty(value: object) -> dict[str, Any]:
-    # Lenient with what providers send: a missing or mistyped object reads as empty.
-    return value if isinstance(value, dict) else {}
+def _object(value: object, what: str, model_id: str) -> dict[str, Any]:
+    """An optional JSON object: ``{}`` when absent or null; any other type is malformed."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _malformed(f"{what} is a {type(value).__name__}, not an object", model_id)
+    return value
 
 
-def _usage(data: Mapping[str, Any]) -> tuple[Usage, Decimal | None]:
+def _label(value: object, redact: Callable[[str], str]) -> str | None:
+    """A descriptive string field (id, model, provider): kept when it is a string (redacted:
+    a hostile upstream may echo the key in it), ignored otherwise."""
+    return redact(value) if isinstance(value, str) and value else None
+
+
+def _usage(data: Mapping[str, Any], model_id: str) -> tuple[Usage, Decimal | None]:
     return (
         Usage(
-            input_tokens=data.get("prompt_tokens") or 0,
-            output_tokens=data.get("completion_tokens") or 0,
+            input_tokens=_tokens(data, "prompt_tokens", model_id),
+            output_tokens=_tokens(data, "completion_tokens", model_id),
         ),
-        _decimal(data.get("cost")),
+        _cost(data.get("cost"), model_id),
     )
 
 
-def parse_response(body: Any, *, model_id: str) -> ProviderResult:
+def _in_body_error(
+    body: Mapping[str, Any], model_id: str, redact: Callable[[str], str]
+) -> ProviderError | None:
+    """The error a 200 body (or a stream chunk) carries in ``error``, if any."""
+    error = body.get("error")
+    if error is None:
+        return None
+    if isinstance(error, str):
+        error = {"message": error}
+    if not isinstance(error, dict):
+        return _malformed(f"error is a {type(error).__name__}, not an object", model_id)
+    return error_from_object(error, model_id=model_id, status=None, headers={}, redact=redact)
+
+
+def parse_response(
+    body: Any, *, model_id: str, redact: Callable[[str], str] = str
+) -> ProviderResult:
     """A non-streaming ``chat.completion`` body as a :class:`ProviderResult`.
 
     Raises the mapped error for an ``error`` object or ``finish_reason: "error"`` in a 200
-    body, and :class:`MalformedResponseError` when there is no answer in it.
+    body, and :class:`MalformedResponseError` when there is no answer in it or a field that
+    matters (text, finish reason, usage, cost) has the wrong type or an impossible value.
+    ``redact`` scrubs the key from the strings kept (id, model, provider).
     """
     if not isinstance(body, dict):
-        raise MalformedResponseError(
-            "response body is not a JSON object", provider=NAME, model_id=model_id
-        )
-    if isinstance(body.get("error"), dict):
-        raise _error_from_object(body["error"], model_id=model_id, status=None, headers={})
+        raise _malformed("response body is not a JSON object", model_id)
+    if (error := _in_body_error(body, model_id, redact)) is not None:
+        raise error
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise MalformedResponseError("response has no choices", provider=NAME, model_id=model_id)
+        raise _malformed("response has no choices", model_id)
     choice = choices[0]
     if choice.get("finish_reason") == "error":
         raise ServerError(
@@ -138,129 +207,34 @@ def parse_response(body: Any, *, model_id: str) -> ProviderResult:
             model_id=model_id,
             code="finish_reason_error",
         )
-    message = _dict_or_empty(choice.get("message"))
-    usage, cost = _usage(body.get("usage") or {})
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise _malformed("the choice has no message object", model_id)
+    usage, cost = _usage(_object(body.get("usage"), "usage", model_id), model_id)
     return ProviderResult(
-        text=message.get("content") or "",
-        finish_reason=_finish_reason(choice.get("finish_reason")),
+        text=_text(message.get("content"), model_id),
+        finish_reason=_finish_reason(choice.get("finish_reason"), model_id),
         usage=usage,
         cost=cost,
-        served_model=body.get("model"),
-        details=_details(body),
+        served_model=_label(body.get("model"), redact),
+        details=_details(body, redact),
     )
 
 
-def _details(body: Mapping[str, Any]) -> dict[str, Any]:
+def _details(body: Mapping[str, Any], redact: Callable[[str], str]) -> dict[str, Any]:
     details: dict[str, Any] = {}
-    if body.get("id"):
-        details["generation_id"] = body["id"]
-    if body.get("provider"):
-        details["upstream_provider"] = body["provider"]
+    if generation := _label(body.get("id"), redact):
+        details["generation_id"] = generation
+    if upstream := _label(body.get("provider"), redact):
+        details["upstream_provider"] = upstream
     return details
 
 
-def map_error(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    model_id: str,
-    redact: Callable[[str], str] = str,
-) -> ProviderError:
-    """The llamaroute error for an OpenRouter HTTP error response.
-
-    Branches on the HTTP status and ``error.metadata.error_type`` (never on message text).
-    """
-    error: dict[str, Any] = {}
-    try:
-        parsed = load_json(body, provider=NAME, model_id=model_id, what="error body")
-    except MalformedResponseError:
-        parsed = None
-    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-        error = parsed["error"]
-    if not error.get("message"):
-        text = body[:200].decode("utf-8", "replace").strip()
-        error = {**error, "message": text or f"HTTP {status}"}
-    return _error_from_object(
-        error, model_id=model_id, status=status, headers=headers, redact=redact
-    )
-
-
-def _error_from_object(
-    error: Mapping[str, Any],
-    *,
-    model_id: str,
-    status: int | None,
-    headers: Mapping[str, str],
-    redact: Callable[[str], str] = str,
-) -> ProviderError:
-    metadata = _dict_or_empty(error.get("metadata"))
-    error_type = metadata.get("error_type") or _dict_or_empty(error.get("availability")).get("code")
-    code = error.get("code")
-    if status is None:
-        # Mid-stream and in-body errors carry their HTTP-like status in error.code.
-        status = code if isinstance(code, int) and not isinstance(code, bool) else None
-    message = redact(str(error.get("message") or "request failed"))
-    if status is not None and 300 <= status < 400:
-        # Never followed: the Authorization header must not travel to another host. Whatever
-        # the body says, the redirect is the failure.
-        error_type = None
-        message = (
-            f"the API answered with a redirect (HTTP {status}), which llamaroute does not follow"
-            " so that the key stays with OpenRouter: check base_url"
-        )
-    rule, message = _classify(status, str(error_type or ""), metadata, message)
-    return rule.build(
-        message,
-        provider=NAME,
-        model_id=model_id,
-        status_code=status,
-        code=str(error_type) if error_type else None,
-        # OpenRouter may send Retry-After on 503 as well as 429: keep it whatever the status.
-        retry_after=parse_retry_after(headers),
-        retryable=False if headers.get("x-should-retry", "").lower() == "false" else None,
-    )
-
-
-#: The ``error.metadata.error_type`` (or ``error.availability.code``) values that name a failure
-#: more precisely than a status can (they also come with no status at all, mid-stream), each with
-#: the HTTP status OpenRouter documents for it: the type maps as that status does in the shared
-#: table. ``model_not_found`` comes as a 400 but means what a 404 means. Source:
-#: https://openrouter.ai/docs/api/reference/errors-and-debugging
-_ERROR_TYPE_STATUS: dict[str, int] = {
-    "authentication": 401, "payment_required": 402,
-    "not_found": 404, "no_endpoints": 404, "model_not_found": 404,
-    "rate_limit_exceeded": 429, "timeout": 504,
-    "server": 500, "provider_unavailable": 502, "provider_overloaded": 503,
-}  # fmt: skip
-
-#: What a status says to the user, beyond the server's own message.
-_PREFIXES = {
-    401: "OpenRouter rejected the API key: ",
-    402: "the OpenRouter account or key is out of credits (a billing problem, not an outage;"
-    " add credits at https://openrouter.ai/settings/credits): ",
-    403: "not permitted: ",
-    404: "OpenRouter has no available endpoint for this model: ",
-}
-
-
-def _classify(
-    status: int | None, error_type: str, metadata: Mapping[str, Any], message: str
-) -> tuple[ErrorRule, str]:
-    """The rule and the message for one error: the shared status table, read at the status the
-    error type stands for when OpenRouter sent a known one."""
-    if status == 403 and (metadata.get("reasons") or metadata.get("flagged_input")):
-        # Moderation flagged the input: the request itself is the problem, as in a 400.
-        return status_rule(400), f"flagged by moderation: {message}"
-    meant = _ERROR_TYPE_STATUS.get(error_type, status)
-    if status is None and error_type and meant is None:
-        # A type we do not know, with no status: OpenRouter refused the request as it is.
-        meant = 400
-    return status_rule(meant), _PREFIXES.get(meant or 0, "") + message
-
-
 class StreamParser:
-    """The state of one OpenRouter stream, fed one SSE event at a time (no I/O)."""
+    """The state of one OpenRouter stream, fed one SSE event at a time (no I/O).
+
+    ``redact`` scrubs the key from the strings kept (the generation id, the served model).
+    """
 
     __slots__ = (
         "cost",
@@ -268,13 +242,15 @@ class StreamParser:
         "finish_reason",
         "generation_id",
         "model_id",
+        "redact",
         "served_model",
         "text",
         "usage",
     )  # fmt: skip
 
-    def __init__(self, model_id: str) -> None:
+    def __init__(self, model_id: str, redact: Callable[[str], str] = str) -> None:
         self.model_id = model_id
+        self.redact = redact
         self.text: list[str] = []
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
@@ -284,45 +260,46 @@ class StreamParser:
         self.done = False
 
     def feed(self, data: str) -> str:
-        """Take one event's data; return its new text ("" if none). Raises on error events."""
+        """Take one event's data; return its new text ("" if none). Raises on error events
+        and, as :class:`MalformedResponseError`, on chunks that are not what the wire format
+        says (not a JSON object, a field of the wrong type)."""
         if self.done:
             return ""
         if data == "[DONE]":
             self.done = True
             return ""
-        chunk = load_json(data, provider=NAME, model_id=self.model_id, what="stream chunk")
+        model_id = self.model_id
+        chunk = load_json(data, provider=NAME, model_id=model_id, what="stream chunk")
         if not isinstance(chunk, dict):
-            raise MalformedResponseError(
-                "stream chunk is not a JSON object", provider=NAME, model_id=self.model_id
-            )
-        if isinstance(chunk.get("error"), dict):
-            raise _error_from_object(
-                chunk["error"], model_id=self.model_id, status=None, headers={}
-            )
+            raise _malformed("stream chunk is not a JSON object", model_id)
+        if (error := _in_body_error(chunk, model_id, self.redact)) is not None:
+            raise error
         if self.generation_id is None:
-            self.generation_id = chunk.get("id")
-            self.served_model = chunk.get("model")
-        if isinstance(chunk.get("usage"), dict):
-            self.usage, self.cost = _usage(chunk["usage"])
+            self.generation_id = _label(chunk.get("id"), self.redact)
+            self.served_model = _label(chunk.get("model"), self.redact)
+        usage = chunk.get("usage")
+        if usage is not None:
+            self.usage, self.cost = _usage(_object(usage, "usage", model_id), model_id)
         choices = chunk.get("choices")
         if not choices:
             return ""
+        if not isinstance(choices, list) or not isinstance(choices[0], dict):
+            raise _malformed("stream chunk choices are not a list of objects", model_id)
         choice = choices[0]
         reason = choice.get("finish_reason")
         if reason == "error":
             raise ServerError(
                 "the upstream provider failed mid-stream (finish_reason: error)",
                 provider=NAME,
-                model_id=self.model_id,
+                model_id=model_id,
                 code="finish_reason_error",
             )
         if reason is not None:
-            self.finish_reason = _finish_reason(reason)
-        delta = choice.get("delta") or {}
-        piece = delta.get("content") or ""
+            self.finish_reason = _finish_reason(reason, model_id)
+        piece = _text(_object(choice.get("delta"), "delta", model_id).get("content"), model_id)
         if piece:
             self.text.append(piece)
-        return str(piece)
+        return piece
 
     def result(self) -> ProviderResult:
         """The final result, or :class:`MalformedResponseError` if the stream was cut short.

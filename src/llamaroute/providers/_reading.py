@@ -1,0 +1,368 @@
+"""Reading an HTTP answer under a deadline and a size cap, for the providers built on httpx.
+
+httpx's timeouts are per socket operation: a server that sends one byte every few seconds, or
+keep-alive comments forever, never trips them. Two pieces close that gap:
+
+* :func:`enforce_deadlines` wraps the network backend of an httpx client's connection pools so
+  that every connect, read and write waits at most until the deadline set by
+  :class:`deadline_scope` (a context variable: each thread and task has its own). A read that
+  would block past the deadline raises httpcore's own timeout at the deadline, so a blocking
+  read cannot overshoot it; a read that starts after the deadline fails at once.
+* :class:`BodyReader` counts what arrives (decoded, for gzip or deflate bodies) against a cap,
+  so that a huge or endless body costs at most the cap in memory, and checks the deadline
+  between reads (for injected clients, whose backends are left alone).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any
+
+import httpcore
+import httpx
+
+from .._exceptions import MalformedResponseError, ProviderError, ProviderTimeoutError
+from ._http import transport_failure
+
+__all__ = [
+    "BodyReader",
+    "StreamClock",
+    "deadline_after",
+    "deadline_error",
+    "deadline_scope",
+    "enforce_deadlines",
+    "too_large",
+]
+
+# The deadline (time.monotonic()) that the wrapped backends obey, set by deadline_scope.
+_DEADLINE: ContextVar[float | None] = ContextVar("llamaroute_io_deadline", default=None)
+
+
+def _capped(timeout: float | None, expired: type[Exception]) -> float | None:
+    """``timeout`` capped at the time left before the deadline; ``expired`` if none is."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the call's deadline passed")
+    return left if timeout is None or timeout > left else timeout
+
+
+class _Stream(httpcore.NetworkStream):
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _capped(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        timeout = _capped(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _AsyncStream(httpcore.AsyncNetworkStream):
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, _capped(timeout, httpcore.WriteTimeout))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        timeout = _capped(timeout, httpcore.ConnectTimeout)
+        return _AsyncStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _Backend(httpcore.NetworkBackend):
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout = _capped(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        timeout = _capped(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _AsyncBackend(httpcore.AsyncNetworkBackend):
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        timeout = _capped(timeout, httpcore.ConnectTimeout)
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _AsyncStream(stream)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        timeout = _capped(timeout, httpcore.ConnectTimeout)
+        return _AsyncStream(await self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def enforce_deadlines(client: httpx.Client | httpx.AsyncClient) -> bool:
+    """Make every connection pool of ``client`` (its transport and its proxy mounts) obey
+    :class:`deadline_scope`; ``True`` if every pool could be wrapped.
+
+    For clients llamaroute builds itself. httpx has no public hook below the per-operation
+    timeouts, so this reaches the pools httpx's default transports keep (``_pool``, and
+    httpcore's ``_network_backend``); a transport without them (a mock, a custom transport)
+    is left alone, and its reads are then checked against the deadline only between reads.
+    """
+    transports: list[object] = [getattr(client, "_transport", None)]
+    mounts = getattr(client, "_mounts", None)
+    if isinstance(mounts, Mapping):
+        transports.extend(mounts.values())
+    wrapped = True
+    for transport in transports:
+        if transport is None:
+            continue
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, _Backend | _AsyncBackend):
+            continue
+        if isinstance(backend, httpcore.NetworkBackend):
+            pool._network_backend = _Backend(backend)  # type: ignore[union-attr]
+        elif isinstance(backend, httpcore.AsyncNetworkBackend):
+            pool._network_backend = _AsyncBackend(backend)  # type: ignore[union-attr]
+        else:
+            wrapped = False
+    return wrapped
+
+
+class deadline_scope:
+    """Network operations inside the block end by ``deadline`` (a ``time.monotonic()``
+    value; ``None``: no deadline), on clients prepared with :func:`enforce_deadlines`.
+
+    Keep the block around the I/O only, never across a ``yield``: a sync generator shares its
+    consumer's context. (A class, not a generator-based context manager: it is entered on
+    every read.)
+    """
+
+    __slots__ = ("_deadline", "_token")
+
+    def __init__(self, deadline: float | None) -> None:
+        self._deadline = deadline
+
+    def __enter__(self) -> None:
+        self._token: Token[float | None] = _DEADLINE.set(self._deadline)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _DEADLINE.reset(self._token)
+
+
+def deadline_after(timeout: float | None, start: float | None = None) -> float | None:
+    """The deadline ``timeout`` seconds after ``start`` (default: now), or ``None``."""
+    if timeout is None:
+        return None
+    return (time.monotonic() if start is None else start) + timeout
+
+
+class StreamClock:
+    """When a stream must have sent something by: the attempt's deadline (``timeout``) until
+    its first text, and ``idle`` seconds without new text all along (either may be ``None``).
+
+    :attr:`deadline` is the current one, for :class:`deadline_scope`; :attr:`code` says which
+    it is (``deadline`` or ``stream_idle``).
+    """
+
+    __slots__ = ("code", "deadline", "idle", "provider")
+
+    def __init__(self, provider: str, timeout: float | None, idle: float | None) -> None:
+        start = time.monotonic()
+        self.provider, self.idle = provider, idle
+        first = deadline_after(timeout, start)
+        idle_at = deadline_after(idle, start)
+        self.deadline: float | None
+        if first is not None and (idle_at is None or first <= idle_at):
+            self.deadline, self.code = first, "deadline"
+        else:
+            self.deadline, self.code = idle_at, "stream_idle"
+
+    def text_arrived(self) -> None:
+        """New text came: from now on only the idle timeout applies."""
+        self.deadline, self.code = deadline_after(self.idle), "stream_idle"
+
+    def check(self, model_id: str) -> None:
+        """Raise the timeout if the current deadline has passed."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise deadline_error(self.provider, model_id, self.code)
+
+    def failure(
+        self, error: httpx.HTTPError, model_id: str, redact: Callable[[str], str]
+    ) -> ProviderError:
+        """The llamaroute error for an httpx failure during the stream (see
+        :func:`~._http.transport_failure`), named for the deadline that ran out, if one did."""
+        failure = transport_failure(error, self.provider, model_id, redact, self.deadline)
+        if failure.code == "deadline" and self.code != "deadline":
+            return deadline_error(self.provider, model_id, self.code)
+        return failure
+
+
+def deadline_error(provider: str, model_id: str, code: str = "deadline") -> ProviderTimeoutError:
+    """The error for an answer that did not arrive by its deadline."""
+    what = {
+        "deadline": "the call's timeout ran out before the answer arrived",
+        "stream_idle": "the stream sent no new text within its idle timeout",
+    }.get(code, "timed out")
+    return ProviderTimeoutError(what, provider=provider, model_id=model_id, code=code)
+
+
+def too_large(provider: str, model_id: str, what: str, limit: int) -> MalformedResponseError:
+    """The error for an answer over its size cap: typed, and not worth sending again."""
+    return MalformedResponseError(
+        f"{what} is larger than the {limit:,}-byte cap; the rest was not read",
+        provider=provider,
+        model_id=model_id,
+        code="response_too_large",
+        retryable=False,
+    )
+
+
+# Decoded output is produced in pieces of at most this size, so that a compressed chunk that
+# inflates a thousandfold never exists whole in memory.
+_PIECE = 64 * 1024
+
+
+class BodyReader:
+    """Counts and decodes one response body as it arrives (no I/O).
+
+    ``limit`` caps the decoded size. ``Content-Encoding`` gzip and deflate are decoded here,
+    in bounded pieces (httpx's own decoders would inflate each network read whole); other
+    encodings are refused. ``Content-Length`` over the cap fails before a byte is read.
+    """
+
+    __slots__ = ("_decoder", "_deflate", "_model_id", "_provider", "_what", "limit", "size")
+
+    def __init__(
+        self,
+        headers: httpx.Headers,
+        limit: int,
+        *,
+        provider: str,
+        model_id: str,
+        what: str = "the response body",
+    ) -> None:
+        self.limit, self.size = limit, 0
+        self._provider, self._model_id, self._what = provider, model_id, what
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        self._decoder: Any = None
+        self._deflate = encoding == "deflate"
+        if encoding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._decoder = zlib.decompressobj()  # zlib-wrapped, as RFC 9110 says
+        elif encoding not in ("identity", ""):
+            raise MalformedResponseError(
+                f"{what} uses Content-Encoding {encoding[:40]!r}, which was not asked for",
+                provider=provider,
+                model_id=model_id,
+                code="unsupported_encoding",
+                retryable=False,
+            )
+        length = headers.get("content-length", "")
+        if self._decoder is None and length.isdigit() and int(length) > limit:
+            raise self.too_large()
+
+    def too_large(self) -> MalformedResponseError:
+        """The error for this body going over its cap."""
+        return too_large(self._provider, self._model_id, self._what, self.limit)
+
+    def feed(self, raw: bytes) -> Iterable[bytes]:
+        """The decoded bytes in ``raw``, in pieces; raises once the cap is passed."""
+        if self._decoder is None:
+            self.size += len(raw)
+            if self.size > self.limit:
+                raise self.too_large()
+            return (raw,)
+        return self._inflate(raw)
+
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
+        while data and not self._decoder.eof:
+            room = self.limit - self.size
+            try:
+                piece = self._decoder.decompress(data, min(room + 1, _PIECE))
+            except zlib.error as error:
+                if self._raw_deflate_retry():
+                    continue  # the body is raw deflate (no zlib header), as many servers send
+                raise MalformedResponseError(
+                    f"{self._what} is not valid compressed data: {error}",
+                    provider=self._provider,
+                    model_id=self._model_id,
+                ) from None
+            self.size += len(piece)
+            if self.size > self.limit:
+                raise self.too_large()
+            if piece:
+                yield piece
+            data = self._decoder.unconsumed_tail
+
+    def _raw_deflate_retry(self) -> bool:
+        if not self._deflate or self.size:
+            return False
+        self._deflate = False
+        self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+        return True
