@@ -23,7 +23,8 @@ from ._image_checks import (
     prepare_image,
 )
 from ._prices import MILLION, Money, Price, match_prices, validate_prices
-from ._regions import AWS_REGIONS, check_region, region_skip_reason
+from ._region_reasons import region_skip_reason
+from ._regions import AWS_REGIONS, check_region
 from ._sources import Source, dump_catalog, load_catalog, merge_sources, read_toml
 
 __all__ = [

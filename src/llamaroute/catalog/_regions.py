@@ -10,15 +10,11 @@ skip the route, said in words.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
 from .._exceptions import ConfigurationError
 
-if TYPE_CHECKING:
-    from ._catalog import Route
-
-__all__ = ["AWS_REGIONS", "check_region", "region_skip_reason"]
+__all__ = ["AWS_REGIONS", "check_region"]
 
 #: The AWS regions (commercial, GovCloud and China), from the AWS "Regions and Availability
 #: Zones" list, read 2026-11-27. Bedrock runs in a subset; Llama 3.2 only through the
@@ -92,28 +88,3 @@ def _suggest(region: str, known: frozenset[str], preferred: frozenset[str]) -> s
     )
     close = [name for score, _, name in scored[:2] if -score >= 0.75]
     return " or ".join(close)
-
-
-def region_skip_reason(route: Route, region: str, siblings: Sequence[Route]) -> str:
-    """Why ``route`` is not offered to a client in ``region``. ``siblings`` are the other
-    routes of the same provider and model, to say which one serves the region, or that none
-    does (``llama-3.2-90b-vision on bedrock is offered only through us. profiles: us-east-1,
-    us-east-2, us-west-2``)."""
-    here = [other for other in siblings if other.serves_region(region)]
-    if here:
-        return (
-            f"offered in {', '.join(route.regions)}, not {region}; "
-            f"{', '.join(other.pinned for other in here)} serves {region}"
-        )
-    offered = [route, *(other for other in siblings if other is not route)]
-    where = "; ".join(
-        dict.fromkeys(
-            f"{other.geography}. profiles: {', '.join(other.regions)}"
-            if other.geography
-            else ", ".join(other.regions)
-            for other in offered
-            if other.regions
-        )
-    )
-    how = "through " if all(other.geography for other in offered if other.regions) else "in "
-    return f"{route.model} on {route.provider} is offered only {how}{where}; not in {region}"

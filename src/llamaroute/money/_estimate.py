@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict
 
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from .._request import ChatRequest, Message
+from ..catalog import region_skip_reason
 from ..catalog._prices import Price
-from ..catalog._regions import region_skip_reason
 from ._cost import tokens_cost
 from ._tokens import chat_template_tokens, image_positions, image_tiles_for, text_counter
 

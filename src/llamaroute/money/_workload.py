@@ -26,7 +26,6 @@ import functools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +33,14 @@ from .._exceptions import InvalidImageError, InvalidRequestError, UnsupportedFea
 from .._request import MAX_OUTPUT_TOKENS
 from ._estimate import RequestShape, split_routes
 from ._tokens import TextCounter, chat_template_tokens, image_tiles_for, text_counter
-from ._workload_totals import Demand, RouteTotals, WorkloadOption, WorkloadResult, finish
+from ._workload_totals import (
+    BadLine,
+    Demand,
+    RouteTotals,
+    WorkloadOption,
+    WorkloadResult,
+    finish,
+)
 
 if TYPE_CHECKING:
     from ..catalog._catalog import Catalog
@@ -59,19 +65,6 @@ _KEEP_BAD = 20
 # Distinct images whose tile count is remembered; past that the cache starts again.
 _IMAGE_CACHE = 4096
 _PROGRESS_EVERY = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class BadLine:
-    """A workload line that could not be estimated: its 1-based number and the typed error
-    (:class:`~llamaroute.InvalidRequestError`, or :class:`~llamaroute.InvalidImageError` for
-    its image)."""
-
-    line: int
-    error: InvalidRequestError
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.error}"
 
 
 class _Images:

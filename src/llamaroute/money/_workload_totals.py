@@ -24,16 +24,29 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from .._exceptions import InvalidRequestError
 from ._estimate import RequestShape, SkippedRoute, TokenTotals, route_tokens
 
 if TYPE_CHECKING:
     from ..catalog._catalog import Route
     from ..catalog._prices import Price
-    from ._workload import BadLine
 
-__all__ = ["RouteTotals", "WorkloadOption", "WorkloadResult"]
+__all__ = ["BadLine", "RouteTotals", "WorkloadOption", "WorkloadResult"]
 
 Costs = tuple[Decimal, Decimal, Decimal]
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A workload line that could not be estimated: its 1-based number and the typed error
+    (:class:`~llamaroute.InvalidRequestError`, or :class:`~llamaroute.InvalidImageError` for
+    its image)."""
+
+    line: int
+    error: InvalidRequestError
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.error}"
 
 
 @dataclass(slots=True)
