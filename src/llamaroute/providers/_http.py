@@ -1,10 +1,15 @@
 """HTTP helpers shared by the providers that speak HTTP through httpx.
 
-* :func:`transport_errors` maps every httpx transport failure to our error tree in one place.
+* :func:`map_transport_error` maps every httpx transport failure to our error tree in one
+  place; :func:`transport_failure` does so for any httpx error, with no chain (httpx's text may
+  quote URLs and headers), and :func:`transport_errors` as a context manager.
 * :func:`load_json` parses a body, or raises :class:`~llamaroute.MalformedResponseError`.
 * :func:`check_base_url` refuses base URLs that carry credentials.
 * :func:`finite_timeout` checks a configured timeout; :func:`request_timeout` with
   :func:`timeout_hooks` gives one call its own timeout through an SDK that takes none.
+
+Deadlines below httpx's per-operation timeouts and size caps while reading are in
+``_reading.py``; one async pool per event loop is in ``_pools.py``.
 """
 
 from __future__ import annotations
