@@ -376,7 +376,7 @@ def test_every_provider_client_has_finite_timeouts(three_fakes: Fakes) -> None:
                     client.chat(MODEL, "hi", providers=[name])
                     await aclient.chat(MODEL, "hi", providers=[name])
                 return [openrouter._client, openrouter._async_client,
-                        *ollama._clients.values(), *bedrock._clients.values()]  # fmt: skip
+                        *ollama._clients.values(), bedrock.client()]  # fmt: skip
 
     built = asyncio.run(call_and_inspect())
     http = [c for c in built if isinstance(c, httpx.Client | httpx.AsyncClient)]
