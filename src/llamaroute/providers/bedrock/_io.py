@@ -29,17 +29,16 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..._exceptions import MalformedResponseError, ProviderTimeoutError
 from ._redact import request_secrets
-from ._wire import close_stream
 
 if TYPE_CHECKING:
-    from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
+    pass
 
 __all__ = [
     "CappedStream",
@@ -47,9 +46,6 @@ __all__ = [
     "Limits",
     "Sender",
     "Watchdog",
-    "close_after",
-    "close_opened",
-    "close_pools",
 ]
 
 _CHUNK = 64 * 1024
@@ -452,52 +448,3 @@ def _guarded_connection(base: type, local: threading.local) -> type:
 
 
 # --- closing ---------------------------------------------------------------------------
-
-
-def close_opened(opened: list[Any]) -> None:
-    """Close the event iterator, then the botocore stream (and so the HTTP response)."""
-    if len(opened) == 2:
-        close_stream(opened[0], opened[1])
-    else:
-        opened[0].close()
-
-
-def close_after(pending: Future[Any] | None, opened: list[Any]) -> None:
-    """Close the stream once no thread reads it: at once, or when the step still running in
-    a worker (its task was cancelled) ends; closing a generator that another thread is
-    running raises ``ValueError: generator already executing``."""
-    if pending is None or pending.done():
-        if opened:
-            close_opened(opened)
-        return
-
-    def later(step: Future[Any]) -> None:
-        if not opened and not step.cancelled() and step.exception() is None:
-            result = step.result()
-            if isinstance(result, Mapping) and "stream" in result:
-                opened.append(result["stream"])  # the stream opened as its task was cancelled
-        if opened:
-            close_opened(opened)
-
-    pending.add_done_callback(later)
-
-
-def close_pools(client: BedrockRuntimeClient) -> None:
-    """Close the client's urllib3 connection pools, idle connections included.
-
-    botocore's ``close()`` only makes its pool manager forget the pools: with urllib3 2, a pool
-    closes its connections when it is garbage collected. After an error or an incomplete
-    stream, the pool is still referenced (by the response, through the error's traceback), so
-    its idle connections would stay open after ``close()`` until the cyclic collector runs.
-    """
-    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
-    managers = [getattr(session, "_manager", None)]
-    managers += list(getattr(session, "_proxy_managers", {}).values())
-    for manager in managers:
-        pools = getattr(manager, "pools", None)
-        if pools is None:
-            continue
-        for key in pools.keys():  # noqa: SIM118 (urllib3 refuses to iterate its container)
-            pool = pools.get(key)
-            if pool is not None:
-                pool.close()

@@ -38,7 +38,8 @@ from ..._version import __version__
 from ...catalog import Catalog, Route
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
 from .._http import check_base_url
-from ._io import Guard, Limits, Sender, Watchdog, close_after, close_opened, close_pools
+from ._closing import close_after, close_opened, close_pools
+from ._io import Guard, Limits, Sender, Watchdog
 from ._mapping import NAME, map_exception
 from ._redact import Redactor
 from ._setup import import_boto3, resolve_region
