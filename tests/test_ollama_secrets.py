@@ -186,3 +186,13 @@ def test_the_chained_cause_keeps_its_type_and_a_scrubbed_message(
     assert caught.value.__context__ is None
     assert cause.__cause__ is None
     assert cause.__context__ is None
+
+
+def test_a_user_name_alone_is_not_scrubbed(refused_port: int) -> None:
+    # Only the password is secret: a user name such as "llama" must not mangle every message
+    # that names a llama3.2 model.
+    provider = OllamaProvider(host=f"http://llama@127.0.0.1:{refused_port}")
+    with pytest.raises(LlamarouteError) as caught:
+        provider.chat(call())
+    provider.close()
+    assert "llama3.2:3b" in str(caught.value)
