@@ -21,7 +21,7 @@ import pytest
 
 from llamaroute import Client, LlamarouteError
 from llamaroute.providers import OllamaProvider
-from llamaroute.testing import Exchange, FakeServer
+from llamaroute.testing import Exchange, FakeOllama, FakeServer
 
 from .test_ollama import call
 
@@ -186,3 +186,14 @@ def test_the_chained_cause_keeps_its_type_and_a_scrubbed_message(
     assert caught.value.__context__ is None
     assert cause.__cause__ is None
     assert cause.__context__ is None
+
+
+def test_a_user_name_alone_is_not_scrubbed(fake_ollama: FakeOllama) -> None:
+    # Only the password is secret: a user name such as "llama" must not mangle the server's
+    # words that name a llama3.2 model.
+    fake_ollama.models = []
+    provider = OllamaProvider(host=fake_ollama.url.replace("http://", "http://llama@"))
+    with pytest.raises(LlamarouteError) as caught:
+        provider.chat(call())
+    provider.close()
+    assert 'model "llama3.2:3b" not found' in str(caught.value)

@@ -175,6 +175,15 @@ class Clients:
                     entry = self._async[loop] = (client, closer, held)
         return entry[0]  # type: ignore[no-any-return]
 
+    def __del__(self) -> None:
+        # Parked closers of loops that ended without finalising them (a loop closed without
+        # shutdown_asyncgens()) are finished here, before the collector would hand them to
+        # their dead loop's finaliser, which would fail noisily. Those of loops still running
+        # are left to their loop, which closes their clients.
+        for loop, (_, closer, held) in list(self._async.items()):
+            if loop.is_closed():
+                _retire(closer, held)
+
     def close(self) -> None:
         with self._lock:
             client, self._sync = self._sync, None

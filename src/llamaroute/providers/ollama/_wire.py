@@ -93,8 +93,10 @@ def split_credentials(host: str) -> tuple[str, str | None, tuple[str, ...]]:
     pair = f"{user}:{password}"
     token = base64.b64encode(pair.encode()).decode()
     clean = (f"{scheme}://" if sep else "") + hostport + slash + path
-    secrets = tuple(value for value in (token, pair, password, userinfo) if len(value) >= 4)
-    return clean, f"Basic {token}", secrets
+    # A user name alone is no secret (and scrubbing a short one would mangle every message
+    # that happens to contain it): the password is, in each form it can be echoed in.
+    forms = (token, pair, password, userinfo) if password else (token,)
+    return clean, f"Basic {token}", tuple(value for value in forms if len(value) >= 4)
 
 
 def estimate_num_ctx(call: ProviderCall) -> int:
