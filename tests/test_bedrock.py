@@ -422,7 +422,9 @@ async def test_refused_port_is_fast_and_not_retryable(sync_or_async: str) -> Non
         with pytest.raises(ProviderConnectionError) as caught:
             await provider_chat(provider, sync_or_async, call())
         await provider.aclose()
-    assert time.perf_counter() - started < 1.0
+    # About 0.35 s alone, nearly all of it building the first boto3 client; the bound leaves
+    # room for a loaded 2-core machine and is still far below a connect timeout or a retry.
+    assert time.perf_counter() - started < 2.0
     assert caught.value.code == "connection_refused"
     assert not caught.value.retryable
 
