@@ -208,31 +208,28 @@ class OpenRouterProvider(Provider):
             pool=seconds if pool is None else min(pool, seconds),
         )
 
-    def _error(
-        self, response: httpx.Response, body: bytes | bytearray, model_id: str
-    ) -> ProviderError:
+    def _error(self, response: httpx.Response, body: list[bytes], model_id: str) -> ProviderError:
         return map_error(
             response.status_code,
             response.headers,
-            bytes(body),
+            b"".join(body),
             model_id=model_id,
             redact=self._key.redact,
             url=str(self._url),
         )
 
-    def _result(
-        self, response: httpx.Response, body: bytes | bytearray, model_id: str
-    ) -> ProviderResult:
+    def _result(self, response: httpx.Response, body: list[bytes], model_id: str) -> ProviderResult:
         if response.status_code >= 300:
             raise self._error(response, body, model_id)
-        # Decoded, then the bytes freed before parsing: a body near the cap is held twice at
-        # most, never three times (bytes, text, parsed).
+        # Each copy freed before the next is made: a body near the cap is held twice at most
+        # (the pieces and their join, the join and its text, the text and its parse).
+        whole = b"".join(body)
+        body.clear()
         try:
-            text = body.decode("utf-8-sig")
+            text: str | None = whole.decode("utf-8-sig")
         except UnicodeDecodeError:
             text = None
-        if isinstance(body, bytearray):
-            body.clear()
+        del whole
         if text is None:
             raise MalformedResponseError(
                 "the response body is not UTF-8 text", provider=NAME, model_id=model_id
@@ -298,10 +295,10 @@ class OpenRouterProvider(Provider):
         return self._result(response, body, model_id)
 
     def _read(self, response: httpx.Response, chunks: Iterator[bytes], model_id: str,
-              deadline: float | None) -> bytearray:  # fmt: skip
+              deadline: float | None) -> list[bytes]:  # fmt: skip
         """The whole body, by the deadline and within its cap (an error body: its start)."""
         reader = self._reader(response, model_id, stream=False)
-        body = bytearray()
+        body: list[bytes] = []  # pieces, not a growing buffer: no over-allocation
         try:
             while True:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -311,16 +308,16 @@ class OpenRouterProvider(Provider):
                 if raw is None:
                     return body
                 for piece in reader.feed(raw):
-                    body += piece
+                    body.append(piece)
         except MalformedResponseError as error:
             if error.code == "response_too_large" and response.status_code >= 300:
                 return body  # enough of an error body to say what went wrong
             raise
 
     async def _aread(self, response: httpx.Response, chunks: AsyncIterator[bytes],
-                     model_id: str, deadline: float | None) -> bytearray:  # fmt: skip
+                     model_id: str, deadline: float | None) -> list[bytes]:  # fmt: skip
         reader = self._reader(response, model_id, stream=False)
-        body = bytearray()
+        body: list[bytes] = []  # pieces, not a growing buffer: no over-allocation
         try:
             while True:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -331,7 +328,7 @@ class OpenRouterProvider(Provider):
                 except StopAsyncIteration:
                     return body
                 for piece in reader.feed(raw):
-                    body += piece
+                    body.append(piece)
         except MalformedResponseError as error:
             if error.code == "response_too_large" and response.status_code >= 300:
                 return body
