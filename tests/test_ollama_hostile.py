@@ -16,6 +16,7 @@ import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from llamaroute import (
@@ -91,6 +92,22 @@ async def test_the_deadline_holds_against_an_endless_fast_body(mode: str) -> Non
         await provider.aclose()
     assert isinstance(error, ProviderTimeoutError)
     assert T <= elapsed < T + SLACK
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_without_a_call_timeout_the_providers_timeouts_bound_the_answer(
+    fake_ollama: FakeOllama, mode: str, streaming: bool
+) -> None:
+    # No timeout= at all: the provider's own timeouts, added up (0.1 + 0.1 + 0.3 s), bound
+    # the whole answer (a stream's first text), however the server trickles.
+    timeout = httpx.Timeout(0.1, read=0.3)
+    provider = OllamaProvider(host=fake_ollama.url, timeout=timeout)
+    fake_ollama.trickle(0.02)
+    elapsed, error = await timed((stream if streaming else chat)(provider, mode, call()))
+    await provider.aclose()
+    assert isinstance(error, ProviderTimeoutError)
+    assert "within the provider's timeouts (0.5 s)" in str(error)
+    assert 0.5 <= elapsed < 0.5 + SLACK
 
 
 @pytest.mark.parametrize("kind", ["trickle", "keep_alive"])

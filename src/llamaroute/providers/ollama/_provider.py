@@ -76,7 +76,8 @@ class OllamaProvider(Provider):
             ``host:port`` works, as with the ``ollama`` CLI. Credentials in it
             (``https://user:password@host``) are taken out of the URL and sent as Basic auth.
         timeout: an ``httpx.Timeout`` or seconds; always finite. Each part bounds one
-            connect, write or read; a call's ``timeout=`` bounds the whole attempt.
+            connect, write or read; a call's ``timeout=`` bounds the whole attempt (without
+            one, the parts added up do: a non-streamed answer, or a stream's first text).
         headers: extra HTTP headers (for a server behind a proxy).
         api_key: sent as ``Authorization: Bearer`` (default ``$OLLAMA_API_KEY``, if set).
         keep_alive: how long the server keeps the model loaded after a call (``"10m"``,
@@ -183,12 +184,18 @@ class OllamaProvider(Provider):
         return None if call.timeout is None else attempt_timeout(call.timeout, self.timeout)
 
     def _guard(self, call: ProviderCall, model_id: str, *, stream: bool) -> Guard:
-        """The attempt's limits: its deadline (``call.timeout`` from now) and size caps."""
-        seconds = call.timeout
+        """The attempt's limits: its deadline and size caps. The deadline is ``call.timeout``
+        from now; without one, the provider's own timeouts added up (connect, write and
+        read: what one answer may take when each part takes all it may), so that no server
+        holds a call for ever a byte at a time."""
+        if call.timeout is not None:
+            seconds, why = call.timeout, f"the attempt's {call.timeout:g} s ran out"
+        else:
+            parts = (self.timeout.connect, self.timeout.write, self.timeout.read)
+            seconds = sum(cast(float, part) for part in parts)
+            why = f"no whole answer within the provider's timeouts ({seconds:g} s)"
         return Guard(
-            NAME, model_id,
-            deadline=None if seconds is None else time.monotonic() + seconds,
-            why=f"the attempt's {seconds:g} s ran out" if seconds is not None else "",
+            NAME, model_id, deadline=time.monotonic() + seconds, why=why,
             limit=self.max_stream_bytes if stream else self.max_response_bytes,
             max_line=self.max_line_bytes if stream else None,
         )  # fmt: skip
