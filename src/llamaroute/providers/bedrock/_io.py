@@ -80,11 +80,10 @@ def _corrupt(length: int, headers: int, model_id: str) -> MalformedResponseError
     )  # fmt: skip
 
 
-def _shut(connection: Any) -> None:
+def _shut(sock: Any) -> None:
     # shutdown() wakes a read blocked in another thread (close() does not) and sends a FIN, so
     # the server sees the hang-up. socket.socket's own method: SSLSocket.shutdown would also
     # drop the SSL object under a read that is still running.
-    sock = getattr(connection, "sock", None)
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
@@ -100,8 +99,8 @@ class Guard:
     fails at once; :meth:`timeout_error` then says what happened.
     """
 
-    __slots__ = ("_lock", "_watchdog", "busy", "connected", "connection", "deadline", "expired",
-                 "model_id", "pending", "received", "request_headers", "window")  # fmt: skip
+    __slots__ = ("_lock", "_watchdog", "busy", "connected", "deadline", "expired", "model_id",
+                 "pending", "received", "request_headers", "sock", "window")  # fmt: skip
 
     def __init__(self, watchdog: Watchdog, model_id: str) -> None:
         self._watchdog = watchdog
@@ -111,7 +110,9 @@ class Guard:
         self.window = math.inf
         self.busy = False
         self.expired = False
-        self.connection: Any = None
+        #: The socket carrying the attempt (kept, not read from the connection: http.client
+        #: hands it to the response and forgets it when the server says Connection: close).
+        self.sock: Any = None
         self.connected = False
         self.received = False
         #: The signed request's headers: their token and signature are redacted from errors.
@@ -143,13 +144,13 @@ class Guard:
             self.expire()
         return self.expired
 
-    def attach(self, connection: Any) -> None:
-        """The connection now carrying this attempt (shut at once if already expired)."""
+    def attach(self, sock: Any) -> None:
+        """The socket now carrying this attempt (shut at once if already expired)."""
         with self._lock:
-            self.connection = connection
+            self.sock = sock
             expired = self.expired
         if expired:
-            _shut(connection)
+            _shut(sock)
 
     def expire(self) -> None:
         """End the attempt: shut its connection down so the blocked read returns now."""
@@ -157,9 +158,8 @@ class Guard:
             if self.expired:
                 return
             self.expired = True
-            connection = self.connection
-        if connection is not None:
-            _shut(connection)
+            sock = self.sock
+        _shut(sock)
 
     @property
     def sent(self) -> list[str]:
@@ -425,7 +425,6 @@ def _guarded_connection(base: type, local: threading.local) -> type:
         def connect(self) -> None:
             guard: Guard | None = getattr(local, "guard", None)
             if guard is not None:
-                guard.attach(self)
                 left = max(0.001, guard.remaining())
                 timeout = getattr(self, "timeout", None)
                 if not isinstance(timeout, int | float) or timeout > left:
@@ -433,14 +432,13 @@ def _guarded_connection(base: type, local: threading.local) -> type:
             super().connect()
             if guard is not None:
                 guard.connected = True
-                guard.attach(self)  # the socket exists now: shut it if the guard expired
+                guard.attach(self.sock)  # shut at once if the guard expired meanwhile
 
         def request(self, *args: Any, **kwargs: Any) -> Any:
             guard: Guard | None = getattr(local, "guard", None)
-            if guard is not None:
-                guard.attach(self)
-                if self.sock is not None:
-                    guard.connected = True
+            if guard is not None and self.sock is not None:  # a connection used before
+                guard.connected = True
+                guard.attach(self.sock)
             return super().request(*args, **kwargs)
 
     Guarded.__name__ = Guarded.__qualname__ = f"Guarded{base.__name__}"
