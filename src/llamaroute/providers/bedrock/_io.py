@@ -183,8 +183,9 @@ class Guard:
 class Watchdog:
     """Expires guards at their deadlines, from one thread started on first use.
 
-    :attr:`wake` is when the thread will look next (``-inf`` while it is looking): a guard
-    armed for an earlier moment pokes it, any other arming costs nothing.
+    :attr:`wake` is when the thread will look next (``inf`` while it is looking, since it may
+    miss a deadline set meanwhile): a guard armed for an earlier moment pokes it, any other
+    arming costs nothing.
     """
 
     def __init__(self) -> None:
@@ -219,7 +220,7 @@ class Watchdog:
     def _run(self) -> None:
         with self._cond:
             while not self._closing:
-                self.wake = -math.inf
+                self.wake = math.inf  # looking: whoever arms a guard now pokes
                 now = time.monotonic()
                 due, wake = [], math.inf
                 for guard in self._guards:
