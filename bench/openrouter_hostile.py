@@ -26,7 +26,7 @@ from llamaroute import ChatRequest, LlamarouteError, get_model
 from llamaroute.providers import OpenRouterProvider, ProviderCall
 from llamaroute.testing import FakeOpenRouter, Step
 
-KEY = "sk-or-v1-bench0000000000000000000000000000000000000000"
+KEY = "bench-placeholder-not-a-key"  # the fake server accepts any key
 ROUTE = get_model("llama-3.2-3b").route("openrouter")
 MIB = 1024 * 1024
 
