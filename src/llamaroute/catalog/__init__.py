@@ -22,6 +22,24 @@ from ._image_checks import (
     check_request_images,
     prepare_image,
 )
+from ._live_prices import (
+    LiveRead,
+    RouteLifecycle,
+    bedrock_lifecycle,
+    bedrock_prices,
+    classify_aws_row,
+    openrouter_prices,
+    per_million,
+)
+from ._price_file import (
+    PRICES_ENV,
+    PriceChange,
+    default_catalog,
+    default_prices_path,
+    diff_prices,
+    render_price_file,
+    write_atomically,
+)
 from ._prices import MILLION, Money, Price, match_prices, validate_prices
 from ._region_reasons import region_skip_reason
 from ._regions import AWS_REGIONS, check_region
@@ -30,6 +48,20 @@ from ._sources import Source, dump_catalog, load_catalog, merge_sources, read_to
 __all__ = [
     "AWS_REGIONS",
     "MILLION",
+    "PRICES_ENV",
+    "LiveRead",
+    "PriceChange",
+    "RouteLifecycle",
+    "bedrock_lifecycle",
+    "bedrock_prices",
+    "classify_aws_row",
+    "default_catalog",
+    "default_prices_path",
+    "diff_prices",
+    "openrouter_prices",
+    "per_million",
+    "render_price_file",
+    "write_atomically",
     "Catalog",
     "CatalogData",
     "ModelSpec",

@@ -92,6 +92,11 @@ class Route(_Data):
     structured_output: bool = False
     max_temperature: float = Field(default=2.0, gt=0)
     max_stop_sequences: int | None = Field(default=None, ge=0)
+    # Bedrock's model lifecycle (ACTIVE -> LEGACY -> end of life), refreshed from
+    # ListFoundationModels by `llamaroute prices refresh`.
+    lifecycle: Literal["active", "legacy", "eol"] = "active"
+    legacy_date: date | None = None
+    end_of_life: date | None = None
     unconfirmed: tuple[str, ...] = ()
     notes: str = ""
     source: str = Field(min_length=1)

@@ -97,6 +97,9 @@ class Price(BaseModel):
     notes: str = ""
     source: str = Field(min_length=1)
     checked: date
+    #: The user file this entry came from (the refreshed price file of ``llamaroute prices
+    #: refresh``, or a ``--catalog`` file); ``None`` for the data shipped with the package.
+    origin: str | None = None
 
     @property
     def selector(self) -> tuple[str, str | None, str | None, tuple[str, ...]]:

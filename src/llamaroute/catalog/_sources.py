@@ -119,6 +119,9 @@ def merge_sources(
             _merge_route(routes, label, fields)
         for label, entry in price_entries(source.content, where, file_provider):
             _check_provenance(entry, label, require_provenance, source)
+            if not require_provenance:
+                # Said on every estimate and cost that uses it: which file set this price.
+                entry["origin"] = str(source.path)
             merge_price_entries(prices, label, entry, override=not require_provenance)
 
     built: dict[str, ModelSpec] = {}

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 from .._exceptions import LlamarouteError
 from .._version import __version__
-from ..catalog import Catalog, ModelSpec, Route, load_catalog
+from ..catalog import Catalog, ModelSpec, Route, default_catalog, load_catalog
 from ._costs import money  # how amounts are rounded for display (tested on its own)
 from ._output import dumps, text_table
 
@@ -127,7 +127,7 @@ def _add_catalog_option(parser: argparse.ArgumentParser) -> None:
 def _catalog(args: argparse.Namespace) -> Catalog:
     paths = [p for p in os.environ.get(CATALOG_ENV, "").split(os.pathsep) if p]
     paths += args.catalog
-    return load_catalog(*paths) if paths else Catalog.builtin()
+    return load_catalog(*paths, base=default_catalog()) if paths else default_catalog()
 
 
 def _models(args: argparse.Namespace) -> int:

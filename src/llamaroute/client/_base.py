@@ -16,7 +16,7 @@ from typing import Any
 
 from .._exceptions import BudgetExceededError, ConfigurationError
 from .._request import ChatRequest, Message
-from ..catalog import Catalog
+from ..catalog import Catalog, default_catalog
 from ..images import ImageFetchPolicy
 from ..money import Accounting, Estimates, Ledger, estimate_shape, open_ledger, request_shape
 from ..providers import Provider, discover
@@ -69,7 +69,7 @@ class BaseClient:
             if provider.name in self._providers:
                 raise ConfigurationError(f"provider {provider.name!r} is configured twice")
             self._providers[provider.name] = provider
-        self.catalog = catalog or Catalog.builtin()
+        self.catalog = catalog or default_catalog()
         self._retry = RetryPolicy.coerce(retries, RetryPolicy())
         self._health = Health(breaker or BreakerPolicy(), clock=self._retry.clock)
         if fallback is True:

@@ -51,7 +51,7 @@ def price_for(route: Route, catalog: Catalog | None = None) -> Price | None:
     """The price of ``route`` in ``catalog`` (the built-in one by default), or ``None`` when
     it is unknown."""
     if catalog is None:
-        from ..catalog._catalog import Catalog  # deferred: _catalog imports this module
+        from ..catalog._price_file import default_catalog  # deferred: loaded on first use
 
-        catalog = Catalog.builtin()
+        catalog = default_catalog()
     return catalog.price(route)

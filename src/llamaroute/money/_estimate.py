@@ -220,9 +220,9 @@ def estimate_shape(
     shape from a prompt and resolves the routes from a model name first.
     """
     if catalog is None:
-        from ..catalog._catalog import Catalog  # deferred: _catalog imports this module
+        from ..catalog._price_file import default_catalog  # deferred: loaded on first use
 
-        catalog = Catalog.builtin()
+        catalog = default_catalog()
     found, skipped = [], []
     for route in routes:
         price = catalog.price(route)
@@ -312,9 +312,9 @@ def estimate(
     model, and :class:`~llamaroute.UnsupportedFeatureError` when no route can serve the request.
     """
     if catalog is None:
-        from ..catalog._catalog import Catalog  # deferred: _catalog imports this module
+        from ..catalog._price_file import default_catalog  # deferred: loaded on first use
 
-        catalog = Catalog.builtin()
+        catalog = default_catalog()
     if region is not None:
         catalog.check_region(region)
     request = ChatRequest.create(

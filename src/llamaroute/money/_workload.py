@@ -272,9 +272,9 @@ def estimate_workload(
     :class:`~llamaroute.UnsupportedFeatureError` when no route of the default model matches
     the filters.
     """
-    from ..catalog._catalog import Catalog  # deferred: _catalog is loaded on first use
+    from ..catalog._price_file import default_catalog  # deferred: loaded on first use
 
-    catalog = catalog or Catalog.builtin()
+    catalog = catalog or default_catalog()
     split_routes((), catalog, providers=providers, region=region)  # checks the filters
     demands: dict[tuple[str, ...], Demand] = {}
     names: dict[str, Demand] = {}
