@@ -56,7 +56,9 @@ class Clock:
 
 
 @pytest.fixture(autouse=True)
-def _no_user_price_file(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _no_user_price_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Tests never pick up the developer's refreshed price file (``llamaroute prices refresh``):
     the default location points at a file that does not exist."""
     missing = tmp_path_factory.getbasetemp() / "no-refreshed-prices.toml"

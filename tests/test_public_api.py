@@ -40,6 +40,7 @@ PUBLIC = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RefreshResult",
     "Resolution",
     "RetryPolicy",
     "Route",
@@ -57,6 +58,7 @@ PUBLIC = [
     "get_model",
     "load_catalog",
     "models",
+    "refresh_prices",
 ]
 
 

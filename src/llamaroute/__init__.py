@@ -28,6 +28,7 @@ from ._exceptions import (
     UnsupportedFeatureError,
 )
 from ._records import Attempt, Cost, Usage
+from ._refresh import RefreshResult, refresh_prices
 from ._request import ChatRequest, ImagePart, Message, TextPart
 from ._response import ChatChunk, ChatResponse
 from ._version import __version__
@@ -79,6 +80,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RefreshResult",
     "Resolution",
     "RetryPolicy",
     "Route",
@@ -96,4 +98,5 @@ __all__ = [
     "get_model",
     "load_catalog",
     "models",
+    "refresh_prices",
 ]

@@ -79,7 +79,7 @@ class LiveRead:
 def _amount(value: object) -> Decimal | None:
     """An exact Decimal from a JSON price (a string, or a number parsed as Decimal); ``None``
     for the dynamic marker ``-1``; ValueError for anything else."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise ValueError(f"price {value!r} is not an exact decimal")
     if isinstance(value, int | Decimal):
         amount = Decimal(value)
@@ -305,8 +305,8 @@ def bedrock_prices(
                 read.notes.append(f"bedrock: {attributes.get('usagetype')}: {error}; skipped")
                 continue
             found[kind].setdefault((size, region), {})[direction] = amount
-    for kind, count in sorted(skipped.items()):
-        read.notes.append(f"bedrock: {count} {kind.replace('_', '-')} row(s) left out")
+    for left_out, count in sorted(skipped.items()):
+        read.notes.append(f"bedrock: {count} {left_out.replace('_', '-')} row(s) left out")
     routes = [r for spec in catalog.models() for r in spec.routes if r.provider == "bedrock"]
     for (size, region), amounts in sorted(found["on_demand"].items()):
         route = _bedrock_route(routes, size, region)
@@ -319,7 +319,8 @@ def bedrock_prices(
         notes = f"on-demand, {region}"
         batch = found["batch"].get((size, region), {})
         if batch:
-            notes += "; batch " + "/".join(f"{batch[k]:f}" for k in ("input", "output") if k in batch)
+            amounts_text = "/".join(f"{batch[k]:f}" for k in ("input", "output") if k in batch)
+            notes += f"; batch {amounts_text} per M (not used by estimates)"
         read.prices.append(
             Price(
                 provider="bedrock", model_id=route.model_id, regions=(region,),
@@ -336,9 +337,7 @@ def _dimensions(item: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     dimensions: list[Mapping[str, Any]] = []
     for term in on_demand.values() if isinstance(on_demand, Mapping) else ():
         if isinstance(term, Mapping) and isinstance(term.get("priceDimensions"), Mapping):
-            dimensions.extend(
-                d for d in term["priceDimensions"].values() if isinstance(d, Mapping)
-            )
+            dimensions.extend(d for d in term["priceDimensions"].values() if isinstance(d, Mapping))
     return dimensions
 
 
@@ -353,9 +352,7 @@ def _bedrock_route(routes: Sequence[Route], size: str, region: str) -> Route | N
 # --- Bedrock lifecycle ----------------------------------------------------------------------
 
 
-def bedrock_lifecycle(
-    answer: Any, catalog: Catalog, *, source: str, checked: date
-) -> LiveRead:
+def bedrock_lifecycle(answer: Any, catalog: Catalog, *, source: str, checked: date) -> LiveRead:
     """Each Bedrock route's lifecycle from a ``ListFoundationModels`` answer, matched by the
     route's ``foundation_model_id``."""
     read = LiveRead()

@@ -36,6 +36,7 @@ __all__ = [
     "default_prices_path",
     "diff_prices",
     "render_price_file",
+    "toml_table",
     "write_atomically",
 ]
 
@@ -90,6 +91,12 @@ def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return _toml_string(str(value))
+
+
+def toml_table(name: str, fields: Mapping[str, object]) -> str:
+    """One ``[[name]]`` table of the price file, for entries kept from an earlier refresh."""
+    lines = ["", f"[[{name}]]", *(f"{key} = {_toml_value(value)}" for key, value in fields.items())]
+    return "\n".join(lines) + "\n"
 
 
 def render_price_file(

@@ -2,6 +2,7 @@
 
     llamaroute models [NAME] [--json] [--catalog FILE ...]
     llamaroute prices [NAME] [--json] [--catalog FILE ...]
+    llamaroute prices refresh [--out PATH] [--only SOURCE] [--region R ...] [--dry-run] [--json]
     llamaroute estimate --model KEY (--prompt TEXT | --prompt-file F) [--requests N] [--rate N/day]
     llamaroute estimate [--model KEY] --workload FILE.jsonl [--requests N] [--rate N/day] ...
     llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream] PROMPT|-
@@ -38,6 +39,11 @@ Command = Callable[[argparse.Namespace], int]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["prices", "refresh"]:
+        from ._refresh import COMMAND
+
+        argv = [COMMAND, *argv[2:]]
     args = parser.parse_args(argv)
     command: Command | None = getattr(args, "command", None)
     if command is None:
@@ -79,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     from ._costs import add_cost_commands  # the prices and estimate commands
 
     add_cost_commands(commands, _add_catalog_option, _catalog)
+
+    from ._refresh import add_refresh_command  # prices refresh
+
+    add_refresh_command(commands)
 
     from ._chat import add_chat_commands  # the chat, doctor and spend commands
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 from .._exceptions import ConfigurationError, InvalidRequestError
 from ..catalog._catalog import Catalog, Route
+from ..catalog._price_file import default_prices_path
 from ..catalog._prices import Price
 from ..money._estimate import DEFAULT_EXPECTED_OUTPUT_TOKENS, Estimate, estimate
 from ._output import Rate, dumps, money, parse_rate, scale, text_table
@@ -136,6 +137,7 @@ def _prices(args: argparse.Namespace, catalog: Catalog) -> int:
             "\nUSD per million tokens; 'unknown' = no price known (cost reported as None, "
             f"not 0); ! = checked more than {STALE_DAYS} days ago."
         )
+        print_origins(price for _, _, price in entries)
     if stale:
         oldest = min(price.checked for price in stale)
         print(
@@ -284,3 +286,18 @@ def _footer(prices: list[Estimate]) -> None:
             f"Prices are dated snapshots (oldest checked {min(dated).isoformat()}): "
             "`llamaroute prices` lists them with their sources."
         )
+    print_origins([item.price for item in prices])
+
+
+def print_origins(prices: Iterable[Price | None]) -> None:
+    """Name the user files (the refreshed price file first of all) that set any of ``prices``,
+    with the sources and dates they were read from."""
+    files: dict[str, list[Price]] = {}
+    for price in prices:
+        if price is not None and price.origin is not None:
+            files.setdefault(price.origin, []).append(price)
+    refreshed = str(default_prices_path())
+    for origin, used in files.items():
+        what = "refreshed prices" if origin == refreshed else "prices"
+        sources = sorted({f"{p.source} ({p.checked.isoformat()})" for p in used})
+        print(f"Using {what} from {origin}: {'; '.join(sources)}")

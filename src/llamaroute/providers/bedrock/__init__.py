@@ -8,6 +8,13 @@ and finds the region without touching AWS; ``_redact.py`` keeps AWS secrets out 
 :class:`BedrockProvider`, which does the I/O.
 """
 
+from ._catalog_sources import (
+    LIFECYCLE_SOURCE,
+    PRICE_LIST_SOURCE,
+    PRICING_REGION,
+    fetch_bedrock_lifecycle,
+    fetch_bedrock_price_rows,
+)
 from ._mapping import map_error, map_exception
 from ._provider import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, BedrockProvider
 from ._provider import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
@@ -29,10 +36,15 @@ from ._wire import iter_events as iter_events
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_READ_TIMEOUT",
+    "LIFECYCLE_SOURCE",
+    "PRICE_LIST_SOURCE",
+    "PRICING_REGION",
     "BedrockProvider",
     "ConverseStreamState",
     "build_converse_request",
     "configured_region",
+    "fetch_bedrock_lifecycle",
+    "fetch_bedrock_price_rows",
     "import_boto3",
     "map_error",
     "map_exception",

@@ -9,6 +9,7 @@ from .._errors import parse_retry_after as parse_retry_after
 from .._sse import SSEDecoder as SSEDecoder
 from .._sse import SSEEvent as SSEEvent
 from .._sse import SSEOverflow as SSEOverflow
+from ._catalog_sources import MAX_CATALOG_BYTES, OpenRouterListing, fetch_openrouter_listing
 from ._provider import API_KEY_ENV as API_KEY_ENV
 from ._provider import BASE_URL_ENV as BASE_URL_ENV
 from ._provider import DEFAULT_BASE_URL, OpenRouterProvider
@@ -21,8 +22,11 @@ from ._wire import build_payload, map_error, parse_response
 # and for settings.
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MAX_CATALOG_BYTES",
+    "OpenRouterListing",
     "OpenRouterProvider",
     "build_payload",
+    "fetch_openrouter_listing",
     "map_error",
     "parse_response",
 ]
