@@ -195,8 +195,13 @@ class PriceChange:
 def _price_text(price: Price | None) -> str:
     if price is None:
         return "unknown"
-    image = "" if price.image is None else f" img {price.image:f}"
-    return f"{price.input_per_mtok:f}/{price.output_per_mtok:f}{image}"
+    image = "" if price.image is None else f" img {_num(price.image)}"
+    return f"{_num(price.input_per_mtok)}/{_num(price.output_per_mtok)}{image}"
+
+
+def _num(amount: Decimal) -> str:
+    # 0.10 (shipped) and 0.1 (read) are the same price: compare and show them alike.
+    return f"{amount.normalize():f}"
 
 
 def diff_prices(

@@ -90,13 +90,14 @@ def fetch_bedrock_price_rows(
     endpoint_url: str | None = None,
     timeout: float = 30.0,
     session: Any | None = None,
-) -> dict[str, list[str]]:
-    """Every ``AmazonBedrock`` Price List row (the JSON strings as given) for each region."""
-    rows: dict[str, list[str]] = {}
+) -> dict[str, list[str | dict[str, Any]]]:
+    """Every ``AmazonBedrock`` Price List row for each region: the JSON strings as AWS sends
+    them (kept unparsed, so that amounts stay exact when read)."""
+    rows: dict[str, list[str | dict[str, Any]]] = {}
     with _aws_errors("AWS Price List"):
         client = _client("pricing", pricing_region, endpoint_url, timeout, session)
         for region in regions:
-            found: list[str] = []
+            found: list[str | dict[str, Any]] = []
             token: str | None = None
             for _ in range(MAX_PAGES):
                 kwargs: dict[str, Any] = {
@@ -108,7 +109,7 @@ def fetch_bedrock_price_rows(
                 if token:
                     kwargs["NextToken"] = token
                 page = client.get_products(**kwargs)
-                found.extend(item for item in page.get("PriceList", ()) if isinstance(item, str))
+                found.extend(i for i in page.get("PriceList", ()) if isinstance(i, str | dict))
                 token = page.get("NextToken")
                 if not token:
                     break
