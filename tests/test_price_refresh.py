@@ -31,6 +31,7 @@ from llamaroute.catalog import (
     default_prices_path,
     openrouter_prices,
     per_million,
+    render_price_file,
 )
 from llamaroute.cli import main
 from llamaroute.providers.openrouter import fetch_openrouter_listing
@@ -169,6 +170,25 @@ def test_aws_rows_price_only_on_demand_per_region() -> None:
     joined = " ".join(read.notes)
     assert "latency-optimized" in joined
     assert "extended-access" in joined
+
+
+def test_a_bedrock_route_is_priced_at_its_first_region(tmp_path: Path) -> None:
+    read_per_1k = (("us-west-2", "0.0002"), ("us-east-1", "0.0001"), ("us-east-2", "0.0003"))
+    rows = [
+        aws_row("Llama 3.2 1B Instruct", region, direction, usd)
+        for region, usd in read_per_1k
+        for direction in ("input", "output")
+    ]
+    catalog = Catalog.builtin()
+    read = bedrock_prices(rows, catalog, source="aws", checked=TODAY)
+    assert len(read.prices) == 3
+    out = tmp_path / "p.toml"
+    out.write_text(render_price_file(read.prices, [], catalog))
+    layered = load_catalog(out)
+    route = layered.get("llama-3.2-1b").route("bedrock", region="us-east-1")
+    assert layered.price(route).regions == ("us-east-1",)
+    assert layered.price(route).input_per_mtok == Decimal("0.1")
+    assert out.read_text().count("[[prices]]") == 3  # every region read is kept in the file
 
 
 def test_an_aws_region_without_a_route_is_noted() -> None:
