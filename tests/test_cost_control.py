@@ -92,7 +92,10 @@ def test_a_stale_price_table_is_flagged_once(
     assert first.cost is not None
     assert (first.cost.total, first.cost.source) == (Decimal("0.09"), "provider")
     assert first.price_stale
-    assert first.details["price_check"] == {"provider": "0.09", "price_table": "0.04"}
+    check = first.details["price_check"]
+    assert (check["provider"], check["price_table"]) == ("0.09", "0.04")
+    assert check["price_source"]  # where the stale table price was read, and when
+    assert check["price_checked"]
     stale = [r for r in caplog.records if "looks stale" in r.getMessage()]
     assert len(stale) == 1
 

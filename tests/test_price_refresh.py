@@ -433,3 +433,27 @@ def test_default_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert default_prices_path({}) == tmp_path / ".config" / "llamaroute" / "prices.toml"
     # Tests run with a path that does not exist: the default catalog is the shipped one.
     assert default_catalog() is Catalog.builtin()
+
+
+def test_a_client_prices_calls_with_the_refreshed_file_and_says_so(
+    openrouter: FakeOpenRouterModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llamaroute import Client, Usage
+    from llamaroute.money import cost_from_usage
+    from llamaroute.providers import OpenRouterProvider
+
+    path = tmp_path / "prices.toml"
+    monkeypatch.setenv("LLAMAROUTE_PRICES", str(path))
+    refresh_prices(sources=["openrouter"], openrouter_url=openrouter.base_url)
+    provider = OpenRouterProvider(api_key="sk-or-v1-test", base_url=openrouter.base_url)
+    with Client(providers=[provider]) as client:
+        route = client.catalog.get("llama-3.2-1b").route("openrouter")
+        price = client.catalog.price(route)
+    assert price is not None
+    assert price.origin == str(path)
+    cost = cost_from_usage(Usage(input_tokens=1_000_000, output_tokens=1_000_000), price)
+    assert cost is not None
+    assert cost.total == Decimal("0.228")  # 0.027 + 0.201, exactly
+    assert (cost.price_source, cost.price_checked, cost.price_origin) == (
+        f"{openrouter.base_url}/models", date.today(), str(path),
+    )  # fmt: skip

@@ -112,6 +112,8 @@ def test_cost_from_usage_is_exact_and_adds_the_image_price() -> None:
         output=Decimal("0.0000028"),
         total=Decimal("0.0055807"),
         source="price_table",
+        price_source=price.source,
+        price_checked=price.checked,
     )
 
 

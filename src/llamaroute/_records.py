@@ -10,6 +10,7 @@ Money is :class:`~decimal.Decimal` USD everywhere.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -85,6 +86,9 @@ class Cost(_Output):
     ``source`` says where the figure came from: ``"provider"`` when the provider reported it
     (OpenRouter's ``usage.cost``), ``"price_table"`` when llamaroute computed it from usage and
     its dated price data. ``input`` and ``output`` are ``None`` when only the total is known.
+    For a figure computed from the price table, ``price_source`` and ``price_checked`` say where
+    that price was read and when, and ``price_origin`` names the user file it came from (the
+    refreshed prices of ``llamaroute prices refresh``, say; ``None``: shipped with llamaroute).
     """
 
     input: Decimal | None = None
@@ -92,6 +96,9 @@ class Cost(_Output):
     total: Decimal
     source: CostSource
     currency: Literal["USD"] = "USD"
+    price_source: str | None = None
+    price_checked: date | None = None
+    price_origin: str | None = None
 
 
 Outcome = Literal["ok", "error", "cancelled"]

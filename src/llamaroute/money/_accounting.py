@@ -123,7 +123,9 @@ class Accounting:
         difference = abs(reported.total - table)
         if difference <= max(STALE_FLOOR, STALE_SHARE * max(reported.total, table)):
             return reported, None
-        check = {"provider": str(reported.total), "price_table": str(table)}
+        check = {"provider": str(reported.total), "price_table": str(table),
+                 "price_source": price.source, "price_checked": price.checked.isoformat(),
+                 "price_origin": price.origin}  # fmt: skip
         with self._lock:
             first = route.pinned not in self._warned
             self._warned.add(route.pinned)

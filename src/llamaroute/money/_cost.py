@@ -43,8 +43,10 @@ def cost_from_usage(usage: Usage, price: Price | None, *, images: int = 0) -> Co
         price, usage.input_tokens, usage.output_tokens, images=images
     )
     return Cost(
-        input=input_cost, output=output_cost, total=input_cost + output_cost, source="price_table"
-    )
+        input=input_cost, output=output_cost, total=input_cost + output_cost,
+        source="price_table", price_source=price.source, price_checked=price.checked,
+        price_origin=price.origin,
+    )  # fmt: skip
 
 
 def price_for(route: Route, catalog: Catalog | None = None) -> Price | None:
