@@ -457,3 +457,33 @@ def test_a_client_prices_calls_with_the_refreshed_file_and_says_so(
     assert (cost.price_source, cost.price_checked, cost.price_origin) == (
         f"{openrouter.base_url}/models", date.today(), str(path),
     )  # fmt: skip
+
+
+def test_a_refreshed_file_that_no_longer_fits_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text(
+        '[[prices]]\nprovider = "openrouter"\nmodel_id = "meta-llama/llama-3.2-7b-retired"\n'
+        'input_per_mtok = "1"\noutput_per_mtok = "1"\nsource = "x"\nchecked = 2026-12-01\n'
+    )
+    monkeypatch.setenv("LLAMAROUTE_PRICES", str(path))
+    with pytest.raises(ConfigurationError, match="prices refresh` again, or delete"):
+        default_catalog()
+
+
+def test_a_workload_estimate_names_the_refreshed_file(
+    openrouter: FakeOpenRouterModels,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "prices.toml"
+    monkeypatch.setenv("LLAMAROUTE_PRICES", str(path))
+    refresh_prices(sources=["openrouter"], openrouter_url=openrouter.base_url)
+    workload = tmp_path / "w.jsonl"
+    workload.write_text('{"prompt": "hello"}\n{"prompt": "hello again"}\n')
+    code = main(["estimate", "--model", "llama-3.2-1b", "--workload", str(workload)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"Using refreshed prices from {path}" in out

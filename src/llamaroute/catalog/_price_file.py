@@ -25,6 +25,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from .._exceptions import ConfigurationError
 from ._catalog import Catalog, Route
 from ._live_prices import RouteLifecycle
 from ._prices import Price
@@ -70,7 +71,13 @@ def _layered(path: str, mtime_ns: int, size: int) -> Catalog:
     # Keyed by the file's identity: a refresh in the same process is picked up at once.
     from ._sources import load_catalog
 
-    return load_catalog(path, base=Catalog.builtin())
+    try:
+        return load_catalog(path, base=Catalog.builtin())
+    except ConfigurationError as error:
+        raise ConfigurationError(
+            f"the refreshed price file does not fit this llamaroute's catalog ({error}); run "
+            f"`llamaroute prices refresh` again, or delete {path} to use the shipped prices"
+        ) from None
 
 
 # --- writing --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -17,10 +17,9 @@ from typing import Any
 
 from .._exceptions import ConfigurationError, InvalidRequestError
 from ..catalog._catalog import Catalog, Route
-from ..catalog._price_file import default_prices_path
 from ..catalog._prices import Price
 from ..money._estimate import DEFAULT_EXPECTED_OUTPUT_TOKENS, Estimate, estimate
-from ._output import Rate, dumps, money, parse_rate, scale, text_table
+from ._output import Rate, dumps, money, parse_rate, print_origins, scale, text_table
 
 __all__ = ["DEFAULT_REQUESTS", "STALE_DAYS", "add_cost_commands", "money"]
 
@@ -43,7 +42,8 @@ def add_cost_commands(
         help="list each route's price with its source and checked date",
         description="List the price of every route (USD per million input and output tokens, "
         f"per image where charged), its source and the date it was checked. Entries checked "
-        f"more than {STALE_DAYS} days ago are marked '!' and warned about.",
+        f"more than {STALE_DAYS} days ago are marked '!' and warned about. "
+        "`llamaroute prices refresh` reads today's prices from the providers.",
     )
     prices.add_argument("name", nargs="?", help="one model (key, alias or provider:model_id)")
     prices.add_argument("--json", action="store_true", help="machine-readable output")
@@ -287,17 +287,3 @@ def _footer(prices: list[Estimate]) -> None:
             "`llamaroute prices` lists them with their sources."
         )
     print_origins([item.price for item in prices])
-
-
-def print_origins(prices: Iterable[Price | None]) -> None:
-    """Name the user files (the refreshed price file first of all) that set any of ``prices``,
-    with the sources and dates they were read from."""
-    files: dict[str, list[Price]] = {}
-    for price in prices:
-        if price is not None and price.origin is not None:
-            files.setdefault(price.origin, []).append(price)
-    refreshed = str(default_prices_path())
-    for origin, used in files.items():
-        what = "refreshed prices" if origin == refreshed else "prices"
-        sources = sorted({f"{p.source} ({p.checked.isoformat()})" for p in used})
-        print(f"Using {what} from {origin}: {'; '.join(sources)}")

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-__all__ = ["Rate", "dumps", "money", "parse_rate", "plain", "scale", "text_table"]
+from ..catalog._price_file import default_prices_path
+from ..catalog._prices import Price
+
+__all__ = [
+    "Rate", "dumps", "money", "parse_rate", "plain", "print_origins", "scale", "text_table",
+]  # fmt: skip
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -127,3 +132,17 @@ def parse_rate(text: str) -> Rate:
     multiply, divide = _PERIODS[unit]
     article = "an" if unit == "hour" else "a"
     return Rate(f"{count:,f} requests {article} {unit}", count * multiply, Decimal(divide))
+
+
+def print_origins(prices: Iterable[Price | None]) -> None:
+    """Name the user files (the refreshed price file first of all) that set any of ``prices``,
+    with the sources and dates they were read from."""
+    files: dict[str, list[Price]] = {}
+    for price in prices:
+        if price is not None and price.origin is not None:
+            files.setdefault(price.origin, []).append(price)
+    refreshed = str(default_prices_path())
+    for origin, used in files.items():
+        what = "refreshed prices" if origin == refreshed else "prices"
+        sources = sorted({f"{p.source} ({p.checked.isoformat()})" for p in used})
+        print(f"Using {what} from {origin}: {'; '.join(sources)}")

@@ -16,7 +16,7 @@ from typing import IO, Any
 from .._exceptions import InvalidRequestError
 from ..catalog._catalog import Catalog
 from ..money._workload import BadLine, WorkloadOption, WorkloadResult, estimate_workload
-from ._output import Rate, dumps, money, scale, text_table
+from ._output import Rate, dumps, money, print_origins, scale, text_table
 
 __all__ = ["run_workload"]
 
@@ -129,6 +129,7 @@ class _View:
                 f"Prices are dated snapshots (oldest checked {min(dated).isoformat()}): "
                 "`llamaroute prices` lists them with their sources."
             )
+        print_origins(t.price for t in result.routes)
 
     def row(self, item: WorkloadOption) -> list[str]:
         tokens = item.tokens
