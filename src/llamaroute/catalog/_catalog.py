@@ -134,7 +134,7 @@ class Route(_Data):
             return f"eol {eol.isoformat()}" if eol else "eol"
         if eol is not None and eol <= today:
             return f"eol {eol.isoformat()}{mark}"
-        text = self.lifecycle
+        text: str = self.lifecycle
         if self.lifecycle == "legacy" and self.legacy_date is not None:
             text += f" since {self.legacy_date.isoformat()}"
         if eol is not None:
