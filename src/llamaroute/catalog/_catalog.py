@@ -35,8 +35,8 @@ from ._regions import check_region
 __all__ = [
     "Catalog",
     "CatalogData",
-    "ModelSpec",
     "Lifecycle",
+    "ModelSpec",
     "Resolution",
     "Route",
     "get_model",

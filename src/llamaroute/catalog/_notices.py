@@ -79,4 +79,3 @@ class CatalogNotices:
         if first:
             logger.warning(message, *args)
         return first
-

@@ -38,8 +38,8 @@ __all__ = [
     "MILLION",
     "Money",
     "Price",
-    "match_prices",
     "RoutePrices",
+    "match_prices",
     "merge_price_entries",
     "price_entries",
     "validate_prices",
@@ -92,10 +92,10 @@ class Price(BaseModel):
     (asynchronous) prices where the provider offers batch for the route (``None``: not offered,
     or not known). ``checked`` is the date ``source`` was read; ``stale_after_days`` is how
     old that reading may get before llamaroute warns that the price may have moved (``None``:
-    never, as for a local model). ``image_tokens_low`` and ``image_tokens_high`` override, for the routes
-    this price covers, how many input tokens one image may be billed as (by default 0 and
-    560 px tiles x 1601). ``provider``, ``model``, ``model_id`` and ``regions`` say which routes
-    the price applies to.
+    never, as for a local model). ``image_tokens_low`` and ``image_tokens_high`` override, for
+    the routes this price covers, how many input tokens one image may be billed as (by
+    default 0 and 560 px tiles x 1601). ``provider``, ``model``, ``model_id`` and ``regions``
+    say which routes the price applies to.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

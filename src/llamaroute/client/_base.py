@@ -190,9 +190,7 @@ class BaseClient:
         resolution = self.catalog.resolve(request.model)
         _, routes, _ = configured_routes(resolution, self._providers, providers)
         shape = request_shape(request, expected_output_tokens=expected_output_tokens)
-        return estimate_shape(
-            shape, routes, catalog=self.catalog, regions=self._accounting.regions
-        )
+        return estimate_shape(shape, routes, catalog=self.catalog, regions=self._accounting.regions)
 
     def estimate(
         self,
