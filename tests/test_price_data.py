@@ -67,11 +67,15 @@ def test_every_shipped_price_agrees_with_genai_prices_where_it_has_one() -> None
             # genai-prices has one Bedrock price per model (the US one) and gives it to the
             # eu. profiles too: it does not model source-region prices, so it is no witness
             # for these rows.
-            assert theirs == genai_price("bedrock", model_id.replace("eu.", "us.", 1), price.checked)
+            assert theirs == genai_price(
+                "bedrock", model_id.replace("eu.", "us.", 1), price.checked
+            )
             regional.append(f"{model_id} {region}")
             continue
         ours = (price.input_per_mtok, price.output_per_mtok)
-        assert ours == theirs, f"{provider}:{model_id} ({region}): ours {ours}, genai-prices {theirs}"
+        assert ours == theirs, (
+            f"{provider}:{model_id} ({region}): ours {ours}, genai-prices {theirs}"
+        )
         compared.append(f"{provider}:{model_id}")
     # 4 paid + 3 free OpenRouter slugs, 4 Bedrock US profiles.
     assert len(set(compared)) == 11, compared
@@ -115,7 +119,9 @@ def test_every_row_names_its_source_and_the_date_it_was_read() -> None:
 
 
 def test_the_90b_image_price_is_recorded_with_its_alternative() -> None:
-    route = Catalog.builtin().resolve("openrouter:meta-llama/llama-3.2-90b-vision-instruct").routes[0]
+    route = (
+        Catalog.builtin().resolve("openrouter:meta-llama/llama-3.2-90b-vision-instruct").routes[0]
+    )
     price = Catalog.builtin().price(route)
     assert price is not None and price.image == Decimal("0.005146")
     assert "0.0005058" in price.notes and "unconfirmed" in price.notes
