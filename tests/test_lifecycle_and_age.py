@@ -67,11 +67,13 @@ def test_the_shipped_bedrock_end_of_life_is_recorded_as_unconfirmed() -> None:
     for spec in catalog.models():
         for each in spec.routes_for("bedrock"):
             assert each.end_of_life == date(2026, 7, 7)
-            assert "end_of_life" in each.unconfirmed and each.lifecycle_source
+            assert "end_of_life" in each.unconfirmed
+            assert each.lifecycle_source
             # Unconfirmed: not refused, whatever the date.
             assert catalog.lifecycle_refusal(each) is None
         for each in spec.routes_for("openrouter") + spec.routes_for("ollama"):
-            assert each.lifecycle == "active" and each.end_of_life is None
+            assert each.lifecycle == "active"
+            assert each.end_of_life is None
 
 
 def test_a_confirmed_end_of_life_is_skipped_before_sending_with_the_date(
@@ -135,9 +137,13 @@ def test_an_unconfirmed_end_of_life_is_tried_and_warned_about_once(
 
 def test_no_warning_before_an_unconfirmed_end_of_life(caplog: pytest.LogCaptureFixture) -> None:
     catalog = on(date(2026, 7, 6))
-    with FakeBedrock() as fake, caplog.at_level(logging.WARNING, logger="llamaroute"):
-        with Client(providers=[bedrock(fake)], catalog=catalog, retries=NO_SLEEP) as client:
-            client.chat("llama-3.2-3b", "hi")
+    with (
+        FakeBedrock() as fake,
+        caplog.at_level(logging.WARNING, logger="llamaroute"),
+        Client(providers=[bedrock(fake)], catalog=catalog, retries=NO_SLEEP) as client,
+    ):
+        reply = client.chat("llama-3.2-3b", "hi")
+    assert reply.provider == "bedrock"
     assert not [r for r in caplog.records if "end of life" in r.getMessage()]
 
 
@@ -189,7 +195,8 @@ def test_a_call_from_an_eu_region_costs_that_regions_price(region: str, total: s
             reply = client.chat("llama-3.2-3b", "hi")
             estimates = client.estimate("llama-3.2-3b", "hi")
     assert reply.provider_model_id == "eu.meta.llama3-2-3b-instruct-v1:0"
-    assert reply.cost is not None and reply.cost.total == Decimal(total)
+    assert reply.cost is not None
+    assert reply.cost.total == Decimal(total)
     assert estimates[0].price is not None
     assert estimates[0].price.input_per_mtok == Decimal(total) / 2
 
@@ -221,7 +228,8 @@ def test_estimates_carry_the_price_age_and_staleness() -> None:
     assert (found["bedrock"].price_age_days, found["bedrock"].price_stale) == (44, False)
     assert found["ollama"].price_stale is False
     fresh = {e.provider: e for e in estimate("llama-3.2-3b", "hi", catalog=on(READ))}
-    assert fresh["openrouter"].price_age_days == 0 and not fresh["openrouter"].price_stale
+    assert fresh["openrouter"].price_age_days == 0
+    assert not fresh["openrouter"].price_stale
 
 
 def test_a_response_carries_the_price_age_and_a_stale_price_warns_once(
@@ -254,9 +262,11 @@ def test_each_catalog_warns_on_its_own() -> None:
     each = route(first, "openrouter:meta-llama/llama-3.2-3b-instruct")
     price = first.price(each)
     key = ("stale", "openrouter", "x")
-    assert first.warn_once(key, "x") and not first.warn_once(key, "x")
+    assert first.warn_once(key, "x")
+    assert not first.warn_once(key, "x")
     assert second.warn_once(key, "x")
-    assert price is not None and price.is_stale(first.today())
+    assert price is not None
+    assert price.is_stale(first.today())
 
 
 def test_cli_shows_ages_and_flags_stale_rows(capsys: pytest.CaptureFixture[str]) -> None:
@@ -268,7 +278,9 @@ def test_cli_shows_ages_and_flags_stale_rows(capsys: pytest.CaptureFixture[str])
         if line.split()[2:3] == ["meta-llama/llama-3.2-90b-vision-instruct:free"]
     )
     # Read 2026-08-22, more than OpenRouter's 30 days ago.
-    assert "2026-08-22" in free and " !" in free
+    assert "2026-08-22" in free
+    assert " !" in free
     assert "older than their provider's threshold" in err
     code, out, _ = run(capsys, "estimate", "--model", "llama-3.2-1b", "--prompt", "hi")
-    assert code == 0 and "price age" in out
+    assert code == 0
+    assert "price age" in out

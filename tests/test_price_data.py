@@ -123,15 +123,18 @@ def test_the_90b_image_price_is_recorded_with_its_alternative() -> None:
         Catalog.builtin().resolve("openrouter:meta-llama/llama-3.2-90b-vision-instruct").routes[0]
     )
     price = Catalog.builtin().price(route)
-    assert price is not None and price.image == Decimal("0.005146")
-    assert "0.0005058" in price.notes and "unconfirmed" in price.notes
+    assert price is not None
+    assert price.image == Decimal("0.005146")
+    assert "0.0005058" in price.notes
+    assert "unconfirmed" in price.notes
 
 
 def test_bedrock_batch_is_not_offered_for_llama_3_2() -> None:
     # AWS's table lists batch as N/A for Llama 3.2: no batch price, rather than a made-up half.
     catalog = Catalog.builtin()
     bedrock = [p for _, _, _, p in shipped_rows() if p.provider == "bedrock"]
-    assert bedrock and all(p.batch_input_per_mtok is None for p in bedrock)
+    assert bedrock
+    assert all(p.batch_input_per_mtok is None for p in bedrock)
     # The field exists and takes a pair: a user file can set it where AWS offers batch.
     half = bedrock[0].model_copy(
         update={"batch_input_per_mtok": Decimal("0.05"), "batch_output_per_mtok": Decimal("0.05")}
