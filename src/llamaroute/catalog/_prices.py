@@ -263,8 +263,8 @@ def match_prices(
     """Each route's prices, keyed by ``(provider, model_id)``.
 
     For a route with ``regions``, each region gets the most specific entry that applies there
-    (an entry naming the region beats one naming no region; a ``model_id`` beats a ``model``
-    beats a provider-wide entry); a route with no regions gets one entry, under ``None``.
+    (a ``model_id`` beats a ``model`` beats a provider-wide entry; then an entry naming only
+    some of the route's regions beats one that covers them all, or names none); a route with no regions gets one entry, under ``None``.
     Between equally specific entries the later wins (a user file comes after the package
     data). Raises :class:`ConfigurationError` for an entry that selects no route and, when
     ``strict`` (the package's own data), for two equally specific entries for one route and
@@ -306,9 +306,9 @@ def _best(
     for label, price in applicable:
         if region is not None and price.regions and region not in price.regions:
             continue
-        rank = (price.specificity, bool(price.regions and region is not None))
+        rank = (price.specificity, _narrower(price, route))
         if held is not None:
-            held_rank = (held.specificity, bool(held.regions and region is not None))
+            held_rank = (held.specificity, _narrower(held, route))
             if rank < held_rank:
                 continue
             if rank == held_rank and strict:
@@ -319,3 +319,9 @@ def _best(
                 )
         held = price
     return held
+
+
+def _narrower(price: Price, route: PricedRoute) -> bool:
+    # An entry for only some of the route's regions is more specific than one for all of them
+    # (or for none): a user's region-less override still replaces a shipped all-US entry.
+    return bool(price.regions) and not set(route.regions) <= set(price.regions)
