@@ -31,7 +31,8 @@ def test_prices_table_lists_sources_dates_and_ages(
     assert "genai-prices 0.2.5" in out
     assert "2026-12-07" in out  # the date the sources were read
     assert "eu.meta.llama3-2-1b-instruct-v1:0" in out
-    assert "read" in out.splitlines()[0] and "age" in out.splitlines()[0]
+    assert "read" in out.splitlines()[0]
+    assert "age" in out.splitlines()[0]
     # The 90B :free entry was read on 2026-08-22, past OpenRouter's 30 days: flagged and warned.
     assert " !" in out
     assert "warning:" in err

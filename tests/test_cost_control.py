@@ -278,7 +278,8 @@ def test_an_eu_bedrock_call_is_bounded_and_priced_at_its_source_region() -> None
             reply = client.chat("llama-3.2-3b", "hi")
         assert fake.hits == 1
     # eu-west-1's 3B price: 0.17 / 0.17 per million tokens.
-    assert reply.cost is not None and reply.cost.total == Decimal("0.34")
+    assert reply.cost is not None
+    assert reply.cost.total == Decimal("0.34")
 
 
 # --- strategies ---------------------------------------------------------------------------------

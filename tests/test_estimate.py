@@ -41,7 +41,8 @@ def test_one_estimate_per_route_cheapest_first_unknown_last(tmp_path: Path) -> N
     ]
     eu = estimates[2]
     # No region given: the highest of the eu. profile's regional prices.
-    assert eu.price is not None and eu.price.input_per_mtok == Decimal("0.13")
+    assert eu.price is not None
+    assert eu.price.input_per_mtok == Decimal("0.13")
     assert isinstance(estimates, list)
     assert estimates.skipped == ()  # type: ignore[attr-defined]
     # A route with no price at all is listed last, with None amounts, never 0.
@@ -50,9 +51,7 @@ def test_one_estimate_per_route_cheapest_first_unknown_last(tmp_path: Path) -> N
         '[[routes]]\nprovider = "openrouter"\nmodel = "llama-3.2-1b"\n'
         'model_id = "meta-llama/llama-3.2-1b-instruct:nitro"\n'
     )
-    with_unpriced = llamaroute.estimate(
-        "llama-3.2-1b", "Hi", catalog=llamaroute.load_catalog(mine)
-    )
+    with_unpriced = llamaroute.estimate("llama-3.2-1b", "Hi", catalog=llamaroute.load_catalog(mine))
     last = with_unpriced[-1]
     assert last.model_id.endswith(":nitro")
     assert (last.low, last.expected, last.high, last.price) == (None, None, None, None)
@@ -76,7 +75,9 @@ def test_figures_match_hand_arithmetic(chart: Path) -> None:
     openrouter = estimates["openrouter"]
     # 0.9 / 0.9 per million tokens, plus OpenRouter's per-image price.
     assert openrouter.high == (
-        (prompt + 3202) * Decimal("0.9") / 10**6 + Decimal("0.005146") + 500 * Decimal("0.9") / 10**6
+        (prompt + 3202) * Decimal("0.9") / 10**6
+        + Decimal("0.005146")
+        + 500 * Decimal("0.9") / 10**6
     )
     assert estimates["ollama"].high == 0
 

@@ -82,17 +82,20 @@ def test_eu_profiles_are_priced_per_source_region(pinned: str) -> None:
     route = _route(pinned)
     catalog = Catalog.builtin()
     by_region = {
-        region: price.input_per_mtok
-        for region, price in catalog.regional_prices(route).items()
+        region: price.input_per_mtok for region, price in catalog.regional_prices(route).items()
     }
-    expected = {"1b": ("0.13", "0.11", "0.13"), "3b": ("0.19", "0.17", "0.20")}["1b" if "3-2-1b" in pinned else "3b"]
+    size = "1b" if "3-2-1b" in pinned else "3b"
+    expected = {"1b": ("0.13", "0.11", "0.13"), "3b": ("0.19", "0.17", "0.20")}[size]
     assert by_region == dict(
         zip(("eu-central-1", "eu-west-1", "eu-west-3"), map(Decimal, expected), strict=True)
     )
     highest = price_for(route)
-    assert highest is not None and highest.input_per_mtok == max(by_region.values())
-    cost = cost_from_usage(Usage(input_tokens=10, output_tokens=10), catalog.price(route, "eu-west-1"))
-    assert cost is not None and cost.total == Decimal(expected[1]) * 20 / 1_000_000
+    assert highest is not None
+    assert highest.input_per_mtok == max(by_region.values())
+    west = catalog.price(route, "eu-west-1")
+    cost = cost_from_usage(Usage(input_tokens=10, output_tokens=10), west)
+    assert cost is not None
+    assert cost.total == Decimal(expected[1]) * 20 / 1_000_000
 
 
 def test_every_ollama_route_is_explicitly_free() -> None:

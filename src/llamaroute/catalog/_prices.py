@@ -264,11 +264,11 @@ def match_prices(
 
     For a route with ``regions``, each region gets the most specific entry that applies there
     (a ``model_id`` beats a ``model`` beats a provider-wide entry; then an entry naming only
-    some of the route's regions beats one that covers them all, or names none); a route with no regions gets one entry, under ``None``.
-    Between equally specific entries the later wins (a user file comes after the package
-    data). Raises :class:`ConfigurationError` for an entry that selects no route and, when
-    ``strict`` (the package's own data), for two equally specific entries for one route and
-    region.
+    some of the route's regions beats one that covers them all, or names none); a route with
+    no regions gets one entry, under ``None``. Between equally specific entries the later
+    wins (a user file comes after the package data). Raises :class:`ConfigurationError` for
+    an entry that selects no route and, when ``strict`` (the package's own data), for two
+    equally specific entries for one route and region.
     """
     prices = list(prices)
     routes = list(routes)
