@@ -69,6 +69,7 @@ class Route(_Data):
     ``regions`` lists the regions a client must be in to use this route (empty: any region).
     ``opt_in`` routes (such as OpenRouter's ``:free`` variants) are used only when asked for.
     ``unconfirmed`` names the fields whose values are cautious assumptions, not documented facts.
+    ``checked`` is the date ``source`` was read (not the date the entry was last reviewed).
 
     Lifecycle (Bedrock's Active -> Legacy -> EOL): ``lifecycle`` is the status as read,
     ``legacy_date`` when the route became (or becomes) legacy and ``end_of_life`` when requests
