@@ -5,7 +5,8 @@
     python scripts/build_data.py --check   # exit 1 if the committed JSON is out of date
 
 The TOML is validated with the same pydantic models the runtime uses (llamaroute.catalog),
-and every entry must carry its own `source` and `checked` date. Prices must
+and every entry must carry its own `source` and `checked` date: the date that source was read
+(an entry reviewed without re-reading its source keeps its old date). Prices must
 be exact (strings or integers, never floats), and a price that matches no route is an error. The
 package ships the generated JSON because hatchling's force-include does not reach editable
 installs.

@@ -31,7 +31,7 @@ def or_model(slug: str, prompt: str, completion: str, image: str | None = None) 
 
 #: What the fake OpenRouter lists (plus one unrelated model).
 OR_MODELS = [
-    or_model("meta-llama/llama-3.2-1b-instruct", "0.000000027", "0.000000201"),
+    or_model("meta-llama/llama-3.2-1b-instruct", "0.000000031", "0.000000229"),
     or_model("meta-llama/llama-3.2-1b-instruct:free", "0", "0"),
     or_model("meta-llama/llama-3.2-3b-instruct", "-1", "-1"),
     or_model("meta-llama/llama-3.2-11b-vision-instruct", "0.000000049", "0.000000049", "0"),

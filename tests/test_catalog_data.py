@@ -57,7 +57,8 @@ def test_every_entry_must_state_source_and_checked(tmp_path: Path) -> None:
     root = _copy_providers(tmp_path)
     path = root / "providers" / "ollama.toml"
     text = path.read_text()
-    path.write_text(text.replace("checked = 2026-08-21\n", "", 1))
+    # The route's own `checked` (not the `lifecycle_checked` in [defaults]).
+    path.write_text(text.replace("\nchecked = 2026-08-21\n", "\n", 1))
     with pytest.raises(ConfigurationError, match="every entry needs checked"):
         build_data.build(root)
 

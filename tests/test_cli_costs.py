@@ -22,16 +22,29 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
-def test_prices_table_lists_sources_dates_and_unknowns(capsys: pytest.CaptureFixture[str]) -> None:
+def test_prices_table_lists_sources_dates_and_ages(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     code, out, err = run(capsys, "prices")
     assert code == 0
     assert "https://aws.amazon.com/bedrock/pricing/" in out
-    assert "2026-08-07" in out
+    assert "genai-prices 0.2.5" in out
+    assert "2026-12-07" in out  # the date the sources were read
     assert "eu.meta.llama3-2-1b-instruct-v1:0" in out
-    assert "unknown" in out
-    stale = (date.today() - date(2026, 8, 7)).days > 90
-    assert ("warning:" in err) is stale
-    assert (" !" in out) is stale
+    assert "read" in out.splitlines()[0]
+    assert "age" in out.splitlines()[0]
+    # The 90B :free entry was read on 2026-08-22, past OpenRouter's 30 days: flagged and warned.
+    assert " !" in out
+    assert "warning:" in err
+    # A route with no price at all is listed as unknown.
+    mine = tmp_path / "nitro.toml"
+    mine.write_text(
+        '[[routes]]\nprovider = "openrouter"\nmodel = "llama-3.2-1b"\n'
+        'model_id = "meta-llama/llama-3.2-1b-instruct:nitro"\n'
+    )
+    code, out, _ = run(capsys, "prices", "llama-3.2-1b", "--catalog", str(mine))
+    assert code == 0
+    assert "unknown" in next(line for line in out.splitlines() if ":nitro" in line)
 
 
 def test_prices_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -40,9 +53,21 @@ def test_prices_json(capsys: pytest.CaptureFixture[str]) -> None:
     rows = {row["model_id"]: row for row in json.loads(out)}
     bedrock = rows["us.meta.llama3-2-90b-instruct-v1:0"]
     assert bedrock["price"]["input_per_mtok"] == "0.72"
-    assert bedrock["price"]["checked"] == "2026-08-07"
-    assert bedrock["age_days"] == (date.today() - date(2026, 8, 7)).days
+    assert bedrock["price"]["checked"] == "2026-12-07"
+    assert bedrock["price"]["stale_after_days"] == 90
+    assert bedrock["price"]["batch_input_per_mtok"] is None
+    assert bedrock["age_days"] == (date.today() - date(2026, 12, 7)).days
     assert rows["llama3.2-vision:90b"]["price"]["output_per_mtok"] == "0"
+    assert rows["llama3.2-vision:90b"]["stale"] is False
+
+
+def test_prices_json_lists_each_regional_price(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "prices", "llama-3.2-3b", "--json")
+    assert code == 0
+    eu = [row for row in json.loads(out) if row["model_id"].startswith("eu.")]
+    assert [(row["regions"], row["price"]["input_per_mtok"]) for row in eu] == [
+        (["eu-central-1"], "0.19"), (["eu-west-1"], "0.17"), (["eu-west-3"], "0.20"),
+    ]  # fmt: skip
 
 
 def test_estimate_table_covers_every_provider(capsys: pytest.CaptureFixture[str]) -> None:

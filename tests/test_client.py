@@ -77,13 +77,13 @@ def test_messages_and_pinned_routes(client: Client, fake_openrouter: FakeOpenRou
 def test_without_a_provider_figure_the_price_table_prices_the_call(
     client: Client, fake_openrouter: FakeOpenRouter
 ) -> None:
-    # OpenRouter 3B is priced at 0.02 / 0.02 USD per million tokens in pricing/openrouter.toml.
+    # OpenRouter 3B is priced at 0.0509 / 0.335 USD per million tokens in pricing/openrouter.toml.
     fake_openrouter.script(Step.reply("hi", usage=(1_000_000, 500_000), cost=None))
     reply = client.chat("llama-3.2-3b", "hi")
     assert reply.cost is not None
     assert reply.cost.source == "price_table"
-    assert (reply.cost.input, reply.cost.output) == (Decimal("0.02"), Decimal("0.01"))
-    assert reply.cost.total == Decimal("0.03")
+    assert (reply.cost.input, reply.cost.output) == (Decimal("0.0509"), Decimal("0.1675"))
+    assert reply.cost.total == Decimal("0.2184")
     assert reply.attempts[-1].cost == reply.cost
 
 

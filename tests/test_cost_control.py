@@ -22,6 +22,7 @@ from llamaroute import (
     LlamarouteError,
     RetryPolicy,
     StreamInterruptedError,
+    load_catalog,
 )
 from llamaroute.client import (
     AttemptFailed,
@@ -33,10 +34,10 @@ from llamaroute.client import (
     ResponseReady,
 )
 from llamaroute.money import SqliteLedger
-from llamaroute.providers import BedrockProvider, OllamaProvider
-from llamaroute.testing import FakeBedrock, FakeOllama, Step
+from llamaroute.providers import BedrockProvider, OllamaProvider, OpenRouterProvider
+from llamaroute.testing import FakeBedrock, FakeOllama, FakeOpenRouter, Step
 
-from .conftest import AWS_KEYS, Fakes, three_providers
+from .conftest import AWS_KEYS, CANARY_KEY, Fakes, three_providers
 
 NO_SLEEP = RetryPolicy(sleep=lambda seconds: None)
 
@@ -84,7 +85,7 @@ def test_a_stale_price_table_is_flagged_once(
     three_fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="llamaroute")
-    # OpenRouter 3B is 0.02/0.02 per million in the table: 0.04 for these counts.
+    # OpenRouter 3B is 0.0509/0.335 per million in the table: 0.3859 for these counts.
     three_fakes[0].default = Step.reply("ok", usage=(1_000_000, 1_000_000), cost="0.09")
     with client_for(three_fakes, "openrouter") as client:
         first = client.chat("llama-3.2-3b", "hi")
@@ -93,7 +94,7 @@ def test_a_stale_price_table_is_flagged_once(
     assert (first.cost.total, first.cost.source) == (Decimal("0.09"), "provider")
     assert first.price_stale
     check = first.details["price_check"]
-    assert (check["provider"], check["price_table"]) == ("0.09", "0.04")
+    assert (check["provider"], check["price_table"]) == ("0.09", "0.3859")
     assert check["price_source"]  # where the stale table price was read, and when
     assert check["price_checked"]
     stale = [r for r in caplog.records if "looks stale" in r.getMessage()]
@@ -103,7 +104,7 @@ def test_a_stale_price_table_is_flagged_once(
 def test_a_matching_provider_figure_is_not_stale(
     three_fakes: Fakes,
 ) -> None:
-    three_fakes[0].script(Step.reply("ok", usage=(1_000_000, 1_000_000), cost="0.04"))
+    three_fakes[0].script(Step.reply("ok", usage=(1_000_000, 1_000_000), cost="0.3859"))
     with client_for(three_fakes, "openrouter") as client:
         assert not client.chat("llama-3.2-3b", "hi").price_stale
 
@@ -241,27 +242,47 @@ def test_max_cost_skips_routes_and_refuses_with_figures_before_any_call(
     three_fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
     events: list[Event] = []
-    with client_for(three_fakes, "bedrock", "openrouter", on_event=events.append) as client:
-        # 90B: Bedrock 0.72/M, OpenRouter 0.35/0.40 per M; 2000 output tokens at most.
+    with client_for(three_fakes, "openrouter", "bedrock", on_event=events.append) as client:
+        # 90B: OpenRouter 0.9/0.9 per M (worst case 0.0018198 USD here), Bedrock 0.72/M
+        # (0.00145584); 2000 output tokens at most.
         reply = client.chat("llama-3.2-90b-vision", "hi", max_tokens=2000,
-                            max_cost=Decimal("0.001"))  # fmt: skip
-        assert reply.provider == "openrouter"
-        assert any(isinstance(e, BudgetRefused) and e.route.startswith("bedrock") for e in events)
+                            max_cost=Decimal("0.0015"))  # fmt: skip
+        assert reply.provider == "bedrock"
+        assert any(
+            isinstance(e, BudgetRefused) and e.route.startswith("openrouter") for e in events
+        )
         with pytest.raises(BudgetExceededError, match=r"max_cost 0\.0000001 USD"):
             client.chat("llama-3.2-90b-vision", "hi", max_tokens=2000, max_cost=Decimal("1e-7"))
-    assert three_fakes[1].hits == 0
+    assert three_fakes[0].hits == 0
 
 
-def test_unknown_prices_cannot_be_bounded() -> None:
-    with FakeBedrock() as fake:
-        provider = BedrockProvider(region="eu-west-1", endpoint_url=fake.url, **AWS_KEYS)
-        # The EU Bedrock profiles have no published price: a budget cannot be kept there.
+def test_unknown_prices_cannot_be_bounded(tmp_path: Path) -> None:
+    # A route of the user's own with no price entry: a budget cannot be kept there.
+    mine = tmp_path / "nitro.toml"
+    mine.write_text(
+        '[[routes]]\nprovider = "openrouter"\nmodel = "llama-3.2-1b"\n'
+        'model_id = "meta-llama/llama-3.2-1b-instruct:nitro"\n'
+    )
+    with FakeOpenRouter() as fake:
+        provider = OpenRouterProvider(api_key=CANARY_KEY, base_url=fake.base_url)
         with (
-            Client(providers=[provider], budget=Decimal("10")) as client,
+            Client(providers=[provider], budget=Decimal("10"), catalog=load_catalog(mine)) as c,
             pytest.raises(BudgetExceededError, match="price is unknown"),
         ):
-            client.chat("llama-3.2-3b", "hi")
+            c.chat("openrouter:meta-llama/llama-3.2-1b-instruct:nitro", "hi")
         assert fake.hits == 0
+
+
+def test_an_eu_bedrock_call_is_bounded_and_priced_at_its_source_region() -> None:
+    with FakeBedrock() as fake:
+        fake.script(Step.reply("ok", usage=(1_000_000, 1_000_000)))
+        provider = BedrockProvider(region="eu-west-1", endpoint_url=fake.url, **AWS_KEYS)
+        with Client(providers=[provider], budget=Decimal("10")) as client:
+            reply = client.chat("llama-3.2-3b", "hi")
+        assert fake.hits == 1
+    # eu-west-1's 3B price: 0.17 / 0.17 per million tokens.
+    assert reply.cost is not None
+    assert reply.cost.total == Decimal("0.34")
 
 
 # --- strategies ---------------------------------------------------------------------------------
@@ -272,9 +293,10 @@ def test_cheapest_puts_free_local_first_then_by_price(
 ) -> None:
     with client_for(three_fakes, "bedrock", "openrouter", "ollama", strategy="cheapest") as client:
         assert client.chat("llama-3.2-3b", "hi").provider == "ollama"
-        # Without the local route: OpenRouter 3B (0.02/M) beats Bedrock 3B (0.15/M).
-        assert client.chat("llama-3.2-3b", "hi", providers=["bedrock", "openrouter"]).provider == (
-            "openrouter"
+        # Without the local route: Bedrock 3B (0.15/M) beats OpenRouter 3B (0.0509/M in but
+        # 0.335/M out) for a short prompt and the default 256-token expected answer.
+        assert client.chat("llama-3.2-3b", "hi", providers=["openrouter", "bedrock"]).provider == (
+            "bedrock"
         )
 
 
@@ -286,7 +308,7 @@ def test_cheapest_skips_a_local_route_whose_model_is_missing(
         made["ollama"] = OllamaProvider(host=ollama.url)
         with Client(providers=list(made.values()), strategy="cheapest") as client:
             reply = client.chat("llama-3.2-3b", "hi")
-        assert reply.provider == "openrouter"
+        assert reply.provider == "bedrock"  # the cheaper priced route (0.15/M)
         assert [r.path for r in ollama.requests] == ["/api/tags"]  # probed, never called
 
 

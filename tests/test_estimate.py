@@ -30,18 +30,31 @@ def _by_provider(estimates: list[Estimate]) -> dict[str, Estimate]:
     return {item.provider: item for item in estimates}
 
 
-def test_one_estimate_per_route_cheapest_first_unknown_last() -> None:
+def test_one_estimate_per_route_cheapest_first_unknown_last(tmp_path: Path) -> None:
     estimates = llamaroute.estimate("llama-3.2-1b", "Hello there, how are you today?")
+    # OpenRouter's 1B output ($0.201/M since 2026-10-19) now costs more than Bedrock's.
     assert [e.pinned for e in estimates] == [
         "ollama:llama3.2:1b",
-        "openrouter:meta-llama/llama-3.2-1b-instruct",
         "bedrock:us.meta.llama3-2-1b-instruct-v1:0",
         "bedrock:eu.meta.llama3-2-1b-instruct-v1:0",
+        "openrouter:meta-llama/llama-3.2-1b-instruct",
     ]
-    eu = estimates[-1]
-    assert (eu.low, eu.expected, eu.high, eu.price) == (None, None, None, None)
+    eu = estimates[2]
+    # No region given: the highest of the eu. profile's regional prices.
+    assert eu.price is not None
+    assert eu.price.input_per_mtok == Decimal("0.13")
     assert isinstance(estimates, list)
     assert estimates.skipped == ()  # type: ignore[attr-defined]
+    # A route with no price at all is listed last, with None amounts, never 0.
+    mine = tmp_path / "unpriced.toml"
+    mine.write_text(
+        '[[routes]]\nprovider = "openrouter"\nmodel = "llama-3.2-1b"\n'
+        'model_id = "meta-llama/llama-3.2-1b-instruct:nitro"\n'
+    )
+    with_unpriced = llamaroute.estimate("llama-3.2-1b", "Hi", catalog=llamaroute.load_catalog(mine))
+    last = with_unpriced[-1]
+    assert last.model_id.endswith(":nitro")
+    assert (last.low, last.expected, last.high, last.price) == (None, None, None, None)
 
 
 def test_figures_match_hand_arithmetic(chart: Path) -> None:
@@ -60,8 +73,11 @@ def test_figures_match_hand_arithmetic(chart: Path) -> None:
     assert bedrock.expected == (prompt + 3202 + 100) * rate
     assert bedrock.high == (prompt + 3202 + 500) * rate
     openrouter = estimates["openrouter"]
-    assert (
-        openrouter.high == (prompt + 3202) * Decimal("0.35") / 10**6 + 500 * Decimal("0.40") / 10**6
+    # 0.9 / 0.9 per million tokens, plus OpenRouter's per-image price.
+    assert openrouter.high == (
+        (prompt + 3202) * Decimal("0.9") / 10**6
+        + Decimal("0.005146")
+        + 500 * Decimal("0.9") / 10**6
     )
     assert estimates["ollama"].high == 0
 

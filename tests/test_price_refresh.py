@@ -172,7 +172,7 @@ def test_aws_rows_price_only_on_demand_per_region() -> None:
     assert "extended-access" in joined
 
 
-def test_a_bedrock_route_is_priced_at_its_first_region(tmp_path: Path) -> None:
+def test_a_bedrock_route_is_priced_per_source_region(tmp_path: Path) -> None:
     read_per_1k = (("us-west-2", "0.0002"), ("us-east-1", "0.0001"), ("us-east-2", "0.0003"))
     rows = [
         aws_row("Llama 3.2 1B Instruct", region, direction, usd)
@@ -186,8 +186,15 @@ def test_a_bedrock_route_is_priced_at_its_first_region(tmp_path: Path) -> None:
     out.write_text(render_price_file(read.prices, [], catalog))
     layered = load_catalog(out)
     route = layered.get("llama-3.2-1b").route("bedrock", region="us-east-1")
-    assert layered.price(route).regions == ("us-east-1",)
-    assert layered.price(route).input_per_mtok == Decimal("0.1")
+    for region, per_1k in read_per_1k:
+        price = layered.price(route, region=region)
+        assert price is not None
+        assert price.regions == (region,)
+        assert price.input_per_mtok == Decimal(per_1k) * 1000
+    # With the caller's region unknown, the dearest region's price: never an under-estimate.
+    unknown = layered.price(route)
+    assert unknown is not None
+    assert unknown.input_per_mtok == Decimal("0.3")
     assert out.read_text().count("[[prices]]") == 3  # every region read is kept in the file
 
 
@@ -245,12 +252,13 @@ def test_refresh_writes_a_dated_sourced_file_the_catalog_loads(
     us = catalog.get("llama-3.2-1b").route("bedrock", region="us-east-1")
     eu = catalog.get("llama-3.2-1b").route("bedrock", region="eu-west-1")
     assert catalog.price(eu) is not None
-    assert catalog.price(eu).input_per_mtok == Decimal("0.11")
-    assert catalog.price(eu).origin == str(out)
+    assert catalog.price(eu, region="eu-west-1").input_per_mtok == Decimal("0.11")
+    assert catalog.price(eu, region="eu-west-1").origin == str(out)
     assert (us.lifecycle, us.legacy_date, us.end_of_life) == (
         "legacy", date(2026, 1, 7), date(2027, 7, 7),
     )  # fmt: skip
-    assert "ListFoundationModels" in us.source
+    assert "ListFoundationModels" in us.lifecycle_source
+    assert us.lifecycle_checked == TODAY
     assert catalog.price(catalog.get("llama-3.2-90b-vision").route("openrouter")).image == (
         Decimal("0.0005058")
     )
@@ -267,13 +275,16 @@ def test_the_diff_compares_with_what_is_in_use(
     assert not (tmp_path / "p.toml").exists()
     changes = {(c.route, c.what): c for c in result.changes}
     one = changes[("openrouter:meta-llama/llama-3.2-1b-instruct", "price")]
-    assert (one.old, one.new, one.changed) == ("0.005/0.01", "0.027/0.201", True)
+    assert (one.old, one.new, one.changed) == ("0.027/0.201", "0.031/0.229", True)
     big = changes[(f"openrouter:{OR_90B}", "price")]
     assert big.new == "0.35/0.4 img 0.0005058"
     same = changes[(f"bedrock:{US_1B}", "price")]
     assert (same.old, same.new, same.changed) == ("0.1/0.1", "0.1/0.1", False)
     life = changes[(f"bedrock:{US_1B}", "lifecycle")]
-    assert (life.old, life.new) == ("active", "legacy, legacy 2026-01-07, eol 2027-07-07")
+    assert (life.old, life.new) == (
+        "legacy, eol 2026-07-07",
+        "legacy, legacy 2026-01-07, eol 2027-07-07",
+    )
 
 
 def test_cli_refresh_then_estimate_uses_and_names_the_file(
@@ -290,8 +301,8 @@ def test_cli_refresh_then_estimate_uses_and_names_the_file(
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"wrote {path}" in out
-    assert "0.005/0.01" in out
     assert "0.027/0.201" in out
+    assert "0.031/0.229" in out
     assert "lifecycle" in out
     assert "eol 2027-07-07" in out
     assert path.exists()
@@ -308,8 +319,8 @@ def test_cli_refresh_then_estimate_uses_and_names_the_file(
                  "openrouter", "--json"])  # fmt: skip
     data = json.loads(capsys.readouterr().out)
     price = data["estimates"][0]["price"]
-    assert price["input_per_mtok"] == "0.027"
-    assert price["output_per_mtok"] == "0.201"
+    assert price["input_per_mtok"] == "0.031"
+    assert price["output_per_mtok"] == "0.229"
     assert price["origin"] == str(path)
     assert price["source"] == f"{openrouter.base_url}/models"
     assert price["checked"] == date.today().isoformat()
@@ -453,7 +464,7 @@ def test_a_client_prices_calls_with_the_refreshed_file_and_says_so(
     assert price.origin == str(path)
     cost = cost_from_usage(Usage(input_tokens=1_000_000, output_tokens=1_000_000), price)
     assert cost is not None
-    assert cost.total == Decimal("0.228")  # 0.027 + 0.201, exactly
+    assert cost.total == Decimal("0.260")  # 0.031 + 0.229, exactly
     assert (cost.price_source, cost.price_checked, cost.price_origin) == (
         f"{openrouter.base_url}/models", date.today(), str(path),
     )  # fmt: skip

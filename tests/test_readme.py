@@ -138,7 +138,7 @@ with FakeBedrock() as fake:
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == [
         "us-east-1 us.meta.llama3-2-3b-instruct-v1:0 price_table 1",
-        "eu-west-1 eu.meta.llama3-2-3b-instruct-v1:0 None 2",
+        "eu-west-1 eu.meta.llama3-2-3b-instruct-v1:0 price_table 2",
     ]
 
 

@@ -90,13 +90,14 @@ def test_requests_scale_the_workloads_mix_and_rate_projects_per_day_and_month(
     assert Decimal(bedrock["scaled"]["expected"]) == expected * 10000 / 4
     assert Decimal(bedrock["per_day"]["expected"]) == expected * 3000 / 4
     assert Decimal(bedrock["per_month"]["expected"]) == expected * 3000 * 30 / 4
-    assert data["cheapest"] == "openrouter"
+    # Bedrock US 0.72/M (90B) and 0.15/M (3B) beat OpenRouter's 0.9/M and 0.335/M output.
+    assert data["cheapest"] == "bedrock us."
     code, out, _ = run(capsys, "estimate", "--model", "llama-3.2-90b-vision", "--workload",
                        str(path), "--requests", "10000", "--rate", "3000/day")  # fmt: skip
     assert "expected x10,000" in out
     assert "10,000 requests drawn from this workload's mix" in out
     assert "expected a month" in out
-    assert "cheapest for every line: openrouter (" in out
+    assert "cheapest for every line: bedrock us. (" in out
     assert "a month at 3,000 requests a day" in out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,6 +30,9 @@ class ChatResponse(_Output):
     attempt that was billed (a stream cut after tokens were generated, a hedge that lost), so
     it is at least ``cost``. ``price_stale`` says that the provider's own figure and our price
     table disagree (``details["price_check"]`` has both): the table needs a refresh.
+    ``price_checked`` is the date the source of the price used was read and ``price_age_days``
+    how many days ago that was (both ``None`` when the price is unknown); a price older than
+    its provider's threshold is also warned about, once.
     ``images`` are the images as sent on the route that answered (resized, re-encoded or
     fetched, with the reasons).
     """
@@ -44,6 +48,8 @@ class ChatResponse(_Output):
     latency_s: float = 0.0
     total_cost: Decimal | None = None
     price_stale: bool = False
+    price_checked: date | None = None
+    price_age_days: int | None = None
     images: Annotated[tuple[PreparedImage, ...], SkipValidation] = ()
     details: dict[str, Any] = Field(default_factory=dict)
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from datetime import date
 from importlib import resources
 from typing import Literal
@@ -27,12 +28,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._exceptions import ConfigurationError, UnknownModelError, UnsupportedFeatureError
 from ..images import ImageFormat
-from ._prices import Price, match_prices
+from ._notices import CatalogNotices
+from ._prices import Price, RoutePrices, match_prices
 from ._regions import check_region
 
 __all__ = [
     "Catalog",
     "CatalogData",
+    "Lifecycle",
     "ModelSpec",
     "Resolution",
     "Route",
@@ -40,6 +43,8 @@ __all__ = [
     "models",
 ]
 
+
+Lifecycle = Literal["active", "legacy", "eol"]
 
 #: Model names whose resolution a catalog remembers.
 _RESOLVED_MAX = 1024
@@ -49,7 +54,8 @@ _RESOLVED_MAX = 1024
 # its ID or its regions).
 _IDENTITY_FIELDS = frozenset(
     {"model_id", "alternate_ids", "variant", "opt_in", "geography", "regions",
-     "destination_regions", "source", "checked", "notes", "unconfirmed"}
+     "destination_regions", "source", "checked", "notes", "unconfirmed", "lifecycle",
+     "legacy_date", "end_of_life", "lifecycle_source", "lifecycle_checked"}
 )  # fmt: skip
 
 
@@ -63,6 +69,13 @@ class Route(_Data):
     ``regions`` lists the regions a client must be in to use this route (empty: any region).
     ``opt_in`` routes (such as OpenRouter's ``:free`` variants) are used only when asked for.
     ``unconfirmed`` names the fields whose values are cautious assumptions, not documented facts.
+    ``checked`` is the date ``source`` was read (not the date the entry was last reviewed).
+
+    Lifecycle (Bedrock's Active -> Legacy -> EOL): ``lifecycle`` is the status as read,
+    ``legacy_date`` when the route became (or becomes) legacy and ``end_of_life`` when requests
+    start to fail, each read from ``lifecycle_source`` on ``lifecycle_checked``. A route whose
+    end of life is confirmed and past (see :meth:`past_end_of_life`) is skipped before anything
+    is sent; one whose date is in ``unconfirmed`` is still tried, with a warning.
     """
 
     provider: str = Field(min_length=1, pattern=r"^[a-z][a-z0-9_-]*$")
@@ -92,15 +105,44 @@ class Route(_Data):
     structured_output: bool = False
     max_temperature: float = Field(default=2.0, gt=0)
     max_stop_sequences: int | None = Field(default=None, ge=0)
-    # Bedrock's model lifecycle (ACTIVE -> LEGACY -> end of life), refreshed from
-    # ListFoundationModels by `llamaroute prices refresh`.
-    lifecycle: Literal["active", "legacy", "eol"] = "active"
+    unconfirmed: tuple[str, ...] = ()
+    # Bedrock's model lifecycle (ACTIVE -> LEGACY -> end of life), shipped with sources and
+    # refreshed from ListFoundationModels by `llamaroute prices refresh`.
+    lifecycle: Lifecycle = "active"
     legacy_date: date | None = None
     end_of_life: date | None = None
-    unconfirmed: tuple[str, ...] = ()
+    lifecycle_source: str = ""
+    lifecycle_checked: date | None = None
     notes: str = ""
     source: str = Field(min_length=1)
     checked: date
+
+    def past_end_of_life(self, today: date) -> bool:
+        """Whether the route has certainly reached its end of life by ``today``: its status is
+        ``eol``, or its ``end_of_life`` date has come and is not marked unconfirmed."""
+        if self.lifecycle == "eol":
+            return True
+        return (
+            self.end_of_life is not None
+            and self.end_of_life <= today
+            and "end_of_life" not in self.unconfirmed
+        )
+
+    def lifecycle_text(self, today: date) -> str:
+        """The lifecycle as a short phrase (``active``, ``legacy since 2026-01-07``,
+        ``eol 2026-07-07?``; ``?`` marks an unconfirmed date)."""
+        eol = self.end_of_life
+        mark = "?" if "end_of_life" in self.unconfirmed else ""
+        if self.past_end_of_life(today):
+            return f"eol {eol.isoformat()}" if eol else "eol"
+        if eol is not None and eol <= today:
+            return f"eol {eol.isoformat()}{mark}"
+        text: str = self.lifecycle
+        if self.lifecycle == "legacy" and self.legacy_date is not None:
+            text += f" since {self.legacy_date.isoformat()}"
+        if eol is not None:
+            text += f", eol {eol.isoformat()}{mark}"
+        return text
 
     @property
     def pinned(self) -> str:
@@ -225,15 +267,24 @@ class Resolution(_Data):
     pinned: Route | None = None
 
 
-class Catalog:
+class Catalog(CatalogNotices):
     """An immutable set of models and routes, with name resolution.
 
     ``Catalog.builtin()`` is the packaged catalog; :func:`load_catalog` layers user TOML files
     over it. Pass a catalog to the functions and clients that take ``catalog=``.
+
+    ``today`` is the catalog's clock (default :meth:`datetime.date.today`): the ages of prices
+    and the lifecycle of routes are judged by it, so a test can set the date
+    (``Catalog(data, today=lambda: date(2026, 12, 7))``, or :meth:`with_clock`). The catalog
+    also remembers which warnings it has given (a stale price, an unconfirmed end of life), so
+    that each is logged once per catalog, not once per call.
     """
 
-    def __init__(self, data: CatalogData) -> None:
+    def __init__(self, data: CatalogData, *, today: Callable[[], date] | None = None) -> None:
         self.data = data
+        self.today: Callable[[], date] = today or date.today
+        self._warned: set[tuple[str, ...]] = set()
+        self._warn_lock = threading.Lock()
         self._by_key = {spec.key: spec for spec in data.models}
         self._names = self._name_index(data.models)
         self._providers = tuple(
@@ -246,7 +297,7 @@ class Catalog:
             for region in (*route.regions, *route.destination_regions)
         )
         # Resolved once, so that a route's price is one dict lookup on the hot path.
-        self._prices = match_prices(
+        self._prices: dict[tuple[str, str], RoutePrices] = match_prices(
             data.prices, (route for spec in data.models for route in spec.routes)
         )
         # Every call resolves its model name: the catalog is immutable, so each name's answer
@@ -275,9 +326,31 @@ class Catalog:
         """Every model, in catalog order."""
         return list(self.data.models)
 
-    def price(self, route: Route) -> Price | None:
-        """The price of ``route``, or ``None`` when it is unknown (its cost is then unknown)."""
-        return self._prices.get((route.provider, route.model_id))
+    def with_clock(self, today: Callable[[], date]) -> Catalog:
+        """The same data with another clock (a fresh set of given warnings)."""
+        return Catalog(self.data, today=today)
+
+    def price(self, route: Route, region: str | None = None) -> Price | None:
+        """The price of ``route`` for a client in ``region``, or ``None`` when it is unknown
+        (its cost is then unknown, never 0).
+
+        A cross-region profile is billed at the price of the region the client calls from, so a
+        route priced per region (Bedrock's ``eu.`` profiles) needs the caller's ``region``.
+        When it is ``None`` (or a region the route has no price for) the *highest* of the
+        route's regional prices is returned: an estimate or a budget check must not guess low.
+        A route with one price returns it whatever the region.
+        """
+        table = self._prices.get((route.provider, route.model_id))
+        return None if table is None else table.pick(region)
+
+    def regional_prices(self, route: Route) -> dict[str | None, Price]:
+        """Every price of ``route``: by source region, or under ``None`` when it has one price
+        for all its regions (empty: unknown)."""
+        return dict(self._prices.get((route.provider, route.model_id), {}))
+
+    def price_age(self, price: Price | None) -> int | None:
+        """Days since ``price``'s source was read, by this catalog's clock."""
+        return None if price is None else price.age_days(self.today())
 
     def get(self, name: str) -> ModelSpec:
         """The model a name refers to (key, alias, pinned form or native ID)."""

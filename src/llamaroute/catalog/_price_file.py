@@ -115,9 +115,9 @@ def render_price_file(
 ) -> str:
     """The refreshed data as TOML (the format of ``pricing/*.toml``).
 
-    A Bedrock route gets one entry per source region read. Until prices can differ by region
-    within one route, the entry of the route's first region is written last, so that it is
-    the one the route is priced at (the later of equally specific entries wins).
+    A Bedrock route gets one entry per source region read (``regions = [region]``): a
+    cross-region profile bills at its source region's price, and the catalog prices a route
+    for the region its provider is configured in.
     """
     lines = [f"# {line}" if line else "#" for line in header]
     for price in _ordered(prices, catalog):
@@ -142,10 +142,8 @@ def render_price_file(
         if life.end_of_life is not None:
             lines.append(f"end_of_life = {life.end_of_life.isoformat()}")
         # The route's limits keep their own provenance; the lifecycle names where it was read.
-        source = f"{route.source.split('; lifecycle: ')[0]}; lifecycle: {life.source} "
-        source += f"read {life.checked.isoformat()}"
-        lines.append(f"source = {_toml_string(source)}")
-        lines.append(f"checked = {route.checked.isoformat()}")
+        lines.append(f"lifecycle_source = {_toml_string(life.source)}")
+        lines.append(f"lifecycle_checked = {life.checked.isoformat()}")
     return "\n".join(lines) + "\n"
 
 

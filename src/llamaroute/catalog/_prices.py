@@ -10,6 +10,16 @@ A price entry selects routes by ``provider`` and then, from the most specific to
 narrows it to routes usable from those regions. A route that no entry selects has an unknown
 price, and its cost is ``None``, never 0. What a call costs is computed in
 :mod:`llamaroute.money`.
+
+A regional route can have one price per region: AWS bills a cross-region inference profile at
+the price of the *source* region (the region the client calls from), and the ``eu.`` profiles
+cost a different amount from eu-central-1, eu-west-1 and eu-west-3. :func:`match_prices` keeps,
+per route, the price for each of its regions; ``Catalog.price(route, region=...)`` picks one.
+
+Dates: ``checked`` is the date the ``source`` was read (not the date someone last looked at
+the entry). A price's age is counted from it, and ``stale_after_days`` (per provider, in the
+data) says when that age is too old to trust: OpenRouter's prices follow its upstreams and
+move within weeks, AWS's within months, a local Ollama's never.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .._exceptions import ConfigurationError
 from .._records import validation_message
@@ -28,6 +38,7 @@ __all__ = [
     "MILLION",
     "Money",
     "Price",
+    "RoutePrices",
     "match_prices",
     "merge_price_entries",
     "price_entries",
@@ -73,14 +84,18 @@ Money = Annotated[Decimal, BeforeValidator(_exact_amount), Field(ge=0, allow_inf
 
 
 class Price(BaseModel):
-    """What one route costs, in USD, with where the figure came from and when it was checked.
+    """What one route costs, in USD, with where the figure came from and when it was read.
 
     ``input_per_mtok`` and ``output_per_mtok`` are USD per million input and output tokens;
     ``image`` is USD per input image where the provider charges one (``None``: no separate
-    charge is known). ``image_tokens_low`` and ``image_tokens_high`` override, for the routes
-    this price covers, how many input tokens one image may be billed as (by default 0 and
-    560 px tiles x 1601). ``provider``, ``model``, ``model_id`` and ``regions`` say which routes
-    the price applies to.
+    charge is known). ``batch_input_per_mtok`` and ``batch_output_per_mtok`` are the batch
+    (asynchronous) prices where the provider offers batch for the route (``None``: not offered,
+    or not known). ``checked`` is the date ``source`` was read; ``stale_after_days`` is how
+    old that reading may get before llamaroute warns that the price may have moved (``None``:
+    never, as for a local model). ``image_tokens_low`` and ``image_tokens_high`` override, for
+    the routes this price covers, how many input tokens one image may be billed as (by
+    default 0 and 560 px tiles x 1601). ``provider``, ``model``, ``model_id`` and ``regions``
+    say which routes the price applies to.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -92,14 +107,38 @@ class Price(BaseModel):
     input_per_mtok: Money
     output_per_mtok: Money
     image: Money | None = None
+    batch_input_per_mtok: Money | None = None
+    batch_output_per_mtok: Money | None = None
     image_tokens_low: int | None = Field(default=None, ge=0)
     image_tokens_high: int | None = Field(default=None, ge=0)
+    stale_after_days: int | None = Field(default=None, gt=0)
     notes: str = ""
     source: str = Field(min_length=1)
     checked: date
     #: The user file this entry came from (the refreshed price file of ``llamaroute prices
     #: refresh``, or a ``--catalog`` file); ``None`` for the data shipped with the package.
     origin: str | None = None
+
+    @model_validator(mode="after")
+    def _batch_pair(self) -> Price:
+        # Half a batch price would price one side of a batch job at 0 or at on-demand rates.
+        if (self.batch_input_per_mtok is None) != (self.batch_output_per_mtok is None):
+            raise ValueError("give both batch_input_per_mtok and batch_output_per_mtok, or neither")
+        return self
+
+    def age_days(self, today: date) -> int:
+        """Days from the date the source was read (``checked``) to ``today``."""
+        return (today - self.checked).days
+
+    def is_stale(self, today: date) -> bool:
+        """Whether the price is older than its provider's ``stale_after_days``."""
+        return self.stale_after_days is not None and self.age_days(today) > self.stale_after_days
+
+    @property
+    def dearness(self) -> Decimal:
+        """Input plus output per million tokens: how two prices are compared when the cautious
+        (highest) one must be chosen."""
+        return self.input_per_mtok + self.output_per_mtok
 
     @property
     def selector(self) -> tuple[str, str | None, str | None, tuple[str, ...]]:
@@ -134,16 +173,20 @@ class Price(BaseModel):
 def price_entries(
     content: Mapping[str, Any], where: str, file_provider: object
 ) -> Iterable[tuple[str, dict[str, Any]]]:
-    """The ``[[prices]]`` entries of one parsed TOML file, each with a label for messages and
-    the file's top-level ``provider`` filled in."""
+    """The ``[[prices]]`` entries of one parsed TOML file, each with a label for messages, the
+    file's top-level ``provider`` filled in and its ``[price_defaults]`` (such as the provider's
+    ``stale_after_days``) under the entry's own fields."""
     entries = content.get("prices", [])
     if not isinstance(entries, list):
         raise ConfigurationError(f"{where}: 'prices' must be an array of tables ([[prices]])")
+    defaults = content.get("price_defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigurationError(f"{where}: 'price_defaults' must be a table")
     for number, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict):
             raise ConfigurationError(f"{where}: prices #{number}: expected a table")
         what = entry.get("model_id") or entry.get("model") or "every route"
-        fields = dict(entry)
+        fields = {**defaults, **entry}
         if file_provider is not None:
             fields.setdefault("provider", file_provider)
         yield f"{where}: price #{number} ({what})", fields
@@ -195,37 +238,93 @@ def validate_prices(entries: Sequence[tuple[str, dict[str, Any]]]) -> tuple[Pric
     return tuple(prices)
 
 
+class RoutePrices(dict[str | None, Price]):
+    """One route's prices: by source region for a regional route, else under the key ``None``.
+
+    :meth:`pick` chooses the price for a client in ``region``.
+    """
+
+    def pick(self, region: str | None) -> Price | None:
+        """The price for a client in ``region``: that region's entry; else, for a route with
+        no per-region prices, its one entry; else (the region is not known, or not priced)
+        the dearest of the regional prices, because an estimate or a budget check that
+        guesses low is the failure that costs money."""
+        if region is not None and region in self:
+            return self[region]
+        if None in self:
+            return self[None]
+        return max(self.values(), key=lambda price: price.dearness, default=None)
+
+
 def match_prices(
     prices: Iterable[Price],
     routes: Iterable[PricedRoute],
     *,
     labels: Sequence[str] = (),
     strict: bool = False,
-) -> dict[tuple[str, str], Price]:
-    """Each route's price, keyed by ``(provider, model_id)``: the most specific entry that
-    selects it; between equally specific ones, the later (a user file comes after the package
-    data). Raises :class:`ConfigurationError` for an entry that selects no route and, when
-    ``strict`` (the package's own data), for two equally specific entries for one route."""
+) -> dict[tuple[str, str], RoutePrices]:
+    """Each route's prices, keyed by ``(provider, model_id)``.
+
+    For a route with ``regions``, each region gets the most specific entry that applies there
+    (a ``model_id`` beats a ``model`` beats a provider-wide entry; then an entry naming only
+    some of the route's regions beats one that covers them all, or names none); a route with
+    no regions gets one entry, under ``None``. Between equally specific entries the later
+    wins (a user file comes after the package data). Raises :class:`ConfigurationError` for
+    an entry that selects no route and, when ``strict`` (the package's own data), for two
+    equally specific entries for one route and region.
+    """
+    prices = list(prices)
     routes = list(routes)
-    chosen: dict[tuple[str, str], Price] = {}
-    for number, price in enumerate(prices):
-        label = labels[number] if number < len(labels) else f"price for {price.describe()}"
-        selected = [route for route in routes if price.selects(route)]
-        if not selected:
+    named = [
+        (labels[n] if n < len(labels) else f"price for {price.describe()}", price)
+        for n, price in enumerate(prices)
+    ]
+    for label, price in named:
+        if not any(price.selects(route) for route in routes):
             raise ConfigurationError(
                 f"{label}: the price for {price.describe()} matches no route in the catalog"
             )
-        for route in selected:
-            key = (route.provider, route.model_id)
-            held = chosen.get(key)
-            if held is None or price.specificity > held.specificity:
-                chosen[key] = price
-            elif price.specificity == held.specificity:
-                if not strict:
-                    chosen[key] = price
-                    continue
+    chosen: dict[tuple[str, str], RoutePrices] = {}
+    for route in routes:
+        applicable = [(label, price) for label, price in named if price.selects(route)]
+        if not applicable:
+            continue
+        table = RoutePrices()
+        for region in route.regions or (None,):
+            best = _best(route, region, applicable, strict)
+            if best is not None:
+                table[region] = best
+        if table:
+            chosen[(route.provider, route.model_id)] = table
+    return chosen
+
+
+def _best(
+    route: PricedRoute,
+    region: str | None,
+    applicable: Sequence[tuple[str, Price]],
+    strict: bool,
+) -> Price | None:
+    held: Price | None = None
+    for label, price in applicable:
+        if region is not None and price.regions and region not in price.regions:
+            continue
+        rank = (price.specificity, _narrower(price, route))
+        if held is not None:
+            held_rank = (held.specificity, _narrower(held, route))
+            if rank < held_rank:
+                continue
+            if rank == held_rank and strict:
+                where = f" in {region}" if region else ""
                 raise ConfigurationError(
-                    f"{label}: {route.pinned} is priced twice ({held.describe()} and "
+                    f"{label}: {route.pinned}{where} is priced twice ({held.describe()} and "
                     f"{price.describe()}); narrow one of them with model_id or regions"
                 )
-    return chosen
+        held = price
+    return held
+
+
+def _narrower(price: Price, route: PricedRoute) -> bool:
+    # An entry for only some of the route's regions is more specific than one for all of them
+    # (or for none): a user's region-less override still replaces a shipped all-US entry.
+    return bool(price.regions) and not set(route.regions) <= set(price.regions)

@@ -68,7 +68,7 @@ def read_toml(path: Path) -> Source:
         raise ConfigurationError(f"{path}: not valid TOML: {error}") from None
 
 
-_FILE_KEYS = frozenset({"provider", "defaults", "models", "routes", "prices"})
+_FILE_KEYS = frozenset({"provider", "defaults", "models", "routes", "prices", "price_defaults"})
 
 
 def merge_sources(

@@ -22,6 +22,7 @@ import difflib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 
 from .._exceptions import LlamarouteError
 from .._version import __version__
@@ -150,9 +151,12 @@ def _models(args: argparse.Namespace) -> int:
         if number:
             print()
         print(f"{spec.key}  {_describe_model(spec)}")
+        today = catalog.today()
         print(text_table(["provider", "native id", "regions", "context", "max out", "images",
-                      "tools", "notes"], [_route_row(route) for route in spec.routes]))  # fmt: skip
-    print("\n? = cautious value the provider does not document; opt-in = used only when asked")
+                          "tools", "lifecycle", "notes"],
+                         [_route_row(route, today) for route in spec.routes]))  # fmt: skip
+    print("\n? = cautious value the provider does not document; opt-in = used only when asked;")
+    print("lifecycle: active, legacy or eol (a route past a confirmed end of life is skipped)")
     return 0
 
 
@@ -165,7 +169,7 @@ def _describe_model(spec: ModelSpec) -> str:
     )
 
 
-def _route_row(route: Route) -> list[str]:
+def _route_row(route: Route, today: date) -> list[str]:
     def mark(field: str, text: str) -> str:
         return f"{text}?" if field in route.unconfirmed else text
 
@@ -191,5 +195,15 @@ def _route_row(route: Route) -> list[str]:
         ),
         images,
         tools,
+        _lifecycle(route, today),
         "; ".join(notes),
     ]
+
+
+def _lifecycle(route: Route, today: date) -> str:
+    text = route.lifecycle_text(today)
+    # An unconfirmed status reads "legacy?"; an unconfirmed date is marked by lifecycle_text.
+    if "lifecycle" in route.unconfirmed and not route.past_end_of_life(today):
+        head, sep, tail = text.partition(",")
+        text = f"{head}?{sep}{tail}" if not head.endswith("?") else text
+    return text

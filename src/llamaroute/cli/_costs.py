@@ -21,10 +21,7 @@ from ..catalog._prices import Price
 from ..money._estimate import DEFAULT_EXPECTED_OUTPUT_TOKENS, Estimate, estimate
 from ._output import Rate, dumps, money, parse_rate, print_origins, scale, text_table
 
-__all__ = ["DEFAULT_REQUESTS", "STALE_DAYS", "add_cost_commands", "money"]
-
-#: A price checked longer ago than this is flagged: provider prices move.
-STALE_DAYS = 90
+__all__ = ["DEFAULT_REQUESTS", "add_cost_commands", "money"]
 #: What ``estimate --prompt`` totals when no ``--requests`` is given.
 DEFAULT_REQUESTS = 1000
 
@@ -39,10 +36,12 @@ def add_cost_commands(
     """Register ``prices`` and ``estimate`` on the ``llamaroute`` parser."""
     prices = commands.add_parser(
         "prices",
-        help="list each route's price with its source and checked date",
+        help="list each route's price with its source, the date it was read and its age",
         description="List the price of every route (USD per million input and output tokens, "
-        f"per image where charged), its source and the date it was checked. Entries checked "
-        f"more than {STALE_DAYS} days ago are marked '!' and warned about. "
+        "per image where charged, batch where offered; one row per source region where the "
+        "price depends on it), its source, the date that source was read and the price's "
+        "age in days. Prices older than their provider's threshold (OpenRouter 30 days, "
+        "Bedrock 90) are marked '!' and warned about. "
         "`llamaroute prices refresh` reads today's prices from the providers.",
     )
     prices.add_argument("name", nargs="?", help="one model (key, alias or provider:model_id)")
@@ -112,55 +111,73 @@ def add_cost_commands(
 
 def _prices(args: argparse.Namespace, catalog: Catalog) -> int:
     specs = [catalog.get(args.name)] if args.name else catalog.models()
-    today = date.today()
-    entries = [(spec.key, route, catalog.price(route)) for spec in specs for route in spec.routes]
-    stale = [price for _, _, price in entries if price and _age(price, today) > STALE_DAYS]
+    today = catalog.today()
+    entries = [
+        (spec.key, route, where, price)
+        for spec in specs
+        for route in spec.routes
+        for where, price in _by_region(catalog, route)
+    ]
+    stale = {id(price): price for *_, price in entries if price and price.is_stale(today)}
     if args.json:
         payload = [
             {"model": key, "provider": route.provider, "model_id": route.model_id,
-             "regions": list(route.regions), "opt_in": route.opt_in,
+             "regions": [where] if where else list(route.regions), "opt_in": route.opt_in,
              "price": price.model_dump() if price else None,
-             "age_days": _age(price, today) if price else None,
-             "stale": bool(price and _age(price, today) > STALE_DAYS)}
-            for key, route, price in entries
+             "age_days": price.age_days(today) if price else None,
+             "stale": bool(price and price.is_stale(today))}
+            for key, route, where, price in entries
         ]  # fmt: skip
         print(dumps(payload))
     else:
         headers = ["model", "provider", "native id", "regions", "in $/M", "out $/M", "image",
-                   "checked", "source"]  # fmt: skip
-        print(
-            text_table(
-                headers, [_price_row(key, route, price, today) for key, route, price in entries]
-            )
-        )
+                   "batch in/out $/M", "read", "age", "source"]  # fmt: skip
+        print(text_table(headers, [_price_row(*entry, today) for entry in entries]))
         print(
             "\nUSD per million tokens; 'unknown' = no price known (cost reported as None, "
-            f"not 0); ! = checked more than {STALE_DAYS} days ago."
+            "not 0); read = the date the source was read; ! = older than the provider's "
+            "threshold; batch '-' = not offered or not known."
         )
-        print_origins(price for _, _, price in entries)
+        print_origins(price for *_, price in entries)
     if stale:
-        oldest = min(price.checked for price in stale)
+        oldest = min(price.checked for price in stale.values())
         print(
-            f"llamaroute: warning: {len(stale)} price entries were checked more than {STALE_DAYS} "
-            f"days ago (oldest {oldest.isoformat()}); prices move, check the sources",
+            f"llamaroute: warning: {len(stale)} price entries are older than their provider's "
+            f"threshold (oldest read {oldest.isoformat()}); prices move, check the sources",
             file=sys.stderr,
         )
     return 0
 
 
-def _age(price: Price, today: date) -> int:
-    return (today - price.checked).days
+def _by_region(catalog: Catalog, route: Route) -> list[tuple[str | None, Price | None]]:
+    # A route priced per source region gets one row per distinct price, naming its regions.
+    groups: dict[int, tuple[list[str], Price]] = {}
+    for region, price in catalog.regional_prices(route).items():
+        regions, _ = groups.setdefault(id(price), ([], price))
+        if region is not None:
+            regions.append(region)
+    if not groups:
+        return [(None, None)]
+    if len(groups) == 1:
+        return [(None, price) for _, price in groups.values()]
+    return [(", ".join(regions), price) for regions, price in groups.values()]
 
 
-def _price_row(key: str, route: Route, price: Price | None, today: date) -> list[str]:
-    where = ", ".join(route.regions) or "any"
+def _price_row(
+    key: str, route: Route, where: str | None, price: Price | None, today: date
+) -> list[str]:
+    regions = where or ", ".join(route.regions) or "any"
     if price is None:
-        return [key, route.provider, route.model_id, where, "unknown", "unknown", "-", "-", "-"]
-    flag = " !" if _age(price, today) > STALE_DAYS else ""
+        return [key, route.provider, route.model_id, regions, "unknown", "unknown", "-", "-",
+                "-", "-", "-"]  # fmt: skip
+    flag = " !" if price.is_stale(today) else ""
+    batch = "-"
+    if price.batch_input_per_mtok is not None and price.batch_output_per_mtok is not None:
+        batch = f"{price.batch_input_per_mtok:f} / {price.batch_output_per_mtok:f}"
     return [
-        key, route.provider, route.model_id, where, f"{price.input_per_mtok:f}",
+        key, route.provider, route.model_id, regions, f"{price.input_per_mtok:f}",
         f"{price.output_per_mtok:f}", "-" if price.image is None else f"${price.image:f}",
-        price.checked.isoformat() + flag, price.source,
+        batch, price.checked.isoformat(), f"{price.age_days(today)}d{flag}", price.source,
     ]  # fmt: skip
 
 
@@ -228,7 +245,7 @@ def _single(args: argparse.Namespace, catalog: Catalog, rate: Rate | None) -> in
         images = f" + 1 image (0 to {first.image_tokens_high:,} image tokens)"
     print(f"{first.model}: about {first.input_tokens:,} prompt tokens{images}\n")
     headers = ["provider", "native id", "output (exp/max)", "low", "expected", "high",
-               f"expected x{n:,}", f"high x{n:,}"]  # fmt: skip
+               f"expected x{n:,}", f"high x{n:,}", "price age"]  # fmt: skip
     rows = [_estimate_row(item, n) for item in results]
     if rate is not None:
         headers += ["expected a day", "expected a month"]
@@ -275,15 +292,28 @@ def _estimate_row(item: Estimate, n: int) -> list[str]:
         item.provider, item.model_id,
         f"{item.expected_output_tokens:,} / {item.max_output_tokens:,}",
         money(item.low), money(item.expected), money(item.high),
-        money(_times(item.expected, n)), money(_times(item.high, n)),
+        money(_times(item.expected, n)), money(_times(item.high, n)), _age_text(item),
     ]  # fmt: skip
+
+
+def _age_text(item: Estimate) -> str:
+    if item.price_age_days is None:
+        return "-"
+    return f"{item.price_age_days}d" + (" !" if item.price_stale else "")
 
 
 def _footer(prices: list[Estimate]) -> None:
     dated = [item.price.checked for item in prices if item.price is not None]
     if dated:
         print(
-            f"Prices are dated snapshots (oldest checked {min(dated).isoformat()}): "
+            f"Prices are dated snapshots (oldest read {min(dated).isoformat()}): "
             "`llamaroute prices` lists them with their sources."
         )
     print_origins([item.price for item in prices])
+    stale = [item.pinned for item in prices if item.price_stale]
+    if stale:
+        print(
+            f"llamaroute: warning: the prices of {', '.join(stale)} are older than their "
+            "provider's threshold (marked '!'); costs may be off",
+            file=sys.stderr,
+        )

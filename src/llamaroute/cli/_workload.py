@@ -126,7 +126,7 @@ class _View:
         dated = [t.price.checked for t in result.routes if t.price is not None]
         if dated:
             print(
-                f"Prices are dated snapshots (oldest checked {min(dated).isoformat()}): "
+                f"Prices are dated snapshots (oldest read {min(dated).isoformat()}): "
                 "`llamaroute prices` lists them with their sources."
             )
         print_origins(t.price for t in result.routes)

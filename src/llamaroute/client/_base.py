@@ -81,7 +81,8 @@ class BaseClient:
         self._timeout = check_timeout(timeout)
         self._image_fetch = image_fetch
         self._strategy = strategy
-        self._accounting = Accounting(self.catalog, open_ledger(ledger, budget))
+        regions = {name: provider.region for name, provider in self._providers.items()}
+        self._accounting = Accounting(self.catalog, open_ledger(ledger, budget), regions)
         self._stats = LatencyStats()
         # Spans come from the same events, when OpenTelemetry is installed.
         self._on_event = chain(on_event, tracing_handler())
@@ -189,7 +190,7 @@ class BaseClient:
         resolution = self.catalog.resolve(request.model)
         _, routes, _ = configured_routes(resolution, self._providers, providers)
         shape = request_shape(request, expected_output_tokens=expected_output_tokens)
-        return estimate_shape(shape, routes, catalog=self.catalog)
+        return estimate_shape(shape, routes, catalog=self.catalog, regions=self._accounting.regions)
 
     def estimate(
         self,

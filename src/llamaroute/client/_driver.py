@@ -244,6 +244,7 @@ class Driver(AttemptBook):
         cost, price_check = self.accounting.answer_cost(
             route, result.usage, result.cost, call.images.count
         )
+        price = self.accounting.price(route)
         self.settle(call, run, answer.candidate, answer.ticket.reservation, cost, partial=False)
         elapsed = self.record(run, route, "ok", answer.started, cost=cost)
         self.stats.observe(route.pinned, elapsed)
@@ -273,6 +274,8 @@ class Driver(AttemptBook):
             if len(run.attempts) == 1
             else spent_total(run),
             price_stale=price_check is not None,
+            price_checked=None if price is None else price.checked,
+            price_age_days=self.accounting.catalog.price_age(price),
             images=call.images.for_route(route),
             details=details,
         )

@@ -4,6 +4,9 @@
   dated price table, else ``None`` (unknown, never 0).
 * When the provider's figure and the table disagree by more than a small tolerance, the
   response says so and a warning is logged once per route: the table needs a refresh.
+* A price is the one for the region each provider is configured in (Bedrock bills a
+  cross-region profile at the source region's price); a price older than its provider's
+  ``stale_after_days`` is warned about once per catalog (``Catalog.warn_stale_price``).
 * An attempt that failed after tokens were generated (a stream cut short) was billed: its cost
   is estimated from the prompt and the text received (source ``"estimate"``).
 * With a budget or a per-call ``max_cost``, an attempt may start only if its worst case (the
@@ -16,12 +19,14 @@ import dataclasses
 import logging
 import math
 import threading
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from .._exceptions import BudgetExceededError
 from .._records import Cost, Usage
 from ..catalog._catalog import Catalog, Route
+from ..catalog._prices import Price
 from ._cost import cost_from_usage, tokens_cost
 from ._estimate import RequestShape, estimate_shape
 from ._ledger import Ledger, SpendEntry
@@ -48,13 +53,24 @@ def usd(amount: Decimal) -> str:
 
 
 class Accounting:
-    """Prices attempts, keeps the ledger and the budget, flags stale prices (thread-safe)."""
+    """Prices attempts, keeps the ledger and the budget, flags stale prices (thread-safe).
 
-    def __init__(self, catalog: Catalog, ledger: Ledger) -> None:
+    ``regions`` maps each provider name to the region its client runs in (``None``: not
+    regional), so that a route priced per region is priced for the caller's region.
+    """
+
+    def __init__(
+        self, catalog: Catalog, ledger: Ledger, regions: Mapping[str, str | None] | None = None
+    ) -> None:
         self.catalog = catalog
         self.ledger = ledger
+        self.regions: Mapping[str, str | None] = dict(regions or {})
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+
+    def price(self, route: Route) -> Price | None:
+        """The price of ``route`` for the region its provider is configured in."""
+        return self.catalog.price(route, self.regions.get(route.provider))
 
     def limited(self, max_cost: Decimal | None) -> bool:
         """Whether calls must be bounded in advance (a budget, or this call's ``max_cost``)."""
@@ -67,7 +83,7 @@ class Accounting:
         bounded = dataclasses.replace(
             shape, input_tokens=math.ceil(shape.input_tokens * PROMPT_MARGIN) + PROMPT_SLACK
         )
-        estimates = estimate_shape(bounded, [route], catalog=self.catalog)
+        estimates = estimate_shape(bounded, [route], catalog=self.catalog, regions=self.regions)
         return estimates[0].high if estimates else None
 
     def budget_refusal(
@@ -109,7 +125,8 @@ class Accounting:
     ) -> tuple[Cost | None, dict[str, Any] | None]:
         """The answer's cost (the provider's own figure where it reports one, else usage x the
         price table), and the two figures when provider and table disagree."""
-        price = self.catalog.price(route)
+        price = self.price(route)
+        self.catalog.warn_stale_price(route, price)
         if reported_cost is None:
             return cost_from_usage(usage, price, images=images), None
         reported = Cost(total=reported_cost, source="provider")
@@ -140,5 +157,5 @@ class Accounting:
     def partial_cost(self, route: Route, shape: RequestShape, text: str) -> Cost | None:
         """An estimate of what a cut-short attempt was billed: the prompt and the text sent."""
         usage = Usage(input_tokens=shape.input_tokens, output_tokens=estimate_text_tokens(text))
-        cost = cost_from_usage(usage, self.catalog.price(route), images=len(shape.image_tiles))
+        cost = cost_from_usage(usage, self.price(route), images=len(shape.image_tiles))
         return None if cost is None else cost.model_copy(update={"source": "estimate"})

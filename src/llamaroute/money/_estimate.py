@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,7 +161,10 @@ class Estimate(BaseModel):
     document how they bill them. ``low`` bills the prompt alone (no image tokens, no output);
     ``expected`` the full image tokens and ``expected_output_tokens``; ``high`` the full image
     tokens and all ``max_output_tokens``. Amounts are exact USD decimals, ``None`` when the
-    route's price is unknown. ``price`` is the dated price used.
+    route's price is unknown. ``price`` is the dated price used (for a route priced per
+    region, the price of the caller's region, or the highest one if the region is not known);
+    ``price_checked`` is the date its source was read, ``price_age_days`` the days since, and
+    ``price_stale`` whether that is more than its provider's ``stale_after_days``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -177,6 +181,9 @@ class Estimate(BaseModel):
     expected: Decimal | None
     high: Decimal | None
     price: Price | None
+    price_checked: date | None = None
+    price_age_days: int | None = None
+    price_stale: bool = False
 
     @property
     def pinned(self) -> str:
@@ -212,20 +219,33 @@ def _order(item: Estimate) -> tuple[bool, Decimal, Decimal, str, str]:
 
 
 def estimate_shape(
-    shape: RequestShape, routes: Iterable[Route], *, catalog: Catalog | None = None
+    shape: RequestShape,
+    routes: Iterable[Route],
+    *,
+    catalog: Catalog | None = None,
+    region: str | None = None,
+    regions: Mapping[str, str | None] | None = None,
 ) -> Estimates:
     """Estimates for a request of this shape on each of ``routes`` (no I/O).
 
     This is what a client calls with its own configured routes; :func:`estimate` builds the
-    shape from a prompt and resolves the routes from a model name first.
+    shape from a prompt and resolves the routes from a model name first. Prices are those of
+    the caller's region: ``regions`` by provider name (a client's configured providers), else
+    ``region`` (see :meth:`~llamaroute.Catalog.price`). A route past its confirmed end of life
+    is skipped, with the date.
     """
     if catalog is None:
         from ..catalog._price_file import default_catalog  # deferred: loaded on first use
 
         catalog = default_catalog()
     found, skipped = [], []
+    today = catalog.today()
     for route in routes:
-        price = catalog.price(route)
+        ended = catalog.lifecycle_refusal(route)
+        if ended is not None:
+            skipped.append(SkippedRoute(route.provider, route.model_id, ended))
+            continue
+        price = catalog.price(route, regions.get(route.provider, region) if regions else region)
         tokens = route_tokens(route, price, shape)
         if isinstance(tokens, str):
             skipped.append(SkippedRoute(route.provider, route.model_id, tokens))
@@ -247,6 +267,9 @@ def estimate_shape(
                 expected=expected,
                 high=high,
                 price=price,
+                price_checked=None if price is None else price.checked,
+                price_age_days=None if price is None else price.age_days(today),
+                price_stale=price is not None and price.is_stale(today),
             )
         )
     return Estimates(sorted(found, key=_order), skipped)
@@ -345,7 +368,7 @@ def estimate(
             f"the vision models are {', '.join(vision)}"
         )
     routes, elsewhere = split_routes(resolution.routes, catalog, providers=providers, region=region)
-    result = estimate_shape(shape, routes, catalog=catalog)
+    result = estimate_shape(shape, routes, catalog=catalog, region=region)
     result.skipped = (*elsewhere, *result.skipped)
     if not result:
         reasons = "; ".join(map(str, result.skipped)) or "no route matches the filters"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidImageError, InvalidRequestError, UnsupportedFeatureError
 from .._request import MAX_OUTPUT_TOKENS
-from ._estimate import RequestShape, split_routes
+from ._estimate import RequestShape, SkippedRoute, split_routes
 from ._tokens import TextCounter, chat_template_tokens, image_tiles_for, text_counter
 from ._workload_totals import (
     BadLine,
@@ -286,13 +286,16 @@ def estimate_workload(
             routes, elsewhere = split_routes(
                 resolution.routes, catalog, providers=providers, region=region
             )
+            ended = [(r, catalog.lifecycle_refusal(r)) for r in routes]
+            routes = [r for r, why in ended if why is None]
+            elsewhere += [SkippedRoute(r.provider, r.model_id, why) for r, why in ended if why]
             key = (resolution.model.key, *(route.pinned for route in resolution.routes))
             found = demands.get(key)
             if found is None:
                 found = demands[key] = Demand(
                     key=resolution.model.key, vision=resolution.model.vision,
                     routes=tuple(routes), elsewhere=tuple(elsewhere),
-                    prices={route.pinned: catalog.price(route) for route in routes},
+                    prices={route.pinned: catalog.price(route, region) for route in routes},
                 )  # fmt: skip
             if len(names) >= _NAMES:
                 names.clear()

@@ -8,9 +8,12 @@ out, in order, with the reason for every route left out.
 2. the model's routes against the configured providers (:func:`configured_routes`, shared with
    ``client.estimate``): a provider configured in a region the route does not serve leaves it
    out, with the reason;
-3. each remaining route against the request (:func:`route_refusal`): temperature caps, stop
+3. each remaining route's lifecycle: a route past its confirmed end of life is left out, with
+   the date (an unconfirmed end of life only warns, once per catalog: the route may still
+   work);
+4. each remaining route against the request (:func:`route_refusal`): temperature caps, stop
    sequences, system prompts, image counts;
-4. the survivors in the strategy's order (:mod:`._strategies`).
+5. the survivors in the strategy's order (:mod:`._strategies`).
 
 When nothing is left it raises the error that explains it, before anything is sent. What a
 call may spend (budgets, ``max_cost``) and whether a breaker is open are decided later, per
@@ -61,6 +64,12 @@ def plan(
     candidates: list[Candidate] = []
     refused: list[tuple[Route, str]] = []  # the route cannot take this request
     for route in usable:
+        ended = catalog.lifecycle_refusal(route)
+        if ended is not None:
+            # Like a provider configured elsewhere: no request could be served there.
+            unserved.append((route, f"{route.pinned} {ended}"))
+            continue
+        catalog.warn_lifecycle(route)
         reason = route_refusal(request, route)
         if reason is None:
             candidates.append(Candidate(route, providers[route.provider]))
@@ -139,7 +148,10 @@ def _nothing_left(
 ) -> Exception:
     target = resolution.pinned.pinned if resolution.pinned else resolution.model.key
     if refused:
-        reasons = "; ".join(f"{route.pinned} {reason}" for route, reason in refused)
+        reasons = "; ".join(
+            [*(f"{route.pinned} {reason}" for route, reason in refused),
+             *(reason for _, reason in unserved)]
+        )  # fmt: skip
         return InvalidRequestError(f"no route for {target} accepts this request: {reasons}")
     if unserved:
         # E.g. a vision model asked of a provider configured in a region with no route for it.

@@ -153,7 +153,10 @@ def apply_strategy(
 def _cheapest(
     candidates: Sequence[Candidate], shape: RequestShape, catalog: Catalog
 ) -> list[Candidate]:
-    estimates = estimate_shape(shape, [c.route for c in candidates], catalog=catalog)
+    regions = {c.route.provider: c.provider.region for c in candidates}
+    estimates = estimate_shape(
+        shape, [c.route for c in candidates], catalog=catalog, regions=regions
+    )
     expected = {(e.provider, e.model_id): e.expected for e in estimates}
 
     def key(item: tuple[int, Candidate]) -> tuple[int, Decimal, int]:

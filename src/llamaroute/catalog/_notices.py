@@ -1,0 +1,81 @@
+"""What a catalog warns about, once each: an unconfirmed end of life, a stale price; and the
+lifecycle refusal the plan applies before anything is sent.
+
+Warnings go to the ``llamaroute`` logger (as the rest of the package's warnings do), at most
+once per catalog and subject: the "already said" set lives on the catalog instance, not in a
+module, so two clients with their own catalogs each warn once, and a test's catalog starts
+fresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import date
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._catalog import Route
+    from ._prices import Price
+
+__all__ = ["CatalogNotices"]
+
+logger = logging.getLogger("llamaroute")
+
+
+class CatalogNotices:
+    """The lifecycle and staleness side of :class:`~llamaroute.Catalog` (a mixin: it uses the
+    catalog's clock ``today`` and its ``_warned`` set)."""
+
+    today: Callable[[], date]
+    _warned: set[tuple[str, ...]]
+    _warn_lock: threading.Lock
+
+    def lifecycle_refusal(self, route: Route) -> str | None:
+        """Why ``route`` must not be called any more (its confirmed end of life, with the
+        date), or ``None``. An unconfirmed end of life is not a refusal: see
+        :meth:`warn_lifecycle`."""
+        today = self.today()
+        if not route.past_end_of_life(today):
+            return None
+        when = f" on {route.end_of_life.isoformat()}" if route.end_of_life else ""
+        source = f" ({route.lifecycle_source})" if route.lifecycle_source else ""
+        return f"reached its end of life{when}{source}; requests to it fail"
+
+    def warn_lifecycle(self, route: Route) -> None:
+        """Log, once per catalog and route, that a route may be past an unconfirmed end of life
+        (or is legacy). Called when a route is planned; it is still tried."""
+        today = self.today()
+        eol = route.end_of_life
+        if eol is not None and eol <= today and "end_of_life" in route.unconfirmed:
+            self.warn_once(
+                ("eol", route.pinned),
+                "%s may have reached its end of life on %s (unconfirmed); run `llamaroute "
+                "prices refresh` with AWS credentials to read the lifecycle",
+                route.pinned, eol.isoformat(),
+            )  # fmt: skip
+
+    def warn_stale_price(self, route: Route, price: Price | None) -> None:
+        """Log, once per catalog and price entry, that a used price is older than its
+        provider's threshold (``stale_after_days``)."""
+        if price is None or not price.is_stale(self.today()):
+            return
+        self.warn_once(
+            ("stale", route.provider, price.describe(), price.checked.isoformat()),
+            "the %s price for %s was read %d days ago (%s, from %s), more than the %d days "
+            "%s prices are trusted for; costs and estimates may be off (`llamaroute prices` "
+            "lists the dates)",
+            route.provider, price.describe(), price.age_days(self.today()),
+            price.checked.isoformat(), price.source, price.stale_after_days, route.provider,
+        )  # fmt: skip
+
+    def warn_once(self, key: tuple[str, ...], message: str, *args: object) -> bool:
+        """Log ``message`` as a warning on the ``llamaroute`` logger the first time ``key`` is
+        seen by this catalog; ``True`` if it was logged now."""
+        with self._warn_lock:
+            first = key not in self._warned
+            self._warned.add(key)
+        if first:
+            logger.warning(message, *args)
+        return first
