@@ -192,6 +192,12 @@ class AsyncClient(BaseClient):
             raise self._driver.interrupted(call, run, answer, failure, "".join(parts)) from None
         except ProviderError as failure:
             raise self._driver.interrupted(call, run, answer, failure, "".join(parts)) from failure
+        except BaseException:
+            # The caller left early: aclose(), garbage collection (the event loop's finalizer
+            # closes us), a cancelled task. Settled at once, before any await, so that the
+            # books never wait on the connection's closing.
+            self._driver.abandoned(call, run, answer, "".join(parts))
+            raise
         finally:
             await events.aclose()
         yield self._driver.response(call, run, answer, item)

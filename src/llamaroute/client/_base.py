@@ -162,7 +162,7 @@ class BaseClient:
             return tuple(ordered)
         fitting, reasons = [], []
         for candidate in ordered:
-            worst = self._accounting.worst_case(call.shape(), candidate.route)
+            worst = self._accounting.worst_case(call.shape(), candidate.route, call.ceiling())
             reason = self._accounting.budget_refusal(
                 candidate.route, worst, call.max_cost, Decimal(0)
             )

@@ -179,6 +179,11 @@ class Client(BaseClient):
             raise self._driver.interrupted(call, run, answer, failure, "".join(parts)) from None
         except ProviderError as failure:
             raise self._driver.interrupted(call, run, answer, failure, "".join(parts)) from failure
+        except BaseException:
+            # The caller left early: a break (GeneratorExit), close(), garbage collection,
+            # Ctrl-C. The attempt still settles: an estimate replaces its reservation.
+            self._driver.abandoned(call, run, answer, "".join(parts))
+            raise
         finally:
             events.close()
         return self._driver.response(call, run, answer, item)

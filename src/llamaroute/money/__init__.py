@@ -13,6 +13,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from ._accounting import Accounting
+from ._caps import prompt_token_ceiling, request_token_ceiling, worst_case_cost
 from ._cost import cost_from_usage, price_for, tokens_cost
 from ._estimate import (
     DEFAULT_EXPECTED_OUTPUT_TOKENS,
@@ -87,11 +88,14 @@ __all__ = [
     "open_ledger",
     "parse_line",
     "price_for",
+    "prompt_token_ceiling",
     "request_shape",
+    "request_token_ceiling",
     "route_tokens",
     "select_routes",
     "text_counter",
     "tokens_cost",
+    "worst_case_cost",
 ]
 
 _WORKLOAD = {

@@ -6,15 +6,19 @@
   response says so and a warning is logged once per route: the table needs a refresh.
 * An attempt that failed after tokens were generated (a stream cut short) was billed: its cost
   is estimated from the prompt and the text received (source ``"estimate"``).
-* With a budget or a per-call ``max_cost``, an attempt may start only if its worst case (the
-  estimate's ``high``) fits; the worst case is reserved in the ledger until the attempt ends.
+* With a budget or a per-call ``max_cost``, an attempt may start only if its worst case fits:
+  the prompt at a ceiling that no tokenizer can pass (its UTF-8 bytes, :mod:`._caps`), every
+  image token and every allowed output token. The worst case is reserved in the ledger until
+  the attempt ends, and on OpenRouter the table's price is sent as ``provider.max_price``, so
+  a price that moved cannot bill more than was reserved.
+* A provider's reported cost is used only if it is a finite amount >= 0; otherwise the table's
+  figure is, and the cost's ``note`` says why. The cost keeps both figures (``reported``,
+  ``table``), as the ledger does, for ``llamaroute spend --reconcile``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import threading
 from decimal import Decimal
 from typing import Any
@@ -22,8 +26,9 @@ from typing import Any
 from .._exceptions import BudgetExceededError
 from .._records import Cost, Usage
 from ..catalog._catalog import Catalog, Route
-from ._cost import cost_from_usage, tokens_cost
-from ._estimate import RequestShape, estimate_shape
+from ._caps import worst_case_cost
+from ._cost import cost_from_usage
+from ._estimate import RequestShape
 from ._ledger import Ledger, SpendEntry
 from ._tokens import estimate_text_tokens
 
@@ -35,11 +40,6 @@ logger = logging.getLogger("llamaroute")
 #: absolute amount for tiny calls, the table is taken to be stale.
 STALE_SHARE = Decimal("0.05")
 STALE_FLOOR = Decimal("0.0000001")
-
-#: The worst case bounds the prompt with a margin over our estimate: the fast estimate's
-#: worst per-prompt error on the 8-language sample was +17.5 % (README, bench/token_accuracy.py).
-PROMPT_MARGIN = 1.25
-PROMPT_SLACK = 8
 
 
 def usd(amount: Decimal) -> str:
@@ -60,15 +60,15 @@ class Accounting:
         """Whether calls must be bounded in advance (a budget, or this call's ``max_cost``)."""
         return self.ledger.budget is not None or max_cost is not None
 
-    def worst_case(self, shape: RequestShape, route: Route) -> Decimal | None:
-        """The most the request can cost on ``route`` (``None``: unknown price or no fit):
-        every allowed output token, every image token, and the prompt with a margin over our
-        estimate of it."""
-        bounded = dataclasses.replace(
-            shape, input_tokens=math.ceil(shape.input_tokens * PROMPT_MARGIN) + PROMPT_SLACK
-        )
-        estimates = estimate_shape(bounded, [route], catalog=self.catalog)
-        return estimates[0].high if estimates else None
+    def worst_case(self, shape: RequestShape, route: Route, prompt_ceiling: int) -> Decimal | None:
+        """The most the request can cost on ``route`` (``None``: unknown price): the prompt
+        at ``prompt_ceiling`` tokens (:func:`~._caps.request_token_ceiling`: UTF-8 bytes, so
+        emoji and unusual scripts cannot overspend), every image token, every allowed output
+        token."""
+        price = self.catalog.price(route)
+        if price is None:
+            return None
+        return worst_case_cost(route, price, prompt_ceiling, shape.image_tiles, shape.max_tokens)
 
     def budget_refusal(
         self, route: Route, worst: Decimal | None, max_cost: Decimal | None, spent: Decimal
@@ -105,38 +105,59 @@ class Accounting:
             self.ledger.record(entry)
 
     def answer_cost(
-        self, route: Route, usage: Usage, reported_cost: Decimal | None, images: int
+        self,
+        route: Route,
+        usage: Usage,
+        reported_cost: Decimal | None,
+        images: int,
+        *,
+        problem: str | None = None,
     ) -> tuple[Cost | None, dict[str, Any] | None]:
-        """The answer's cost (the provider's own figure where it reports one, else usage x the
-        price table), and the two figures when provider and table disagree."""
+        """The answer's cost (the provider's own figure where it reports a usable one, else
+        usage x the price table), and the two figures when provider and table disagree.
+
+        ``problem`` says why a figure the provider sent was rejected (negative, not finite):
+        the table's figure is used, the cost's ``note`` says so and a warning is logged.
+        The cost carries both figures where known (``reported``, ``table``)."""
         price = self.catalog.price(route)
+        table_cost = cost_from_usage(usage, price, images=images)
+        table = None if table_cost is None else table_cost.total
         if reported_cost is None:
-            return cost_from_usage(usage, price, images=images), None
-        reported = Cost(total=reported_cost, source="provider")
-        if price is None:
+            if table_cost is None:
+                return None, None
+            note = None
+            if problem is not None:
+                note = (
+                    f"the provider's reported cost was rejected ({problem}); priced from the table"
+                )
+                logger.warning("%s: %s", route.pinned, note)
+            return table_cost.model_copy(update={"table": table, "note": note}), None
+        reported = Cost(total=reported_cost, source="provider", reported=reported_cost,
+                        table=table)  # fmt: skip
+        if table is None:
             return reported, None
-        # Only the table's total is needed to check the provider's figure.
-        input_cost, output_cost = tokens_cost(
-            price, usage.input_tokens, usage.output_tokens, images=images
-        )
-        table = input_cost + output_cost
-        difference = abs(reported.total - table)
-        if difference <= max(STALE_FLOOR, STALE_SHARE * max(reported.total, table)):
+        difference = abs(reported_cost - table)
+        if difference <= max(STALE_FLOOR, STALE_SHARE * max(reported_cost, table)):
             return reported, None
-        check = {"provider": str(reported.total), "price_table": str(table)}
+        check = {"provider": str(reported_cost), "price_table": str(table)}
         with self._lock:
             first = route.pinned not in self._warned
             self._warned.add(route.pinned)
         if first:
             logger.warning(
                 "%s reported %s USD where the price table gives %s USD: the table looks stale "
-                "(llamaroute prices shows its date)", route.pinned, usd(reported.total),
+                "(llamaroute prices shows its date)", route.pinned, usd(reported_cost),
                 usd(table),
             )  # fmt: skip
         return reported, check
 
-    def partial_cost(self, route: Route, shape: RequestShape, text: str) -> Cost | None:
-        """An estimate of what a cut-short attempt was billed: the prompt and the text sent."""
+    def partial_cost(
+        self, route: Route, shape: RequestShape, text: str, note: str | None = None
+    ) -> Cost | None:
+        """An estimate of what an attempt without usage was billed: the prompt and the text
+        received (a stream cut short or abandoned, or one that ended without its usage)."""
         usage = Usage(input_tokens=shape.input_tokens, output_tokens=estimate_text_tokens(text))
         cost = cost_from_usage(usage, self.catalog.price(route), images=len(shape.image_tiles))
-        return None if cost is None else cost.model_copy(update={"source": "estimate"})
+        if cost is None:
+            return None
+        return cost.model_copy(update={"source": "estimate", "note": note})

@@ -43,6 +43,8 @@ class SpendEntry:
 
     ``partial`` marks an attempt that failed after the provider had generated (and billed)
     tokens, such as a stream cut short; ``source`` says where the figure came from.
+    ``reported`` (the provider's own figure) and ``table`` (usage x the price table) are kept
+    side by side where known, for reconciliation (:meth:`Ledger.reconcile`).
     """
 
     provider: str
@@ -52,6 +54,8 @@ class SpendEntry:
     source: str
     partial: bool = False
     at: datetime | None = None
+    reported: Decimal | None = None
+    table: Decimal | None = None
 
     @property
     def day(self) -> date:
