@@ -146,3 +146,59 @@ def test_an_emoji_prompt_is_refused_before_sending_when_its_ceiling_passes_max_c
         # 30,000 tokens at 0.72/M is 0.0216 USD: more than 0.02 must be reserved.
         client.chat(MODEL, emoji, max_tokens=10, max_cost=Decimal("0.02"))
     assert three_fakes[1].hits == 0
+
+
+# --- reported costs -----------------------------------------------------------------------------
+
+
+def _body(usage: str) -> bytes:
+    return (
+        '{"id":"gen-1","model":"meta-llama/llama-3.2-3b-instruct","choices":[{"message":'
+        '{"content":"hi"},"finish_reason":"stop"}],"usage":' + usage + "}"
+    ).encode()
+
+
+def test_a_reported_cost_keeps_every_digit(three_fakes: Fakes) -> None:
+    usage = '{"prompt_tokens":10,"completion_tokens":2,"cost":0.000000123456789012345}'
+    three_fakes[0].script(Step(raw_body=_body(usage)))
+    with client_for(three_fakes, "openrouter") as client:
+        reply = client.chat("llama-3.2-3b", "hi")
+    assert reply.cost is not None
+    assert reply.cost.total == Decimal("0.000000123456789012345")
+    assert reply.cost.source == "provider"
+    assert reply.cost.reported == Decimal("0.000000123456789012345")
+    assert reply.cost.table is not None  # the table's figure, side by side
+
+
+def test_byok_adds_the_upstream_charge_to_openrouters_fee(three_fakes: Fakes) -> None:
+    usage = ('{"prompt_tokens":10,"completion_tokens":2,"cost":0.0000005,"is_byok":true,'
+             '"cost_details":{"upstream_inference_cost":0.00001}}')  # fmt: skip
+    plain = ('{"prompt_tokens":10,"completion_tokens":2,"cost":0.00001,"is_byok":false,'
+             '"cost_details":{"upstream_inference_cost":0.00001}}')  # fmt: skip
+    three_fakes[0].script(Step(raw_body=_body(usage)), Step(raw_body=_body(plain)))
+    with client_for(three_fakes, "openrouter") as client:
+        byok = client.chat("llama-3.2-3b", "hi")
+        not_byok = client.chat("llama-3.2-3b", "hi")
+    assert byok.cost is not None
+    assert byok.cost.total == Decimal("0.0000105")
+    assert not_byok.cost is not None
+    assert not_byok.cost.total == Decimal("0.00001")  # equal to cost there: not added twice
+
+
+def test_a_stream_without_its_usage_chunk_is_an_estimate_not_zero(three_fakes: Fakes) -> None:
+    frames = [
+        b'data: {"id":"gen-1","choices":[{"delta":{"content":"Hello there, '
+        b'a few words"},"finish_reason":null}]}\n\n',
+        b'data: {"id":"gen-1","choices":[{"delta":{"content":""},"finish_reason":"stop"}]}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+    three_fakes[0].script(Step(raw_body=b"".join(frames)))
+    with client_for(three_fakes, "openrouter", budget=Decimal(1)) as client:
+        stream = client.stream("llama-3.2-90b-vision", "hi")
+        reply = stream.read()
+        assert reply.cost is not None
+        assert reply.cost.source == "estimate"
+        assert reply.cost.total > 0
+        assert reply.cost.note is not None
+        assert client.spend.total == reply.cost.total
+        assert client.spend.remaining() == Decimal(1) - reply.cost.total

@@ -241,9 +241,16 @@ class Driver(AttemptBook):
         """The successful attempt's books, and the ``ChatResponse`` built from its result."""
         route = answer.candidate.route
         self.health.record(route, None)
-        cost, price_check = self.accounting.answer_cost(
-            route, result.usage, result.cost, call.images.count
-        )
+        if result.cost is None and result.details.get("usage_missing"):
+            # No usage came back (a stream without its usage chunk): never priced as 0 tokens,
+            # but as an estimate of the prompt and the text, and marked so.
+            note = "the provider sent no usage: prompt and text estimated"
+            cost = self.accounting.partial_cost(route, call.shape(), result.text, note)
+            price_check = None
+        else:
+            cost, price_check = self.accounting.answer_cost(
+                route, result.usage, result.cost, call.images.count, problem=result.cost_problem
+            )
         self.settle(call, run, answer.candidate, answer.ticket.reservation, cost, partial=False)
         elapsed = self.record(run, route, "ok", answer.started, cost=cost)
         self.stats.observe(route.pinned, elapsed)
@@ -257,6 +264,8 @@ class Driver(AttemptBook):
             details["all_breakers_open"] = True
         if price_check is not None:
             details["price_check"] = price_check
+        if result.cost_problem is not None:
+            details["reported_cost_rejected"] = result.cost_problem
         response = ChatResponse(
             text=result.text,
             model=call.resolution.model.key,

@@ -234,7 +234,8 @@ class OpenRouterProvider(Provider):
             raise MalformedResponseError(
                 "the response body is not UTF-8 text", provider=NAME, model_id=model_id
             )
-        parsed = load_json(text, provider=NAME, model_id=model_id, what="response body")
+        parsed = load_json(text, provider=NAME, model_id=model_id, what="response body",
+                           decimals=True)  # fmt: skip
         del text
         result = parse_response(parsed, model_id=model_id, redact=self._key.redact)
         if "generation_id" not in result.details:  # (the body's id usually says it)
