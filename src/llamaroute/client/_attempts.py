@@ -125,7 +125,7 @@ class AttemptBook:
         # The reserved price goes to the provider as a ceiling (OpenRouter's
         # provider.max_price), so that a price that moved since the table was read cannot bill
         # more than was reserved: such a request is refused, and the call falls back.
-        cap = self.accounting.catalog.price(candidate.route) if reservation is not None else None
+        cap = self.accounting.price(candidate.route) if reservation is not None else None
         call.attempts_started += 1
         number = run.numbers[candidate.route.pinned] = call.attempts_started
         if self.on_event is not None:  # (no event object built for nobody)
@@ -209,7 +209,8 @@ class AttemptBook:
             # Billed, most likely: the prompt (and any text sent) went through the model, but
             # no usage came back. Recorded as an estimate, as a cut stream is.
             text = partial_text or ""
-            cost = self.accounting.partial_cost(candidate.route, call.shape(), text)
+            cost = self.accounting.partial_cost(candidate.route, call.shape(), text,
+                                                prompt_ceiling=call.ceiling())  # fmt: skip
         self.settle(call, run, candidate, ticket.reservation, cost, partial=True)
         self.record(run, candidate.route, "error", started, cost=cost, error=error,
                     partial=bool(partial_text))  # fmt: skip
@@ -229,7 +230,8 @@ class AttemptBook:
         candidate = answer.candidate
         self.health.record(candidate.route, None)
         note = f"the stream was abandoned after {len(text)} characters: prompt and text estimated"
-        cost = self.accounting.partial_cost(candidate.route, call.shape(), text, note)
+        cost = self.accounting.partial_cost(candidate.route, call.shape(), text, note,
+                                            prompt_ceiling=call.ceiling())  # fmt: skip
         self.settle(call, run, candidate, answer.ticket.reservation, cost, partial=True)
         self.record(run, candidate.route, "cancelled", answer.started, cost=cost, partial=True)
         logger.debug("stream on %s abandoned by the caller", candidate.route.pinned)
@@ -237,7 +239,8 @@ class AttemptBook:
     def cut_off(self, call: Call, run: Run, candidate: Candidate, started: float) -> None:
         """Record an attempt cancelled mid-request (a hedge that lost): the provider has likely
         processed, and billed, the prompt; the output is unknown."""
-        cost = self.accounting.partial_cost(candidate.route, call.shape(), "")
+        cost = self.accounting.partial_cost(candidate.route, call.shape(), "",
+                                            prompt_ceiling=call.ceiling())  # fmt: skip
         self.settle(call, run, candidate, None, cost, partial=True)
         self.record(run, candidate.route, "cancelled", started, cost=cost, partial=True)
 

@@ -245,7 +245,8 @@ class Driver(AttemptBook):
             # No usage came back (a stream without its usage chunk): never priced as 0 tokens,
             # but as an estimate of the prompt and the text, and marked so.
             note = "the provider sent no usage: prompt and text estimated"
-            cost = self.accounting.partial_cost(route, call.shape(), result.text, note)
+            cost = self.accounting.partial_cost(route, call.shape(), result.text, note,
+                                                prompt_ceiling=call.ceiling())  # fmt: skip
             price_check = None
         else:
             cost, price_check = self.accounting.answer_cost(

@@ -26,7 +26,8 @@ from typing import Any
 from .._exceptions import BudgetExceededError
 from .._records import Cost, Usage
 from ..catalog._catalog import Catalog, Route
-from ._caps import worst_case_cost
+from ..catalog._prices import Price
+from ._caps import prompt_token_ceiling, worst_case_cost
 from ._cost import cost_from_usage
 from ._estimate import RequestShape
 from ._ledger import Ledger, SpendEntry
@@ -55,6 +56,11 @@ class Accounting:
         self.ledger = ledger
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        # Per route: how far above the table the provider's own figures have been seen (never
+        # below 1). Reservations, ceilings and estimates are scaled by it, so a price that
+        # moved up is reserved for from the next call on (a reported cost beyond the table
+        # is real money, whatever our data says).
+        self._factor: dict[str, Decimal] = {}
 
     def limited(self, max_cost: Decimal | None) -> bool:
         """Whether calls must be bounded in advance (a budget, or this call's ``max_cost``)."""
@@ -65,10 +71,31 @@ class Accounting:
         at ``prompt_ceiling`` tokens (:func:`~._caps.request_token_ceiling`: UTF-8 bytes, so
         emoji and unusual scripts cannot overspend), every image token, every allowed output
         token."""
-        price = self.catalog.price(route)
+        price = self.price(route)
         if price is None:
             return None
         return worst_case_cost(route, price, prompt_ceiling, shape.image_tiles, shape.max_tokens)
+
+    def price(self, route: Route) -> Price | None:
+        """The price reservations use on ``route``: the table's, raised by how far above it
+        the provider's own figures have been seen. It is also the ceiling sent to a provider
+        that takes one (OpenRouter's ``provider.max_price``)."""
+        price = self.catalog.price(route)
+        factor = self._factor.get(route.pinned)
+        if price is None or factor is None:
+            return price
+        image = None if price.image is None else price.image * factor
+        return price.model_copy(update={"input_per_mtok": price.input_per_mtok * factor,
+                                        "output_per_mtok": price.output_per_mtok * factor,
+                                        "image": image})  # fmt: skip
+
+    def _learn(self, route: Route, reported: Decimal, table: Decimal) -> None:
+        if table <= 0 or reported <= table:
+            return
+        factor = reported / table
+        with self._lock:
+            if factor > self._factor.get(route.pinned, Decimal(1)):
+                self._factor[route.pinned] = factor
 
     def budget_refusal(
         self, route: Route, worst: Decimal | None, max_cost: Decimal | None, spent: Decimal
@@ -136,6 +163,7 @@ class Accounting:
                         table=table)  # fmt: skip
         if table is None:
             return reported, None
+        self._learn(route, reported_cost, table)
         difference = abs(reported_cost - table)
         if difference <= max(STALE_FLOOR, STALE_SHARE * max(reported_cost, table)):
             return reported, None
@@ -152,12 +180,27 @@ class Accounting:
         return reported, check
 
     def partial_cost(
-        self, route: Route, shape: RequestShape, text: str, note: str | None = None
+        self,
+        route: Route,
+        shape: RequestShape,
+        text: str,
+        note: str | None = None,
+        *,
+        prompt_ceiling: int | None = None,
     ) -> Cost | None:
         """An estimate of what an attempt without usage was billed: the prompt and the text
-        received (a stream cut short or abandoned, or one that ended without its usage)."""
-        usage = Usage(input_tokens=shape.input_tokens, output_tokens=estimate_text_tokens(text))
-        cost = cost_from_usage(usage, self.catalog.price(route), images=len(shape.image_tiles))
+        received (a stream cut short or abandoned, or one that ended without its usage).
+
+        With ``prompt_ceiling`` the estimate leans high, as a cap needs: the prompt at its
+        ceiling and the text at one token per UTF-8 byte (:mod:`._caps`), at the price
+        reservations use."""
+        if prompt_ceiling is None:
+            usage = Usage(input_tokens=shape.input_tokens,
+                          output_tokens=estimate_text_tokens(text))  # fmt: skip
+        else:
+            usage = Usage(input_tokens=max(shape.input_tokens, prompt_ceiling),
+                          output_tokens=prompt_token_ceiling(text))  # fmt: skip
+        cost = cost_from_usage(usage, self.price(route), images=len(shape.image_tiles))
         if cost is None:
             return None
         return cost.model_copy(update={"source": "estimate", "note": note})
