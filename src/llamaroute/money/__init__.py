@@ -29,6 +29,7 @@ from ._estimate import (
     select_routes,
 )
 from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary
+from ._reconcile import RouteDrift
 from ._sqlite_ledger import SqliteLedger, open_ledger
 from ._tokens import _SYMBOLS as SYMBOLS  # counted at SYMBOL_TOKENS_X100 each; for bench/
 from ._tokens import (
@@ -67,6 +68,7 @@ __all__ = [
     "Ledger",
     "MemoryLedger",
     "RequestShape",
+    "RouteDrift",
     "RouteTotals",
     "SkippedRoute",
     "SpendEntry",
@@ -100,6 +102,7 @@ __all__ = [
 
 _WORKLOAD = {
     "BadLine",
+    "RouteDrift",
     "RouteTotals",
     "WorkloadOption",
     "WorkloadResult",

@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from .._exceptions import BudgetExceededError, ConfigurationError
+from ._reconcile import RouteDrift, Sums, drifts, tally
 
 __all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary"]
 
@@ -133,6 +134,12 @@ class Ledger(ABC):
     def summary(self, since: date | None = None) -> SpendSummary:
         """Totals by provider, model and day (entries on or after ``since``)."""
 
+    def reconcile(self) -> list[RouteDrift]:
+        """Per route: the billed attempts, and the provider's reported costs beside the price
+        table's figures for the same calls (``llamaroute spend --reconcile``). A store that
+        keeps no such detail returns ``[]``."""
+        return []
+
     @abstractmethod
     def reserve(self, amount: Decimal, what: str) -> str:
         """Hold ``amount`` of the budget for one attempt; returns a reservation id.
@@ -173,6 +180,7 @@ class MemoryLedger(Ledger):
         self._by_day: defaultdict[str, Decimal] = defaultdict(Decimal)
         self._calls_by_day: defaultdict[str, int] = defaultdict(int)
         self._reserved: dict[str, Decimal] = {}
+        self._routes: Sums = {}
 
     def __repr__(self) -> str:
         return f"<MemoryLedger total={self._total} budget={self.budget}>"
@@ -189,6 +197,12 @@ class MemoryLedger(Ledger):
         day = entry.day.isoformat() if entry.at is not None else _today()
         self._by_day[day] += entry.cost
         self._calls_by_day[day] += 1
+        tally(self._routes, (entry.provider, entry.model_id, entry.cost, entry.reported,
+                             entry.table))  # fmt: skip
+
+    def reconcile(self) -> list[RouteDrift]:
+        with self._lock:
+            return drifts(self._routes)
 
     def summary(self, since: date | None = None) -> SpendSummary:
         with self._lock:

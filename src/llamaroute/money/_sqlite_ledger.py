@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .._exceptions import BudgetExceededError, ConfigurationError
 from ._ledger import RESERVATION_TTL_S, ZERO, Ledger, MemoryLedger, SpendEntry, SpendSummary
+from ._reconcile import RouteDrift, drift_by_route
 
 __all__ = ["SqliteLedger", "open_ledger"]
 
@@ -42,7 +43,9 @@ CREATE TABLE IF NOT EXISTS spend (
     model_id TEXT NOT NULL,
     cost TEXT NOT NULL,
     source TEXT NOT NULL,
-    partial INTEGER NOT NULL
+    partial INTEGER NOT NULL,
+    reported TEXT,
+    table_cost TEXT
 );
 CREATE INDEX IF NOT EXISTS spend_day ON spend(day);
 CREATE TABLE IF NOT EXISTS reservations (
@@ -135,6 +138,7 @@ class SqliteLedger(Ledger):
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(_SCHEMA)
                 _check_tables(db, missing_ok=False)
+                _migrate(db)
         except sqlite3.Error as error:
             if db is not None:
                 db.close()
@@ -236,10 +240,11 @@ class SqliteLedger(Ledger):
         db.execute("REPLACE INTO totals (name, amount) VALUES ('spent', ?)", (str(spent),))
         at = (entry.at or datetime.now(UTC)).astimezone(UTC)
         db.execute(
-            "INSERT INTO spend (at, day, provider, model, model_id, cost, source, partial) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO spend (at, day, provider, model, model_id, cost, source, partial, "
+            "reported, table_cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (at.isoformat(), at.date().isoformat(), entry.provider, entry.model,
-             entry.model_id, str(entry.cost), entry.source, int(entry.partial)),
+             entry.model_id, str(entry.cost), entry.source, int(entry.partial),
+             _text(entry.reported), _text(entry.table)),
         )  # fmt: skip
 
     def record(self, entry: SpendEntry) -> None:
@@ -316,6 +321,32 @@ class SqliteLedger(Ledger):
         return SpendSummary(total, calls, dict(by_provider), dict(by_model), dict(by_day),
                             skipped_rows=skipped)  # fmt: skip
 
+    def reconcile(self, since: date | None = None) -> list[RouteDrift]:
+        """As :meth:`Ledger.reconcile`, over the rows from ``since`` on. Rows written before
+        the file had the two columns (or with an unreadable figure) count as not compared."""
+        with self._lock:
+            try:
+                have = {row[1] for row in self._db.execute("PRAGMA table_info(spend)")}
+                figures = "reported, table_cost" if have >= _FIGURES else "NULL, NULL"
+                query = f"SELECT provider, model_id, cost, {figures} FROM spend"
+                args: tuple[str, ...] = ()
+                if since is not None:
+                    query += " WHERE day >= ?"
+                    args = (since.isoformat(),)
+                rows = self._db.execute(query, args).fetchall()
+            except sqlite3.Error as error:
+                raise ConfigurationError(
+                    f"cannot read the spend ledger {self.path}: {error}"
+                ) from None
+        kept = []
+        for provider, model_id, cost, reported, table in rows:
+            amount = _amount(cost)
+            if amount is not None:
+                kept.append(
+                    (str(provider), str(model_id), amount, _amount(reported), _amount(table))
+                )
+        return drift_by_route(kept)
+
     def _spent(self, db: sqlite3.Connection) -> Decimal:
         row = db.execute("SELECT amount FROM totals WHERE name = 'spent'").fetchone()
         spent = None if row is None else _amount(row[0])
@@ -381,6 +412,21 @@ def _check_tables(db: sqlite3.Connection, *, missing_ok: bool) -> None:
         have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if not (needed <= have or (missing_ok and not have)):
             raise _NotALedger(f"its table {table!r} is missing or lacks columns")
+
+
+#: The reconciliation columns, added to ledger files written before they existed.
+_FIGURES = {"reported", "table_cost"}
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns a ledger file from an older version lacks (NULL in its old rows)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(spend)")}
+    for column in sorted(_FIGURES - have):
+        db.execute(f"ALTER TABLE spend ADD COLUMN {column} TEXT")
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else f"{amount:f}"
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
