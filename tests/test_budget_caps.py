@@ -204,3 +204,19 @@ def test_a_stream_without_its_usage_chunk_is_an_estimate_not_zero(three_fakes: F
         assert reply.cost.note is not None
         assert client.spend.total == reply.cost.total
         assert client.spend.remaining() == Decimal(1) - reply.cost.total
+
+
+def test_an_ollama_answer_without_counts_is_an_estimate(three_fakes: Fakes) -> None:
+    lines = [
+        b'{"model":"llama3.2:3b","message":{"role":"assistant","content":"Hello there"},'
+        b'"done":false}\n',
+        b'{"model":"llama3.2:3b","message":{"role":"assistant","content":""},"done":true,'
+        b'"done_reason":"stop"}\n',
+    ]
+    three_fakes[2].script(Step(raw_body=b"".join(lines)))
+    with client_for(three_fakes, "ollama") as client:
+        reply = client.stream("llama-3.2-3b", "hi").read()
+    assert reply.text == "Hello there"
+    assert reply.cost is not None
+    assert reply.cost.source == "estimate"  # local: 0 USD, but marked as an estimate
+    assert reply.cost.note is not None
