@@ -4,14 +4,16 @@ from before the two columns are migrated."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from llamaroute import Client, RetryPolicy
+from llamaroute import AsyncClient, Client, RetryPolicy
 from llamaroute.money import MemoryLedger, SpendEntry, SqliteLedger
 from llamaroute.providers import OpenRouterProvider
 from llamaroute.testing import FakeOpenRouter, Step
@@ -142,3 +144,71 @@ def test_a_client_records_the_reported_and_table_figures(tmp_path: Path) -> None
     assert reply.cost.table is not None
     assert (route.calls, route.compared, route.table) == (1, 1, reply.cost.table)
     assert route.drift == Decimal("0.0004") - reply.cost.table
+
+
+# --- cut OpenRouter streams, reconciled through GET /generation --------------------------------
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_an_abandoned_openrouter_stream_is_reconciled_through_generation(
+    store: str, tmp_path: Path
+) -> None:
+    step = Step(chunks=tuple(f"w{i} " for i in range(40)), chunk_delay=0.01, usage=(50, 40))
+    ledger = MemoryLedger() if store == "memory" else SqliteLedger(tmp_path / "spend.db")
+    with (
+        FakeOpenRouter(default=step, price=("0.2", "0.2")) as fake,
+        Client(
+            [OpenRouterProvider(api_key=CANARY_KEY, base_url=fake.base_url)],
+            retries=NO_SLEEP,
+            ledger=ledger,
+        ) as client,  # fmt: skip
+    ):
+        with client.stream("llama-3.2-3b", "tell me") as stream:
+            for index, _ in enumerate(stream):
+                if index == 2:
+                    break
+        estimate = client.spend.total
+        assert client.spend.estimated("openrouter") == ["gen-fake-1"]
+        assert fake.wait_closed(0.0, timeout=2) is not None
+        for _ in range(100):  # the fake bills once its writer notices the hang-up
+            if "gen-fake-1" in fake.generations:
+                break
+            time.sleep(0.02)
+        done = client.reconcile_generations()
+        assert (done.corrected, done.pending) == (1, 0)
+        assert client.spend.total == fake.generations["gen-fake-1"]
+        assert done.change == client.spend.total - estimate
+        assert client.spend.estimated("openrouter") == []
+        # Again: nothing left to do.
+        assert client.reconcile_generations() == (0, 0, Decimal(0))
+
+
+def test_a_generation_not_written_yet_stays_pending(tmp_path: Path) -> None:
+    with (
+        FakeOpenRouter() as fake,
+        Client(
+            [OpenRouterProvider(api_key=CANARY_KEY, base_url=fake.base_url)], retries=NO_SLEEP
+        ) as client,  # fmt: skip
+    ):
+        client.spend.record(SpendEntry("openrouter", "llama-3.2-3b", ROUTE, Decimal("0.001"),
+                                       "estimate", ref="gen-unknown"))  # fmt: skip
+        assert client.reconcile_generations() == (0, 1, Decimal(0))
+        assert client.spend.total == Decimal("0.001")
+
+
+async def test_the_async_client_reconciles_too() -> None:
+    step = Step(chunks=tuple(f"w{i} " for i in range(40)), chunk_delay=0.01, usage=(50, 40))
+    with FakeOpenRouter(default=step, price=("0.2", "0.2")) as fake:
+        provider = OpenRouterProvider(api_key=CANARY_KEY, base_url=fake.base_url)
+        async with AsyncClient([provider], retries=NO_SLEEP) as client:
+            async with client.stream("llama-3.2-3b", "tell me") as stream:
+                async for _ in stream:
+                    break
+            assert client.spend.estimated("openrouter") == ["gen-fake-1"]
+            for _ in range(100):
+                if "gen-fake-1" in fake.generations:
+                    break
+                await asyncio.sleep(0.02)
+            done = await client.reconcile_generations()
+            assert done.corrected == 1
+            assert client.spend.total == fake.generations["gen-fake-1"]

@@ -16,6 +16,7 @@ from .._exceptions import ProviderError, ProviderTimeoutError
 from .._request import Message
 from .._response import ChatChunk, ChatResponse
 from ..images import Image
+from ..money import Corrections
 from ..providers import Provider, ProviderCall, ProviderResult, StreamItem
 from ..routing import Candidate, HedgePolicy, RetryPolicy, Strategy, StrategyName
 from ._base import BaseClient
@@ -201,6 +202,10 @@ class AsyncClient(BaseClient):
         finally:
             await events.aclose()
         yield self._driver.response(call, run, answer, item)
+
+    async def reconcile_generations(self) -> Corrections:
+        """Async :meth:`Client.reconcile_generations` (the lookups run in a worker thread)."""
+        return await asyncio.to_thread(self._corrections)
 
     async def aclose(self) -> None:
         """Close every provider's connections."""

@@ -195,6 +195,7 @@ class AttemptBook:
         *,
         partial_text: str | None = None,
         share_of_deadline: bool = False,
+        ref: str | None = None,
     ) -> None:
         """An attempt ended with ``error``: tell the breaker, bill what was likely billed (a
         stream cut after text was generated), and record it."""
@@ -211,7 +212,7 @@ class AttemptBook:
             text = partial_text or ""
             cost = self.accounting.partial_cost(candidate.route, call.shape(), text,
                                                 prompt_ceiling=call.ceiling())  # fmt: skip
-        self.settle(call, run, candidate, ticket.reservation, cost, partial=True)
+        self.settle(call, run, candidate, ticket.reservation, cost, partial=True, ref=ref)
         self.record(run, candidate.route, "error", started, cost=cost, error=error,
                     partial=bool(partial_text))  # fmt: skip
         logger.debug("attempt %d on %s failed: %s", ticket.number, candidate.route.pinned,
@@ -232,7 +233,8 @@ class AttemptBook:
         note = f"the stream was abandoned after {len(text)} characters: prompt and text estimated"
         cost = self.accounting.partial_cost(candidate.route, call.shape(), text, note,
                                             prompt_ceiling=call.ceiling())  # fmt: skip
-        self.settle(call, run, candidate, answer.ticket.reservation, cost, partial=True)
+        self.settle(call, run, candidate, answer.ticket.reservation, cost, partial=True,
+                    ref=answer.ref)  # fmt: skip
         self.record(run, candidate.route, "cancelled", answer.started, cost=cost, partial=True)
         logger.debug("stream on %s abandoned by the caller", candidate.route.pinned)
 
@@ -253,15 +255,19 @@ class AttemptBook:
         cost: Cost | None,
         *,
         partial: bool,
+        ref: str | None = None,
     ) -> None:
-        """End an attempt's budget hold and record what it cost (if it cost anything)."""
+        """End an attempt's budget hold and record what it cost (if it cost anything);
+        ``ref`` is the provider's id for the attempt, kept with an estimate so that the
+        provider's own figure can replace it later (``Client.reconcile_generations``)."""
         entry = None
         if cost is not None:
             run.spent += cost.total
             route = candidate.route
             entry = SpendEntry(route.provider, call.resolution.model.key, route.model_id,
                                cost.total, cost.source, partial=partial,
-                               reported=cost.reported, table=cost.table)  # fmt: skip
+                               reported=cost.reported, table=cost.table,
+                               ref=ref if cost.source == "estimate" else None)  # fmt: skip
         self.accounting.settle(reservation, entry)
 
     def on_retry(self, run: Run, candidate: Candidate) -> Callable[[BaseException, float], None]:

@@ -15,6 +15,7 @@ from .._request import ChatRequest
 from ..catalog import Resolution
 from ..images import ImageFetchPolicy, RequestImages
 from ..money import RequestShape, request_shape, request_token_ceiling
+from ..providers import ProviderCall
 from ..routing import Candidate, RetryPolicy
 
 __all__ = ["Answer", "Call", "Run", "Ticket", "check_timeout", "no_result"]
@@ -104,6 +105,12 @@ class Answer(NamedTuple):
     ticket: Ticket
     reply: Any
     started: float
+    call: ProviderCall | None = None  # what was sent (its receipt names the attempt)
+
+    @property
+    def ref(self) -> str | None:
+        """The provider's id for the attempt (OpenRouter's generation id), if it gave one."""
+        return None if self.call is None else self.call.receipt.get("generation_id")
 
 
 def check_timeout(timeout: float | None) -> float | None:

@@ -231,7 +231,7 @@ class Driver(AttemptBook):
             if call.streaming:
                 elapsed = time.perf_counter() - started
                 self.stats.observe(candidate.route.pinned, elapsed, first_token=True)
-            return Answer(candidate, ticket, reply, started)
+            return Answer(candidate, ticket, reply, started, provider_call)
 
     # --- how a call ends ------------------------------------------------------------------
 
@@ -296,7 +296,8 @@ class Driver(AttemptBook):
         """A stream failed after ``text`` reached the caller: the error to raise (never a
         fallback, which would splice two answers)."""
         candidate = answer.candidate
-        self.failed(call, run, candidate, answer.ticket, error, answer.started, partial_text=text)
+        self.failed(call, run, candidate, answer.ticket, error, answer.started, partial_text=text,
+                    ref=answer.ref)  # fmt: skip
         interrupted = StreamInterruptedError(
             f"the stream failed after {len(text)} characters had been delivered: {error.message}",
             partial_text=text,

@@ -29,7 +29,7 @@ from ._estimate import (
     select_routes,
 )
 from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary
-from ._reconcile import RouteDrift
+from ._reconcile import Corrections, RouteDrift
 from ._sqlite_ledger import SqliteLedger, open_ledger
 from ._tokens import _SYMBOLS as SYMBOLS  # counted at SYMBOL_TOKENS_X100 each; for bench/
 from ._tokens import (
@@ -63,6 +63,7 @@ __all__ = [
     "TOKENIZER_ENV",
     "Accounting",
     "BadLine",
+    "Corrections",
     "Estimate",
     "Estimates",
     "Ledger",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 __all__ = ["RouteDrift", "Row", "Sums", "drift_by_route", "drifts", "tally"]
 
@@ -88,3 +89,13 @@ def drift_by_route(rows: Iterable[Row]) -> list[RouteDrift]:
     for row in rows:
         tally(sums, row)
     return drifts(sums)
+
+
+class Corrections(NamedTuple):
+    """What ``Client.reconcile_generations()`` did: estimates replaced by the provider's own
+    figure, estimates the provider has no figure for yet (try again later), and the change
+    to the ledger's total (USD; negative when the estimates were high)."""
+
+    corrected: int
+    pending: int
+    change: Decimal

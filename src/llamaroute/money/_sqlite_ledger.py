@@ -28,46 +28,22 @@ from pathlib import Path
 from .._exceptions import BudgetExceededError, ConfigurationError
 from ._ledger import RESERVATION_TTL_S, ZERO, Ledger, MemoryLedger, SpendEntry, SpendSummary
 from ._reconcile import RouteDrift, drift_by_route
+from ._sqlite_file import (
+    _FIGURES,
+    _SCHEMA,
+    _amount,
+    _check_tables,
+    _connect,
+    _Damaged,
+    _identity,
+    _migrate,
+    _NotALedger,
+    _text,
+)
 
 __all__ = ["SqliteLedger", "open_ledger"]
 
 logger = logging.getLogger("llamaroute")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spend (
-    id INTEGER PRIMARY KEY,
-    at TEXT NOT NULL,
-    day TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    model TEXT NOT NULL,
-    model_id TEXT NOT NULL,
-    cost TEXT NOT NULL,
-    source TEXT NOT NULL,
-    partial INTEGER NOT NULL,
-    reported TEXT,
-    table_cost TEXT
-);
-CREATE INDEX IF NOT EXISTS spend_day ON spend(day);
-CREATE TABLE IF NOT EXISTS reservations (
-    id TEXT PRIMARY KEY,
-    amount TEXT NOT NULL,
-    expires REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS totals (
-    name TEXT PRIMARY KEY,
-    amount TEXT NOT NULL
-);
-INSERT OR IGNORE INTO totals (name, amount) VALUES ('spent', '0');
-"""
-
-#: The columns the ledger reads and writes, per table.
-_TABLES = {
-    "spend": {"at", "day", "provider", "model", "model_id", "cost", "source", "partial"},
-    "reservations": {"id", "amount", "expires"},
-    "totals": {"name", "amount"},
-}
-
-_MAX_AMOUNT = Decimal(10**12)
 
 #: What a write can fail with once the file is open; none of it may reach the caller.
 _WRITE_ERRORS = (sqlite3.Error, ArithmeticError, OSError)
@@ -241,10 +217,10 @@ class SqliteLedger(Ledger):
         at = (entry.at or datetime.now(UTC)).astimezone(UTC)
         db.execute(
             "INSERT INTO spend (at, day, provider, model, model_id, cost, source, partial, "
-            "reported, table_cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "reported, table_cost, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (at.isoformat(), at.date().isoformat(), entry.provider, entry.model,
              entry.model_id, str(entry.cost), entry.source, int(entry.partial),
-             _text(entry.reported), _text(entry.table)),
+             _text(entry.reported), _text(entry.table), entry.ref),
         )  # fmt: skip
 
     def record(self, entry: SpendEntry) -> None:
@@ -347,6 +323,37 @@ class SqliteLedger(Ledger):
                 )
         return drift_by_route(kept)
 
+    def estimated(self, provider: str) -> list[str]:
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT ref FROM spend WHERE provider = ? AND source = 'estimate' "
+                    "AND ref IS NOT NULL ORDER BY id", (provider,),
+                ).fetchall()  # fmt: skip
+            except sqlite3.Error as error:
+                raise ConfigurationError(
+                    f"cannot read the spend ledger {self.path}: {error}"
+                ) from None
+        return [str(ref) for (ref,) in rows]
+
+    def correct(self, ref: str, cost: Decimal) -> Decimal | None:
+        change: list[Decimal] = []
+
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT id, cost FROM spend WHERE ref = ? AND source = 'estimate'",
+                             (ref,)).fetchone()  # fmt: skip
+            if row is None:
+                return
+            delta = cost - (_amount(row[1]) or ZERO)
+            db.execute("UPDATE spend SET cost = ?, reported = ?, source = 'provider' WHERE id = ?",
+                       (_text(cost), _text(cost), row[0]))  # fmt: skip
+            db.execute("REPLACE INTO totals (name, amount) VALUES ('spent', ?)",
+                       (_text(self._spent(db) + delta),))  # fmt: skip
+            change.append(delta)
+
+        self._write(work, ZERO)
+        return change[0] if change else None
+
     def _spent(self, db: sqlite3.Connection) -> Decimal:
         row = db.execute("SELECT amount FROM totals WHERE name = 'spent'").fetchone()
         spent = None if row is None else _amount(row[0])
@@ -400,63 +407,6 @@ class SqliteLedger(Ledger):
                 "the spend ledger %s is closed without %s USD of spending it could not write",
                 self.path, f"{self.unrecorded:f}",
             )  # fmt: skip
-
-
-def _connect(target: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
-    return sqlite3.connect(target, timeout=timeout, isolation_level=None,
-                           check_same_thread=False, uri=uri)  # fmt: skip
-
-
-def _check_tables(db: sqlite3.Connection, *, missing_ok: bool) -> None:
-    for table, needed in _TABLES.items():
-        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if not (needed <= have or (missing_ok and not have)):
-            raise _NotALedger(f"its table {table!r} is missing or lacks columns")
-
-
-#: The reconciliation columns, added to ledger files written before they existed.
-_FIGURES = {"reported", "table_cost"}
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Add the columns a ledger file from an older version lacks (NULL in its old rows)."""
-    have = {row[1] for row in db.execute("PRAGMA table_info(spend)")}
-    for column in sorted(_FIGURES - have):
-        db.execute(f"ALTER TABLE spend ADD COLUMN {column} TEXT")
-
-
-def _text(amount: Decimal | None) -> str | None:
-    return None if amount is None else f"{amount:f}"
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        found = os.stat(path)
-    except OSError:  # ":memory:", for one
-        return None
-    return found.st_dev, found.st_ino
-
-
-class _Damaged(sqlite3.DatabaseError):
-    """``PRAGMA quick_check`` found damage."""
-
-
-class _NotALedger(sqlite3.DatabaseError):
-    """A SQLite file without the ledger's tables."""
-
-
-def _amount(value: object) -> Decimal | None:
-    """A stored amount as a Decimal, or ``None`` unless it is an amount in [0, 10**12) USD
-    (beyond that it is no cost, and '1e999999999' would overflow the sum)."""
-    if isinstance(value, float):
-        value = repr(value)  # a hand-edited REAL: its shortest decimal form
-    if not isinstance(value, str | int):
-        return None  # NULL, a BLOB
-    try:
-        amount = Decimal(value)
-    except ArithmeticError:  # decimal.InvalidOperation: 'abc'
-        return None
-    return amount if amount.is_finite() and 0 <= amount < _MAX_AMOUNT else None
 
 
 def open_ledger(ledger: Ledger | str | os.PathLike[str] | None, budget: Decimal | None) -> Ledger:

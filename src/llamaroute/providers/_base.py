@@ -38,7 +38,9 @@ class ProviderCall:
     this attempt's budget in seconds (``None``: the provider's configured timeouts).
     ``max_price`` is the price the attempt's budget reservation was computed at, when it has
     one: a provider that can refuse a dearer upstream (OpenRouter's ``provider.max_price``)
-    sends it, so a price that moved cannot bill more than was reserved.
+    sends it, so a price that moved cannot bill more than was reserved. ``receipt`` is
+    where the provider notes what identifies the attempt on its side (OpenRouter:
+    ``generation_id``), even for a stream cut short, so that its cost can be looked up later.
     """
 
     request: ChatRequest
@@ -47,6 +49,7 @@ class ProviderCall:
     max_tokens: int | None = None
     timeout: float | None = None
     max_price: Price | None = None
+    receipt: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import json
 import time
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 from ._script import Step, StreamPlan
 from ._server import Exchange, FakeServer
@@ -79,7 +80,9 @@ class FakeOpenRouter(FakeServer):
     hung up), and a request whose ``provider.max_price`` is below the
     price is refused as OpenRouter refuses it: HTTP 404, "No endpoints found ...", nothing
     billed and no scripted step used (``honour_max_price=False``: a gateway that ignores it).
-    :attr:`refused` counts those refusals.
+    :attr:`refused` counts those refusals. Each answer has its own generation id
+    (``gen-fake-1``, ``gen-fake-2``, ...), and ``GET /generation?id=`` says what it was billed
+    (:attr:`generations`), or 404 for an id it does not know.
     """
 
     default_text: ClassVar[str] = "Hello from the fake OpenRouter."
@@ -96,6 +99,9 @@ class FakeOpenRouter(FakeServer):
         self.price = None if price is None else (Decimal(price[0]), Decimal(price[1]))
         self.billed = Decimal(0)
         self.refused = 0
+        #: What each answer was billed, by its generation id (``GET /generation?id=``).
+        self.generations: dict[str, Decimal] = {}
+        self._answered = 0
 
     def _over_max_price(self, body: Any) -> bool:
         """Whether the request's ``provider.max_price`` rules out this endpoint's price."""
@@ -119,11 +125,24 @@ class FakeOpenRouter(FakeServer):
             return None
         return (self.price[0] * usage[0] + self.price[1] * usage[1]) / 1_000_000
 
-    def _bill(self, usage: tuple[int, int]) -> None:
+    def _bill(self, usage: tuple[int, int], generation: str) -> None:
         cost = self._cost(usage)
         if cost is not None:
             with self._lock:
                 self.billed += cost
+                self.generations[generation] = cost
+
+    def _generation(self, exchange: Exchange) -> None:
+        """``GET /generation?id=``: what an answer was billed, or OpenRouter's 404."""
+        wanted = parse_qs(urlsplit(exchange.request.path).query).get("id", [""])[0]
+        with self._lock:
+            cost = self.generations.get(wanted)
+        if cost is None:
+            exchange.send(404, self._error_body(404, "not_found", "Generation not found"))
+            return
+        exchange.send(200, _dumps({"data": {"id": wanted, "total_cost": _Raw(f"{cost:f}"),
+                                            "is_byok": False, "upstream_inference_cost": None,
+                                            "provider_name": "Fake"}}))  # fmt: skip
 
     @staticmethod
     def _count_content(exchange: Exchange, plan: StreamPlan) -> list[int]:
@@ -153,6 +172,12 @@ class FakeOpenRouter(FakeServer):
                      "meta-llama/llama-3.2-90b-vision-instruct")  # fmt: skip
             exchange.send(200, _dumps({"data": [{"id": slug, "context_length": 131072}
                                                 for slug in slugs]}))  # fmt: skip
+            return
+        if exchange.request.method == "GET" and exchange.path.endswith("/generation"):
+            if not exchange.request.headers.get("authorization", "").startswith("Bearer "):
+                exchange.send(401, self._error_body(401, "authentication", "No auth credentials"))
+            else:
+                self._generation(exchange)
             return
         if exchange.request.method != "POST" or not exchange.path.endswith("/chat/completions"):
             # What a web front end answers for a path it does not know: a page, not an API
@@ -189,13 +214,16 @@ class FakeOpenRouter(FakeServer):
             exchange.send(step.status, answer, headers)
             return
         model = str(body.get("model", "unknown"))
+        with self._lock:
+            self._answered += 1
+            generation = f"gen-fake-{self._answered}"
         chunks = self.chunks_for(step)
         usage = self.usage_for(step, body.get("messages"), chunks)
         cost = self._cost(usage)
         if step.cost is None and cost is not None:
             step = dataclasses.replace(step, cost=f"{cost:f}")
         if stream:
-            plan = self._plan(step, model, chunks, usage)
+            plan = self._plan(step, model, chunks, usage, generation)
             written = self._count_content(exchange, plan)
             try:
                 self.play_stream(exchange, step, plan, "text/event-stream", step.headers)
@@ -203,14 +231,15 @@ class FakeOpenRouter(FakeServer):
                 # Billed as generated: the prompt, and the output of the chunks written
                 # before the client hung up (all of them for a whole answer).
                 share = -(-usage[1] * written[0] // max(1, len(plan.content)))
-                self._bill((usage[0], share if written[0] < len(plan.content) else usage[1]))
+                whole = written[0] >= len(plan.content)
+                self._bill((usage[0], usage[1] if whole else share), generation)
         elif step.malformed_after == 0:
             exchange.send(200, b'{"id":"gen-fake","choices":[{"message":{"content":"tr')
         else:
-            self._bill(usage)
-            answer = _dumps(self._completion(step, model, "".join(chunks), usage))
+            self._bill(usage, generation)
+            answer = _dumps(self._completion(step, model, "".join(chunks), usage, generation))
             self.send_answer(exchange, step, answer,
-                             {"X-Generation-Id": "gen-fake-1", **step.headers})  # fmt: skip
+                             {"X-Generation-Id": generation, **step.headers})  # fmt: skip
 
     @staticmethod
     def _error_body(status: int, error_type: str, message: str) -> bytes:
@@ -228,9 +257,11 @@ class FakeOpenRouter(FakeServer):
             data["cost"] = _Raw(step.cost)
         return data
 
-    def _completion(self, step: Step, model: str, text: str, usage: tuple[int, int]) -> Any:
+    def _completion(
+        self, step: Step, model: str, text: str, usage: tuple[int, int], generation: str
+    ) -> Any:
         return {
-            "id": "gen-fake-1",
+            "id": generation,
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
@@ -245,13 +276,13 @@ class FakeOpenRouter(FakeServer):
         }  # fmt: skip
 
     def _plan(
-        self, step: Step, model: str, chunks: list[str], usage: tuple[int, int]
+        self, step: Step, model: str, chunks: list[str], usage: tuple[int, int], generation: str
     ) -> StreamPlan:
         newline = b"\r\n" if step.crlf else b"\n"
         created = int(time.time())
 
         def event(payload: Any) -> bytes:
-            body = _dumps({"id": "gen-fake-1", "object": "chat.completion.chunk",
+            body = _dumps({"id": generation, "object": "chat.completion.chunk",
                            "created": created, "model": model, **payload})  # fmt: skip
             if step.multiline_data:
                 # Split the JSON at its first comma: still one event, over two data: lines.

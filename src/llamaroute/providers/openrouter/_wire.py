@@ -36,6 +36,7 @@ from ._errors import NAME, error_from_object, map_error
 __all__ = [
     "NAME",
     "StreamParser",
+    "amount",
     "build_payload",
     "map_error",
     "parse_response",
@@ -149,7 +150,7 @@ def _tokens(data: Mapping[str, Any], key: str, model_id: str) -> int:
     return value
 
 
-def _amount(value: object, what: str) -> tuple[Decimal | None, str | None]:
+def amount(value: object, what: str) -> tuple[Decimal | None, str | None]:
     """A reported USD amount, exact (the body is parsed with Decimal numbers), or why it is
     not one. A bad figure is not fatal: the answer is good, and the table can price it."""
     if value is None:
@@ -194,10 +195,10 @@ def _usage(data: Mapping[str, Any], model_id: str) -> tuple[Usage, Decimal | Non
         input_tokens=_tokens(data, "prompt_tokens", model_id),
         output_tokens=_tokens(data, "completion_tokens", model_id),
     )
-    cost, problem = _amount(data.get("cost"), "usage.cost")
+    cost, problem = amount(data.get("cost"), "usage.cost")
     if cost is not None and data.get("is_byok") is True:
         details = data.get("cost_details")
-        upstream, trouble = _amount(
+        upstream, trouble = amount(
             details.get("upstream_inference_cost") if isinstance(details, dict) else None,
             "usage.cost_details.upstream_inference_cost",
         )
