@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -47,10 +48,6 @@ MALFORMED_BODIES: dict[str, bytes] = {
     "huge completion_tokens": completion(usage={"prompt_tokens": 1, "completion_tokens": 1e30}),
     "tokens as text": completion(usage={"prompt_tokens": "12"}),
     "tokens as true": completion(usage={"prompt_tokens": True}),
-    "NaN cost": completion(usage={"prompt_tokens": 1, "cost": math.nan}),
-    "infinite cost": completion(usage={"prompt_tokens": 1, "cost": math.inf}),
-    "negative cost": completion(usage={"prompt_tokens": 1, "cost": -0.5}),
-    "cost as words": completion(usage={"prompt_tokens": 1, "cost": "a lot"}),
     "usage as text": completion(usage="lots"),
     "finish_reason a number": completion(finish_reason=7),
     "no message": json.dumps({"choices": [{"finish_reason": "stop"}]}).encode(),
@@ -65,6 +62,17 @@ MALFORMED_BODIES: dict[str, bytes] = {
     "a 5,000-digit number": b'{"choices": ' + b"9" * 5000 + b"}",
     "an HTML page": b"<html><body>Welcome to nginx!</body></html>",
     "error as a number": b'{"error": 42}',
+}
+
+#: A reported cost that is not an amount is not fatal (issue 17): the answer is kept and priced
+#: from the table, and the cost says why.
+REJECTED_COSTS: dict[str, bytes] = {
+    "NaN cost": completion(usage={"prompt_tokens": 1, "cost": math.nan}),
+    "infinite cost": completion(usage={"prompt_tokens": 1, "cost": math.inf}),
+    "1e400 cost": completion().replace(b'"id"', b'"usage":{"prompt_tokens":1,"cost":1e400},"id"'),
+    "negative cost": completion(usage={"prompt_tokens": 1, "cost": -0.5}),
+    "cost as words": completion(usage={"prompt_tokens": 1, "cost": "a lot"}),
+    "cost as a list": completion(usage={"prompt_tokens": 1, "cost": [1]}),
 }
 
 MALFORMED_STREAMS: dict[str, bytes] = {
@@ -99,6 +107,23 @@ def test_malformed_bodies_are_typed_and_keep_their_attempts() -> None:
                 except Exception as error:
                     untyped[name] = f"{type(error).__module__}.{type(error).__name__}"
     assert untyped == {}
+
+
+@pytest.mark.parametrize("name", list(REJECTED_COSTS))
+def test_a_reported_cost_that_is_not_an_amount_keeps_the_answer(name: str) -> None:
+    with FakeOpenRouter(Step(raw_body=REJECTED_COSTS[name])) as fake:
+        provider = OpenRouterProvider(api_key=CANARY_KEY, base_url=fake.base_url)
+        with Client([provider], retries=0, budget=Decimal(1)) as client:
+            reply = client.chat("llama-3.2-3b", "hi")
+            assert reply.text == "hi"
+            assert reply.cost is not None
+            assert reply.cost.source == "price_table"
+            assert reply.cost.total >= 0
+            assert reply.cost.note is not None
+            assert "rejected" in reply.cost.note
+            assert "reported_cost_rejected" in reply.details
+            # Nothing is held after the call: the reservation was settled with the table cost.
+            assert client.spend.remaining() == Decimal(1) - client.spend.total
 
 
 @pytest.mark.parametrize("text_first", [False, True])
@@ -275,7 +300,7 @@ def test_fuzzed_answers_through_the_client_are_typed() -> None:
 
 
 async def test_fuzz_sample_through_the_async_client() -> None:
-    bodies = [*MALFORMED_BODIES.values()][:12]
+    bodies = [*MALFORMED_BODIES.values()][:8]
     with FakeOpenRouter() as fake:
         provider = OpenRouterProvider(api_key=CANARY_KEY, base_url=fake.base_url)
         async with AsyncClient([provider], retries=0) as client:

@@ -84,8 +84,17 @@ class Cost(_Output):
     """What a call cost, in USD.
 
     ``source`` says where the figure came from: ``"provider"`` when the provider reported it
-    (OpenRouter's ``usage.cost``), ``"price_table"`` when llamaroute computed it from usage and
-    its dated price data. ``input`` and ``output`` are ``None`` when only the total is known.
+    (OpenRouter's ``usage.cost``, plus the upstream's charge on a BYOK call),
+    ``"price_table"`` when llamaroute computed it from usage and its dated price data,
+    ``"estimate"`` when no usage came back (a stream the caller abandoned, a stream cut short,
+    a stream without its usage chunk): the prompt and the text received, estimated.
+    ``input`` and ``output`` are ``None`` when only the total is known.
+
+    ``reported`` is the provider's own figure and ``table`` usage x the price table, side by
+    side where both are known (the ledger keeps both, for ``llamaroute spend --reconcile``).
+    ``note`` says why the figure is not the provider's own when the provider sent one that
+    could not be used (negative, not finite, not a number), or why it is an estimate.
+
     For a figure computed from the price table, ``price_source`` and ``price_checked`` say where
     that price was read and when, and ``price_origin`` names the user file it came from (the
     refreshed prices of ``llamaroute prices refresh``, say; ``None``: shipped with llamaroute).
@@ -99,6 +108,9 @@ class Cost(_Output):
     price_source: str | None = None
     price_checked: date | None = None
     price_origin: str | None = None
+    reported: Decimal | None = None
+    table: Decimal | None = None
+    note: str | None = None
 
 
 Outcome = Literal["ok", "error", "cancelled"]

@@ -4,7 +4,7 @@
                     [--max-cost X] [--max-tokens N] [--system TEXT] [--timeout S]
                     [--ledger F] PROMPT
     llamaroute doctor [--json]      (exit 1 when a configured provider is not usable)
-    llamaroute spend [--ledger F] [--since DATE] [--json]
+    llamaroute spend [--ledger F] [--since DATE] [--reconcile] [--json]
 
 ``chat`` prints the answer on stdout and, on stderr, where it came from, the tokens, the cost
 and every attempt, so that ``llamaroute chat ... > answer.txt`` keeps only the answer.
@@ -23,8 +23,8 @@ from typing import Any
 from .._exceptions import ConfigurationError, InvalidRequestError
 from .._response import ChatResponse
 from ..catalog._catalog import Catalog
-from ..money import SqliteLedger
-from ._output import dumps
+from ..money import RouteDrift, SqliteLedger
+from ._output import dumps, text_table
 
 __all__ = ["LEDGER_ENV", "add_chat_commands"]
 
@@ -75,6 +75,10 @@ def add_chat_commands(
     spend.add_argument("--ledger", help=f"the SQLite ledger file (default ${LEDGER_ENV})")
     spend.add_argument("--since", help="only from this day on (YYYY-MM-DD)")
     spend.add_argument("--json", action="store_true", help="machine-readable output")
+    spend.add_argument(
+        "--reconcile", action="store_true",
+        help="per route: the provider's reported costs beside the price table's, and the drift",
+    )  # fmt: skip
     spend.set_defaults(command=_spend)
 
 
@@ -198,6 +202,8 @@ def _spend(args: argparse.Namespace) -> int:
     # Read-only: reading needs no write access to the file (or its folder).
     ledger = SqliteLedger(path, read_only=True)
     try:
+        if args.reconcile:
+            return _reconcile(ledger.reconcile(since), json_output=args.json)
         summary = ledger.summary(since)
     finally:
         ledger.close()
@@ -220,4 +226,27 @@ def _spend(args: argparse.Namespace) -> int:
             print(f"{title}:")
             for name, amount in sorted(table.items()):
                 print(f"  {name:<24} {amount:f}")
+    return 0
+
+
+def _reconcile(routes: list[RouteDrift], *, json_output: bool) -> int:
+    """``spend --reconcile``: per route, the provider's figures beside the table's."""
+    if json_output:
+        print(dumps({"routes": [route.as_dict() for route in routes]}))
+        return 0
+    if not routes:
+        print("the ledger has no billed attempts")
+        return 0
+    rows = []
+    for route in routes:
+        share = route.drift_share
+        rows.append([
+            f"{route.provider}:{route.model_id}", str(route.calls), f"{route.spent:f}",
+            str(route.compared), f"{route.reported:f}", f"{route.table:f}", f"{route.drift:+f}",
+            "-" if share is None else f"{share * 100:+.2f}%",
+        ])  # fmt: skip
+    print(text_table(["route", "calls", "spent", "compared", "reported", "table", "drift",
+                      "drift %"], rows))  # fmt: skip
+    print("compared: calls with both the provider's reported cost and the table's figure "
+          "(estimates and providers that report no cost are not compared)")  # fmt: skip
     return 0

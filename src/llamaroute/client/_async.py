@@ -16,6 +16,7 @@ from .._exceptions import ProviderError, ProviderTimeoutError
 from .._request import Message
 from .._response import ChatChunk, ChatResponse
 from ..images import Image
+from ..money import Corrections
 from ..providers import Provider, ProviderCall, ProviderResult, StreamItem
 from ..routing import Candidate, HedgePolicy, RetryPolicy, Strategy, StrategyName
 from ._base import BaseClient
@@ -192,9 +193,19 @@ class AsyncClient(BaseClient):
             raise self._driver.interrupted(call, run, answer, failure, "".join(parts)) from None
         except ProviderError as failure:
             raise self._driver.interrupted(call, run, answer, failure, "".join(parts)) from failure
+        except BaseException:
+            # The caller left early: aclose(), garbage collection (the event loop's finalizer
+            # closes us), a cancelled task. Settled at once, before any await, so that the
+            # books never wait on the connection's closing.
+            self._driver.abandoned(call, run, answer, "".join(parts))
+            raise
         finally:
             await events.aclose()
         yield self._driver.response(call, run, answer, item)
+
+    async def reconcile_generations(self) -> Corrections:
+        """Async :meth:`Client.reconcile_generations` (the lookups run in a worker thread)."""
+        return await asyncio.to_thread(self._corrections)
 
     async def aclose(self) -> None:
         """Close every provider's connections."""

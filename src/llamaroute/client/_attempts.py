@@ -23,11 +23,11 @@ from .._exceptions import (
     StreamInterruptedError,
 )
 from .._records import Attempt, Cost, Outcome
-from ..catalog import Route
+from ..catalog import Price, Route
 from ..money import Accounting, SpendEntry
 from ..providers import ProviderCall
 from ..routing import Candidate, Health, LatencyStats
-from ._call import Call, Run, Ticket
+from ._call import Answer, Call, Run, Ticket
 from ._events import AttemptFailed, AttemptStarted, BudgetRefused, EventHandler, emit
 
 __all__ = ["AttemptBook", "Expired", "FallbackRule", "OverBudget", "Skip", "default_fallback"]
@@ -122,6 +122,10 @@ class AttemptBook:
         if not forced and routes_left > 1 and not self.health.admit(candidate.route):
             raise Skip
         reservation = self._reserve(call, run, candidate)
+        # The reserved price goes to the provider as a ceiling (OpenRouter's
+        # provider.max_price), so that a price that moved since the table was read cannot bill
+        # more than was reserved: such a request is refused, and the call falls back.
+        cap = self.accounting.price(candidate.route) if reservation is not None else None
         call.attempts_started += 1
         number = run.numbers[candidate.route.pinned] = call.attempts_started
         if self.on_event is not None:  # (no event object built for nobody)
@@ -130,13 +134,13 @@ class AttemptBook:
                                                call.request.max_tokens))  # fmt: skip
         if remaining is not None:
             remaining /= max(1, routes_left)
-        return Ticket(number, reservation), _provider_call(call, candidate.route, remaining)
+        return Ticket(number, reservation), _provider_call(call, candidate.route, remaining, cap)
 
     def _reserve(self, call: Call, run: Run, candidate: Candidate) -> str | None:
         """Hold the attempt's worst case against the budget and ``max_cost`` (if any)."""
         if not self.accounting.limited(call.max_cost):
             return None
-        worst = self.accounting.worst_case(call.shape(), candidate.route)
+        worst = self.accounting.worst_case(call.shape(), candidate.route, call.ceiling())
         try:
             return self.accounting.reserve(candidate.route, worst, call.max_cost, run.spent)
         except BudgetExceededError as refusal:
@@ -191,6 +195,7 @@ class AttemptBook:
         *,
         partial_text: str | None = None,
         share_of_deadline: bool = False,
+        ref: str | None = None,
     ) -> None:
         """An attempt ended with ``error``: tell the breaker, bill what was likely billed (a
         stream cut after text was generated), and record it."""
@@ -205,8 +210,9 @@ class AttemptBook:
             # Billed, most likely: the prompt (and any text sent) went through the model, but
             # no usage came back. Recorded as an estimate, as a cut stream is.
             text = partial_text or ""
-            cost = self.accounting.partial_cost(candidate.route, call.shape(), text)
-        self.settle(call, run, candidate, ticket.reservation, cost, partial=True)
+            cost = self.accounting.partial_cost(candidate.route, call.shape(), text,
+                                                prompt_ceiling=call.ceiling())  # fmt: skip
+        self.settle(call, run, candidate, ticket.reservation, cost, partial=True, ref=ref)
         self.record(run, candidate.route, "error", started, cost=cost, error=error,
                     partial=bool(partial_text))  # fmt: skip
         logger.debug("attempt %d on %s failed: %s", ticket.number, candidate.route.pinned,
@@ -217,10 +223,26 @@ class AttemptBook:
         self.health.release(candidate.route)
         self.settle(call, run, candidate, ticket.reservation, None, partial=True)
 
+    def abandoned(self, call: Call, run: Run, answer: Answer, text: str) -> None:
+        """The caller left a stream before its end (``break``, ``close()``, garbage
+        collection, a cancelled task): the route answered, and what it was likely billed, the
+        prompt and the text received, is recorded as an estimate in place of the
+        reservation."""
+        candidate = answer.candidate
+        self.health.record(candidate.route, None)
+        note = f"the stream was abandoned after {len(text)} characters: prompt and text estimated"
+        cost = self.accounting.partial_cost(candidate.route, call.shape(), text, note,
+                                            prompt_ceiling=call.ceiling())  # fmt: skip
+        self.settle(call, run, candidate, answer.ticket.reservation, cost, partial=True,
+                    ref=answer.ref)  # fmt: skip
+        self.record(run, candidate.route, "cancelled", answer.started, cost=cost, partial=True)
+        logger.debug("stream on %s abandoned by the caller", candidate.route.pinned)
+
     def cut_off(self, call: Call, run: Run, candidate: Candidate, started: float) -> None:
         """Record an attempt cancelled mid-request (a hedge that lost): the provider has likely
         processed, and billed, the prompt; the output is unknown."""
-        cost = self.accounting.partial_cost(candidate.route, call.shape(), "")
+        cost = self.accounting.partial_cost(candidate.route, call.shape(), "",
+                                            prompt_ceiling=call.ceiling())  # fmt: skip
         self.settle(call, run, candidate, None, cost, partial=True)
         self.record(run, candidate.route, "cancelled", started, cost=cost, partial=True)
 
@@ -233,14 +255,19 @@ class AttemptBook:
         cost: Cost | None,
         *,
         partial: bool,
+        ref: str | None = None,
     ) -> None:
-        """End an attempt's budget hold and record what it cost (if it cost anything)."""
+        """End an attempt's budget hold and record what it cost (if it cost anything);
+        ``ref`` is the provider's id for the attempt, kept with an estimate so that the
+        provider's own figure can replace it later (``Client.reconcile_generations``)."""
         entry = None
         if cost is not None:
             run.spent += cost.total
             route = candidate.route
             entry = SpendEntry(route.provider, call.resolution.model.key, route.model_id,
-                               cost.total, cost.source, partial=partial)  # fmt: skip
+                               cost.total, cost.source, partial=partial,
+                               reported=cost.reported, table=cost.table,
+                               ref=ref if cost.source == "estimate" else None)  # fmt: skip
         self.accounting.settle(reservation, entry)
 
     def on_retry(self, run: Run, candidate: Candidate) -> Callable[[BaseException, float], None]:
@@ -275,7 +302,9 @@ def _reached_the_model(error: ProviderError) -> bool:
     return isinstance(error, ProviderTimeoutError) and error.code not in _NOT_SENT
 
 
-def _provider_call(call: Call, route: Route, timeout: float | None) -> ProviderCall:
+def _provider_call(
+    call: Call, route: Route, timeout: float | None, cap: Price | None
+) -> ProviderCall:
     wanted, limit = call.request.max_tokens, route.max_output_tokens
     return ProviderCall(
         request=call.request,
@@ -283,6 +312,7 @@ def _provider_call(call: Call, route: Route, timeout: float | None) -> ProviderC
         images=call.images.for_route(route),
         max_tokens=min(wanted, limit) if wanted is not None and limit is not None else wanted,
         timeout=timeout,
+        max_price=cap,
     )
 
 

@@ -18,7 +18,15 @@ from .._exceptions import BudgetExceededError, ConfigurationError
 from .._request import ChatRequest, Message
 from ..catalog import Catalog, default_catalog
 from ..images import ImageFetchPolicy
-from ..money import Accounting, Estimates, Ledger, estimate_shape, open_ledger, request_shape
+from ..money import (
+    Accounting,
+    Corrections,
+    Estimates,
+    Ledger,
+    estimate_shape,
+    open_ledger,
+    request_shape,
+)
 from ..providers import Provider, discover
 from ..routing import (
     BreakerPolicy,
@@ -163,7 +171,7 @@ class BaseClient:
             return tuple(ordered)
         fitting, reasons = [], []
         for candidate in ordered:
-            worst = self._accounting.worst_case(call.shape(), candidate.route)
+            worst = self._accounting.worst_case(call.shape(), candidate.route, call.ceiling())
             reason = self._accounting.budget_refusal(
                 candidate.route, worst, call.max_cost, Decimal(0)
             )
@@ -180,6 +188,22 @@ class BaseClient:
                 + " (lower max_tokens, raise max_cost or the budget, or pick a cheaper model)"
             )
         return tuple(fitting)
+
+    def _corrections(self) -> Corrections:
+        """``reconcile_generations()``, shared by both clients (blocking I/O)."""
+        corrected, pending, change = 0, 0, Decimal(0)
+        for provider in self._providers.values():
+            lookup = getattr(provider, "generation_cost", None)
+            if lookup is None:
+                continue
+            for ref in self.spend.estimated(provider.name):
+                cost = lookup(ref)
+                delta = None if cost is None else self.spend.correct(ref, cost)
+                if delta is None:
+                    pending += 1
+                else:
+                    corrected, change = corrected + 1, change + delta
+        return Corrections(corrected, pending, change)
 
     def _estimates(
         self,

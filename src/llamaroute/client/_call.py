@@ -14,7 +14,8 @@ from .._records import Attempt
 from .._request import ChatRequest
 from ..catalog import Resolution
 from ..images import ImageFetchPolicy, RequestImages
-from ..money import RequestShape, request_shape
+from ..money import RequestShape, request_shape, request_token_ceiling
+from ..providers import ProviderCall
 from ..routing import Candidate, RetryPolicy
 
 __all__ = ["Answer", "Call", "Run", "Ticket", "check_timeout", "no_result"]
@@ -42,6 +43,7 @@ class Call:
     attempts_started: int = 0  # across every route, hedges included
     _images: RequestImages | None = None
     _shape: RequestShape | None = None
+    _ceiling: int | None = None
 
     @property
     def images(self) -> RequestImages:
@@ -56,6 +58,13 @@ class Call:
         if self._shape is None:
             self._shape = request_shape(self.request, tiles=self.images.tiles())
         return self._shape
+
+    def ceiling(self) -> int:
+        """At most how many prompt tokens the request can be billed as, images' own tokens
+        aside (UTF-8 bytes and the chat template's ceiling), for reservations."""
+        if self._ceiling is None:
+            self._ceiling = request_token_ceiling(self.request)
+        return self._ceiling
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (``None``: no deadline)."""
@@ -96,6 +105,12 @@ class Answer(NamedTuple):
     ticket: Ticket
     reply: Any
     started: float
+    call: ProviderCall | None = None  # what was sent (its receipt names the attempt)
+
+    @property
+    def ref(self) -> str | None:
+        """The provider's id for the attempt (OpenRouter's generation id), if it gave one."""
+        return None if self.call is None else self.call.receipt.get("generation_id")
 
 
 def check_timeout(timeout: float | None) -> float | None:

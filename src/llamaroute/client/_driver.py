@@ -231,7 +231,7 @@ class Driver(AttemptBook):
             if call.streaming:
                 elapsed = time.perf_counter() - started
                 self.stats.observe(candidate.route.pinned, elapsed, first_token=True)
-            return Answer(candidate, ticket, reply, started)
+            return Answer(candidate, ticket, reply, started, provider_call)
 
     # --- how a call ends ------------------------------------------------------------------
 
@@ -241,10 +241,18 @@ class Driver(AttemptBook):
         """The successful attempt's books, and the ``ChatResponse`` built from its result."""
         route = answer.candidate.route
         self.health.record(route, None)
-        cost, price_check = self.accounting.answer_cost(
-            route, result.usage, result.cost, call.images.count
-        )
-        price = self.accounting.price(route)
+        if result.cost is None and result.details.get("usage_missing"):
+            # No usage came back (a stream without its usage chunk): never priced as 0 tokens,
+            # but as an estimate of the prompt and the text, and marked so.
+            note = "the provider sent no usage: prompt and text estimated"
+            cost = self.accounting.partial_cost(route, call.shape(), result.text, note,
+                                                prompt_ceiling=call.ceiling())  # fmt: skip
+            price_check = None
+        else:
+            cost, price_check = self.accounting.answer_cost(
+                route, result.usage, result.cost, call.images.count, problem=result.cost_problem
+            )
+        price = self.accounting.table_price(route)
         self.settle(call, run, answer.candidate, answer.ticket.reservation, cost, partial=False)
         elapsed = self.record(run, route, "ok", answer.started, cost=cost)
         self.stats.observe(route.pinned, elapsed)
@@ -258,6 +266,8 @@ class Driver(AttemptBook):
             details["all_breakers_open"] = True
         if price_check is not None:
             details["price_check"] = price_check
+        if result.cost_problem is not None:
+            details["reported_cost_rejected"] = result.cost_problem
         response = ChatResponse(
             text=result.text,
             model=call.resolution.model.key,
@@ -289,7 +299,8 @@ class Driver(AttemptBook):
         """A stream failed after ``text`` reached the caller: the error to raise (never a
         fallback, which would splice two answers)."""
         candidate = answer.candidate
-        self.failed(call, run, candidate, answer.ticket, error, answer.started, partial_text=text)
+        self.failed(call, run, candidate, answer.ticket, error, answer.started, partial_text=text,
+                    ref=answer.ref)  # fmt: skip
         interrupted = StreamInterruptedError(
             f"the stream failed after {len(text)} characters had been delivered: {error.message}",
             partial_text=text,

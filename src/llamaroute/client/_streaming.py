@@ -98,18 +98,27 @@ class AsyncStream:
         self._events = events
         self._response: ChatResponse | None = None
         self._parts: list[str] = []
+        self._closed = False
 
-    async def __aiter__(self) -> AsyncGenerator[ChatChunk, None]:
-        try:
-            async for item in self._events:
-                if isinstance(item, ChatResponse):
-                    self._response = item
-                    return
-                self._parts.append(item.text)
-                yield item
-        except GeneratorExit:
-            await self._events.aclose()
-            raise
+    # The stream is its own iterator, not an async generator over ``events``: leaving an
+    # ``async for`` early then leaves nothing of ours for the event loop to finalize, and
+    # ``events`` is closed exactly once, by aclose() or by its own finalizer. (An async
+    # generator wrapped in another one is closed twice when both are collected, and the
+    # second closer meets "aclose(): asynchronous generator is already running".)
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        if self._response is not None or self._closed:
+            raise StopAsyncIteration
+        item = await anext(self._events, None)
+        if item is None:
+            raise StopAsyncIteration
+        if isinstance(item, ChatResponse):
+            self._response = item
+            raise StopAsyncIteration
+        self._parts.append(item.text)
+        return item
 
     async def __aenter__(self) -> Self:
         return self
@@ -123,7 +132,12 @@ class AsyncStream:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the stream and close its connection (safe to call more than once)."""
+        """Stop the stream and close its connection (safe to call more than once). A stream
+        left before its end is settled: what it was likely billed (the prompt and the text
+        received, estimated) replaces its budget reservation."""
+        if self._closed:
+            return
+        self._closed = True
         await self._events.aclose()
 
     async def read(self) -> ChatResponse:

@@ -15,6 +15,7 @@ from .._exceptions import ProviderError
 from .._request import Message
 from .._response import ChatChunk, ChatResponse
 from ..images import Image
+from ..money import Corrections
 from ..providers import ProviderResult, StreamItem
 from ..routing import RetryPolicy, Strategy, StrategyName
 from ._base import BaseClient
@@ -179,9 +180,22 @@ class Client(BaseClient):
             raise self._driver.interrupted(call, run, answer, failure, "".join(parts)) from None
         except ProviderError as failure:
             raise self._driver.interrupted(call, run, answer, failure, "".join(parts)) from failure
+        except BaseException:
+            # The caller left early: a break (GeneratorExit), close(), garbage collection,
+            # Ctrl-C. The attempt still settles: an estimate replaces its reservation.
+            self._driver.abandoned(call, run, answer, "".join(parts))
+            raise
         finally:
             events.close()
         return self._driver.response(call, run, answer, item)
+
+    def reconcile_generations(self) -> Corrections:
+        """Replace the ledger's estimates with what the provider billed, where it can say:
+        an OpenRouter stream cut short or abandoned was recorded as an estimate with its
+        generation id, and ``GET /generation?id=`` gives its real cost once OpenRouter has
+        written it (a few seconds after the request; ``pending`` counts those not there yet).
+        Call it now and then, e.g. before reading ``client.spend``."""
+        return self._corrections()
 
     _warned_in_loop = False
 

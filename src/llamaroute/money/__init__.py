@@ -13,6 +13,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from ._accounting import Accounting
+from ._caps import prompt_token_ceiling, request_token_ceiling, worst_case_cost
 from ._cost import cost_from_usage, price_for, tokens_cost
 from ._estimate import (
     DEFAULT_EXPECTED_OUTPUT_TOKENS,
@@ -28,6 +29,7 @@ from ._estimate import (
     select_routes,
 )
 from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary
+from ._reconcile import Corrections, RouteDrift
 from ._sqlite_ledger import SqliteLedger, open_ledger
 from ._tokens import _SYMBOLS as SYMBOLS  # counted at SYMBOL_TOKENS_X100 each; for bench/
 from ._tokens import (
@@ -61,11 +63,13 @@ __all__ = [
     "TOKENIZER_ENV",
     "Accounting",
     "BadLine",
+    "Corrections",
     "Estimate",
     "Estimates",
     "Ledger",
     "MemoryLedger",
     "RequestShape",
+    "RouteDrift",
     "RouteTotals",
     "SkippedRoute",
     "SpendEntry",
@@ -87,15 +91,19 @@ __all__ = [
     "open_ledger",
     "parse_line",
     "price_for",
+    "prompt_token_ceiling",
     "request_shape",
+    "request_token_ceiling",
     "route_tokens",
     "select_routes",
     "text_counter",
     "tokens_cost",
+    "worst_case_cost",
 ]
 
 _WORKLOAD = {
     "BadLine",
+    "RouteDrift",
     "RouteTotals",
     "WorkloadOption",
     "WorkloadResult",

@@ -9,15 +9,19 @@
   ``stale_after_days`` is warned about once per catalog (``Catalog.warn_stale_price``).
 * An attempt that failed after tokens were generated (a stream cut short) was billed: its cost
   is estimated from the prompt and the text received (source ``"estimate"``).
-* With a budget or a per-call ``max_cost``, an attempt may start only if its worst case (the
-  estimate's ``high``) fits; the worst case is reserved in the ledger until the attempt ends.
+* With a budget or a per-call ``max_cost``, an attempt may start only if its worst case fits:
+  the prompt at a ceiling that no tokenizer can pass (its UTF-8 bytes, :mod:`._caps`), every
+  image token and every allowed output token. The worst case is reserved in the ledger until
+  the attempt ends, and on OpenRouter the table's price is sent as ``provider.max_price``, so
+  a price that moved cannot bill more than was reserved.
+* A provider's reported cost is used only if it is a finite amount >= 0; otherwise the table's
+  figure is, and the cost's ``note`` says why. The cost keeps both figures (``reported``,
+  ``table``), as the ledger does, for ``llamaroute spend --reconcile``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import threading
 from collections.abc import Mapping
 from decimal import Decimal
@@ -27,8 +31,9 @@ from .._exceptions import BudgetExceededError
 from .._records import Cost, Usage
 from ..catalog._catalog import Catalog, Route
 from ..catalog._prices import Price
-from ._cost import cost_from_usage, tokens_cost
-from ._estimate import RequestShape, estimate_shape
+from ._caps import prompt_token_ceiling, worst_case_cost
+from ._cost import cost_from_usage
+from ._estimate import RequestShape
 from ._ledger import Ledger, SpendEntry
 from ._tokens import estimate_text_tokens
 
@@ -40,11 +45,6 @@ logger = logging.getLogger("llamaroute")
 #: absolute amount for tiny calls, the table is taken to be stale.
 STALE_SHARE = Decimal("0.05")
 STALE_FLOOR = Decimal("0.0000001")
-
-#: The worst case bounds the prompt with a margin over our estimate: the fast estimate's
-#: worst per-prompt error on the 8-language sample was +17.5 % (README, bench/token_accuracy.py).
-PROMPT_MARGIN = 1.25
-PROMPT_SLACK = 8
 
 
 def usd(amount: Decimal) -> str:
@@ -67,24 +67,50 @@ class Accounting:
         self.regions: Mapping[str, str | None] = dict(regions or {})
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        # Per route: how far above the table the provider's own figures have been seen (never
+        # below 1). Reservations, ceilings and estimates are scaled by it, so a price that
+        # moved up is reserved for from the next call on (a reported cost beyond the table
+        # is real money, whatever our data says).
+        self._factor: dict[str, Decimal] = {}
 
-    def price(self, route: Route) -> Price | None:
-        """The price of ``route`` for the region its provider is configured in."""
+    def table_price(self, route: Route) -> Price | None:
+        """The price table's price of ``route``, for the region its provider is configured in."""
         return self.catalog.price(route, self.regions.get(route.provider))
 
     def limited(self, max_cost: Decimal | None) -> bool:
         """Whether calls must be bounded in advance (a budget, or this call's ``max_cost``)."""
         return self.ledger.budget is not None or max_cost is not None
 
-    def worst_case(self, shape: RequestShape, route: Route) -> Decimal | None:
-        """The most the request can cost on ``route`` (``None``: unknown price or no fit):
-        every allowed output token, every image token, and the prompt with a margin over our
-        estimate of it."""
-        bounded = dataclasses.replace(
-            shape, input_tokens=math.ceil(shape.input_tokens * PROMPT_MARGIN) + PROMPT_SLACK
-        )
-        estimates = estimate_shape(bounded, [route], catalog=self.catalog, regions=self.regions)
-        return estimates[0].high if estimates else None
+    def worst_case(self, shape: RequestShape, route: Route, prompt_ceiling: int) -> Decimal | None:
+        """The most the request can cost on ``route`` (``None``: unknown price): the prompt
+        at ``prompt_ceiling`` tokens (:func:`~._caps.request_token_ceiling`: UTF-8 bytes, so
+        emoji and unusual scripts cannot overspend), every image token, every allowed output
+        token."""
+        price = self.price(route)
+        if price is None:
+            return None
+        return worst_case_cost(route, price, prompt_ceiling, shape.image_tiles, shape.max_tokens)
+
+    def price(self, route: Route) -> Price | None:
+        """The price reservations use on ``route``: the table's, raised by how far above it
+        the provider's own figures have been seen. It is also the ceiling sent to a provider
+        that takes one (OpenRouter's ``provider.max_price``)."""
+        price = self.table_price(route)
+        factor = self._factor.get(route.pinned)
+        if price is None or factor is None:
+            return price
+        image = None if price.image is None else price.image * factor
+        return price.model_copy(update={"input_per_mtok": price.input_per_mtok * factor,
+                                        "output_per_mtok": price.output_per_mtok * factor,
+                                        "image": image})  # fmt: skip
+
+    def _learn(self, route: Route, reported: Decimal, table: Decimal) -> None:
+        if table <= 0 or reported <= table:
+            return
+        factor = reported / table
+        with self._lock:
+            if factor > self._factor.get(route.pinned, Decimal(1)):
+                self._factor[route.pinned] = factor
 
     def budget_refusal(
         self, route: Route, worst: Decimal | None, max_cost: Decimal | None, spent: Decimal
@@ -121,26 +147,43 @@ class Accounting:
             self.ledger.record(entry)
 
     def answer_cost(
-        self, route: Route, usage: Usage, reported_cost: Decimal | None, images: int
+        self,
+        route: Route,
+        usage: Usage,
+        reported_cost: Decimal | None,
+        images: int,
+        *,
+        problem: str | None = None,
     ) -> tuple[Cost | None, dict[str, Any] | None]:
-        """The answer's cost (the provider's own figure where it reports one, else usage x the
-        price table), and the two figures when provider and table disagree."""
-        price = self.price(route)
+        """The answer's cost (the provider's own figure where it reports a usable one, else
+        usage x the price table), and the two figures when provider and table disagree.
+
+        ``problem`` says why a figure the provider sent was rejected (negative, not finite):
+        the table's figure is used, the cost's ``note`` says so and a warning is logged.
+        The cost carries both figures where known (``reported``, ``table``)."""
+        price = self.table_price(route)
         self.catalog.warn_stale_price(route, price)
+        table_cost = cost_from_usage(usage, price, images=images)
+        table = None if table_cost is None else table_cost.total
         if reported_cost is None:
-            return cost_from_usage(usage, price, images=images), None
-        reported = Cost(total=reported_cost, source="provider")
-        if price is None:
+            if table_cost is None:
+                return None, None
+            note = None
+            if problem is not None:
+                note = (
+                    f"the provider's reported cost was rejected ({problem}); priced from the table"
+                )
+                logger.warning("%s: %s", route.pinned, note)
+            return table_cost.model_copy(update={"table": table, "note": note}), None
+        reported = Cost(total=reported_cost, source="provider", reported=reported_cost,
+                        table=table)  # fmt: skip
+        if price is None or table is None:
             return reported, None
-        # Only the table's total is needed to check the provider's figure.
-        input_cost, output_cost = tokens_cost(
-            price, usage.input_tokens, usage.output_tokens, images=images
-        )
-        table = input_cost + output_cost
-        difference = abs(reported.total - table)
-        if difference <= max(STALE_FLOOR, STALE_SHARE * max(reported.total, table)):
+        self._learn(route, reported_cost, table)
+        difference = abs(reported_cost - table)
+        if difference <= max(STALE_FLOOR, STALE_SHARE * max(reported_cost, table)):
             return reported, None
-        check = {"provider": str(reported.total), "price_table": str(table),
+        check = {"provider": str(reported_cost), "price_table": str(table),
                  "price_source": price.source, "price_checked": price.checked.isoformat(),
                  "price_origin": price.origin}  # fmt: skip
         with self._lock:
@@ -149,13 +192,33 @@ class Accounting:
         if first:
             logger.warning(
                 "%s reported %s USD where the price table gives %s USD: the table looks stale "
-                "(llamaroute prices shows its date)", route.pinned, usd(reported.total),
+                "(llamaroute prices shows its date)", route.pinned, usd(reported_cost),
                 usd(table),
             )  # fmt: skip
         return reported, check
 
-    def partial_cost(self, route: Route, shape: RequestShape, text: str) -> Cost | None:
-        """An estimate of what a cut-short attempt was billed: the prompt and the text sent."""
-        usage = Usage(input_tokens=shape.input_tokens, output_tokens=estimate_text_tokens(text))
+    def partial_cost(
+        self,
+        route: Route,
+        shape: RequestShape,
+        text: str,
+        note: str | None = None,
+        *,
+        prompt_ceiling: int | None = None,
+    ) -> Cost | None:
+        """An estimate of what an attempt without usage was billed: the prompt and the text
+        received (a stream cut short or abandoned, or one that ended without its usage).
+
+        With ``prompt_ceiling`` the estimate leans high, as a cap needs: the prompt at its
+        ceiling and the text at one token per UTF-8 byte (:mod:`._caps`), at the price
+        reservations use."""
+        if prompt_ceiling is None:
+            usage = Usage(input_tokens=shape.input_tokens,
+                          output_tokens=estimate_text_tokens(text))  # fmt: skip
+        else:
+            usage = Usage(input_tokens=max(shape.input_tokens, prompt_ceiling),
+                          output_tokens=prompt_token_ceiling(text))  # fmt: skip
         cost = cost_from_usage(usage, self.price(route), images=len(shape.image_tiles))
-        return None if cost is None else cost.model_copy(update={"source": "estimate"})
+        if cost is None:
+            return None
+        return cost.model_copy(update={"source": "estimate", "note": note})

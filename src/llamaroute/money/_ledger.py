@@ -29,12 +29,15 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from .._exceptions import BudgetExceededError, ConfigurationError
+from ._reconcile import RouteDrift, Sums, drifts, tally
 
 __all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary"]
 
 ZERO = Decimal(0)
 #: A reservation older than this is taken to belong to a process that died.
 RESERVATION_TTL_S = 15 * 60
+#: How many estimates awaiting the provider's figure a memory ledger keeps (the newest).
+PENDING_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,10 @@ class SpendEntry:
 
     ``partial`` marks an attempt that failed after the provider had generated (and billed)
     tokens, such as a stream cut short; ``source`` says where the figure came from.
+    ``reported`` (the provider's own figure) and ``table`` (usage x the price table) are kept
+    side by side where known, for reconciliation (:meth:`Ledger.reconcile`). ``ref`` is the
+    provider's id for an attempt whose cost is an estimate (OpenRouter's generation id), so
+    that the provider's figure can replace it later (:meth:`Ledger.correct`).
     """
 
     provider: str
@@ -52,6 +59,9 @@ class SpendEntry:
     source: str
     partial: bool = False
     at: datetime | None = None
+    reported: Decimal | None = None
+    table: Decimal | None = None
+    ref: str | None = None
 
     @property
     def day(self) -> date:
@@ -129,6 +139,22 @@ class Ledger(ABC):
     def summary(self, since: date | None = None) -> SpendSummary:
         """Totals by provider, model and day (entries on or after ``since``)."""
 
+    def estimated(self, provider: str) -> list[str]:
+        """The ids (``SpendEntry.ref``) of ``provider``'s attempts still recorded as estimates
+        that the provider can look up. A store that keeps none returns ``[]``."""
+        return []
+
+    def correct(self, ref: str, cost: Decimal) -> Decimal | None:
+        """Replace the estimate recorded for ``ref`` with the provider's figure ``cost``;
+        returns the change to the total (``None``: no such estimate)."""
+        return None
+
+    def reconcile(self) -> list[RouteDrift]:
+        """Per route: the billed attempts, and the provider's reported costs beside the price
+        table's figures for the same calls (``llamaroute spend --reconcile``). A store that
+        keeps no such detail returns ``[]``."""
+        return []
+
     @abstractmethod
     def reserve(self, amount: Decimal, what: str) -> str:
         """Hold ``amount`` of the budget for one attempt; returns a reservation id.
@@ -169,6 +195,8 @@ class MemoryLedger(Ledger):
         self._by_day: defaultdict[str, Decimal] = defaultdict(Decimal)
         self._calls_by_day: defaultdict[str, int] = defaultdict(int)
         self._reserved: dict[str, Decimal] = {}
+        self._routes: Sums = {}
+        self._estimates: dict[str, SpendEntry] = {}  # by ref; the newest PENDING_LIMIT kept
 
     def __repr__(self) -> str:
         return f"<MemoryLedger total={self._total} budget={self.budget}>"
@@ -185,6 +213,33 @@ class MemoryLedger(Ledger):
         day = entry.day.isoformat() if entry.at is not None else _today()
         self._by_day[day] += entry.cost
         self._calls_by_day[day] += 1
+        tally(self._routes, (entry.provider, entry.model_id, entry.cost, entry.reported,
+                             entry.table))  # fmt: skip
+        if entry.ref is not None and entry.source == "estimate":
+            self._estimates[entry.ref] = entry
+            if len(self._estimates) > PENDING_LIMIT:  # memory stays flat
+                del self._estimates[next(iter(self._estimates))]
+
+    def estimated(self, provider: str) -> list[str]:
+        with self._lock:
+            return [ref for ref, entry in self._estimates.items() if entry.provider == provider]
+
+    def correct(self, ref: str, cost: Decimal) -> Decimal | None:
+        with self._lock:
+            entry = self._estimates.pop(ref, None)
+            if entry is None:
+                return None
+            delta = cost - entry.cost
+            self._total += delta
+            self._by_provider[entry.provider] += delta
+            self._by_model[entry.model] += delta
+            self._by_day[entry.day.isoformat() if entry.at is not None else _today()] += delta
+            self._routes[(entry.provider, entry.model_id)][1] += delta
+            return delta
+
+    def reconcile(self) -> list[RouteDrift]:
+        with self._lock:
+            return drifts(self._routes)
 
     def summary(self, since: date | None = None) -> SpendSummary:
         with self._lock:

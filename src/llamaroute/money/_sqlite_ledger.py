@@ -27,44 +27,23 @@ from pathlib import Path
 
 from .._exceptions import BudgetExceededError, ConfigurationError
 from ._ledger import RESERVATION_TTL_S, ZERO, Ledger, MemoryLedger, SpendEntry, SpendSummary
+from ._reconcile import RouteDrift, drift_by_route
+from ._sqlite_file import (
+    _FIGURES,
+    _SCHEMA,
+    _amount,
+    _check_tables,
+    _connect,
+    _Damaged,
+    _identity,
+    _migrate,
+    _NotALedger,
+    _text,
+)
 
 __all__ = ["SqliteLedger", "open_ledger"]
 
 logger = logging.getLogger("llamaroute")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spend (
-    id INTEGER PRIMARY KEY,
-    at TEXT NOT NULL,
-    day TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    model TEXT NOT NULL,
-    model_id TEXT NOT NULL,
-    cost TEXT NOT NULL,
-    source TEXT NOT NULL,
-    partial INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS spend_day ON spend(day);
-CREATE TABLE IF NOT EXISTS reservations (
-    id TEXT PRIMARY KEY,
-    amount TEXT NOT NULL,
-    expires REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS totals (
-    name TEXT PRIMARY KEY,
-    amount TEXT NOT NULL
-);
-INSERT OR IGNORE INTO totals (name, amount) VALUES ('spent', '0');
-"""
-
-#: The columns the ledger reads and writes, per table.
-_TABLES = {
-    "spend": {"at", "day", "provider", "model", "model_id", "cost", "source", "partial"},
-    "reservations": {"id", "amount", "expires"},
-    "totals": {"name", "amount"},
-}
-
-_MAX_AMOUNT = Decimal(10**12)
 
 #: What a write can fail with once the file is open; none of it may reach the caller.
 _WRITE_ERRORS = (sqlite3.Error, ArithmeticError, OSError)
@@ -135,6 +114,7 @@ class SqliteLedger(Ledger):
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(_SCHEMA)
                 _check_tables(db, missing_ok=False)
+                _migrate(db)
         except sqlite3.Error as error:
             if db is not None:
                 db.close()
@@ -236,10 +216,11 @@ class SqliteLedger(Ledger):
         db.execute("REPLACE INTO totals (name, amount) VALUES ('spent', ?)", (str(spent),))
         at = (entry.at or datetime.now(UTC)).astimezone(UTC)
         db.execute(
-            "INSERT INTO spend (at, day, provider, model, model_id, cost, source, partial) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO spend (at, day, provider, model, model_id, cost, source, partial, "
+            "reported, table_cost, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (at.isoformat(), at.date().isoformat(), entry.provider, entry.model,
-             entry.model_id, str(entry.cost), entry.source, int(entry.partial)),
+             entry.model_id, str(entry.cost), entry.source, int(entry.partial),
+             _text(entry.reported), _text(entry.table), entry.ref),
         )  # fmt: skip
 
     def record(self, entry: SpendEntry) -> None:
@@ -316,6 +297,63 @@ class SqliteLedger(Ledger):
         return SpendSummary(total, calls, dict(by_provider), dict(by_model), dict(by_day),
                             skipped_rows=skipped)  # fmt: skip
 
+    def reconcile(self, since: date | None = None) -> list[RouteDrift]:
+        """As :meth:`Ledger.reconcile`, over the rows from ``since`` on. Rows written before
+        the file had the two columns (or with an unreadable figure) count as not compared."""
+        with self._lock:
+            try:
+                have = {row[1] for row in self._db.execute("PRAGMA table_info(spend)")}
+                figures = "reported, table_cost" if have >= _FIGURES else "NULL, NULL"
+                query = f"SELECT provider, model_id, cost, {figures} FROM spend"
+                args: tuple[str, ...] = ()
+                if since is not None:
+                    query += " WHERE day >= ?"
+                    args = (since.isoformat(),)
+                rows = self._db.execute(query, args).fetchall()
+            except sqlite3.Error as error:
+                raise ConfigurationError(
+                    f"cannot read the spend ledger {self.path}: {error}"
+                ) from None
+        kept = []
+        for provider, model_id, cost, reported, table in rows:
+            amount = _amount(cost)
+            if amount is not None:
+                kept.append(
+                    (str(provider), str(model_id), amount, _amount(reported), _amount(table))
+                )
+        return drift_by_route(kept)
+
+    def estimated(self, provider: str) -> list[str]:
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT ref FROM spend WHERE provider = ? AND source = 'estimate' "
+                    "AND ref IS NOT NULL ORDER BY id", (provider,),
+                ).fetchall()  # fmt: skip
+            except sqlite3.Error as error:
+                raise ConfigurationError(
+                    f"cannot read the spend ledger {self.path}: {error}"
+                ) from None
+        return [str(ref) for (ref,) in rows]
+
+    def correct(self, ref: str, cost: Decimal) -> Decimal | None:
+        change: list[Decimal] = []
+
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT id, cost FROM spend WHERE ref = ? AND source = 'estimate'",
+                             (ref,)).fetchone()  # fmt: skip
+            if row is None:
+                return
+            delta = cost - (_amount(row[1]) or ZERO)
+            db.execute("UPDATE spend SET cost = ?, reported = ?, source = 'provider' WHERE id = ?",
+                       (_text(cost), _text(cost), row[0]))  # fmt: skip
+            db.execute("REPLACE INTO totals (name, amount) VALUES ('spent', ?)",
+                       (_text(self._spent(db) + delta),))  # fmt: skip
+            change.append(delta)
+
+        self._write(work, ZERO)
+        return change[0] if change else None
+
     def _spent(self, db: sqlite3.Connection) -> Decimal:
         row = db.execute("SELECT amount FROM totals WHERE name = 'spent'").fetchone()
         spent = None if row is None else _amount(row[0])
@@ -369,48 +407,6 @@ class SqliteLedger(Ledger):
                 "the spend ledger %s is closed without %s USD of spending it could not write",
                 self.path, f"{self.unrecorded:f}",
             )  # fmt: skip
-
-
-def _connect(target: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
-    return sqlite3.connect(target, timeout=timeout, isolation_level=None,
-                           check_same_thread=False, uri=uri)  # fmt: skip
-
-
-def _check_tables(db: sqlite3.Connection, *, missing_ok: bool) -> None:
-    for table, needed in _TABLES.items():
-        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if not (needed <= have or (missing_ok and not have)):
-            raise _NotALedger(f"its table {table!r} is missing or lacks columns")
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        found = os.stat(path)
-    except OSError:  # ":memory:", for one
-        return None
-    return found.st_dev, found.st_ino
-
-
-class _Damaged(sqlite3.DatabaseError):
-    """``PRAGMA quick_check`` found damage."""
-
-
-class _NotALedger(sqlite3.DatabaseError):
-    """A SQLite file without the ledger's tables."""
-
-
-def _amount(value: object) -> Decimal | None:
-    """A stored amount as a Decimal, or ``None`` unless it is an amount in [0, 10**12) USD
-    (beyond that it is no cost, and '1e999999999' would overflow the sum)."""
-    if isinstance(value, float):
-        value = repr(value)  # a hand-edited REAL: its shortest decimal form
-    if not isinstance(value, str | int):
-        return None  # NULL, a BLOB
-    try:
-        amount = Decimal(value)
-    except ArithmeticError:  # decimal.InvalidOperation: 'abc'
-        return None
-    return amount if amount.is_finite() and 0 <= amount < _MAX_AMOUNT else None
 
 
 def open_ledger(ledger: Ledger | str | os.PathLike[str] | None, budget: Decimal | None) -> Ledger:

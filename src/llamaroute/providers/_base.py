@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from .._records import FinishReason, Usage
 from .._request import ChatRequest
-from ..catalog import Route
+from ..catalog import Price, Route
 from ..images import PreparedImage
 
 __all__ = ["Provider", "ProviderCall", "ProviderResult", "StreamItem"]
@@ -36,6 +36,11 @@ class ProviderCall:
     appearance): bytes in a format the route takes, or a URL for a route with ``image_urls``.
     ``max_tokens`` is the request's value after the route's cap. ``timeout`` is
     this attempt's budget in seconds (``None``: the provider's configured timeouts).
+    ``max_price`` is the price the attempt's budget reservation was computed at, when it has
+    one: a provider that can refuse a dearer upstream (OpenRouter's ``provider.max_price``)
+    sends it, so a price that moved cannot bill more than was reserved. ``receipt`` is
+    where the provider notes what identifies the attempt on its side (OpenRouter:
+    ``generation_id``), even for a stream cut short, so that its cost can be looked up later.
     """
 
     request: ChatRequest
@@ -43,14 +48,18 @@ class ProviderCall:
     images: tuple[PreparedImage, ...] = ()
     max_tokens: int | None = None
     timeout: float | None = None
+    max_price: Price | None = None
+    receipt: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderResult:
     """One successful attempt's output, before the client adds cost, attempts and timing.
 
-    ``cost`` is what the provider itself reported (USD), when it does; ``served_model`` is the
-    model ID the provider says answered, when it says so.
+    ``cost`` is what the provider itself reported (USD), when it does; ``cost_problem`` why a
+    figure the provider sent was not usable (negative, not finite, not a number): the client
+    then prices the answer from its table and says so, and the answer is kept.
+    ``served_model`` is the model ID the provider says answered, when it says so.
     """
 
     text: str
@@ -59,6 +68,7 @@ class ProviderResult:
     cost: Decimal | None = None
     served_model: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    cost_problem: str | None = None
 
 
 StreamItem = str | ProviderResult

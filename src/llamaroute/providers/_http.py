@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -226,11 +227,27 @@ class transport_errors:
             raise mapped from None
 
 
-def load_json(raw: bytes | bytearray | str, *, provider: str, model_id: str, what: str) -> Any:
+#: Reads every JSON number with a fraction or exponent (and NaN, Infinity) as an exact
+#: Decimal: a cost such as 0.000000123456789012345 keeps every digit. Immutable once built.
+_DECIMAL_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
+
+
+def load_json(
+    raw: bytes | bytearray | str,
+    *,
+    provider: str,
+    model_id: str,
+    what: str,
+    decimals: bool = False,
+) -> Any:
     """``json.loads`` that raises :class:`MalformedResponseError` (the parser's error chained:
     its message quotes a position, never the text) for invalid JSON, invalid UTF-8, numbers
-    too long to convert and nesting too deep to parse."""
+    too long to convert and nesting too deep to parse. With ``decimals``, numbers that are
+    not integers come back as exact :class:`~decimal.Decimal` (money), never floats."""
     try:
+        if decimals:
+            text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+            return _DECIMAL_JSON.decode(text)
         return json.loads(raw)
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueError
         reason = "nested too deeply" if isinstance(error, RecursionError) else error

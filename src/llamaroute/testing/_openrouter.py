@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 from ._script import Step, StreamPlan
 from ._server import Exchange, FakeServer
@@ -33,8 +36,29 @@ _NOT_FOUND_PAGE = (
 )
 
 
+class _Raw(str):
+    """A number to write into JSON exactly as this text (a cost with all its digits)."""
+
+    __slots__ = ()
+
+
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    raws: list[str] = []
+
+    def mark(item: Any) -> Any:
+        if isinstance(item, _Raw):
+            raws.append(item)
+            return f"\x00raw{len(raws) - 1}\x00"
+        if isinstance(item, dict):
+            return {key: mark(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [mark(inner) for inner in item]
+        return item
+
+    text = json.dumps(mark(value), separators=(",", ":"))
+    for index, raw in enumerate(raws):
+        text = text.replace(f'"\\u0000raw{index}\\u0000"', raw)
+    return text.encode()
 
 
 class FakeOpenRouter(FakeServer):
@@ -48,9 +72,92 @@ class FakeOpenRouter(FakeServer):
     a Bearer token gets OpenRouter's 401. Errors use OpenRouter's body
     ``{"error": {"code", "message", "metadata": {"error_type"}}}``; a mid-stream error is the
     documented ``data:`` event with ``finish_reason: "error"`` under HTTP 200.
+
+    ``price=(prompt, completion)`` (USD per million tokens, decimal strings or Decimals) makes
+    the fake an endpoint at that price, as OpenRouter's are: each answer reports
+    ``usage.cost`` at it (exact decimal digits; a step's own ``cost`` wins), :attr:`billed`
+    sums what every answer cost (a stream's output as far as it was written before the client
+    hung up), and a request whose ``provider.max_price`` is below the
+    price is refused as OpenRouter refuses it: HTTP 404, "No endpoints found ...", nothing
+    billed and no scripted step used (``honour_max_price=False``: a gateway that ignores it).
+    :attr:`refused` counts those refusals. Each answer has its own generation id
+    (``gen-fake-1``, ``gen-fake-2``, ...), and ``GET /generation?id=`` says what it was billed
+    (:attr:`generations`), or 404 for an id it does not know.
     """
 
     default_text: ClassVar[str] = "Hello from the fake OpenRouter."
+
+    def __init__(
+        self,
+        *steps: Step,
+        default: Step | None = None,
+        price: tuple[Decimal | str, Decimal | str] | None = None,
+        honour_max_price: bool = True,
+    ) -> None:
+        super().__init__(*steps, default=default)
+        self.honour_max_price = honour_max_price
+        self.price = None if price is None else (Decimal(price[0]), Decimal(price[1]))
+        self.billed = Decimal(0)
+        self.refused = 0
+        #: What each answer was billed, by its generation id (``GET /generation?id=``).
+        self.generations: dict[str, Decimal] = {}
+        self._answered = 0
+
+    def _over_max_price(self, body: Any) -> bool:
+        """Whether the request's ``provider.max_price`` rules out this endpoint's price."""
+        if self.price is None or not self.honour_max_price or not isinstance(body, dict):
+            return False
+        provider = body.get("provider")
+        ceiling = provider.get("max_price") if isinstance(provider, dict) else None
+        if not isinstance(ceiling, dict):
+            return False
+        for key, price in zip(("prompt", "completion"), self.price, strict=True):
+            if key in ceiling:
+                try:
+                    if Decimal(str(ceiling[key])) < price:
+                        return True
+                except InvalidOperation:
+                    return True
+        return False
+
+    def _cost(self, usage: tuple[int, int]) -> Decimal | None:
+        if self.price is None:
+            return None
+        return (self.price[0] * usage[0] + self.price[1] * usage[1]) / 1_000_000
+
+    def _bill(self, usage: tuple[int, int], generation: str) -> None:
+        cost = self._cost(usage)
+        if cost is not None:
+            with self._lock:
+                self.billed += cost
+                self.generations[generation] = cost
+
+    def _generation(self, exchange: Exchange) -> None:
+        """``GET /generation?id=``: what an answer was billed, or OpenRouter's 404."""
+        wanted = parse_qs(urlsplit(exchange.request.path).query).get("id", [""])[0]
+        with self._lock:
+            cost = self.generations.get(wanted)
+        if cost is None:
+            exchange.send(404, self._error_body(404, "not_found", "Generation not found"))
+            return
+        exchange.send(200, _dumps({"data": {"id": wanted, "total_cost": _Raw(f"{cost:f}"),
+                                            "is_byok": False, "upstream_inference_cost": None,
+                                            "provider_name": "Fake"}}))  # fmt: skip
+
+    @staticmethod
+    def _count_content(exchange: Exchange, plan: StreamPlan) -> list[int]:
+        """Count the content frames that reach the socket (``[count]``, updated as written)."""
+        written = [0]
+        frames = {id(frame) for frame in plan.content}
+        write = exchange.write
+
+        def counted(data: bytes, **options: Any) -> None:
+            write(data, **options)
+            if id(data) in frames:
+                written[0] += 1
+
+        exchange.write = counted  # type: ignore[method-assign]
+        return written
 
     @property
     def base_url(self) -> str:
@@ -66,6 +173,12 @@ class FakeOpenRouter(FakeServer):
             exchange.send(200, _dumps({"data": [{"id": slug, "context_length": 131072}
                                                 for slug in slugs]}))  # fmt: skip
             return
+        if exchange.request.method == "GET" and exchange.path.endswith("/generation"):
+            if not exchange.request.headers.get("authorization", "").startswith("Bearer "):
+                exchange.send(401, self._error_body(401, "authentication", "No auth credentials"))
+            else:
+                self._generation(exchange)
+            return
         if exchange.request.method != "POST" or not exchange.path.endswith("/chat/completions"):
             # What a web front end answers for a path it does not know: a page, not an API
             # error (a base_url given with /chat/completions lands here).
@@ -74,8 +187,16 @@ class FakeOpenRouter(FakeServer):
         if not exchange.request.headers.get("authorization", "").startswith("Bearer "):
             exchange.send(401, self._error_body(401, "authentication", "No auth credentials found"))
             return
-        step = self.next_step()
         body = exchange.json if isinstance(exchange.json, dict) else {}
+        if self._over_max_price(body):
+            with self._lock:
+                self.refused += 1
+            message = ("No endpoints found matching your price limits (provider.max_price). To "
+                       "learn more about provider routing, visit: "
+                       "https://openrouter.ai/docs/provider-routing")  # fmt: skip
+            exchange.send(404, _dumps({"error": {"message": message, "code": 404}}))
+            return
+        step = self.next_step()
         stream = bool(body.get("stream"))
         if self.answer(exchange, step, stream=stream):
             return
@@ -93,17 +214,32 @@ class FakeOpenRouter(FakeServer):
             exchange.send(step.status, answer, headers)
             return
         model = str(body.get("model", "unknown"))
+        with self._lock:
+            self._answered += 1
+            generation = f"gen-fake-{self._answered}"
         chunks = self.chunks_for(step)
         usage = self.usage_for(step, body.get("messages"), chunks)
+        cost = self._cost(usage)
+        if step.cost is None and cost is not None:
+            step = dataclasses.replace(step, cost=f"{cost:f}")
         if stream:
-            self.play_stream(exchange, step, self._plan(step, model, chunks, usage),
-                             "text/event-stream", step.headers)  # fmt: skip
+            plan = self._plan(step, model, chunks, usage, generation)
+            written = self._count_content(exchange, plan)
+            try:
+                self.play_stream(exchange, step, plan, "text/event-stream", step.headers)
+            finally:
+                # Billed as generated: the prompt, and the output of the chunks written
+                # before the client hung up (all of them for a whole answer).
+                share = -(-usage[1] * written[0] // max(1, len(plan.content)))
+                whole = written[0] >= len(plan.content)
+                self._bill((usage[0], usage[1] if whole else share), generation)
         elif step.malformed_after == 0:
             exchange.send(200, b'{"id":"gen-fake","choices":[{"message":{"content":"tr')
         else:
-            answer = _dumps(self._completion(step, model, "".join(chunks), usage))
+            self._bill(usage, generation)
+            answer = _dumps(self._completion(step, model, "".join(chunks), usage, generation))
             self.send_answer(exchange, step, answer,
-                             {"X-Generation-Id": "gen-fake-1", **step.headers})  # fmt: skip
+                             {"X-Generation-Id": generation, **step.headers})  # fmt: skip
 
     @staticmethod
     def _error_body(status: int, error_type: str, message: str) -> bytes:
@@ -117,12 +253,15 @@ class FakeOpenRouter(FakeServer):
             "total_tokens": usage[0] + usage[1],
         }
         if step.cost is not None:
-            data["cost"] = float(step.cost)
+            # The exact digits, as a JSON number (json.dumps would go through a float).
+            data["cost"] = _Raw(step.cost)
         return data
 
-    def _completion(self, step: Step, model: str, text: str, usage: tuple[int, int]) -> Any:
+    def _completion(
+        self, step: Step, model: str, text: str, usage: tuple[int, int], generation: str
+    ) -> Any:
         return {
-            "id": "gen-fake-1",
+            "id": generation,
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
@@ -137,13 +276,13 @@ class FakeOpenRouter(FakeServer):
         }  # fmt: skip
 
     def _plan(
-        self, step: Step, model: str, chunks: list[str], usage: tuple[int, int]
+        self, step: Step, model: str, chunks: list[str], usage: tuple[int, int], generation: str
     ) -> StreamPlan:
         newline = b"\r\n" if step.crlf else b"\n"
         created = int(time.time())
 
         def event(payload: Any) -> bytes:
-            body = _dumps({"id": "gen-fake-1", "object": "chat.completion.chunk",
+            body = _dumps({"id": generation, "object": "chat.completion.chunk",
                            "created": created, "model": model, **payload})  # fmt: skip
             if step.multiline_data:
                 # Split the JSON at its first comma: still one event, over two data: lines.

@@ -233,6 +233,8 @@ def _result(
         output_tokens=_count(final.get("eval_count"), "eval_count", model_id),
     )
     details: dict[str, Any] = {}
+    if final.get("eval_count") is None:
+        details["usage_missing"] = True  # priced as an estimate, never as 0 tokens
     for name in _DURATIONS:
         # Timings only inform: one that is not a sane number is left out, not fatal.
         value = final.get(name)

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from decimal import Decimal
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -37,6 +38,7 @@ from .._reading import (
     too_large,
 )
 from .._sse import SSEDecoder, SSEEvent, SSEOverflow
+from ._generation import fetch_generation_cost
 from ._wire import NAME, StreamParser, build_payload, map_error, parse_response
 
 __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "DEFAULT_BASE_URL", "OpenRouterProvider"]
@@ -234,7 +236,8 @@ class OpenRouterProvider(Provider):
             raise MalformedResponseError(
                 "the response body is not UTF-8 text", provider=NAME, model_id=model_id
             )
-        parsed = load_json(text, provider=NAME, model_id=model_id, what="response body")
+        parsed = load_json(text, provider=NAME, model_id=model_id, what="response body",
+                           decimals=True)  # fmt: skip
         del text
         result = parse_response(parsed, model_id=model_id, redact=self._key.redact)
         if "generation_id" not in result.details:  # (the body's id usually says it)
@@ -334,6 +337,14 @@ class OpenRouterProvider(Provider):
                 return body
             raise
 
+    def generation_cost(self, generation_id: str) -> Decimal | None:
+        """What OpenRouter billed for one request (``GET /generation?id=``), in USD; ``None``
+        while it has no record yet. Used by ``Client.reconcile_generations()``."""
+        return fetch_generation_cost(
+            self._sync(), f"{self.base_url}/generation", generation_id,
+            headers=None if self._owns_client else self._headers, redact=self._key.redact,
+        )  # fmt: skip
+
     # --- streamed -------------------------------------------------------------------------
 
     def stream(self, call: ProviderCall) -> Generator[StreamItem, None, None]:
@@ -360,6 +371,8 @@ class OpenRouterProvider(Provider):
                     raw = next(chunks, None)
                 for event in self._events(decoder, reader, raw, model_id):
                     if text := parser.feed(event.data):
+                        if not call.receipt and parser.generation_id:  # once, before any text
+                            call.receipt["generation_id"] = parser.generation_id
                         yield text
                         clock.text_arrived()
                 if raw is None:
@@ -367,6 +380,8 @@ class OpenRouterProvider(Provider):
         except httpx.HTTPError as error:
             failure = clock.failure(error, model_id, self._key.redact)
         finally:
+            if parser.generation_id:  # for reconciling a stream cut short (/generation)
+                call.receipt["generation_id"] = parser.generation_id
             if response is not None:
                 response.close()
         if failure is not None:
@@ -399,6 +414,8 @@ class OpenRouterProvider(Provider):
                     raw = None
                 for event in self._events(decoder, reader, raw, model_id):
                     if text := parser.feed(event.data):
+                        if not call.receipt and parser.generation_id:  # once, before any text
+                            call.receipt["generation_id"] = parser.generation_id
                         yield text
                         clock.text_arrived()
                 if raw is None:
@@ -406,6 +423,8 @@ class OpenRouterProvider(Provider):
         except httpx.HTTPError as error:
             failure = clock.failure(error, model_id, self._key.redact)
         finally:
+            if parser.generation_id:  # for reconciling a stream cut short (/generation)
+                call.receipt["generation_id"] = parser.generation_id
             if response is not None:
                 await response.aclose()
         if failure is not None:

@@ -7,11 +7,17 @@ Bearer key; text before the image; usage asked for both ways (``usage.include`` 
 ``stream_options.include_usage``); streamed usage comes once, in a last chunk with empty
 ``choices``; ``: ...`` lines are keep-alives; an error after the first token arrives as a
 ``data:`` event with a top-level ``error`` and ``finish_reason: "error"`` under HTTP 200;
-``usage.cost`` is in USD.
+``usage.cost`` is in USD (with BYOK, only OpenRouter's fee: the upstream's charge is in
+``usage.cost_details.upstream_inference_cost``, usage-accounting docs);
+``provider.max_price`` takes USD per million prompt and completion tokens and USD per image,
+as decimal strings, and is a hard filter (provider-selection docs; the SDKs' ``MaxPrice``).
 
 Lenient with what is optional, strict with what matters: a missing usage or id is fine, but
-text, a finish reason, a token count or a cost of the wrong type or an impossible value is a
-:class:`~llamaroute.MalformedResponseError`, never an error from another library.
+text, a finish reason or a token count of the wrong type or an impossible value is a
+:class:`~llamaroute.MalformedResponseError`, never an error from another library. A reported
+cost that is not a finite amount >= 0 is not fatal (the answer is good): it is dropped, with
+the reason in ``ProviderResult.cost_problem``, and the client prices the answer from its table.
+Bodies are parsed with Decimal numbers, so a cost keeps every digit it was sent with.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ._errors import NAME, error_from_object, map_error
 __all__ = [
     "NAME",
     "StreamParser",
+    "amount",
     "build_payload",
     "map_error",
     "parse_response",
@@ -84,6 +91,18 @@ def build_payload(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         payload["stop"] = list(request.stop)
     if request.seed is not None:
         payload["seed"] = request.seed
+    if call.max_price is not None:
+        # The price the budget reservation was computed at, as a hard ceiling: an upstream
+        # dearer than the table is refused by OpenRouter (and the call falls back) rather than
+        # billing more than was reserved.
+        price = call.max_price
+        ceiling = {
+            "prompt": f"{price.input_per_mtok:f}",
+            "completion": f"{price.output_per_mtok:f}",
+        }
+        if price.image is not None:
+            ceiling["image"] = f"{price.image:f}"
+        payload["provider"] = {"max_price": ceiling}
     return payload
 
 
@@ -124,23 +143,31 @@ def _tokens(data: Mapping[str, Any], key: str, model_id: str) -> int:
         return 0  # omitted or null: none counted
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        value = int(value)  # "12.0" (the body is parsed with Decimal numbers)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TOKENS:
         raise _malformed(f"usage.{key} is not a token count: {str(value)[:40]}", model_id)
     return value
 
 
-def _cost(value: object, model_id: str) -> Decimal | None:
+def amount(value: object, what: str) -> tuple[Decimal | None, str | None]:
+    """A reported USD amount, exact (the body is parsed with Decimal numbers), or why it is
+    not one. A bad figure is not fatal: the answer is good, and the table can price it."""
     if value is None:
-        return None
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+        return None, f"{what} is {type(value).__name__}, not a number"
     try:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise InvalidOperation
-        cost = Decimal(str(value).strip())
-        if not cost.is_finite() or not 0 <= cost <= _MAX_COST:
-            raise InvalidOperation
+        amount = Decimal(value.strip() if isinstance(value, str) else str(value))
     except InvalidOperation:
-        raise _malformed(f"usage.cost is not an amount: {str(value)[:40]}", model_id) from None
-    return cost
+        return None, f"{what} is not a number"  # (its text is not quoted: it may echo a key)
+    if not amount.is_finite():
+        return None, f"{what} is not finite ({amount})"
+    if amount < 0:
+        return None, f"{what} is negative"
+    if amount > _MAX_COST:
+        return None, f"{what} is over {_MAX_COST} USD"
+    return amount, None
 
 
 def _object(value: object, what: str, model_id: str) -> dict[str, Any]:
@@ -158,14 +185,27 @@ def _label(value: object, redact: Callable[[str], str]) -> str | None:
     return redact(value) if isinstance(value, str) and value else None
 
 
-def _usage(data: Mapping[str, Any], model_id: str) -> tuple[Usage, Decimal | None]:
-    return (
-        Usage(
-            input_tokens=_tokens(data, "prompt_tokens", model_id),
-            output_tokens=_tokens(data, "completion_tokens", model_id),
-        ),
-        _cost(data.get("cost"), model_id),
+def _usage(data: Mapping[str, Any], model_id: str) -> tuple[Usage, Decimal | None, str | None]:
+    """The token counts, the cost (USD) and why a reported cost was not usable, if so.
+
+    On a BYOK call (``is_byok: true``) ``cost`` is only OpenRouter's fee: the upstream's
+    charge, ``cost_details.upstream_inference_cost``, is added. (Non-BYOK calls carry that
+    field too, equal to ``cost``: it is added only for BYOK.)"""
+    usage = Usage(
+        input_tokens=_tokens(data, "prompt_tokens", model_id),
+        output_tokens=_tokens(data, "completion_tokens", model_id),
     )
+    cost, problem = amount(data.get("cost"), "usage.cost")
+    if cost is not None and data.get("is_byok") is True:
+        details = data.get("cost_details")
+        upstream, trouble = amount(
+            details.get("upstream_inference_cost") if isinstance(details, dict) else None,
+            "usage.cost_details.upstream_inference_cost",
+        )
+        if upstream is None:
+            return usage, None, trouble or "a BYOK call without its upstream_inference_cost"
+        cost += upstream
+    return usage, cost, problem
 
 
 def _in_body_error(
@@ -210,12 +250,13 @@ def parse_response(
     message = choice.get("message")
     if not isinstance(message, dict):
         raise _malformed("the choice has no message object", model_id)
-    usage, cost = _usage(_object(body.get("usage"), "usage", model_id), model_id)
+    usage, cost, problem = _usage(_object(body.get("usage"), "usage", model_id), model_id)
     return ProviderResult(
         text=_text(message.get("content"), model_id),
         finish_reason=_finish_reason(choice.get("finish_reason"), model_id),
         usage=usage,
         cost=cost,
+        cost_problem=problem,
         served_model=_label(body.get("model"), redact),
         details=_details(body, redact),
     )
@@ -238,6 +279,7 @@ class StreamParser:
 
     __slots__ = (
         "cost",
+        "cost_problem",
         "done",
         "finish_reason",
         "generation_id",
@@ -255,6 +297,7 @@ class StreamParser:
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
         self.cost: Decimal | None = None
+        self.cost_problem: str | None = None
         self.served_model: str | None = None
         self.generation_id: str | None = None
         self.done = False
@@ -269,7 +312,8 @@ class StreamParser:
             self.done = True
             return ""
         model_id = self.model_id
-        chunk = load_json(data, provider=NAME, model_id=model_id, what="stream chunk")
+        chunk = load_json(data, provider=NAME, model_id=model_id, what="stream chunk",
+                          decimals=True)  # fmt: skip
         if not isinstance(chunk, dict):
             raise _malformed("stream chunk is not a JSON object", model_id)
         if (error := _in_body_error(chunk, model_id, self.redact)) is not None:
@@ -279,7 +323,9 @@ class StreamParser:
             self.served_model = _label(chunk.get("model"), self.redact)
         usage = chunk.get("usage")
         if usage is not None:
-            self.usage, self.cost = _usage(_object(usage, "usage", model_id), model_id)
+            self.usage, self.cost, self.cost_problem = _usage(
+                _object(usage, "usage", model_id), model_id
+            )
         choices = chunk.get("choices")
         if not choices:
             return ""
@@ -326,6 +372,7 @@ class StreamParser:
             finish_reason=self.finish_reason,
             usage=self.usage or Usage(),
             cost=self.cost,
+            cost_problem=self.cost_problem,
             served_model=self.served_model,
             details=details,
         )

@@ -1,0 +1,82 @@
+"""Upper bounds for budgets that are caps: what a request can cost at most, before it is sent.
+
+An estimate may be low (an emoji is 2 to 15 tokens, and our fast count guesses); a reservation
+must not be. Every Llama 3 token covers at least one UTF-8 byte of the text it encodes (the
+BPE vocabulary is made of byte sequences, and the special tokens only come from the chat
+template), so the UTF-8 length of a prompt bounds its token count from above whatever the
+script, emoji included. To that come the chat template (Meta's header tokens per message,
+plus the system block that the Hugging Face template of Llama 3.2 adds, about 25 tokens:
+PROVIDERS.md "Tokens"), each image's tokens at the price entry's high bound, and every output
+token ``max_tokens`` (or the route) allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from .._request import ChatRequest
+from ..catalog._catalog import Route
+from ..catalog._prices import Price
+from ._cost import tokens_cost
+from ._tokens import image_positions
+
+__all__ = [
+    "TEMPLATE_CEILING_FIXED",
+    "TEMPLATE_CEILING_PER_IMAGE",
+    "TEMPLATE_CEILING_PER_MESSAGE",
+    "prompt_token_ceiling",
+    "request_token_ceiling",
+    "worst_case_cost",
+]
+
+#: Tokens the chat template may add, at most: ``<|begin_of_text|>``, the reply header and a
+#: system block with the knowledge-cutoff and date lines (about 25 tokens), with room to spare.
+TEMPLATE_CEILING_FIXED = 64
+#: Per message: ``<|start_header_id|>``, the role, ``<|end_header_id|>``, ``\n\n``, ``<|eot_id|>``.
+TEMPLATE_CEILING_PER_MESSAGE = 8
+#: Per image: the ``<|image|>`` tag (the image's own tokens are bounded by the price entry).
+TEMPLATE_CEILING_PER_IMAGE = 2
+
+
+def prompt_token_ceiling(text: str) -> int:
+    """At most how many Llama 3 tokens ``text`` can be: its UTF-8 length in bytes (every
+    token covers at least one byte). ``"🦙"`` is 4 bytes and 3 tokens; a family emoji is 25
+    bytes and 15 tokens; ``"hello world"`` is 11 bytes and 2 tokens."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def request_token_ceiling(request: ChatRequest) -> int:
+    """At most how many prompt tokens ``request`` can be billed as, images' own tokens aside:
+    every message's text (:func:`prompt_token_ceiling`) and the chat template's ceiling."""
+    messages = request.messages
+    images = sum(len(message.images) for message in messages)
+    return (
+        sum(prompt_token_ceiling(message.text) for message in messages)
+        + TEMPLATE_CEILING_FIXED
+        + TEMPLATE_CEILING_PER_MESSAGE * len(messages)
+        + TEMPLATE_CEILING_PER_IMAGE * images
+    )
+
+
+def worst_case_cost(
+    route: Route,
+    price: Price,
+    prompt_ceiling: int,
+    image_tiles: Sequence[int],
+    max_tokens: int | None,
+) -> Decimal:
+    """The most one attempt can cost on ``route`` at ``price``: the prompt at its ceiling (no
+    more than the context window, which a longer prompt cannot pass), each image at the price
+    entry's high bound (default: 1601 tokens per 560 px tile) plus its per-image charge, and
+    every output token the request (or else the route) allows."""
+    high_each = price.image_tokens_high
+    image_tokens = sum(
+        high_each if high_each is not None else image_positions(tiles) for tiles in image_tiles
+    )
+    prompt = min(prompt_ceiling + image_tokens, route.context_window)
+    output = route.max_output_tokens or route.context_window
+    if max_tokens is not None:
+        output = min(output, max_tokens)
+    input_cost, output_cost = tokens_cost(price, prompt, output, images=len(image_tiles))
+    return input_cost + output_cost
