@@ -23,19 +23,26 @@ from ._estimate import (
     TokenTotals,
     estimate,
     estimate_shape,
+    image_token_range,
     request_shape,
     route_tokens,
     select_routes,
 )
 from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary
 from ._sqlite_ledger import SqliteLedger, open_ledger
-from ._tokens import _SYMBOLS as SYMBOLS  # counted at SYMBOL_TOKENS_X100 each; for bench/
+from ._token_heuristic import PIECES, text_token_band
+from ._token_heuristic import pieces as token_pieces
 from ._tokens import (
-    CHARS_PER_TOKEN,
-    SYMBOL_TOKENS_X100,
+    EXACT_COUNTER,
+    HEURISTIC,
+    MAX_TEMPLATE_EXTRA,
+    PADDED_IMAGE_TOKENS,
     TOKENIZER_ENV,
+    CounterChoice,
     TextCounter,
+    TokenCounter,
     chat_template_tokens,
+    conservative_prompt_tokens,
     detect_language,
     estimate_text_tokens,
     image_positions,
@@ -54,13 +61,16 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "CHARS_PER_TOKEN",
+    "EXACT_COUNTER",
+    "HEURISTIC",
+    "MAX_TEMPLATE_EXTRA",
+    "PADDED_IMAGE_TOKENS",
     "DEFAULT_EXPECTED_OUTPUT_TOKENS",
-    "SYMBOLS",
-    "SYMBOL_TOKENS_X100",
+    "PIECES",
     "TOKENIZER_ENV",
     "Accounting",
     "BadLine",
+    "CounterChoice",
     "Estimate",
     "Estimates",
     "Ledger",
@@ -72,10 +82,12 @@ __all__ = [
     "SpendSummary",
     "SqliteLedger",
     "TextCounter",
+    "TokenCounter",
     "TokenTotals",
     "WorkloadOption",
     "WorkloadResult",
     "chat_template_tokens",
+    "conservative_prompt_tokens",
     "cost_from_usage",
     "detect_language",
     "estimate",
@@ -83,6 +95,7 @@ __all__ = [
     "estimate_text_tokens",
     "estimate_workload",
     "image_positions",
+    "image_token_range",
     "image_tiles_for",
     "open_ledger",
     "parse_line",
@@ -91,11 +104,14 @@ __all__ = [
     "route_tokens",
     "select_routes",
     "text_counter",
+    "text_token_band",
+    "token_pieces",
     "tokens_cost",
 ]
 
 _WORKLOAD = {
     "BadLine",
+    "CounterChoice",
     "RouteTotals",
     "WorkloadOption",
     "WorkloadResult",
