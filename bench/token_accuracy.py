@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import pprint
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -40,6 +41,7 @@ from llamaroute.money import (  # noqa: E402
 )
 from tests._token_corpus import kinds, prompts  # noqa: E402
 
+KANA = re.compile(r"[\u3040-\u30ff]")  # as in _token_heuristic: Han in Japanese text
 RATES = ROOT / "src" / "llamaroute" / "money" / "_token_rates.py"
 TABLE_LENGTH = {"hebrew": 8, "devanagari": 4}  # default 12 letters
 PER_CHARACTER = {"han", "kanji", "kana", "hangul"}  # one rate a character (whole in the vocabulary or not)
@@ -78,13 +80,14 @@ def fit(texts: list[str], enc) -> tuple[dict, dict]:  # type: ignore[no-untyped-
     words: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     linear_rows: list[dict[str, int]] = []
     linear_tokens: list[int] = []
-    prefixed: list[tuple[str, int, int]] = []
+    prefixed: list[tuple[str, int, str, int]] = []
     symbol_rows: list[dict[str, int]] = []
     symbol_tokens: list[int] = []
     for text in texts:
         lang = detect_language(text)
+        japanese = bool(KANA.search(text))
         for piece in PIECES.findall(text):
-            described = token_pieces(piece, lang)
+            described = token_pieces(piece, lang, japanese)
             kind, key, size = described[0]
             if kind == "word" and key.split("-")[0] in PER_CHARACTER:
                 row = defaultdict(int)
@@ -93,8 +96,8 @@ def fit(texts: list[str], enc) -> tuple[dict, dict]:  # type: ignore[no-untyped-
                 linear_rows.append(row)
                 linear_tokens.append(enc.count(piece))
             elif kind == "word":
-                if len(described) > 1:  # an ASCII punctuation mark before the word
-                    prefixed.append((key, size, enc.count(piece)))
+                if len(described) > 1:  # not after a space, or capitalised: fitted below
+                    prefixed.append((key, size, described[1][1], enc.count(piece)))
                 else:
                     words[key][size].append(enc.count(piece))
             elif kind == "symbol":
@@ -120,20 +123,28 @@ def fit(texts: list[str], enc) -> tuple[dict, dict]:  # type: ignore[no-untyped-
     rates, *_ = np.linalg.lstsq(matrix, np.array(linear_tokens, float), rcond=None)
     for key, rate in zip(linear, rates, strict=True):
         tables[key] = ((max(int(round(rate * 100)), 25),), max(int(round(rate * 100)), 25))
-    prefix_extra = [
-        count * 100 - _lookup(tables, key, size) for key, size, count in prefixed
-    ]
-    kinds_ = sorted({k for row in symbol_rows for k in row} | {"^prefix"})
-    kinds_ = [k for k in kinds_ if k != "^prefix"]
+    kinds_ = sorted({k for row in symbol_rows for k in row})
     matrix = np.array([[row.get(k, 0) for k in kinds_] for row in symbol_rows], float)
     weights, *_ = np.linalg.lstsq(matrix, np.array(symbol_tokens, float), rcond=None)
     symbols = {k: max(int(round(w * 100)), 0) for k, w in zip(kinds_, weights, strict=True)}
-    symbols["^prefix"] = max(int(round(statistics.mean(prefix_extra))), 0) if prefix_extra else 20
+    # Extra per word position and case: the mean residual per table and variant, shrunk
+    # toward the variant's mean over all tables ("*:variant").
+    residuals: dict[str, list[int]] = defaultdict(list)
+    for key, size, adjust, count in prefixed:
+        extra = count * 100 - _lookup(tables, key, size)
+        residuals[adjust].append(extra)
+        residuals["*:" + adjust.partition(":")[2]].append(extra)
+    adjust_table = {k: int(round(statistics.mean(v))) for k, v in residuals.items() if k[0] == "*"}
+    for name, values in residuals.items():
+        if name[0] != "*":
+            prior = adjust_table["*:" + name.partition(":")[2]]
+            adjust_table[name] = int(round((sum(values) + SHRINK * prior) / (len(values) + SHRINK)))
+    symbols["adjust"] = adjust_table  # type: ignore[assignment]
     # Kinds never seen in fitting: ^kind as its plain kind and vice versa, else one token.
     for kind in ("ascii", "two-byte", "bmp-1", "mark", "symbol", "astral", "emoji-2"):
         symbols.setdefault(kind, symbols.get("^" + kind, 100))
         symbols.setdefault("^" + kind, max(symbols[kind], 100))
-    return tables, dict(sorted(symbols.items()))
+    return tables, dict(sorted(symbols.items(), key=lambda kv: kv[0]))
 
 
 def _table(points: list[tuple[int, int]], length: int) -> tuple[tuple[int, ...], int]:
@@ -175,8 +186,9 @@ def rescale(tables: dict, symbols: dict, texts: list[str], enc) -> tuple[dict, d
     estimated: dict[str, int] = defaultdict(int)
     for text in texts:
         lang = detect_language(text)
+        japanese = bool(KANA.search(text))
         for piece in PIECES.findall(text):
-            _, classes = _costs(piece, lang)
+            _, classes = _costs(piece, lang, japanese)
             if classes:
                 owner = max(classes, key=lambda band: (band != "symbol", classes[band]))
                 exact[owner] += enc.count(piece) * 100
@@ -187,7 +199,13 @@ def rescale(tables: dict, symbols: dict, texts: list[str], enc) -> tuple[dict, d
         scaled[key] = (tuple(max(int(round(v * ratio)), 25) for v in values),
                        max(int(round(slope * ratio)), 25))  # fmt: skip
     ratio = exact["symbol"] / estimated["symbol"] if estimated.get("symbol") else 1.0
-    return scaled, {k: int(round(v * ratio)) for k, v in symbols.items()}
+    rescaled = {k: int(round(v * ratio)) for k, v in symbols.items() if k != "adjust"}
+    adjust = {}
+    for name, value in symbols.get("adjust", {}).items():
+        key = name.partition(":")[0]
+        share = exact[key] / estimated[key] if estimated.get(key, 0) >= 2000 else 1.0
+        adjust[name] = int(round(value * share))
+    return scaled, {**rescaled, "adjust": adjust}
 
 
 def band_variances(texts_by_kind: dict[str, list[str]], enc) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -200,8 +218,9 @@ def band_variances(texts_by_kind: dict[str, list[str]], enc) -> dict[str, int]: 
     for texts in texts_by_kind.values():
         for text in texts:
             lang = detect_language(text)
+            japanese = bool(KANA.search(text))
             for piece in PIECES.findall(text):
-                _, classes = _costs(piece, lang)
+                _, classes = _costs(piece, lang, japanese)
                 if classes:  # a word with a mark before it belongs to the word's class
                     owner = max(classes, key=lambda band: (band != "symbol", classes[band]))
                     cost = sum(classes.values()) / 100
@@ -263,9 +282,11 @@ def write_rates(
         "from __future__ import annotations\n\n"
         "#: Per word table: tokens x100 for 1, 2, ... letters, then x100 per further letter.\n"
         f"WORD_TOKENS_X100: dict[str, tuple[tuple[int, ...], int]] = {pprint.pformat(tables, width=95, compact=True)}\n\n"
-        "#: Tokens x100 per symbol character by kind; ``^kind`` for the first of a piece,\n"
-        "#: ``^prefix`` for an ASCII mark glued to the front of a word.\n"
-        f"SYMBOL_TOKENS_X100: dict[str, int] = {pprint.pformat(symbols, width=95, compact=True)}\n\n"
+        "#: Tokens x100 a word costs beyond its table when it does not follow a space (at the\n"
+        "#: start, or after a mark) or is capitalised; ``*:variant`` for any other table.\n"
+        f"WORD_ADJUST_X100: dict[str, int] = {pprint.pformat(symbols.get('adjust', {}), width=95, compact=True)}\n\n"
+        "#: Tokens x100 per symbol character by kind; ``^kind`` for the first of a piece.\n"
+        f"SYMBOL_TOKENS_X100: dict[str, int] = {pprint.pformat({k: v for k, v in symbols.items() if k != 'adjust'}, width=95, compact=True)}\n\n"
         "#: Per band class: the variance of a piece's count per estimated token, x1000.\n"
         f"BAND: dict[str, int] = {pprint.pformat(band, width=95, compact=True)}\n\n"
         "#: (share of the estimate per 1,000, standard deviations x100, tokens) of the band.\n"

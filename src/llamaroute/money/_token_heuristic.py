@@ -31,6 +31,7 @@ from ._token_rates import (
     SINGLE_TOKEN_CHARS,
     SYMBOL_TOKENS_X100,
     TWO_TOKEN_EMOJI,
+    WORD_ADJUST_X100,
     WORD_TOKENS_X100,
 )
 
@@ -166,14 +167,20 @@ def _symbol_kind(char: str) -> str:
     return "symbol"  # other 3-byte symbols (2 or 3 byte tokens): dingbats, ZWJ, VS16
 
 
-def pieces(text: str, language: str | None = None) -> list[tuple[str, str, int]]:
+def pieces(
+    text: str, language: str | None = None, japanese: bool | None = None
+) -> list[tuple[str, str, int]]:
     """``text`` cut as the tokenizer cuts it, each piece described as ``(class, key, size)``:
-    ``("exact", "", tokens)`` for digits and whitespace, ``("word", table, letters)``,
+    ``("exact", "", tokens)`` for digits and whitespace, ``("word", table, letters)`` and
+    ``("adjust", "table:variant", 1)`` for a word not preceded by a space or capitalised,
     ``("symbol", kind, 1)`` per symbol character (the first one's kind prefixed with ``^``).
-    ``language`` is :func:`detect_language`'s answer when the caller already has it."""
+    ``language`` is :func:`detect_language`'s answer, and ``japanese`` whether the text has
+    kana, when the caller already has them (for a piece of a longer text)."""
     lang = detect_language(text) if language is None else language
     # Han characters in Japanese text (with kana) merge less than in Chinese: their own rates.
-    han = "kanji" if _KANA.search(text) else "han"
+    if japanese is None:
+        japanese = bool(_KANA.search(text))
+    han = "kanji" if japanese else "han"
     found: list[tuple[str, str, int]] = []
     for piece in PIECES.findall(text):
         last = piece[-1]
@@ -185,23 +192,26 @@ def pieces(text: str, language: str | None = None) -> list[tuple[str, str, int]]
             # A mark before a word (a vowel sign in Hindi) is costed as part of the word;
             # any other character but a space as a symbol of its own.
             mark = bool(prefix) and not prefix.isascii() and _is_mark(prefix)
-            if letters.isascii():
-                found.append(("word", lang, len(letters)))
-            else:
-                script = _script(letters[len(letters) // 2])
-                if script == "han":
-                    script = han
-                if script in _PER_CHARACTER:
-                    # Han, kana and Hangul: per character, whole in the vocabulary or not.
-                    whole = _single_tokens()
-                    common = sum(char in whole for char in letters)
-                    found.append(("word", script + "-1", common))
-                    found.append(("word", script, len(letters) - common + mark))
-                else:
-                    found.append(("word", script, len(letters) + mark))
-            if prefix and prefix != " " and not mark:
-                kind = "prefix" if prefix.isascii() else _symbol_kind(prefix)
-                found.append(("symbol", "^" + kind, 1))
+            script = lang if letters.isascii() else _script(letters[len(letters) // 2])
+            if script == "han":
+                script = han
+            if script in _PER_CHARACTER:
+                # Han, kana and Hangul: per character, whole in the vocabulary or not.
+                whole = _single_tokens()
+                common = sum(char in whole for char in letters)
+                found.append(("word", script + "-1", common))
+                found.append(("word", script, len(letters) - common + mark))
+                if prefix and prefix != " " and not mark:
+                    found.append(("symbol", "^" + _symbol_kind(prefix), 1))
+                continue
+            found.append(("word", script, len(letters) + mark))
+            # The vocabulary holds mostly " word": a word at the start of a line or after a
+            # mark costs more, and so does a capital. Costed as the calibrated extra of the
+            # word's table for that position (the ASCII mark before a word included).
+            position = "spaced" if prefix == " " or mark else "start" if not prefix else "after"
+            variant = position + ("-capital" if letters[0].isupper() else "")
+            if variant != "spaced":
+                found.append(("adjust", f"{script}:{variant}", 1))
         else:
             start = 1 if piece[0] == " " else 0
             found.append(("symbol", "^" + _symbol_kind(piece[start]), 1))
@@ -218,17 +228,23 @@ def _word_x100(table: str, letters: int) -> int:
     return values[-1] + (letters - len(values)) * slope
 
 
-def _costs(text: str, language: str | None = None) -> tuple[int, dict[str, int]]:
+def _costs(
+    text: str, language: str | None = None, japanese: bool | None = None
+) -> tuple[int, dict[str, int]]:
     """(exact tokens, estimated hundredths of a token per band class) of ``text``."""
     exact = 0
     classes: dict[str, int] = {}
-    for kind, key, size in pieces(text, language):
+    for kind, key, size in pieces(text, language, japanese):
         if kind == "exact":
             exact += size
             continue
         if kind == "word":
             cost = _word_x100(key, size)
             band = key
+        elif kind == "adjust":
+            variant = key.partition(":")
+            cost = WORD_ADJUST_X100.get(key, WORD_ADJUST_X100.get("*:" + variant[2], 0))
+            band = variant[0]
         else:
             cost = SYMBOL_TOKENS_X100[key]
             band = "symbol"
