@@ -32,19 +32,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # measure this checkout, not an installed copy
 sys.path.insert(0, str(ROOT))
 
+from tests._token_corpus import kinds, prompts  # noqa: E402
+
 from llamaroute.money import (  # noqa: E402
     PIECES,
     detect_language,
     estimate_text_tokens,
     text_token_band,
+    token_class_costs,
     token_pieces,
 )
-from tests._token_corpus import kinds, prompts  # noqa: E402
 
 KANA = re.compile(r"[\u3040-\u30ff]")  # as in _token_heuristic: Han in Japanese text
 RATES = ROOT / "src" / "llamaroute" / "money" / "_token_rates.py"
 TABLE_LENGTH = {"hebrew": 8, "devanagari": 4}  # default 12 letters
-PER_CHARACTER = {"han", "kanji", "kana", "hangul"}  # one rate a character (whole in the vocabulary or not)
+PER_CHARACTER = {
+    "han",
+    "kanji",
+    "kana",
+    "hangul",
+}  # one rate a character (whole in the vocabulary or not)
 # Where the vocabulary's whole characters are looked up: symbols, CJK, Hangul, full-width.
 SINGLE_RANGES = [(0x1100, 0x1200), (0x2000, 0x2C00), (0x3000, 0x3190), (0x3400, 0xA000),
                  (0xAC00, 0xD7A4), (0xF900, 0xFB00), (0xFF00, 0xFFF0)]  # fmt: skip
@@ -122,11 +129,11 @@ def fit(texts: list[str], enc) -> tuple[dict, dict]:  # type: ignore[no-untyped-
     matrix = np.array([[row.get(k, 0) for k in linear] for row in linear_rows], float)
     rates, *_ = np.linalg.lstsq(matrix, np.array(linear_tokens, float), rcond=None)
     for key, rate in zip(linear, rates, strict=True):
-        tables[key] = ((max(int(round(rate * 100)), 25),), max(int(round(rate * 100)), 25))
+        tables[key] = ((max(round(rate * 100), 25),), max(round(rate * 100), 25))
     kinds_ = sorted({k for row in symbol_rows for k in row})
     matrix = np.array([[row.get(k, 0) for k in kinds_] for row in symbol_rows], float)
     weights, *_ = np.linalg.lstsq(matrix, np.array(symbol_tokens, float), rcond=None)
-    symbols = {k: max(int(round(w * 100)), 0) for k, w in zip(kinds_, weights, strict=True)}
+    symbols = {k: max(round(w * 100), 0) for k, w in zip(kinds_, weights, strict=True)}
     # Extra per word position and case: the mean residual per table and variant, shrunk
     # toward the variant's mean over all tables ("*:variant").
     residuals: dict[str, list[int]] = defaultdict(list)
@@ -134,11 +141,11 @@ def fit(texts: list[str], enc) -> tuple[dict, dict]:  # type: ignore[no-untyped-
         extra = count * 100 - _lookup(tables, key, size)
         residuals[adjust].append(extra)
         residuals["*:" + adjust.partition(":")[2]].append(extra)
-    adjust_table = {k: int(round(statistics.mean(v))) for k, v in residuals.items() if k[0] == "*"}
+    adjust_table = {k: round(statistics.mean(v)) for k, v in residuals.items() if k[0] == "*"}
     for name, values in residuals.items():
         if name[0] != "*":
             prior = adjust_table["*:" + name.partition(":")[2]]
-            adjust_table[name] = int(round((sum(values) + SHRINK * prior) / (len(values) + SHRINK)))
+            adjust_table[name] = round((sum(values) + SHRINK * prior) / (len(values) + SHRINK))
     symbols["adjust"] = adjust_table  # type: ignore[assignment]
     # Kinds never seen in fitting: ^kind as its plain kind and vice versa, else one token.
     for kind in ("ascii", "two-byte", "bmp-1", "mark", "symbol", "astral", "emoji-2"):
@@ -162,14 +169,14 @@ def _table(points: list[tuple[int, int]], length: int) -> tuple[tuple[int, ...],
     for size in range(1, length + 1):
         counts = [c for s, c in points if s == size]
         value = (sum(counts) + SHRINK * line[size - 1]) / (len(counts) + SHRINK)
-        floor = max(floor, int(round(value * 100)))
+        floor = max(floor, round(value * 100))
         values.append(floor)
     beyond = [(s, c) for s, c in points if s > length]
     if len(beyond) >= 5:
         extra = sum(c * 100 - values[-1] for _, c in beyond) / sum(s - length for s, _ in beyond)
     else:
         extra = slope * 100
-    return tuple(values), max(int(round(extra)), 25)
+    return tuple(values), max(round(extra), 25)
 
 
 def _lookup(tables: dict, key: str, size: int) -> int:  # type: ignore[type-arg]
@@ -180,15 +187,13 @@ def _lookup(tables: dict, key: str, size: int) -> int:  # type: ignore[type-arg]
 def rescale(tables: dict, symbols: dict, texts: list[str], enc) -> tuple[dict, dict]:  # type: ignore[type-arg, no-untyped-def]
     """Scale each class's rates so that, summed over ``texts``, its estimate equals the exact
     count of its pieces: the per-piece fit weighs long pieces most, prompts weigh all alike."""
-    from llamaroute.money._token_heuristic import _costs
-
     exact: dict[str, int] = defaultdict(int)
     estimated: dict[str, int] = defaultdict(int)
     for text in texts:
         lang = detect_language(text)
         japanese = bool(KANA.search(text))
         for piece in PIECES.findall(text):
-            _, classes = _costs(piece, lang, japanese)
+            _, classes = token_class_costs(piece, lang, japanese)
             if classes:
                 owner = max(classes, key=lambda band: (band != "symbol", classes[band]))
                 exact[owner] += enc.count(piece) * 100
@@ -196,23 +201,21 @@ def rescale(tables: dict, symbols: dict, texts: list[str], enc) -> tuple[dict, d
     scaled = {}
     for key, (values, slope) in tables.items():
         ratio = exact[key] / estimated[key] if estimated.get(key, 0) >= 2000 else 1.0
-        scaled[key] = (tuple(max(int(round(v * ratio)), 25) for v in values),
-                       max(int(round(slope * ratio)), 25))  # fmt: skip
+        scaled[key] = (tuple(max(round(v * ratio), 25) for v in values),
+                       max(round(slope * ratio), 25))  # fmt: skip
     ratio = exact["symbol"] / estimated["symbol"] if estimated.get("symbol") else 1.0
-    rescaled = {k: int(round(v * ratio)) for k, v in symbols.items() if k != "adjust"}
+    rescaled = {k: round(v * ratio) for k, v in symbols.items() if k != "adjust"}
     adjust = {}
     for name, value in symbols.get("adjust", {}).items():
         key = name.partition(":")[0]
         share = exact[key] / estimated[key] if estimated.get(key, 0) >= 2000 else 1.0
-        adjust[name] = int(round(value * share))
+        adjust[name] = round(value * share)
     return scaled, {**rescaled, "adjust": adjust}
 
 
 def band_variances(texts_by_kind: dict[str, list[str]], enc) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Per band class: the variance of a piece's exact count around its estimate, per
     estimated token, x1000."""
-    from llamaroute.money._token_heuristic import _costs  # the fitter's own view
-
     squares: dict[str, float] = defaultdict(float)
     tokens: dict[str, float] = defaultdict(float)
     for texts in texts_by_kind.values():
@@ -220,19 +223,24 @@ def band_variances(texts_by_kind: dict[str, list[str]], enc) -> dict[str, int]: 
             lang = detect_language(text)
             japanese = bool(KANA.search(text))
             for piece in PIECES.findall(text):
-                _, classes = _costs(piece, lang, japanese)
+                _, classes = token_class_costs(piece, lang, japanese)
                 if classes:  # a word with a mark before it belongs to the word's class
                     owner = max(classes, key=lambda band: (band != "symbol", classes[band]))
                     cost = sum(classes.values()) / 100
                     squares[owner] += (enc.count(piece) - cost) ** 2
                     tokens[owner] += cost
-    found = {k: int(math.ceil(squares[k] / tokens[k] * 1000)) for k in tokens if tokens[k] >= 20}
+    found = {k: math.ceil(squares[k] / tokens[k] * 1000) for k in tokens if tokens[k] >= 20}
     found["other"] = max(found.values())  # unseen scripts: the widest seen
     return dict(sorted(found.items()))
 
 
 def choose_spread(
-    tables: dict, symbols: dict, variances: dict, texts_by_kind: dict, enc, chars: tuple[str, str]  # type: ignore[type-arg]
+    tables: dict,
+    symbols: dict,
+    variances: dict,
+    texts_by_kind: dict,
+    enc,
+    chars: tuple[str, str],  # type: ignore[type-arg]
 ) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
     """The narrowest (share per 1,000, z x100, slack) that keeps 99% of ``texts_by_kind``
     inside the band and at least 90% of each kind. Run on prompts the rates were not fitted
@@ -271,24 +279,35 @@ def vocabulary_chars(enc) -> tuple[str, str]:  # type: ignore[no-untyped-def]
 
 
 def write_rates(
-    tables: dict, symbols: dict, band: dict, spread: tuple[int, int, int], chars: tuple[str, str]  # type: ignore[type-arg]
+    tables: dict,
+    symbols: dict,
+    band: dict,
+    spread: tuple[int, int, int],
+    chars: tuple[str, str],  # type: ignore[type-arg]
 ) -> None:
-    single = "\n".join(f"    {chars[0][i:i + 40]!r}" for i in range(0, len(chars[0]), 40))
-    emoji = "\n".join(f"    {chars[1][i:i + 40]!r}" for i in range(0, len(chars[1]), 40))
+    single = "\n".join(f"    {chars[0][i : i + 40]!r}" for i in range(0, len(chars[0]), 40))
+    emoji = "\n".join(f"    {chars[1][i : i + 40]!r}" for i in range(0, len(chars[1]), 40))
+
+    def literal(value: object) -> str:
+        return pprint.pformat(value, width=95, compact=True)
+
+    adjust = symbols.get("adjust", {})
+    weights = {k: v for k, v in symbols.items() if k != "adjust"}
     RATES.write_text(
-        '"""Calibrated rates of the fast token estimate: written by ``python '
-        "bench/token_accuracy.py --calibrate``\nfrom the exact Llama 3 counts (quicktok-v1) of "
+        "# ruff: noqa: RUF001  (the vocabulary's full-width characters are meant)\n"
+        '"""Calibrated rates of the fast token estimate, written by\n``python '
+        "bench/token_accuracy.py --calibrate`` from the exact Llama 3 counts (quicktok-v1)\nof "
         'the corpus in ``tests/data/tokens/``. Do not edit by hand."""\n\n'
         "from __future__ import annotations\n\n"
         "#: Per word table: tokens x100 for 1, 2, ... letters, then x100 per further letter.\n"
-        f"WORD_TOKENS_X100: dict[str, tuple[tuple[int, ...], int]] = {pprint.pformat(tables, width=95, compact=True)}\n\n"
+        f"WORD_TOKENS_X100: dict[str, tuple[tuple[int, ...], int]] = {literal(tables)}\n\n"
         "#: Tokens x100 a word costs beyond its table when it does not follow a space (at the\n"
         "#: start, or after a mark) or is capitalised; ``*:variant`` for any other table.\n"
-        f"WORD_ADJUST_X100: dict[str, int] = {pprint.pformat(symbols.get('adjust', {}), width=95, compact=True)}\n\n"
+        f"WORD_ADJUST_X100: dict[str, int] = {literal(adjust)}\n\n"
         "#: Tokens x100 per symbol character by kind; ``^kind`` for the first of a piece.\n"
-        f"SYMBOL_TOKENS_X100: dict[str, int] = {pprint.pformat({k: v for k, v in symbols.items() if k != 'adjust'}, width=95, compact=True)}\n\n"
+        f"SYMBOL_TOKENS_X100: dict[str, int] = {literal(weights)}\n\n"
         "#: Per band class: the variance of a piece's count per estimated token, x1000.\n"
-        f"BAND: dict[str, int] = {pprint.pformat(band, width=95, compact=True)}\n\n"
+        f"BAND: dict[str, int] = {literal(band)}\n\n"
         "#: (share of the estimate per 1,000, standard deviations x100, tokens) of the band.\n"
         f"BAND_SPREAD = {spread!r}\n\n"
         "#: Symbols, Han, kana and Hangul characters that are one Llama 3 token each.\n"
@@ -312,6 +331,7 @@ def table(texts_by_kind: dict[str, list[str]], enc) -> tuple[str, list[float], f
     for kind, texts in texts_by_kind.items():
         exact = [enc.count(t) for t in texts]
         bands = [text_token_band(t) for t in texts]
+        pairs = list(zip(bands, exact, strict=True))
         errors = sorted(abs(b[1] - e) / e * 100 for b, e in zip(bands, exact, strict=True))
         ok = sum(b[0] <= e <= b[2] for b, e in zip(bands, exact, strict=True))
         p95 = _percentile(errors, 0.95)
@@ -321,7 +341,7 @@ def table(texts_by_kind: dict[str, list[str]], enc) -> tuple[str, list[float], f
         rows.append(
             f"| {kind} | {len(texts)} | {sum(exact):,} | {sum(b[1] for b in bands):,} | "
             f"{_percentile(errors, 0.5):.1f}% | {p95:.1f}% | {ok}/{len(texts)} | "
-            f"{statistics.median((b[2] - b[0]) / e * 100 for b, e in zip(bands, exact)):.0f}% |"
+            f"{statistics.median((b[2] - b[0]) / e * 100 for b, e in pairs):.0f}% |"
         )
     rows.append(f"| all | {total} | | | | max {max(p95s):.1f}% | {inside / total:.1%} | |")
     return "\n".join(rows), p95s, inside / total
@@ -397,15 +417,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _reload() -> None:
+    """Load the rates just written. A reload runs the module again in its own namespace, so
+    the estimator's functions imported above see the new constants."""
     import importlib
 
     from llamaroute.money import _token_heuristic, _token_rates
 
     importlib.reload(_token_rates)
     importlib.reload(_token_heuristic)
-    global text_token_band, estimate_text_tokens
-    text_token_band = _token_heuristic.text_token_band
-    estimate_text_tokens = _token_heuristic.estimate_text_tokens
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from ._estimate import (
 from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary
 from ._sqlite_ledger import SqliteLedger, open_ledger
 from ._token_heuristic import PIECES, text_token_band
+from ._token_heuristic import class_costs as token_class_costs
 from ._token_heuristic import pieces as token_pieces
 from ._tokens import (
     EXACT_COUNTER,
@@ -61,11 +62,11 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "DEFAULT_EXPECTED_OUTPUT_TOKENS",
     "EXACT_COUNTER",
     "HEURISTIC",
     "MAX_TEMPLATE_EXTRA",
     "PADDED_IMAGE_TOKENS",
-    "DEFAULT_EXPECTED_OUTPUT_TOKENS",
     "PIECES",
     "TOKENIZER_ENV",
     "Accounting",
@@ -95,8 +96,8 @@ __all__ = [
     "estimate_text_tokens",
     "estimate_workload",
     "image_positions",
-    "image_token_range",
     "image_tiles_for",
+    "image_token_range",
     "open_ledger",
     "parse_line",
     "price_for",
@@ -105,6 +106,7 @@ __all__ = [
     "select_routes",
     "text_counter",
     "text_token_band",
+    "token_class_costs",
     "token_pieces",
     "tokens_cost",
 ]

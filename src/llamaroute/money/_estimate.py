@@ -150,15 +150,16 @@ def route_tokens(route: Route, price: Price | None, shape: RequestShape) -> Toke
             if not route.max_images
             else f"takes at most {route.max_images} image(s) per request, not {images}"
         )
-    room = route.context_window - shape.input_tokens
+    template_low, template_expected, template_high = route.template_tokens
+    prompt = shape.input_tokens + template_expected
+    room = route.context_window - prompt
     if room <= 0:
         return (
-            f"the prompt is about {shape.input_tokens:,} tokens; the context window is "
-            f"{route.context_window:,}"
+            f"the prompt is about {prompt:,} tokens; the context window is {route.context_window:,}"
         )
     if shape.max_tokens is not None and shape.max_tokens > room:
         return (
-            f"about {shape.input_tokens:,} prompt tokens + max_tokens {shape.max_tokens:,} "
+            f"about {prompt:,} prompt tokens + max_tokens {shape.max_tokens:,} "
             f"exceed the context window of {route.context_window:,}"
         )
     cap = min(route.max_output_tokens or room, room)
@@ -166,7 +167,6 @@ def route_tokens(route: Route, price: Price | None, shape: RequestShape) -> Toke
     expected_out = shape.expected_output_tokens
     if expected_out is None:
         expected_out = DEFAULT_EXPECTED_OUTPUT_TOKENS
-    template_low, template_expected, template_high = route.template_tokens
     image_low, image_expected, image_high = image_token_range(route, price, shape.image_tiles)
     return TokenTotals(
         requests=1,
@@ -211,9 +211,10 @@ class Estimate(BaseModel):
     ``input_tokens`` is the expected prompt: text, the route's chat template, one
     ``<|image|>`` tag per image. ``input_tokens_low`` and ``input_tokens_high`` bracket it:
     the text's estimate band (none when ``tokenizer`` is an exact count) and the templates the
-    route's upstream may use. Images add ``image_tokens_low`` to ``image_tokens_high`` input
-    tokens, ``image_tokens_expected`` expected, by the route's billing (and its per-image
-    price, in ``price.image``, on top). ``low`` bills the fewest input tokens and no output;
+    route's upstream may use (``template_tokens`` is the expected extra over Meta's format).
+    Images add ``image_tokens_low`` to ``image_tokens_high`` input tokens,
+    ``image_tokens_expected`` expected, by the route's billing (and its per-image price, in
+    ``price.image``, on top). ``low`` bills the fewest input tokens and no output;
     ``expected`` the expected input and ``expected_output_tokens``; ``high`` the most input
     tokens and all ``max_output_tokens``. Amounts are exact USD decimals, ``None`` when the
     route's price is unknown. ``price`` is the dated price used; ``tokenizer`` says how the text
@@ -228,6 +229,7 @@ class Estimate(BaseModel):
     input_tokens: int
     input_tokens_low: int = 0
     input_tokens_high: int = 0
+    template_tokens: int = 0
     image_tokens_low: int = 0
     image_tokens_expected: int = 0
     image_tokens_high: int = 0
@@ -303,6 +305,7 @@ def estimate_shape(
                 input_tokens=tokens.input_expected - images[1],
                 input_tokens_low=tokens.input_low - images[0],
                 input_tokens_high=tokens.input_high - images[2],
+                template_tokens=route.template_tokens[1],
                 image_tokens_low=images[0],
                 image_tokens_expected=images[1],
                 image_tokens_high=images[2],

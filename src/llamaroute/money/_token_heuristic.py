@@ -35,7 +35,14 @@ from ._token_rates import (
     WORD_TOKENS_X100,
 )
 
-__all__ = ["PIECES", "detect_language", "estimate_text_tokens", "pieces", "text_token_band"]
+__all__ = [
+    "PIECES",
+    "class_costs",
+    "detect_language",
+    "estimate_text_tokens",
+    "pieces",
+    "text_token_band",
+]
 
 #: Llama 3's pre-tokenizer pattern (``tiktoken``'s cl100k pattern), in Python ``re`` syntax.
 PIECES = re.compile(
@@ -159,7 +166,8 @@ def _symbol_kind(char: str) -> str:
         # Emoji: 3 tokens (🦙), 2 for the common faces and hearts that share a byte pair.
         return "emoji-2" if char in _two_token_emoji() else "astral"
     if point < 0x800:
-        return "two-byte"  # Latin-1 signs (« ° ×), and the marks of the 2-byte scripts
+        # Latin-1 signs (« °, the multiplication sign) and the marks of the 2-byte scripts
+        return "two-byte"
     if char in _single_tokens():
         return "bmp-1"  # a symbol the vocabulary holds whole: — “ ” … € → ✓ 。
     if _is_mark(char):
@@ -228,10 +236,11 @@ def _word_x100(table: str, letters: int) -> int:
     return values[-1] + (letters - len(values)) * slope
 
 
-def _costs(
+def class_costs(
     text: str, language: str | None = None, japanese: bool | None = None
 ) -> tuple[int, dict[str, int]]:
-    """(exact tokens, estimated hundredths of a token per band class) of ``text``."""
+    """(exact tokens, estimated hundredths of a token per band class) of ``text``: what
+    :func:`text_token_band` adds up, and what ``bench/token_accuracy.py`` calibrates."""
     exact = 0
     classes: dict[str, int] = {}
     for kind, key, size in pieces(text, language, japanese):
@@ -254,7 +263,7 @@ def _costs(
 
 def estimate_text_tokens(text: str) -> int:
     """A fast estimate of the Llama 3 tokens in ``text`` (no special tokens), rounded."""
-    exact, classes = _costs(text)
+    exact, classes = class_costs(text)
     estimated = sum(classes.values())
     return exact + max((estimated + 50) // 100, 1 if estimated else 0)
 
@@ -266,7 +275,7 @@ def text_token_band(text: str) -> tuple[int, int, int]:
     of the estimate for a bias the corpus did not show, plus one token. Digits and whitespace
     are exact and widen nothing. On prompts the rates were not fitted on, about 99% of exact
     counts fall inside (``bench/token_accuracy.py``)."""
-    exact, classes = _costs(text)
+    exact, classes = class_costs(text)
     estimated = sum(classes.values())
     expected = exact + max((estimated + 50) // 100, 1 if estimated else 0)
     if not estimated:

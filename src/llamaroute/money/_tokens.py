@@ -138,9 +138,7 @@ def text_counter(
     instead, unless ``counter`` is ``"heuristic"``.
     """
     if counter not in ("auto", "exact", "heuristic"):
-        raise ConfigurationError(
-            f"counter must be 'auto', 'exact' or 'heuristic', not {counter!r}"
-        )
+        raise ConfigurationError(f"counter must be 'auto', 'exact' or 'heuristic', not {counter!r}")
     if counter == "heuristic":
         return _HEURISTIC_COUNTER
     path = tokenizer if tokenizer is not None else os.environ.get(TOKENIZER_ENV) or None
