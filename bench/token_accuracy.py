@@ -267,15 +267,58 @@ def choose_spread(
     return best[1] if best else (80, 300, 2)
 
 
-def vocabulary_chars(enc) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    """The characters of SINGLE_RANGES the vocabulary holds as one token, and the emoji
-    (supplementary plane) it spells in two tokens instead of three."""
+VOCAB = ROOT / "src" / "llamaroute" / "money" / "_token_vocab.py"
+MATCHED = ("cyrillic", "greek", "arabic")  # Hebrew: 20 tokens, its letters go one by one
+
+
+def write_vocab(enc) -> None:  # type: ignore[no-untyped-def]
+    """The slices of the Llama 3 vocabulary the estimate looks things up in."""
+    from llamaroute.money import token_script
+
     single = "".join(
         chr(p) for a, b in SINGLE_RANGES for p in range(a, b)
         if chr(p).isprintable() and enc.count(chr(p)) == 1
     )  # fmt: skip
     emoji = "".join(chr(p) for p in range(0x1F000, 0x1FB00) if enc.count(chr(p)) <= 2)
-    return single, emoji
+    scripts: dict[str, list[str]] = defaultdict(list)
+    for rank in range(enc.n_vocab):
+        try:
+            text = enc.decode_single_token_bytes(rank).decode("utf-8")
+        except (UnicodeDecodeError, KeyError, ValueError):
+            continue
+        word = text[1:] if text.startswith(" ") else text
+        if len(text) < 2 or not word.isalpha() or word.isascii():
+            continue
+        found = {token_script(char) for char in word}
+        if found <= {"han", "kana", "hangul"}:
+            scripts["cjk"].append(text.replace(" ", "\u2581"))
+        elif len(found) == 1 and (script := found.pop()) in MATCHED:
+            scripts[script].append(text.replace(" ", "\u2581"))
+
+    def chunks(text: str, width: int) -> str:
+        return "\n".join(f"    {text[i:i + width]!r}" for i in range(0, len(text), width))
+
+    vocab = {k: " ".join(sorted(v)) for k, v in scripts.items() if k != "cjk"}
+    VOCAB.write_text(
+        "# ruff: noqa: RUF001, E501  (the vocabulary's own characters)\n"
+        '"""Slices of the Llama 3 vocabulary (quicktok-v1\'s ``llama3`` encoding, the ids of Meta\'s\n'
+        "``tokenizer.model``) that the fast token estimate looks up, written by\n"
+        "``python bench/token_accuracy.py --calibrate``. Loaded on first use. Do not edit by "
+        'hand."""\n\n'
+        "from __future__ import annotations\n\n"
+        "#: Symbols, Han, kana and Hangul characters that are one token each.\n"
+        f"SINGLE_TOKEN_CHARS = (\n{chunks(single, 40)}\n)\n\n"
+        "#: Emoji that are two tokens (the others are three).\n"
+        f"TWO_TOKEN_EMOJI = (\n{chunks(emoji, 40)}\n)\n\n"
+        "#: Tokens of 2+ Han, kana or Hangul characters, space-separated (a leading space\n"
+        "#: written as U+2581).\n"
+        f"CJK_TOKENS = (\n{chunks(' '.join(sorted(scripts['cjk'])), 80)}\n)\n\n"
+        "#: Per alphabetic script, its tokens of 2+ letters, written as CJK_TOKENS.\n"
+        "WORD_VOCAB: dict[str, str] = {\n"
+        + "".join(f"    {k!r}: (\n{chunks(v, 80)}\n    ),\n" for k, v in vocab.items())
+        + "}\n",
+        encoding="utf-8",
+    )
 
 
 def write_rates(
@@ -285,8 +328,6 @@ def write_rates(
     spread: tuple[int, int, int],
     chars: tuple[str, str],  # type: ignore[type-arg]
 ) -> None:
-    single = "\n".join(f"    {chars[0][i : i + 40]!r}" for i in range(0, len(chars[0]), 40))
-    emoji = "\n".join(f"    {chars[1][i : i + 40]!r}" for i in range(0, len(chars[1]), 40))
 
     def literal(value: object) -> str:
         return pprint.pformat(value, width=95, compact=True)
@@ -294,7 +335,6 @@ def write_rates(
     adjust = symbols.get("adjust", {})
     weights = {k: v for k, v in symbols.items() if k != "adjust"}
     RATES.write_text(
-        "# ruff: noqa: RUF001  (the vocabulary's full-width characters are meant)\n"
         '"""Calibrated rates of the fast token estimate, written by\n``python '
         "bench/token_accuracy.py --calibrate`` from the exact Llama 3 counts (quicktok-v1)\nof "
         'the corpus in ``tests/data/tokens/``. Do not edit by hand."""\n\n'
@@ -309,11 +349,7 @@ def write_rates(
         "#: Per band class: the variance of a piece's count per estimated token, x1000.\n"
         f"BAND: dict[str, int] = {literal(band)}\n\n"
         "#: (share of the estimate per 1,000, standard deviations x100, tokens) of the band.\n"
-        f"BAND_SPREAD = {spread!r}\n\n"
-        "#: Symbols, Han, kana and Hangul characters that are one Llama 3 token each.\n"
-        f"SINGLE_TOKEN_CHARS = (\n{single}\n)\n\n"
-        "#: Emoji that are two Llama 3 tokens (the others are three).\n"
-        f"TWO_TOKEN_EMOJI = (\n{emoji}\n)\n",
+        f"BAND_SPREAD = {spread!r}\n",
         encoding="utf-8",
     )
 
@@ -384,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         template(enc)
         return 0
     if args.calibrate:
-        chars = vocabulary_chars(enc)
+        write_vocab(enc)
+        chars: tuple[str, ...] = ()
         unset = {"other": 0}
         write_rates({"other": ((100,), 100)}, {}, unset, (0, 0, 0), chars)
         _reload()

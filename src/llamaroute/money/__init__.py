@@ -32,6 +32,7 @@ from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary
 from ._sqlite_ledger import SqliteLedger, open_ledger
 from ._token_heuristic import PIECES, text_token_band
 from ._token_heuristic import class_costs as token_class_costs
+from ._token_heuristic import letter_script as token_script
 from ._token_heuristic import pieces as token_pieces
 from ._tokens import (
     EXACT_COUNTER,
@@ -107,6 +108,7 @@ __all__ = [
     "text_counter",
     "text_token_band",
     "token_class_costs",
+    "token_script",
     "token_pieces",
     "tokens_cost",
 ]

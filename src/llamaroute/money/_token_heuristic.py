@@ -28,9 +28,8 @@ import unicodedata
 from ._token_rates import (
     BAND,
     BAND_SPREAD,
-    SINGLE_TOKEN_CHARS,
+
     SYMBOL_TOKENS_X100,
-    TWO_TOKEN_EMOJI,
     WORD_ADJUST_X100,
     WORD_TOKENS_X100,
 )
@@ -40,6 +39,7 @@ __all__ = [
     "class_costs",
     "detect_language",
     "estimate_text_tokens",
+    "letter_script",
     "pieces",
     "text_token_band",
 ]
@@ -58,8 +58,11 @@ _LETTER = re.compile(r"[^\W\d_]")
 # Scripts without spaces between words (or with syllable blocks) costed per character.
 _PER_CHARACTER = frozenset({"han", "kanji", "kana", "hangul"})
 _KANA = re.compile(r"[\u3040-\u30ff]")
+_CJK_LONGEST = 7  # characters in the longest Han, kana or Hangul token
+# Alphabetic scripts whose words are matched against the vocabulary (data in _token_vocab).
+_MATCHED = frozenset({"cyrillic", "greek", "arabic"})
 
-# (first code point past the block, class) in code point order; see _script().
+# (first code point past the block, class) in code point order; see letter_script().
 _BLOCKS = (
     (0x0250, "accented"),
     (0x0370, "other"),
@@ -135,7 +138,8 @@ def detect_language(text: str) -> str:
     return "en" if sample.isascii() or not _ACCENTED.search(sample) else "latin"
 
 
-def _script(char: str) -> str:
+def letter_script(char: str) -> str:
+    """The script class of a letter, as the estimate's tables name them."""
     point = ord(char)
     for end, name in _BLOCKS:
         if point < end:
@@ -146,11 +150,71 @@ def _script(char: str) -> str:
 @functools.cache
 def _single_tokens() -> frozenset[str]:
     # Built on first use: 3,000 characters, not worth a set at import time.
+    from ._token_vocab import SINGLE_TOKEN_CHARS  # 30 KB of data: only when needed
+
     return frozenset(SINGLE_TOKEN_CHARS)
 
 
 @functools.cache
+def _cjk_words() -> frozenset[str]:
+    from ._token_vocab import CJK_TOKENS
+
+    return frozenset(CJK_TOKENS.split())
+
+
+@functools.cache
+def _script_words(script: str) -> tuple[frozenset[str], int]:
+    """The vocabulary's multi-letter tokens of one alphabetic script, and the longest's
+    length."""
+    from ._token_vocab import WORD_VOCAB
+
+    words = frozenset(WORD_VOCAB[script].split())
+    return words, max(map(len, words), default=1)
+
+
+def _match_words(run: str, script: str) -> tuple[int, int]:
+    """(vocabulary tokens, letters left) in a word of an alphabetic script (with its leading
+    space, if any), matching the vocabulary's tokens longest first."""
+    words, longest = _script_words(script)
+    found = left = 0
+    start, end = 0, len(run)
+    while start < end:
+        for stop in range(min(end, start + longest), start + 1, -1):
+            if run[start:stop].replace(" ", "\u2581") in words:
+                found += 1
+                start = stop
+                break
+        else:
+            left += run[start] != " "
+            start += 1
+    return found, left
+
+
+def _match_cjk(run: str) -> tuple[int, int, int]:
+    """(vocabulary words, whole characters, other characters) in a run of Han, kana or
+    Hangul (with its leading space, if any), matching the vocabulary's multi-character
+    tokens longest first: close to what the BPE merges make of it."""
+    words, whole = _cjk_words(), _single_tokens()
+    found = common = rare = 0
+    start, end = 0, len(run)
+    while start < end:
+        for stop in range(min(end, start + _CJK_LONGEST), start + 1, -1):
+            if run[start:stop].replace(" ", "\u2581") in words:
+                found += 1
+                start = stop
+                break
+        else:
+            if run[start] != " ":
+                common += run[start] in whole
+                rare += run[start] not in whole
+            start += 1
+    return found, common, rare
+
+
+@functools.cache
 def _two_token_emoji() -> frozenset[str]:
+    from ._token_vocab import TWO_TOKEN_EMOJI
+
     return frozenset(TWO_TOKEN_EMOJI)
 
 
@@ -200,16 +264,27 @@ def pieces(
             # A mark before a word (a vowel sign in Hindi) is costed as part of the word;
             # any other character but a space as a symbol of its own.
             mark = bool(prefix) and not prefix.isascii() and _is_mark(prefix)
-            script = lang if letters.isascii() else _script(letters[len(letters) // 2])
+            script = lang if letters.isascii() else letter_script(letters[len(letters) // 2])
             if script == "han":
                 script = han
             if script in _PER_CHARACTER:
-                # Han, kana and Hangul: per character, whole in the vocabulary or not.
-                whole = _single_tokens()
-                common = sum(char in whole for char in letters)
+                # Han, kana and Hangul: the vocabulary's words matched longest first, then
+                # each character left, whole in the vocabulary or not.
+                spaced = prefix == " "
+                words, common, rare = _match_cjk(" " + letters if spaced else letters)
+                found.append(("word", script + "-words", words))
                 found.append(("word", script + "-1", common))
-                found.append(("word", script, len(letters) - common + mark))
-                if prefix and prefix != " " and not mark:
+                found.append(("word", script, rare + mark))
+                if prefix and not spaced and not mark:
+                    found.append(("symbol", "^" + _symbol_kind(prefix), 1))
+                continue
+            if script in _MATCHED:
+                # Cyrillic, Greek, Arabic: the vocabulary's tokens, longest first.
+                spaced = prefix == " "
+                words, left = _match_words(" " + letters if spaced else letters, script)
+                found.append(("word", script + "-words", words))
+                found.append(("word", script, left + mark))
+                if prefix and not spaced and not mark:
                     found.append(("symbol", "^" + _symbol_kind(prefix), 1))
                 continue
             found.append(("word", script, len(letters) + mark))
