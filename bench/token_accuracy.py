@@ -296,12 +296,13 @@ def write_vocab(enc) -> None:  # type: ignore[no-untyped-def]
             scripts[script].append(text.replace(" ", "\u2581"))
 
     def chunks(text: str, width: int) -> str:
-        return "\n".join(f"    {text[i:i + width]!r}" for i in range(0, len(text), width))
+        return "\n".join(f"    {text[i : i + width]!r}" for i in range(0, len(text), width))
 
     vocab = {k: " ".join(sorted(v)) for k, v in scripts.items() if k != "cjk"}
     VOCAB.write_text(
         "# ruff: noqa: RUF001, E501  (the vocabulary's own characters)\n"
-        '"""Slices of the Llama 3 vocabulary (quicktok-v1\'s ``llama3`` encoding, the ids of Meta\'s\n'
+        '"""Slices of the Llama 3 vocabulary (quicktok-v1\'s ``llama3`` encoding, the ids of '
+        "Meta's\n"
         "``tokenizer.model``) that the fast token estimate looks up, written by\n"
         "``python bench/token_accuracy.py --calibrate``. Loaded on first use. Do not edit by "
         'hand."""\n\n'

@@ -108,8 +108,8 @@ __all__ = [
     "text_counter",
     "text_token_band",
     "token_class_costs",
-    "token_script",
     "token_pieces",
+    "token_script",
     "tokens_cost",
 ]
 

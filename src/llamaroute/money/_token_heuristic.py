@@ -28,7 +28,6 @@ import unicodedata
 from ._token_rates import (
     BAND,
     BAND_SPREAD,
-
     SYMBOL_TOKENS_X100,
     WORD_ADJUST_X100,
     WORD_TOKENS_X100,
