@@ -243,3 +243,37 @@ def test_estimate_does_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     assert llamaroute.estimate("llama-3.2-11b-vision", PROMPT, image="https://example.com/a.png")
+
+
+def test_routes_record_their_template_and_image_billing() -> None:
+    spec = llamaroute.get_model("llama-3.2-90b-vision")
+    routes = {route.provider: route for route in spec.routes if not route.opt_in}
+    # (low, expected, high) extra template tokens over Meta's format, per request.
+    assert routes["openrouter"].template_tokens == (0, 25, 25)
+    assert routes["bedrock"].template_tokens == (0, 0, 25)
+    assert routes["ollama"].template_tokens == (10, 15, 15)
+    # (low, expected, high) input tokens billed per image.
+    assert routes["bedrock"].image_tokens == (0, 36, 6404)
+    assert routes["openrouter"].image_tokens == (0, 0, 6404)
+    assert routes["ollama"].image_tokens == (0, 0, 0)
+
+
+def test_template_and_image_ranges_must_be_ordered(tmp_path: Path) -> None:
+    mine = tmp_path / "bad.toml"
+    mine.write_text(
+        'provider = "ollama"\n[[routes]]\nmodel = "llama-3.2-1b"\nmodel_id = "mine:1b"\n'
+        "template_tokens = [5, 2, 9]\n"
+        'source = "mine"\nchecked = 2026-12-07\n'
+    )
+    with pytest.raises(ConfigurationError, match="low <= expected <= high"):
+        llamaroute.load_catalog(mine)
+
+
+def test_an_image_without_route_data_bills_by_its_tiles() -> None:
+    spec = llamaroute.get_model("llama-3.2-11b-vision")
+    route = next(r for r in spec.routes if r.provider == "ollama").model_copy(
+        update={"image_tokens": None, "template_tokens": (0, 0, 0)}
+    )
+    (ollama,) = estimate_shape(RequestShape(input_tokens=20, image_tiles=(2,)), [route])
+    tiles = (ollama.image_tokens_low, ollama.image_tokens_expected, ollama.image_tokens_high)
+    assert tiles == (0, 2 * 1601, 4 * 1601)

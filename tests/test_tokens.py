@@ -150,7 +150,9 @@ def test_template_matches_the_exact_tokenizer_when_available() -> None:
 @pytest.mark.parametrize(
     ("size", "tiles"),
     [((100, 100), 1), ((560, 560), 1), ((561, 560), 2), ((800, 500), 2), ((1120, 1120), 4),
-     ((3000, 200), 4), ((200, 1700), 4)],
+     ((3000, 200), 4), ((200, 1700), 4),
+     # Meta's best fit downscales these onto fewer tiles than ceil(w/560) x ceil(h/560) (4):
+     ((1200, 600), 2), ((2000, 1000), 2), ((1700, 600), 3)],
 )  # fmt: skip
 def test_image_tiles(tmp_path: Path, size: tuple[int, int], tiles: int) -> None:
     path = make_png(tmp_path / "i.png", *size)
