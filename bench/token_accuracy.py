@@ -121,9 +121,15 @@ def fit(texts: list[str], enc) -> tuple[dict, dict]:  # type: ignore[no-untyped-
     # Latin-script words of no detected language: all non-English languages pooled.
     for key in ("de", "fr", "it", "pt", "es"):
         pooled["latin"].extend(pooled.get(key, []))
+    # Accented words of a language with too few of them: all languages' pooled.
+    for key in list(pooled):
+        if key.endswith("+accented"):
+            pooled["accented"].extend(pooled[key])
     if "other" not in pooled:
         pooled["other"] = []
     for key, points in sorted(pooled.items()):
+        if key.endswith("+accented") and len(points) < 30:
+            continue  # too few: the pooled "accented" table serves
         tables[key] = _table(points, TABLE_LENGTH.get(key, 12))
     linear = sorted({k for row in linear_rows for k in row} - {"^prefix"})
     matrix = np.array([[row.get(k, 0) for k in linear] for row in linear_rows], float)

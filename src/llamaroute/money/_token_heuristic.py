@@ -286,6 +286,10 @@ def pieces(
                 if prefix and not spaced and not mark:
                     found.append(("symbol", "^" + _symbol_kind(prefix), 1))
                 continue
+            if script == "accented":
+                # Words with accented letters split differently in each language (ü in
+                # German, é in French): their own table per language.
+                script = lang + "+accented"
             found.append(("word", script, len(letters) + mark))
             # The vocabulary holds mostly " word": a word at the start of a line or after a
             # mark costs more, and so does a capital. Costed as the calibrated extra of the
@@ -304,7 +308,10 @@ def pieces(
 def _word_x100(table: str, letters: int) -> int:
     if not letters:
         return 0
-    values, slope = WORD_TOKENS_X100.get(table) or WORD_TOKENS_X100["other"]
+    found = WORD_TOKENS_X100.get(table)
+    if found is None:  # a language's accented words without a table of their own
+        found = WORD_TOKENS_X100["accented" if table.endswith("+accented") else "other"]
+    values, slope = found
     if letters <= len(values):
         return values[letters - 1]
     return values[-1] + (letters - len(values)) * slope
