@@ -56,7 +56,7 @@ def test_estimate_table_covers_every_provider(capsys: pytest.CaptureFixture[str]
     assert "expected x1,000" in out
     assert "+ 1 image" in out
     assert "input (low/exp/high)" in out
-    # Bedrock bills about 36 tokens for the image, and the high end the padded 4 tiles.
+    # Bedrock bills about 0 tokens for the image, and the high end the padded 4 tiles.
     bedrock = next(line for line in out.splitlines() if line.startswith("bedrock"))
     assert "/ 6,4" in bedrock
 

@@ -60,18 +60,18 @@ def test_figures_match_hand_arithmetic(chart: Path) -> None:
     template = chat_template_tokens(1, images=1)
     bedrock = estimates["bedrock"]
     assert bedrock.tokenizer == "heuristic"
-    # Bedrock: Meta's format or the HF date header (+25); the image as the ~36 tokens Bedrock
+    # Bedrock: Meta's format or the HF date header (+25); the image as the ~0 tokens Bedrock
     # reports (boto3#4509), up to the padded 4 tiles.
     assert bedrock.input_tokens == expected + template
     assert (bedrock.input_tokens_low, bedrock.input_tokens_high) == (
         low + template, high + template + 25,
     )  # fmt: skip
     image = (bedrock.image_tokens_low, bedrock.image_tokens_expected, bedrock.image_tokens_high)
-    assert image == (0, 36, 4 * 1601)
+    assert image == (0, 0, 4 * 1601)
     assert (bedrock.expected_output_tokens, bedrock.max_output_tokens) == (100, 500)
     rate = Decimal("0.72") / 1_000_000
     assert bedrock.low == (low + template) * rate
-    assert bedrock.expected == (expected + template + 36 + 100) * rate
+    assert bedrock.expected == (expected + template + 100) * rate
     assert bedrock.high == (high + template + 25 + 6404 + 500) * rate
     # OpenRouter: the HF template expected; no image tokens expected (it bills per image).
     openrouter = estimates["openrouter"]
@@ -227,9 +227,9 @@ def test_per_route_image_token_overrides_from_the_price_data(tmp_path: Path, cha
         "llama-3.2-90b-vision", PROMPT, image=chart, catalog=catalog, providers=["bedrock"],
         max_tokens=10, expected_output_tokens=10,
     )  # fmt: skip
-    # The price entry's ends override the route's (0, 36, 6404); expected stays inside them.
+    # The price entry's ends override the route's (0, 0, 6404); expected stays inside them.
     image = (bedrock.image_tokens_low, bedrock.image_tokens_expected, bedrock.image_tokens_high)
-    assert image == (10, 20, 20)
+    assert image == (10, 10, 20)
     assert bedrock.low == Decimal(bedrock.input_tokens_low + 10) / 10**6 + Decimal("0.5")
     assert bedrock.high == Decimal(bedrock.input_tokens_high + 20 + 10) / 10**6 + Decimal("0.5")
 
@@ -253,7 +253,7 @@ def test_routes_record_their_template_and_image_billing() -> None:
     assert routes["bedrock"].template_tokens == (0, 0, 25)
     assert routes["ollama"].template_tokens == (10, 15, 15)
     # (low, expected, high) input tokens billed per image.
-    assert routes["bedrock"].image_tokens == (0, 36, 6404)
+    assert routes["bedrock"].image_tokens == (0, 0, 6404)
     assert routes["openrouter"].image_tokens == (0, 0, 6404)
     assert routes["ollama"].image_tokens == (0, 0, 0)
 

@@ -241,7 +241,7 @@ def _single(args: argparse.Namespace, catalog: Catalog, rate: Rate | None) -> in
     print(text_table(headers, rows))
     print(
         "\ninput: prompt + chat template + image tokens as the route bills them (Bedrock counts "
-        "about 36 an image,\nOpenRouter charges its per-image price instead; high: the padded "
+        "about 0 for an image,\nOpenRouter charges its per-image price instead; high: the padded "
         "4 tiles x 1601). low: the fewest input\ntokens, no output. expected: the expected "
         "input and output. high: the most input tokens and every\nallowed output token."
     )

@@ -184,7 +184,7 @@ def image_token_range(
 ) -> tuple[int, int, int]:
     """(low, expected, high) input tokens billed for images of these ``tiles`` on ``route``.
 
-    Per image, from the route's ``image_tokens`` (catalog data: Bedrock counts about 36,
+    Per image, from the route's ``image_tokens`` (catalog data: Bedrock counts about 0,
     OpenRouter bills a per-image price instead, Ollama nothing), else 0, 1601 per tile and
     the padded 4 tiles (6,404). A price entry's ``image_tokens_low``/``image_tokens_high``
     override the ends.
