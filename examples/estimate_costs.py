@@ -3,8 +3,9 @@ a whole workload per month, offline, with the Python API.
 
     python examples/estimate_costs.py
 
-No network and no credentials: llamaroute prices the request from its dated price table and a
-token estimate calibrated to the Llama 3 tokenizer. Amounts are exact ``Decimal`` USD.
+No network and no credentials: llamaroute prices the request from its dated price table and the
+Llama 3 token count (exact with ``pip install 'llamaroute[tokens]'``, else an estimate with a
+range). Amounts are exact ``Decimal`` USD.
 """
 
 from __future__ import annotations
@@ -38,9 +39,15 @@ def main() -> None:
     )
     first = estimates[0]
     print(
-        f"{first.model}: ~{first.input_tokens} prompt tokens, the chart adds "
-        f"{first.image_tokens_low} to {first.image_tokens_high} image tokens (cheapest first):"
+        f"{first.model}: {first.input_tokens_low} to {first.input_tokens_high} prompt tokens "
+        f"(counted by: {first.tokenizer}); each provider bills the chart its own way "
+        "(cheapest first):"
     )
+    for item in estimates:
+        print(
+            f"  {item.provider:<10} image tokens {item.image_tokens_low} to "
+            f"{item.image_tokens_high}, {item.image_tokens_expected} expected"
+        )
     show(estimates, 10_000)
 
     # The price table is data: 1M input + 1M output tokens on Bedrock 90B (US) is exactly $1.44.

@@ -79,7 +79,18 @@ def test_estimate_table_covers_every_provider(capsys: pytest.CaptureFixture[str]
                    "us.meta.llama3-2-90b-instruct-v1:0"):  # fmt: skip
         assert native in out
     assert "expected x1,000" in out
-    assert "0 to 3,202 image tokens" in out
+    assert "+ 1 image" in out
+    assert "input (low/exp/high)" in out
+    # Bedrock bills about 0 tokens for the image, and the high end the padded 4 tiles.
+    bedrock = next(line for line in out.splitlines() if line.startswith("bedrock"))
+    assert "/ 6,4" in bedrock
+
+
+def test_estimate_can_force_the_heuristic(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "estimate", "--model", "llama-3.2-1b", "--prompt", "Hello there",
+                       "--counter", "heuristic")  # fmt: skip
+    assert code == 0
+    assert "(counted by: heuristic)" in out
 
 
 def test_estimate_json_per_request_and_per_n_are_exact(capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,7 +112,7 @@ def test_prompt_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     prompt.write_text("Explain the chart in two sentences.", encoding="utf-8")
     code, out, _ = run(capsys, "estimate", "--model", "llama-3.2-1b", "--prompt-file", str(prompt))
     assert code == 0
-    assert "llama-3.2-1b: about" in out
+    assert "prompt tokens in Meta's chat format" in out
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from llamaroute.money import (
     chat_template_tokens,
     estimate_shape,
     estimate_text_tokens,
+    text_token_band,
 )
 
 PROMPT = "What does this chart show?"
@@ -60,26 +61,63 @@ def test_one_estimate_per_route_cheapest_first_unknown_last(tmp_path: Path) -> N
 def test_figures_match_hand_arithmetic(chart: Path) -> None:
     estimates = _by_provider(
         llamaroute.estimate(
-            "llama-3.2-90b-vision", PROMPT, image=chart, max_tokens=500, expected_output_tokens=100
+            "llama-3.2-90b-vision",
+            PROMPT,
+            image=chart,
+            max_tokens=500,
+            expected_output_tokens=100,
+            counter="heuristic",
         )
     )
+    low, expected, high = text_token_band(PROMPT)
+    template = chat_template_tokens(1, images=1)
     bedrock = estimates["bedrock"]
-    prompt = estimate_text_tokens(PROMPT) + chat_template_tokens(1, images=1)
-    assert bedrock.input_tokens == prompt
-    assert (bedrock.image_tokens_low, bedrock.image_tokens_high) == (0, 2 * 1601)
+    assert bedrock.tokenizer == "heuristic"
+    # Bedrock: Meta's format or the HF date header (+25); the image as the ~0 tokens Bedrock
+    # reports (boto3#4509), up to the padded 4 tiles.
+    assert bedrock.input_tokens == expected + template
+    assert (bedrock.input_tokens_low, bedrock.input_tokens_high) == (
+        low + template, high + template + 25,
+    )  # fmt: skip
+    image = (bedrock.image_tokens_low, bedrock.image_tokens_expected, bedrock.image_tokens_high)
+    assert image == (0, 0, 4 * 1601)
     assert (bedrock.expected_output_tokens, bedrock.max_output_tokens) == (100, 500)
     rate = Decimal("0.72") / 1_000_000
-    assert bedrock.low == prompt * rate
-    assert bedrock.expected == (prompt + 3202 + 100) * rate
-    assert bedrock.high == (prompt + 3202 + 500) * rate
+    assert bedrock.low == (low + template) * rate
+    assert bedrock.expected == (expected + template + 100) * rate
+    assert bedrock.high == (high + template + 25 + 6404 + 500) * rate
+    # OpenRouter: the HF template expected; no image tokens expected (it bills per image).
     openrouter = estimates["openrouter"]
+    assert openrouter.input_tokens == expected + template + 25
+    assert (openrouter.image_tokens_expected, openrouter.image_tokens_high) == (0, 6404)
     # 0.9 / 0.9 per million tokens, plus OpenRouter's per-image price.
+    assert openrouter.expected == (
+        (expected + template + 25) * Decimal("0.9") / 10**6
+        + Decimal("0.005146")
+        + 100 * Decimal("0.9") / 10**6
+    )
     assert openrouter.high == (
-        (prompt + 3202) * Decimal("0.9") / 10**6
+        (high + template + 25 + 6404) * Decimal("0.9") / 10**6
         + Decimal("0.005146")
         + 500 * Decimal("0.9") / 10**6
     )
     assert estimates["ollama"].high == 0
+
+
+def test_exact_counts_leave_only_the_template_band(chart: Path) -> None:
+    pytest.importorskip("quicktok")
+    estimates = _by_provider(llamaroute.estimate("llama-3.2-90b-vision", PROMPT, image=chart))
+    bedrock = estimates["bedrock"]
+    assert bedrock.tokenizer == "llama3-exact (quicktok-v1)"
+    exact = 6 + chat_template_tokens(1, images=1)  # "What does this chart show?" is 6 tokens
+    assert (bedrock.input_tokens_low, bedrock.input_tokens, bedrock.input_tokens_high) == (
+        exact, exact, exact + 25,
+    )  # fmt: skip
+    ollama = estimates["ollama"]  # the stock template's system block: 10 to 15 tokens
+    assert (ollama.input_tokens_low, ollama.input_tokens, ollama.input_tokens_high) == (
+        exact + 10, exact + 15, exact + 15,
+    )  # fmt: skip
+    assert ollama.template_tokens == 15
 
 
 def test_high_defaults_to_the_routes_max_output() -> None:
@@ -166,9 +204,12 @@ def test_bad_input_is_typed_and_comes_first(tmp_path: Path, not_an_image: Path) 
 def test_messages_and_system_are_counted() -> None:
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
                 {"role": "user", "content": "Tell me a joke."}]  # fmt: skip
-    (first, *_) = llamaroute.estimate("llama-3.2-1b", messages=messages, system="Be funny.")
+    (first, *_) = llamaroute.estimate(
+        "llama-3.2-1b", messages=messages, system="Be funny.", counter="heuristic"
+    )
     texts = ["Be funny.", "Hi", "Hello!", "Tell me a joke."]
-    assert first.input_tokens == sum(map(estimate_text_tokens, texts)) + chat_template_tokens(4)
+    prompt = first.input_tokens - first.template_tokens
+    assert prompt == sum(map(estimate_text_tokens, texts)) + chat_template_tokens(4)
 
 
 def test_estimates_are_frozen_models_with_decimal_money() -> None:
@@ -204,10 +245,11 @@ def test_per_route_image_token_overrides_from_the_price_data(tmp_path: Path, cha
         "llama-3.2-90b-vision", PROMPT, image=chart, catalog=catalog, providers=["bedrock"],
         max_tokens=10, expected_output_tokens=10,
     )  # fmt: skip
-    assert (bedrock.image_tokens_low, bedrock.image_tokens_high) == (10, 20)
-    prompt = bedrock.input_tokens
-    assert bedrock.low == Decimal(prompt + 10) / 10**6 + Decimal("0.5")
-    assert bedrock.high == Decimal(prompt + 20 + 10) / 10**6 + Decimal("0.5")
+    # The price entry's ends override the route's (0, 0, 6404); expected stays inside them.
+    image = (bedrock.image_tokens_low, bedrock.image_tokens_expected, bedrock.image_tokens_high)
+    assert image == (10, 10, 20)
+    assert bedrock.low == Decimal(bedrock.input_tokens_low + 10) / 10**6 + Decimal("0.5")
+    assert bedrock.high == Decimal(bedrock.input_tokens_high + 20 + 10) / 10**6 + Decimal("0.5")
 
 
 def test_estimate_does_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,3 +261,37 @@ def test_estimate_does_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     assert llamaroute.estimate("llama-3.2-11b-vision", PROMPT, image="https://example.com/a.png")
+
+
+def test_routes_record_their_template_and_image_billing() -> None:
+    spec = llamaroute.get_model("llama-3.2-90b-vision")
+    routes = {route.provider: route for route in spec.routes if not route.opt_in}
+    # (low, expected, high) extra template tokens over Meta's format, per request.
+    assert routes["openrouter"].template_tokens == (0, 25, 25)
+    assert routes["bedrock"].template_tokens == (0, 0, 25)
+    assert routes["ollama"].template_tokens == (10, 15, 15)
+    # (low, expected, high) input tokens billed per image.
+    assert routes["bedrock"].image_tokens == (0, 0, 6404)
+    assert routes["openrouter"].image_tokens == (0, 0, 6404)
+    assert routes["ollama"].image_tokens == (0, 0, 0)
+
+
+def test_template_and_image_ranges_must_be_ordered(tmp_path: Path) -> None:
+    mine = tmp_path / "bad.toml"
+    mine.write_text(
+        'provider = "ollama"\n[[routes]]\nmodel = "llama-3.2-1b"\nmodel_id = "mine:1b"\n'
+        "template_tokens = [5, 2, 9]\n"
+        'source = "mine"\nchecked = 2026-12-07\n'
+    )
+    with pytest.raises(ConfigurationError, match="low <= expected <= high"):
+        llamaroute.load_catalog(mine)
+
+
+def test_an_image_without_route_data_bills_by_its_tiles() -> None:
+    spec = llamaroute.get_model("llama-3.2-11b-vision")
+    route = next(r for r in spec.routes if r.provider == "ollama").model_copy(
+        update={"image_tokens": None, "template_tokens": (0, 0, 0)}
+    )
+    (ollama,) = estimate_shape(RequestShape(input_tokens=20, image_tiles=(2,)), [route])
+    tiles = (ollama.image_tokens_low, ollama.image_tokens_expected, ollama.image_tokens_high)
+    assert tiles == (0, 2 * 1601, 4 * 1601)

@@ -24,3 +24,14 @@ def test_an_estimate_without_images_never_imports_pillow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False False", out.stderr
+
+
+def test_the_vocabulary_slice_loads_only_for_the_text_that_needs_it() -> None:
+    code = (
+        "import sys, llamaroute; from llamaroute.money import estimate_text_tokens; "
+        "v = 'llamaroute.money._token_vocab'; a = v in sys.modules; "
+        "estimate_text_tokens('Plain English words.'); b = v in sys.modules; "
+        "estimate_text_tokens('Привет, мир'); print(a, b, v in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False False True", out.stderr

@@ -24,7 +24,7 @@ from datetime import date
 from importlib import resources
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .._exceptions import ConfigurationError, UnknownModelError, UnsupportedFeatureError
 from ..images import ImageFormat
@@ -105,6 +105,11 @@ class Route(_Data):
     structured_output: bool = False
     max_temperature: float = Field(default=2.0, gt=0)
     max_stop_sequences: int | None = Field(default=None, ge=0)
+    # Tokens the upstream's chat template adds beyond Meta's format, per request: (low,
+    # expected, high). The Hugging Face template's date header is 20 to 25 (see PROVIDERS.md).
+    template_tokens: tuple[int, int, int] = (0, 0, 0)
+    # Input tokens billed per image: (low, expected, high); None: 0, 1601 per tile, 6404.
+    image_tokens: tuple[int, int, int] | None = None
     unconfirmed: tuple[str, ...] = ()
     # Bedrock's model lifecycle (ACTIVE -> LEGACY -> end of life), shipped with sources and
     # refreshed from ListFoundationModels by `llamaroute prices refresh`.
@@ -157,6 +162,13 @@ class Route(_Data):
     def serves_region(self, region: str | None) -> bool:
         """Whether a client in ``region`` can use this route (always, if it is not regional)."""
         return not self.regions or region in self.regions
+
+    @field_validator("template_tokens", "image_tokens")
+    @classmethod
+    def _ordered_counts(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and not 0 <= value[0] <= value[1] <= value[2]:
+            raise ValueError("must be [low, expected, high] with 0 <= low <= expected <= high")
+        return value
 
     def answers_to(self, model_id: str) -> bool:
         """Whether ``model_id`` names this route (its ID or one of its alternate IDs)."""

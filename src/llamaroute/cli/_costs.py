@@ -101,6 +101,10 @@ def add_cost_commands(
         "--include-opt-in", action="store_true", help="add opt-in routes (OpenRouter :free)"
     )
     est.add_argument("--tokenizer", metavar="FILE", help="Llama 3 tokenizer.json: exact counts")
+    est.add_argument(
+        "--counter", choices=("auto", "exact", "heuristic"), default="auto",
+        help="count text exactly (needs llamaroute[tokens]; auto: when installed) or estimate",
+    )  # fmt: skip
     est.add_argument("--json", action="store_true", help="machine-readable output")
     add_catalog_option(est)
     est.set_defaults(command=lambda args: _estimate(args, load(args), est))
@@ -221,7 +225,7 @@ def _single(args: argparse.Namespace, catalog: Catalog, rate: Rate | None) -> in
         args.model, prompt, image=args.image, system=args.system, max_tokens=args.max_tokens,
         expected_output_tokens=args.expected_output_tokens, providers=args.provider,
         region=args.region, include_opt_in=args.include_opt_in, catalog=catalog,
-        tokenizer=args.tokenizer,
+        tokenizer=args.tokenizer, counter=args.counter,
     )  # fmt: skip
     skipped = getattr(results, "skipped", ())
     n = args.requests if args.requests is not None else DEFAULT_REQUESTS
@@ -240,11 +244,13 @@ def _single(args: argparse.Namespace, catalog: Catalog, rate: Rate | None) -> in
         }))  # fmt: skip
         return 0
     first = results[0]
-    images = ""
-    if first.image_tokens_high:
-        images = f" + 1 image (0 to {first.image_tokens_high:,} image tokens)"
-    print(f"{first.model}: about {first.input_tokens:,} prompt tokens{images}\n")
-    headers = ["provider", "native id", "output (exp/max)", "low", "expected", "high",
+    images = " + 1 image" if args.image is not None else ""
+    prompt_tokens = first.input_tokens - first.template_tokens
+    about = "" if "exact" in first.tokenizer else "about "
+    print(f"{first.model}: {about}{prompt_tokens:,} prompt tokens in Meta's chat format"
+          f"{images} (counted by: {first.tokenizer})\n")  # fmt: skip
+    headers = ["provider", "native id", "input (low/exp/high)", "output (exp/max)", "low",
+               "expected", "high",
                f"expected x{n:,}", f"high x{n:,}", "price age"]  # fmt: skip
     rows = [_estimate_row(item, n) for item in results]
     if rate is not None:
@@ -253,9 +259,10 @@ def _single(args: argparse.Namespace, catalog: Catalog, rate: Rate | None) -> in
             row += [money(rate.over(item.expected, 1, 1)), money(rate.over(item.expected, 1, 30))]
     print(text_table(headers, rows))
     print(
-        "\nlow: the prompt alone (image as 0 tokens, no output). expected: the image in full "
-        "(1601 tokens per 560 px tile)\nand the expected output. high: the image in full and "
-        "every allowed output token."
+        "\ninput: prompt + chat template + image tokens as the route bills them (Bedrock counts "
+        "about 0 for an image,\nOpenRouter charges its per-image price instead; high: the padded "
+        "4 tiles x 1601). low: the fewest input\ntokens, no output. expected: the expected "
+        "input and output. high: the most input tokens and every\nallowed output token."
     )
     if rate is not None:
         print(f"a day, a month (30 days): at {rate}.")
@@ -290,6 +297,9 @@ def _times(amount: Decimal | None, n: int) -> Decimal | None:
 def _estimate_row(item: Estimate, n: int) -> list[str]:
     return [
         item.provider, item.model_id,
+        f"{item.input_tokens_low + item.image_tokens_low:,} / "
+        f"{item.input_tokens + item.image_tokens_expected:,} / "
+        f"{item.input_tokens_high + item.image_tokens_high:,}",
         f"{item.expected_output_tokens:,} / {item.max_output_tokens:,}",
         money(item.low), money(item.expected), money(item.high),
         money(_times(item.expected, n)), money(_times(item.high, n)), _age_text(item),

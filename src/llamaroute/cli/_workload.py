@@ -48,7 +48,7 @@ def run_workload(args: argparse.Namespace, catalog: Catalog, rate: Rate | None) 
         lines = progress.track(handle) if progress is not None else handle
         result = estimate_workload(
             lines, args.model, catalog=catalog, providers=args.provider, region=args.region,
-            include_opt_in=args.include_opt_in, tokenizer=args.tokenizer,
+            include_opt_in=args.include_opt_in, tokenizer=args.tokenizer, counter=args.counter,
             base_dir=path.parent, on_bad_line=bad_line,
             on_progress=progress.show if progress is not None else None,
         )  # fmt: skip
@@ -234,7 +234,9 @@ class _View:
             "model_id": item.route.model_id, "requests": tokens.requests,
             "images": tokens.images, "skipped": item.skipped,
             "skip_reason": item.skip_reason or None,
-            "input_tokens_low": tokens.input_low, "input_tokens_high": tokens.input_high,
+            "input_tokens_low": tokens.input_low,
+            "input_tokens_expected": tokens.input_expected,
+            "input_tokens_high": tokens.input_high,
             "output_tokens_expected": tokens.output_expected,
             "output_tokens_max": tokens.output_high,
             **self.amounts(item.costs()),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 import os
 import stat
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ __all__ = [
     "ImageFetchPolicy",
     "ImageFormat",
     "ImageSource",
+    "best_fit_canvas",
     "image_tiles",
     "image_token_range",
     "is_image_source",
@@ -91,15 +91,47 @@ def sniff_format(data: bytes) -> ImageFormat | None:
     return None
 
 
-def image_tiles(width: int, height: int) -> int:
-    """How many 560 px tiles Llama 3.2 Vision uses for an image of this size (1 to 4).
+def _canvases(max_tiles: int = MAX_TILES) -> tuple[tuple[int, int], ...]:
+    """Canvases of 1 to ``max_tiles`` tiles as (tiles across, tiles down), in the order of
+    ``find_supported_resolutions`` in meta-llama/llama-models
+    ``models/llama3/multimodal/image_transform.py`` (the order breaks ties there)."""
+    by_ratio: dict[float, list[tuple[int, int]]] = {}
+    for tiles in range(max_tiles, 0, -1):
+        for factor in sorted(f for f in range(1, tiles + 1) if tiles % f == 0):
+            by_ratio.setdefault(factor / (tiles // factor), []).append((factor, tiles // factor))
+    return tuple(canvas for group in by_ratio.values() for canvas in group)
 
-    The model resizes the image onto the best canvas of at most four tiles (1x1 up to 2x2,
-    1x4 or 4x1), so this is ``min(ceil(w / 560) * ceil(h / 560), 4)``.
+
+_CANVASES = _canvases()
+
+
+def best_fit_canvas(width: int, height: int) -> tuple[int, int]:
+    """The canvas (tiles across, tiles down) Llama 3.2 Vision resizes an image onto.
+
+    Meta's ``get_best_fit`` (llama-models ``image_transform.py``): each canvas of 1 to 4 tiles
+    of 560 px allows a scale without distortion, ``min(canvas_w / w, canvas_h / h)``. If some
+    canvas needs no downscaling, the smallest such scale wins (the least upscaling); otherwise
+    the largest (the least downscaling). Among canvases with the chosen scale, the smallest
+    area wins (the least padding).
     """
     if width <= 0 or height <= 0:
         raise ValueError("image width and height must be positive")
-    return min(math.ceil(width / TILE_SIZE) * math.ceil(height / TILE_SIZE), MAX_TILES)
+    scales = [
+        min(across * TILE_SIZE / width, down * TILE_SIZE / height) for across, down in _CANVASES
+    ]
+    upscaling = [scale for scale in scales if scale >= 1]
+    chosen = min(upscaling) if upscaling else max(scales)
+    fits = [canvas for canvas, scale in zip(_CANVASES, scales, strict=True) if scale == chosen]
+    return min(fits, key=lambda canvas: canvas[0] * canvas[1])
+
+
+def image_tiles(width: int, height: int) -> int:
+    """How many 560 px tiles Llama 3.2 Vision uses for an image of this size (1 to 4): the
+    tiles of :func:`best_fit_canvas`. (``ceil(w / 560) * ceil(h / 560)`` capped at 4
+    over-counts images that the model downscales onto fewer tiles: 1200 x 600 and
+    2000 x 1000 take 2, not 4.)"""
+    across, down = best_fit_canvas(width, height)
+    return across * down
 
 
 def image_token_range(image: _Payload) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from ._estimate import (
     TokenTotals,
     estimate,
     estimate_shape,
+    image_token_range,
     request_shape,
     route_tokens,
     select_routes,
@@ -31,13 +32,21 @@ from ._estimate import (
 from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary
 from ._reconcile import Corrections, RouteDrift
 from ._sqlite_ledger import SqliteLedger, open_ledger
-from ._tokens import _SYMBOLS as SYMBOLS  # counted at SYMBOL_TOKENS_X100 each; for bench/
+from ._token_heuristic import PIECES, text_token_band
+from ._token_heuristic import class_costs as token_class_costs
+from ._token_heuristic import letter_script as token_script
+from ._token_heuristic import pieces as token_pieces
 from ._tokens import (
-    CHARS_PER_TOKEN,
-    SYMBOL_TOKENS_X100,
+    EXACT_COUNTER,
+    HEURISTIC,
+    MAX_TEMPLATE_EXTRA,
+    PADDED_IMAGE_TOKENS,
     TOKENIZER_ENV,
+    CounterChoice,
     TextCounter,
+    TokenCounter,
     chat_template_tokens,
+    conservative_prompt_tokens,
     detect_language,
     estimate_text_tokens,
     image_positions,
@@ -56,14 +65,17 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "CHARS_PER_TOKEN",
     "DEFAULT_EXPECTED_OUTPUT_TOKENS",
-    "SYMBOLS",
-    "SYMBOL_TOKENS_X100",
+    "EXACT_COUNTER",
+    "HEURISTIC",
+    "MAX_TEMPLATE_EXTRA",
+    "PADDED_IMAGE_TOKENS",
+    "PIECES",
     "TOKENIZER_ENV",
     "Accounting",
     "BadLine",
     "Corrections",
+    "CounterChoice",
     "Estimate",
     "Estimates",
     "Ledger",
@@ -76,10 +88,12 @@ __all__ = [
     "SpendSummary",
     "SqliteLedger",
     "TextCounter",
+    "TokenCounter",
     "TokenTotals",
     "WorkloadOption",
     "WorkloadResult",
     "chat_template_tokens",
+    "conservative_prompt_tokens",
     "cost_from_usage",
     "detect_language",
     "estimate",
@@ -88,6 +102,7 @@ __all__ = [
     "estimate_workload",
     "image_positions",
     "image_tiles_for",
+    "image_token_range",
     "open_ledger",
     "parse_line",
     "price_for",
@@ -97,6 +112,10 @@ __all__ = [
     "route_tokens",
     "select_routes",
     "text_counter",
+    "text_token_band",
+    "token_class_costs",
+    "token_pieces",
+    "token_script",
     "tokens_cost",
     "worst_case_cost",
 ]
@@ -104,6 +123,7 @@ __all__ = [
 _WORKLOAD = {
     "BadLine",
     "RouteDrift",
+    "CounterChoice",
     "RouteTotals",
     "WorkloadOption",
     "WorkloadResult",

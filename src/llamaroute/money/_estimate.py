@@ -24,7 +24,15 @@ from .._request import ChatRequest, Message
 from ..catalog import region_skip_reason
 from ..catalog._prices import Price
 from ._cost import tokens_cost
-from ._tokens import chat_template_tokens, image_positions, image_tiles_for, text_counter
+from ._tokens import (
+    HEURISTIC,
+    PADDED_IMAGE_TOKENS,
+    CounterChoice,
+    chat_template_tokens,
+    image_positions,
+    image_tiles_for,
+    text_counter,
+)
 
 if TYPE_CHECKING:
     from ..catalog._catalog import Catalog, Route
@@ -38,6 +46,7 @@ __all__ = [
     "TokenTotals",
     "estimate",
     "estimate_shape",
+    "image_token_range",
     "request_shape",
     "route_tokens",
     "select_routes",
@@ -56,14 +65,32 @@ DEFAULT_EXPECTED_OUTPUT_TOKENS = 256
 class RequestShape:
     """What an estimate needs to know about one request: its size, not its content.
 
-    ``input_tokens`` counts the text with the chat template and each image's ``<|image|>``
-    tag; ``image_tiles`` has one entry (1 to 4 tiles) per image.
+    ``input_tokens`` counts the text in Meta's chat format with each image's ``<|image|>``
+    tag (what a route's template adds on top is the route's ``template_tokens``);
+    ``input_tokens_low`` and ``input_tokens_high`` bracket it when the text was estimated
+    rather than counted (``None``: equal to it). ``image_tiles`` has one entry (1 to 4 tiles)
+    per image. ``tokenizer`` names how the text was counted.
     """
 
     input_tokens: int
     image_tiles: tuple[int, ...] = ()
     max_tokens: int | None = None
     expected_output_tokens: int | None = None
+    input_tokens_low: int | None = None
+    input_tokens_high: int | None = None
+    tokenizer: str = HEURISTIC
+
+    @property
+    def input_low(self) -> int:
+        """The fewest prompt tokens the text can be (never above ``input_tokens``)."""
+        low = self.input_tokens_low
+        return self.input_tokens if low is None else min(low, self.input_tokens)
+
+    @property
+    def input_high(self) -> int:
+        """The most prompt tokens the text can be (never below ``input_tokens``)."""
+        high = self.input_tokens_high
+        return self.input_tokens if high is None else max(high, self.input_tokens)
 
 
 @dataclass(slots=True)
@@ -80,23 +107,27 @@ class TokenTotals:
     input_high: int = 0
     output_expected: int = 0
     output_high: int = 0
+    input_expected: int = 0
 
     def add(self, other: TokenTotals) -> None:
         """Add ``other``'s counts to these."""
         self.requests += other.requests
         self.images += other.images
         self.input_low += other.input_low
+        self.input_expected += other.input_expected
         self.input_high += other.input_high
         self.output_expected += other.output_expected
         self.output_high += other.output_high
 
     def costs(self, price: Price) -> tuple[Decimal, Decimal, Decimal]:
-        """(low, expected, high) USD at ``price``: low bills no image tokens and no output;
-        expected the full image tokens and the expected output; high the full image tokens
-        and every allowed output token."""
+        """(low, expected, high) USD at ``price``: low bills the fewest input tokens and no
+        output; expected the expected input and output; high the most input tokens and every
+        allowed output token. Each bills the per-image price, where there is one."""
         return (
             _total(tokens_cost(price, self.input_low, 0, images=self.images)),
-            _total(tokens_cost(price, self.input_high, self.output_expected, images=self.images)),
+            _total(
+                tokens_cost(price, self.input_expected, self.output_expected, images=self.images)
+            ),
             _total(tokens_cost(price, self.input_high, self.output_high, images=self.images)),
         )
 
@@ -110,9 +141,8 @@ def route_tokens(route: Route, price: Price | None, shape: RequestShape) -> Toke
 
     The output is capped by the route's max output and by what the context window leaves; a
     ``max_tokens`` above the route's max output is clamped (as the client clamps it), one that
-    does not fit the context window beside the prompt is a reason to skip the route. Images
-    count from ``image_tokens_low`` (default 0) to ``image_tokens_high`` (default: 1601 per
-    560 px tile) of the route's price entry.
+    does not fit the context window beside the prompt is a reason to skip the route. The
+    route's chat template adds ``template_tokens`` and its images :func:`image_token_range`.
     """
     images = len(shape.image_tiles)
     if images > route.max_images:
@@ -121,15 +151,16 @@ def route_tokens(route: Route, price: Price | None, shape: RequestShape) -> Toke
             if not route.max_images
             else f"takes at most {route.max_images} image(s) per request, not {images}"
         )
-    room = route.context_window - shape.input_tokens
+    template_low, template_expected, template_high = route.template_tokens
+    prompt = shape.input_tokens + template_expected
+    room = route.context_window - prompt
     if room <= 0:
         return (
-            f"the prompt is about {shape.input_tokens:,} tokens; the context window is "
-            f"{route.context_window:,}"
+            f"the prompt is about {prompt:,} tokens; the context window is {route.context_window:,}"
         )
     if shape.max_tokens is not None and shape.max_tokens > room:
         return (
-            f"about {shape.input_tokens:,} prompt tokens + max_tokens {shape.max_tokens:,} "
+            f"about {prompt:,} prompt tokens + max_tokens {shape.max_tokens:,} "
             f"exceed the context window of {route.context_window:,}"
         )
     cap = min(route.max_output_tokens or room, room)
@@ -137,34 +168,62 @@ def route_tokens(route: Route, price: Price | None, shape: RequestShape) -> Toke
     expected_out = shape.expected_output_tokens
     if expected_out is None:
         expected_out = DEFAULT_EXPECTED_OUTPUT_TOKENS
-    low_each = price.image_tokens_low if price and price.image_tokens_low is not None else 0
-    high_each = price.image_tokens_high if price else None
-    image_high = sum(
-        high_each if high_each is not None else image_positions(tiles)
-        for tiles in shape.image_tiles
-    )
+    image_low, image_expected, image_high = image_token_range(route, price, shape.image_tiles)
     return TokenTotals(
         requests=1,
         images=images,
-        input_low=shape.input_tokens + low_each * images,
-        input_high=shape.input_tokens + image_high,
+        input_low=shape.input_low + template_low + image_low,
+        input_expected=shape.input_tokens + template_expected + image_expected,
+        input_high=shape.input_high + template_high + image_high,
         output_expected=min(expected_out, max_out),
         output_high=max_out,
     )
 
 
+def image_token_range(
+    route: Route, price: Price | None, tiles: Sequence[int]
+) -> tuple[int, int, int]:
+    """(low, expected, high) input tokens billed for images of these ``tiles`` on ``route``.
+
+    Per image, from the route's ``image_tokens`` (catalog data: Bedrock counts about 0,
+    OpenRouter bills a per-image price instead, Ollama nothing), else 0, 1601 per tile and
+    the padded 4 tiles (6,404). A price entry's ``image_tokens_low``/``image_tokens_high``
+    override the ends.
+    """
+    low = expected = high = 0
+    for count in tiles:
+        if route.image_tokens is not None:
+            each_low, each_expected, each_high = route.image_tokens
+        else:
+            each_low, each_expected, each_high = 0, image_positions(count), PADDED_IMAGE_TOKENS
+        if price is not None and price.image_tokens_low is not None:
+            each_low = price.image_tokens_low
+        if price is not None and price.image_tokens_high is not None:
+            each_high = price.image_tokens_high
+        low += each_low
+        expected += max(min(each_expected, each_high), each_low)
+        high += max(each_high, each_low)
+    return low, expected, high
+
+
 class Estimate(BaseModel):
     """What one request would cost on one route, before it is sent.
 
-    ``input_tokens`` is the prompt (text, chat template, one ``<|image|>`` tag per image);
-    images add ``image_tokens_low`` to ``image_tokens_high`` more, since providers do not
-    document how they bill them. ``low`` bills the prompt alone (no image tokens, no output);
-    ``expected`` the full image tokens and ``expected_output_tokens``; ``high`` the full image
+    ``input_tokens`` is the expected prompt: text, the route's chat template, one
+    ``<|image|>`` tag per image. ``input_tokens_low`` and ``input_tokens_high`` bracket it:
+    the text's estimate band (none when ``tokenizer`` is an exact count) and the templates the
+    route's upstream may use (``template_tokens`` is the expected extra over Meta's format).
+    Images add ``image_tokens_low`` to ``image_tokens_high`` input tokens,
+    ``image_tokens_expected`` expected, by the route's billing (and its per-image price, in
+    ``price.image``, on top). ``low`` bills the fewest input tokens and no output;
+    ``expected`` the expected input and ``expected_output_tokens``; ``high`` the most input
     tokens and all ``max_output_tokens``. Amounts are exact USD decimals, ``None`` when the
     route's price is unknown. ``price`` is the dated price used (for a route priced per
     region, the price of the caller's region, or the highest one if the region is not known);
     ``price_checked`` is the date its source was read, ``price_age_days`` the days since, and
     ``price_stale`` whether that is more than its provider's ``stale_after_days``.
+    ``tokenizer`` says how the text was counted: ``"llama3-exact (quicktok-v1)"`` or
+    ``"heuristic"``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -173,7 +232,11 @@ class Estimate(BaseModel):
     provider: str
     model_id: str
     input_tokens: int
+    input_tokens_low: int = 0
+    input_tokens_high: int = 0
+    template_tokens: int = 0
     image_tokens_low: int = 0
+    image_tokens_expected: int = 0
     image_tokens_high: int = 0
     expected_output_tokens: int
     max_output_tokens: int
@@ -184,6 +247,7 @@ class Estimate(BaseModel):
     price_checked: date | None = None
     price_age_days: int | None = None
     price_stale: bool = False
+    tokenizer: str = HEURISTIC
 
     @property
     def pinned(self) -> str:
@@ -253,14 +317,19 @@ def estimate_shape(
         low = expected = high = None
         if price is not None:
             low, expected, high = tokens.costs(price)
+        images = image_token_range(route, price, shape.image_tiles)
         found.append(
             Estimate(
                 model=route.model,
                 provider=route.provider,
                 model_id=route.model_id,
-                input_tokens=shape.input_tokens,
-                image_tokens_low=tokens.input_low - shape.input_tokens,
-                image_tokens_high=tokens.input_high - shape.input_tokens,
+                input_tokens=tokens.input_expected - images[1],
+                input_tokens_low=tokens.input_low - images[0],
+                input_tokens_high=tokens.input_high - images[2],
+                template_tokens=route.template_tokens[1],
+                image_tokens_low=images[0],
+                image_tokens_expected=images[1],
+                image_tokens_high=images[2],
                 expected_output_tokens=tokens.output_expected,
                 max_output_tokens=tokens.output_high,
                 low=low,
@@ -270,6 +339,7 @@ def estimate_shape(
                 price_checked=None if price is None else price.checked,
                 price_age_days=None if price is None else price.age_days(today),
                 price_stale=price is not None and price.is_stale(today),
+                tokenizer=shape.tokenizer,
             )
         )
     return Estimates(sorted(found, key=_order), skipped)
@@ -281,21 +351,30 @@ def request_shape(
     expected_output_tokens: int | None = None,
     tokenizer: str | os.PathLike[str] | None = None,
     tiles: Sequence[int] | None = None,
+    counter: CounterChoice = "auto",
 ) -> RequestShape:
-    """The shape of a validated request: its prompt tokens (exact with a ``tokenizer.json``,
-    see :func:`~llamaroute._tokens.text_counter`) and its images' tiles. Reads each image
+    """The shape of a validated request: its prompt tokens in Meta's chat format, counted as
+    :func:`~llamaroute.money.text_counter` chooses (exact with the ``tokens`` extra, else
+    estimated with a band), and its images' tiles. Reads each image
     (:class:`~llamaroute.InvalidImageError` if one is missing or not an image) unless the
     caller, who has already loaded them, passes their ``tiles``."""
     if tiles is None:
         tiles = tuple(image_tiles_for(part.image) for part in request.images)
     tiles = tuple(tiles)
-    count = text_counter(tokenizer)
-    text = sum(count(message.text) for message in request.messages)
+    count = text_counter(tokenizer, counter)
+    low = expected = high = 0
+    for message in request.messages:
+        band = count.band(message.text)
+        low, expected, high = low + band[0], expected + band[1], high + band[2]
+    template = chat_template_tokens(len(request.messages), len(tiles))
     return RequestShape(
-        input_tokens=text + chat_template_tokens(len(request.messages), len(tiles)),
+        input_tokens=expected + template,
         image_tiles=tiles,
         max_tokens=request.max_tokens,
         expected_output_tokens=expected_output_tokens,
+        input_tokens_low=low + template,
+        input_tokens_high=high + template,
+        tokenizer=count.name,
     )
 
 
@@ -313,6 +392,7 @@ def estimate(
     include_opt_in: bool = False,
     catalog: Catalog | None = None,
     tokenizer: str | os.PathLike[str] | None = None,
+    counter: CounterChoice = "auto",
 ) -> list[Estimate]:
     """What a request would cost on each route that can serve it, cheapest first. No network.
 
@@ -322,8 +402,11 @@ def estimate(
     ``max_tokens`` is generated (default: the route's max output). ``providers`` keeps only
     those providers' routes, ``region`` only the routes usable from that region,
     ``include_opt_in`` adds opt-in routes such as OpenRouter's ``:free`` variants.
-    ``tokenizer`` (or ``$LLAMAROUTE_TOKENIZER``) is a Llama 3 ``tokenizer.json`` to count the
-    text exactly, with the ``tokenizers`` package.
+    The text is counted exactly when the ``tokens`` extra is installed (``pip install
+    'llamaroute[tokens]'``), else estimated with a band (each estimate's ``tokenizer`` says
+    which); ``counter="heuristic"`` forces the estimate, ``counter="exact"`` requires the
+    tokenizer. ``tokenizer`` (or ``$LLAMAROUTE_TOKENIZER``) is a Llama 3 ``tokenizer.json``
+    to count with the ``tokenizers`` package instead.
 
     A route whose price is unknown is listed last with ``None`` amounts. Routes that cannot
     serve the request (a text-only route for an image, a context window too small) are left
@@ -358,8 +441,9 @@ def estimate(
             f"expected_output_tokens must be a whole number >= 0, not {expected_output_tokens!r}"
         )
     shape = request_shape(
-        request, expected_output_tokens=expected_output_tokens, tokenizer=tokenizer
-    )
+        request, expected_output_tokens=expected_output_tokens, tokenizer=tokenizer,
+        counter=counter,
+    )  # fmt: skip
     resolution = catalog.resolve(model, include_opt_in=include_opt_in)
     if shape.image_tiles and not resolution.model.vision:
         vision = [spec.key for spec in catalog.models() if spec.vision]

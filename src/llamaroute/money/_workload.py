@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import InvalidImageError, InvalidRequestError, UnsupportedFeatureError
 from .._request import MAX_OUTPUT_TOKENS
 from ._estimate import RequestShape, SkippedRoute, split_routes
-from ._tokens import TextCounter, chat_template_tokens, image_tiles_for, text_counter
+from ._tokens import (
+    CounterChoice,
+    TextCounter,
+    TokenCounter,
+    chat_template_tokens,
+    image_tiles_for,
+    text_counter,
+)
 from ._workload_totals import (
     BadLine,
     Demand,
@@ -104,11 +111,24 @@ def parse_line(raw: str | bytes, count: TextCounter, images: _Images | None = No
     Raises :class:`~llamaroute.InvalidRequestError` (or :class:`~llamaroute.InvalidImageError`)
     saying what is wrong with it.
     """
-    return _parse(raw, count, images)[1]
+    band = count.band if isinstance(count, TokenCounter) else _exact_band(count)
+    name = count.name if isinstance(count, TokenCounter) else "custom"
+    return _parse(raw, band, images, name)[1]
+
+
+def _exact_band(count: TextCounter) -> Callable[[str], tuple[int, int, int]]:
+    def band(text: str) -> tuple[int, int, int]:
+        tokens = count(text)
+        return tokens, tokens, tokens
+
+    return band
 
 
 def _parse(
-    raw: str | bytes, count: TextCounter, images: _Images | None
+    raw: str | bytes,
+    band: Callable[[str], tuple[int, int, int]],
+    images: _Images | None,
+    tokenizer: str,
 ) -> tuple[str | None, RequestShape]:
     """The line's own ``model`` (``None`` if it names none) and its shape."""
     try:
@@ -136,9 +156,16 @@ def _parse(
     turns = _turns(data)
     reader = images or _Images(None)
     tiles = tuple(reader.tiles(ref) for _, _, refs in turns for ref in refs)
-    text = sum(count(content) for _, content, _ in turns)
+    low = expected = high = 0
+    for _, content, _ in turns:
+        counted = band(content)
+        low, expected, high = low + counted[0], expected + counted[1], high + counted[2]
+    template = chat_template_tokens(len(turns), len(tiles))
     return model, RequestShape(
-        input_tokens=text + chat_template_tokens(len(turns), len(tiles)),
+        input_tokens=expected + template,
+        input_tokens_low=low + template,
+        input_tokens_high=high + template,
+        tokenizer=tokenizer,
         image_tiles=tiles,
         max_tokens=_whole(
             data.get("max_tokens"), "max_tokens", minimum=1, maximum=MAX_OUTPUT_TOKENS
@@ -255,6 +282,7 @@ def estimate_workload(
     region: str | None = None,
     include_opt_in: bool = False,
     tokenizer: str | os.PathLike[str] | None = None,
+    counter: CounterChoice = "auto",
     base_dir: str | os.PathLike[str] | None = None,
     on_bad_line: Callable[[BadLine], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -266,7 +294,8 @@ def estimate_workload(
     line is a bad line). Relative image paths are read from ``base_dir`` (the workload file's
     folder, for the command line). ``on_bad_line`` is called for each bad line as it is met
     (an unknown model on a line is one); the result keeps the count and the first few.
-    ``on_progress`` gets the number of lines read every few thousand lines. Raises, before
+    ``on_progress`` gets the number of lines read every few thousand lines. ``counter`` and
+    ``tokenizer`` choose how text is counted, as for :func:`~llamaroute.estimate`. Raises, before
     reading a line: :class:`~llamaroute.UnknownModelError` for an unknown default model,
     :class:`~llamaroute.ConfigurationError` for unknown providers or an unknown region, and
     :class:`~llamaroute.UnsupportedFeatureError` when no route of the default model matches
@@ -310,14 +339,15 @@ def estimate_workload(
         )
     result = WorkloadResult(model=default.key if default is not None else "")
     # Workloads repeat their system prompts and templates: remember recent counts.
-    count = functools.lru_cache(maxsize=4096)(text_counter(tokenizer))
+    counting = text_counter(tokenizer, counter)
+    band = functools.lru_cache(maxsize=4096)(counting.band)
     images = _Images(Path(base_dir) if base_dir is not None else None)
     for number, raw in _numbered(lines):
         result.lines += 1
         if on_progress is not None and not result.lines % _PROGRESS_EVERY:
             on_progress(number)
         try:
-            name, shape = _parse(raw, count, images)
+            name, shape = _parse(raw, band, images, counting.name)
             if name is not None:
                 demand = demand_for(name)
             elif default is not None:

@@ -228,6 +228,8 @@ def _limits(route: Route, price: Price | None) -> tuple[object, ...]:
         route.context_window,
         route.max_output_tokens,
         route.max_images,
+        route.template_tokens,
+        route.image_tokens,
         price.image_tokens_low if price else None,
         price.image_tokens_high if price else None,
     )
