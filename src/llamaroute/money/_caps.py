@@ -19,7 +19,8 @@ from .._request import ChatRequest
 from ..catalog._catalog import Route
 from ..catalog._prices import Price
 from ._cost import tokens_cost
-from ._tokens import image_positions
+from ._estimate import image_token_range
+from ._tokens import prompt_token_ceiling
 
 __all__ = [
     "TEMPLATE_CEILING_FIXED",
@@ -37,13 +38,6 @@ TEMPLATE_CEILING_FIXED = 64
 TEMPLATE_CEILING_PER_MESSAGE = 8
 #: Per image: the ``<|image|>`` tag (the image's own tokens are bounded by the price entry).
 TEMPLATE_CEILING_PER_IMAGE = 2
-
-
-def prompt_token_ceiling(text: str) -> int:
-    """At most how many Llama 3 tokens ``text`` can be: its UTF-8 length in bytes (every
-    token covers at least one byte). ``"🦙"`` is 4 bytes and 3 tokens; a family emoji is 25
-    bytes and 15 tokens; ``"hello world"`` is 11 bytes and 2 tokens."""
-    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def request_token_ceiling(request: ChatRequest) -> int:
@@ -67,13 +61,11 @@ def worst_case_cost(
     max_tokens: int | None,
 ) -> Decimal:
     """The most one attempt can cost on ``route`` at ``price``: the prompt at its ceiling (no
-    more than the context window, which a longer prompt cannot pass), each image at the price
-    entry's high bound (default: 1601 tokens per 560 px tile) plus its per-image charge, and
-    every output token the request (or else the route) allows."""
-    high_each = price.image_tokens_high
-    image_tokens = sum(
-        high_each if high_each is not None else image_positions(tiles) for tiles in image_tiles
-    )
+    more than the context window, which a longer prompt cannot pass), each image at the high
+    end of the route's image billing (the padded 4 tiles, 6,404 tokens, unless the route or
+    price entry says otherwise: :func:`~._estimate.image_token_range`) plus its per-image
+    charge, and every output token the request (or else the route) allows."""
+    _, _, image_tokens = image_token_range(route, price, image_tiles)
     prompt = min(prompt_ceiling + image_tokens, route.context_window)
     output = route.max_output_tokens or route.context_window
     if max_tokens is not None:

@@ -42,6 +42,7 @@ __all__ = [
     "estimate_text_tokens",
     "image_positions",
     "image_tiles_for",
+    "prompt_token_ceiling",
     "text_counter",
 ]
 
@@ -82,18 +83,21 @@ class TokenCounter:
 _HEURISTIC_COUNTER = TokenCounter(HEURISTIC, False, estimate_text_tokens)
 
 
+def prompt_token_ceiling(text: str) -> int:
+    """At most how many Llama 3 tokens ``text`` can be: its UTF-8 length in bytes (every
+    token covers at least one byte). ``"🦙"`` is 4 bytes and 3 tokens; a family emoji is 25
+    bytes and 15 tokens; ``"hello world"`` is 11 bytes and 2 tokens."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def conservative_prompt_tokens(text: str, messages: int = 1) -> int:
     """A count that never falls below the exact Llama 3 count of ``text`` sent as
-    ``messages`` messages by any upstream in the catalog: its UTF-8 bytes (every Llama 3
-    token covers at least one byte) plus the largest chat-template overhead (Meta's format
+    ``messages`` messages by any upstream in the catalog: its UTF-8 bytes
+    (:func:`prompt_token_ceiling`) plus the largest chat-template overhead (Meta's format
     and the Hugging Face template's date header, :data:`MAX_TEMPLATE_EXTRA`). For budget
     reservations, where an undercount would let spend through; about 4x the real count for
     English."""
-    return (
-        len(text.encode("utf-8", "surrogatepass"))
-        + chat_template_tokens(messages)
-        + MAX_TEMPLATE_EXTRA
-    )
+    return prompt_token_ceiling(text) + chat_template_tokens(messages) + MAX_TEMPLATE_EXTRA
 
 
 # Llama 3 chat template (meta-llama/llama-models, models/llama3_2/text_prompt_format.md):
