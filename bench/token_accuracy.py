@@ -20,6 +20,7 @@ the odd-numbered ones (held out) before writing the rates fitted on all prompts.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import pprint
 import re
@@ -273,7 +274,16 @@ def choose_spread(
     return best[1] if best else (80, 300, 2)
 
 
-VOCAB = ROOT / "src" / "llamaroute" / "money" / "_token_vocab.py"
+VOCAB = ROOT / "src" / "llamaroute" / "_data" / "token_vocab.json"
+VOCAB_ABOUT = (
+    "Slices of the Llama 3 vocabulary (quicktok-v1's llama3 encoding, the ids of Meta's "
+    "tokenizer.model) that the fast token estimate looks up; written by `python "
+    "bench/token_accuracy.py --calibrate`. Do not edit by hand. single_token_chars: symbols, "
+    "Han, kana and Hangul characters that are one token each. two_token_emoji: emoji that are "
+    "two tokens (the others are three). cjk_tokens: tokens of 2+ Han, kana or Hangul "
+    "characters, space-separated (a leading space written as U+2581). word_vocab: per "
+    "alphabetic script, its tokens of 2+ letters, written as cjk_tokens."
+)
 MATCHED = ("cyrillic", "greek", "arabic")  # Hebrew: 20 tokens, its letters go one by one
 
 
@@ -301,31 +311,16 @@ def write_vocab(enc) -> None:  # type: ignore[no-untyped-def]
         elif len(found) == 1 and (script := found.pop()) in MATCHED:
             scripts[script].append(text.replace(" ", "\u2581"))
 
-    def chunks(text: str, width: int) -> str:
-        return "\n".join(f"    {text[i : i + width]!r}" for i in range(0, len(text), width))
-
     vocab = {k: " ".join(sorted(v)) for k, v in scripts.items() if k != "cjk"}
-    VOCAB.write_text(
-        "# ruff: noqa: RUF001, E501  (the vocabulary's own characters)\n"
-        '"""Slices of the Llama 3 vocabulary (quicktok-v1\'s ``llama3`` encoding, the ids of '
-        "Meta's\n"
-        "``tokenizer.model``) that the fast token estimate looks up, written by\n"
-        "``python bench/token_accuracy.py --calibrate``. Loaded on first use. Do not edit by "
-        'hand."""\n\n'
-        "from __future__ import annotations\n\n"
-        "#: Symbols, Han, kana and Hangul characters that are one token each.\n"
-        f"SINGLE_TOKEN_CHARS = (\n{chunks(single, 40)}\n)\n\n"
-        "#: Emoji that are two tokens (the others are three).\n"
-        f"TWO_TOKEN_EMOJI = (\n{chunks(emoji, 40)}\n)\n\n"
-        "#: Tokens of 2+ Han, kana or Hangul characters, space-separated (a leading space\n"
-        "#: written as U+2581).\n"
-        f"CJK_TOKENS = (\n{chunks(' '.join(sorted(scripts['cjk'])), 80)}\n)\n\n"
-        "#: Per alphabetic script, its tokens of 2+ letters, written as CJK_TOKENS.\n"
-        "WORD_VOCAB: dict[str, str] = {\n"
-        + "".join(f"    {k!r}: (\n{chunks(v, 80)}\n    ),\n" for k, v in vocab.items())
-        + "}\n",
-        encoding="utf-8",
-    )
+    data = {
+        "about": VOCAB_ABOUT,
+        "single_token_chars": single,
+        "two_token_emoji": emoji,
+        "cjk_tokens": " ".join(sorted(scripts["cjk"])),
+        "word_vocab": vocab,
+    }
+    VOCAB.write_text(json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True) + "\n",
+                     encoding="utf-8")  # fmt: skip
 
 
 def write_rates(

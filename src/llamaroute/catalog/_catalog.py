@@ -1,8 +1,7 @@
 """The model catalog: Llama 3.2 keys, and the routes (provider + native ID + limits) serving them.
 
-The package ships ``_data/catalog.json``, compiled by ``scripts/build_data.py`` from the
-reviewed TOML in ``providers/``. It is read lazily, once, on first use. Users extend or override
-it with their own TOML files in the same format (:func:`load_catalog`).
+The package ships ``_data/catalog.json``, compiled by ``scripts/build_data.py`` from the reviewed
+TOML in ``providers/``, read once, on first use; :func:`load_catalog` layers user TOML over it.
 
 A model name resolves in this order:
 
@@ -28,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .._exceptions import ConfigurationError, UnknownModelError, UnsupportedFeatureError
 from ..images import ImageFormat
-from ._notices import CatalogNotices
+from ._notices import CatalogNotices, lifecycle_text
 from ._prices import Price, RoutePrices, match_prices
 from ._regions import check_region
 
@@ -136,18 +135,7 @@ class Route(_Data):
     def lifecycle_text(self, today: date) -> str:
         """The lifecycle as a short phrase (``active``, ``legacy since 2026-01-07``,
         ``eol 2026-07-07?``; ``?`` marks an unconfirmed date)."""
-        eol = self.end_of_life
-        mark = "?" if "end_of_life" in self.unconfirmed else ""
-        if self.past_end_of_life(today):
-            return f"eol {eol.isoformat()}" if eol else "eol"
-        if eol is not None and eol <= today:
-            return f"eol {eol.isoformat()}{mark}"
-        text: str = self.lifecycle
-        if self.lifecycle == "legacy" and self.legacy_date is not None:
-            text += f" since {self.legacy_date.isoformat()}"
-        if eol is not None:
-            text += f", eol {eol.isoformat()}{mark}"
-        return text
+        return lifecycle_text(self, today)
 
     @property
     def pinned(self) -> str:

@@ -13,15 +13,35 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ._catalog import Route
     from ._prices import Price
 
-__all__ = ["CatalogNotices"]
+__all__ = ["CatalogNotices", "lifecycle_text"]
 
 logger = logging.getLogger("llamaroute")
+
+
+class LifecycleRoute(Protocol):
+    """What the notices read of a catalog route (the catalog's ``Route`` has it all); a
+    protocol, so that this module need not import the catalog that uses it."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def pinned(self) -> str: ...
+    @property
+    def lifecycle(self) -> str: ...
+    @property
+    def legacy_date(self) -> date | None: ...
+    @property
+    def end_of_life(self) -> date | None: ...
+    @property
+    def lifecycle_source(self) -> str: ...
+    @property
+    def unconfirmed(self) -> tuple[str, ...]: ...
+    def past_end_of_life(self, today: date) -> bool: ...
 
 
 class CatalogNotices:
@@ -32,7 +52,7 @@ class CatalogNotices:
     _warned: set[tuple[str, ...]]
     _warn_lock: threading.Lock
 
-    def lifecycle_refusal(self, route: Route) -> str | None:
+    def lifecycle_refusal(self, route: LifecycleRoute) -> str | None:
         """Why ``route`` must not be called any more (its confirmed end of life, with the
         date), or ``None``. An unconfirmed end of life is not a refusal: see
         :meth:`warn_lifecycle`."""
@@ -43,7 +63,7 @@ class CatalogNotices:
         source = f" ({route.lifecycle_source})" if route.lifecycle_source else ""
         return f"reached its end of life{when}{source}; requests to it fail"
 
-    def warn_lifecycle(self, route: Route) -> None:
+    def warn_lifecycle(self, route: LifecycleRoute) -> None:
         """Log, once per catalog and route, that a route may be past an unconfirmed end of life
         (or is legacy). Called when a route is planned; it is still tried."""
         today = self.today()
@@ -56,7 +76,7 @@ class CatalogNotices:
                 route.pinned, eol.isoformat(),
             )  # fmt: skip
 
-    def warn_stale_price(self, route: Route, price: Price | None) -> None:
+    def warn_stale_price(self, route: LifecycleRoute, price: Price | None) -> None:
         """Log, once per catalog and price entry, that a used price is older than its
         provider's threshold (``stale_after_days``)."""
         if price is None or not price.is_stale(self.today()):
@@ -79,3 +99,19 @@ class CatalogNotices:
         if first:
             logger.warning(message, *args)
         return first
+
+
+def lifecycle_text(route: LifecycleRoute, today: date) -> str:
+    """``route``'s lifecycle as a short phrase (see :meth:`Route.lifecycle_text`)."""
+    eol = route.end_of_life
+    mark = "?" if "end_of_life" in route.unconfirmed else ""
+    if route.past_end_of_life(today):
+        return f"eol {eol.isoformat()}" if eol else "eol"
+    if eol is not None and eol <= today:
+        return f"eol {eol.isoformat()}{mark}"
+    text: str = route.lifecycle
+    if route.lifecycle == "legacy" and route.legacy_date is not None:
+        text += f" since {route.legacy_date.isoformat()}"
+    if eol is not None:
+        text += f", eol {eol.isoformat()}{mark}"
+    return text

@@ -19,8 +19,7 @@ from .._request import ChatRequest
 from ..catalog._catalog import Route
 from ..catalog._prices import Price
 from ._cost import tokens_cost
-from ._estimate import image_token_range
-from ._tokens import prompt_token_ceiling
+from ._tokens import image_token_range, prompt_token_ceiling
 
 __all__ = [
     "TEMPLATE_CEILING_FIXED",
@@ -63,7 +62,7 @@ def worst_case_cost(
     """The most one attempt can cost on ``route`` at ``price``: the prompt at its ceiling (no
     more than the context window, which a longer prompt cannot pass), each image at the high
     end of the route's image billing (the padded 4 tiles, 6,404 tokens, unless the route or
-    price entry says otherwise: :func:`~._estimate.image_token_range`) plus its per-image
+    price entry says otherwise: :func:`~._tokens.image_token_range`) plus its per-image
     charge, and every output token the request (or else the route) allows."""
     _, _, image_tokens = image_token_range(route, price, image_tiles)
     prompt = min(prompt_ceiling + image_tokens, route.context_window)

@@ -26,11 +26,10 @@ from ..catalog._prices import Price
 from ._cost import tokens_cost
 from ._tokens import (
     HEURISTIC,
-    PADDED_IMAGE_TOKENS,
     CounterChoice,
     chat_template_tokens,
-    image_positions,
     image_tiles_for,
+    image_token_range,
     text_counter,
 )
 
@@ -178,32 +177,6 @@ def route_tokens(route: Route, price: Price | None, shape: RequestShape) -> Toke
         output_expected=min(expected_out, max_out),
         output_high=max_out,
     )
-
-
-def image_token_range(
-    route: Route, price: Price | None, tiles: Sequence[int]
-) -> tuple[int, int, int]:
-    """(low, expected, high) input tokens billed for images of these ``tiles`` on ``route``.
-
-    Per image, from the route's ``image_tokens`` (catalog data: Bedrock counts about 0,
-    OpenRouter bills a per-image price instead, Ollama nothing), else 0, 1601 per tile and
-    the padded 4 tiles (6,404). A price entry's ``image_tokens_low``/``image_tokens_high``
-    override the ends.
-    """
-    low = expected = high = 0
-    for count in tiles:
-        if route.image_tokens is not None:
-            each_low, each_expected, each_high = route.image_tokens
-        else:
-            each_low, each_expected, each_high = 0, image_positions(count), PADDED_IMAGE_TOKENS
-        if price is not None and price.image_tokens_low is not None:
-            each_low = price.image_tokens_low
-        if price is not None and price.image_tokens_high is not None:
-            each_high = price.image_tokens_high
-        low += each_low
-        expected += max(min(each_expected, each_high), each_low)
-        high += max(each_high, each_low)
-    return low, expected, high
 
 
 class Estimate(BaseModel):

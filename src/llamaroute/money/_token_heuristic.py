@@ -21,9 +21,12 @@ absolute margin for short texts (:data:`BAND`). Pure integer arithmetic, no I/O.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 import unicodedata
+from importlib import resources
+from typing import Any
 
 from ._token_rates import (
     BAND,
@@ -58,7 +61,8 @@ _LETTER = re.compile(r"[^\W\d_]")
 _PER_CHARACTER = frozenset({"han", "kanji", "kana", "hangul"})
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _CJK_LONGEST = 7  # characters in the longest Han, kana or Hangul token
-# Alphabetic scripts whose words are matched against the vocabulary (data in _token_vocab).
+# Alphabetic scripts whose words are matched against the vocabulary
+# (data in _data/token_vocab.json).
 _MATCHED = frozenset({"cyrillic", "greek", "arabic"})
 
 # (first code point past the block, class) in code point order; see letter_script().
@@ -147,27 +151,29 @@ def letter_script(char: str) -> str:
 
 
 @functools.cache
-def _single_tokens() -> frozenset[str]:
-    # Built on first use: 3,000 characters, not worth a set at import time.
-    from ._token_vocab import SINGLE_TOKEN_CHARS  # 30 KB of data: only when needed
+def _vocabulary() -> dict[str, Any]:
+    # 170 KB of data (_data/token_vocab.json), read on first use only: most prompts never
+    # need it, and importing llamaroute reads no file.
+    raw = resources.files("llamaroute").joinpath("_data/token_vocab.json").read_bytes()
+    data: dict[str, Any] = json.loads(raw)
+    return data
 
-    return frozenset(SINGLE_TOKEN_CHARS)
+
+@functools.cache
+def _single_tokens() -> frozenset[str]:
+    return frozenset(_vocabulary()["single_token_chars"])
 
 
 @functools.cache
 def _cjk_words() -> frozenset[str]:
-    from ._token_vocab import CJK_TOKENS
-
-    return frozenset(CJK_TOKENS.split())
+    return frozenset(_vocabulary()["cjk_tokens"].split())
 
 
 @functools.cache
 def _script_words(script: str) -> tuple[frozenset[str], int]:
     """The vocabulary's multi-letter tokens of one alphabetic script, and the longest's
     length."""
-    from ._token_vocab import WORD_VOCAB
-
-    words = frozenset(WORD_VOCAB[script].split())
+    words = frozenset(_vocabulary()["word_vocab"][script].split())
     return words, max(map(len, words), default=1)
 
 
@@ -212,9 +218,7 @@ def _match_cjk(run: str) -> tuple[int, int, int]:
 
 @functools.cache
 def _two_token_emoji() -> frozenset[str]:
-    from ._token_vocab import TWO_TOKEN_EMOJI
-
-    return frozenset(TWO_TOKEN_EMOJI)
+    return frozenset(_vocabulary()["two_token_emoji"])
 
 
 def _is_mark(char: str) -> bool:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from .._exceptions import ConfigurationError
+from ..catalog._catalog import Route
+from ..catalog._prices import Price
 from ..images._source import MAX_TILES, POSITIONS_PER_TILE, load_image
 from ._token_heuristic import detect_language, estimate_text_tokens, text_token_band
 
@@ -42,6 +44,7 @@ __all__ = [
     "estimate_text_tokens",
     "image_positions",
     "image_tiles_for",
+    "image_token_range",
     "prompt_token_ceiling",
     "text_counter",
 ]
@@ -209,3 +212,29 @@ def image_positions(tiles: int) -> int:
     """Vision-encoder positions for an image of ``tiles`` tiles (1601 per tile): the most
     input tokens a provider could bill the image as."""
     return tiles * POSITIONS_PER_TILE
+
+
+def image_token_range(
+    route: Route, price: Price | None, tiles: Sequence[int]
+) -> tuple[int, int, int]:
+    """(low, expected, high) input tokens billed for images of these ``tiles`` on ``route``.
+
+    Per image, from the route's ``image_tokens`` (catalog data: Bedrock counts about 0,
+    OpenRouter bills a per-image price instead, Ollama nothing), else 0, 1601 per tile and
+    the padded 4 tiles (6,404). A price entry's ``image_tokens_low``/``image_tokens_high``
+    override the ends.
+    """
+    low = expected = high = 0
+    for count in tiles:
+        if route.image_tokens is not None:
+            each_low, each_expected, each_high = route.image_tokens
+        else:
+            each_low, each_expected, each_high = 0, image_positions(count), PADDED_IMAGE_TOKENS
+        if price is not None and price.image_tokens_low is not None:
+            each_low = price.image_tokens_low
+        if price is not None and price.image_tokens_high is not None:
+            each_high = price.image_tokens_high
+        low += each_low
+        expected += max(min(each_expected, each_high), each_low)
+        high += max(each_high, each_low)
+    return low, expected, high
