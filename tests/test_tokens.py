@@ -94,7 +94,9 @@ def test_the_pre_split_is_the_tokenizers() -> None:
 
 def test_accuracy_on_the_corpus() -> None:
     """Per kind, the estimate's 95th-percentile error is at most 15% and the band holds the
-    exact count for at least 95% of the prompts (bench/token_accuracy.py prints the table)."""
+    exact count for at least 95% of the prompts (bench/token_accuracy.py prints the table).
+    ``latin-other`` (Dutch, Polish, Indonesian, Turkish, Vietnamese... : Latin-script
+    languages without a table of their own) shares one generic table and is held to 25%."""
     quicktok = pytest.importorskip("quicktok")
     encoding = quicktok.get_encoding("llama3")
     inside = total = 0
@@ -109,7 +111,7 @@ def test_accuracy_on_the_corpus() -> None:
             total += 1
         errors.sort()
         p95 = errors[round(0.95 * (len(errors) - 1))]
-        assert p95 <= 0.15, (kind, p95)
+        assert p95 <= (0.25 if kind == "latin-other" else 0.15), (kind, p95)
     assert inside >= 0.95 * total
     assert total >= 300
 

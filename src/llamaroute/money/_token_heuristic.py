@@ -120,25 +120,43 @@ _MARKER_WORDS = frozenset(_MARKERS)
 # set's, so that an estimate is a pure function of its text whatever PYTHONHASHSEED is.
 _LATIN_LANGUAGES = tuple(_MARKER_TEXT)
 _ACCENTED = re.compile(r"[\u00c0-\u024f\u1e00-\u1eff]")
+_LATIN_WORD = re.compile(r"[a-z\u00c0-\u024f\u1e00-\u1eff]+[,.!?;:]?")
 _SAMPLE_CHARS = 400
+#: A language needs one function word in this many words of prose (English prose has one in
+#: three or four); fewer, and the text is taken for another Latin-script language.
+_MARKER_SHARE = 12
+_SAMPLE_WORDS = 60
+#: Below this many alphabetic words (code, JSON, numbers, a short phrase) English is assumed.
+_PROSE_WORDS = 8
 
 
 def detect_language(text: str) -> str:
     """The table :func:`estimate_text_tokens` uses for the ASCII words of ``text``: ``en``,
     ``de``, ``fr``, ``it``, ``pt`` or ``es`` by the function words found in its first 400
-    characters; ``en`` when none are found and the text has no accented letters (code, JSON,
-    numbers), ``latin`` when it has some (another Latin-script language)."""
+    characters, when there are enough of them for the prose's length; else ``latin`` (another
+    Latin-script language) for prose or text with accented letters, and ``en`` for the rest
+    (code, JSON, numbers, short phrases)."""
     sample = text[:_SAMPLE_CHARS]
+    words = sample.lower().split()
     scores: dict[str, int] = {}
-    for word in _MARKER_WORDS.intersection(sample.lower().split()):
-        for lang in _MARKERS[word]:
+    for word in words:
+        for lang in _MARKERS.get(word, ()):
             scores[lang] = scores.get(lang, 0) + 1
-    if scores:
-        best = max(scores.values())
+    prose = sum(bool(_LATIN_WORD.fullmatch(word)) for word in words)
+    best = max(scores.values(), default=0)
+    if prose * 4 < len(words) * 3:
+        prose = 0  # not prose: code, tables, numbers, emoji posts
+    # Prose in a language we have no table for (Dutch, Polish, Indonesian...) shares a few
+    # short words with ours ("de", "en", "di"): a language is taken only with enough of its
+    # function words for the prose's length; otherwise the generic Latin table, which is
+    # fitted on such languages and costs a word more than English does.
+    if best and best * _MARKER_SHARE >= min(prose, _SAMPLE_WORDS):
         for lang in _LATIN_LANGUAGES:
             if scores.get(lang) == best:
                 return lang
-    return "en" if sample.isascii() or not _ACCENTED.search(sample) else "latin"
+    if prose >= _PROSE_WORDS or _ACCENTED.search(sample):
+        return "latin"
+    return "en"
 
 
 def letter_script(char: str) -> str:
