@@ -135,6 +135,7 @@ def test_cost_from_usage_is_exact_and_adds_the_image_price() -> None:
         source="price_table",
         price_source=price.source,
         price_checked=price.checked,
+        table=Decimal("0.0055807"),  # a table cost's table figure is its total
     )
 
 

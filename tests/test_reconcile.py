@@ -242,3 +242,29 @@ def test_a_huge_generation_body_is_a_typed_error_read_under_a_cap() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_an_estimate_the_provider_can_correct_holds_the_rest_of_its_reservation(
+    store: str, tmp_path: Path
+) -> None:
+    # An abandoned OpenRouter stream may go on being billed upstream: the budget keeps room
+    # for the worst case until the provider's figure is in.
+    ledger = (
+        MemoryLedger(budget=Decimal("1"))
+        if store == "memory"
+        else SqliteLedger(tmp_path / "spend.db", budget=Decimal("1"))
+    )
+    reservation = ledger.reserve(Decimal("0.6"), "a stream")
+    estimate = SpendEntry("openrouter", "llama-3.2-3b", ROUTE, Decimal("0.1"), "estimate",
+                          partial=True, ref="gen-7")  # fmt: skip
+    ledger.settle(reservation, estimate)
+    assert ledger.total == Decimal("0.1")
+    assert ledger.remaining() == Decimal("0.4")  # 0.1 spent, 0.5 still held for gen-7
+    assert ledger.correct("gen-7", Decimal("0.45")) == Decimal("0.35")
+    assert ledger.remaining() == Decimal("0.55")  # the hold ended with the real figure
+    # A figure computed from usage holds nothing back.
+    other = ledger.reserve(Decimal("0.3"), "a call")
+    ledger.settle(other, SpendEntry("openrouter", "llama-3.2-3b", ROUTE, Decimal("0.05"),
+                                    "price_table", ref="gen-8"))  # fmt: skip
+    assert ledger.remaining() == Decimal("0.5")

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .._exceptions import ConfigurationError, UnknownModelError, UnsupportedFeatureError
 from ..images import ImageFormat
-from ._notices import CatalogNotices, lifecycle_text
+from ._notices import CatalogNotices, LocalDate, lifecycle_text
 from ._prices import Price, RoutePrices, match_prices
 from ._regions import check_region
 
@@ -282,7 +282,7 @@ class Catalog(CatalogNotices):
 
     def __init__(self, data: CatalogData, *, today: Callable[[], date] | None = None) -> None:
         self.data = data
-        self.today: Callable[[], date] = today or date.today
+        self.today: Callable[[], date] = today or LocalDate()
         self._warned: set[tuple[str, ...]] = set()
         self._warn_lock = threading.Lock()
         self._by_key = {spec.key: spec for spec in data.models}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING, Protocol
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from ._prices import Price
 
-__all__ = ["CatalogNotices", "lifecycle_text"]
+__all__ = ["CatalogNotices", "LocalDate", "lifecycle_text"]
 
 logger = logging.getLogger("llamaroute")
 
@@ -56,8 +57,9 @@ class CatalogNotices:
         """Why ``route`` must not be called any more (its confirmed end of life, with the
         date), or ``None``. An unconfirmed end of life is not a refusal: see
         :meth:`warn_lifecycle`."""
-        today = self.today()
-        if not route.past_end_of_life(today):
+        if route.lifecycle != "eol" and route.end_of_life is None:
+            return None  # most routes: no clock read on the hot path
+        if not route.past_end_of_life(self.today()):
             return None
         when = f" on {route.end_of_life.isoformat()}" if route.end_of_life else ""
         source = f" ({route.lifecycle_source})" if route.lifecycle_source else ""
@@ -66,9 +68,8 @@ class CatalogNotices:
     def warn_lifecycle(self, route: LifecycleRoute) -> None:
         """Log, once per catalog and route, that a route may be past an unconfirmed end of life
         (or is legacy). Called when a route is planned; it is still tried."""
-        today = self.today()
         eol = route.end_of_life
-        if eol is not None and eol <= today and "end_of_life" in route.unconfirmed:
+        if eol is not None and "end_of_life" in route.unconfirmed and eol <= self.today():
             self.warn_once(
                 ("eol", route.pinned),
                 "%s may have reached its end of life on %s (unconfirmed); run `llamaroute "
@@ -79,7 +80,9 @@ class CatalogNotices:
     def warn_stale_price(self, route: LifecycleRoute, price: Price | None) -> None:
         """Log, once per catalog and price entry, that a used price is older than its
         provider's threshold (``stale_after_days``)."""
-        if price is None or not price.is_stale(self.today()):
+        if price is None or price.stale_after_days is None:
+            return
+        if not price.is_stale(self.today()):
             return
         self.warn_once(
             ("stale", route.provider, price.describe(), price.checked.isoformat()),
@@ -115,3 +118,21 @@ def lifecycle_text(route: LifecycleRoute, today: date) -> str:
     if eol is not None:
         text += f", eol {eol.isoformat()}{mark}"
     return text
+
+
+class LocalDate:
+    """Today's local date, as :meth:`datetime.date.today` gives it, read again at most once a
+    minute: a call asks for it several times (price age, lifecycle, staleness), and
+    ``date.today()`` costs more than the rest of those checks. One per catalog, not global."""
+
+    __slots__ = ("_date", "_minute")
+
+    def __init__(self) -> None:
+        self._minute = -1
+        self._date = date.today()
+
+    def __call__(self) -> date:
+        minute = int(time.time() // 60)
+        if minute != self._minute:
+            self._minute, self._date = minute, date.today()
+        return self._date

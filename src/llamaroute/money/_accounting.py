@@ -163,18 +163,14 @@ class Accounting:
         The cost carries both figures where known (``reported``, ``table``)."""
         price = self.table_price(route)
         self.catalog.warn_stale_price(route, price)
-        table_cost = cost_from_usage(usage, price, images=images)
+        note = None
+        if reported_cost is None and problem is not None:
+            note = f"the provider's reported cost was rejected ({problem}); priced from the table"
+            logger.warning("%s: %s", route.pinned, note)
+        table_cost = cost_from_usage(usage, price, images=images, note=note)
         table = None if table_cost is None else table_cost.total
         if reported_cost is None:
-            if table_cost is None:
-                return None, None
-            note = None
-            if problem is not None:
-                note = (
-                    f"the provider's reported cost was rejected ({problem}); priced from the table"
-                )
-                logger.warning("%s: %s", route.pinned, note)
-            return table_cost.model_copy(update={"table": table, "note": note}), None
+            return table_cost, None
         reported = Cost(total=reported_cost, source="provider", reported=reported_cost,
                         table=table)  # fmt: skip
         if price is None or table is None:

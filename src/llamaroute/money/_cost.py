@@ -30,12 +30,15 @@ def tokens_cost(
     return input_cost, price.output_per_mtok * output_tokens / MILLION
 
 
-def cost_from_usage(usage: Usage, price: Price | None, *, images: int = 0) -> Cost | None:
+def cost_from_usage(
+    usage: Usage, price: Price | None, *, images: int = 0, note: str | None = None
+) -> Cost | None:
     """The cost of a finished call from the provider's token counts and our price table.
 
     Returns ``None`` when the price is unknown (never a made-up 0). ``images`` is the number of
     input images, billed at the price's per-image rate where it has one. A cost the provider
-    reports itself (OpenRouter's ``usage.cost``) should be preferred over this one.
+    reports itself (OpenRouter's ``usage.cost``) should be preferred over this one. The
+    cost's ``table`` figure is its total; ``note`` says why the table was used, if it matters.
     """
     if price is None:
         return None
@@ -45,7 +48,7 @@ def cost_from_usage(usage: Usage, price: Price | None, *, images: int = 0) -> Co
     return Cost(
         input=input_cost, output=output_cost, total=input_cost + output_cost,
         source="price_table", price_source=price.source, price_checked=price.checked,
-        price_origin=price.origin,
+        price_origin=price.origin, table=input_cost + output_cost, note=note,
     )  # fmt: skip
 
 

@@ -15,6 +15,13 @@ may go ahead only if spent + reserved + this reservation fits the budget. When i
 reservation is released and the real cost recorded, all under one lock (or, for SQLite, one
 ``BEGIN IMMEDIATE`` transaction), so concurrent calls cannot overspend together. SQLite
 reservations carry an expiry, so a crashed process cannot hold budget forever.
+
+An attempt cut short or abandoned whose cost the provider can still report (an OpenRouter
+stream: ``SpendEntry.ref``, its generation id) is recorded as an estimate of the prompt and
+the text received, and the rest of its reservation stays *held*: the upstream may have kept
+generating after the hang-up (OpenRouter cannot stop Bedrock, for one), so the budget keeps
+room for the worst case until :meth:`Ledger.correct` puts the provider's figure in place (as
+``Client.reconcile_generations()`` does), or for at most :data:`RESERVATION_TTL_S`.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from decimal import Decimal
 from .._exceptions import BudgetExceededError, ConfigurationError
 from ._reconcile import RouteDrift, Sums, drifts, tally
 
-__all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary"]
+__all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary", "holds"]
 
 ZERO = Decimal(0)
 #: A reservation older than this is taken to belong to a process that died.
@@ -71,6 +78,12 @@ class SpendEntry:
 
 _DAY_S = 86_400
 _days: dict[int, str] = {}
+
+
+def holds(entry: SpendEntry | None) -> bool:
+    """Whether the rest of ``entry``'s reservation stays held after it is recorded: an
+    estimate of an attempt the provider can still report on (see the module docstring)."""
+    return entry is not None and entry.ref is not None and entry.source == "estimate"
 
 
 def _today() -> str:
@@ -195,6 +208,7 @@ class MemoryLedger(Ledger):
         self._by_day: defaultdict[str, Decimal] = defaultdict(Decimal)
         self._calls_by_day: defaultdict[str, int] = defaultdict(int)
         self._reserved: dict[str, Decimal] = {}
+        self._held_until: dict[str, float] = {}  # held rests of estimates, by ref
         self._routes: Sums = {}
         self._estimates: dict[str, SpendEntry] = {}  # by ref; the newest PENDING_LIMIT kept
 
@@ -226,6 +240,8 @@ class MemoryLedger(Ledger):
 
     def correct(self, ref: str, cost: Decimal) -> Decimal | None:
         with self._lock:
+            if self._held_until.pop(ref, None) is not None:
+                self._reserved.pop(ref, None)  # the provider's figure is in: the hold ends
             entry = self._estimates.pop(ref, None)
             if entry is None:
                 return None
@@ -253,10 +269,19 @@ class MemoryLedger(Ledger):
 
     def _spent_and_reserved(self) -> tuple[Decimal, Decimal]:
         with self._lock:
+            self._expire_holds()
             return self._total, sum(self._reserved.values(), ZERO)
+
+    def _expire_holds(self) -> None:
+        if self._held_until:
+            now = time.monotonic()
+            for ref in [ref for ref, until in self._held_until.items() if until < now]:
+                del self._held_until[ref]
+                self._reserved.pop(ref, None)
 
     def reserve(self, amount: Decimal, what: str) -> str:
         with self._lock:
+            self._expire_holds()
             reserved = sum(self._reserved.values(), ZERO)
             if self.budget is not None and self._total + reserved + amount > self.budget:
                 self._refuse(amount, self._total, reserved, what)
@@ -266,6 +291,11 @@ class MemoryLedger(Ledger):
 
     def settle(self, reservation: str, entry: SpendEntry | None) -> None:
         with self._lock:
-            self._reserved.pop(reservation, None)
+            held = self._reserved.pop(reservation, None)
             if entry is not None:
                 self._add(entry)
+            if held is not None and entry is not None and entry.ref and holds(entry):
+                rest = held - entry.cost
+                if rest > 0:
+                    self._reserved[entry.ref] = rest
+                    self._held_until[entry.ref] = time.monotonic() + RESERVATION_TTL_S

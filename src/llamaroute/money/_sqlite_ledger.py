@@ -26,7 +26,15 @@ from decimal import Decimal
 from pathlib import Path
 
 from .._exceptions import BudgetExceededError, ConfigurationError
-from ._ledger import RESERVATION_TTL_S, ZERO, Ledger, MemoryLedger, SpendEntry, SpendSummary
+from ._ledger import (
+    RESERVATION_TTL_S,
+    ZERO,
+    Ledger,
+    MemoryLedger,
+    SpendEntry,
+    SpendSummary,
+    holds,
+)
 from ._reconcile import RouteDrift, drift_by_route
 from ._sqlite_file import (
     _FIGURES,
@@ -228,9 +236,21 @@ class SqliteLedger(Ledger):
 
     def settle(self, reservation: str, entry: SpendEntry | None) -> None:
         def work(db: sqlite3.Connection) -> None:
+            held = None
+            if entry is not None and entry.ref and holds(entry):
+                held = db.execute("SELECT amount FROM reservations WHERE id = ?",
+                                  (reservation,)).fetchone()  # fmt: skip
             db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
             if entry is not None:
                 self._insert(db, entry)
+            if held is None or entry is None or not entry.ref:
+                return
+            rest = (_amount(held[0]) or ZERO) - entry.cost
+            if rest > 0:
+                # The rest stays held until the provider's figure replaces the estimate.
+                db.execute("INSERT OR REPLACE INTO reservations (id, amount, expires) "
+                           "VALUES (?, ?, ?)", (entry.ref, str(rest),
+                                                time.time() + RESERVATION_TTL_S))  # fmt: skip
 
         if not self._write(work, entry.cost if entry is not None else ZERO):
             # Give the budget back at least, if the file takes that much (else it expires).
@@ -344,6 +364,7 @@ class SqliteLedger(Ledger):
                              (ref,)).fetchone()  # fmt: skip
             if row is None:
                 return
+            db.execute("DELETE FROM reservations WHERE id = ?", (ref,))  # its hold ends
             delta = cost - (_amount(row[1]) or ZERO)
             db.execute("UPDATE spend SET cost = ?, reported = ?, source = 'provider' WHERE id = ?",
                        (_text(cost), _text(cost), row[0]))  # fmt: skip
