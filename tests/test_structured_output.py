@@ -266,3 +266,18 @@ def test_catalog_records_each_routes_mechanism_with_a_source() -> None:
     assert routes["bedrock"].structured_output_mechanism == "instructions"
     assert routes["bedrock"].structured_output_native == "tool"  # not yet used by llamaroute
     assert all(route.structured_output_source for route in routes.values())
+
+
+def test_a_route_that_cannot_be_asked_is_skipped_with_the_reason() -> None:
+    from llamaroute import ChatRequest
+    from llamaroute.routing import route_refusal
+
+    bedrock = next(r for r in get_model(MODEL).routes if r.provider == "bedrock")
+    plain = ChatRequest.create(MODEL, "x")
+    shaped = ChatRequest.create(MODEL, "x", response_format=Invoice)
+    assert route_refusal(shaped, bedrock) is None
+    unable = bedrock.model_copy(update={"structured_output_mechanism": "none"})
+    assert route_refusal(plain, unable) is None
+    assert "structured output" in (route_refusal(shaped, unable) or "")
+    no_system = bedrock.model_copy(update={"system_prompt": False})
+    assert "structured output" in (route_refusal(shaped, no_system) or "")
