@@ -281,3 +281,15 @@ def test_a_route_that_cannot_be_asked_is_skipped_with_the_reason() -> None:
     assert "structured output" in (route_refusal(shaped, unable) or "")
     no_system = bedrock.model_copy(update={"system_prompt": False})
     assert "structured output" in (route_refusal(shaped, no_system) or "")
+
+
+def test_budget_reservations_count_the_schema() -> None:
+    from llamaroute import ChatRequest
+    from llamaroute.money import request_shape, request_token_ceiling
+
+    plain = ChatRequest.create(MODEL, "Read it.")
+    shaped = ChatRequest.create(MODEL, "Read it.", response_format=Invoice)
+    schema_text = shaped.response_format.instruction()  # type: ignore[union-attr]
+    # The reservation's ceiling grows by at least one token per 4 bytes of the instruction.
+    assert request_token_ceiling(shaped) >= request_token_ceiling(plain) + len(schema_text) // 4
+    assert request_shape(shaped).input_tokens > request_shape(plain).input_tokens + 20
