@@ -18,6 +18,11 @@ SHOWS = {
         "No Ollama with llama3.2:3b", "using the fake Ollama", "-> ollama llama3.2:3b",
         "finished: stop",
     ],
+    "extract_from_image.py": [
+        "using the fake providers", "openrouter: Llama Cafe, 2 items, total 7.5",
+        "bedrock: Llama Cafe, 2 items, total 7.5", "ollama: Llama Cafe, 2 items, total 7.5",
+        "2 attempt(s), cost 0",
+    ],
     "fallback.py": [
         "the fake OpenRouter, Bedrock and Ollama", "error: RateLimitError", "retry-after 0.3 s",
         "-> bedrock answered", "openrouter:meta-llama/llama-3.2-3b-instruct          open",

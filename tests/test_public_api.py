@@ -48,6 +48,7 @@ PUBLIC = [
     "SpendSummary",
     "Stream",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "TextPart",
     "UnknownModelError",
     "UnsupportedFeatureError",

@@ -24,6 +24,7 @@ from ._exceptions import (
     RateLimitError,
     ServerError,
     StreamInterruptedError,
+    StructuredOutputError,
     UnknownModelError,
     UnsupportedFeatureError,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "SpendSummary",
     "Stream",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "TextPart",
     "UnknownModelError",
     "UnsupportedFeatureError",

@@ -20,6 +20,8 @@ attempt's error.
         ProviderConnectionError, ProviderTimeoutError, AuthenticationError, PaymentRequiredError,
         RateLimitError(.retry_after), BadRequestError, ModelNotAvailableError, ServerError,
         MalformedResponseError, StreamInterruptedError(.partial_text)
+      StructuredOutputError     the answer failed response_format's schema, after the repair
+                                attempt: .raw_text .validation_errors .attempts
       AllProvidersFailedError   ExceptionGroup of every attempt's error, plus .attempts
         DeadlineExceededError   the call's timeout= ran out first
 """
@@ -51,6 +53,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "UnknownModelError",
     "UnsupportedFeatureError",
 ]
@@ -227,6 +230,29 @@ class StreamInterruptedError(ProviderError):
         super().__init__(message, **kwargs)
         self.partial_text = partial_text
         self.attempts = tuple(attempts)
+
+
+class StructuredOutputError(LlamarouteError):
+    """The model's answer did not parse as JSON or failed the ``response_format`` schema, on the
+    first attempt and on every repair attempt. ``raw_text`` is the last answer as received,
+    ``validation_errors`` what was wrong with it (one line each), ``attempts`` every request the
+    call sent, the repair attempts included (each billed, so in the ledger too)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_text: str = "",
+        validation_errors: Sequence[str] = (),
+        attempts: Sequence[Attempt] = (),
+    ) -> None:
+        super().__init__(message)
+        self.raw_text = raw_text
+        self.validation_errors: tuple[str, ...] = tuple(validation_errors)
+        self.attempts: tuple[Attempt, ...] = tuple(attempts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class AllProvidersFailedError(ExceptionGroup[Exception], LlamarouteError):

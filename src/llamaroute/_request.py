@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     Tag,
     ValidationError,
     field_validator,
@@ -26,6 +27,7 @@ from pydantic import (
 
 from ._exceptions import InvalidRequestError
 from ._records import validation_message
+from ._schema import OutputSchema, output_schema
 from .images._source import is_image_source
 
 __all__ = [
@@ -212,6 +214,10 @@ def _stop_tuple(value: object) -> object:
     return value
 
 
+def _output_schema(value: object) -> OutputSchema | None:
+    return None if value is None else output_schema(value)
+
+
 class ChatRequest(_Input):
     """A normalised chat request: a model name and a conversation, plus sampling parameters.
 
@@ -230,6 +236,8 @@ class ChatRequest(_Input):
         BeforeValidator(_stop_tuple),
     ] = Field(default=(), max_length=4)
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX, strict=True)
+    # Structured output: a pydantic model class or an object JSON schema (see _schema.py).
+    response_format: Annotated[OutputSchema | None, PlainValidator(_output_schema)] = None
 
     @field_validator("stop")
     @classmethod

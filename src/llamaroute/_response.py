@@ -52,6 +52,9 @@ class ChatResponse(_Output):
     price_age_days: int | None = None
     images: Annotated[tuple[PreparedImage, ...], SkipValidation] = ()
     details: dict[str, Any] = Field(default_factory=dict)
+    # With response_format=: the validated answer (a model instance, or JSON data for a dict
+    # schema); None without it.
+    parsed: Annotated[Any, SkipValidation] = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,9 @@ _IDENTITY_FIELDS = frozenset(
 )  # fmt: skip
 
 
+StructuredMechanism = Literal["json_schema", "format", "tool", "instructions", "none"]
+
+
 class _Data(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -101,7 +104,12 @@ class Route(_Data):
     tools: bool = False
     tools_streaming: bool = False
     json_output: bool = False
+    # structured_output: a schema is enforced natively, by the mechanism llamaroute uses
+    # (``_mechanism``); ``_native``: the provider's own one when llamaroute does not use it yet.
     structured_output: bool = False
+    structured_output_mechanism: StructuredMechanism = "instructions"
+    structured_output_native: StructuredMechanism | None = None
+    structured_output_source: str = ""
     max_temperature: float = Field(default=2.0, gt=0)
     max_stop_sequences: int | None = Field(default=None, ge=0)
     # Tokens the upstream's chat template adds beyond Meta's format, per request: (low,

@@ -12,6 +12,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from pydantic import BaseModel
+
 from .._exceptions import ProviderError, ProviderTimeoutError
 from .._request import Message
 from .._response import ChatChunk, ChatResponse
@@ -23,6 +25,7 @@ from ._base import BaseClient
 from ._call import Answer, Call, no_result
 from ._driver import Action, FetchImages, Race, RaceOutcome, Send, Sleep
 from ._streaming import AsyncStream
+from ._structured import check_repairs, streamed, structured
 
 __all__ = ["AsyncClient"]
 
@@ -67,15 +70,31 @@ class AsyncClient(BaseClient):
         retries: RetryPolicy | int | None = None,
         strategy: StrategyName | Strategy | None = None,
         max_cost: Decimal | None = None,
+        response_format: type[BaseModel] | dict[str, Any] | None = None,
+        repair_attempts: int = 1,
     ) -> ChatResponse:
         """Async :meth:`Client.chat`. With ``hedge`` set on the client, a call whose first
         route has not answered after the hedge delay also starts the second route."""
+        repairs = check_repairs(repair_attempts)
         call = self._prepare(
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed},
+                    "stop": stop, "seed": seed,
+                    "response_format": response_format},
         )  # fmt: skip
+        response = await self._answer(call)
+        if call.request.response_format is None:
+            return response
+        checking = structured(call, response, repairs, self._ids)
+        try:
+            again = next(checking)
+            while True:
+                again = checking.send(await self._answer(again))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def _answer(self, call: Call) -> ChatResponse:
         run, steps = self._driver.start(call, hedge=True)
         answer = await self._run(call, steps)
         return self._driver.response(call, run, answer, answer.reply)
@@ -98,13 +117,15 @@ class AsyncClient(BaseClient):
         retries: RetryPolicy | int | None = None,
         strategy: StrategyName | Strategy | None = None,
         max_cost: Decimal | None = None,
+        response_format: type[BaseModel] | dict[str, Any] | None = None,
     ) -> AsyncStream:
         """Async :meth:`Client.stream`; use ``async with`` and ``async for``."""
         call = self._prepare(
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed}, streaming=True,
+                    "stop": stop, "seed": seed,
+                    "response_format": response_format}, streaming=True,
         )  # fmt: skip
         return AsyncStream(self._stream_events(call))
 
@@ -201,7 +222,7 @@ class AsyncClient(BaseClient):
             raise
         finally:
             await events.aclose()
-        yield self._driver.response(call, run, answer, item)
+        yield streamed(call, self._driver.response(call, run, answer, item))
 
     async def reconcile_generations(self) -> Corrections:
         """Async :meth:`Client.reconcile_generations` (the lookups run in a worker thread)."""

@@ -227,6 +227,7 @@ class BaseClient:
         max_tokens: int | None = None,
         expected_output_tokens: int | None = None,
         providers: Sequence[str] | None = None,
+        response_format: Any = None,
     ) -> Estimates:
         """What a call would cost on each route this client can use, cheapest first (no I/O).
 
@@ -234,7 +235,8 @@ class BaseClient:
         regions) and catalog; the list's ``skipped`` attribute says which routes cannot serve
         the request and why.
         """
-        request = _request(model, prompt, messages, image, system, {"max_tokens": max_tokens})
+        params = {"max_tokens": max_tokens, "response_format": response_format}
+        request = _request(model, prompt, messages, image, system, params)
         return self._estimates(request, providers, expected_output_tokens)
 
 

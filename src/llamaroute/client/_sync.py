@@ -11,6 +11,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from pydantic import BaseModel
+
 from .._exceptions import ProviderError
 from .._request import Message
 from .._response import ChatChunk, ChatResponse
@@ -22,6 +24,7 @@ from ._base import BaseClient
 from ._call import Call, no_result
 from ._driver import Action, Send, Sleep
 from ._streaming import Stream
+from ._structured import check_repairs, streamed, structured
 
 __all__ = ["Client"]
 
@@ -63,6 +66,8 @@ class Client(BaseClient):
         retries: RetryPolicy | int | None = None,
         strategy: StrategyName | Strategy | None = None,
         max_cost: Decimal | None = None,
+        response_format: type[BaseModel] | dict[str, Any] | None = None,
+        repair_attempts: int = 1,
     ) -> ChatResponse:
         """Ask ``model`` and wait for the whole answer, retrying and falling back as needed.
 
@@ -85,13 +90,36 @@ class Client(BaseClient):
             retries: retries per route for this call (an int or a ``RetryPolicy``).
             strategy: the order to try routes in, for this call.
             max_cost: the most this call may spend (Decimal USD), retries included.
+            response_format: a pydantic model class or a JSON-schema dict for an object: the
+                answer is validated and set on ``response.parsed`` (see the README's
+                "Structured output" for each route's mechanism).
+            repair_attempts: how many times a schema-invalid answer is sent back to be
+                fixed (default 1; 0 disables). Each repair is a billed attempt, listed in
+                ``attempts`` and added to ``cost``; if the answer still fails,
+                ``StructuredOutputError`` carries the raw text and the validation errors.
         """
+        repairs = check_repairs(repair_attempts)
         call = self._prepare(
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed},
+                    "stop": stop, "seed": seed,
+                    "response_format": response_format},
         )  # fmt: skip
+        run, steps = self._driver.start(call)  # inline: the loop warning's stacklevel counts
+        answer = self._run(call, steps)
+        response = self._driver.response(call, run, answer, answer.reply)
+        if call.request.response_format is None:
+            return response
+        checking = structured(call, response, repairs, self._ids)
+        try:
+            again = next(checking)
+            while True:
+                again = checking.send(self._answer(again))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _answer(self, call: Call) -> ChatResponse:
         run, steps = self._driver.start(call)
         answer = self._run(call, steps)
         return self._driver.response(call, run, answer, answer.reply)
@@ -114,6 +142,7 @@ class Client(BaseClient):
         retries: RetryPolicy | int | None = None,
         strategy: StrategyName | Strategy | None = None,
         max_cost: Decimal | None = None,
+        response_format: type[BaseModel] | dict[str, Any] | None = None,
     ) -> Stream:
         """Ask ``model`` and stream the answer: a :class:`Stream` of ``ChatChunk`` objects
         whose ``.response`` is the final ``ChatResponse``. Arguments as in :meth:`chat`.
@@ -127,7 +156,8 @@ class Client(BaseClient):
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed}, streaming=True,
+                    "stop": stop, "seed": seed,
+                    "response_format": response_format}, streaming=True,
         )  # fmt: skip
         parts: list[str] = []
         return Stream(self._stream_events(call, parts), parts)
@@ -187,7 +217,7 @@ class Client(BaseClient):
             raise
         finally:
             events.close()
-        return self._driver.response(call, run, answer, item)
+        return streamed(call, self._driver.response(call, run, answer, item))
 
     def reconcile_generations(self) -> Corrections:
         """Replace the ledger's estimates with what the provider billed, where it can say:

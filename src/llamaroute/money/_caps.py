@@ -44,11 +44,13 @@ def request_token_ceiling(request: ChatRequest) -> int:
     every message's text (:func:`prompt_token_ceiling`) and the chat template's ceiling."""
     messages = request.messages
     images = sum(len(message.images) for message in messages)
+    schema = request.response_format  # its instruction (or schema) is prompt too
     return (
         sum(prompt_token_ceiling(message.text) for message in messages)
         + TEMPLATE_CEILING_FIXED
         + TEMPLATE_CEILING_PER_MESSAGE * len(messages)
         + TEMPLATE_CEILING_PER_IMAGE * images
+        + (0 if schema is None else prompt_token_ceiling(schema.instruction()))
     )
 
 

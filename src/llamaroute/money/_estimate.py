@@ -336,8 +336,11 @@ def request_shape(
     tiles = tuple(tiles)
     count = text_counter(tokenizer, counter)
     low = expected = high = 0
-    for message in request.messages:
-        band = count.band(message.text)
+    texts = [message.text for message in request.messages]
+    if request.response_format is not None:  # the schema, as instructions or as the upstream's
+        texts.append(request.response_format.instruction())
+    for text in texts:
+        band = count.band(text)
         low, expected, high = low + band[0], expected + band[1], high + band[2]
     template = chat_template_tokens(len(request.messages), len(tiles))
     return RequestShape(
@@ -366,6 +369,7 @@ def estimate(
     catalog: Catalog | None = None,
     tokenizer: str | os.PathLike[str] | None = None,
     counter: CounterChoice = "auto",
+    response_format: Any = None,
 ) -> list[Estimate]:
     """What a request would cost on each route that can serve it, cheapest first. No network.
 
@@ -379,7 +383,8 @@ def estimate(
     'llamaroute[tokens]'``), else estimated with a band (each estimate's ``tokenizer`` says
     which); ``counter="heuristic"`` forces the estimate, ``counter="exact"`` requires the
     tokenizer. ``tokenizer`` (or ``$LLAMAROUTE_TOKENIZER``) is a Llama 3 ``tokenizer.json``
-    to count with the ``tokenizers`` package instead.
+    to count with the ``tokenizers`` package instead. ``response_format`` (as in ``chat``)
+    counts its schema instructions as input tokens.
 
     A route whose price is unknown is listed last with ``None`` amounts. Routes that cannot
     serve the request (a text-only route for an image, a context window too small) are left
@@ -404,6 +409,7 @@ def estimate(
         image=Path(image) if isinstance(image, os.PathLike) else image,
         system=system,
         max_tokens=max_tokens,
+        response_format=response_format,
     )
     if expected_output_tokens is not None and (
         isinstance(expected_output_tokens, bool)

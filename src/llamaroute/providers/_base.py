@@ -25,7 +25,13 @@ from .._request import ChatRequest
 from ..catalog import Price, Route
 from ..images import PreparedImage
 
-__all__ = ["Provider", "ProviderCall", "ProviderResult", "StreamItem"]
+__all__ = [
+    "Provider",
+    "ProviderCall",
+    "ProviderResult",
+    "StreamItem",
+    "with_schema_instruction",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,15 @@ class ProviderResult:
 
 StreamItem = str | ProviderResult
 """What a provider stream yields: text deltas, then one final result."""
+
+
+def with_schema_instruction(call: ProviderCall, system: str | None) -> str | None:
+    """The system prompt to send: ``system`` plus the schema instruction when the call has a
+    ``response_format`` and its route's mechanism is ``instructions`` (no native one used)."""
+    schema = call.request.response_format
+    if schema is None or call.route.structured_output_mechanism != "instructions":
+        return system
+    return schema.instruction() if not system else f"{system}\n\n{schema.instruction()}"
 
 
 class Provider(ABC):

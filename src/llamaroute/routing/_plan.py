@@ -125,6 +125,10 @@ def route_refusal(request: ChatRequest, route: Route) -> str | None:
         return f"takes at most {route.max_stop_sequences} stop sequences"
     if len(request.messages) and request.messages[0].role == "system" and not route.system_prompt:
         return "takes no system prompt"
+    if request.response_format is not None:
+        how = route.structured_output_mechanism
+        if how == "none" or (how == "instructions" and not route.system_prompt):
+            return "has no way to ask for structured output (response_format)"
     return None
 
 

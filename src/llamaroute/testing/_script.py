@@ -82,6 +82,15 @@ class Step:
         return cls(text=text, **options)
 
     @classmethod
+    def structured(cls, value: Any, *, fenced: bool = False, **options: Any) -> Step:
+        """A structured answer: ``value`` (a dict, a list, or a pydantic model instance) as
+        JSON text, on any of the three wires, plain or streamed; ``fenced`` wraps it in a
+        Markdown code fence, as small models often do."""
+        dump = getattr(value, "model_dump_json", None)
+        text = dump() if callable(dump) else json.dumps(value)
+        return cls(text=f"```json\n{text}\n```" if fenced else text, **options)
+
+    @classmethod
     def error(
         cls,
         status: int,

@@ -33,7 +33,7 @@ from ..._records import FinishReason, Usage
 from ..._request import ImagePart
 from ...catalog import Route
 from ...images import PreparedImage
-from .._base import ProviderCall, ProviderResult
+from .._base import ProviderCall, ProviderResult, with_schema_instruction
 from ._mapping import NAME, map_error
 
 __all__ = [
@@ -168,6 +168,9 @@ def build_converse_request(call: ProviderCall) -> dict[str, Any]:
     if not messages or messages[0]["role"] != "user":
         raise InvalidRequestError("a Bedrock conversation must start with a user message")
     kwargs: dict[str, Any] = {"modelId": model_id, "messages": messages}
+    # response_format: the schema as an instruction (Bedrock's forced tool use is not used yet).
+    if (instruction := with_schema_instruction(call, None)) is not None:
+        system.append({"text": instruction})
     if system:
         kwargs["system"] = system
     config = _inference_config(call)

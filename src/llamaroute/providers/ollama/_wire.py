@@ -24,7 +24,7 @@ import ollama
 from ..._exceptions import InvalidImageError, MalformedResponseError, UnsupportedFeatureError
 from ..._records import FinishReason, Usage
 from ...images import MAX_TILES, POSITIONS_PER_TILE, PreparedImage
-from .._base import ProviderCall, ProviderResult
+from .._base import ProviderCall, ProviderResult, with_schema_instruction
 from .._http import check_base_url
 
 __all__ = [
@@ -166,6 +166,11 @@ def build_request(
     }
     if keep_alive is not None:
         kwargs["keep_alive"] = keep_alive
+    if (schema := request.response_format) is not None:
+        if call.route.structured_output_mechanism == "format":
+            kwargs["format"] = schema.schema  # Ollama's structured outputs: the JSON schema
+        elif (instruction := with_schema_instruction(call, None)) is not None:
+            messages.insert(0, {"role": "system", "content": instruction})
     return kwargs
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from ..._exceptions import MalformedResponseError, ProviderError, ServerError
 from ..._records import FinishReason, Usage
 from ..._request import ImagePart
-from .._base import ProviderCall, ProviderResult
+from .._base import ProviderCall, ProviderResult, with_schema_instruction
 from .._http import load_json
 from ._errors import NAME, error_from_object, map_error
 
@@ -103,7 +103,29 @@ def build_payload(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         if price.image is not None:
             ceiling["image"] = f"{price.image:f}"
         payload["provider"] = {"max_price": ceiling}
+    _structured(call, payload)
     return payload
+
+
+def _structured(call: ProviderCall, payload: dict[str, Any]) -> None:
+    """``response_format`` as a json_schema, served only by upstreams that honour it
+    (``provider.require_parameters``); or, on a route without it, the schema as instructions."""
+    schema = call.request.response_format
+    if schema is None:
+        return
+    if call.route.structured_output_mechanism == "json_schema":
+        payload["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": schema.name, "strict": True, "schema": schema.schema},
+        }
+        payload.setdefault("provider", {})["require_parameters"] = True
+        return
+    messages = payload["messages"]
+    first = messages[0] if messages[0]["role"] == "system" else None
+    if first is not None and isinstance(first["content"], str):
+        first["content"] = with_schema_instruction(call, first["content"])
+    elif (text := with_schema_instruction(call, None)) is not None:
+        messages.insert(0, {"role": "system", "content": text})
 
 
 #: Bounds past which a figure is corruption, not a count: no call reads or writes 100 million
