@@ -18,15 +18,16 @@ from __future__ import annotations
 import difflib
 import functools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import date
 from importlib import resources
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .._exceptions import ConfigurationError, UnknownModelError, UnsupportedFeatureError
+from .._exceptions import UnknownModelError, UnsupportedFeatureError
 from ..images import ImageFormat
+from ._names import name_index, normalise_name
 from ._notices import CatalogNotices, LocalDate, lifecycle_text
 from ._prices import Price, RoutePrices, match_prices
 from ._regions import check_region
@@ -294,7 +295,7 @@ class Catalog(CatalogNotices):
         self._warned: set[tuple[str, ...]] = set()
         self._warn_lock = threading.Lock()
         self._by_key = {spec.key: spec for spec in data.models}
-        self._names = self._name_index(data.models)
+        self._names = name_index(data.models)
         self._providers = tuple(
             dict.fromkeys(route.provider for spec in data.models for route in spec.routes)
         )
@@ -383,7 +384,7 @@ class Catalog(CatalogNotices):
     def _resolve(self, name: str, include_opt_in: bool) -> Resolution:
         if not isinstance(name, str) or not name.strip():
             raise UnknownModelError("model name is empty", name=str(name))
-        key = self._names.get(_normalise(name))
+        key = self._names.get(normalise_name(name))
         if key is not None:
             spec = self._by_key[key]
             return Resolution(model=spec, routes=spec.routes_for(include_opt_in=include_opt_in))
@@ -452,7 +453,7 @@ class Catalog(CatalogNotices):
         candidates = {**dict.fromkeys(self._names), **{
             route.pinned: None for spec in self.data.models for route in spec.routes
         }}  # fmt: skip
-        close = difflib.get_close_matches(_normalise(name), list(candidates), n=6, cutoff=0.5)
+        close = difflib.get_close_matches(normalise_name(name), list(candidates), n=6, cutoff=0.5)
         suggestions = list(dict.fromkeys(self._names.get(match, match) for match in close))[:3]
         hint = f" Did you mean {' or '.join(map(repr, suggestions))}?" if suggestions else ""
         return UnknownModelError(
@@ -469,25 +470,6 @@ class Catalog(CatalogNotices):
                 if route.provider == provider:
                     return route.pinned
         return f"{provider}:<model_id>"
-
-    @staticmethod
-    def _name_index(specs: Iterable[ModelSpec]) -> dict[str, str]:
-        index: dict[str, str] = {}
-        for spec in specs:
-            for name in (spec.key, *spec.aliases):
-                normalised = _normalise(name)
-                owner = index.setdefault(normalised, spec.key)
-                if owner != spec.key:
-                    raise ConfigurationError(
-                        f"catalog name {name!r} is claimed by both {owner} and {spec.key}"
-                    )
-        return index
-
-
-def _normalise(name: str) -> str:
-    text = name.strip().lower().replace("_", "-").replace(" ", "-")
-    text = text.removeprefix("meta-llama/")
-    return text.removesuffix("-instruct")
 
 
 @functools.cache
