@@ -14,6 +14,7 @@ from ._exceptions import (
     DeadlineExceededError,
     InvalidImageError,
     InvalidRequestError,
+    InvalidToolError,
     LlamarouteError,
     MalformedResponseError,
     ModelNotAvailableError,
@@ -21,16 +22,19 @@ from ._exceptions import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    ProviderUnsupportedFeatureError,
     RateLimitError,
     ServerError,
     StreamInterruptedError,
+    ToolCallError,
     UnknownModelError,
     UnsupportedFeatureError,
 )
 from ._records import Attempt, Cost, Usage
 from ._refresh import RefreshResult, refresh_prices
-from ._request import ChatRequest, ImagePart, Message, TextPart
+from ._request import ChatRequest, ImagePart, Message, MessageToolCall, TextPart
 from ._response import ChatChunk, ChatResponse
+from ._tools import Tool, ToolCall
 from ._version import __version__
 from .catalog import Catalog, ModelSpec, Resolution, Route, get_model, load_catalog, models
 from .catalog._prices import Price
@@ -68,9 +72,11 @@ __all__ = [
     "ImagePart",
     "InvalidImageError",
     "InvalidRequestError",
+    "InvalidToolError",
     "LlamarouteError",
     "MalformedResponseError",
     "Message",
+    "MessageToolCall",
     "ModelNotAvailableError",
     "ModelSpec",
     "PaymentRequiredError",
@@ -79,6 +85,7 @@ __all__ = [
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
+    "ProviderUnsupportedFeatureError",
     "RateLimitError",
     "RefreshResult",
     "Resolution",
@@ -89,6 +96,9 @@ __all__ = [
     "Stream",
     "StreamInterruptedError",
     "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolCallError",
     "UnknownModelError",
     "UnsupportedFeatureError",
     "Usage",

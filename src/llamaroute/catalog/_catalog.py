@@ -101,6 +101,7 @@ class Route(_Data):
     system_prompt: bool = True
     tools: bool = False
     tools_streaming: bool = False
+    tools_source: str = ""  # where `tools` and `tools_streaming` were read
     json_output: bool = False
     structured_output: bool = False
     max_temperature: float = Field(default=2.0, gt=0)

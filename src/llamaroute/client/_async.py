@@ -62,6 +62,8 @@ class AsyncClient(BaseClient):
         top_p: float | None = None,
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
         providers: Sequence[str] | None = None,
         timeout: float | None = None,
         retries: RetryPolicy | int | None = None,
@@ -74,7 +76,7 @@ class AsyncClient(BaseClient):
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed},
+                    "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice},
         )  # fmt: skip
         run, steps = self._driver.start(call, hedge=True)
         answer = await self._run(call, steps)
@@ -93,6 +95,8 @@ class AsyncClient(BaseClient):
         top_p: float | None = None,
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
         providers: Sequence[str] | None = None,
         timeout: float | None = None,
         retries: RetryPolicy | int | None = None,
@@ -104,7 +108,8 @@ class AsyncClient(BaseClient):
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed}, streaming=True,
+                    "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice},
+            streaming=True,
         )  # fmt: skip
         return AsyncStream(self._stream_events(call))
 

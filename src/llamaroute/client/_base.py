@@ -227,14 +227,16 @@ class BaseClient:
         max_tokens: int | None = None,
         expected_output_tokens: int | None = None,
         providers: Sequence[str] | None = None,
+        tools: Sequence[Any] | None = None,
     ) -> Estimates:
         """What a call would cost on each route this client can use, cheapest first (no I/O).
 
         Like :func:`llamaroute.estimate`, but over the client's own providers (and their
-        regions) and catalog; the list's ``skipped`` attribute says which routes cannot serve
-        the request and why.
+        regions) and catalog (``tools``' schemas count as input); the list's ``skipped``
+        attribute says which routes cannot serve the request and why.
         """
-        request = _request(model, prompt, messages, image, system, {"max_tokens": max_tokens})
+        params = {"max_tokens": max_tokens, "tools": tools}
+        request = _request(model, prompt, messages, image, system, params)
         return self._estimates(request, providers, expected_output_tokens)
 
 

@@ -288,6 +288,7 @@ class Driver(AttemptBook):
             price_age_days=self.accounting.catalog.price_age(price),
             images=call.images.for_route(route),
             details=details,
+            tool_calls=result.tool_calls,
         )
         if self.on_event is not None:
             emit(self.on_event, ResponseReady(call.id, answer.ticket.number, response))

@@ -363,8 +363,9 @@ def request_shape(
     tiles = tuple(tiles)
     count = text_counter(tokenizer, counter)
     low = expected = high = 0
-    for message in request.messages:
-        band = count.band(message.text)
+    # Tool schemas and the conversation's tool calls are prompt tokens too.
+    for text in (*(message.text for message in request.messages), request.tool_text):
+        band = count.band(text)
         low, expected, high = low + band[0], expected + band[1], high + band[2]
     template = chat_template_tokens(len(request.messages), len(tiles))
     return RequestShape(
@@ -387,6 +388,7 @@ def estimate(
     system: str | None = None,
     max_tokens: int | None = None,
     expected_output_tokens: int | None = None,
+    tools: Sequence[Any] | None = None,
     providers: str | Sequence[str] | None = None,
     region: str | None = None,
     include_opt_in: bool = False,
@@ -397,11 +399,12 @@ def estimate(
     """What a request would cost on each route that can serve it, cheapest first. No network.
 
     ``model``, ``prompt``, ``messages``, ``image``, ``system`` and ``max_tokens`` are what
-    ``Client.chat`` takes. ``expected_output_tokens`` is your guess of the answer's length
-    (default 256, capped at the max output) and sets ``expected``; ``high`` assumes all of
-    ``max_tokens`` is generated (default: the route's max output). ``providers`` keeps only
-    those providers' routes, ``region`` only the routes usable from that region,
-    ``include_opt_in`` adds opt-in routes such as OpenRouter's ``:free`` variants.
+    ``Client.chat`` takes (``tools``' schemas count as input). ``expected_output_tokens`` is your
+    guess of the answer's length (default 256, capped at the max output) and sets
+    ``expected``; ``high`` assumes all of ``max_tokens`` is generated (default: the route's max
+    output). ``providers`` keeps only those providers' routes, ``region`` only the routes
+    usable from that region, ``include_opt_in`` adds opt-in routes such as OpenRouter's
+    ``:free`` variants.
     The text is counted exactly when the ``tokens`` extra is installed (``pip install
     'llamaroute[tokens]'``), else estimated with a band (each estimate's ``tokenizer`` says
     which); ``counter="heuristic"`` forces the estimate, ``counter="exact"`` requires the
@@ -431,6 +434,7 @@ def estimate(
         image=Path(image) if isinstance(image, os.PathLike) else image,
         system=system,
         max_tokens=max_tokens,
+        **({} if tools is None else {"tools": tools}),
     )
     if expected_output_tokens is not None and (
         isinstance(expected_output_tokens, bool)
