@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from llamaroute import (
     AsyncClient,
+    BreakerPolicy,
     Client,
     InvalidRequestError,
     InvalidToolError,
@@ -422,3 +423,36 @@ def test_tool_from_its_parts() -> None:
     assert tool.openai() == {"type": "function", "function": function}
     with pytest.raises(InvalidToolError):
         Tool("", "x")
+
+
+def test_require_parameters_is_merged_with_the_budget_ceiling(
+    fakes: tuple[FakeOpenRouter, FakeOllama],
+) -> None:
+    from decimal import Decimal
+
+    openrouter, _ = fakes
+    provider = OpenRouterProvider(api_key=CANARY_KEY, base_url=openrouter.base_url)
+    with Client(providers=[provider], budget=Decimal(5)) as client:
+        client.chat("llama-3.2-3b", "hi", tools=[get_weather])
+        client.chat("llama-3.2-3b", "hi")
+    with_tools, without = chat_requests(openrouter)
+    assert with_tools["provider"]["require_parameters"] is True
+    assert set(with_tools["provider"]["max_price"]) >= {"prompt", "completion"}
+    assert without["provider"] == {"max_price": with_tools["provider"]["max_price"]}
+    assert "tools" not in without
+
+
+def test_a_refused_feature_does_not_open_the_breaker(
+    fakes: tuple[FakeOpenRouter, FakeOllama],
+) -> None:
+    openrouter, ollama = fakes
+    refusal = Step.error(400, message="llama3.2:3b does not support tools")
+    ollama.script(*[refusal] * 4)
+    providers = [OllamaProvider(host=ollama.url),
+                 OpenRouterProvider(api_key=CANARY_KEY, base_url=openrouter.base_url)]  # fmt: skip
+    with Client(providers=providers, retries=0, breaker=BreakerPolicy(failures=3)) as client:
+        for _ in range(4):  # refused by Ollama each time, answered by OpenRouter
+            assert client.chat("llama-3.2-3b", "hi", tools=[get_weather]).provider == "openrouter"
+        # Ollama's route is healthy for what it can do: not skipped as if broken.
+        assert client.chat("llama-3.2-3b", "hi").provider == "ollama"
+    assert len(chat_requests(ollama)) == 5
