@@ -456,3 +456,14 @@ def test_a_refused_feature_does_not_open_the_breaker(
         # Ollama's route is healthy for what it can do: not skipped as if broken.
         assert client.chat("llama-3.2-3b", "hi").provider == "ollama"
     assert len(chat_requests(ollama)) == 5
+
+
+def test_tool_schemas_raise_the_budget_reservation() -> None:
+    from llamaroute import ChatRequest
+    from llamaroute.money import request_token_ceiling
+
+    bare = ChatRequest.create("llama-3.2-3b", "weather?")
+    tooled = ChatRequest.create("llama-3.2-3b", "weather?", tools=[get_weather, Search])
+    schemas = json.dumps([tool.openai() for tool in tooled.tools], indent=4)
+    # Every byte of the schemas as the template writes them, and the template's instructions.
+    assert request_token_ceiling(tooled) >= request_token_ceiling(bare) + len(schemas) + 60
