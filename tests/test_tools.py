@@ -319,6 +319,8 @@ def test_tools_skip_routes_that_cannot_take_them(three_fakes: Fakes) -> None:
         # Bedrock 3B takes no tools (catalog), Ollama 3B does: 0 requests to Bedrock.
         reply = client.chat("llama-3.2-3b", "hi", tools=[get_weather])
         assert reply.provider == "ollama"
+        skipped = reply.details["skipped_routes"]
+        assert skipped["bedrock:us.meta.llama3-2-3b-instruct-v1:0"].startswith("takes no tools")
         # Ollama's llama3.2-vision takes no tools: skipped, OpenRouter answers.
         vision = client.chat("llama-3.2-11b-vision", "hi", tools=[get_weather],
                              providers=["ollama", "openrouter"])  # fmt: skip
@@ -348,6 +350,15 @@ def test_the_plan_says_why_routes_were_skipped(three_fakes: Fakes) -> None:
 
 def test_a_tools_stream_on_bedrock_is_skipped_before_sending(three_fakes: Fakes) -> None:
     providers = three_providers(three_fakes)
+    both = [providers["bedrock"], providers["openrouter"]]
+    with Client(providers=both) as client:
+        stream = client.stream("llama-3.2-90b-vision", "hi", tools=[get_weather])
+        assert "".join(chunk.text for chunk in stream)
+        reasons = stream.response.details["skipped_routes"]
+    assert stream.response.provider == "openrouter"
+    assert reasons == {"bedrock:us.meta.llama3-2-90b-instruct-v1:0":
+                       "streams no tool calls (catalog: PROVIDERS.md, Facts 2026-12-07, Tools "
+                       "(Bedrock Converse, Llama 3.2))"}  # fmt: skip
     with Client(providers=[providers["bedrock"]]) as client:
         with pytest.raises(UnsupportedFeatureError, match="streams no tool calls") as caught:
             client.stream("llama-3.2-90b-vision", "hi", tools=[get_weather])
@@ -467,3 +478,21 @@ def test_tool_schemas_raise_the_budget_reservation() -> None:
     schemas = json.dumps([tool.openai() for tool in tooled.tools], indent=4)
     # Every byte of the schemas as the template writes them, and the template's instructions.
     assert request_token_ceiling(tooled) >= request_token_ceiling(bare) + len(schemas) + 60
+
+
+def test_the_catalog_records_tool_support_with_sources() -> None:
+    import llamaroute
+
+    for spec in llamaroute.models():
+        for route in spec.routes:
+            assert route.tools_source, route.pinned
+            assert route.tools or not route.tools_streaming, route.pinned
+            if route.provider == "openrouter":  # safe with require_parameters; no upstream promised
+                assert route.tools
+                assert route.tools_streaming
+                assert "tools" in route.unconfirmed
+            if route.provider == "ollama":
+                assert route.tools == route.tools_streaming == (not spec.vision)
+            if route.provider == "bedrock":
+                assert route.tools == spec.vision
+                assert not route.tools_streaming

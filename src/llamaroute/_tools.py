@@ -25,6 +25,7 @@ from typing import Any, Literal, cast, get_type_hints
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     GetCoreSchemaHandler,
     TypeAdapter,
     ValidationError,
@@ -160,8 +161,6 @@ class Tool:
 
 
 def _field(default: Any, description: str | None) -> Any:
-    from pydantic import Field
-
     return Field(default, description=description) if description else Field(default)
 
 

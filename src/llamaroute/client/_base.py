@@ -161,6 +161,7 @@ class BaseClient:
         if max_cost is not None and (not isinstance(max_cost, Decimal) or max_cost < 0):
             raise ConfigurationError("max_cost must be a Decimal >= 0 (USD), e.g. Decimal('0.01')")
         call.max_cost = max_cost
+        call.skipped = tuple((route.pinned, why) for route, why in routing.skipped)
         call.candidates = self._within_limits(call, routing.candidates)
         return call
 
