@@ -496,3 +496,17 @@ def test_the_catalog_records_tool_support_with_sources() -> None:
             if route.provider == "bedrock":
                 assert route.tools == spec.vision
                 assert not route.tools_streaming
+
+
+def test_no_openrouter_upstream_with_tools_falls_back(
+    both: Client, fakes: tuple[FakeOpenRouter, FakeOllama]
+) -> None:
+    openrouter, ollama = fakes
+    # With require_parameters, OpenRouter answers 404 when no upstream of the slug takes tools.
+    message = "No endpoints found that support tool use."
+    openrouter.script(Step.error(404, error_type="not_found", message=message))
+    ollama.script(Step.tool_call("get_weather", {"city": "Oslo"}))
+    reply = both.chat("llama-3.2-3b", "hi", tools=[get_weather])
+    assert reply.provider == "ollama"
+    assert reply.attempts[0].error_type == "ModelNotAvailableError"
+    assert reply.tool_calls[0].arguments == {"city": "Oslo"}
