@@ -8,9 +8,13 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from llamaroute import AsyncClient, Client
+from llamaroute import AsyncClient, Client, LlamarouteError, Tool, ToolCall, ToolCallError
 from llamaroute.providers import OllamaProvider, OpenRouterProvider
+from llamaroute.providers import ollama as ollama_wire
+from llamaroute.providers import openrouter as openrouter_wire
 from llamaroute.providers.openrouter import StreamParser
 from llamaroute.testing import FakeOllama, FakeOpenRouter, Step
 
@@ -132,3 +136,60 @@ async def test_async_streams_collect_tool_calls(fakes: Pair) -> None:
             async for _ in stream:
                 pass
             assert [c.name for c in stream.response.tool_calls] == ["get_weather", "lookup"]
+
+
+# --- hostile tool calls, fuzzed -----------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                  max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+CALL = st.fixed_dictionaries(
+    {},
+    optional={"id": JSON, "type": JSON, "index": JSON,
+              "function": st.fixed_dictionaries({}, optional={"name": JSON, "arguments": JSON})
+              | JSON},
+)  # fmt: skip
+TOOLS = (Tool.from_dict(LOOKUP),)
+
+
+def _checked(calls: tuple[object, ...]) -> None:
+    for call in calls:
+        assert isinstance(call, ToolCall)
+        assert call.error is None or isinstance(call.error, ToolCallError)
+        assert isinstance(call.arguments, dict)
+        assert isinstance(call.raw_arguments, str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(CALL, max_size=4) | JSON)
+def test_openrouter_tool_calls_never_raise_foreign_errors(value: object) -> None:
+    body = {"choices": [{"finish_reason": "tool_calls",
+                         "message": {"content": None, "tool_calls": value}}]}  # fmt: skip
+    try:
+        result = openrouter_wire.parse_response(body, model_id="m", tools=TOOLS)
+    except LlamarouteError:
+        return
+    _checked(result.tool_calls)
+    parser = openrouter_wire.StreamParser("m", tools=TOOLS)
+    try:
+        parser.feed(json.dumps({"choices": [{"delta": {"tool_calls": value}}]}))
+        parser.feed(json.dumps({"choices": [{"delta": {}, "finish_reason": "stop"}]}))
+        parser.feed("[DONE]")
+        _checked(parser.result().tool_calls)
+    except LlamarouteError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(CALL, max_size=4) | JSON)
+def test_ollama_tool_calls_never_raise_foreign_errors(value: object) -> None:
+    body = {"model": "m", "done": True, "message": {"role": "assistant", "content": "",
+                                                    "tool_calls": value}}  # fmt: skip
+    try:
+        result = ollama_wire.parse_response(body, model_id="m", tools=TOOLS)
+    except LlamarouteError:
+        return
+    _checked(result.tool_calls)
