@@ -363,8 +363,7 @@ def request_shape(
     tiles = tuple(tiles)
     count = text_counter(tokenizer, counter)
     low = expected = high = 0
-    # Tool schemas and the conversation's tool calls are prompt tokens too.
-    for text in (*(message.text for message in request.messages), request.tool_text):
+    for text in (*(message.text for message in request.messages), request.tool_text):  # + tools
         band = count.band(text)
         low, expected, high = low + band[0], expected + band[1], high + band[2]
     template = chat_template_tokens(len(request.messages), len(tiles))
@@ -398,13 +397,12 @@ def estimate(
 ) -> list[Estimate]:
     """What a request would cost on each route that can serve it, cheapest first. No network.
 
-    ``model``, ``prompt``, ``messages``, ``image``, ``system`` and ``max_tokens`` are what
-    ``Client.chat`` takes (``tools``' schemas count as input). ``expected_output_tokens`` is your
-    guess of the answer's length (default 256, capped at the max output) and sets
-    ``expected``; ``high`` assumes all of ``max_tokens`` is generated (default: the route's max
-    output). ``providers`` keeps only those providers' routes, ``region`` only the routes
-    usable from that region, ``include_opt_in`` adds opt-in routes such as OpenRouter's
-    ``:free`` variants.
+    ``model``, ``prompt``, ``messages``, ``image``, ``system``, ``max_tokens`` and ``tools``
+    (input tokens too) are what ``Client.chat`` takes. ``expected_output_tokens`` is your guess
+    of the answer's length (default 256, capped at the max output) and sets ``expected``;
+    ``high`` assumes all of ``max_tokens`` is generated (default: the route's max output).
+    ``providers`` keeps only those providers' routes, ``region`` only the routes usable from
+    that region, ``include_opt_in`` adds opt-in routes such as OpenRouter's ``:free`` variants.
     The text is counted exactly when the ``tokens`` extra is installed (``pip install
     'llamaroute[tokens]'``), else estimated with a band (each estimate's ``tokenizer`` says
     which); ``counter="heuristic"`` forces the estimate, ``counter="exact"`` requires the
