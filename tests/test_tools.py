@@ -510,3 +510,44 @@ def test_no_openrouter_upstream_with_tools_falls_back(
     assert reply.provider == "ollama"
     assert reply.attempts[0].error_type == "ModelNotAvailableError"
     assert reply.tool_calls[0].arguments == {"city": "Oslo"}
+
+
+def test_schemas_are_made_plain_and_fit_ollamas_tool_model(
+    both: Client, fakes: tuple[FakeOpenRouter, FakeOllama]
+) -> None:
+    class Address(BaseModel):
+        street: str
+
+    class Ship(BaseModel):
+        """Ship a parcel."""
+
+        title: str
+        to: Address
+        note: str | None = None
+
+    both.chat("llama-3.2-3b", "hi", tools=[Ship], providers=["openrouter"])
+    both.chat("llama-3.2-3b", "hi", tools=[Ship], providers=["ollama"])
+    on_openrouter = chat_requests(fakes[0])[0]["tools"][0]["function"]["parameters"]
+    on_ollama = chat_requests(fakes[1])[0]["tools"][0]["function"]["parameters"]
+    # $refs inlined, generated titles gone, a parameter named "title" kept.
+    assert "$defs" not in on_openrouter
+    assert on_openrouter["properties"]["to"]["properties"] == {"street": {"type": "string"}}
+    assert on_openrouter["properties"]["title"] == {"type": "string"}
+    # Ollama's client keeps only type/items/description/enum per property.
+    assert on_ollama["properties"]["note"] == {"type": ["string", "null"]}
+    assert on_ollama["properties"]["to"]["type"] == "object"
+    assert '"street"' in on_ollama["properties"]["to"]["description"]
+    # The arguments are still checked against the whole model.
+    fakes[1].script(Step.tool_call("Ship", {"title": "t", "to": {"road": "x"}}))
+    reply = both.chat("llama-3.2-3b", "hi", tools=[Ship], providers=["ollama"])
+    assert reply.tool_calls[0].error is not None
+    assert reply.tool_calls[0].error.kind == "schema_mismatch"
+
+
+def test_a_recursive_model_is_refused() -> None:
+    class Node(BaseModel):
+        child: Node | None = None
+
+    Node.model_rebuild()
+    with pytest.raises(InvalidToolError, match="recursive"):
+        Tool.from_model(Node)

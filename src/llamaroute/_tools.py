@@ -129,8 +129,7 @@ class Tool:
             schema = model.model_json_schema()
         except Exception as error:  # a hint pydantic cannot turn into a schema
             raise InvalidToolError(f"tool {name!r}: {error}") from None
-        schema.pop("title", None)
-        return cls(name, summary, schema, TypeAdapter(model))
+        return cls(name, summary, _inline(schema), TypeAdapter(model))
 
     @classmethod
     def from_model(cls, model: type[BaseModel]) -> Tool:
@@ -140,9 +139,8 @@ class Tool:
             schema = model.model_json_schema()
         except Exception as error:
             raise InvalidToolError(f"tool {model.__name__!r}: {error}") from None
-        schema.pop("title", None)
         summary = schema.pop("description", "") or ""
-        return cls(model.__name__, summary, schema, TypeAdapter(model))
+        return cls(model.__name__, summary, _inline(schema), TypeAdapter(model))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Tool:
@@ -158,6 +156,34 @@ class Tool:
             raise InvalidToolError("a tool needs a name")
         parameters = function.get("parameters", {"type": "object", "properties": {}})
         return cls(function["name"], function.get("description") or "", parameters)
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic's schema made plain for small models and simple wires: ``$ref`` replaced by
+    the definition it points to, ``$defs`` and the generated ``title`` keys left out."""
+    definitions = schema.get("$defs", {})
+
+    def plain(node: Any, depth: int) -> Any:
+        if depth > 32:
+            raise InvalidToolError("a tool's schema refers to itself (a recursive model)")
+        if isinstance(node, list):
+            return [plain(item, depth + 1) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return plain(definitions.get(ref.removeprefix("#/$defs/"), {}), depth + 1)
+        result = {}
+        for key, value in node.items():
+            if key in ("properties", "patternProperties") and isinstance(value, dict):
+                # A map of names to schemas: a parameter may well be called "title".
+                result[key] = {name: plain(item, depth + 1) for name, item in value.items()}
+            elif key not in ("$defs", "title"):
+                result[key] = plain(value, depth + 1)
+        return result
+
+    result: dict[str, Any] = plain(schema, 0)
+    return result
 
 
 def _field(default: Any, description: str | None) -> Any:

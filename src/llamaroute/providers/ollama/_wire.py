@@ -182,8 +182,39 @@ def build_request(
     # Ollama has no tool_choice: "none" leaves the tools out, any other choice sends them and
     # the model decides.
     if request.tools and request.tool_choice != "none":
-        kwargs["tools"] = [tool.openai() for tool in request.tools]
+        kwargs["tools"] = [_ollama_tool(tool) for tool in request.tools]
     return kwargs
+
+
+def _ollama_tool(tool: Tool) -> dict[str, Any]:
+    """The tool as the ollama client keeps it: its property model has only ``type``,
+    ``items``, ``description`` and ``enum``, so an optional value (``anyOf`` with null)
+    becomes a list of types, and a nested object's fields are written into its description
+    (the arguments are still checked against the whole schema when they come back)."""
+    wire = tool.openai()
+    parameters = dict(wire["function"]["parameters"])
+    properties = parameters.get("properties")
+    if isinstance(properties, dict):
+        parameters["properties"] = {name: _property(spec) for name, spec in properties.items()}
+    wire["function"]["parameters"] = parameters
+    return wire
+
+
+def _property(spec: object) -> object:
+    if not isinstance(spec, dict):
+        return spec
+    options = spec.get("anyOf")
+    if isinstance(options, list):
+        kinds = [o for o in options if isinstance(o, dict) and o.get("type") != "null"]
+        if len(kinds) == 1:
+            nullable = len(kinds) < len(options)
+            spec = {**{k: v for k, v in spec.items() if k != "anyOf"}, **kinds[0]}
+            if nullable and isinstance(spec.get("type"), str):
+                spec["type"] = [spec["type"], "null"]
+    if spec.get("type") == "object" and isinstance(spec.get("properties"), dict):
+        fields = json.dumps(spec["properties"], separators=(",", ":"))
+        spec = {**spec, "description": f"{spec.get('description', '')} fields: {fields}".strip()}
+    return spec
 
 
 def _object(arguments: str) -> dict[str, Any]:
