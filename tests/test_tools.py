@@ -551,3 +551,18 @@ def test_a_recursive_model_is_refused() -> None:
     Node.model_rebuild()
     with pytest.raises(InvalidToolError, match="recursive"):
         Tool.from_model(Node)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_key_echoed_in_a_tool_call_id_is_scrubbed(
+    both: Client, fakes: tuple[FakeOpenRouter, FakeOllama], stream: bool
+) -> None:
+    fakes[0].script(Step.tool_call("lookup", {"word": "x"}, id=f"call_{CANARY_KEY}"))
+    if stream:
+        streamed = both.stream("llama-3.2-3b", "hi", tools=[LOOKUP], providers=["openrouter"])
+        list(streamed)
+        reply = streamed.response
+    else:
+        reply = both.chat("llama-3.2-3b", "hi", tools=[LOOKUP], providers=["openrouter"])
+    assert CANARY_KEY not in repr(reply)
+    assert reply.tool_calls[0].arguments == {"word": "x"}

@@ -130,7 +130,9 @@ def build_payload(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
     return payload
 
 
-def read_tool_calls(value: object, tools: tuple[Tool, ...], model_id: str) -> tuple[ToolCall, ...]:
+def read_tool_calls(
+    value: object, tools: tuple[Tool, ...], model_id: str, redact: Callable[[str], str] = str
+) -> tuple[ToolCall, ...]:
     """``message.tool_calls`` of an answer. A list that is not one is malformed; each item
     with missing or wrong fields still becomes a :class:`ToolCall`, with its error."""
     if value is None:
@@ -142,9 +144,15 @@ def read_tool_calls(value: object, tools: tuple[Tool, ...], model_id: str) -> tu
         item = item if isinstance(item, dict) else {}
         function = item.get("function")
         function = function if isinstance(function, dict) else {}
-        calls.append(make_tool_call(item.get("id"), function.get("name"),
+        calls.append(make_tool_call(_scrubbed(item.get("id"), redact),
+                                    _scrubbed(function.get("name"), redact),
                                     function.get("arguments"), tools, index))  # fmt: skip
     return tuple(calls)
+
+
+def _scrubbed(value: object, redact: Callable[[str], str]) -> object:
+    # An id or a name is the server's own text: a hostile upstream may echo the key in it.
+    return redact(value) if isinstance(value, str) else value
 
 
 def _with_tools(reason: FinishReason | None, calls: tuple[ToolCall, ...]) -> FinishReason | None:
@@ -297,7 +305,7 @@ def parse_response(
     if not isinstance(message, dict):
         raise _malformed("the choice has no message object", model_id)
     usage, cost, problem = _usage(_object(body.get("usage"), "usage", model_id), model_id)
-    calls = read_tool_calls(message.get("tool_calls"), tools, model_id)
+    calls = read_tool_calls(message.get("tool_calls"), tools, model_id, redact)
     return ProviderResult(
         text=_text(message.get("content"), model_id),
         finish_reason=_with_tools(_finish_reason(choice.get("finish_reason"), model_id), calls),
@@ -431,7 +439,13 @@ class StreamParser:
     def tool_calls(self) -> tuple[ToolCall, ...]:
         """The tool calls assembled from the fragments so far."""
         return tuple(
-            make_tool_call(call_id, name, "".join(pieces), self.tools, index)
+            make_tool_call(
+                _scrubbed(call_id, self.redact),
+                _scrubbed(name, self.redact),
+                "".join(pieces),
+                self.tools,
+                index,
+            )
             for index, (call_id, name, pieces, _) in sorted(self.tool_parts.items())
         )
 
