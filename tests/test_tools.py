@@ -566,3 +566,15 @@ def test_a_key_echoed_in_a_tool_call_id_is_scrubbed(
         reply = both.chat("llama-3.2-3b", "hi", tools=[LOOKUP], providers=["openrouter"])
     assert CANARY_KEY not in repr(reply)
     assert reply.tool_calls[0].arguments == {"word": "x"}
+
+
+def test_client_estimates_leave_out_routes_that_cannot_take_the_tools(three_fakes: Fakes) -> None:
+    providers = three_providers(three_fakes)
+    with Client(providers=list(providers.values())) as client:
+        plain = client.estimate("llama-3.2-11b-vision", "hi")
+        tooled = client.estimate("llama-3.2-11b-vision", "hi", tools=[get_weather])
+    assert {e.provider for e in plain} == {"openrouter", "bedrock", "ollama"}
+    assert {e.provider for e in tooled} == {"openrouter"}
+    reasons = {skip.provider: skip.reason for skip in tooled.skipped}
+    assert reasons["bedrock"] == "llamaroute does not send tools to Bedrock yet"
+    assert reasons["ollama"].startswith("takes no tools")

@@ -23,6 +23,7 @@ from ..money import (
     Corrections,
     Estimates,
     Ledger,
+    SkippedRoute,
     estimate_shape,
     open_ledger,
     request_shape,
@@ -38,6 +39,7 @@ from ..routing import (
     StrategyName,
     configured_routes,
     plan,
+    tools_refusal,
 )
 from ._attempts import FallbackRule, default_fallback
 from ._call import Call, check_timeout
@@ -215,7 +217,14 @@ class BaseClient:
         resolution = self.catalog.resolve(request.model)
         _, routes, _ = configured_routes(resolution, self._providers, providers)
         shape = request_shape(request, expected_output_tokens=expected_output_tokens)
-        return estimate_shape(shape, routes, catalog=self.catalog, regions=self._accounting.regions)
+        # A route that cannot carry the request's tools is not estimated, as it is not called.
+        refusals = [(r, tools_refusal(request, r, self._providers.get(r.provider), streaming=False))
+                    for r in routes]  # fmt: skip
+        kept = [route for route, why in refusals if why is None]
+        result = estimate_shape(shape, kept, catalog=self.catalog, regions=self._accounting.regions)
+        tool_skips = [SkippedRoute(r.provider, r.model_id, why) for r, why in refusals if why]
+        result.skipped = (*result.skipped, *tool_skips)
+        return result
 
     def estimate(
         self,
