@@ -28,6 +28,10 @@ SHOWS = {
         "-> bedrock answered", "openrouter:meta-llama/llama-3.2-3b-instruct          open",
         "error: ProviderTimeoutError", "-> ollama answered", "DeadlineExceededError after 1.0",
     ],
+    "tools.py": [
+        "bad tool call call_fake_0: invalid_json", "get_weather({'city': 'Oslo'}) [call_or_1]",
+        "-> ollama: finish_reason stop",
+    ],
 }  # fmt: skip
 
 

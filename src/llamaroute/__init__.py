@@ -14,6 +14,7 @@ from ._exceptions import (
     DeadlineExceededError,
     InvalidImageError,
     InvalidRequestError,
+    InvalidToolError,
     LlamarouteError,
     MalformedResponseError,
     ModelNotAvailableError,
@@ -21,17 +22,20 @@ from ._exceptions import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    ProviderUnsupportedFeatureError,
     RateLimitError,
     ServerError,
     StreamInterruptedError,
     StructuredOutputError,
+    ToolCallError,
     UnknownModelError,
     UnsupportedFeatureError,
 )
 from ._records import Attempt, Cost, Usage
 from ._refresh import RefreshResult, refresh_prices
-from ._request import ChatRequest, ImagePart, Message, TextPart
+from ._request import ChatRequest, ImagePart, Message, MessageToolCall, TextPart
 from ._response import ChatChunk, ChatResponse
+from ._tools import Tool, ToolCall
 from ._version import __version__
 from .catalog import Catalog, ModelSpec, Resolution, Route, get_model, load_catalog, models
 from .catalog._prices import Price
@@ -69,9 +73,11 @@ __all__ = [
     "ImagePart",
     "InvalidImageError",
     "InvalidRequestError",
+    "InvalidToolError",
     "LlamarouteError",
     "MalformedResponseError",
     "Message",
+    "MessageToolCall",
     "ModelNotAvailableError",
     "ModelSpec",
     "PaymentRequiredError",
@@ -80,6 +86,7 @@ __all__ = [
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
+    "ProviderUnsupportedFeatureError",
     "RateLimitError",
     "RefreshResult",
     "Resolution",
@@ -91,6 +98,9 @@ __all__ = [
     "StreamInterruptedError",
     "StructuredOutputError",
     "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolCallError",
     "UnknownModelError",
     "UnsupportedFeatureError",
     "Usage",

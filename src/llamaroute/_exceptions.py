@@ -43,6 +43,7 @@ __all__ = [
     "DeadlineExceededError",
     "InvalidImageError",
     "InvalidRequestError",
+    "InvalidToolError",
     "LlamarouteError",
     "MalformedResponseError",
     "ModelNotAvailableError",
@@ -50,10 +51,12 @@ __all__ = [
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
+    "ProviderUnsupportedFeatureError",
     "RateLimitError",
     "ServerError",
     "StreamInterruptedError",
     "StructuredOutputError",
+    "ToolCallError",
     "UnknownModelError",
     "UnsupportedFeatureError",
 ]
@@ -90,6 +93,32 @@ class UnknownModelError(InvalidRequestError):
 class UnsupportedFeatureError(InvalidRequestError):
     """The model or route cannot do what was asked (an image to a text-only model, a model in a
     region where the provider does not serve it, tools where the route has none)."""
+
+
+class InvalidToolError(InvalidRequestError):
+    """A tool definition or ``tool_choice`` is wrong (no name, a schema that is not an object,
+    two tools with one name, an unknown form); raised before any request."""
+
+
+class ToolCallError(LlamarouteError):
+    """Why a tool call the model made cannot be used as it is. Never raised by a call: it is
+    carried on :attr:`ToolCall.error <llamaroute.ToolCall.error>`, next to the raw text.
+
+    ``kind`` is ``invalid_json``, ``not_an_object``, ``too_large``, ``schema_mismatch`` or
+    ``unknown_tool``; ``name`` the tool's name; ``raw_arguments`` the text as the model wrote
+    it (cut to 1,000 characters when too large).
+    """
+
+    def __init__(
+        self, message: str, *, kind: str = "", name: str = "", raw_arguments: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+        self.raw_arguments = raw_arguments
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class InvalidImageError(InvalidRequestError):
@@ -198,6 +227,12 @@ class BadRequestError(ProviderError):
 
 class ModelNotAvailableError(ProviderError):
     """The provider does not serve this model now (not pulled, no endpoints, retired)."""
+
+
+class ProviderUnsupportedFeatureError(ProviderError, UnsupportedFeatureError):
+    """The provider says the route cannot do what was asked (Ollama's 400 "does not support
+    tools", Bedrock's ValidationException for tool use): not retried, but another route may
+    serve the call, so it falls back."""
 
 
 class ServerError(ProviderError):

@@ -7,6 +7,7 @@ any network call, as an :class:`~llamaroute.InvalidRequestError`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
@@ -28,6 +29,7 @@ from pydantic import (
 from ._exceptions import InvalidRequestError
 from ._records import validation_message
 from ._schema import OutputSchema, output_schema
+from ._tools import Tool, ToolCall, check_tool_choice, coerce_tools
 from .images._source import is_image_source
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "ChatRequest",
     "ImagePart",
     "Message",
+    "MessageToolCall",
     "Part",
     "Role",
     "TextPart",
@@ -47,8 +50,8 @@ if TYPE_CHECKING:
     from .images._source import ImageSource
 
 
-Role = Literal["system", "user", "assistant"]
-"""Who wrote a message. Tool roles are not supported yet."""
+Role = Literal["system", "user", "assistant", "tool"]
+"""Who wrote a message (``tool``: a tool's result, answering an assistant's tool call)."""
 
 #: The most output tokens a request may ask for: the largest context window of any route in
 #: the catalog (131,072). A route with a smaller ``max_output_tokens`` is capped to it when the
@@ -133,6 +136,34 @@ class ImagePart(_Input):
 Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
+class MessageToolCall(_Input):
+    """A tool call in an assistant message of the conversation: ``id``, ``name`` and the
+    ``arguments`` as JSON text. Takes a :class:`~llamaroute.ToolCall` (from a response), an
+    OpenAI-format dict (``{"id", "type": "function", "function": {"name", "arguments"}}``) or
+    ``{"id", "name", "arguments"}`` (arguments as text or an object)."""
+
+    id: Text = Field(min_length=1, max_length=256)
+    name: Text = Field(min_length=1, max_length=64)
+    arguments: Text = "{}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forms(cls, value: object) -> object:
+        if isinstance(value, ToolCall):
+            return {"id": value.id, "name": value.name, "arguments": value.raw_arguments or "{}"}
+        if isinstance(value, Mapping) and isinstance(value.get("function"), Mapping):
+            if value.get("type", "function") != "function":
+                raise ValueError("a tool call's type must be 'function'")
+            value = {"id": value.get("id"), **value["function"]}
+        if isinstance(value, Mapping) and not isinstance(value.get("arguments", ""), str):
+            try:
+                arguments = json.dumps(value["arguments"], ensure_ascii=False)
+            except (TypeError, ValueError):
+                raise ValueError("a tool call's arguments must be JSON") from None
+            value = {**value, "arguments": arguments}
+        return value
+
+
 def _content_kind(value: object) -> str:
     # Only one branch is tried, so an error names what was wrong with that one.
     return "text" if isinstance(value, str) else "parts"
@@ -145,7 +176,28 @@ class Message(_Input):
     content: Annotated[
         Annotated[Text, Tag("text")] | Annotated[tuple[Part, ...], Tag("parts")],
         Discriminator(_content_kind),
-    ]
+    ] = ""
+    tool_calls: tuple[MessageToolCall, ...] = ()
+    tool_call_id: Text | None = Field(default=None, min_length=1, max_length=256)
+    name: Text | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tool_forms(cls, value: object) -> object:
+        # OpenAI's shapes: an assistant's `content: null` beside its tool calls, and a tool
+        # result given as JSON (an object, a number) rather than text.
+        if isinstance(value, Mapping):
+            content = value.get("content")
+            if content is None and "content" in value and value.get("tool_calls"):
+                value = {**value, "content": ""}
+            elif value.get("role") == "tool" and not isinstance(content, str | None):
+                try:
+                    value = {**value, "content": json.dumps(content, ensure_ascii=False)}
+                except (TypeError, ValueError):
+                    raise ValueError("a tool result must be text or JSON") from None
+            if value.get("tool_calls") is None and "tool_calls" in value:
+                value = {key: item for key, item in value.items() if key != "tool_calls"}
+        return value
 
     @field_validator("content", mode="before")
     @classmethod
@@ -171,6 +223,12 @@ class Message(_Input):
     def _images_only_from_user(self) -> Message:
         if self.role != "user" and self.images:
             raise ValueError(f"only user messages can carry images, not {self.role} messages")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if (self.role == "tool") != (self.tool_call_id is not None):
+            raise ValueError("a tool message needs a tool_call_id (only tool messages have one)")
+        if self.name is not None and self.role != "tool":
+            raise ValueError("name (the tool's name) is only for tool messages")
         return self
 
     @property
@@ -200,9 +258,18 @@ class Message(_Input):
         return cls(role="user", content=(TextPart(text=text), ImagePart(image=image)))
 
     @classmethod
-    def assistant(cls, text: str) -> Message:
-        """An assistant message (an earlier answer, for multi-turn conversations)."""
-        return cls(role="assistant", content=text)
+    def assistant(cls, text: str = "", *, tool_calls: Iterable[Any] = ()) -> Message:
+        """An assistant message (an earlier answer, for multi-turn conversations), with the
+        tool calls it made (``response.tool_calls``, or OpenAI-format dicts)."""
+        return cls(role="assistant", content=text, tool_calls=tuple(tool_calls))
+
+    @classmethod
+    def tool(cls, tool_call_id: str, content: Any, *, name: str | None = None) -> Message:
+        """A tool's result for the call ``tool_call_id``: text, or anything JSON (sent as its
+        JSON text)."""
+        return cls.model_validate(
+            {"role": "tool", "tool_call_id": tool_call_id, "content": content, "name": name}
+        )
 
 
 def _stop_tuple(value: object) -> object:
@@ -238,6 +305,8 @@ class ChatRequest(_Input):
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX, strict=True)
     # Structured output: a pydantic model class or an object JSON schema (see _schema.py).
     response_format: Annotated[OutputSchema | None, PlainValidator(_output_schema)] = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | None = None
 
     @field_validator("stop")
     @classmethod
@@ -251,9 +320,34 @@ class ChatRequest(_Input):
         roles = [message.role for message in self.messages]
         if "system" in roles[1:]:
             raise ValueError("a system message may only come first")
-        if roles[-1] != "user":
-            raise ValueError("the conversation must end with a user message")
+        if roles[-1] not in ("user", "tool"):
+            raise ValueError("the conversation must end with a user message (or a tool result)")
+        called: dict[str, str] = {}
+        for message in self.messages:
+            called.update((call.id, call.name) for call in message.tool_calls)
+            if message.tool_call_id is not None and message.tool_call_id not in called:
+                raise ValueError(
+                    f"tool message for {message.tool_call_id!r}: no earlier assistant message "
+                    "made a tool call with that id"
+                )
         return self
+
+    def tool_name(self, tool_call_id: str) -> str:
+        """The name of the tool an earlier assistant turn called as ``tool_call_id``."""
+        for message in self.messages:
+            for call in message.tool_calls:
+                if call.id == tool_call_id:
+                    return call.name
+        return ""
+
+    @property
+    def tool_text(self) -> str:
+        """The tools' schemas and the conversation's tool calls as JSON text: what the tools
+        add to the prompt, for token estimates."""
+        if not self.tools and not any(message.tool_calls for message in self.messages):
+            return ""
+        calls = [(call.name, call.arguments) for m in self.messages for call in m.tool_calls]
+        return json.dumps([[tool.openai() for tool in self.tools], calls], ensure_ascii=False)
 
     @property
     def images(self) -> tuple[ImagePart, ...]:
@@ -282,6 +376,9 @@ class ChatRequest(_Input):
         (``max_tokens`` above :data:`MAX_OUTPUT_TOKENS`, ``seed`` outside [0, :data:`SEED_MAX`]),
         or input nested too deeply to check.
         """
+        if "tools" in params or "tool_choice" in params:
+            params["tools"] = coerce_tools(params.get("tools"))
+            params["tool_choice"] = check_tool_choice(params.get("tool_choice"), params["tools"])
         try:
             turns = _coerce_messages(messages)
             if system is not None:

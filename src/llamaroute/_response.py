@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from ._records import Attempt, Cost, FinishReason, Usage, _Output
+from ._tools import ToolCall
 from .images._fit import PreparedImage
 
 __all__ = ["ChatChunk", "ChatResponse"]
@@ -35,6 +36,8 @@ class ChatResponse(_Output):
     its provider's threshold is also warned about, once.
     ``images`` are the images as sent on the route that answered (resized, re-encoded or
     fetched, with the reasons).
+    ``tool_calls`` are the calls the model asked for (``finish_reason`` is then
+    ``"tool_calls"``); each one with bad arguments carries its ``error`` and raw text.
     """
 
     text: str
@@ -55,6 +58,7 @@ class ChatResponse(_Output):
     # With response_format=: the validated answer (a model instance, or JSON data for a dict
     # schema); None without it.
     parsed: Annotated[Any, SkipValidation] = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

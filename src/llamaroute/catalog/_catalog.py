@@ -104,6 +104,7 @@ class Route(_Data):
     system_prompt: bool = True
     tools: bool = False
     tools_streaming: bool = False
+    tools_source: str = ""  # where `tools` and `tools_streaming` were read
     json_output: bool = False
     # structured_output: a schema is enforced natively, by the mechanism llamaroute uses
     # (``_mechanism``); ``_native``: the provider's own one when llamaroute does not use it yet.

@@ -65,6 +65,8 @@ class AsyncClient(BaseClient):
         top_p: float | None = None,
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
         providers: Sequence[str] | None = None,
         timeout: float | None = None,
         retries: RetryPolicy | int | None = None,
@@ -80,7 +82,7 @@ class AsyncClient(BaseClient):
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed,
+                    "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
                     "response_format": response_format},
         )  # fmt: skip
         response = await self._answer(call)
@@ -112,6 +114,8 @@ class AsyncClient(BaseClient):
         top_p: float | None = None,
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
         providers: Sequence[str] | None = None,
         timeout: float | None = None,
         retries: RetryPolicy | int | None = None,
@@ -124,7 +128,7 @@ class AsyncClient(BaseClient):
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed,
+                    "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
                     "response_format": response_format}, streaming=True,
         )  # fmt: skip
         return AsyncStream(self._stream_events(call))

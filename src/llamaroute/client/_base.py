@@ -23,6 +23,7 @@ from ..money import (
     Corrections,
     Estimates,
     Ledger,
+    SkippedRoute,
     estimate_shape,
     open_ledger,
     request_shape,
@@ -38,6 +39,7 @@ from ..routing import (
     StrategyName,
     configured_routes,
     plan,
+    tools_refusal,
 )
 from ._attempts import FallbackRule, default_fallback
 from ._call import Call, check_timeout
@@ -161,6 +163,7 @@ class BaseClient:
         if max_cost is not None and (not isinstance(max_cost, Decimal) or max_cost < 0):
             raise ConfigurationError("max_cost must be a Decimal >= 0 (USD), e.g. Decimal('0.01')")
         call.max_cost = max_cost
+        call.skipped = tuple((route.pinned, why) for route, why in routing.skipped)
         call.candidates = self._within_limits(call, routing.candidates)
         return call
 
@@ -214,7 +217,14 @@ class BaseClient:
         resolution = self.catalog.resolve(request.model)
         _, routes, _ = configured_routes(resolution, self._providers, providers)
         shape = request_shape(request, expected_output_tokens=expected_output_tokens)
-        return estimate_shape(shape, routes, catalog=self.catalog, regions=self._accounting.regions)
+        # A route that cannot carry the request's tools is not estimated, as it is not called.
+        refusals = [(r, tools_refusal(request, r, self._providers.get(r.provider), streaming=False))
+                    for r in routes]  # fmt: skip
+        kept = [route for route, why in refusals if why is None]
+        result = estimate_shape(shape, kept, catalog=self.catalog, regions=self._accounting.regions)
+        tool_skips = [SkippedRoute(r.provider, r.model_id, why) for r, why in refusals if why]
+        result.skipped = (*result.skipped, *tool_skips)
+        return result
 
     def estimate(
         self,
@@ -228,14 +238,15 @@ class BaseClient:
         expected_output_tokens: int | None = None,
         providers: Sequence[str] | None = None,
         response_format: Any = None,
+        tools: Sequence[Any] | None = None,
     ) -> Estimates:
         """What a call would cost on each route this client can use, cheapest first (no I/O).
 
         Like :func:`llamaroute.estimate`, but over the client's own providers (and their
-        regions) and catalog; the list's ``skipped`` attribute says which routes cannot serve
-        the request and why.
+        regions) and catalog (``tools``' schemas count as input); the list's ``skipped``
+        attribute says which routes cannot serve the request and why.
         """
-        params = {"max_tokens": max_tokens, "response_format": response_format}
+        params = {"max_tokens": max_tokens, "response_format": response_format, "tools": tools}
         request = _request(model, prompt, messages, image, system, params)
         return self._estimates(request, providers, expected_output_tokens)
 

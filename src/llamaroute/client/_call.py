@@ -39,6 +39,7 @@ class Call:
     max_cost: Decimal | None = None
     streaming: bool = False
     candidates: tuple[Candidate, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()  # (route, why) the plan left out, before any I/O
     id: int = 0  # unique within the client: events carry it
     attempts_started: int = 0  # across every route, hedges included
     _images: RequestImages | None = None

@@ -32,7 +32,7 @@ from .._exceptions import (
 )
 from .._response import ChatResponse
 from ..providers import ProviderCall, ProviderResult
-from ..routing import Candidate, HedgePolicy
+from ..routing import Candidate, HedgePolicy, uses_tools
 from ._attempts import AttemptBook, Expired, OverBudget, Skip, spent_total
 from ._call import Answer, Call, Run
 
@@ -268,6 +268,9 @@ class Driver(AttemptBook):
             details["price_check"] = price_check
         if result.cost_problem is not None:
             details["reported_cost_rejected"] = result.cost_problem
+        if call.skipped and uses_tools(call.request):
+            # Routes left out before sending (a route that takes no tools, or streams none).
+            details["skipped_routes"] = dict(call.skipped)
         response = ChatResponse(
             text=result.text,
             model=call.resolution.model.key,
@@ -288,6 +291,7 @@ class Driver(AttemptBook):
             price_age_days=self.accounting.catalog.price_age(price),
             images=call.images.for_route(route),
             details=details,
+            tool_calls=result.tool_calls,
         )
         if self.on_event is not None:
             emit(self.on_event, ResponseReady(call.id, answer.ticket.number, response))

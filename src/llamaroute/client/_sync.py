@@ -61,6 +61,8 @@ class Client(BaseClient):
         top_p: float | None = None,
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
         providers: Sequence[str] | None = None,
         timeout: float | None = None,
         retries: RetryPolicy | int | None = None,
@@ -85,6 +87,10 @@ class Client(BaseClient):
                 URL, a PIL image or a ``llamaroute.Image``.
             system: a system prompt.
             max_tokens, temperature, top_p, stop, seed: sampling parameters.
+            tools: functions the model may call: Python functions, pydantic models,
+                OpenAI-format dicts or ``llamaroute.Tool``; the calls it makes are in
+                ``response.tool_calls``. Routes that cannot take tools are skipped.
+            tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a tool's name.
             providers: provider names for this call, in the order to try them.
             timeout: seconds for the whole call, every attempt and wait included.
             retries: retries per route for this call (an int or a ``RetryPolicy``).
@@ -103,7 +109,7 @@ class Client(BaseClient):
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed,
+                    "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
                     "response_format": response_format},
         )  # fmt: skip
         run, steps = self._driver.start(call)  # inline: the loop warning's stacklevel counts
@@ -137,6 +143,8 @@ class Client(BaseClient):
         top_p: float | None = None,
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
         providers: Sequence[str] | None = None,
         timeout: float | None = None,
         retries: RetryPolicy | int | None = None,
@@ -156,7 +164,7 @@ class Client(BaseClient):
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed,
+                    "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
                     "response_format": response_format}, streaming=True,
         )  # fmt: skip
         parts: list[str] = []

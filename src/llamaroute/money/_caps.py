@@ -12,6 +12,7 @@ token ``max_tokens`` (or the route) allows.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -25,6 +26,7 @@ __all__ = [
     "TEMPLATE_CEILING_FIXED",
     "TEMPLATE_CEILING_PER_IMAGE",
     "TEMPLATE_CEILING_PER_MESSAGE",
+    "TEMPLATE_CEILING_TOOLS",
     "prompt_token_ceiling",
     "request_token_ceiling",
     "worst_case_cost",
@@ -37,16 +39,28 @@ TEMPLATE_CEILING_FIXED = 64
 TEMPLATE_CEILING_PER_MESSAGE = 8
 #: Per image: the ``<|image|>`` tag (the image's own tokens are bounded by the price entry).
 TEMPLATE_CEILING_PER_IMAGE = 2
+#: With tools: the Llama 3.2 template's instructions ("Given the following functions, please
+#: respond with a JSON for a function call ...", "Environment: ipython"; about 60 tokens in
+#: the Hugging Face template), with room to spare. The tools themselves are bounded by the
+#: bytes of their JSON as that template writes it (``tojson(indent=4)``).
+TEMPLATE_CEILING_TOOLS = 256
 
 
 def request_token_ceiling(request: ChatRequest) -> int:
     """At most how many prompt tokens ``request`` can be billed as, images' own tokens aside:
-    every message's text (:func:`prompt_token_ceiling`) and the chat template's ceiling."""
+    every message's text (:func:`prompt_token_ceiling`), the tools' schemas and the conversation's
+    tool calls, and the chat template's ceiling."""
     messages = request.messages
     images = sum(len(message.images) for message in messages)
     schema = request.response_format  # its instruction (or schema) is prompt too
+    tools = 0
+    if request.tool_text:
+        # Each tool as the template writes it, and the conversation's calls (indented too).
+        written = json.dumps(json.loads(request.tool_text), indent=4, ensure_ascii=False)
+        tools = prompt_token_ceiling(written) + TEMPLATE_CEILING_TOOLS
     return (
-        sum(prompt_token_ceiling(message.text) for message in messages)
+        tools
+        + sum(prompt_token_ceiling(message.text) for message in messages)
         + TEMPLATE_CEILING_FIXED
         + TEMPLATE_CEILING_PER_MESSAGE * len(messages)
         + TEMPLATE_CEILING_PER_IMAGE * images

@@ -337,6 +337,7 @@ def request_shape(
     count = text_counter(tokenizer, counter)
     low = expected = high = 0
     texts = [message.text for message in request.messages]
+    texts.append(request.tool_text)  # the tools' schemas are prompt too
     if request.response_format is not None:  # the schema, as instructions or as the upstream's
         texts.append(request.response_format.instruction())
     for text in texts:
@@ -363,6 +364,7 @@ def estimate(
     system: str | None = None,
     max_tokens: int | None = None,
     expected_output_tokens: int | None = None,
+    tools: Sequence[Any] | None = None,
     providers: str | Sequence[str] | None = None,
     region: str | None = None,
     include_opt_in: bool = False,
@@ -373,12 +375,12 @@ def estimate(
 ) -> list[Estimate]:
     """What a request would cost on each route that can serve it, cheapest first. No network.
 
-    ``model``, ``prompt``, ``messages``, ``image``, ``system`` and ``max_tokens`` are what
-    ``Client.chat`` takes. ``expected_output_tokens`` is your guess of the answer's length
-    (default 256, capped at the max output) and sets ``expected``; ``high`` assumes all of
-    ``max_tokens`` is generated (default: the route's max output). ``providers`` keeps only
-    those providers' routes, ``region`` only the routes usable from that region,
-    ``include_opt_in`` adds opt-in routes such as OpenRouter's ``:free`` variants.
+    ``model``, ``prompt``, ``messages``, ``image``, ``system``, ``max_tokens`` and ``tools``
+    (input tokens too) are what ``Client.chat`` takes. ``expected_output_tokens`` is your guess
+    of the answer's length (default 256, capped at the max output) and sets ``expected``;
+    ``high`` assumes all of ``max_tokens`` is generated (default: the route's max output).
+    ``providers`` keeps only those providers' routes, ``region`` only the routes usable from
+    that region, ``include_opt_in`` adds opt-in routes such as OpenRouter's ``:free`` variants.
     The text is counted exactly when the ``tokens`` extra is installed (``pip install
     'llamaroute[tokens]'``), else estimated with a band (each estimate's ``tokenizer`` says
     which); ``counter="heuristic"`` forces the estimate, ``counter="exact"`` requires the
@@ -410,6 +412,7 @@ def estimate(
         system=system,
         max_tokens=max_tokens,
         response_format=response_format,
+        **({} if tools is None else {"tools": tools}),
     )
     if expected_output_tokens is not None and (
         isinstance(expected_output_tokens, bool)

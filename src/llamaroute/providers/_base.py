@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from .._records import FinishReason, Usage
 from .._request import ChatRequest
+from .._tools import ToolCall
 from ..catalog import Price, Route
 from ..images import PreparedImage
 
@@ -75,6 +76,7 @@ class ProviderResult:
     served_model: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     cost_problem: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 StreamItem = str | ProviderResult
@@ -104,6 +106,12 @@ class Provider(ABC):
 
     #: The region the provider's client runs in, for regional routes (``None``: not regional).
     region: str | None = None
+
+    #: Whether llamaroute sends tools to this provider. A provider whose tool wire is not
+    #: written yet sets it to False: the plan then skips its routes for a tools request, with
+    #: :attr:`tools_missing` as the reason, whatever the catalog says the route can do.
+    tools_wired: ClassVar[bool] = True
+    tools_missing: ClassVar[str] = ""
 
     #: Whether the provider runs on the caller's own machine or network (free and private);
     #: the ``local_first`` strategy puts such routes first.

@@ -11,6 +11,7 @@ from ._candidate import Candidate, Plan
 from ._plan import configured_routes, plan, route_refusal
 from ._retry import RetryPolicy
 from ._strategies import HedgePolicy, LatencyStats, Strategy, StrategyName, apply_strategy
+from ._tools_gate import tools_refusal, uses_tools
 
 __all__ = [
     "BreakerPolicy",
@@ -27,4 +28,6 @@ __all__ = [
     "configured_routes",
     "plan",
     "route_refusal",
+    "tools_refusal",
+    "uses_tools",
 ]

@@ -36,6 +36,7 @@ from .._exceptions import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    UnsupportedFeatureError,
 )
 from ..catalog._catalog import Route
 
@@ -80,7 +81,9 @@ class BreakerPolicy:
 
 def counts_against_provider(error: BaseException) -> bool:
     """Whether ``error`` is the provider's fault (and so counts towards opening a breaker)."""
-    return isinstance(error, ProviderError) and not isinstance(error, BadRequestError)
+    # A refused feature (a route that takes no tools) says nothing about the route's health.
+    refused = BadRequestError | UnsupportedFeatureError
+    return isinstance(error, ProviderError) and not isinstance(error, refused)
 
 
 def _provider_wide(error: BaseException) -> bool:

@@ -12,7 +12,8 @@ out, in order, with the reason for every route left out.
    the date (an unconfirmed end of life only warns, once per catalog: the route may still
    work);
 4. each remaining route against the request (:func:`route_refusal`): temperature caps, stop
-   sequences, system prompts, image counts;
+   sequences, system prompts, image counts; and tools (:mod:`._tools_gate`: a route that
+   takes no tools, or streams no tool calls, or whose provider llamaroute sends no tools to);
 5. the survivors in the strategy's order (:mod:`._strategies`).
 
 When nothing is left it raises the error that explains it, before anything is sent. What a
@@ -31,6 +32,7 @@ from ..money import RequestShape
 from ..providers import Provider
 from ._candidate import Candidate, Plan
 from ._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
+from ._tools_gate import tools_refusal, tools_unsupported
 
 __all__ = ["configured_routes", "plan", "route_refusal"]
 
@@ -63,6 +65,7 @@ def plan(
     names, usable, unserved = configured_routes(resolution, providers, order)
     candidates: list[Candidate] = []
     refused: list[tuple[Route, str]] = []  # the route cannot take this request
+    tool_refused: list[str] = []  # ... because of its tools
     for route in usable:
         ended = catalog.lifecycle_refusal(route)
         if ended is not None:
@@ -71,10 +74,18 @@ def plan(
             continue
         catalog.warn_lifecycle(route)
         reason = route_refusal(request, route)
+        tools = tools_refusal(request, route, providers[route.provider], streaming=streaming)
+        if reason is None and tools is not None:
+            reason = tools
+            tool_refused.append(f"{route.pinned} {tools}")
         if reason is None:
             candidates.append(Candidate(route, providers[route.provider]))
         else:
             refused.append((route, reason))
+    if not candidates and tool_refused and len(tool_refused) == len(refused):
+        target = resolution.pinned.pinned if resolution.pinned else resolution.model.key
+        raise tools_unsupported(request, target, tool_refused, catalog, providers,
+                                streaming=streaming)  # fmt: skip
     if not candidates:
         raise _nothing_left(resolution, names, unserved, refused)
     ordered = apply_strategy(

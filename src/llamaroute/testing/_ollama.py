@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -170,6 +171,11 @@ class FakeOllama(FakeServer):
         if hostile is not None:
             self._misbehave(exchange, hostile, model, stream=stream)
             return
+        if body.get("tools") and _tag(model).startswith("llama3.2-vision"):
+            # What the server answers for a model whose template takes no tools.
+            message = f"registry.ollama.ai/library/{model} does not support tools"
+            exchange.send(400, _dumps({"error": message}))
+            return
         step = self.next_step()
         if self.answer(exchange, step, stream=stream):
             return
@@ -187,6 +193,8 @@ class FakeOllama(FakeServer):
             exchange.send(200, b'{"model":"' + model.encode() + b'","message":{"content":"tr')
         else:
             final = self._final(step, model, created, usage, "".join(chunks))
+            if step.tool_calls:
+                final["message"]["tool_calls"] = _ollama_calls(step)
             exchange.send(200, _dumps(final), step.headers)
 
     def _final(
@@ -197,7 +205,8 @@ class FakeOllama(FakeServer):
             "created_at": created,
             "message": {"role": "assistant", "content": text},
             "done": True,
-            "done_reason": step.finish_reason,
+            # Ollama ends an answer that calls tools with "stop".
+            "done_reason": "stop" if step.finish_reason == "tool_calls" else step.finish_reason,
             **_DURATIONS,
         }
         # omitempty on the server: a zero count is absent, not 0.
@@ -220,9 +229,15 @@ class FakeOllama(FakeServer):
             return line({"model": model, "created_at": created, "message": message, "done": False})
 
         message = step.message or "an error was encountered while running the model"
+        calls = []
+        if step.tool_calls:
+            # Since Ollama 0.8 a line of its own carries the calls, before the done line.
+            said = {"role": "assistant", "content": "", "tool_calls": _ollama_calls(step)}
+            calls.append(line({"model": model, "created_at": created, "message": said,
+                               "done": False}))  # fmt: skip
         return StreamPlan(
             content=[delta(chunk) for chunk in chunks],
-            closing=[line(self._final(step, model, created, usage))],
+            closing=[*calls, line(self._final(step, model, created, usage))],
             error_frame=line({"error": message}),
             malformed_frame=b'{"model":"'
             + model.encode()
@@ -274,3 +289,16 @@ class FakeOllama(FakeServer):
         while time.monotonic() < ends:
             exchange.write(filler)
             time.sleep(hostile.interval)
+
+
+def _ollama_calls(step: Step) -> list[dict[str, Any]]:
+    """The step's tool calls as Ollama sends them: arguments as an object (text that is JSON
+    is sent as its object; other text as is, as a broken server would)."""
+    calls = []
+    for call in step.tool_calls or ():
+        arguments = call.get("arguments", {})
+        if isinstance(arguments, str):
+            with contextlib.suppress(ValueError):
+                arguments = json.loads(arguments)
+        calls.append({"function": {"name": call.get("name"), "arguments": arguments}})
+    return calls

@@ -270,7 +270,8 @@ class FakeOpenRouter(FakeServer):
                 "index": 0,
                 "finish_reason": step.finish_reason,
                 "native_finish_reason": step.finish_reason,
-                "message": {"role": "assistant", "content": text},
+                "message": {"role": "assistant", "content": text,
+                            **({"tool_calls": _openai_calls(step)} if step.tool_calls else {})},
             }],
             "usage": self._usage(step, usage),
         }  # fmt: skip
@@ -295,10 +296,38 @@ class FakeOpenRouter(FakeServer):
                                                                "content": content},
                                        "finish_reason": finish}]})  # fmt: skip
 
+        def fragments() -> list[bytes]:
+            # The id, type and name in a call's first fragment only; its arguments in pieces.
+            frames = []
+            for index, call in enumerate(_openai_calls(step)):
+                first = {
+                    "index": index,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""},
+                }
+                frames.append(first)
+                text = call["function"]["arguments"]
+                frames += [
+                    {"index": index, "function": {"arguments": text[at : at + 5]}}
+                    for at in range(0, len(text), 5)
+                ]
+            return [
+                event(
+                    {
+                        "choices": [
+                            {"index": 0, "delta": {"tool_calls": [frame]}, "finish_reason": None}
+                        ]
+                    }
+                )
+                for frame in frames
+            ]
+
         return StreamPlan(
             preamble=[b": OPENROUTER PROCESSING" + newline + newline],
             content=[delta(chunk) for chunk in chunks],
             closing=[
+                *fragments(),
                 delta("", step.finish_reason),
                 event({"choices": [], "usage": self._usage(step, usage)}),
                 b"data: [DONE]" + newline + newline,
@@ -316,3 +345,19 @@ class FakeOpenRouter(FakeServer):
             ),
             malformed_frame=b'data: {"choices":[{"delta":{"content":"tr' + newline + newline,
         )
+
+
+def _openai_calls(step: Step) -> list[dict[str, Any]]:
+    """The step's tool calls in OpenAI's shape (arguments as text: raw text is sent as is)."""
+    calls = []
+    for index, call in enumerate(step.tool_calls or ()):
+        arguments = call.get("arguments", {})
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        calls.append(
+            {
+                "id": call.get("id", f"call_fake_{index}"),
+                "type": "function",
+                "function": {"name": call.get("name"), "arguments": text},
+            }
+        )
+    return calls

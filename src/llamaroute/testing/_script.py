@@ -39,6 +39,11 @@ class Step:
     ``omit_end`` (everything but the final end marker, e.g. no ``data: [DONE]``),
     ``chunk_delay`` between chunks.
 
+    Tool calls: ``tool_calls`` (see :meth:`tool_call`), each ``{"name", "arguments", "id"?}``;
+    arguments as an object or as raw text. OpenRouter streams them as ``delta.tool_calls``
+    fragments (id and name in the first only, the arguments split over several chunks),
+    Ollama as one ``message.tool_calls`` line before the last.
+
     Wire details for parser tests: ``crlf`` line endings, ``multiline_data`` (an event's
     JSON split over several ``data:`` lines), ``split_writes`` (every byte its own TCP write).
 
@@ -75,6 +80,7 @@ class Step:
     trickle: float = 0.0
     endless: bytes | None = None
     endless_after: int = 0
+    tool_calls: tuple[Mapping[str, Any], ...] | None = None
 
     @classmethod
     def reply(cls, text: str, **options: Any) -> Step:
@@ -89,6 +95,17 @@ class Step:
         dump = getattr(value, "model_dump_json", None)
         text = dump() if callable(dump) else json.dumps(value)
         return cls(text=f"```json\n{text}\n```" if fenced else text, **options)
+
+    @classmethod
+    def tool_call(cls, name: str, arguments: Any = None, **options: Any) -> Step:
+        """An answer that calls one tool. ``arguments`` is an object, or text sent exactly as
+        given (bad JSON included); ``id=`` sets the call's id where the wire has ids. For more
+        calls in one answer pass ``tool_calls=({"name", "arguments", "id"?}, ...)``."""
+        call: dict[str, Any] = {"name": name, "arguments": {} if arguments is None else arguments}
+        if "id" in options:
+            call["id"] = options.pop("id")
+        options.setdefault("text", "")
+        return cls(tool_calls=(call,), finish_reason="tool_calls", **options)
 
     @classmethod
     def error(

@@ -34,6 +34,7 @@ from ..._exceptions import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    ProviderUnsupportedFeatureError,
     ServerError,
 )
 from .._errors import connection_refused, status_rule
@@ -46,6 +47,9 @@ __all__ = ["UpstreamError", "clean_cause", "client_errors", "map_error"]
 # has no structured error code for them. They are the one place where message text decides.
 _INCOMPATIBLE = "no longer compatible"
 _ONE_IMAGE = "only supports one image"
+# A model without tool support in its template: 400 "registry.ollama.ai/library/llama3.2-vision
+# does not support tools" (ollama/ollama server/routes.go).
+_NO_TOOLS = "does not support tools"
 
 #: What a decoder raises on a body it cannot read (JSON that is invalid, nested too deep, not
 #: an object, or of the wrong shape; bytes that are not UTF-8).
@@ -216,6 +220,12 @@ def _from_response_error(
         hint = f"{model_id} {why}: `ollama pull {model_id}` ({message})"
         code = "model_incompatible" if old else "model_not_found"
         return status_rule(404).build(hint, code=code, **where)
+    if _NO_TOOLS in lowered and 400 <= status < 500:
+        # The route cannot take tools: not worth a retry, but another route may serve the call.
+        return ProviderUnsupportedFeatureError(
+            f"{model_id} does not take tools on Ollama ({message})", code="tools_unsupported",
+            **where,
+        )  # fmt: skip
     if _ONE_IMAGE in lowered:
         hint = f"{model_id} takes one image per request ({message})"
         return status_rule(400).build(hint, code="too_many_images", **where)

@@ -34,6 +34,7 @@ from ._wire import (
     NAME,
     StreamState,
     build_request,
+    first_call_number,
     normalise_host,
     parse_response,
     split_credentials,
@@ -232,7 +233,9 @@ class OllamaProvider(Provider):
                 guarded(guard),
             ):
                 response = self._sync().chat(**request)
-            return parse_response(response, model_id=model_id, redact=self._redact)
+            return parse_response(response, model_id=model_id, redact=self._redact,
+                                  tools=call.request.tools,
+                                  first_call=first_call_number(call.request))  # fmt: skip
         except LlamarouteError as error:
             _detach(error)
             raise
@@ -248,7 +251,9 @@ class OllamaProvider(Provider):
                 guarded(guard),
             ):
                 response = await self._async().chat(**request)
-            return parse_response(response, model_id=model_id, redact=self._redact)
+            return parse_response(response, model_id=model_id, redact=self._redact,
+                                  tools=call.request.tools,
+                                  first_call=first_call_number(call.request))  # fmt: skip
         except LlamarouteError as error:
             _detach(error)
             raise
@@ -256,7 +261,9 @@ class OllamaProvider(Provider):
     def stream(self, call: ProviderCall) -> Generator[StreamItem, None, None]:
         request = self._request(call, stream=True)
         model_id = request["model"]
-        state, errors = StreamState(model_id, self._redact), self._errors(model_id)
+        state = StreamState(model_id, self._redact, call.request.tools,
+                            first_call_number(call.request))  # fmt: skip
+        errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
         try:
             with errors:
@@ -300,7 +307,9 @@ class OllamaProvider(Provider):
     async def astream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
         request = self._request(call, stream=True)
         model_id = request["model"]
-        state, errors = StreamState(model_id, self._redact), self._errors(model_id)
+        state = StreamState(model_id, self._redact, call.request.tools,
+                            first_call_number(call.request))  # fmt: skip
+        errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
         try:
             with errors:

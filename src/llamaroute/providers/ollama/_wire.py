@@ -14,15 +14,19 @@ when 0) and durations in ns; errors are ``{"error": "..."}`` with the status, or
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
 import ollama
+import pydantic
 
 from ..._exceptions import InvalidImageError, MalformedResponseError, UnsupportedFeatureError
 from ..._records import FinishReason, Usage
+from ..._request import ChatRequest
+from ..._tools import MAX_TOOLS, Tool, ToolCall, make_tool_call
 from ...images import MAX_TILES, POSITIONS_PER_TILE, PreparedImage
 from .._base import ProviderCall, ProviderResult, with_schema_instruction
 from .._http import check_base_url
@@ -34,8 +38,10 @@ __all__ = [
     "StreamState",
     "build_request",
     "estimate_num_ctx",
+    "first_call_number",
     "normalise_host",
     "parse_response",
+    "read_tool_calls",
     "split_credentials",
 ]
 
@@ -149,12 +155,19 @@ def build_request(
         )
     images = iter(call.images)  # in order of appearance, as the client loaded them
     messages: list[dict[str, Any]] = []
-    for message in call.request.messages:
+    request = call.request
+    for message in request.messages:
         entry: dict[str, Any] = {"role": message.role, "content": message.text}
         if attached := [_image_bytes(next(images)) for _ in message.images]:
             entry["images"] = attached
+        if message.tool_calls:
+            # Ollama takes arguments as an object; ids are llamaroute's own (Ollama has none).
+            entry["tool_calls"] = [{"function": {"name": c.name, "arguments": _object(c.arguments)}}
+                                   for c in message.tool_calls]  # fmt: skip
+        if message.role == "tool":
+            # Ollama names the tool, not the call: found through the assistant turn's calls.
+            entry["tool_name"] = message.name or request.tool_name(message.tool_call_id or "")
         messages.append(entry)
-    request = call.request
     options = {"num_ctx": num_ctx or estimate_num_ctx(call), "num_predict": call.max_tokens,
                "temperature": request.temperature, "top_p": request.top_p,
                "stop": list(request.stop) or None, "seed": request.seed}  # fmt: skip
@@ -171,7 +184,84 @@ def build_request(
             kwargs["format"] = schema.schema  # Ollama's structured outputs: the JSON schema
         elif (instruction := with_schema_instruction(call, None)) is not None:
             messages.insert(0, {"role": "system", "content": instruction})
+    # Ollama has no tool_choice: "none" leaves the tools out, any other choice sends them and
+    # the model decides.
+    if request.tools and request.tool_choice != "none":
+        kwargs["tools"] = [_ollama_tool(tool) for tool in request.tools]
     return kwargs
+
+
+def _ollama_tool(tool: Tool) -> dict[str, Any]:
+    """The tool as the ollama client keeps it: its property model has only ``type``,
+    ``items``, ``description`` and ``enum``, so an optional value (``anyOf`` with null)
+    becomes a list of types, and a nested object's fields are written into its description
+    (the arguments are still checked against the whole schema when they come back)."""
+    wire = tool.openai()
+    parameters = dict(wire["function"]["parameters"])
+    properties = parameters.get("properties")
+    if isinstance(properties, dict):
+        parameters["properties"] = {name: _property(spec) for name, spec in properties.items()}
+    wire["function"]["parameters"] = parameters
+    return wire
+
+
+def _property(spec: object) -> object:
+    if not isinstance(spec, dict):
+        return spec
+    options = spec.get("anyOf")
+    if isinstance(options, list):
+        kinds = [o for o in options if isinstance(o, dict) and o.get("type") != "null"]
+        if len(kinds) == 1:
+            nullable = len(kinds) < len(options)
+            spec = {**{k: v for k, v in spec.items() if k != "anyOf"}, **kinds[0]}
+            if nullable and isinstance(spec.get("type"), str):
+                spec["type"] = [spec["type"], "null"]
+    if spec.get("type") == "object" and isinstance(spec.get("properties"), dict):
+        fields = json.dumps(spec["properties"], separators=(",", ":"))
+        spec = {**spec, "description": f"{spec.get('description', '')} fields: {fields}".strip()}
+    return spec
+
+
+def _object(arguments: str) -> dict[str, Any]:
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return {}  # arguments the model wrote badly, sent back as none
+    return value if isinstance(value, dict) else {}
+
+
+def first_call_number(request: ChatRequest) -> int:
+    """The ``n`` of the first ``call_<n>`` id for this answer's tool calls: one past the
+    conversation's earlier calls, so ids never repeat within a conversation and the same
+    conversation always gets the same ids."""
+    return sum(len(message.tool_calls) for message in request.messages)
+
+
+def read_tool_calls(
+    items: object, tools: tuple[Tool, ...], first: int, model_id: str
+) -> tuple[ToolCall, ...]:
+    """``message.tool_calls`` (dicts or the client's models) as :class:`ToolCall` objects with
+    synthesised ``call_<n>`` ids; an item of the wrong shape is a call with its error."""
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise _malformed(f"message.tool_calls is {_kind(items)}, not a list", model_id)
+    calls = []
+    for offset, item in enumerate(items[:MAX_TOOLS]):
+        function = _get(item, "function")
+        calls.append(make_tool_call(None, _get(function, "name"), _get(function, "arguments"),
+                                    tools, first + offset))  # fmt: skip
+    return tuple(calls)
+
+
+def _get(value: object, key: str) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(key)
+    if isinstance(value, pydantic.BaseModel):
+        field = getattr(value, key, None)
+        # The client's models turn an arguments object into its own mapping type.
+        return dict(field) if isinstance(field, Mapping) else field
+    return None
 
 
 #: The largest token count believed: far above any context window, far below what would
@@ -230,7 +320,11 @@ def _done(value: object, model_id: str) -> bool | None:
 
 
 def _result(
-    final: object, text: str, model_id: str, redact: Callable[[str], str]
+    final: object,
+    text: str,
+    model_id: str,
+    redact: Callable[[str], str],
+    calls: tuple[ToolCall, ...] = (),
 ) -> ProviderResult:
     final = _fields(final, "the answer", model_id)
     usage = Usage(
@@ -249,10 +343,13 @@ def _result(
     if reason:
         details["done_reason"] = redact(reason[:100])
     model = _optional_str(final.get("model"), "model", model_id)
+    finish = _FINISH_REASONS.get(reason or "stop", "other")
     return ProviderResult(
         text=text,
-        # Servers before done_reason existed ended every answer the same way: "stop".
-        finish_reason=_FINISH_REASONS.get(reason or "stop", "other"),
+        # Servers before done_reason existed ended every answer the same way: "stop"; Ollama
+        # ends a tool call with "stop" too.
+        finish_reason="tool_calls" if calls and finish == "stop" else finish,
+        tool_calls=calls,
         usage=usage,
         # Local inference has no bill; the price table (or the user's own local cost) says 0.
         cost=None,
@@ -271,7 +368,12 @@ def _content(chunk: Mapping[str, Any], model_id: str) -> str:
 
 
 def parse_response(
-    body: object, *, model_id: str, redact: Callable[[str], str] = str
+    body: object,
+    *,
+    model_id: str,
+    redact: Callable[[str], str] = str,
+    tools: tuple[Tool, ...] = (),
+    first_call: int = 0,
 ) -> ProviderResult:
     """A non-streaming ``/api/chat`` answer (a dict or the client's ``ChatResponse``).
 
@@ -291,17 +393,28 @@ def parse_response(
             model_id=model_id,
             code="incomplete_stream",
         )
-    return _result(fields, text, model_id, redact)
+    items = _get(fields.get("message"), "tool_calls")
+    calls = read_tool_calls(items, tools, first_call, model_id)
+    return _result(fields, text, model_id, redact, calls)
 
 
 class StreamState:
     """The state of one Ollama stream, fed one parsed NDJSON line at a time (no I/O)."""
 
-    __slots__ = ("final", "model_id", "parts", "redact")
+    __slots__ = ("final", "first_call", "model_id", "parts", "redact", "tool_items", "tools")
 
-    def __init__(self, model_id: str, redact: Callable[[str], str] = str) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        redact: Callable[[str], str] = str,
+        tools: tuple[Tool, ...] = (),
+        first_call: int = 0,
+    ) -> None:
         self.model_id = model_id
         self.redact = redact
+        self.tools = tools
+        self.first_call = first_call
+        self.tool_items: list[object] = []  # tool calls, as they came (since Ollama 0.8)
         self.parts: list[str] = []
         self.final: object | None = None
 
@@ -316,9 +429,15 @@ class StreamState:
             message, done = chunk.message, chunk.done
             content = message.content if message is not None else None
             piece = content if isinstance(content, str) else ""
+            items = message.tool_calls if message is not None else None
         else:
             fields = _fields(chunk, "a stream line", self.model_id)
             piece, done = _content(fields, self.model_id), _done(fields.get("done"), self.model_id)
+            items = _get(fields.get("message"), "tool_calls")
+        if items:
+            if not isinstance(items, list):
+                raise _malformed(f"message.tool_calls is {_kind(items)}, not a list", self.model_id)
+            self.tool_items.extend(items[: MAX_TOOLS - len(self.tool_items)])
         if piece:
             self.parts.append(piece)
         if done:
@@ -334,4 +453,5 @@ class StreamState:
                 model_id=self.model_id,
                 code="incomplete_stream",
             )
-        return _result(self.final, "".join(self.parts), self.model_id, self.redact)
+        calls = read_tool_calls(self.tool_items, self.tools, self.first_call, self.model_id)
+        return _result(self.final, "".join(self.parts), self.model_id, self.redact, calls)

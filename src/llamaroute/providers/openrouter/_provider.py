@@ -46,7 +46,7 @@ __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "DEFAULT_BASE_URL", "OpenRouterProvide
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 API_KEY_ENV = "OPENROUTER_API_KEY"
 BASE_URL_ENV = "OPENROUTER_BASE_URL"
-
+Result = ProviderResult
 _MIB = 1024 * 1024
 #: An error answer is read only this far: its first lines say what went wrong.
 _ERROR_BODY_BYTES = 64 * 1024
@@ -60,8 +60,7 @@ class OpenRouterProvider(Provider):
         base_url: the API root (default ``https://openrouter.ai/api/v1``, or
             ``$OPENROUTER_BASE_URL``); any OpenAI-compatible gateway or a test server works.
             Not the endpoint: a URL ending in ``/chat/completions`` is refused.
-        app_url, app_title: optional attribution headers (``HTTP-Referer``,
-            ``X-OpenRouter-Title``); sent only when set.
+        app_url, app_title: attribution headers (``HTTP-Referer``, ``X-OpenRouter-Title``).
         timeout: an ``httpx.Timeout`` or seconds, per network operation; always finite. A
             call's ``timeout=`` bounds the whole answer on top of it (headers and body; for a
             stream, everything up to its first text).
@@ -220,7 +219,8 @@ class OpenRouterProvider(Provider):
             url=str(self._url),
         )
 
-    def _result(self, response: httpx.Response, body: list[bytes], model_id: str) -> ProviderResult:
+    def _result(self, response: httpx.Response, body: list[bytes], call: ProviderCall) -> Result:
+        model_id = call.route.model_id
         if response.status_code >= 300:
             raise self._error(response, body, model_id)
         # Each copy freed before the next is made: a body near the cap is held twice at most
@@ -239,7 +239,8 @@ class OpenRouterProvider(Provider):
         parsed = load_json(text, provider=NAME, model_id=model_id, what="response body",
                            decimals=True)  # fmt: skip
         del text
-        result = parse_response(parsed, model_id=model_id, redact=self._key.redact)
+        result = parse_response(parsed, model_id=model_id, redact=self._key.redact,
+                                tools=call.request.tools)  # fmt: skip
         if "generation_id" not in result.details:  # (the body's id usually says it)
             generation = response.headers.get("x-generation-id")
             if generation:
@@ -275,7 +276,7 @@ class OpenRouterProvider(Provider):
             failure = transport_failure(error, NAME, model_id, self._key.redact, deadline)
         if failure is not None:
             raise failure
-        return self._result(response, body, model_id)
+        return self._result(response, body, call)
 
     async def achat(self, call: ProviderCall) -> ProviderResult:
         model_id = call.route.model_id
@@ -295,7 +296,7 @@ class OpenRouterProvider(Provider):
             failure = transport_failure(error, NAME, model_id, self._key.redact, deadline)
         if failure is not None:
             raise failure
-        return self._result(response, body, model_id)
+        return self._result(response, body, call)
 
     def _read(self, response: httpx.Response, chunks: Iterator[bytes], model_id: str,
               deadline: float | None) -> list[bytes]:  # fmt: skip
@@ -351,7 +352,7 @@ class OpenRouterProvider(Provider):
         model_id = call.route.model_id
         clock = StreamClock(NAME, call.timeout, self.stream_idle_timeout)
         client = self._sync()
-        parser = StreamParser(model_id, self._key.redact)
+        parser = StreamParser(model_id, self._key.redact, call.request.tools)
         failure: ProviderError | None = None
         response: httpx.Response | None = None
         chunks: Iterator[bytes] | None = None
@@ -392,7 +393,7 @@ class OpenRouterProvider(Provider):
         model_id = call.route.model_id
         clock = StreamClock(NAME, call.timeout, self.stream_idle_timeout)
         client = await self._async()
-        parser = StreamParser(model_id, self._key.redact)
+        parser = StreamParser(model_id, self._key.redact, call.request.tools)
         failure: ProviderError | None = None
         response: httpx.Response | None = None
         try:

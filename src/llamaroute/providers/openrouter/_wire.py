@@ -29,9 +29,11 @@ from typing import Any
 from ..._exceptions import MalformedResponseError, ProviderError, ServerError
 from ..._records import FinishReason, Usage
 from ..._request import ImagePart
-from .._base import ProviderCall, ProviderResult, with_schema_instruction
+from ..._tools import MAX_ARGUMENTS_CHARS, MAX_TOOLS, Tool, ToolCall, make_tool_call
+from .._base import ProviderCall, ProviderResult
 from .._http import load_json
 from ._errors import NAME, error_from_object, map_error
+from ._structured import add_response_format
 
 __all__ = [
     "NAME",
@@ -40,6 +42,7 @@ __all__ = [
     "build_payload",
     "map_error",
     "parse_response",
+    "read_tool_calls",
 ]
 
 _FINISH_REASONS: dict[str, FinishReason] = {
@@ -55,6 +58,17 @@ def build_payload(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
     images = iter(call.images)
     messages: list[dict[str, Any]] = []
     for message in call.request.messages:
+        if message.role == "tool":
+            messages.append({"role": "tool", "tool_call_id": message.tool_call_id,
+                             "content": message.text})  # fmt: skip
+            continue
+        if message.tool_calls:
+            calls = [{"id": c.id, "type": "function",
+                      "function": {"name": c.name, "arguments": c.arguments}}
+                     for c in message.tool_calls]  # fmt: skip
+            messages.append({"role": "assistant", "content": message.text or None,
+                             "tool_calls": calls})  # fmt: skip
+            continue
         if isinstance(message.content, str):
             messages.append({"role": message.role, "content": message.content})
             continue
@@ -102,30 +116,50 @@ def build_payload(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         }
         if price.image is not None:
             ceiling["image"] = f"{price.image:f}"
-        payload["provider"] = {"max_price": ceiling}
-    _structured(call, payload)
+        payload.setdefault("provider", {})["max_price"] = ceiling
+    if request.tools:
+        payload["tools"] = [tool.openai() for tool in request.tools]
+        choice = request.tool_choice
+        if choice is not None:
+            modes = ("auto", "none", "required")
+            payload["tool_choice"] = choice if choice in modes else {
+                "type": "function", "function": {"name": choice}}  # fmt: skip
+        # Only upstreams that honour every parameter sent (tools among them): one that would
+        # silently drop the tools is never picked; with none left OpenRouter answers 404 and
+        # the call falls back (provider-selection docs, `require_parameters`).
+        payload.setdefault("provider", {})["require_parameters"] = True
+    add_response_format(call, payload)
     return payload
 
 
-def _structured(call: ProviderCall, payload: dict[str, Any]) -> None:
-    """``response_format`` as a json_schema, served only by upstreams that honour it
-    (``provider.require_parameters``); or, on a route without it, the schema as instructions."""
-    schema = call.request.response_format
-    if schema is None:
-        return
-    if call.route.structured_output_mechanism == "json_schema":
-        payload["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": schema.name, "strict": True, "schema": schema.schema},
-        }
-        payload.setdefault("provider", {})["require_parameters"] = True
-        return
-    messages = payload["messages"]
-    first = messages[0] if messages[0]["role"] == "system" else None
-    if first is not None and isinstance(first["content"], str):
-        first["content"] = with_schema_instruction(call, first["content"])
-    elif (text := with_schema_instruction(call, None)) is not None:
-        messages.insert(0, {"role": "system", "content": text})
+def read_tool_calls(
+    value: object, tools: tuple[Tool, ...], model_id: str, redact: Callable[[str], str] = str
+) -> tuple[ToolCall, ...]:
+    """``message.tool_calls`` of an answer. A list that is not one is malformed; each item
+    with missing or wrong fields still becomes a :class:`ToolCall`, with its error."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _malformed(f"tool_calls is a {type(value).__name__}, not a list", model_id)
+    calls = []
+    for index, item in enumerate(value[:MAX_TOOLS]):
+        item = item if isinstance(item, dict) else {}
+        function = item.get("function")
+        function = function if isinstance(function, dict) else {}
+        calls.append(make_tool_call(_scrubbed(item.get("id"), redact),
+                                    _scrubbed(function.get("name"), redact),
+                                    function.get("arguments"), tools, index))  # fmt: skip
+    return tuple(calls)
+
+
+def _scrubbed(value: object, redact: Callable[[str], str]) -> object:
+    # An id or a name is the server's own text: a hostile upstream may echo the key in it.
+    return redact(value) if isinstance(value, str) else value
+
+
+def _with_tools(reason: FinishReason | None, calls: tuple[ToolCall, ...]) -> FinishReason | None:
+    # Some upstreams end a tool call with "stop": the answer is a tool call all the same.
+    return "tool_calls" if calls and reason in (None, "stop") else reason
 
 
 #: Bounds past which a figure is corruption, not a count: no call reads or writes 100 million
@@ -245,7 +279,7 @@ def _in_body_error(
 
 
 def parse_response(
-    body: Any, *, model_id: str, redact: Callable[[str], str] = str
+    body: Any, *, model_id: str, redact: Callable[[str], str] = str, tools: tuple[Tool, ...] = ()
 ) -> ProviderResult:
     """A non-streaming ``chat.completion`` body as a :class:`ProviderResult`.
 
@@ -273,9 +307,11 @@ def parse_response(
     if not isinstance(message, dict):
         raise _malformed("the choice has no message object", model_id)
     usage, cost, problem = _usage(_object(body.get("usage"), "usage", model_id), model_id)
+    calls = read_tool_calls(message.get("tool_calls"), tools, model_id, redact)
     return ProviderResult(
         text=_text(message.get("content"), model_id),
-        finish_reason=_finish_reason(choice.get("finish_reason"), model_id),
+        finish_reason=_with_tools(_finish_reason(choice.get("finish_reason"), model_id), calls),
+        tool_calls=calls,
         usage=usage,
         cost=cost,
         cost_problem=problem,
@@ -309,11 +345,18 @@ class StreamParser:
         "redact",
         "served_model",
         "text",
+        "tool_parts",
+        "tools",
         "usage",
     )  # fmt: skip
 
-    def __init__(self, model_id: str, redact: Callable[[str], str] = str) -> None:
+    def __init__(
+        self, model_id: str, redact: Callable[[str], str] = str, tools: tuple[Tool, ...] = ()
+    ) -> None:
         self.model_id = model_id
+        self.tools = tools
+        # Tool-call fragments by index: [id, name, argument pieces, characters so far].
+        self.tool_parts: dict[int, list[Any]] = {}
         self.redact = redact
         self.text: list[str] = []
         self.finish_reason: FinishReason | None = None
@@ -364,10 +407,49 @@ class StreamParser:
             )
         if reason is not None:
             self.finish_reason = _finish_reason(reason, model_id)
-        piece = _text(_object(choice.get("delta"), "delta", model_id).get("content"), model_id)
+        delta = _object(choice.get("delta"), "delta", model_id)
+        if delta.get("tool_calls") is not None:
+            self._tool_fragments(delta["tool_calls"])
+        piece = _text(delta.get("content"), model_id)
         if piece:
             self.text.append(piece)
         return piece
+
+    def _tool_fragments(self, fragments: object) -> None:
+        """One chunk's ``delta.tool_calls``: the id and name come in a call's first fragment,
+        its arguments split over any number of them, each tagged with the call's ``index``."""
+        if not isinstance(fragments, list):
+            raise _malformed("delta.tool_calls is not a list", self.model_id)
+        for position, fragment in enumerate(fragments):
+            if not isinstance(fragment, dict):
+                raise _malformed("a delta.tool_calls item is not an object", self.model_id)
+            index = fragment.get("index", position)
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < MAX_TOOLS:
+                raise _malformed("a tool call fragment has no usable index", self.model_id)
+            entry = self.tool_parts.setdefault(index, [None, None, [], 0])
+            function = _object(fragment.get("function"), "function", self.model_id)
+            if entry[0] is None and isinstance(fragment.get("id"), str):
+                entry[0] = fragment["id"]
+            name = function.get("name")
+            if isinstance(name, str) and name:
+                entry[1] = name if entry[1] is None else entry[1]
+            arguments = function.get("arguments")
+            if isinstance(arguments, str) and entry[3] <= MAX_ARGUMENTS_CHARS:
+                entry[2].append(arguments)  # past the cap only counted: too_large when read
+                entry[3] += len(arguments)
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls assembled from the fragments so far."""
+        return tuple(
+            make_tool_call(
+                _scrubbed(call_id, self.redact),
+                _scrubbed(name, self.redact),
+                "".join(pieces),
+                self.tools,
+                index,
+            )
+            for index, (call_id, name, pieces, _) in sorted(self.tool_parts.items())
+        )
 
     def result(self) -> ProviderResult:
         """The final result, or :class:`MalformedResponseError` if the stream was cut short.
@@ -389,9 +471,11 @@ class StreamParser:
             details["generation_id"] = self.generation_id
         if self.usage is None:
             details["usage_missing"] = True
+        calls = self.tool_calls()
         return ProviderResult(
             text="".join(self.text),
-            finish_reason=self.finish_reason,
+            finish_reason=_with_tools(self.finish_reason, calls),
+            tool_calls=calls,
             usage=self.usage or Usage(),
             cost=self.cost,
             cost_problem=self.cost_problem,
