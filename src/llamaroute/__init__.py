@@ -28,6 +28,8 @@ from ._exceptions import (
     StreamInterruptedError,
     StructuredOutputError,
     ToolCallError,
+    ToolExecutionError,
+    ToolLoopError,
     UnknownModelError,
     UnsupportedFeatureError,
 )
@@ -41,6 +43,7 @@ from .catalog import Catalog, ModelSpec, Resolution, Route, get_model, load_cata
 from .catalog._prices import Price
 from .client import AsyncClient, Client, default_fallback
 from .client._streaming import AsyncStream, Stream
+from .client._tool_loop import RunResult
 from .images._fit import PreparedImage
 from .images._source import Image, ImageFetchPolicy
 from .money import SpendSummary
@@ -92,6 +95,7 @@ __all__ = [
     "Resolution",
     "RetryPolicy",
     "Route",
+    "RunResult",
     "ServerError",
     "SpendSummary",
     "Stream",
@@ -101,6 +105,8 @@ __all__ = [
     "Tool",
     "ToolCall",
     "ToolCallError",
+    "ToolExecutionError",
+    "ToolLoopError",
     "UnknownModelError",
     "UnsupportedFeatureError",
     "Usage",

@@ -22,6 +22,8 @@ attempt's error.
         MalformedResponseError, StreamInterruptedError(.partial_text)
       StructuredOutputError     the answer failed response_format's schema, after the repair
                                 attempt: .raw_text .validation_errors .attempts
+      ToolExecutionError        client.run(raise_tool_errors=True): a tool function raised
+      ToolLoopError             client.run: still asking for tools after max_rounds
       AllProvidersFailedError   ExceptionGroup of every attempt's error, plus .attempts
         DeadlineExceededError   the call's timeout= ran out first
 """
@@ -57,6 +59,8 @@ __all__ = [
     "StreamInterruptedError",
     "StructuredOutputError",
     "ToolCallError",
+    "ToolExecutionError",
+    "ToolLoopError",
     "UnknownModelError",
     "UnsupportedFeatureError",
 ]
@@ -285,6 +289,59 @@ class StructuredOutputError(LlamarouteError):
         self.raw_text = raw_text
         self.validation_errors: tuple[str, ...] = tuple(validation_errors)
         self.attempts: tuple[Attempt, ...] = tuple(attempts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+class ToolExecutionError(LlamarouteError):
+    """A tool function raised inside ``client.run(..., raise_tool_errors=True)`` (without that
+    flag the error goes back to the model as the tool's result instead). The function's
+    exception is ``__cause__``; ``tool_name`` and ``tool_call_id`` name the call; ``rounds``
+    are the ``ChatResponse`` of every round so far (the one that asked for the call last),
+    ``attempts`` every request they sent, ``messages`` the conversation up to the call."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool_name: str = "",
+        tool_call_id: str = "",
+        rounds: Sequence[Any] = (),
+        messages: Sequence[Any] = (),
+    ) -> None:
+        super().__init__(message)
+        self.tool_name = tool_name
+        self.tool_call_id = tool_call_id
+        self.rounds: tuple[Any, ...] = tuple(rounds)
+        self.messages: tuple[Any, ...] = tuple(messages)
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        """Every request the loop sent, round after round."""
+        return tuple(attempt for response in self.rounds for attempt in response.attempts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+class ToolLoopError(LlamarouteError):
+    """``client.run`` reached ``max_rounds`` and the model still asked for tools. ``rounds``
+    are the ``ChatResponse`` of every round (all billed), ``attempts`` every request they sent,
+    ``messages`` the whole conversation (the last round's tool calls answered), so the caller
+    can carry on with ``messages=``."""
+
+    def __init__(
+        self, message: str, *, rounds: Sequence[Any] = (), messages: Sequence[Any] = ()
+    ) -> None:
+        super().__init__(message)
+        self.rounds: tuple[Any, ...] = tuple(rounds)
+        self.messages: tuple[Any, ...] = tuple(messages)
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        """Every request the loop sent, round after round."""
+        return tuple(attempt for response in self.rounds for attempt in response.attempts)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.args, self.__dict__))

@@ -5,6 +5,7 @@ race two routes when hedging) and reads a stream's chunks."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncGenerator, Generator, Sequence
 from decimal import Decimal
@@ -26,6 +27,7 @@ from ._call import Answer, Call, no_result
 from ._driver import Action, FetchImages, Race, RaceOutcome, Send, Sleep
 from ._streaming import AsyncStream
 from ._structured import check_repairs, streamed, structured
+from ._tool_loop import Ask, RunResult, is_async, start
 
 __all__ = ["AsyncClient"]
 
@@ -100,6 +102,53 @@ class AsyncClient(BaseClient):
         run, steps = self._driver.start(call, hedge=True)
         answer = await self._run(call, steps)
         return self._driver.response(call, run, answer, answer.reply)
+
+    async def run(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        tools: Sequence[Any],
+        tool_choice: str | None = None,
+        max_rounds: int = 5,
+        raise_tool_errors: bool = False,
+        stream: bool = False,
+        image: Image | bytes | str | Path | Any | None = None,
+        **options: Any,
+    ) -> RunResult:
+        """Async :meth:`Client.run`: async tool functions are awaited, sync ones run in a
+        thread (``asyncio.to_thread``), so a slow tool does not block the event loop. Tool
+        calls of one answer run one after the other, in the order the model made them."""
+        tools_, steps = start(
+            prompt, messages, image, tools, tool_choice=tool_choice, max_rounds=max_rounds,
+            raise_tool_errors=raise_tool_errors, allow_async=True,
+        )  # fmt: skip
+        try:
+            action = next(steps)
+            while True:
+                if isinstance(action, Ask):
+                    ask = {"messages": action.messages, "tools": tools_,
+                           "tool_choice": action.tool_choice, **options}  # fmt: skip
+                    if stream:
+                        async with self.stream(model, **ask) as streamed_:
+                            action = steps.send(await streamed_.read())
+                    else:
+                        action = steps.send(await self.chat(model, **ask))
+                    continue
+                try:
+                    if is_async(action.function):
+                        value = await action.function(**action.arguments)
+                    else:
+                        value = await asyncio.to_thread(action.function, **action.arguments)
+                        if inspect.isawaitable(value):
+                            value = await value
+                except Exception as error:
+                    action = steps.throw(error)
+                    continue
+                action = steps.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     def stream(
         self,

@@ -4,6 +4,7 @@ what the driver asks (call a provider, sleep, fetch the images) and reads a stre
 from __future__ import annotations
 
 import asyncio
+import inspect
 import warnings
 from collections.abc import Generator, Sequence
 from decimal import Decimal
@@ -25,6 +26,7 @@ from ._call import Call, no_result
 from ._driver import Action, Send, Sleep
 from ._streaming import Stream
 from ._structured import check_repairs, streamed, structured
+from ._tool_loop import Ask, RunResult, start
 
 __all__ = ["Client"]
 
@@ -129,6 +131,67 @@ class Client(BaseClient):
         run, steps = self._driver.start(call)
         answer = self._run(call, steps)
         return self._driver.response(call, run, answer, answer.reply)
+
+    def run(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        tools: Sequence[Any],
+        tool_choice: str | None = None,
+        max_rounds: int = 5,
+        raise_tool_errors: bool = False,
+        stream: bool = False,
+        image: Image | bytes | str | Path | Any | None = None,
+        **options: Any,
+    ) -> RunResult:
+        """Ask ``model`` with ``tools`` (Python functions) and run the tool calls it makes,
+        round after round, until it answers without one; returns a :class:`RunResult`.
+
+        Each round is an ordinary :meth:`chat` (or, with ``stream=True``, a :meth:`stream`
+        read to its end) with the whole conversation so far and ``options`` (``system``,
+        ``max_tokens``, ``providers``, ``max_cost``, ``timeout``...: each applies per round),
+        so retries, fallback, budgets and the ledger work as for any call. ``tool_choice``
+        applies to the first round only (later rounds are ``"auto"``, so the model can stop).
+
+        A tool call with bad arguments (``ToolCall.error``) goes back to the model as an error
+        result without calling the function; so does an exception the function raises
+        (``{"error": "ValueError: ..."}``), unless ``raise_tool_errors=True``: then
+        ``ToolExecutionError`` is raised, the exception as its cause. After ``max_rounds``
+        answers that all asked for tools, ``ToolLoopError`` (with every round). Tools that are
+        not Python functions, and async functions (use ``AsyncClient.run``), raise
+        ``InvalidToolError`` before any request.
+        """
+        tools_, steps = start(
+            prompt, messages, image, tools, tool_choice=tool_choice, max_rounds=max_rounds,
+            raise_tool_errors=raise_tool_errors, allow_async=False,
+        )  # fmt: skip
+        try:
+            action = next(steps)
+            while True:
+                if isinstance(action, Ask):
+                    ask = {"messages": action.messages, "tools": tools_,
+                           "tool_choice": action.tool_choice, **options}  # fmt: skip
+                    if stream:
+                        with self.stream(model, **ask) as streamed_:
+                            action = steps.send(streamed_.read())
+                    else:
+                        action = steps.send(self.chat(model, **ask))
+                    continue
+                try:
+                    value = action.function(**action.arguments)
+                    if inspect.isawaitable(value):
+                        close = getattr(value, "close", None)
+                        if callable(close):
+                            close()
+                        raise TypeError("the tool returned an awaitable: use AsyncClient.run()")
+                except Exception as error:
+                    action = steps.throw(error)
+                    continue
+                action = steps.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     def stream(
         self,
