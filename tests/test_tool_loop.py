@@ -121,10 +121,12 @@ def test_weather_loop_two_rounds(client: Client, fakes: Pair, stream: bool) -> N
     assert isinstance(result, RunResult)
     assert result.text == "It is 20 degrees in Oslo."
     assert result.response is result.rounds[-1]
-    assert len(result.rounds) == 2 and result.tool_errors == 0
+    assert len(result.rounds) == 2
+    assert result.tool_errors == 0
     assert CALLS == [{"city": "Oslo", "unit": "c"}]
     first, second = chat_bodies(openrouter)
-    assert first.get("stream", False) is stream and second.get("stream", False) is stream
+    assert first.get("stream", False) is stream
+    assert second.get("stream", False) is stream
     assert first["messages"] == [{"role": "user", "content": "Weather in Oslo?"}]
     assert_weather_wire(second)
     assert [m.role for m in result.messages] == ["user", "assistant", "tool", "assistant"]
@@ -161,8 +163,10 @@ async def test_async_tools_are_awaited_and_sync_ones_run_in_a_thread(fakes: Pair
     async with AsyncClient(providers=providers(fakes), retries=0) as client:
         result = await client.run(MODEL, "Weather?", tools=[slow_weather, where],
                                   providers=["ollama"])  # fmt: skip
-    assert result.text == "18 degrees." and len(result.rounds) == 3
-    assert threads and threads[0] != threading.main_thread().name
+    assert result.text == "18 degrees."
+    assert len(result.rounds) == 3
+    assert threads
+    assert threads[0] != threading.main_thread().name
     second = chat_bodies(ollama)[1]
     assert second["messages"][-1]["content"] == "async 18 c in Bergen"
     assert second["messages"][-1]["role"] == "tool"
@@ -211,7 +215,8 @@ def test_a_tool_exception_goes_back_as_an_error_result(client: Client, fakes: Pa
     openrouter.script(Step.tool_call("explode", {"city": "Oslo"}, id="c1"),
                       Step.reply("Sorry, no data."))  # fmt: skip
     result = client.run(MODEL, "Weather?", tools=[explode], providers=["openrouter"])
-    assert result.text == "Sorry, no data." and result.tool_errors == 1
+    assert result.text == "Sorry, no data."
+    assert result.tool_errors == 1
     tool = chat_bodies(openrouter)[1]["messages"][-1]
     assert tool["tool_call_id"] == "c1"
     assert json.loads(tool["content"]) == {"error": "ValueError: no station in Oslo"}
@@ -227,7 +232,8 @@ async def test_raise_tool_errors_raises_typed(fakes: Pair) -> None:
     error = caught.value
     assert (error.tool_name, error.tool_call_id) == ("explode", "c1")
     assert isinstance(error.__cause__, ValueError)
-    assert len(error.rounds) == 1 and len(error.attempts) == 1
+    assert len(error.rounds) == 1
+    assert len(error.attempts) == 1
     assert len(chat_bodies(openrouter)) == 1  # nothing sent after the failure
 
 
@@ -254,7 +260,8 @@ def test_bad_arguments_go_back_without_calling(client: Client, fakes: Pair, argu
     )
     result = client.run(MODEL, "Weather?", tools=[get_weather], providers=["openrouter"])
     assert CALLS == [{"city": "Oslo", "unit": "c"}]  # the bad call was never made
-    assert result.tool_errors == 1 and len(result.rounds) == 3
+    assert result.tool_errors == 1
+    assert len(result.rounds) == 3
     second = chat_bodies(openrouter)[1]
     tool = second["messages"][-1]
     assert tool["tool_call_id"] == "bad1"
@@ -267,7 +274,8 @@ def test_an_unknown_tool_goes_back_as_an_error(client: Client, fakes: Pair) -> N
     openrouter, _ = fakes
     openrouter.script(Step.tool_call("launch_rockets", {}, id="u1"), Step.reply("ok"))
     result = client.run(MODEL, "Go", tools=[get_weather], providers=["openrouter"])
-    assert result.tool_errors == 1 and not CALLS
+    assert result.tool_errors == 1
+    assert not CALLS
     assert "error" in json.loads(chat_bodies(openrouter)[1]["messages"][-1]["content"])
 
 
@@ -279,9 +287,12 @@ def test_max_rounds_raises_with_every_round(client: Client, fakes: Pair) -> None
         client.run(MODEL, "Weather?", tools=[get_weather], max_rounds=3,
                    providers=["openrouter"])  # fmt: skip
     error = caught.value
-    assert len(error.rounds) == 3 and len(error.attempts) == 3
-    assert len(chat_bodies(openrouter)) == 3 and len(CALLS) == 3
-    assert error.messages[-1].role == "tool" and error.messages[-1].tool_call_id == "c2"
+    assert len(error.rounds) == 3
+    assert len(error.attempts) == 3
+    assert len(chat_bodies(openrouter)) == 3
+    assert len(CALLS) == 3
+    assert error.messages[-1].role == "tool"
+    assert error.messages[-1].tool_call_id == "c2"
 
 
 class Schema(BaseModel):
@@ -323,7 +334,9 @@ def test_cost_is_summed_and_attempts_concatenated(client: Client, fakes: Pair) -
     weather_script(openrouter)
     result = client.run(MODEL, "Weather?", tools=[get_weather], providers=["openrouter"])
     costs = [r.cost.total for r in result.rounds if r.cost is not None]
-    assert len(costs) == 2 and result.cost == sum(costs) and result.cost > 0
+    assert len(costs) == 2
+    assert result.cost == sum(costs)
+    assert result.cost > 0
     assert result.total_cost == sum(r.total_cost or 0 for r in result.rounds)
     assert result.attempts == result.rounds[0].attempts + result.rounds[1].attempts
 
@@ -334,7 +347,8 @@ def test_cost_is_none_when_a_round_is_unpriced() -> None:
                           total_cost=Decimal("0.1"))  # fmt: skip
     unpriced = ChatResponse(text="x", model=MODEL, provider="p", provider_model_id="m")
     result = RunResult(unpriced, (priced, unpriced), ())
-    assert result.cost is None and result.total_cost is None
+    assert result.cost is None
+    assert result.total_cost is None
     assert RunResult(priced, (priced, priced), ()).cost == Decimal("0.2")
 
 
@@ -349,7 +363,8 @@ def test_fallback_mid_loop_keeps_the_conversation(client: Client, fakes: Pair) -
     assert [a.provider for a in result.attempts] == ["openrouter", "openrouter", "ollama"]
     # The round that failed over sent the same conversation to both providers.
     failed = chat_bodies(openrouter)[1]["messages"]
-    assert failed[-1]["tool_call_id"] == "call_or_1" and failed[-1]["content"] == "20 c in Oslo"
+    assert failed[-1]["tool_call_id"] == "call_or_1"
+    assert failed[-1]["content"] == "20 c in Oslo"
     [body] = chat_bodies(ollama)
     assistant, tool = body["messages"][-2:]
     assert assistant["tool_calls"][0]["function"] == {"name": "get_weather",
