@@ -32,6 +32,12 @@ SHOWS = {
         "bad tool call call_fake_0: invalid_json", "get_weather({'city': 'Oslo'}) [call_or_1]",
         "-> ollama: finish_reason stop",
     ],
+    "tools_agent.py": [
+        "round 1 -> openrouter: get_weather({'city': 'Trondheim'}) [call_1]",
+        'result for call_1: {"error": "LookupError: no weather station in Trondheim"}',
+        "round 3 -> ollama: compare({'a': 21, 'b': 14}) [call_4]", "round 4 -> ollama: final",
+        "Oslo is warmer", "4 rounds, 6 attempts", "tool errors sent back to the model: 1",
+    ],
 }  # fmt: skip
 
 

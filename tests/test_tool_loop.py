@@ -372,3 +372,15 @@ def test_fallback_mid_loop_keeps_the_conversation(client: Client, fakes: Pair) -
     assert tool == {"role": "tool", "content": "20 c in Oslo", "tool_name": "get_weather"}
     ids = [m.tool_calls[0].id for m in result.messages if m.tool_calls]
     assert ids == ["call_or_1"] == [m.tool_call_id for m in result.messages if m.role == "tool"]
+
+
+def test_ollama_ids_never_repeat_another_providers(client: Client, fakes: Pair) -> None:
+    openrouter, ollama = fakes
+    # OpenRouter's ids happen to have Ollama's synthesised form: Ollama's must not repeat them.
+    openrouter.script(Step.tool_call("get_weather", {"city": "Oslo"}, id="call_7"),
+                      Step.error(503))  # fmt: skip
+    ollama.script(Step.tool_call("get_weather", {"city": "Bergen"}), Step.reply("Done."))
+    result = client.run(MODEL, "Weather?", tools=[get_weather])
+    ids = [call.id for reply in result.rounds for call in reply.tool_calls]
+    assert ids == ["call_7", "call_8"]
+    assert [m.tool_call_id for m in result.messages if m.role == "tool"] == ids

@@ -232,9 +232,13 @@ def _object(arguments: str) -> dict[str, Any]:
 
 def first_call_number(request: ChatRequest) -> int:
     """The ``n`` of the first ``call_<n>`` id for this answer's tool calls: one past the
-    conversation's earlier calls, so ids never repeat within a conversation and the same
-    conversation always gets the same ids."""
-    return sum(len(message.tool_calls) for message in request.messages)
+    conversation's earlier calls, and past any earlier ``call_<n>`` id (another provider's, in
+    a conversation that fell back to Ollama), so ids never repeat within a conversation and
+    the same conversation always gets the same ids."""
+    ids = [call.id for message in request.messages for call in message.tool_calls]
+    numbers = [i[5:] for i in ids if i.startswith("call_") and len(i) < 15]
+    taken = [int(n) + 1 for n in numbers if n.isascii() and n.isdigit()]
+    return max([len(ids), *taken])
 
 
 def read_tool_calls(
