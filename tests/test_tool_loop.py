@@ -314,6 +314,8 @@ async def _async_tool(city: str) -> str:
         ({"tools": [get_weather], "max_rounds": 0}, InvalidToolError, "max_rounds"),
         ({"tools": [get_weather], "max_rounds": True}, InvalidToolError, "max_rounds"),
         ({"tools": [get_weather], "prompt": None}, InvalidRequestError, None),
+        ({"tools": [get_weather], "response_format": Schema}, InvalidRequestError,
+         "response_format"),
     ],
 )  # fmt: skip
 def test_bad_input_raises_before_any_request(

@@ -122,7 +122,7 @@ class AsyncClient(BaseClient):
         calls of one answer run one after the other, in the order the model made them."""
         tools_, steps = start(
             prompt, messages, image, tools, tool_choice=tool_choice, max_rounds=max_rounds,
-            raise_tool_errors=raise_tool_errors, allow_async=True,
+            raise_tool_errors=raise_tool_errors, allow_async=True, options=options,
         )  # fmt: skip
         try:
             action = next(steps)

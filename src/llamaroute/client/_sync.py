@@ -165,7 +165,7 @@ class Client(BaseClient):
         """
         tools_, steps = start(
             prompt, messages, image, tools, tool_choice=tool_choice, max_rounds=max_rounds,
-            raise_tool_errors=raise_tool_errors, allow_async=False,
+            raise_tool_errors=raise_tool_errors, allow_async=False, options=options,
         )  # fmt: skip
         try:
             action = next(steps)

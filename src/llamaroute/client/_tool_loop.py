@@ -227,8 +227,12 @@ def start(
     max_rounds: int,
     raise_tool_errors: bool,
     allow_async: bool,
+    options: Mapping[str, Any],
 ) -> tuple[tuple[Tool, ...], Generator[Ask | Invoke, Any, RunResult]]:
     """Everything ``run`` checks before the first request, and the loop to drive."""
+    for name in ("response_format", "repair_attempts", "tools", "tool_choice"):
+        if name in options:
+            raise InvalidRequestError(f"run() does not take {name}=")
     rounds = check_rounds(max_rounds)
     described, runnable = functions(tools, allow_async=allow_async)
     conversation = [
