@@ -232,12 +232,17 @@ def test_fallback_mid_conversation_from_openrouter_keeps_ids(three_fakes: Fakes)
 
 def test_ollama_synthesised_ids_work_on_bedrock(bedrock_client: Client, three_fakes: Fakes) -> None:
     bedrock = three_fakes[1]
-    bedrock.script(Step.reply("ok"))
+    # A toolUse with an id that is not a string still becomes a call, with call_<n> counting
+    # on from the conversation's calls (here one: call_1).
+    bedrock.script(Step(tool_calls=({"name": "get_weather", "arguments": {"city": "Rome"},
+                                     "id": 7},), finish_reason="tool_calls"))  # fmt: skip
     history = [Message.user("hi"),
                Message.assistant(tool_calls=[{"id": "call_0", "name": "get_weather",
                                               "arguments": '{"city": "Oslo"}'}]),
                Message.tool("call_0", "20 c")]  # fmt: skip
-    bedrock_client.chat(VISION, messages=history, tools=[get_weather])
+    reply = bedrock_client.chat(VISION, messages=history, tools=[get_weather])
+    assert [call.id for call in reply.tool_calls] == ["call_1"]
+    assert reply.tool_calls[0].arguments == {"city": "Rome"}
     sent = converse_bodies(bedrock)[0]["messages"]
     assert sent[1]["content"][0]["toolUse"]["toolUseId"] == "call_0"
     assert sent[2]["content"][0]["toolResult"]["toolUseId"] == "call_0"

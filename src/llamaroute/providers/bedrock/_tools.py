@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..._request import Message, MessageToolCall
-from ..._tools import MAX_ARGUMENTS_CHARS, MAX_TOOLS, Tool, ToolCall, make_tool_call
+from ..._tools import MAX_ARGUMENTS_CHARS, MAX_TOOLS, ToolCall, make_tool_call
 from .._base import ProviderCall
 
 __all__ = [
@@ -161,11 +161,15 @@ def add_message(
 
 
 def read_tool_uses(
-    blocks: list[Mapping[str, Any]], tools: tuple[Tool, ...]
+    blocks: list[Mapping[str, Any]], call: ProviderCall | None
 ) -> tuple[ToolCall, ...]:
-    """The ``toolUse`` blocks of an answer as :class:`ToolCall` objects. ``input`` is JSON (an
-    object as a rule; a string Llama wrote is read as JSON text): whatever is wrong with it, or
-    too large, is the call's error, with the text as written; never an exception."""
+    """The ``toolUse`` blocks of an answer as :class:`ToolCall` objects, checked against the
+    call's tools. ``input`` is JSON (an object as a rule; a string Llama wrote is read as JSON
+    text): whatever is wrong with it, or too large, is the call's error, with the text as
+    written; never an exception. A block without a usable ``toolUseId`` gets ``call_<n>``, n
+    counting on from the conversation's calls (as for Ollama), so ids never repeat."""
+    tools = call.request.tools if call is not None else ()
+    first = sum(len(m.tool_calls) for m in call.request.messages) if call is not None else 0
     calls = []
     for index, block in enumerate(blocks[:MAX_TOOLS]):
         value = block.get("input")
@@ -175,5 +179,5 @@ def read_tool_uses(
             except (TypeError, ValueError, RecursionError):
                 value = repr(value)[:MAX_ARGUMENTS_CHARS]
         calls.append(make_tool_call(block.get("toolUseId"), block.get("name"), value, tools,
-                                    index))  # fmt: skip
+                                    first + index))  # fmt: skip
     return tuple(calls)

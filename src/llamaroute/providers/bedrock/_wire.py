@@ -297,7 +297,7 @@ def parse_converse(
             parts.append(_text(block["text"], "a content block's text", model_id))
         elif "toolUse" in block:
             uses.append(_object(block["toolUse"], "a toolUse block", model_id))
-    calls = read_tool_uses(uses, call.request.tools if call is not None else ())
+    calls = read_tool_uses(uses, call)
     stop_reason = _stop_reason(response.get("stopReason"), model_id)
     finish = _finish_reason(stop_reason)
     answer = answer_tool(call) if call is not None else None
