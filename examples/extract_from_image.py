@@ -5,7 +5,8 @@
 
 ``response_format=Receipt`` makes llamaroute ask each route in its own way (OpenRouter:
 ``response_format: json_schema`` with ``provider.require_parameters``; Ollama: ``format``;
-Bedrock: the schema as instructions), validate the answer and put a ``Receipt`` on
+Bedrock 90B: tool use, one tool whose input schema is the schema and whose input is the
+answer), validate the answer and put a ``Receipt`` on
 ``reply.parsed``. A schema-invalid answer is sent back once to be fixed (a billed attempt).
 
 With OPENROUTER_API_KEY or AWS credentials in the environment it calls those providers. Without
@@ -99,7 +100,10 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         good = Step.structured(CANNED.model_dump())
         openrouter = stack.enter_context(FakeOpenRouter(default=good))
-        bedrock = stack.enter_context(FakeBedrock(default=good))
+        # Bedrock answers by calling the "Receipt" tool llamaroute offers it (Converse toolUse).
+        bedrock = stack.enter_context(
+            FakeBedrock(default=Step.tool_call("Receipt", CANNED.model_dump()))
+        )
         # Ollama's fake first answers with a wrong type: llamaroute asks once more, and wins.
         ollama = stack.enter_context(
             FakeOllama(Step.structured({"shop": "Llama Cafe", "total": "7.50"}), default=good)

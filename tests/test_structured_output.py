@@ -76,9 +76,13 @@ def chat_bodies(fake: FakeOpenRouter | FakeBedrock | FakeOllama) -> list[dict[st
     return found
 
 
-def assert_native_mechanism(name: str, body: dict[str, Any], schema: dict[str, Any]) -> None:
+def assert_native_mechanism(
+    name: str, body: dict[str, Any], schema: dict[str, Any], *, stream: bool = False
+) -> None:
     """The wire carries the route's mechanism: OpenRouter json_schema with require_parameters,
-    Ollama's format, Bedrock's system instruction."""
+    Ollama's format, Bedrock 90B's tool use (one tool whose input schema is the schema, with
+    toolChoice auto, the only one Llama takes, and an instruction to call it) in a call, and
+    the schema as a system instruction in a stream (no tool use while streaming)."""
     if name == "openrouter":
         assert body["response_format"] == {
             "type": "json_schema",
@@ -91,6 +95,14 @@ def assert_native_mechanism(name: str, body: dict[str, Any], schema: dict[str, A
         system = " ".join(block["text"] for block in body["system"])
         assert "JSON Schema" in system
         assert json.dumps(schema, separators=(",", ":"), sort_keys=True) in system
+        if stream:
+            assert "toolConfig" not in body
+        else:
+            (tool,) = body["toolConfig"]["tools"]
+            assert tool["toolSpec"]["name"] == "Invoice"
+            assert tool["toolSpec"]["inputSchema"] == {"json": schema}
+            assert body["toolConfig"]["toolChoice"] == {"auto": {}}
+            assert "calling the tool Invoice" in system
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
@@ -124,7 +136,7 @@ def test_same_schema_works_on_every_provider_streamed(
     assert stream.response.parsed == Invoice(**GOOD)
     (body,) = chat_bodies(fake)
     assert body.get("stream", True) is True or name == "bedrock"
-    assert_native_mechanism(name, body, Invoice.model_json_schema())
+    assert_native_mechanism(name, body, Invoice.model_json_schema(), stream=True)
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
@@ -263,8 +275,10 @@ def test_catalog_records_each_routes_mechanism_with_a_source() -> None:
     routes = {route.provider: route for route in get_model(MODEL).routes}
     assert routes["openrouter"].structured_output_mechanism == "json_schema"
     assert routes["ollama"].structured_output_mechanism == "format"
-    assert routes["bedrock"].structured_output_mechanism == "instructions"
-    assert routes["bedrock"].structured_output_native == "tool"  # not yet used by llamaroute
+    assert routes["bedrock"].structured_output_mechanism == "tool"  # 90B: tool use
+    assert routes["bedrock"].structured_output_native == "tool"
+    small = next(r for r in get_model("llama-3.2-3b").routes if r.provider == "bedrock")
+    assert small.structured_output_mechanism == "instructions"  # 3B takes no tools
     assert all(route.structured_output_source for route in routes.values())
 
 

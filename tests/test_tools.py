@@ -325,9 +325,13 @@ def test_tools_skip_routes_that_cannot_take_them(three_fakes: Fakes) -> None:
         vision = client.chat("llama-3.2-11b-vision", "hi", tools=[get_weather],
                              providers=["ollama", "openrouter"])  # fmt: skip
         assert vision.provider == "openrouter"
-        # Bedrock 11B takes tools on Converse, but llamaroute does not send them there yet.
-        client.chat("llama-3.2-11b-vision", "hi", tools=[get_weather])
-    assert bedrock.hits == 0
+        # Bedrock 11B takes tools on Converse: the first route, it answers.
+        served = client.chat("llama-3.2-11b-vision", "hi", tools=[get_weather])
+        assert served.provider == "bedrock"
+    assert bedrock.hits == 1
+    [config] = bedrock.tool_configs
+    assert config is not None
+    assert config["tools"][0]["toolSpec"]["name"] == "get_weather"
     assert [body["model"] for body in chat_requests(ollama)] == ["llama3.2:3b"]
 
 
@@ -337,10 +341,10 @@ def test_the_plan_says_why_routes_were_skipped(three_fakes: Fakes) -> None:
         Client(providers=list(providers.values())) as client,
         pytest.raises(UnsupportedFeatureError) as caught,
     ):
-        client.chat("llama-3.2-11b-vision", "hi", tools=[get_weather],
-                    providers=["bedrock", "ollama"])  # fmt: skip
+        client.stream("llama-3.2-11b-vision", "hi", tools=[get_weather],
+                      providers=["bedrock", "ollama"])  # fmt: skip
     text = str(caught.value)
-    assert "llamaroute does not send tools to Bedrock yet" in text
+    assert "streams no tool calls" in text  # Bedrock
     assert "takes no tools" in text
     assert "does not support tools" in text
     assert "llama-3.2-11b-vision on openrouter" in text  # what would work
@@ -574,7 +578,7 @@ def test_client_estimates_leave_out_routes_that_cannot_take_the_tools(three_fake
         plain = client.estimate("llama-3.2-11b-vision", "hi")
         tooled = client.estimate("llama-3.2-11b-vision", "hi", tools=[get_weather])
     assert {e.provider for e in plain} == {"openrouter", "bedrock", "ollama"}
-    assert {e.provider for e in tooled} == {"openrouter"}
+    assert {e.provider for e in tooled} == {"openrouter", "bedrock"}
     reasons = {skip.provider: skip.reason for skip in tooled.skipped}
-    assert reasons["bedrock"] == "llamaroute does not send tools to Bedrock yet"
+    assert "bedrock" not in reasons
     assert reasons["ollama"].startswith("takes no tools")

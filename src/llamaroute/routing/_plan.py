@@ -138,7 +138,9 @@ def route_refusal(request: ChatRequest, route: Route) -> str | None:
         return "takes no system prompt"
     if request.response_format is not None:
         how = route.structured_output_mechanism
-        if how == "none" or (how == "instructions" and not route.system_prompt):
+        # Tool use (Bedrock) also sends an instruction to call the tool, and falls back to
+        # the schema as an instruction in a stream.
+        if how == "none" or (how in ("instructions", "tool") and not route.system_prompt):
             return "has no way to ask for structured output (response_format)"
     return None
 

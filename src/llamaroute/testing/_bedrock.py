@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import time
 from collections.abc import Mapping
@@ -111,6 +112,16 @@ class FakeBedrock(FakeServer):
             if (model_id := self._model_id(request.path.split("?", 1)[0])) is not None
         ]
 
+    @property
+    def tool_configs(self) -> list[dict[str, Any] | None]:
+        """The ``toolConfig`` of every Converse request received (``None`` where there was
+        none), in order."""
+        return [
+            body.get("toolConfig") if isinstance(body := request.json, dict) else None
+            for request in self.requests
+            if self._model_id(request.path.split("?", 1)[0]) is not None
+        ]
+
     @staticmethod
     def _model_id(path: str) -> str | None:
         parts = path.split("/")
@@ -129,7 +140,7 @@ class FakeBedrock(FakeServer):
             return
         stream = exchange.path.endswith("/converse-stream")
         body = exchange.json if isinstance(exchange.json, dict) else {}
-        refusal = self._refusal(model_id, body)
+        refusal = self._refusal(model_id, body) or self._tool_refusal(body, stream)
         if refusal is not None:
             self._error(exchange, 400, "ValidationException", refusal)
             return
@@ -233,6 +244,34 @@ class FakeBedrock(FakeServer):
         return None
 
     @staticmethod
+    def _tool_refusal(body: dict[str, Any], stream: bool) -> str | None:
+        # What Bedrock refuses of a tools request for Llama 3.2 (see providers/bedrock/_tools.py
+        # for the sources): tool use in a stream, toolChoice other than auto, tool blocks with
+        # no toolConfig, tool results mixed with other blocks, roles that do not alternate.
+        config = body.get("toolConfig")
+        if isinstance(config, dict):
+            if stream:
+                return "This model doesn't support tool use in streaming mode."
+            choice = config.get("toolChoice") or {"auto": {}}
+            if "auto" not in choice:
+                field = next(iter(choice), "")
+                return (f"This model doesn't support the toolConfig.toolChoice.{field} field. "
+                        f"Remove toolConfig.toolChoice.{field} and try again.")  # fmt: skip
+        roles = []
+        for index, message in enumerate(body.get("messages") or ()):
+            kinds = {key for block in message.get("content") or () for key in block}
+            if kinds & {"toolUse", "toolResult"} and not isinstance(config, dict):
+                return ("The toolConfig field must be defined when using toolUse and "
+                        "toolResult content blocks.")  # fmt: skip
+            if "toolResult" in kinds and kinds != {"toolResult"}:
+                return (f"messages.{index}.content: Conversation blocks and tool result blocks "
+                        "cannot be provided in the same turn.")  # fmt: skip
+            roles.append(message.get("role"))
+        if any(a == b for a, b in itertools.pairwise(roles)):
+            return "A conversation must alternate between user and assistant roles."
+        return None
+
+    @staticmethod
     def _error(
         exchange: Exchange, status: int, code: str, message: str,
         headers: dict[str, str] | None = None,
@@ -252,8 +291,15 @@ class FakeBedrock(FakeServer):
                 "totalTokens": usage[0] + usage[1]}  # fmt: skip
 
     def _converse(self, step: Step, text: str, usage: tuple[int, int]) -> Any:
+        content: list[dict[str, Any]] = [{"text": text}] if text or not step.tool_calls else []
+        for index, call in enumerate(step.tool_calls or ()):
+            # Arguments as an object go as the Document they are; text (bad JSON included)
+            # as a JSON string, as a model that wrote text would have it passed on.
+            content.append({"toolUse": {"toolUseId": call.get("id", f"tooluse_fake{index}"),
+                                        "name": call.get("name"),
+                                        "input": call.get("arguments", {})}})  # fmt: skip
         return {
-            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+            "output": {"message": {"role": "assistant", "content": content}},
             "stopReason": _STOP_REASONS.get(step.finish_reason, step.finish_reason),
             "usage": self._usage(usage),
             "metrics": {"latencyMs": int(step.delay * 1000) + 42},

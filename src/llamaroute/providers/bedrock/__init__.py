@@ -2,7 +2,9 @@
 imported on first use).
 
 ``_wire.py`` holds the Converse wire format with no I/O (request building and checks, answer
-and stream-event parsing) and ``_mapping.py`` the error mapping; ``_setup.py`` imports boto3
+and stream-event parsing), ``_tools.py`` its tool part (``toolConfig``, ``toolUse`` and
+``toolResult`` blocks, structured output by tool use) and ``_mapping.py`` the error mapping;
+``_setup.py`` imports boto3
 and finds the region without touching AWS; ``_redact.py`` keeps AWS secrets out of errors;
 ``_io.py`` keeps deadlines and size caps around botocore's reads; ``_provider.py`` holds
 :class:`BedrockProvider`, which does the I/O.

@@ -1,6 +1,6 @@
 """Where boto3, botocore and urllib3 exceptions become llamaroute errors, for the Bedrock
 provider (AWS error codes through the shared rule of ``providers/_errors.py``; never from
-message text but for the one message AWS gives no code of its own).
+message text but for the two messages AWS gives no code of their own).
 
 No boto3 import at load: botocore and urllib3 are imported inside :func:`map_exception`.
 """
@@ -18,6 +18,7 @@ from ..._exceptions import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    ProviderUnsupportedFeatureError,
     RateLimitError,
 )
 from .._errors import aws_rule, connection_refused, parse_retry_after
@@ -44,8 +45,9 @@ def map_error(
     extra: Mapping[str, Any] | None = None,
 ) -> ProviderError:
     """The llamaroute error for an AWS error code (either case of its first letter) and HTTP
-    status: the code decides, the shared status table for codes AWS names nowhere. One message
-    is read, the on-demand ``ValidationException``, because AWS gives it no code of its own."""
+    status: the code decides, the shared status table for codes AWS names nowhere. Two messages
+    are read, because AWS gives them no code of their own: the on-demand
+    ``ValidationException``, and the ``ValidationException`` of a model that takes no tools."""
     code = code[:1].upper() + code[1:]
     rule = aws_rule(code, status)
     cls, retry_after = rule.error, None
@@ -59,6 +61,14 @@ def map_error(
             f"llamaroute's catalog sent the wrong ID for this region; that is a catalog bug "
             f"(please report it): {message}"
         )
+    elif cls is BadRequestError and _refuses_tools(message):
+        # "This model doesn't support tool use." (Llama 3.2 1B/3B; any model in a stream),
+        # "... doesn't support the toolConfig.toolChoice.any field": this route cannot take
+        # the request, another may (no retry, but a fallback).
+        return ProviderUnsupportedFeatureError(
+            f"{model_id} does not take this tool request on Bedrock ({message})",
+            provider=NAME, model_id=model_id, status_code=status, code="tools_unsupported",
+        )  # fmt: skip
     elif cls is ModelNotAvailableError:
         message = f"Bedrock does not serve {model_id} to this account and region: {message}"
     elif extra and extra.get("originalStatusCode") is not None:
@@ -73,6 +83,12 @@ def map_error(
         code=code or None,
         retry_after=retry_after,
     )
+
+
+def _refuses_tools(message: str) -> bool:
+    lowered = message.lower().replace("\u2019", "'")
+    return any(f"{no} support {what}" in lowered for no in ("doesn't", "does not")
+               for what in ("tool use", "the toolconfig"))  # fmt: skip
 
 
 def _from_client_error(error: Any, model_id: str, redact: Callable[[str], str]) -> ProviderError:

@@ -118,10 +118,6 @@ class BedrockProvider(Provider):
     """
 
     name: ClassVar[str] = NAME
-    # Bedrock's tool wire (toolConfig / toolUse / toolResult) is not written yet: a request
-    # with tools skips its routes before sending. Remove both lines when it is.
-    tools_wired: ClassVar[bool] = False
-    tools_missing: ClassVar[str] = "llamaroute does not send tools to Bedrock yet"
 
     def __init__(
         self,
@@ -387,7 +383,7 @@ class BedrockProvider(Provider):
         try:
             client = self._client_within(guard)
             response = self._send(guard, client.converse, **request)
-            result = parse_converse(response, model_id=model_id)
+            result = parse_converse(response, model_id=model_id, call=call)
         except Exception as error:
             failure = self._failure(error, guard, "the answer")
         finally:
@@ -404,7 +400,7 @@ class BedrockProvider(Provider):
         try:
             client = await self._aclient_within(guard)
             response = await self._step(guard, self._send, guard, client.converse, **request)
-            result = parse_converse(response, model_id=model_id)
+            result = parse_converse(response, model_id=model_id, call=call)
         except Exception as error:
             failure = self._failure(error, guard, "the answer")
         finally:
@@ -414,7 +410,7 @@ class BedrockProvider(Provider):
         return result
 
     def stream(self, call: ProviderCall) -> Generator[StreamItem, None, None]:
-        request = build_converse_request(call)
+        request = build_converse_request(call, stream=True)
         model_id = request["modelId"]
         state = ConverseStreamState(model_id)
         guard = self._guard(call, model_id)
@@ -445,7 +441,7 @@ class BedrockProvider(Provider):
         yield state.result()
 
     async def astream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
-        request = build_converse_request(call)
+        request = build_converse_request(call, stream=True)
         model_id = request["modelId"]
         state = ConverseStreamState(model_id)
         guard = self._guard(call, model_id)

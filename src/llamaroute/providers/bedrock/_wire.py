@@ -33,8 +33,9 @@ from ..._records import FinishReason, Usage
 from ..._request import ImagePart
 from ...catalog import Route
 from ...images import PreparedImage
-from .._base import ProviderCall, ProviderResult, with_schema_instruction
+from .._base import ProviderCall, ProviderResult
 from ._mapping import NAME, map_error
+from ._tools import add_message, answer_tool, read_tool_uses, tool_config, tool_instruction
 
 __all__ = [
     "MAX_TOKEN_COUNT",
@@ -131,7 +132,7 @@ def _inference_config(call: ProviderCall) -> dict[str, Any]:
     return config
 
 
-def build_converse_request(call: ProviderCall) -> dict[str, Any]:
+def build_converse_request(call: ProviderCall, *, stream: bool = False) -> dict[str, Any]:
     """The keyword arguments of ``client.converse`` / ``client.converse_stream`` for one call.
 
     Validates what botocore does not (ranges, image format and size, image count, the model
@@ -150,6 +151,9 @@ def build_converse_request(call: ProviderCall) -> dict[str, Any]:
         if message.role == "system":
             system.append({"text": message.text})
             continue
+        if message.role == "tool":
+            add_message(messages, message, [])
+            continue
         if isinstance(message.content, str):
             blocks: list[dict[str, Any]] = [{"text": message.content}]
         else:
@@ -164,13 +168,19 @@ def build_converse_request(call: ProviderCall) -> dict[str, Any]:
                 for part in message.content
                 if isinstance(part, ImagePart)
             ]
-        messages.append({"role": message.role, "content": blocks})
+        add_message(messages, message, blocks)
     if not messages or messages[0]["role"] != "user":
         raise InvalidRequestError("a Bedrock conversation must start with a user message")
     kwargs: dict[str, Any] = {"modelId": model_id, "messages": messages}
-    # response_format: the schema as an instruction (Bedrock's forced tool use is not used yet).
-    if (instruction := with_schema_instruction(call, None)) is not None:
+    # response_format: by tool use where the route has it (a call, not a stream, with no tools
+    # of the caller's own: see _tools.py), else the schema as an instruction.
+    if (config := tool_config(call, stream=stream)) is not None:
+        kwargs["toolConfig"] = config
+    if (instruction := tool_instruction(call, stream=stream)) is not None:
         system.append({"text": instruction})
+    schema = call.request.response_format
+    if schema is not None and answer_tool(call, stream=stream) is None:
+        system.append({"text": schema.instruction()})  # "instructions", or "tool" unused here
     if system:
         kwargs["system"] = system
     config = _inference_config(call)
@@ -261,12 +271,16 @@ def _details(stop_reason: str | None, latency: float | None) -> dict[str, Any]:
     return details
 
 
-def parse_converse(response: Mapping[str, Any], *, model_id: str) -> ProviderResult:
+def parse_converse(
+    response: Mapping[str, Any], *, model_id: str, call: ProviderCall | None = None
+) -> ProviderResult:
     """A Converse response (as boto3 returns it) as a :class:`ProviderResult`.
 
     ``details`` carries ``latency_ms`` (``metrics.latencyMs``), the raw ``stop_reason`` and
     AWS's ``request_id``. Raises :class:`MalformedResponseError` when there is no message, or
-    when any part of the answer has the wrong type or an impossible value.
+    when any part of the answer has the wrong type or an impossible value. ``toolUse`` blocks
+    become ``tool_calls`` (checked against ``call``'s tools), except the call of the answer
+    tool of a structured-output request, whose input is the answer's text.
     """
     response = _object(response, "the answer", model_id)
     message = _object(_object(response.get("output"), "output", model_id).get("message"),
@@ -276,12 +290,21 @@ def parse_converse(response: Mapping[str, Any], *, model_id: str) -> ProviderRes
         raise MalformedResponseError(
             "the Converse response has no output message", provider=NAME, model_id=model_id
         )
-    parts = []
+    parts, uses = [], []
     for block in content:
         block = _object(block, "a content block", model_id)
         if "text" in block:
             parts.append(_text(block["text"], "a content block's text", model_id))
+        elif "toolUse" in block:
+            uses.append(_object(block["toolUse"], "a toolUse block", model_id))
+    calls = read_tool_uses(uses, call)
     stop_reason = _stop_reason(response.get("stopReason"), model_id)
+    finish = _finish_reason(stop_reason)
+    answer = answer_tool(call) if call is not None else None
+    if answer is not None and (given := [c for c in calls if c.name == answer]):
+        # Structured output by tool use: the tool's input is the answer (checked, and repaired
+        # if need be, by the client as any answer's text).
+        parts, calls, finish = [given[0].raw_arguments], (), "stop"
     details = _details(stop_reason, _latency(response.get("metrics")))
     metadata = response.get("ResponseMetadata")
     request_id = metadata.get("RequestId") if isinstance(metadata, Mapping) else None
@@ -291,9 +314,10 @@ def parse_converse(response: Mapping[str, Any], *, model_id: str) -> ProviderRes
         details["usage_missing"] = True
     return ProviderResult(
         text="".join(parts),
-        finish_reason=_finish_reason(stop_reason),
+        finish_reason="tool_calls" if calls and finish in (None, "stop") else finish,
         usage=_usage(response.get("usage"), model_id),
         details=details,
+        tool_calls=calls,
     )
 
 
