@@ -46,6 +46,7 @@ class Receipt(BaseModel):
     total: float
 
 
+PLACEHOLDER_KEY = "placeholder-not-a-key"  # the fake servers accept any key
 CANNED = Receipt(
     shop="Llama Cafe", items=[Item(name="Tea", price=3.5), Item(name="Scone", price=4.0)], total=7.5
 )
@@ -109,7 +110,7 @@ def main() -> None:
             FakeOllama(Step.structured({"shop": "Llama Cafe", "total": "7.50"}), default=good)
         )
         client = stack.enter_context(Client(providers=[
-            OpenRouterProvider(api_key="sk-or-v1-example", base_url=openrouter.base_url),
+            OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=openrouter.base_url),
             BedrockProvider(region="us-east-1", endpoint_url=bedrock.url,
                             aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="example"),
             OllamaProvider(host=ollama.url),

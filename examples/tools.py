@@ -17,6 +17,7 @@ from llamaroute.providers import OllamaProvider, OpenRouterProvider, Provider
 from llamaroute.testing import FakeOllama, FakeOpenRouter, Step
 
 MODEL = "llama-3.2-3b"
+PLACEHOLDER_KEY = "placeholder-not-a-key"  # the fake servers accept any key
 
 
 def get_weather(city: str, unit: str = "c") -> str:
@@ -39,7 +40,7 @@ def providers(stack: contextlib.ExitStack[None]) -> list[Provider]:
         Step.error(503),  # OpenRouter fails mid-loop: Ollama carries on
     ))  # fmt: skip
     ollama = stack.enter_context(FakeOllama(Step.reply("It is 21 degrees C and sunny in Oslo.")))
-    return [OpenRouterProvider(api_key="sk-or-v1-example", base_url=openrouter.base_url),
+    return [OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=openrouter.base_url),
             OllamaProvider(host=ollama.url)]  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from llamaroute.providers import OllamaProvider, OpenRouterProvider, Provider
 from llamaroute.testing import FakeOllama, FakeOpenRouter, Step
 
 MODEL = "llama-3.2-3b"
+PLACEHOLDER_KEY = "placeholder-not-a-key"  # the fake servers accept any key
 STATIONS = {"oslo": 21, "bergen": 14}
 
 
@@ -57,7 +58,7 @@ def providers(stack: contextlib.ExitStack[None]) -> list[Provider]:
         Step.reply("Oslo is warmer: 21 C and sunny, against 14 C in Bergen. "
                    "Trondheim has no weather station."),
     ))  # fmt: skip
-    return [OpenRouterProvider(api_key="sk-or-v1-example", base_url=openrouter.base_url),
+    return [OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=openrouter.base_url),
             OllamaProvider(host=ollama.url)]  # fmt: skip
 
 

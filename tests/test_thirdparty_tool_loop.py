@@ -33,6 +33,7 @@ pytestmark = pytest.mark.timeout(180)  # the first aimock test may wait for npm
 
 CALLS: list[str] = []
 PROMPT = "What is the weather in Oslo?"
+PLACEHOLDER_KEY = "placeholder-not-a-key"  # the mock servers accept any key
 ANSWER = "It is 21 degrees C and sunny in Oslo."
 
 
@@ -64,7 +65,7 @@ def llmock_url() -> Iterator[str]:
 
 def llmock_provider(url: str) -> OpenRouterProvider:
     httpx.post(f"{url}/_llmock/reset", timeout=5).raise_for_status()
-    return OpenRouterProvider(api_key="sk-test-llmock-0000000000", base_url=f"{url}/v1")
+    return OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=f"{url}/v1")
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
@@ -114,7 +115,7 @@ def aimock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 def aimock_provider(name: str, server: Any) -> Provider:
     if name == "openrouter":
-        return OpenRouterProvider(api_key="sk-test-aimock-0000000000", base_url=f"{server.url}/v1")
+        return OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=f"{server.url}/v1")
     if name == "ollama":
         return OllamaProvider(host=server.url)
     return BedrockProvider(
