@@ -187,8 +187,12 @@ class Routed:
         """``count`` identical chats at once: from threads, or as concurrent tasks."""
         if self._loop is None:
             results: list[Any] = [None] * count
+            # All start together: a thread that starts late (a loaded machine) would otherwise
+            # find the breaker already closed again by the probe and make an extra request.
+            start = threading.Barrier(count)
 
             def one(index: int) -> None:
+                start.wait(timeout=30)
                 results[index] = self.client.chat(*args, **kwargs)
 
             threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
@@ -527,7 +531,8 @@ def test_a_failing_provider_stops_receiving_requests_until_its_cooldown_ends(
     assert failing_hits() == 5
 
     clock.now += 30  # one probe; it succeeds (slowly), and the breaker closes
-    fakes[failing].script(Step.reply(TEXTS[failing], delay=0.2))
+    # Slow enough (1 s) that every other call of the batch arrives while it is in flight.
+    fakes[failing].script(Step.reply(TEXTS[failing], delay=1.0))
     replies = client.together(8, MODEL, "hi", providers=order)
     assert failing_hits() == 6
     assert sorted(r.provider for r in replies).count(failing) == 1
