@@ -24,17 +24,14 @@ from llamaroute import (
     refresh_prices,
 )
 from llamaroute.catalog import (
-    bedrock_lifecycle,
-    bedrock_prices,
-    classify_aws_row,
     default_catalog,
     default_prices_path,
-    openrouter_prices,
     per_million,
     render_price_file,
 )
 from llamaroute.cli import main
-from llamaroute.providers.openrouter import fetch_openrouter_listing
+from llamaroute.providers.bedrock import bedrock_lifecycle, bedrock_prices, classify_aws_row
+from llamaroute.providers.openrouter import fetch_openrouter_listing, openrouter_prices
 
 from ._price_fakes import (
     FakeAws,

@@ -23,12 +23,9 @@ from .catalog import (
     Price,
     PriceChange,
     RouteLifecycle,
-    bedrock_lifecycle,
-    bedrock_prices,
     default_catalog,
     default_prices_path,
     diff_prices,
-    openrouter_prices,
     render_price_file,
     toml_table,
     write_atomically,
@@ -101,13 +98,20 @@ def refresh_prices(
     checked = today or date.today()
     result = RefreshResult(sources=list(dict.fromkeys(sources)))
     reads: dict[str, LiveRead] = {}
+    # Each provider reads its own sources (providers/<name>/_price_reading.py); imported here,
+    # on use, so that importing llamaroute loads neither.
     if "openrouter" in sources:
-        _guarded(result, "openrouter", reads, lambda: _openrouter(
-            in_use, openrouter_url, timeout, checked))  # fmt: skip
+        from .providers.openrouter import read_openrouter_prices
+
+        _guarded(result, "openrouter", reads, lambda: read_openrouter_prices(
+            in_use, base_url=openrouter_url, timeout=timeout, checked=checked))  # fmt: skip
     if "bedrock" in sources:
-        _guarded(result, "bedrock", reads, lambda: _bedrock(
-            in_use, regions, pricing_region, aws_endpoint_url, timeout, checked,
-            aws_session))  # fmt: skip
+        from .providers.bedrock import read_bedrock_prices
+
+        _guarded(result, "bedrock", reads, lambda: read_bedrock_prices(
+            in_use, regions=regions, pricing_region=pricing_region,
+            endpoint_url=aws_endpoint_url, timeout=timeout, checked=checked,
+            session=aws_session))  # fmt: skip
     for read in reads.values():
         result.prices += read.prices
         result.lifecycles += read.lifecycles
@@ -140,66 +144,6 @@ def _guarded(result: RefreshResult, name: str, reads: dict[str, LiveRead], read:
         reads[name] = read()
     except LlamarouteError as error:
         result.errors[name] = error
-
-
-def _openrouter(catalog: Catalog, url: str | None, timeout: float, checked: date) -> LiveRead:
-    from .providers.openrouter import fetch_openrouter_listing
-
-    slugs = [r.model_id for spec in catalog.models() for r in spec.routes
-             if r.provider == "openrouter"]  # fmt: skip
-    listing = fetch_openrouter_listing(slugs, base_url=url, timeout=timeout)
-    read = openrouter_prices(
-        listing.models, listing.endpoints, catalog, source=listing.source, checked=checked
-    )
-    read.notes += [f"openrouter: {error}" for error in listing.errors]
-    return read
-
-
-def _bedrock(
-    catalog: Catalog,
-    regions: Sequence[str] | None,
-    pricing_region: str,
-    endpoint_url: str | None,
-    timeout: float,
-    checked: date,
-    session: Any | None,
-) -> LiveRead:
-    from .providers.bedrock import (
-        LIFECYCLE_SOURCE,
-        PRICE_LIST_SOURCE,
-        fetch_bedrock_lifecycle,
-        fetch_bedrock_price_rows,
-    )
-
-    wanted = list(regions or dict.fromkeys(
-        region for spec in catalog.models() for r in spec.routes if r.provider == "bedrock"
-        for region in r.regions
-    ))  # fmt: skip
-    for region in wanted:
-        catalog.check_region(region)
-    rows = fetch_bedrock_price_rows(
-        wanted, pricing_region=pricing_region, endpoint_url=endpoint_url, timeout=timeout,
-        session=session,
-    )  # fmt: skip
-    read = LiveRead()
-    for region, found in rows.items():
-        part = bedrock_prices(
-            found, catalog, source=PRICE_LIST_SOURCE.format(region=region), checked=checked
-        )
-        read.prices += part.prices
-        read.notes += part.notes
-        if not part.prices:
-            read.notes.append(f"bedrock: no Llama 3.2 on-demand price found for {region}")
-    life_region = regions[0] if regions else pricing_region
-    answer = fetch_bedrock_lifecycle(
-        life_region, endpoint_url=endpoint_url, timeout=timeout, session=session
-    )
-    lives = bedrock_lifecycle(
-        answer, catalog, source=LIFECYCLE_SOURCE.format(region=life_region), checked=checked
-    )
-    read.lifecycles += lives.lifecycles
-    read.notes += lives.notes
-    return read
 
 
 def _kept(path: Path, *, refreshed: set[str]) -> tuple[list[Price], list[dict[str, Any]]]:

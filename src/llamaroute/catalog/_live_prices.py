@@ -1,54 +1,29 @@
-"""Reading the live price sources into price entries: pure functions, no I/O.
+"""What the live price sources give, whichever provider they come from: the records
+``llamaroute prices refresh`` collects (:class:`LiveRead`, :class:`RouteLifecycle`) and exact
+amounts read from JSON prices. Pure functions, no I/O.
 
-``llamaroute prices refresh`` fetches three answers (the I/O lives in ``providers/``) and
-hands them here:
-
-- OpenRouter ``GET /api/v1/models``: ``pricing.prompt`` and ``pricing.completion`` are decimal
-  strings in USD per token (multiplied by 1,000,000 here, exactly, into USD per million),
-  ``pricing.image`` is USD per input image, and ``"-1"`` marks a dynamic price, which is
-  skipped with a note rather than guessed. The route's price is the one ``/models`` lists for
-  the slug (what OpenRouter bills by default); ``/models/{author}/{slug}/endpoints`` gives each
-  upstream's own price, recorded in the entry's ``notes`` with their range.
-- The AWS Price List API (``pricing.get_products`` for ``AmazonBedrock``): each ``PriceList``
-  item is a JSON string with ``product.attributes`` (``model`` is a display name such as
-  "Llama 3.2 1B Instruct", matched here to the catalog; ``inferenceType``, ``feature``,
-  ``usagetype``, ``regionCode``) and ``terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD``
-  per "1K tokens" (or per million). Only on-demand rows price a route; batch rows go to the
-  notes; latency-optimised, flex, priority, provisioned, extended-access and cross-region or
-  global rows are told apart and left out. A row's region selects the ``us.``/``eu.`` profile
-  whose source regions contain it, giving one entry per region (``regions = [region]``).
-- Bedrock ``ListFoundationModels``: ``modelLifecycle`` per foundation-model ID becomes the
-  ``lifecycle``, ``legacy_date`` and ``end_of_life`` of the routes built on it.
+Each provider reads its own answers (``providers/openrouter/_price_reading.py``,
+``providers/bedrock/_price_reading.py``); the fetching lives beside them in
+``_catalog_sources.py``, and :mod:`llamaroute._refresh` puts them together.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Literal
 
-from ._catalog import Catalog, Route
 from ._prices import MILLION, Price
 
 __all__ = [
     "LiveRead",
     "RouteLifecycle",
-    "bedrock_lifecycle",
-    "bedrock_prices",
-    "classify_aws_row",
-    "openrouter_prices",
+    "exact_amount",
     "per_million",
+    "plain_amount",
+    "short_amount",
 ]
-
-#: How an AWS price row is billed; only ``on_demand`` prices a route.
-RowKind = Literal[
-    "on_demand", "batch", "latency_optimized", "flex", "priority", "provisioned",
-    "extended_access", "cross_region", "other",
-]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,7 +51,7 @@ class LiveRead:
 # --- amounts --------------------------------------------------------------------------------
 
 
-def _amount(value: object) -> Decimal | None:
+def exact_amount(value: object) -> Decimal | None:
     """An exact Decimal from a JSON price (a string, or a number parsed as Decimal); ``None``
     for the dynamic marker ``-1``; ValueError for anything else."""
     if isinstance(value, bool | float):
@@ -102,304 +77,17 @@ def _amount(value: object) -> Decimal | None:
 def per_million(per_token: object) -> Decimal | None:
     """USD per token (OpenRouter's decimal string) as USD per million tokens, exactly;
     ``None`` for a dynamic price (``"-1"``)."""
-    amount = _amount(per_token)
-    return None if amount is None else _plain(amount * MILLION)
+    amount = exact_amount(per_token)
+    return None if amount is None else plain_amount(amount * MILLION)
 
 
-def _plain(amount: Decimal) -> Decimal:
+def plain_amount(amount: Decimal) -> Decimal:
+    """``amount`` without trailing zeros, exactly (``0.35000000`` is ``0.35``)."""
     # 0.00000035 x 1e6 is Decimal("0.35000000"): drop the trailing zeros, keep it exact.
     normal = amount.normalize()
     return normal.quantize(Decimal(1)) if normal == normal.to_integral() else normal
 
 
-def _short(amount: Decimal | None) -> str:
+def short_amount(amount: Decimal | None) -> str:
+    """An amount for a note: its digits, or ``dynamic`` for a price that has none."""
     return "dynamic" if amount is None else f"{amount:f}"
-
-
-# --- OpenRouter -----------------------------------------------------------------------------
-
-
-def openrouter_prices(
-    models: Any,
-    endpoints: Mapping[str, Any],
-    catalog: Catalog,
-    *,
-    source: str,
-    checked: date,
-) -> LiveRead:
-    """Price entries for the catalog's OpenRouter routes from a ``/models`` answer, with each
-    upstream's price from the ``/endpoints`` answers (keyed by slug) in the notes."""
-    read = LiveRead()
-    data = models.get("data") if isinstance(models, Mapping) else None
-    if not isinstance(data, list):
-        read.notes.append("openrouter: /models has no 'data' list; nothing read")
-        return read
-    routes = [r for spec in catalog.models() for r in spec.routes if r.provider == "openrouter"]
-    by_id = {e.get("id"): e for e in data if isinstance(e, Mapping)}
-    for route in routes:
-        entry = next((by_id[i] for i in (route.model_id, *route.alternate_ids) if i in by_id), None)
-        if entry is None:
-            read.notes.append(f"openrouter: {route.model_id} is not in /models (not priced)")
-            continue
-        pricing = entry.get("pricing")
-        if not isinstance(pricing, Mapping):
-            read.notes.append(f"openrouter: {route.model_id} has no pricing")
-            continue
-        try:
-            prompt = per_million(pricing.get("prompt"))
-            completion = per_million(pricing.get("completion"))
-            image = _amount(pricing["image"]) if pricing.get("image") is not None else None
-            request = _amount(pricing.get("request") or "0")
-        except ValueError as error:
-            read.notes.append(f"openrouter: {route.model_id}: {error}; skipped")
-            continue
-        if prompt is None or completion is None:
-            read.notes.append(
-                f"openrouter: {route.model_id} has a dynamic price (-1); skipped, the shipped "
-                "price (if any) stays in use"
-            )
-            continue
-        notes = [f"listed by /models for {entry.get('id')}"]
-        if request:
-            notes.append(f"plus ${request:f} per request (not in estimates)")
-        notes.extend(_upstream_notes(endpoints.get(route.model_id)))
-        read.prices.append(
-            Price(
-                provider="openrouter", model_id=route.model_id, input_per_mtok=prompt,
-                output_per_mtok=completion, image=None if image is None else _plain(image),
-                notes="; ".join(notes), source=source, checked=checked,
-            )
-        )  # fmt: skip
-    return read
-
-
-def _upstream_notes(answer: Any) -> list[str]:
-    """Each upstream's price from an ``/endpoints`` answer, and the range of input prices."""
-    data = answer.get("data") if isinstance(answer, Mapping) else None
-    rows = data.get("endpoints") if isinstance(data, Mapping) else None
-    if not isinstance(rows, list):
-        return []
-    seen: list[str] = []
-    inputs: list[Decimal] = []
-    for row in rows:
-        if not isinstance(row, Mapping) or not isinstance(row.get("pricing"), Mapping):
-            continue
-        name = str(row.get("provider_name") or row.get("name") or "?")
-        try:
-            prompt = per_million(row["pricing"].get("prompt"))
-            completion = per_million(row["pricing"].get("completion"))
-        except ValueError:
-            seen.append(f"{name} unreadable")
-            continue
-        if prompt is not None:
-            inputs.append(prompt)
-        seen.append(f"{name} {_short(prompt)}/{_short(completion)}")
-    if not seen:
-        return []
-    span = f" (input {min(inputs):f} to {max(inputs):f} per M)" if inputs else ""
-    return [f"upstreams in/out per M: {', '.join(seen)}{span}"]
-
-
-# --- AWS Price List -------------------------------------------------------------------------
-
-_SIZE = re.compile(r"\b(1|3|11|90)\s*b\b", re.IGNORECASE)
-
-
-def _our_size(model_name: str) -> str | None:
-    """``"1b"`` for "Llama 3.2 1B Instruct" and its spellings; ``None`` if not Llama 3.2."""
-    text = model_name.lower().replace("-", " ").replace("_", " ")
-    if not re.search(r"llama\s*3\.?2\b|llama3\s*2\b|llama32", text):
-        return None
-    found = _SIZE.search(text)
-    return f"{found.group(1)}b" if found else None
-
-
-def classify_aws_row(attributes: Mapping[str, Any]) -> RowKind:
-    """How a Price List row is billed, from its attributes (``feature``, ``inferenceType``,
-    ``usagetype``, ``model``). Only ``"on_demand"`` rows price a route."""
-    text = " ".join(
-        str(attributes.get(k, ""))
-        for k in ("feature", "inferenceType", "usagetype", "model", "operation")
-    ).lower()
-    if "latency" in text and "optimi" in text:
-        return "latency_optimized"
-    if "extended" in text:
-        return "extended_access"
-    if "batch" in text:
-        return "batch"
-    if "flex" in text:
-        return "flex"
-    if "priority" in text:
-        return "priority"
-    if "provisioned" in text or "model unit" in text:
-        return "provisioned"
-    if "cross region" in text or "cross-region" in text or "global" in text:
-        return "cross_region"
-    if "on-demand" in text or "on demand" in text or "ondemand" in text:
-        return "on_demand"
-    return "on_demand" if not attributes.get("feature") else "other"
-
-
-def _direction(attributes: Mapping[str, Any]) -> str | None:
-    text = f"{attributes.get('inferenceType', '')} {attributes.get('usagetype', '')}".lower()
-    if "cache" in text:
-        return None
-    if "input" in text:
-        return "input"
-    if "output" in text:
-        return "output"
-    return None
-
-
-def _usd_per_million(dimension: Mapping[str, Any]) -> Decimal:
-    unit = str(dimension.get("unit", "")).lower()
-    price = dimension.get("pricePerUnit", {})
-    amount = _amount(price.get("USD") if isinstance(price, Mapping) else None)
-    if amount is None:
-        raise ValueError("dynamic price")
-    if unit in ("1k tokens", "1k token", "thousand tokens"):
-        return _plain(amount * 1000)
-    if unit in ("1m tokens", "million tokens", "units", "unit", "1m units"):
-        return _plain(amount)
-    if unit in ("tokens", "token"):
-        return _plain(amount * MILLION)
-    raise ValueError(f"unknown unit {dimension.get('unit')!r}")
-
-
-def bedrock_prices(
-    rows: Iterable[str | Mapping[str, Any]],
-    catalog: Catalog,
-    *,
-    source: str,
-    checked: date,
-) -> LiveRead:
-    """Per-region price entries for the catalog's Bedrock routes from Price List rows (the
-    JSON strings of ``get_products``' ``PriceList``, or already parsed)."""
-    read = LiveRead()
-    # (size, region) -> {"input": amount, "output": amount}, for on-demand and batch rows.
-    found: dict[str, dict[tuple[str, str], dict[str, Decimal]]] = {"on_demand": {}, "batch": {}}
-    skipped: dict[str, int] = {}
-    for number, row in enumerate(rows, start=1):
-        try:
-            item = json.loads(row, parse_float=Decimal) if isinstance(row, str) else row
-        except ValueError:
-            read.notes.append(f"bedrock: price row #{number} is not JSON; skipped")
-            continue
-        product = item.get("product") if isinstance(item, Mapping) else None
-        attributes = product.get("attributes") if isinstance(product, Mapping) else None
-        if not isinstance(attributes, Mapping):
-            continue
-        size = _our_size(str(attributes.get("model") or attributes.get("usagetype") or ""))
-        region = attributes.get("regionCode")
-        direction = _direction(attributes)
-        if size is None or not isinstance(region, str) or direction is None:
-            continue
-        kind = classify_aws_row(attributes)
-        if kind not in found:
-            skipped[kind] = skipped.get(kind, 0) + 1
-            continue
-        for dimension in _dimensions(item):
-            try:
-                amount = _usd_per_million(dimension)
-            except ValueError as error:
-                read.notes.append(f"bedrock: {attributes.get('usagetype')}: {error}; skipped")
-                continue
-            found[kind].setdefault((size, region), {})[direction] = amount
-    for left_out, count in sorted(skipped.items()):
-        read.notes.append(f"bedrock: {count} {left_out.replace('_', '-')} row(s) left out")
-    routes = [r for spec in catalog.models() for r in spec.routes if r.provider == "bedrock"]
-    for (size, region), amounts in sorted(found["on_demand"].items()):
-        route = _bedrock_route(routes, size, region)
-        if route is None:
-            read.notes.append(f"bedrock: Llama 3.2 {size} in {region}: no route from that region")
-            continue
-        if set(amounts) != {"input", "output"}:
-            read.notes.append(f"bedrock: {route.model_id} in {region}: only {sorted(amounts)}")
-            continue
-        notes = f"on-demand, {region}"
-        batch = found["batch"].get((size, region), {})
-        if batch:
-            amounts_text = "/".join(f"{batch[k]:f}" for k in ("input", "output") if k in batch)
-            notes += f"; batch {amounts_text} per M (not used by estimates)"
-        read.prices.append(
-            Price(
-                provider="bedrock", model_id=route.model_id, regions=(region,),
-                input_per_mtok=amounts["input"], output_per_mtok=amounts["output"],
-                notes=notes, source=source, checked=checked,
-            )
-        )  # fmt: skip
-    return read
-
-
-def _dimensions(item: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    terms = item.get("terms", {})
-    on_demand = terms.get("OnDemand", {}) if isinstance(terms, Mapping) else {}
-    dimensions: list[Mapping[str, Any]] = []
-    for term in on_demand.values() if isinstance(on_demand, Mapping) else ():
-        if isinstance(term, Mapping) and isinstance(term.get("priceDimensions"), Mapping):
-            dimensions.extend(d for d in term["priceDimensions"].values() if isinstance(d, Mapping))
-    return dimensions
-
-
-def _bedrock_route(routes: Sequence[Route], size: str, region: str) -> Route | None:
-    """The Bedrock route for a model size that a client in ``region`` calls."""
-    for route in routes:
-        if f"llama3-2-{size}-" in route.model_id and region in route.regions:
-            return route
-    return None
-
-
-# --- Bedrock lifecycle ----------------------------------------------------------------------
-
-
-def bedrock_lifecycle(answer: Any, catalog: Catalog, *, source: str, checked: date) -> LiveRead:
-    """Each Bedrock route's lifecycle from a ``ListFoundationModels`` answer, matched by the
-    route's ``foundation_model_id``."""
-    read = LiveRead()
-    summaries = answer.get("modelSummaries") if isinstance(answer, Mapping) else None
-    if not isinstance(summaries, list):
-        read.notes.append("bedrock: ListFoundationModels has no modelSummaries; nothing read")
-        return read
-    by_id = {s.get("modelId"): s for s in summaries if isinstance(s, Mapping)}
-    for spec in catalog.models():
-        for route in spec.routes:
-            summary = by_id.get(route.foundation_model_id)
-            if route.provider != "bedrock" or summary is None:
-                continue
-            life = summary.get("modelLifecycle")
-            if not isinstance(life, Mapping):
-                continue
-            end = _day(life.get("endOfLifeTime"))
-            status = str(life.get("status", "ACTIVE")).upper()
-            lifecycle: Literal["active", "legacy", "eol"] = (
-                "eol" if end is not None and end <= checked
-                else "legacy" if status == "LEGACY"
-                else "active"
-            )  # fmt: skip
-            extended = _day(life.get("publicExtendedAccessTime"))
-            if extended is not None:
-                read.notes.append(
-                    f"bedrock: {route.model_id}: public extended access (higher prices) from "
-                    f"{extended.isoformat()}"
-                )
-            read.lifecycles.append(
-                RouteLifecycle(
-                    provider="bedrock", model_id=route.model_id, lifecycle=lifecycle,
-                    legacy_date=_day(life.get("legacyTime")), end_of_life=end,
-                    source=source, checked=checked,
-                )
-            )  # fmt: skip
-    return read
-
-
-def _day(value: object) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
-        except ValueError:
-            return None
-    return None

@@ -18,6 +18,12 @@ from ._catalog_sources import (
     fetch_bedrock_price_rows,
 )
 from ._mapping import map_error, map_exception
+from ._price_reading import (
+    bedrock_lifecycle,
+    bedrock_prices,
+    classify_aws_row,
+    read_bedrock_prices,
+)
 from ._provider import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, BedrockProvider
 from ._provider import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
 from ._provider import DEFAULT_MAX_EVENT_BYTES as DEFAULT_MAX_EVENT_BYTES
@@ -43,7 +49,10 @@ __all__ = [
     "PRICING_REGION",
     "BedrockProvider",
     "ConverseStreamState",
+    "bedrock_lifecycle",
+    "bedrock_prices",
     "build_converse_request",
+    "classify_aws_row",
     "configured_region",
     "fetch_bedrock_lifecycle",
     "fetch_bedrock_price_rows",
@@ -51,5 +60,6 @@ __all__ = [
     "map_error",
     "map_exception",
     "parse_converse",
+    "read_bedrock_prices",
     "resolve_region",
 ]

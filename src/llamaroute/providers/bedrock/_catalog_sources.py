@@ -10,7 +10,7 @@
 boto3 is imported on first use (the ``bedrock`` extra). The credentials are boto3's default
 chain; none found is a :class:`ConfigurationError` saying so. Every other failure is the
 llamaroute error :func:`map_exception` gives. What the rows mean is read by
-:func:`llamaroute.catalog.bedrock_prices` and :func:`llamaroute.catalog.bedrock_lifecycle`.
+:func:`._price_reading.bedrock_prices` and :func:`._price_reading.bedrock_lifecycle`.
 """
 
 from __future__ import annotations

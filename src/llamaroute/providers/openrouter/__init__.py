@@ -10,6 +10,7 @@ from .._sse import SSEDecoder as SSEDecoder
 from .._sse import SSEEvent as SSEEvent
 from .._sse import SSEOverflow as SSEOverflow
 from ._catalog_sources import MAX_CATALOG_BYTES, OpenRouterListing, fetch_openrouter_listing
+from ._price_reading import openrouter_prices, read_openrouter_prices
 from ._provider import API_KEY_ENV as API_KEY_ENV
 from ._provider import BASE_URL_ENV as BASE_URL_ENV
 from ._provider import DEFAULT_BASE_URL, OpenRouterProvider
@@ -28,5 +29,7 @@ __all__ = [
     "build_payload",
     "fetch_openrouter_listing",
     "map_error",
+    "openrouter_prices",
     "parse_response",
+    "read_openrouter_prices",
 ]

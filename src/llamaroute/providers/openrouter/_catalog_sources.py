@@ -3,7 +3,7 @@
 ``GET {base_url}/models`` and ``GET {base_url}/models/{author}/{slug}/endpoints`` need no key.
 Each answer is read under a size cap and a finite timeout and parsed with decimals kept exact
 (``parse_float=Decimal``); every failure is a typed llamaroute error. What the JSON means is
-read by :func:`llamaroute.catalog.openrouter_prices`.
+read by :func:`._price_reading.openrouter_prices`.
 """
 
 from __future__ import annotations
