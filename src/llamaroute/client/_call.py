@@ -55,9 +55,16 @@ class Call:
         return self._images
 
     def shape(self) -> RequestShape:
-        """The request's token shape, for costs (computed once, on first need)."""
+        """The request's token shape, for costs (computed once, on first need).
+
+        Counted by the fast estimate, never the exact tokenizer: loading that takes a third
+        of a second on first use, which a call must not spend (often after its deadline, to
+        price a failed attempt), and every bound a call applies (reservations, the cost of a
+        cut attempt) is the UTF-8 ceiling, which no count exceeds."""
         if self._shape is None:
-            self._shape = request_shape(self.request, tiles=self.images.tiles())
+            self._shape = request_shape(
+                self.request, tiles=self.images.tiles(), counter="heuristic"
+            )
         return self._shape
 
     def ceiling(self) -> int:
