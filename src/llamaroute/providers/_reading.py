@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpcore
 import httpx
@@ -29,7 +29,10 @@ from .._exceptions import MalformedResponseError, ProviderError, ProviderTimeout
 from ._http import transport_failure
 
 __all__ = [
+    "AsyncDeadlineBackend",
     "BodyReader",
+    "DeadlineBackend",
+    "MovingDeadline",
     "StreamClock",
     "deadline_after",
     "deadline_error",
@@ -38,32 +41,69 @@ __all__ = [
     "too_large",
 ]
 
-# The deadline (time.monotonic()) that the wrapped backends obey, set by deadline_scope.
-_DEADLINE: ContextVar[float | None] = ContextVar("llamaroute_io_deadline", default=None)
+
+class MovingDeadline(Protocol):
+    """A deadline that may move while the I/O under it runs (a stream's idle timeout moves it
+    forward as text arrives), with ``why``: the message of the timeout it causes."""
+
+    deadline: float | None
+    why: str
 
 
-def _capped(timeout: float | None, expired: type[Exception]) -> float | None:
-    """``timeout`` capped at the time left before the deadline; ``expired`` if none is."""
-    deadline = _DEADLINE.get()
+# What the wrapped backends obey, set by deadline_scope: a time.monotonic() instant, or a
+# MovingDeadline read again at every socket operation.
+_DEADLINE: ContextVar[float | MovingDeadline | None] = ContextVar(
+    "llamaroute_io_deadline", default=None
+)
+
+
+def _capped(timeout: float | None, expired: type[Exception]) -> tuple[float | None, str | None]:
+    """``timeout`` capped at the time left before the deadline (``expired`` if none is), and
+    the deadline's own timeout message when it was the deadline that set the timeout."""
+    limit = _DEADLINE.get()
+    if limit is None:
+        return timeout, None
+    if isinstance(limit, float | int):
+        deadline: float | None = limit
+        why = None
+    else:
+        deadline, why = limit.deadline, limit.why
     if deadline is None:
-        return timeout
+        return timeout, None
     left = deadline - time.monotonic()
     if left <= 0:
-        raise expired("the call's deadline passed")
-    return left if timeout is None or timeout > left else timeout
+        raise expired(why or "the call's deadline passed")
+    if timeout is None or left < timeout:
+        return left, why
+    return timeout, None
 
 
-class _Stream(httpcore.NetworkStream):
+class DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every operation ends by the deadline in force."""
+
     __slots__ = ("_inner",)
 
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
+        timeout, why = _capped(timeout, httpcore.ReadTimeout)
+        if why is None:
+            return self._inner.read(max_bytes, timeout)
+        try:
+            return self._inner.read(max_bytes, timeout)
+        except httpcore.ReadTimeout:
+            raise httpcore.ReadTimeout(why) from None
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _capped(timeout, httpcore.WriteTimeout))
+        timeout, why = _capped(timeout, httpcore.WriteTimeout)
+        if why is None:
+            self._inner.write(buffer, timeout)
+            return
+        try:
+            self._inner.write(buffer, timeout)
+        except httpcore.WriteTimeout:
+            raise httpcore.WriteTimeout(why) from None
 
     def close(self) -> None:
         self._inner.close()
@@ -71,24 +111,39 @@ class _Stream(httpcore.NetworkStream):
     def start_tls(
         self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
-        timeout = _capped(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+        timeout, _ = _capped(timeout, httpcore.ConnectTimeout)
+        return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
 
 
-class _AsyncStream(httpcore.AsyncNetworkStream):
+class AsyncDeadlineStream(httpcore.AsyncNetworkStream):
+    """:class:`DeadlineStream` for async I/O."""
+
     __slots__ = ("_inner",)
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
+        timeout, why = _capped(timeout, httpcore.ReadTimeout)
+        if why is None:
+            return await self._inner.read(max_bytes, timeout)
+        try:
+            return await self._inner.read(max_bytes, timeout)
+        except httpcore.ReadTimeout:
+            raise httpcore.ReadTimeout(why) from None
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, _capped(timeout, httpcore.WriteTimeout))
+        timeout, why = _capped(timeout, httpcore.WriteTimeout)
+        if why is None:
+            await self._inner.write(buffer, timeout)
+            return
+        try:
+            await self._inner.write(buffer, timeout)
+        except httpcore.WriteTimeout:
+            raise httpcore.WriteTimeout(why) from None
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -96,14 +151,17 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
     async def start_tls(
         self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.AsyncNetworkStream:
-        timeout = _capped(timeout, httpcore.ConnectTimeout)
-        return _AsyncStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+        timeout, _ = _capped(timeout, httpcore.ConnectTimeout)
+        stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return AsyncDeadlineStream(stream)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
 
 
-class _Backend(httpcore.NetworkBackend):
+class DeadlineBackend(httpcore.NetworkBackend):
+    """A network backend whose connections obey :class:`deadline_scope`."""
+
     __slots__ = ("_inner",)
 
     def __init__(self, inner: httpcore.NetworkBackend) -> None:
@@ -117,20 +175,23 @@ class _Backend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        timeout = _capped(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+        timeout, _ = _capped(timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return DeadlineStream(stream)
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.NetworkStream:
-        timeout = _capped(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._inner.connect_unix_socket(path, timeout, socket_options))
+        timeout, _ = _capped(timeout, httpcore.ConnectTimeout)
+        return DeadlineStream(self._inner.connect_unix_socket(path, timeout, socket_options))
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
 
 
-class _AsyncBackend(httpcore.AsyncNetworkBackend):
+class AsyncDeadlineBackend(httpcore.AsyncNetworkBackend):
+    """:class:`DeadlineBackend` for async I/O."""
+
     __slots__ = ("_inner",)
 
     def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
@@ -144,15 +205,16 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        timeout = _capped(timeout, httpcore.ConnectTimeout)
+        timeout, _ = _capped(timeout, httpcore.ConnectTimeout)
         stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _AsyncStream(stream)
+        return AsyncDeadlineStream(stream)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.AsyncNetworkStream:
-        timeout = _capped(timeout, httpcore.ConnectTimeout)
-        return _AsyncStream(await self._inner.connect_unix_socket(path, timeout, socket_options))
+        timeout, _ = _capped(timeout, httpcore.ConnectTimeout)
+        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
+        return AsyncDeadlineStream(stream)
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -177,12 +239,12 @@ def enforce_deadlines(client: httpx.Client | httpx.AsyncClient) -> bool:
             continue
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, _Backend | _AsyncBackend):
+        if isinstance(backend, DeadlineBackend | AsyncDeadlineBackend):
             continue
         if isinstance(backend, httpcore.NetworkBackend):
-            pool._network_backend = _Backend(backend)  # type: ignore[union-attr]
+            pool._network_backend = DeadlineBackend(backend)  # type: ignore[union-attr]
         elif isinstance(backend, httpcore.AsyncNetworkBackend):
-            pool._network_backend = _AsyncBackend(backend)  # type: ignore[union-attr]
+            pool._network_backend = AsyncDeadlineBackend(backend)  # type: ignore[union-attr]
         else:
             wrapped = False
     return wrapped
@@ -190,7 +252,8 @@ def enforce_deadlines(client: httpx.Client | httpx.AsyncClient) -> bool:
 
 class deadline_scope:
     """Network operations inside the block end by ``deadline`` (a ``time.monotonic()``
-    value; ``None``: no deadline), on clients prepared with :func:`enforce_deadlines`.
+    value, or a :class:`MovingDeadline` read again at each operation; ``None``: no deadline),
+    on clients prepared with :func:`enforce_deadlines` or built on :class:`DeadlineBackend`.
 
     Keep the block around the I/O only, never across a ``yield``: a sync generator shares its
     consumer's context. (A class, not a generator-based context manager: it is entered on
@@ -199,11 +262,11 @@ class deadline_scope:
 
     __slots__ = ("_deadline", "_token")
 
-    def __init__(self, deadline: float | None) -> None:
+    def __init__(self, deadline: float | MovingDeadline | None) -> None:
         self._deadline = deadline
 
     def __enter__(self) -> None:
-        self._token: Token[float | None] = _DEADLINE.set(self._deadline)
+        self._token: Token[float | MovingDeadline | None] = _DEADLINE.set(self._deadline)
 
     def __exit__(
         self,

@@ -20,15 +20,14 @@ The guard travels in a context variable that the provider sets around each block
 the ollama client (as ``request_timeout`` does for httpx's own timeouts); the size check is
 bound to the response when its headers arrive, so it holds for every later read.
 
-This is the Ollama copy of a mechanism that every httpx-based provider needs; it has no
-Ollama-specific part.
+The deadline part is the one every httpx-based provider uses (:mod:`.._reading`: the guard
+is a moving deadline set with ``deadline_scope``); the size caps are added here, on the
+transport, because the ollama client reads the body itself.
 """
 
 from __future__ import annotations
 
-import ssl
-import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
@@ -37,10 +36,9 @@ import httpcore
 import httpx
 
 from ..._exceptions import MalformedResponseError
+from .._reading import AsyncDeadlineBackend, DeadlineBackend, deadline_scope
 
 __all__ = ["Guard", "guarded", "guarded_transport"]
-
-_clock = time.monotonic
 
 
 class Guard:
@@ -84,13 +82,15 @@ class guarded:
     generator shares its consumer's context, so a guard left set across a ``yield`` would
     apply to the consumer's own requests."""
 
-    __slots__ = ("_guard", "_token")
+    __slots__ = ("_deadline", "_guard", "_token")
 
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
+        self._deadline = deadline_scope(guard)  # the guard's deadline moves: read at each use
 
     def __enter__(self) -> None:
         self._token: Token[Guard | None] = _GUARD.set(self._guard)
+        self._deadline.__enter__()
 
     def __exit__(
         self,
@@ -98,157 +98,8 @@ class guarded:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._deadline.__exit__(exc_type, exc, traceback)
         _GUARD.reset(self._token)
-
-
-def _bounded(timeout: float | None, expired: type[Exception]) -> tuple[float | None, Guard | None]:
-    """``timeout`` shortened to the current guard's deadline; raises ``expired`` if it has
-    passed. Also returns the guard when it was the deadline that set the timeout."""
-    guard = _GUARD.get()
-    if guard is None or guard.deadline is None:
-        return timeout, None
-    left = guard.deadline - _clock()
-    if left <= 0:
-        raise expired(guard.why)
-    if timeout is None or left < timeout:
-        return left, guard
-    return timeout, None
-
-
-# --- the network backend: deadlines on every socket operation --------------------------------
-
-
-class _Stream(httpcore.NetworkStream):
-    __slots__ = ("_stream",)
-
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
-        self._stream = stream
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        timeout, guard = _bounded(timeout, httpcore.ReadTimeout)
-        try:
-            return self._stream.read(max_bytes, timeout)
-        except httpcore.ReadTimeout:
-            if guard is None:
-                raise
-            raise httpcore.ReadTimeout(guard.why) from None
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        timeout, guard = _bounded(timeout, httpcore.WriteTimeout)
-        try:
-            self._stream.write(buffer, timeout)
-        except httpcore.WriteTimeout:
-            if guard is None:
-                raise
-            raise httpcore.WriteTimeout(guard.why) from None
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._stream.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _Backend(httpcore.NetworkBackend):
-    def __init__(self) -> None:
-        self._backend = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
-        stream = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _Stream(stream)
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._backend.connect_unix_socket(path, timeout, socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._backend.sleep(seconds)
-
-
-class _AsyncStream(httpcore.AsyncNetworkStream):
-    __slots__ = ("_stream",)
-
-    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
-        self._stream = stream
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        timeout, guard = _bounded(timeout, httpcore.ReadTimeout)
-        try:
-            return await self._stream.read(max_bytes, timeout)
-        except httpcore.ReadTimeout:
-            if guard is None:
-                raise
-            raise httpcore.ReadTimeout(guard.why) from None
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        timeout, guard = _bounded(timeout, httpcore.WriteTimeout)
-        try:
-            await self._stream.write(buffer, timeout)
-        except httpcore.WriteTimeout:
-            if guard is None:
-                raise
-            raise httpcore.WriteTimeout(guard.why) from None
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
-        stream = await self._stream.start_tls(ssl_context, server_hostname, timeout)
-        return _AsyncStream(stream)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _AsyncBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self) -> None:
-        self._backend = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
-        stream = await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _AsyncStream(stream)
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        timeout, _ = _bounded(timeout, httpcore.ConnectTimeout)
-        return _AsyncStream(await self._backend.connect_unix_socket(path, timeout, socket_options))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
 
 
 # --- the response body: counted as it arrives ----------------------------------------------
@@ -338,7 +189,9 @@ class _Transport(httpx.HTTPTransport):
     def __init__(self, limits: httpx.Limits, https: bool) -> None:
         # Not super().__init__(): it would build a pool (and an SSL context) only to drop it.
         settings = _pool_settings(limits, https)
-        self._pool = httpcore.ConnectionPool(network_backend=_Backend(), **settings)
+        self._pool = httpcore.ConnectionPool(
+            network_backend=DeadlineBackend(httpcore.SyncBackend()), **settings
+        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         guard = _GUARD.get()
@@ -356,7 +209,9 @@ class _Transport(httpx.HTTPTransport):
 class _AsyncTransport(httpx.AsyncHTTPTransport):
     def __init__(self, limits: httpx.Limits, https: bool) -> None:
         settings = _pool_settings(limits, https)
-        self._pool = httpcore.AsyncConnectionPool(network_backend=_AsyncBackend(), **settings)
+        self._pool = httpcore.AsyncConnectionPool(
+            network_backend=AsyncDeadlineBackend(httpcore.AnyIOBackend()), **settings
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         guard = _GUARD.get()
