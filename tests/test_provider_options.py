@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +33,7 @@ from llamaroute.testing import FakeBedrock, FakeOllama, FakeOpenRouter, Step
 from .conftest import Fakes, three_providers
 
 VISION = "llama-3.2-11b-vision"
+PLACEHOLDER_KEY = "placeholder-not-a-key"  # the fake accepts any key
 GUARDRAIL = {"guardrailIdentifier": "gr-1234", "guardrailVersion": "1", "trace": "enabled"}
 EXTRA: dict[str, dict[str, Any]] = {
     "openrouter": {"provider": {"order": ["lambda"], "data_collection": "deny"},
@@ -65,7 +69,8 @@ def test_a_fallback_to_bedrock_sends_each_fake_only_its_own_options(
     [sent_or] = bodies(openrouter)
     assert sent_or["provider"] == {"order": ["lambda"], "data_collection": "deny"}
     assert sent_or["transforms"] == ["middle-out"]
-    assert "guardrailConfig" not in sent_or and "keep_alive" not in sent_or
+    assert "guardrailConfig" not in sent_or
+    assert "keep_alive" not in sent_or
     [sent_br] = bodies(bedrock)
     # Through the real boto3 client, which validates the Converse shape before sending.
     assert sent_br["guardrailConfig"] == GUARDRAIL
@@ -86,12 +91,14 @@ def test_a_fallback_to_ollama_sends_each_fake_only_its_own_options(
     [sent_ol] = bodies(ollama)
     options = sent_ol["options"]
     # The caller's num_ctx replaces llamaroute's estimate; the call keywords are still sent.
-    assert options["num_ctx"] == 8192 and options["repeat_penalty"] == 1.05
+    assert options["num_ctx"] == 8192
+    assert options["repeat_penalty"] == 1.05
     assert (options["num_predict"], options["temperature"]) == (50, 0.5)
     assert sent_ol["keep_alive"] == "10m"
     assert not {"provider", "transforms", "guardrailConfig"} & set(sent_ol)
     assert "keep_alive" not in bodies(openrouter)[0]
-    assert "options" not in bodies(bedrock)[0] and "provider" not in bodies(bedrock)[0]
+    assert "options" not in bodies(bedrock)[0]
+    assert "provider" not in bodies(bedrock)[0]
 
 
 def test_stream_and_async_calls_carry_the_options(three_fakes: Fakes) -> None:
@@ -250,7 +257,8 @@ def test_ollama_num_ctx_is_capped_and_keep_alive_replaces_the_providers() -> Non
     assert kwargs["keep_alive"] == 0
     plain = build_request(ProviderCall(request.model_copy(update={"extra": {}}), route),
                           stream=False, keep_alive="5m")  # fmt: skip
-    assert plain["keep_alive"] == "5m" and plain["options"]["num_ctx"] < 10**7
+    assert plain["keep_alive"] == "5m"
+    assert plain["options"]["num_ctx"] < 10**7
 
 
 # --- top_k, frequency_penalty, presence_penalty -----------------------------------------------
@@ -318,3 +326,20 @@ def test_sampling_keywords_accept_their_whole_range() -> None:
         request = ChatRequest.create(VISION, "hi", frequency_penalty=value, presence_penalty=value)
         assert request.frequency_penalty == value
     assert ChatRequest.create(VISION, "hi", top_k=128_256).top_k == 128_256
+
+
+def test_the_readme_block_runs_verbatim_and_sends_only_openrouters_options(
+    fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    from .test_readme import _blocks, _offline_env, _section
+
+    [block] = _blocks(_section("### Provider options"), "python")
+    env = {**_offline_env(), "OPENROUTER_API_KEY": PLACEHOLDER_KEY,
+           "OPENROUTER_BASE_URL": fake_openrouter.base_url}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env=env, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [sent] = bodies(fake_openrouter)
+    assert sent["provider"] == {"order": ["lambda"], "data_collection": "deny"}
+    assert (sent["top_k"], sent["presence_penalty"]) == (40, 0.5)
+    assert not {"options", "keep_alive", "guardrailConfig"} & set(sent)
