@@ -34,13 +34,14 @@ from .conftest import Fakes, three_providers
 
 VISION = "llama-3.2-11b-vision"
 PLACEHOLDER_KEY = "placeholder-not-a-key"  # the fake accepts any key
-GUARDRAIL = {"guardrailIdentifier": "gr-1234", "guardrailVersion": "1", "trace": "enabled"}
+GUARDRAIL = {"guardrailIdentifier": "gr1234abcd", "guardrailVersion": "1", "trace": "enabled"}
 EXTRA: dict[str, dict[str, Any]] = {
     "openrouter": {"provider": {"order": ["lambda"], "data_collection": "deny"},
                    "transforms": ["middle-out"]},
     "ollama": {"options": {"num_ctx": 8192, "repeat_penalty": 1.05}, "keep_alive": "10m"},
     "bedrock": {"guardrailConfig": GUARDRAIL,
-                "additionalModelRequestFields": {"custom_field": 1}},
+                "additionalModelRequestFields": {"custom_field": 1},
+                "requestMetadata": {"team": "search #2"}},
 }  # fmt: skip
 
 
@@ -75,6 +76,7 @@ def test_a_fallback_to_bedrock_sends_each_fake_only_its_own_options(
     # Through the real boto3 client, which validates the Converse shape before sending.
     assert sent_br["guardrailConfig"] == GUARDRAIL
     assert sent_br["additionalModelRequestFields"] == {"custom_field": 1}
+    assert sent_br["requestMetadata"] == {"team": "search #2"}
     assert not {"provider", "transforms", "options", "keep_alive"} & set(sent_br)
     assert bodies(ollama) == []
 
@@ -151,6 +153,9 @@ REFUSED = [
     ({"bedrock": {"guardrailConfig": {**GUARDRAIL, "trace": "on"}}}, "one of enabled"),
     ({"bedrock": {"additionalModelRequestFields": {"max_gen_len": 9}}}, "max_tokens="),
     ({"bedrock": {"requestMetadata": {"a": 1}}}, "string values"),
+    ({"bedrock": {"requestMetadata": {"team": "a;b"}}}, "string values"),
+    ({"bedrock": {"guardrailConfig": {**GUARDRAIL, "guardrailIdentifier": "gr-1"}}}, "ID or ARN"),
+    ({"bedrock": {"guardrailConfig": {**GUARDRAIL, "guardrailVersion": "v1"}}}, "or DRAFT"),
     ({"ollama": {"model": "llama3.2"}}, "route's tag"),
     ({"ollama": {"stream": False}}, "llamaroute decides streaming"),
     ({"ollama": {"format": "json"}}, "response_format="),

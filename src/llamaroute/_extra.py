@@ -24,6 +24,7 @@ its decimal text.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -86,6 +87,14 @@ _GUARDRAIL_FIELDS = {
     "trace": ("enabled", "disabled", "enabled_full"),
     "streamProcessingMode": ("sync", "async"),  # streams only; left out of a plain call
 }
+# botocore checks types and enums but not patterns: Bedrock would refuse these after sending.
+_GUARDRAIL_PATTERNS = {
+    "guardrailIdentifier": re.compile(
+        r"[a-z0-9]+|arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]+"
+    ),
+    "guardrailVersion": re.compile(r"[1-9][0-9]{0,7}|DRAFT"),
+}
+_METADATA_TEXT = re.compile(r"[a-zA-Z0-9\s:_@$#=/+,\-.]{0,256}")
 # Meta Llama's native request fields on Bedrock that Converse already sets from the call.
 _LLAMA_NATIVE = {
     "max_gen_len": _MAX_TOKENS,
@@ -222,9 +231,18 @@ def _check_bedrock(options: dict[str, Any]) -> None:
             if not isinstance(value, str) or not value or (allowed and value not in allowed):
                 kind = f"one of {', '.join(allowed)}" if allowed else "a non-empty string"
                 raise ValueError(f"{where}[{field!r}] must be {kind}")
-        for field in ("guardrailIdentifier", "guardrailVersion"):
+        for field, pattern in _GUARDRAIL_PATTERNS.items():
             if field not in guardrail:
                 raise ValueError(f"{where} needs {field} (the guardrail's ID or ARN and version)")
+            if not pattern.fullmatch(guardrail[field]):
+                raise ValueError(
+                    f"{where}[{field!r}] is not a guardrail "
+                    + (
+                        "ID or ARN"
+                        if field == "guardrailIdentifier"
+                        else "version (1, 2... or DRAFT)"
+                    )
+                )
     fields = options.get("additionalModelRequestFields")
     if fields is not None:
         if not isinstance(fields, dict):
@@ -248,9 +266,12 @@ def _check_bedrock(options: dict[str, Any]) -> None:
         not isinstance(metadata, dict)
         or not 1 <= len(metadata) <= 16
         or not all(isinstance(value, str) for value in metadata.values())
+        or not all(key and _METADATA_TEXT.fullmatch(key) for key in metadata)
+        or not all(_METADATA_TEXT.fullmatch(value) for value in metadata.values())
     ):
         raise ValueError(
-            "extra['bedrock']['requestMetadata'] must be a dict of 1 to 16 string values"
+            "extra['bedrock']['requestMetadata'] must be a dict of 1 to 16 string values, keys "
+            "and values of at most 256 letters, digits, spaces and :_@$#=/+,-."
         )
 
 
