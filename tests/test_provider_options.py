@@ -348,3 +348,26 @@ def test_the_readme_block_runs_verbatim_and_sends_only_openrouters_options(
     assert sent["provider"] == {"order": ["lambda"], "data_collection": "deny"}
     assert (sent["top_k"], sent["presence_penalty"]) == (40, 0.5)
     assert not {"options", "keep_alive", "guardrailConfig"} & set(sent)
+
+
+def test_every_round_of_run_carries_the_options(three: tuple[Fakes, Client]) -> None:
+    (openrouter, _, ollama), client = three
+
+    def weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    openrouter.script(Step.tool_call("weather", {"city": "Oslo"}, id="c1"), Step.reply("Sunny."))
+    result = client.run(VISION, "weather in Oslo?", tools=[weather], providers=["openrouter"],
+                        extra=EXTRA, top_k=7)  # fmt: skip
+    assert result.text == "Sunny."
+    sent = bodies(openrouter)
+    assert len(sent) == 2
+    for body in sent:
+        assert body["provider"]["order"] == ["lambda"]
+        assert body["provider"]["require_parameters"] is True  # tools: llamaroute's, kept
+        assert body["top_k"] == 7
+    assert bodies(ollama) == []
+    with pytest.raises(InvalidRequestError, match="unknown provider"):
+        client.run(VISION, "hi", tools=[weather], extra={"vertex": {}})
+    assert openrouter.hits == 2

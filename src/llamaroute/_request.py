@@ -387,7 +387,9 @@ class ChatRequest(_Input):
         :class:`~llamaroute.InvalidRequestError` with a readable reason on any bad input: a
         wrong type anywhere (``True`` for a number, bytes for text), a value out of range
         (``max_tokens`` above :data:`MAX_OUTPUT_TOKENS`, ``seed`` outside [0, :data:`SEED_MAX`]),
-        or input nested too deeply to check.
+        or input nested too deeply to check; and for ``extra`` (provider options by provider
+        name, see ``llamaroute._extra``), an unknown provider name, a value that is not a dict
+        or an option llamaroute refuses, with the reason.
         """
         if "tools" in params or "tool_choice" in params:
             params["tools"] = coerce_tools(params.get("tools"))
