@@ -164,7 +164,7 @@ def _json_default(value: object) -> object:
 
 def _json_copy(options: Mapping[Any, Any], name: str) -> dict[str, Any]:
     try:
-        text = json.dumps(options, allow_nan=False, default=_json_default)
+        text = json.dumps(dict(options), allow_nan=False, default=_json_default)
         copied = json.loads(text)
     except (TypeError, ValueError) as error:
         raise ValueError(
