@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from ._exceptions import InvalidRequestError
+from ._extra import ProviderOptions, check_extra
 from ._records import validation_message
 from ._schema import OutputSchema, output_schema
 from ._tools import Tool, ToolCall, check_tool_choice, coerce_tools
@@ -37,6 +38,7 @@ __all__ = [
     "MAX_OUTPUT_TOKENS",
     "MAX_STOP_LENGTH",
     "SEED_MAX",
+    "TOP_K_MAX",
     "ChatRequest",
     "ImagePart",
     "Message",
@@ -64,6 +66,11 @@ MAX_OUTPUT_TOKENS = 131_072
 #: it to an unsigned 32-bit seed, where 0xFFFFFFFF means "random". A non-negative signed
 #: 32-bit seed is the one range every route keeps exactly and means the same everywhere.
 SEED_MAX = 2**31 - 1
+
+#: The largest ``top_k``: Llama 3's vocabulary (128,256 tokens); a larger one keeps every token.
+#: OpenRouter takes 0 and up, Ollama any integer; ``top_k`` starts at 1 here (leave it unset
+#: for the provider's default), so that it means the same on every route.
+TOP_K_MAX = 128_256
 
 #: The most messages a conversation may have: far more than any context window holds (each
 #: message costs a few tokens of template); the bound stops an endless iterator.
@@ -303,10 +310,16 @@ class ChatRequest(_Input):
         BeforeValidator(_stop_tuple),
     ] = Field(default=(), max_length=4)
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX, strict=True)
+    top_k: int | None = Field(default=None, ge=1, le=TOP_K_MAX, strict=True)
+    # OpenAI's range, which OpenRouter documents too; Ollama documents none.
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0, strict=True)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0, strict=True)
     # Structured output: a pydantic model class or an object JSON schema (see _schema.py).
     response_format: Annotated[OutputSchema | None, PlainValidator(_output_schema)] = None
     tools: tuple[Tool, ...] = ()
     tool_choice: str | None = None
+    # Per-call provider options by provider name (see _extra.py): each provider reads its own.
+    extra: Annotated[ProviderOptions, PlainValidator(check_extra)] = Field(default_factory=dict)
 
     @field_validator("stop")
     @classmethod
@@ -374,11 +387,20 @@ class ChatRequest(_Input):
         :class:`~llamaroute.InvalidRequestError` with a readable reason on any bad input: a
         wrong type anywhere (``True`` for a number, bytes for text), a value out of range
         (``max_tokens`` above :data:`MAX_OUTPUT_TOKENS`, ``seed`` outside [0, :data:`SEED_MAX`]),
-        or input nested too deeply to check.
+        or input nested too deeply to check; and for ``extra`` (provider options by provider
+        name, see ``llamaroute._extra``), an unknown provider name, a value that is not a dict
+        or an option llamaroute refuses, with the reason.
         """
         if "tools" in params or "tool_choice" in params:
             params["tools"] = coerce_tools(params.get("tools"))
             params["tool_choice"] = check_tool_choice(params.get("tool_choice"), params["tools"])
+        if params.get("extra") is not None:
+            try:
+                params["extra"] = check_extra(params["extra"])
+            except ValueError as error:
+                message = str(error)
+                where = "" if message.startswith("extra") else "extra: "
+                raise InvalidRequestError(where + message) from None
         try:
             turns = _coerce_messages(messages)
             if system is not None:

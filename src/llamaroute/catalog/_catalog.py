@@ -114,6 +114,10 @@ class Route(_Data):
     structured_output_source: str = ""
     max_temperature: float = Field(default=2.0, gt=0)
     max_stop_sequences: int | None = Field(default=None, ge=0)
+    # The sampling keywords beyond temperature and top_p that the route takes; a request that
+    # sets one the route lacks skips it (routing's route_refusal).
+    sampling: tuple[Literal["top_k", "frequency_penalty", "presence_penalty"], ...] = ()
+    sampling_source: str = ""  # where `sampling` was read
     # Tokens the upstream's chat template adds beyond Meta's format, per request: (low,
     # expected, high). The Hugging Face template's date header is 20 to 25 (see PROVIDERS.md).
     template_tokens: tuple[int, int, int] = (0, 0, 0)

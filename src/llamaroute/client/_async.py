@@ -67,6 +67,9 @@ class AsyncClient(BaseClient):
         top_p: float | None = None,
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
+        top_k: int | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
         tools: Sequence[Any] | None = None,
         tool_choice: str | None = None,
         providers: Sequence[str] | None = None,
@@ -75,17 +78,21 @@ class AsyncClient(BaseClient):
         strategy: StrategyName | Strategy | None = None,
         max_cost: Decimal | None = None,
         response_format: type[BaseModel] | dict[str, Any] | None = None,
+        extra: dict[str, dict[str, Any]] | None = None,
         repair_attempts: int = 1,
     ) -> ChatResponse:
-        """Async :meth:`Client.chat`. With ``hedge`` set on the client, a call whose first
+        """Async :meth:`Client.chat` (the same arguments, ``extra=`` provider options and the
+        sampling keywords among them). With ``hedge`` set on the client, a call whose first
         route has not answered after the hedge delay also starts the second route."""
         repairs = check_repairs(repair_attempts)
         call = self._prepare(
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
-                    "response_format": response_format},
+                    "stop": stop, "seed": seed, "top_k": top_k,
+                    "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
+                    "tools": tools, "tool_choice": tool_choice,
+                    "response_format": response_format, "extra": extra},
         )  # fmt: skip
         response = await self._answer(call)
         if call.request.response_format is None:
@@ -119,7 +126,8 @@ class AsyncClient(BaseClient):
     ) -> RunResult:
         """Async :meth:`Client.run`: async tool functions are awaited, sync ones run in a
         thread (``asyncio.to_thread``), so a slow tool does not block the event loop. Tool
-        calls of one answer run one after the other, in the order the model made them."""
+        calls of one answer run one after the other, in the order the model made them.
+        ``extra=`` (provider options) goes in ``options``, as for every round's chat."""
         tools_, steps = start(
             prompt, messages, image, tools, tool_choice=tool_choice, max_rounds=max_rounds,
             raise_tool_errors=raise_tool_errors, allow_async=True, options=options,
@@ -163,6 +171,9 @@ class AsyncClient(BaseClient):
         top_p: float | None = None,
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
+        top_k: int | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
         tools: Sequence[Any] | None = None,
         tool_choice: str | None = None,
         providers: Sequence[str] | None = None,
@@ -171,14 +182,18 @@ class AsyncClient(BaseClient):
         strategy: StrategyName | Strategy | None = None,
         max_cost: Decimal | None = None,
         response_format: type[BaseModel] | dict[str, Any] | None = None,
+        extra: dict[str, dict[str, Any]] | None = None,
     ) -> AsyncStream:
-        """Async :meth:`Client.stream`; use ``async with`` and ``async for``."""
+        """Async :meth:`Client.stream` (the same arguments, ``extra=`` among them); use
+        ``async with`` and ``async for``."""
         call = self._prepare(
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
-                    "response_format": response_format}, streaming=True,
+                    "stop": stop, "seed": seed, "top_k": top_k,
+                    "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
+                    "tools": tools, "tool_choice": tool_choice,
+                    "response_format": response_format, "extra": extra}, streaming=True,
         )  # fmt: skip
         return AsyncStream(self._stream_events(call))
 

@@ -239,14 +239,17 @@ class BaseClient:
         providers: Sequence[str] | None = None,
         response_format: Any = None,
         tools: Sequence[Any] | None = None,
+        extra: dict[str, dict[str, Any]] | None = None,
     ) -> Estimates:
         """What a call would cost on each route this client can use, cheapest first (no I/O).
 
         Like :func:`llamaroute.estimate`, but over the client's own providers (and their
         regions) and catalog (``tools``' schemas count as input); the list's ``skipped``
-        attribute says which routes cannot serve the request and why.
+        attribute says which routes cannot serve the request and why. ``extra`` (provider
+        options, as in ``chat``) is checked, and changes no price.
         """
-        params = {"max_tokens": max_tokens, "response_format": response_format, "tools": tools}
+        params = {"max_tokens": max_tokens, "response_format": response_format, "tools": tools,
+                  "extra": extra}  # fmt: skip
         request = _request(model, prompt, messages, image, system, params)
         return self._estimates(request, providers, expected_output_tokens)
 

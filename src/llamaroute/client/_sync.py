@@ -63,6 +63,9 @@ class Client(BaseClient):
         top_p: float | None = None,
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
+        top_k: int | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
         tools: Sequence[Any] | None = None,
         tool_choice: str | None = None,
         providers: Sequence[str] | None = None,
@@ -71,6 +74,7 @@ class Client(BaseClient):
         strategy: StrategyName | Strategy | None = None,
         max_cost: Decimal | None = None,
         response_format: type[BaseModel] | dict[str, Any] | None = None,
+        extra: dict[str, dict[str, Any]] | None = None,
         repair_attempts: int = 1,
     ) -> ChatResponse:
         """Ask ``model`` and wait for the whole answer, retrying and falling back as needed.
@@ -89,6 +93,9 @@ class Client(BaseClient):
                 URL, a PIL image or a ``llamaroute.Image``.
             system: a system prompt.
             max_tokens, temperature, top_p, stop, seed: sampling parameters.
+            top_k, frequency_penalty, presence_penalty: more sampling parameters
+                (``top_k`` 1 to 128,256, penalties -2 to 2); routes that cannot take one
+                (Bedrock, for these three) are skipped, with the reason in ``skipped``.
             tools: functions the model may call: Python functions, pydantic models,
                 OpenAI-format dicts or ``llamaroute.Tool``; the calls it makes are in
                 ``response.tool_calls``. Routes that cannot take tools are skipped.
@@ -105,14 +112,25 @@ class Client(BaseClient):
                 fixed (default 1; 0 disables). Each repair is a billed attempt, listed in
                 ``attempts`` and added to ``cost``; if the answer still fails,
                 ``StructuredOutputError`` carries the raw text and the validation errors.
+            extra: provider-specific options, keyed by provider name; each provider sends
+                only its own (a fallback never passes OpenRouter's options to Bedrock):
+                ``{"openrouter": {"provider": {"order": [...]}}, "ollama": {"options":
+                {"num_ctx": 8192}, "keep_alive": "10m"}, "bedrock": {"guardrailConfig":
+                {...}}}``. Checked before anything is sent: an unknown provider name, a
+                value that is not a dict, or an option that would break llamaroute's
+                guarantees (OpenRouter ``models``/``stream``/usage off, Bedrock ``modelId``,
+                a call keyword given again...) is an ``InvalidRequestError`` saying why. See
+                the README's "Provider options".
         """
         repairs = check_repairs(repair_attempts)
         call = self._prepare(
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
-                    "response_format": response_format},
+                    "stop": stop, "seed": seed, "top_k": top_k,
+                    "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
+                    "tools": tools, "tool_choice": tool_choice,
+                    "response_format": response_format, "extra": extra},
         )  # fmt: skip
         run, steps = self._driver.start(call)  # inline: the loop warning's stacklevel counts
         answer = self._run(call, steps)
@@ -152,7 +170,9 @@ class Client(BaseClient):
         Each round is an ordinary :meth:`chat` (or, with ``stream=True``, a :meth:`stream`
         read to its end) with the whole conversation so far and ``options`` (``system``,
         ``max_tokens``, ``providers``, ``max_cost``, ``timeout``...: each applies per round),
-        so retries, fallback, budgets and the ledger work as for any call. ``tool_choice``
+        so retries, fallback, budgets and the ledger work as for any call; ``extra=``
+        (provider options, as for :meth:`chat`) and the sampling keywords go in ``options``
+        too. ``tool_choice``
         applies to the first round only (later rounds are ``"auto"``, so the model can stop).
 
         A tool call with bad arguments (``ToolCall.error``) goes back to the model as an error
@@ -206,6 +226,9 @@ class Client(BaseClient):
         top_p: float | None = None,
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
+        top_k: int | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
         tools: Sequence[Any] | None = None,
         tool_choice: str | None = None,
         providers: Sequence[str] | None = None,
@@ -214,6 +237,7 @@ class Client(BaseClient):
         strategy: StrategyName | Strategy | None = None,
         max_cost: Decimal | None = None,
         response_format: type[BaseModel] | dict[str, Any] | None = None,
+        extra: dict[str, dict[str, Any]] | None = None,
     ) -> Stream:
         """Ask ``model`` and stream the answer: a :class:`Stream` of ``ChatChunk`` objects
         whose ``.response`` is the final ``ChatResponse``. Arguments as in :meth:`chat`.
@@ -227,8 +251,10 @@ class Client(BaseClient):
             model, prompt, messages=messages, image=image, system=system, providers=providers,
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                    "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
-                    "response_format": response_format}, streaming=True,
+                    "stop": stop, "seed": seed, "top_k": top_k,
+                    "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
+                    "tools": tools, "tool_choice": tool_choice,
+                    "response_format": response_format, "extra": extra}, streaming=True,
         )  # fmt: skip
         parts: list[str] = []
         return Stream(self._stream_events(call, parts), parts)

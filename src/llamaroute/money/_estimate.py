@@ -372,6 +372,7 @@ def estimate(
     tokenizer: str | os.PathLike[str] | None = None,
     counter: CounterChoice = "auto",
     response_format: Any = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> list[Estimate]:
     """What a request would cost on each route that can serve it, cheapest first. No network.
 
@@ -386,7 +387,8 @@ def estimate(
     which); ``counter="heuristic"`` forces the estimate, ``counter="exact"`` requires the
     tokenizer. ``tokenizer`` (or ``$LLAMAROUTE_TOKENIZER``) is a Llama 3 ``tokenizer.json``
     to count with the ``tokenizers`` package instead. ``response_format`` (as in ``chat``)
-    counts its schema instructions as input tokens.
+    counts its schema instructions as input tokens. ``extra`` (provider options, as in
+    ``chat``) is checked and otherwise ignored: no option changes a price.
 
     A route whose price is unknown is listed last with ``None`` amounts. Routes that cannot
     serve the request (a text-only route for an image, a context window too small) are left
@@ -412,6 +414,7 @@ def estimate(
         system=system,
         max_tokens=max_tokens,
         response_format=response_format,
+        extra=extra,
         **({} if tools is None else {"tools": tools}),
     )
     if expected_output_tokens is not None and (

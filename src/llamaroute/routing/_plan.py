@@ -11,9 +11,10 @@ out, in order, with the reason for every route left out.
 3. each remaining route's lifecycle: a route past its confirmed end of life is left out, with
    the date (an unconfirmed end of life only warns, once per catalog: the route may still
    work);
-4. each remaining route against the request (:func:`route_refusal`): temperature caps, stop
-   sequences, system prompts, image counts; and tools (:mod:`._tools_gate`: a route that
-   takes no tools, or streams no tool calls, or whose provider llamaroute sends no tools to);
+4. each remaining route against the request (:func:`route_refusal`): temperature caps, the
+   sampling parameters it takes (``top_k``, penalties), stop sequences, system prompts, image
+   counts; and tools (:mod:`._tools_gate`: a route that takes no tools, or streams no tool
+   calls, or whose provider llamaroute sends no tools to);
 5. the survivors in the strategy's order (:mod:`._strategies`).
 
 When nothing is left it raises the error that explains it, before anything is sent. What a
@@ -132,6 +133,14 @@ def route_refusal(request: ChatRequest, route: Route) -> str | None:
         return f"takes at most {route.max_images} image(s) per request, this request has {images}"
     if request.temperature is not None and request.temperature > route.max_temperature:
         return f"temperature must be at most {route.max_temperature:g}"
+    if (
+        request.top_k is not None
+        or request.frequency_penalty is not None
+        or request.presence_penalty is not None
+    ):
+        for name in ("top_k", "frequency_penalty", "presence_penalty"):
+            if getattr(request, name) is not None and name not in route.sampling:
+                return f"takes no {name}"
     if route.max_stop_sequences is not None and len(request.stop) > route.max_stop_sequences:
         return f"takes at most {route.max_stop_sequences} stop sequences"
     if len(request.messages) and request.messages[0].role == "system" and not route.system_prompt:

@@ -35,6 +35,7 @@ from ...catalog import Route
 from ...images import PreparedImage
 from .._base import ProviderCall, ProviderResult
 from ._mapping import NAME, map_error
+from ._options import apply_options, check_sampling
 from ._tools import add_message, answer_tool, read_tool_uses, tool_config, tool_instruction
 
 __all__ = [
@@ -140,6 +141,7 @@ def build_converse_request(call: ProviderCall, *, stream: bool = False) -> dict[
     """
     route = call.route
     model_id = _check_model_id(route)
+    check_sampling(call.request, model_id)
     if len(call.images) > route.max_images:
         raise UnsupportedFeatureError(
             f"{model_id} takes at most {route.max_images} image(s) per request on Bedrock"
@@ -186,6 +188,8 @@ def build_converse_request(call: ProviderCall, *, stream: bool = False) -> dict[
     config = _inference_config(call)
     if config:
         kwargs["inferenceConfig"] = config
+    if call.request.extra:
+        apply_options(kwargs, call.request.extra.get(NAME), stream=stream)
     return kwargs
 
 

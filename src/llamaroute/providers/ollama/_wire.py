@@ -30,6 +30,7 @@ from ..._tools import MAX_TOOLS, Tool, ToolCall, make_tool_call
 from ...images import MAX_TILES, POSITIONS_PER_TILE, PreparedImage
 from .._base import ProviderCall, ProviderResult, with_schema_instruction
 from .._http import check_base_url
+from ._options import apply_options
 
 __all__ = [
     "DEFAULT_HOST",
@@ -170,7 +171,9 @@ def build_request(
         messages.append(entry)
     options = {"num_ctx": num_ctx or estimate_num_ctx(call), "num_predict": call.max_tokens,
                "temperature": request.temperature, "top_p": request.top_p,
-               "stop": list(request.stop) or None, "seed": request.seed}  # fmt: skip
+               "stop": list(request.stop) or None, "seed": request.seed,
+               "top_k": request.top_k, "presence_penalty": request.presence_penalty,
+               "frequency_penalty": request.frequency_penalty}  # fmt: skip
     kwargs: dict[str, Any] = {
         "model": model or call.route.model_id,
         "messages": messages,
@@ -188,6 +191,8 @@ def build_request(
     # the model decides.
     if request.tools and request.tool_choice != "none":
         kwargs["tools"] = [_ollama_tool(tool) for tool in request.tools]
+    if request.extra:
+        apply_options(kwargs, request.extra.get(NAME), call.route)
     return kwargs
 
 

@@ -33,6 +33,7 @@ from ..._tools import MAX_ARGUMENTS_CHARS, MAX_TOOLS, Tool, ToolCall, make_tool_
 from .._base import ProviderCall, ProviderResult
 from .._http import load_json
 from ._errors import NAME, error_from_object, map_error
+from ._options import apply_options
 from ._structured import add_response_format
 
 __all__ = [
@@ -105,6 +106,9 @@ def build_payload(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         payload["stop"] = list(request.stop)
     if request.seed is not None:
         payload["seed"] = request.seed
+    for name in ("top_k", "frequency_penalty", "presence_penalty"):
+        if (value := getattr(request, name)) is not None:
+            payload[name] = value
     if call.max_price is not None:
         # The price the budget reservation was computed at, as a hard ceiling: an upstream
         # dearer than the table is refused by OpenRouter (and the call falls back) rather than
@@ -129,6 +133,8 @@ def build_payload(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         # the call falls back (provider-selection docs, `require_parameters`).
         payload.setdefault("provider", {})["require_parameters"] = True
     add_response_format(call, payload)
+    if request.extra:
+        apply_options(payload, request.extra.get(NAME))  # last: it merges with what llamaroute set
     return payload
 
 
