@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from .._exceptions import ProviderError, ProviderTimeoutError
 from .._request import Message
 from .._response import ChatChunk, ChatResponse
+from ..catalog import ImagePolicy
 from ..images import Image
 from ..money import Corrections
 from ..providers import Provider, ProviderCall, ProviderResult, StreamItem
@@ -76,6 +77,7 @@ class AsyncClient(BaseClient):
         max_cost: Decimal | None = None,
         response_format: type[BaseModel] | dict[str, Any] | None = None,
         repair_attempts: int = 1,
+        image_policy: ImagePolicy = "refuse",
     ) -> ChatResponse:
         """Async :meth:`Client.chat`. With ``hedge`` set on the client, a call whose first
         route has not answered after the hedge delay also starts the second route."""
@@ -85,7 +87,7 @@ class AsyncClient(BaseClient):
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                     "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
-                    "response_format": response_format},
+                    "response_format": response_format}, image_policy=image_policy,
         )  # fmt: skip
         response = await self._answer(call)
         if call.request.response_format is None:
@@ -171,6 +173,7 @@ class AsyncClient(BaseClient):
         strategy: StrategyName | Strategy | None = None,
         max_cost: Decimal | None = None,
         response_format: type[BaseModel] | dict[str, Any] | None = None,
+        image_policy: ImagePolicy = "refuse",
     ) -> AsyncStream:
         """Async :meth:`Client.stream`; use ``async with`` and ``async for``."""
         call = self._prepare(
@@ -179,6 +182,7 @@ class AsyncClient(BaseClient):
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                     "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
                     "response_format": response_format}, streaming=True,
+            image_policy=image_policy,
         )  # fmt: skip
         return AsyncStream(self._stream_events(call))
 

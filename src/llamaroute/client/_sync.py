@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from .._exceptions import ProviderError
 from .._request import Message
 from .._response import ChatChunk, ChatResponse
+from ..catalog import ImagePolicy
 from ..images import Image
 from ..money import Corrections
 from ..providers import ProviderResult, StreamItem
@@ -72,6 +73,7 @@ class Client(BaseClient):
         max_cost: Decimal | None = None,
         response_format: type[BaseModel] | dict[str, Any] | None = None,
         repair_attempts: int = 1,
+        image_policy: ImagePolicy = "refuse",
     ) -> ChatResponse:
         """Ask ``model`` and wait for the whole answer, retrying and falling back as needed.
 
@@ -105,6 +107,13 @@ class Client(BaseClient):
                 fixed (default 1; 0 disables). Each repair is a billed attempt, listed in
                 ``attempts`` and added to ``cost``; if the answer still fails,
                 ``StructuredOutputError`` carries the raw text and the validation errors.
+            image_policy: what to do when the conversation has more images than the model
+                takes (Llama 3.2 Vision: one per request): ``"refuse"`` (default) raises
+                ``UnsupportedFeatureError`` before sending; ``"keep_newest"`` drops the older
+                image parts and keeps their text; ``"placeholder"`` replaces each older image
+                with the text ``"[image omitted]"``. Applied before sending; when it leaves
+                images out, ``response.details["image_policy"]`` says so, e.g.
+                ``{"policy": "keep_newest", "images": 2, "kept": 1, "dropped": 1}``.
         """
         repairs = check_repairs(repair_attempts)
         call = self._prepare(
@@ -112,7 +121,7 @@ class Client(BaseClient):
             timeout=timeout, retries=retries, strategy=strategy, max_cost=max_cost,
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                     "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
-                    "response_format": response_format},
+                    "response_format": response_format}, image_policy=image_policy,
         )  # fmt: skip
         run, steps = self._driver.start(call)  # inline: the loop warning's stacklevel counts
         answer = self._run(call, steps)
@@ -214,6 +223,7 @@ class Client(BaseClient):
         strategy: StrategyName | Strategy | None = None,
         max_cost: Decimal | None = None,
         response_format: type[BaseModel] | dict[str, Any] | None = None,
+        image_policy: ImagePolicy = "refuse",
     ) -> Stream:
         """Ask ``model`` and stream the answer: a :class:`Stream` of ``ChatChunk`` objects
         whose ``.response`` is the final ``ChatResponse``. Arguments as in :meth:`chat`.
@@ -229,6 +239,7 @@ class Client(BaseClient):
             params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                     "stop": stop, "seed": seed, "tools": tools, "tool_choice": tool_choice,
                     "response_format": response_format}, streaming=True,
+            image_policy=image_policy,
         )  # fmt: skip
         parts: list[str] = []
         return Stream(self._stream_events(call, parts), parts)
