@@ -51,7 +51,7 @@ DATA_URL_MESSAGES: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 # The same guide: an https image URL, with detail.
-HTTPS_URL = "https://upload.wikimedia.org/wikipedia/commons/thumb/d/dd/Gfp-wisconsin-madison-the-nature-boardwalk.jpg/2560px-Gfp-wisconsin-madison-the-nature-boardwalk.jpg"  # noqa: E501
+HTTPS_URL = "https://upload.wikimedia.org/wikipedia/commons/thumb/d/dd/Gfp-wisconsin-madison-the-nature-boardwalk.jpg/2560px-Gfp-wisconsin-madison-the-nature-boardwalk.jpg"
 
 
 def https_messages(url: str = HTTPS_URL) -> list[dict[str, Any]]:
@@ -235,7 +235,9 @@ def test_an_https_image_url_goes_to_openrouter_as_is_with_its_detail(
 
 @pytest.mark.parametrize("name", ["bedrock", "ollama"])
 def test_an_https_image_url_is_fetched_under_the_policy_for_bedrock_and_ollama(
-    three_fakes: Fakes, server: Server, name: str
+    three_fakes: Fakes,
+    server: Server,  # noqa: F811
+    name: str,
 ) -> None:
     url = f"{server.base}/img.png"
     provider = three_providers(three_fakes)[name]
@@ -263,11 +265,9 @@ def test_the_tool_turns_on_each_provider(
     body = last_body(three_fakes, name)
     if name == "openrouter":
         assert body["messages"][1:] == [
-            {"role": "assistant", "content": None,
-             "tool_calls": [{"id": "call_12345xyz", "type": "function", "function": {
-                 "name": "get_weather", "arguments": "{\"latitude\":48.8566,\"longitude\":2.3522}"}}]},
+            {"role": "assistant", "content": None, "tool_calls": TOOL_MESSAGES[1]["tool_calls"]},
             {"role": "tool", "tool_call_id": "call_12345xyz", "content": "14"},
-        ]  # fmt: skip
+        ]
     elif name == "bedrock":
         use = body["messages"][1]["content"][0]["toolUse"]
         assert (use["toolUseId"], use["name"]) == ("call_12345xyz", "get_weather")
