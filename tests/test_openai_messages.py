@@ -427,3 +427,23 @@ async def test_the_async_client_applies_the_policy(fake_openrouter: FakeOpenRout
     first, second = (request.json["messages"][0]["content"] for request in fake_openrouter.requests)
     assert first[1] == {"type": "text", "text": "[image omitted]"}
     assert second == [{"type": "text", "text": "first picture"}]
+
+
+def test_run_applies_the_policy_on_every_round(
+    client: Client, fake_openrouter: FakeOpenRouter
+) -> None:
+    def get_weather(latitude: float, longitude: float) -> str:
+        """Get current temperature for provided coordinates in celsius."""
+        return "14"
+
+    fake_openrouter.script(
+        Step.tool_call("get_weather", {"latitude": 48.8566, "longitude": 2.3522}),
+        Step.reply("It is 14 degrees C there."),
+    )
+    result = client.run(VISION, messages=TWO_IMAGES, tools=[get_weather],
+                        image_policy="placeholder")  # fmt: skip
+    assert result.text == "It is 14 degrees C there."
+    assert len(fake_openrouter.requests) == 2
+    for request in fake_openrouter.requests:
+        first = request.json["messages"][0]["content"]
+        assert first[1] == {"type": "text", "text": "[image omitted]"}
