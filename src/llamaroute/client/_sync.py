@@ -162,8 +162,8 @@ class Client(BaseClient):
         read to its end) with the whole conversation so far and ``options`` (``system``,
         ``max_tokens``, ``providers``, ``max_cost``, ``timeout``, ``image_policy``...: each
         applies per round), so retries, fallback, budgets and the ledger work as for any call.
-        ``tool_choice``
-        applies to the first round only (later rounds are ``"auto"``, so the model can stop).
+        ``tool_choice`` applies to the first round only (later rounds are ``"auto"``, so the
+        model can stop).
 
         A tool call with bad arguments (``ToolCall.error``) goes back to the model as an error
         result without calling the function; so does an exception the function raises
