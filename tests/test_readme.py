@@ -151,3 +151,24 @@ def test_the_openrouter_example_keeps_warnings_out_of_the_streamed_text() -> Non
     assert done.returncode == 0, done.stdout[-2000:]
     assert "Llamas hum to each other.\n-> finished: stop" in done.stdout
     assert "(llamaroute: openrouter:meta-llama/llama-3.2-1b-instruct reported" in done.stdout
+
+
+def test_the_openai_messages_block_runs_unchanged(tmp_path: Path) -> None:
+    # Client() from the environment, pointed at a fake OpenRouter: OpenRouter takes the https
+    # image URL as it is, so nothing is fetched and nothing leaves 127.0.0.1.
+    from llamaroute.testing import FakeOpenRouter, Step
+
+    [block] = _blocks(_section("### OpenAI-style messages"), "python")
+    assert "client.chat(model=" in block
+    assert '"type": "image_url"' in block
+    with FakeOpenRouter(Step.reply("A boardwalk through a green meadow.")) as fake:
+        env = {**_offline_env(), "OPENROUTER_API_KEY": "readme-test",
+               "OPENROUTER_BASE_URL": fake.base_url}  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path, env=env, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout == "A boardwalk through a green meadow.\n"
+        system, user = fake.requests[0].json["messages"]
+    assert system == {"role": "system", "content": "You are a helpful assistant."}
+    assert user["content"][0] == {"type": "text", "text": "What's in this image?"}
+    assert user["content"][1]["image_url"]["url"].startswith("https://upload.wikimedia.org/")

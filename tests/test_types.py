@@ -84,7 +84,7 @@ def test_stop_accepts_a_single_string() -> None:
         ({}, "nothing to send"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "tool_call_id"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "role"),
-        ({"messages": [{"role": "user", "content": "x", "name": "bob"}]}, "name"),
+        ({"messages": [{"role": "user", "content": "x", "name": "b" * 65}]}, "name"),
         ({"messages": [{"role": "user", "content": []}]}, "at least one part"),
         ({"messages": ["hello"]}, "Message objects or dicts"),
         ({"messages": [Message.user("a"), Message.assistant("b")]}, "end with a user message"),

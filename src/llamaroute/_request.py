@@ -1,4 +1,5 @@
-"""What callers send: messages, their parts and the normalised :class:`ChatRequest`.
+"""What callers send: the normalised :class:`ChatRequest` (messages and their parts are in
+:mod:`._messages` and re-exported here).
 
 Inputs forbid unknown fields, take their types strictly (``True`` is not a number, ``b"hi"`` is
 not text) and check ranges, so a typo, a wrong type or an out-of-range value fails here, before
@@ -10,17 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Set
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import Annotated, Any, cast
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
-    Discriminator,
     Field,
     PlainValidator,
-    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -28,10 +24,10 @@ from pydantic import (
 
 from ._exceptions import InvalidRequestError
 from ._extra import ProviderOptions, check_extra
+from ._messages import ImagePart, Message, MessageToolCall, Part, Role, Text, TextPart, _Input
 from ._records import validation_message
 from ._schema import OutputSchema, output_schema
-from ._tools import Tool, ToolCall, check_tool_choice, coerce_tools
-from .images._source import is_image_source
+from ._tools import Tool, check_tool_choice, coerce_tools
 
 __all__ = [
     "MAX_MESSAGES",
@@ -48,12 +44,6 @@ __all__ = [
     "TextPart",
 ]
 
-if TYPE_CHECKING:
-    from .images._source import ImageSource
-
-
-Role = Literal["system", "user", "assistant", "tool"]
-"""Who wrote a message (``tool``: a tool's result, answering an assistant's tool call)."""
 
 #: The most output tokens a request may ask for: the largest context window of any route in
 #: the catalog (131,072). A route with a smaller ``max_output_tokens`` is capped to it when the
@@ -79,204 +69,6 @@ MAX_MESSAGES = 100_000
 #: The longest stop sequence, in characters. No provider documents a limit; stop sequences
 #: are short markers, and one this long is a mistake (a prompt passed as ``stop``).
 MAX_STOP_LENGTH = 1_000
-
-
-def _unicode(value: str) -> str:
-    # A lone surrogate ("\ud800") is a str but not text: it cannot be encoded to UTF-8, so
-    # it would fail later, in the token counter or the HTTP body, as a UnicodeEncodeError.
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise ValueError(
-                f"text must be valid Unicode: a lone surrogate {value[error.start]!r} at "
-                f"position {error.start}"
-            ) from None
-    return value
-
-
-Text = Annotated[str, Field(strict=True), AfterValidator(_unicode)]
-"""A string, strictly (bytes are refused), that can be encoded as UTF-8."""
-
-
-class _Input(BaseModel):
-    """Strict: what callers send. Unknown fields are errors, instances are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TextPart(_Input):
-    """A piece of text inside a message."""
-
-    type: Literal["text"] = "text"
-    text: Text
-
-
-class ImagePart(_Input):
-    """An image inside a user message.
-
-    ``image`` is what the caller has: a file path (``str`` or ``Path``), raw bytes, a
-    ``data:`` or ``http(s)://`` URL, a PIL image, or a :class:`~llamaroute.Image`. Only its
-    type is checked here; it is read, sniffed and fitted to the route's limits when the request
-    is planned, before any call.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-    type: Literal["image"] = "image"
-    image: Any
-
-    @field_validator("image", mode="before")
-    @classmethod
-    def _image_source(cls, value: object) -> object:
-        if not is_image_source(value):
-            raise ValueError(
-                "image takes a file path, bytes, a data: or http(s):// URL, a PIL image or a "
-                f"llamaroute.Image, not {type(value).__name__}"
-            )
-        if isinstance(value, str):
-            _unicode(value)
-        # Mutable buffers are copied, so the frozen request cannot change under the caller.
-        return bytes(value) if isinstance(value, bytearray | memoryview) else value
-
-
-Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
-
-
-class MessageToolCall(_Input):
-    """A tool call in an assistant message of the conversation: ``id``, ``name`` and the
-    ``arguments`` as JSON text. Takes a :class:`~llamaroute.ToolCall` (from a response), an
-    OpenAI-format dict (``{"id", "type": "function", "function": {"name", "arguments"}}``) or
-    ``{"id", "name", "arguments"}`` (arguments as text or an object)."""
-
-    id: Text = Field(min_length=1, max_length=256)
-    name: Text = Field(min_length=1, max_length=64)
-    arguments: Text = "{}"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _forms(cls, value: object) -> object:
-        if isinstance(value, ToolCall):
-            return {"id": value.id, "name": value.name, "arguments": value.raw_arguments or "{}"}
-        if isinstance(value, Mapping) and isinstance(value.get("function"), Mapping):
-            if value.get("type", "function") != "function":
-                raise ValueError("a tool call's type must be 'function'")
-            value = {"id": value.get("id"), **value["function"]}
-        if isinstance(value, Mapping) and not isinstance(value.get("arguments", ""), str):
-            try:
-                arguments = json.dumps(value["arguments"], ensure_ascii=False)
-            except (TypeError, ValueError):
-                raise ValueError("a tool call's arguments must be JSON") from None
-            value = {**value, "arguments": arguments}
-        return value
-
-
-def _content_kind(value: object) -> str:
-    # Only one branch is tried, so an error names what was wrong with that one.
-    return "text" if isinstance(value, str) else "parts"
-
-
-class Message(_Input):
-    """One turn of a conversation. ``content`` is a string or a sequence of parts."""
-
-    role: Role
-    content: Annotated[
-        Annotated[Text, Tag("text")] | Annotated[tuple[Part, ...], Tag("parts")],
-        Discriminator(_content_kind),
-    ] = ""
-    tool_calls: tuple[MessageToolCall, ...] = ()
-    tool_call_id: Text | None = Field(default=None, min_length=1, max_length=256)
-    name: Text | None = Field(default=None, max_length=64)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tool_forms(cls, value: object) -> object:
-        # OpenAI's shapes: an assistant's `content: null` beside its tool calls, and a tool
-        # result given as JSON (an object, a number) rather than text.
-        if isinstance(value, Mapping):
-            content = value.get("content")
-            if content is None and "content" in value and value.get("tool_calls"):
-                value = {**value, "content": ""}
-            elif value.get("role") == "tool" and not isinstance(content, str | None):
-                try:
-                    value = {**value, "content": json.dumps(content, ensure_ascii=False)}
-                except (TypeError, ValueError):
-                    raise ValueError("a tool result must be text or JSON") from None
-            if value.get("tool_calls") is None and "tool_calls" in value:
-                value = {key: item for key, item in value.items() if key != "tool_calls"}
-        return value
-
-    @field_validator("content", mode="before")
-    @classmethod
-    def _content_is_text_or_parts(cls, value: object) -> object:
-        # Without this, a dict or a set would be read as a sequence of parts. (Text, nearly
-        # always, skips the abstract-class checks, which cost a call more than the rest.)
-        if type(value) is not str and isinstance(
-            value, Mapping | Set | bytes | bytearray | memoryview
-        ):
-            raise ValueError(
-                f"content must be a string or a list of parts, not {type(value).__name__}"
-            )
-        return value
-
-    @field_validator("content")
-    @classmethod
-    def _content_not_empty(cls, value: str | tuple[Part, ...]) -> str | tuple[Part, ...]:
-        if isinstance(value, tuple) and not value:
-            raise ValueError("a message needs at least one part")
-        return value
-
-    @model_validator(mode="after")
-    def _images_only_from_user(self) -> Message:
-        if self.role != "user" and self.images:
-            raise ValueError(f"only user messages can carry images, not {self.role} messages")
-        if self.tool_calls and self.role != "assistant":
-            raise ValueError("only assistant messages carry tool_calls")
-        if (self.role == "tool") != (self.tool_call_id is not None):
-            raise ValueError("a tool message needs a tool_call_id (only tool messages have one)")
-        if self.name is not None and self.role != "tool":
-            raise ValueError("name (the tool's name) is only for tool messages")
-        return self
-
-    @property
-    def text(self) -> str:
-        """The message's text parts joined together (images left out)."""
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(part.text for part in self.content if isinstance(part, TextPart))
-
-    @property
-    def images(self) -> tuple[ImagePart, ...]:
-        """The image parts of the message, in order."""
-        if isinstance(self.content, str):
-            return ()
-        return tuple(part for part in self.content if isinstance(part, ImagePart))
-
-    @classmethod
-    def system(cls, text: str) -> Message:
-        """A system message."""
-        return cls(role="system", content=text)
-
-    @classmethod
-    def user(cls, text: str, *, image: ImageSource | None = None) -> Message:
-        """A user message, with an optional image (anything ``image=`` takes) after the text."""
-        if image is None:
-            return cls(role="user", content=text)
-        return cls(role="user", content=(TextPart(text=text), ImagePart(image=image)))
-
-    @classmethod
-    def assistant(cls, text: str = "", *, tool_calls: Iterable[Any] = ()) -> Message:
-        """An assistant message (an earlier answer, for multi-turn conversations), with the
-        tool calls it made (``response.tool_calls``, or OpenAI-format dicts)."""
-        return cls(role="assistant", content=text, tool_calls=tuple(tool_calls))
-
-    @classmethod
-    def tool(cls, tool_call_id: str, content: Any, *, name: str | None = None) -> Message:
-        """A tool's result for the call ``tool_call_id``: text, or anything JSON (sent as its
-        JSON text)."""
-        return cls.model_validate(
-            {"role": "tool", "tool_call_id": tool_call_id, "content": content, "name": name}
-        )
 
 
 def _stop_tuple(value: object) -> object:
@@ -433,8 +225,8 @@ def _check_text(value: object, name: str) -> None:
 def _build(make: Callable[[], Message], where: str) -> Message:
     try:
         return make()
-    except ValidationError as error:
-        raise InvalidRequestError(f"{where}: {validation_message(error)}") from None
+    except InvalidRequestError as error:
+        raise InvalidRequestError(f"{where}: {error}") from None
 
 
 def _coerce_messages(messages: object) -> list[Message]:
@@ -459,13 +251,21 @@ def _coerce_messages(messages: object) -> list[Message]:
 def _coerce_message(item: object, index: int) -> Message:
     if isinstance(item, Message):
         return item
+    kind = type(item).__name__
+    if not isinstance(item, dict) and callable(getattr(item, "model_dump", None)):
+        # An openai-python message object (``completion.choices[0].message``), as OpenAI's
+        # tool-calling guide appends it to the conversation: read as its dict.
+        try:
+            item = item.model_dump(exclude_none=True)  # type: ignore[attr-defined]
+        except Exception:
+            item = None
     if isinstance(item, dict):
         try:
             return Message.model_validate(item)
-        except ValidationError as error:
-            raise InvalidRequestError(f"messages[{index}]: {validation_message(error)}") from None
+        except InvalidRequestError as error:
+            raise InvalidRequestError(f"messages[{index}]: {error}") from None
     raise InvalidRequestError(
-        f"messages must be Message objects or dicts, not {type(item).__name__} (messages[{index}])"
+        f"messages must be Message objects or dicts, not {kind} (messages[{index}])"
     )
 
 

@@ -17,8 +17,12 @@ from ._catalog import (
     models,
 )
 from ._image_checks import (
+    IMAGE_PLACEHOLDER,
+    ImagePolicy,
     acheck_request_images,
+    apply_image_policy,
     check_image_count,
+    check_image_policy,
     check_request_images,
     prepare_image,
 )
@@ -47,10 +51,12 @@ from ._sources import Source, dump_catalog, load_catalog, merge_sources, read_to
 
 __all__ = [
     "AWS_REGIONS",
+    "IMAGE_PLACEHOLDER",
     "MILLION",
     "PRICES_ENV",
     "Catalog",
     "CatalogData",
+    "ImagePolicy",
     "LiveRead",
     "ModelSpec",
     "Money",
@@ -61,7 +67,9 @@ __all__ = [
     "RouteLifecycle",
     "Source",
     "acheck_request_images",
+    "apply_image_policy",
     "check_image_count",
+    "check_image_policy",
     "check_region",
     "check_request_images",
     "default_catalog",

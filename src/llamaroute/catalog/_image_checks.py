@@ -6,13 +6,84 @@ routes are vision routes, how many images they take, and which models to suggest
 
 from __future__ import annotations
 
-from .._exceptions import UnsupportedFeatureError
-from .._request import ChatRequest
+from typing import Any, Literal, get_args
+
+from .._exceptions import InvalidRequestError, UnsupportedFeatureError
+from .._request import ChatRequest, ImagePart, Message, TextPart
 from ..images import ImageFetchPolicy, PreparedImage, fit_image, load_image
 from ..images._fit import AsyncFetcher, Fetcher
 from ._catalog import Catalog, Route
 
-__all__ = ["acheck_request_images", "check_image_count", "check_request_images", "prepare_image"]
+__all__ = [
+    "IMAGE_PLACEHOLDER",
+    "ImagePolicy",
+    "acheck_request_images",
+    "apply_image_policy",
+    "check_image_count",
+    "check_image_policy",
+    "check_request_images",
+    "prepare_image",
+]
+
+ImagePolicy = Literal["refuse", "keep_newest", "placeholder"]
+"""What to do with the older images of a conversation that has more than the model takes
+(Llama 3.2 Vision reads one image per request): ``"refuse"`` (the default) raises
+:class:`~llamaroute.UnsupportedFeatureError` before sending; ``"keep_newest"`` drops the older
+image parts and keeps their text; ``"placeholder"`` replaces each older image with the text
+:data:`IMAGE_PLACEHOLDER`."""
+
+#: The text that stands in for an image the ``image_policy`` left out of a request.
+IMAGE_PLACEHOLDER = "[image omitted]"
+
+
+def check_image_policy(policy: object) -> ImagePolicy:
+    """``policy`` if it is an :data:`ImagePolicy`, else :class:`~llamaroute.InvalidRequestError`."""
+    if policy not in get_args(ImagePolicy):
+        choices = ", ".join(map(repr, get_args(ImagePolicy)))
+        raise InvalidRequestError(f"image_policy must be one of {choices}, not {policy!r}")
+    return policy  # type: ignore[return-value]
+
+
+def apply_image_policy(
+    request: ChatRequest, max_images: int, policy: ImagePolicy
+) -> tuple[ChatRequest, dict[str, Any] | None]:
+    """``request`` with at most ``max_images`` images, the older ones handled by ``policy``,
+    and what was done (``None`` when nothing was; no I/O).
+
+    The newest images are kept. With ``"keep_newest"`` an older image part is dropped (a
+    message left with no part at all gets :data:`IMAGE_PLACEHOLDER`, so no turn is empty);
+    with ``"placeholder"`` it becomes a text part :data:`IMAGE_PLACEHOLDER`. The report is
+    ``{"policy": ..., "images": <in the conversation>, "kept": ..., "dropped" | "replaced": n}``.
+    ``"refuse"``, a text-only model (``max_images`` 0) and a conversation within the limit
+    leave the request as it is (:func:`check_image_count` then says what is wrong, if
+    anything).
+    """
+    count = len(request.images)
+    if policy == "refuse" or max_images <= 0 or count <= max_images:
+        return request, None
+    older = count - max_images  # images seen so far below this are left out
+    seen = 0
+    messages: list[Message] = []
+    for message in request.messages:
+        if isinstance(message.content, str) or not message.images:
+            messages.append(message)
+            continue
+        parts: list[TextPart | ImagePart] = []
+        for part in message.content:
+            if isinstance(part, ImagePart):
+                seen += 1
+                if seen <= older:
+                    if policy == "placeholder":
+                        parts.append(TextPart(text=IMAGE_PLACEHOLDER))
+                    continue
+            parts.append(part)
+        if not parts:
+            parts.append(TextPart(text=IMAGE_PLACEHOLDER))
+        # Built from validated parts, so a copy (not a new validation) is enough.
+        messages.append(message.model_copy(update={"content": tuple(parts)}))
+    outcome = "replaced" if policy == "placeholder" else "dropped"
+    report = {"policy": policy, "images": count, "kept": max_images, outcome: older}
+    return request.model_copy(update={"messages": tuple(messages)}), report
 
 
 def prepare_image(

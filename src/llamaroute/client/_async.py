@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from .._exceptions import ProviderError, ProviderTimeoutError
 from .._request import Message
 from .._response import ChatChunk, ChatResponse
+from ..catalog import ImagePolicy
 from ..images import Image
 from ..money import Corrections
 from ..providers import Provider, ProviderCall, ProviderResult, StreamItem
@@ -80,6 +81,7 @@ class AsyncClient(BaseClient):
         response_format: type[BaseModel] | dict[str, Any] | None = None,
         extra: dict[str, dict[str, Any]] | None = None,
         repair_attempts: int = 1,
+        image_policy: ImagePolicy = "refuse",
     ) -> ChatResponse:
         """Async :meth:`Client.chat` (the same arguments, ``extra=`` provider options and the
         sampling keywords among them). With ``hedge`` set on the client, a call whose first
@@ -93,6 +95,7 @@ class AsyncClient(BaseClient):
                     "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
                     "tools": tools, "tool_choice": tool_choice,
                     "response_format": response_format, "extra": extra},
+            image_policy=image_policy,
         )  # fmt: skip
         response = await self._answer(call)
         if call.request.response_format is None:
@@ -183,6 +186,7 @@ class AsyncClient(BaseClient):
         max_cost: Decimal | None = None,
         response_format: type[BaseModel] | dict[str, Any] | None = None,
         extra: dict[str, dict[str, Any]] | None = None,
+        image_policy: ImagePolicy = "refuse",
     ) -> AsyncStream:
         """Async :meth:`Client.stream` (the same arguments, ``extra=`` among them); use
         ``async with`` and ``async for``."""
@@ -194,6 +198,7 @@ class AsyncClient(BaseClient):
                     "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
                     "tools": tools, "tool_choice": tool_choice,
                     "response_format": response_format, "extra": extra}, streaming=True,
+            image_policy=image_policy,
         )  # fmt: skip
         return AsyncStream(self._stream_events(call))
 

@@ -16,7 +16,14 @@ from typing import Any
 
 from .._exceptions import BudgetExceededError, ConfigurationError
 from .._request import ChatRequest, Message
-from ..catalog import Catalog, default_catalog
+from ..catalog import (
+    Catalog,
+    ImagePolicy,
+    Resolution,
+    apply_image_policy,
+    check_image_policy,
+    default_catalog,
+)
 from ..images import ImageFetchPolicy
 from ..money import (
     Accounting,
@@ -141,12 +148,16 @@ class BaseClient:
         strategy: StrategyName | Strategy | None = None,
         max_cost: Decimal | None = None,
         streaming: bool = False,
+        image_policy: ImagePolicy = "refuse",
     ) -> Call:
         """Validate, resolve and plan a call; every bad input raises here, before any I/O."""
         timeout = check_timeout(timeout) if timeout is not None else self._timeout
         retry = RetryPolicy.coerce(retries, self._retry)
+        if image_policy != "refuse":
+            check_image_policy(image_policy)
         request = _request(model, prompt, messages, image, system, params)
         resolution = self.catalog.resolve(request.model)
+        request, images_left_out = _apply_image_policy(request, resolution, image_policy)
         deadline = retry.clock() + timeout if timeout is not None else None
         call = Call(request, resolution, retry, timeout, deadline, self._image_fetch,
                     streaming=streaming, id=next(self._ids))  # fmt: skip
@@ -163,6 +174,7 @@ class BaseClient:
         if max_cost is not None and (not isinstance(max_cost, Decimal) or max_cost < 0):
             raise ConfigurationError("max_cost must be a Decimal >= 0 (USD), e.g. Decimal('0.01')")
         call.max_cost = max_cost
+        call.image_policy = images_left_out
         call.skipped = tuple((route.pinned, why) for route, why in routing.skipped)
         call.candidates = self._within_limits(call, routing.candidates)
         return call
@@ -240,17 +252,24 @@ class BaseClient:
         response_format: Any = None,
         tools: Sequence[Any] | None = None,
         extra: dict[str, dict[str, Any]] | None = None,
+        image_policy: ImagePolicy = "refuse",
     ) -> Estimates:
         """What a call would cost on each route this client can use, cheapest first (no I/O).
 
         Like :func:`llamaroute.estimate`, but over the client's own providers (and their
         regions) and catalog (``tools``' schemas count as input); the list's ``skipped``
         attribute says which routes cannot serve the request and why. ``extra`` (provider
-        options, as in ``chat``) is checked, and changes no price.
+        options, as in ``chat``) is checked, and changes no price. ``image_policy`` as in
+        ``chat``: the images it leaves out are not counted.
         """
+        if image_policy != "refuse":
+            check_image_policy(image_policy)
         params = {"max_tokens": max_tokens, "response_format": response_format, "tools": tools,
                   "extra": extra}  # fmt: skip
         request = _request(model, prompt, messages, image, system, params)
+        if request.images:
+            resolution = self.catalog.resolve(request.model)
+            request, _ = _apply_image_policy(request, resolution, image_policy)
         return self._estimates(request, providers, expected_output_tokens)
 
 
@@ -265,3 +284,13 @@ def _request(
     """The validated request (``None`` parameters left out: the provider's default)."""
     given = {key: value for key, value in params.items() if value is not None}
     return ChatRequest.create(model, prompt, messages=messages, image=image, system=system, **given)
+
+
+def _apply_image_policy(
+    request: ChatRequest, resolution: Resolution, policy: ImagePolicy
+) -> tuple[ChatRequest, dict[str, Any] | None]:
+    """The request with the model's image limit applied by ``policy`` (see
+    :func:`~llamaroute.catalog.apply_image_policy`), and the report for the response."""
+    if policy == "refuse" or not request.images or not resolution.routes:
+        return request, None
+    return apply_image_policy(request, resolution.routes[0].max_images, policy)

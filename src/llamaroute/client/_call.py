@@ -40,6 +40,7 @@ class Call:
     streaming: bool = False
     candidates: tuple[Candidate, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()  # (route, why) the plan left out, before any I/O
+    image_policy: dict[str, Any] | None = None  # older images image_policy= left out, if any
     id: int = 0  # unique within the client: events carry it
     attempts_started: int = 0  # across every route, hedges included
     _images: RequestImages | None = None

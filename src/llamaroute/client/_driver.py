@@ -268,6 +268,8 @@ class Driver(AttemptBook):
             details["price_check"] = price_check
         if result.cost_problem is not None:
             details["reported_cost_rejected"] = result.cost_problem
+        if call.image_policy is not None:
+            details["image_policy"] = dict(call.image_policy)
         if call.skipped and uses_tools(call.request):
             # Routes left out before sending (a route that takes no tools, or streams none).
             details["skipped_routes"] = dict(call.skipped)

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from .._exceptions import ProviderError
 from .._request import Message
 from .._response import ChatChunk, ChatResponse
+from ..catalog import ImagePolicy
 from ..images import Image
 from ..money import Corrections
 from ..providers import ProviderResult, StreamItem
@@ -76,6 +77,7 @@ class Client(BaseClient):
         response_format: type[BaseModel] | dict[str, Any] | None = None,
         extra: dict[str, dict[str, Any]] | None = None,
         repair_attempts: int = 1,
+        image_policy: ImagePolicy = "refuse",
     ) -> ChatResponse:
         """Ask ``model`` and wait for the whole answer, retrying and falling back as needed.
 
@@ -121,6 +123,13 @@ class Client(BaseClient):
                 guarantees (OpenRouter ``models``/``stream``/usage off, Bedrock ``modelId``,
                 a call keyword given again...) is an ``InvalidRequestError`` saying why. See
                 the README's "Provider options".
+            image_policy: what to do when the conversation has more images than the model
+                takes (Llama 3.2 Vision: one per request): ``"refuse"`` (default) raises
+                ``UnsupportedFeatureError`` before sending; ``"keep_newest"`` drops the older
+                image parts and keeps their text; ``"placeholder"`` replaces each older image
+                with the text ``"[image omitted]"``. Applied before sending; when it leaves
+                images out, ``response.details["image_policy"]`` says so, e.g.
+                ``{"policy": "keep_newest", "images": 2, "kept": 1, "dropped": 1}``.
         """
         repairs = check_repairs(repair_attempts)
         call = self._prepare(
@@ -131,6 +140,7 @@ class Client(BaseClient):
                     "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
                     "tools": tools, "tool_choice": tool_choice,
                     "response_format": response_format, "extra": extra},
+            image_policy=image_policy,
         )  # fmt: skip
         run, steps = self._driver.start(call)  # inline: the loop warning's stacklevel counts
         answer = self._run(call, steps)
@@ -169,11 +179,11 @@ class Client(BaseClient):
 
         Each round is an ordinary :meth:`chat` (or, with ``stream=True``, a :meth:`stream`
         read to its end) with the whole conversation so far and ``options`` (``system``,
-        ``max_tokens``, ``providers``, ``max_cost``, ``timeout``...: each applies per round),
-        so retries, fallback, budgets and the ledger work as for any call; ``extra=``
-        (provider options, as for :meth:`chat`) and the sampling keywords go in ``options``
-        too. ``tool_choice``
-        applies to the first round only (later rounds are ``"auto"``, so the model can stop).
+        ``max_tokens``, ``providers``, ``max_cost``, ``timeout``, ``image_policy``...: each
+        applies per round), so retries, fallback, budgets and the ledger work as for any call;
+        ``extra=`` (provider options, as for :meth:`chat`) and the sampling keywords go in
+        ``options`` too. ``tool_choice`` applies to the first round only (later rounds are
+        ``"auto"``, so the model can stop).
 
         A tool call with bad arguments (``ToolCall.error``) goes back to the model as an error
         result without calling the function; so does an exception the function raises
@@ -238,6 +248,7 @@ class Client(BaseClient):
         max_cost: Decimal | None = None,
         response_format: type[BaseModel] | dict[str, Any] | None = None,
         extra: dict[str, dict[str, Any]] | None = None,
+        image_policy: ImagePolicy = "refuse",
     ) -> Stream:
         """Ask ``model`` and stream the answer: a :class:`Stream` of ``ChatChunk`` objects
         whose ``.response`` is the final ``ChatResponse``. Arguments as in :meth:`chat`.
@@ -255,6 +266,7 @@ class Client(BaseClient):
                     "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
                     "tools": tools, "tool_choice": tool_choice,
                     "response_format": response_format, "extra": extra}, streaming=True,
+            image_policy=image_policy,
         )  # fmt: skip
         parts: list[str] = []
         return Stream(self._stream_events(call, parts), parts)

@@ -54,6 +54,11 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 
+def _named(name: str | None) -> dict[str, str]:
+    # OpenAI's wire carries a participant's name on a message; most messages have none.
+    return {} if name is None else {"name": name}
+
+
 def build_payload(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
     """The ``/chat/completions`` JSON body for one call."""
     images = iter(call.images)
@@ -68,10 +73,11 @@ def build_payload(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
                       "function": {"name": c.name, "arguments": c.arguments}}
                      for c in message.tool_calls]  # fmt: skip
             messages.append({"role": "assistant", "content": message.text or None,
-                             "tool_calls": calls})  # fmt: skip
+                             "tool_calls": calls, **_named(message.name)})  # fmt: skip
             continue
         if isinstance(message.content, str):
-            messages.append({"role": message.role, "content": message.content})
+            messages.append({"role": message.role, "content": message.content,
+                             **_named(message.name)})  # fmt: skip
             continue
         # Text first, then the image: OpenRouter's recommendation for vision prompts.
         parts: list[dict[str, Any]] = [
@@ -83,8 +89,9 @@ def build_payload(call: ProviderCall, *, stream: bool) -> dict[str, Any]:
             if isinstance(part, ImagePart):
                 image = next(images)
                 url = image.data_url() if image.is_fetched else image.url
-                parts.append({"type": "image_url", "image_url": {"url": url}})
-        messages.append({"role": message.role, "content": parts})
+                sent = {"url": url} if part.detail is None else {"url": url, "detail": part.detail}
+                parts.append({"type": "image_url", "image_url": sent})
+        messages.append({"role": message.role, "content": parts, **_named(message.name)})
     request = call.request
     payload: dict[str, Any] = {
         "model": call.route.model_id,
