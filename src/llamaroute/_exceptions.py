@@ -241,7 +241,7 @@ class ContextWindowExceededError(BadRequestError, InvalidRequestError):
     names each route's window; ``provider`` is then empty), and mapped from a provider's own
     context-length error (OpenRouter's ``context_length_exceeded``, Bedrock's
     ``ValidationException`` "Input is too long for requested model", Ollama's "exceeds the
-    context length"). Unlike other :class:`BadRequestError`\ s it is not the request's fault
+    context length"). Unlike other bad-request errors it is not the request's fault
     everywhere: the call is not retried on the same route but falls back to a route with a
     larger window, and it does not count against the route's circuit breaker."""
 

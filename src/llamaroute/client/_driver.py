@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 from .._exceptions import (
     AllProvidersFailedError,
     BudgetExceededError,
+    ContextWindowExceededError,
     DeadlineExceededError,
     ProviderError,
     ProviderTimeoutError,
@@ -133,6 +134,8 @@ class Driver(AttemptBook):
                 start = 2 if outcome.hedged else 1
         for index in range(start, len(order)):
             candidate, forced = order[index]
+            if smaller_window(run, candidate):
+                continue
             try:
                 return (yield from self._route(call, run, candidate, forced, len(order) - index))
             except (Skip, Expired, ProviderError) as error:
@@ -161,6 +164,9 @@ class Driver(AttemptBook):
         number = run.numbers.get(route.pinned, 0)
         emit(self.on_event, AttemptFailed(run.call_id, route.provider, route.model_id, number,
                                           error, None))  # fmt: skip
+        largest = 0 if run.overflowed is None else run.overflowed[1]
+        if isinstance(error, ContextWindowExceededError) and route.context_window > largest:
+            run.overflowed = (route.pinned, route.context_window)
         if not self.fallback(error):
             error.attempts = tuple(run.attempts)  # it ends the call: it carries the call's record
             emit(self.on_event, CallFailed(run.call_id, error))
@@ -268,9 +274,13 @@ class Driver(AttemptBook):
             details["price_check"] = price_check
         if result.cost_problem is not None:
             details["reported_cost_rejected"] = result.cost_problem
-        if call.skipped and uses_tools(call.request):
-            # Routes left out before sending (a route that takes no tools, or streams none).
+        if call.skipped and (call.too_long or uses_tools(call.request)):
+            # Routes left out before sending (a route that takes no tools, or streams none;
+            # a context window the prompt does not fit).
             details["skipped_routes"] = dict(call.skipped)
+        if run.smaller_windows:
+            # Routes left out after a route's provider said the prompt is over its window.
+            details.setdefault("skipped_routes", {}).update(run.smaller_windows)
         response = ChatResponse(
             text=result.text,
             model=call.resolution.model.key,
@@ -369,6 +379,24 @@ class Driver(AttemptBook):
             )  # fmt: skip
         emit(self.on_event, CallFailed(call.id, group))
         return group
+
+
+def smaller_window(run: Run, candidate: Candidate) -> bool:
+    """Whether to leave ``candidate`` out because a route with a larger context window already
+    said the prompt is over it (noted in ``run``). A window no smaller is still tried: the
+    catalog's window is the model's, and an endpoint may serve less (OpenRouter's upstreams
+    differ, an Ollama server runs the num_ctx it was given), so an equal one may still fit."""
+    if run.overflowed is None:
+        return False
+    failed, window = run.overflowed
+    route = candidate.route
+    if route.context_window >= window:
+        return False
+    why = (f"context window is {route.context_window:,}, smaller than the {window:,} of "
+           f"{failed}, which the prompt is over")  # fmt: skip
+    run.smaller_windows[route.pinned] = why
+    run.skipped.append(f"{route.pinned} ({why})")
+    return True
 
 
 def _runs(items: list[str]) -> list[tuple[str, int]]:
