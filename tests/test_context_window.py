@@ -20,7 +20,7 @@ from llamaroute import (
 )
 from llamaroute.catalog import default_catalog
 from llamaroute.money import RequestShape, window_fit
-from llamaroute.providers import BedrockProvider, OpenRouterProvider, Provider
+from llamaroute.providers import BedrockProvider, OllamaProvider, OpenRouterProvider, Provider
 from llamaroute.providers._errors import context_overflow
 from llamaroute.providers.openrouter._errors import error_from_object
 from llamaroute.routing import Candidate
@@ -238,3 +238,20 @@ def test_the_error_maps_from_the_code_and_from_a_message_only_without_one() -> N
     assert type(other) is BadRequestError
     assert context_overflow("Input is too long for requested model.")
     assert not context_overflow("messages: roles must alternate")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_fixed_ollama_num_ctx_too_small_for_the_prompt_is_not_sent(three_fakes: Fakes) -> None:
+    # Ollama would cut the prompt silently to num_ctx: refused before sending, and fallen back.
+    openrouter, _, ollama = three_fakes
+    small = OllamaProvider(host=ollama.url, num_ctx=2048)
+    other = OpenRouterProvider(api_key=CANARY_KEY, base_url=openrouter.base_url)
+    with Client(providers=[small, other]) as client:
+        response = client.chat("llama-3.2-3b", "word " * 4000, max_tokens=100)
+        short = client.chat("llama-3.2-3b", "Hi", providers=["ollama"])
+    assert ollama.hits == 1  # only the short prompt
+    assert short.provider == "ollama"
+    assert response.provider == "openrouter"
+    (refused, _) = response.attempts
+    assert refused.error_type == "ContextWindowExceededError"
+    assert "num_ctx=2048" in (refused.error or "")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from .._exceptions import ContextWindowExceededError
 from ..catalog import Route
-from ..money import RequestShape, output_reserve, window_fit
+from ..money import MIN_ANSWER_TOKENS, RequestShape, output_reserve, window_fit
 from ._candidate import Candidate
 
 __all__ = ["fit_windows", "last_if_tight", "window_exceeded"]
@@ -32,8 +32,10 @@ def fit_windows(
     """The candidates whose window takes the prompt, the refused routes with their reasons,
     and the ``pinned`` names of the tight routes among those kept."""
     bound = ceiling()
-    if all(bound + output_reserve(c.route, max_tokens) <= c.route.context_window
-           for c in candidates):  # fmt: skip
+    # max_tokens before each route clamps it is at least every route's reserve: if the prompt's
+    # ceiling and it fit the smallest window, every route fits (the usual case, one pass).
+    need = bound + (MIN_ANSWER_TOKENS if max_tokens is None else max_tokens)
+    if need <= min(c.route.context_window for c in candidates):
         return list(candidates), [], frozenset()
     estimated = shape()
     kept: list[Candidate] = []
