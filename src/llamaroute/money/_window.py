@@ -18,11 +18,25 @@ reads the image through cross-attention, not as prompt tokens), as the estimate 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from ..catalog._catalog import Route
-    from ._estimate import RequestShape
+
+
+class RequestShape(Protocol):
+    """What the rule reads of a :class:`~._estimate.RequestShape` (a protocol, so that the
+    estimate can use the rule without an import cycle)."""
+
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def input_low(self) -> int: ...
+    @property
+    def input_high(self) -> int: ...
+    @property
+    def max_tokens(self) -> int | None: ...
+
 
 __all__ = ["MIN_ANSWER_TOKENS", "output_reserve", "prompt_band", "window_fit", "window_refusal"]
 
