@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 
 from llamaroute import (
-    AllProvidersFailedError,
     AsyncClient,
     BadRequestError,
     Client,
@@ -205,14 +204,15 @@ def test_after_an_overflow_smaller_windows_are_skipped(
     bedrock.script(ERRORS["bedrock"])
     with (
         Client(providers=[providers[1], providers[0]]) as client,
-        pytest.raises(AllProvidersFailedError) as caught,
+        pytest.raises(ContextWindowExceededError) as caught,
     ):
         client.chat(VISION, "Describe the chart.", max_tokens=100)
     assert openrouter.hits == 0
     assert bedrock.hits == 1
     assert "smaller than the 131,072" in str(caught.value)
-    (error,) = caught.value.exceptions
-    assert isinstance(error, ContextWindowExceededError)
+    (attempt,) = caught.value.attempts
+    assert attempt.provider == "bedrock"
+    assert isinstance(caught.value.__cause__, ContextWindowExceededError)
 
 
 def test_the_error_maps_from_the_code_and_from_a_message_only_without_one() -> None:

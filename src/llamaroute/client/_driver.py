@@ -327,10 +327,13 @@ class Driver(AttemptBook):
         emit(self.on_event, CallFailed(call.id, interrupted))
         return interrupted
 
-    def exhausted(self, call: Call, run: Run) -> AllProvidersFailedError | BudgetExceededError:
+    def exhausted(
+        self, call: Call, run: Run
+    ) -> AllProvidersFailedError | BudgetExceededError | ContextWindowExceededError:
         """The error for a call that ran out of routes (or of time), listing every attempt. If
         the budget refused a route's reservation, that is what ended the call: a
-        :class:`BudgetExceededError`, whatever else happened."""
+        :class:`BudgetExceededError`, whatever else happened; if every route tried said the
+        prompt is over its window, a :class:`ContextWindowExceededError`."""
         if run.over_budget:
             tried = f" after {len(run.attempts)} attempt(s)" if run.attempts else ""
             refused = BudgetExceededError(
@@ -365,6 +368,21 @@ class Driver(AttemptBook):
         elif run.skipped:
             notes.append(f"skipped: {', '.join(run.skipped)}")
         note = f" ({'; '.join(notes)})" if notes else ""
+        if not expired and all(isinstance(e, ContextWindowExceededError) for e in run.errors):
+            # Every route tried said the prompt is over its window: one typed error, as when
+            # the plan finds no window before sending, with the call's record.
+            last = run.errors[-1]
+            overflow = ContextWindowExceededError(
+                f"the prompt is over the context window of every route tried: {summary}{note} "
+                "(shorten the prompt or the conversation, lower max_tokens, or pick a model or "
+                "provider with a larger window)",
+                provider=last.provider, model_id=last.model_id, status_code=last.status_code,
+                code=last.code,
+            )  # fmt: skip
+            overflow.attempts = tuple(run.attempts)
+            overflow.__cause__ = last
+            emit(self.on_event, CallFailed(call.id, overflow))
+            return overflow
         group: AllProvidersFailedError
         if expired:
             group = DeadlineExceededError(
