@@ -6,6 +6,7 @@ Bedrock: a ~40K-token prompt must never reach OpenRouter, and must be answered b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -20,10 +21,8 @@ from llamaroute import (
 from llamaroute.catalog import default_catalog
 from llamaroute.money import RequestShape, window_fit
 from llamaroute.providers import BedrockProvider, OllamaProvider, OpenRouterProvider, Provider
-from llamaroute.providers._errors import context_overflow
-from llamaroute.providers.openrouter._errors import error_from_object
-from llamaroute.routing import Candidate
-from llamaroute.routing._window_gate import fit_windows, last_if_tight
+from llamaroute.providers.openrouter import map_error
+from llamaroute.routing import Candidate, fit_windows, last_if_tight
 from llamaroute.testing import FakeBedrock, FakeOpenRouter, Step
 
 from .conftest import AWS_KEYS, CANARY_KEY, Fakes, three_providers
@@ -216,28 +215,23 @@ def test_after_an_overflow_smaller_windows_are_skipped(
 
 
 def test_the_error_maps_from_the_code_and_from_a_message_only_without_one() -> None:
-    coded = error_from_object(
-        {"code": 400, "message": "too long", "metadata": {"error_type": "context_length_exceeded"}},
-        model_id="m", status=400, headers={},
-    )  # fmt: skip
+    def mapped(error: dict[str, object]) -> Exception:
+        return map_error(400, {}, json.dumps({"error": error}).encode(), model_id="m")
+
+    coded = mapped({"code": 400, "message": "too long",
+                    "metadata": {"error_type": "context_length_exceeded"}})  # fmt: skip
     assert isinstance(coded, ContextWindowExceededError)
     assert coded.code == "context_length_exceeded"
     assert not coded.retryable
-    # No error_type: OpenAI's documented message decides.
-    bare = error_from_object(
-        {"code": 400, "message": "This endpoint's maximum context length is 131072 tokens."},
-        model_id="m", status=400, headers={},
-    )  # fmt: skip
+    # No error_type: the documented message decides.
+    bare = mapped({"code": 400, "message": "This endpoint's maximum context length is 131072 "
+                   "tokens. However, you requested about 140000 tokens."})  # fmt: skip
     assert isinstance(bare, ContextWindowExceededError)
     # Another structured type wins over a message that merely mentions a context length.
-    other = error_from_object(
-        {"code": 400, "message": "maximum context length is 5", "metadata": {"error_type":
-                                                                            "invalid_request"}},
-        model_id="m", status=400, headers={},
-    )  # fmt: skip
+    other = mapped({"code": 400, "message": "maximum context length is 5",
+                    "metadata": {"error_type": "invalid_request"}})  # fmt: skip
     assert type(other) is BadRequestError
-    assert context_overflow("Input is too long for requested model.")
-    assert not context_overflow("messages: roles must alternate")
+    assert type(mapped({"code": 400, "message": "roles must alternate"})) is BadRequestError
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
