@@ -145,7 +145,8 @@ def test_a_route_with_a_small_context_window_is_skipped_with_the_reason() -> Non
     assert "openrouter:meta-llama/llama-3.2-90b-vision-instruct" in pinned
     (skipped,) = estimates.skipped  # type: ignore[attr-defined]
     assert skipped.model_id == "meta-llama/llama-3.2-90b-vision-instruct:free"
-    assert "context window of 4,096" in skipped.reason
+    assert "context window is 4,096" in skipped.reason
+    assert "+ 1,000 output" in skipped.reason
 
 
 def test_opt_in_routes_only_when_asked() -> None:

@@ -139,8 +139,9 @@ def test_num_ctx_is_sized_from_the_request() -> None:
 
 
 def test_a_fixed_num_ctx_wins(fake_ollama: FakeOllama) -> None:
+    # (A prompt this size would be sized to 4096; one over 8192 is refused: test_context_window.)
     provider = OllamaProvider(host=fake_ollama.url, num_ctx=8192, keep_alive=-1)
-    provider.chat(call("x" * 50_000))
+    provider.chat(call("x" * 5_000))
     provider.close()
     sent = fake_ollama.requests[-1].json
     assert sent["options"]["num_ctx"] == 8192

@@ -22,6 +22,7 @@ from llamaroute import (
     BadRequestError,
     ChatRequest,
     ConfigurationError,
+    ContextWindowExceededError,
     LlamarouteError,
     MalformedResponseError,
     ModelNotAvailableError,
@@ -264,7 +265,7 @@ async def test_refused_port_is_fast_and_not_retryable(mode: str) -> None:
 
 ERRORS = [
     (400, "invalid_request", BadRequestError, False),
-    (400, "context_length_exceeded", BadRequestError, False),
+    (400, "context_length_exceeded", ContextWindowExceededError, False),
     (401, "authentication", AuthenticationError, False),
     (402, "payment_required", PaymentRequiredError, False),
     (403, "permission_denied", AuthenticationError, False),

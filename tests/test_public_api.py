@@ -19,6 +19,7 @@ PUBLIC = [
     "ChatResponse",
     "Client",
     "ConfigurationError",
+    "ContextWindowExceededError",
     "Cost",
     "DeadlineExceededError",
     "Estimate",

@@ -117,7 +117,8 @@ def test_a_local_route_that_cannot_serve_every_line_is_listed_but_not_crowned(
     assert "1 of 2" in out
     assert "cheapest for every line: openrouter (" in out
     assert "not crowned: ollama costs $0 but cannot serve 1 of 2 requests" in out
-    assert "ollama cannot serve 1 request(s) on llama3.2:3b: the prompt is about" in out
+    assert "ollama cannot serve 1 request(s) on llama3.2:3b: needs ~" in out
+    assert "context window is 2,048" in out
 
 
 def test_no_local_route_for_a_pinned_line_says_so(capsys: pytest.CaptureFixture[str],

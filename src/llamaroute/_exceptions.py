@@ -20,6 +20,10 @@ attempt's error.
         ProviderConnectionError, ProviderTimeoutError, AuthenticationError, PaymentRequiredError,
         RateLimitError(.retry_after), BadRequestError, ModelNotAvailableError, ServerError,
         MalformedResponseError, StreamInterruptedError(.partial_text)
+        ContextWindowExceededError  (also an InvalidRequestError) the prompt plus max_tokens
+                                does not fit a route's context window: raised before sending
+                                when no route fits, or mapped from a provider's context error
+                                (not retried there, but the call falls back to a larger window)
       StructuredOutputError     the answer failed response_format's schema, after the repair
                                 attempt: .raw_text .validation_errors .attempts
       ToolExecutionError        client.run(raise_tool_errors=True): a tool function raised
@@ -42,6 +46,7 @@ __all__ = [
     "BadRequestError",
     "BudgetExceededError",
     "ConfigurationError",
+    "ContextWindowExceededError",
     "DeadlineExceededError",
     "InvalidImageError",
     "InvalidRequestError",
@@ -227,6 +232,18 @@ class RateLimitError(ProviderError):
 
 class BadRequestError(ProviderError):
     """The provider rejected the request itself; sending it elsewhere would fail the same way."""
+
+
+class ContextWindowExceededError(BadRequestError, InvalidRequestError):
+    """The prompt (with ``max_tokens`` for the answer) does not fit a route's context window.
+
+    Raised before anything is sent when no route's window can take the request (the message
+    names each route's window; ``provider`` is then empty), and mapped from a provider's own
+    context-length error (OpenRouter's ``context_length_exceeded``, Bedrock's
+    ``ValidationException`` "Input is too long for requested model", Ollama's "exceeds the
+    context length"). Unlike other bad-request errors it is not the request's fault
+    everywhere: the call is not retried on the same route but falls back to a route with a
+    larger window, and it does not count against the route's circuit breaker."""
 
 
 class ModelNotAvailableError(ProviderError):

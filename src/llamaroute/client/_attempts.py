@@ -17,6 +17,7 @@ from .._exceptions import (
     AuthenticationError,
     BadRequestError,
     BudgetExceededError,
+    ContextWindowExceededError,
     PaymentRequiredError,
     ProviderError,
     ProviderTimeoutError,
@@ -43,9 +44,13 @@ def default_fallback(error: ProviderError) -> bool:
     Yes for connection failures, timeouts, rate limits, server errors, a model that is not
     available, malformed responses and authentication or billing problems (a misconfigured
     provider must not take the app down). No for a request the provider rejected as invalid:
-    the next provider would refuse it too. A stream that failed after text reached the caller
-    never falls back (that would splice two answers).
+    the next provider would refuse it too, except a prompt too long for the route's context
+    window (:class:`ContextWindowExceededError`), which a route with a larger window can take.
+    A stream that failed after text reached the caller never falls back (that would splice two
+    answers).
     """
+    if isinstance(error, ContextWindowExceededError):
+        return True
     return not isinstance(error, BadRequestError | StreamInterruptedError)
 
 

@@ -164,7 +164,7 @@ class BaseClient:
         routing = plan(
             request, resolution, self._providers, catalog=self.catalog, order=providers,
             strategy=self._strategy if strategy is None else strategy, stats=self._stats,
-            shape=call.shape, streaming=streaming,
+            shape=call.shape, ceiling=call.ceiling, streaming=streaming,
         )  # fmt: skip
         # Read, check and fit every image now, so that a bad or oversized image fails before
         # any request is sent. Only URLs that some route must download wait for the attempt.
@@ -176,6 +176,7 @@ class BaseClient:
         call.max_cost = max_cost
         call.image_policy = images_left_out
         call.skipped = tuple((route.pinned, why) for route, why in routing.skipped)
+        call.too_long = routing.too_long
         call.candidates = self._within_limits(call, routing.candidates)
         return call
 

@@ -41,6 +41,7 @@ class Call:
     candidates: tuple[Candidate, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()  # (route, why) the plan left out, before any I/O
     image_policy: dict[str, Any] | None = None  # older images image_policy= left out, if any
+    too_long: int = 0  # how many of those the prompt does not fit (context window)
     id: int = 0  # unique within the client: events carry it
     attempts_started: int = 0  # across every route, hedges included
     _images: RequestImages | None = None
@@ -94,6 +95,10 @@ class Run:
     spent: Decimal = Decimal(0)  # what this call's billed attempts cost so far
     numbers: dict[str, int] = field(default_factory=dict)  # each route's latest attempt number
     over_budget: list[str] = field(default_factory=list)  # reservations refused mid-call
+    # The largest context window a provider said the prompt is over, and the routes left out
+    # for a window no larger (route -> why).
+    overflowed: tuple[str, int] | None = None
+    smaller_windows: dict[str, str] = field(default_factory=dict)
 
     def hit_deadline(self) -> None:
         self.deadline_hit = True

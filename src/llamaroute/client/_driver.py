@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 from .._exceptions import (
     AllProvidersFailedError,
     BudgetExceededError,
+    ContextWindowExceededError,
     DeadlineExceededError,
     ProviderError,
     ProviderTimeoutError,
@@ -133,6 +134,8 @@ class Driver(AttemptBook):
                 start = 2 if outcome.hedged else 1
         for index in range(start, len(order)):
             candidate, forced = order[index]
+            if smaller_window(run, candidate):
+                continue
             try:
                 return (yield from self._route(call, run, candidate, forced, len(order) - index))
             except (Skip, Expired, ProviderError) as error:
@@ -161,6 +164,9 @@ class Driver(AttemptBook):
         number = run.numbers.get(route.pinned, 0)
         emit(self.on_event, AttemptFailed(run.call_id, route.provider, route.model_id, number,
                                           error, None))  # fmt: skip
+        largest = 0 if run.overflowed is None else run.overflowed[1]
+        if isinstance(error, ContextWindowExceededError) and route.context_window > largest:
+            run.overflowed = (route.pinned, route.context_window)
         if not self.fallback(error):
             error.attempts = tuple(run.attempts)  # it ends the call: it carries the call's record
             emit(self.on_event, CallFailed(run.call_id, error))
@@ -270,9 +276,13 @@ class Driver(AttemptBook):
             details["reported_cost_rejected"] = result.cost_problem
         if call.image_policy is not None:
             details["image_policy"] = dict(call.image_policy)
-        if call.skipped and uses_tools(call.request):
-            # Routes left out before sending (a route that takes no tools, or streams none).
+        if call.skipped and (call.too_long or uses_tools(call.request)):
+            # Routes left out before sending (a route that takes no tools, or streams none;
+            # a context window the prompt does not fit).
             details["skipped_routes"] = dict(call.skipped)
+        if run.smaller_windows:
+            # Routes left out after a route's provider said the prompt is over its window.
+            details.setdefault("skipped_routes", {}).update(run.smaller_windows)
         response = ChatResponse(
             text=result.text,
             model=call.resolution.model.key,
@@ -319,10 +329,13 @@ class Driver(AttemptBook):
         emit(self.on_event, CallFailed(call.id, interrupted))
         return interrupted
 
-    def exhausted(self, call: Call, run: Run) -> AllProvidersFailedError | BudgetExceededError:
+    def exhausted(
+        self, call: Call, run: Run
+    ) -> AllProvidersFailedError | BudgetExceededError | ContextWindowExceededError:
         """The error for a call that ran out of routes (or of time), listing every attempt. If
         the budget refused a route's reservation, that is what ended the call: a
-        :class:`BudgetExceededError`, whatever else happened."""
+        :class:`BudgetExceededError`, whatever else happened; if every route tried said the
+        prompt is over its window, a :class:`ContextWindowExceededError`."""
         if run.over_budget:
             tried = f" after {len(run.attempts)} attempt(s)" if run.attempts else ""
             refused = BudgetExceededError(
@@ -357,6 +370,21 @@ class Driver(AttemptBook):
         elif run.skipped:
             notes.append(f"skipped: {', '.join(run.skipped)}")
         note = f" ({'; '.join(notes)})" if notes else ""
+        if not expired and all(isinstance(e, ContextWindowExceededError) for e in run.errors):
+            # Every route tried said the prompt is over its window: one typed error, as when
+            # the plan finds no window before sending, with the call's record.
+            last = run.errors[-1]
+            overflow = ContextWindowExceededError(
+                f"the prompt is over the context window of every route tried: {summary}{note} "
+                "(shorten the prompt or the conversation, lower max_tokens, or pick a model or "
+                "provider with a larger window)",
+                provider=last.provider, model_id=last.model_id, status_code=last.status_code,
+                code=last.code,
+            )  # fmt: skip
+            overflow.attempts = tuple(run.attempts)
+            overflow.__cause__ = last
+            emit(self.on_event, CallFailed(call.id, overflow))
+            return overflow
         group: AllProvidersFailedError
         if expired:
             group = DeadlineExceededError(
@@ -371,6 +399,24 @@ class Driver(AttemptBook):
             )  # fmt: skip
         emit(self.on_event, CallFailed(call.id, group))
         return group
+
+
+def smaller_window(run: Run, candidate: Candidate) -> bool:
+    """Whether to leave ``candidate`` out because a route with a larger context window already
+    said the prompt is over it (noted in ``run``). A window no smaller is still tried: the
+    catalog's window is the model's, and an endpoint may serve less (OpenRouter's upstreams
+    differ, an Ollama server runs the num_ctx it was given), so an equal one may still fit."""
+    if run.overflowed is None:
+        return False
+    failed, window = run.overflowed
+    route = candidate.route
+    if route.context_window >= window:
+        return False
+    why = (f"context window is {route.context_window:,}, smaller than the {window:,} of "
+           f"{failed}, which the prompt is over")  # fmt: skip
+    run.smaller_windows[route.pinned] = why
+    run.skipped.append(f"{route.pinned} ({why})")
+    return True
 
 
 def _runs(items: list[str]) -> list[tuple[str, int]]:

@@ -53,6 +53,7 @@ from ._tokens import (
     image_tiles_for,
     text_counter,
 )
+from ._window import MIN_ANSWER_TOKENS, output_reserve, window_fit, window_refusal
 
 if TYPE_CHECKING:
     from ._workload import (
@@ -69,6 +70,7 @@ __all__ = [
     "EXACT_COUNTER",
     "HEURISTIC",
     "MAX_TEMPLATE_EXTRA",
+    "MIN_ANSWER_TOKENS",
     "PADDED_IMAGE_TOKENS",
     "PIECES",
     "TOKENIZER_ENV",
@@ -104,6 +106,7 @@ __all__ = [
     "image_tiles_for",
     "image_token_range",
     "open_ledger",
+    "output_reserve",
     "parse_line",
     "price_for",
     "prompt_token_ceiling",
@@ -117,6 +120,8 @@ __all__ = [
     "token_pieces",
     "token_script",
     "tokens_cost",
+    "window_fit",
+    "window_refusal",
     "worst_case_cost",
 ]
 

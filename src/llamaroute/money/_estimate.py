@@ -32,6 +32,7 @@ from ._tokens import (
     image_token_range,
     text_counter,
 )
+from ._window import window_refusal
 
 if TYPE_CHECKING:
     from ..catalog._catalog import Catalog, Route
@@ -140,7 +141,8 @@ def route_tokens(route: Route, price: Price | None, shape: RequestShape) -> Toke
 
     The output is capped by the route's max output and by what the context window leaves; a
     ``max_tokens`` above the route's max output is clamped (as the client clamps it), one that
-    does not fit the context window beside the prompt is a reason to skip the route. The
+    does not fit the context window beside the prompt is a reason to skip the route
+    (:func:`~._window.window_refusal`, the rule a call's plan applies). The
     route's chat template adds ``template_tokens`` and its images :func:`image_token_range`.
     """
     images = len(shape.image_tiles)
@@ -150,18 +152,11 @@ def route_tokens(route: Route, price: Price | None, shape: RequestShape) -> Toke
             if not route.max_images
             else f"takes at most {route.max_images} image(s) per request, not {images}"
         )
+    refusal = window_refusal(route, shape)  # the rule every call's plan applies too
+    if refusal is not None:
+        return refusal
     template_low, template_expected, template_high = route.template_tokens
-    prompt = shape.input_tokens + template_expected
-    room = route.context_window - prompt
-    if room <= 0:
-        return (
-            f"the prompt is about {prompt:,} tokens; the context window is {route.context_window:,}"
-        )
-    if shape.max_tokens is not None and shape.max_tokens > room:
-        return (
-            f"about {prompt:,} prompt tokens + max_tokens {shape.max_tokens:,} "
-            f"exceed the context window of {route.context_window:,}"
-        )
+    room = route.context_window - (shape.input_tokens + template_expected)
     cap = min(route.max_output_tokens or room, room)
     max_out = cap if shape.max_tokens is None else min(shape.max_tokens, cap)
     expected_out = shape.expected_output_tokens

@@ -12,6 +12,11 @@
 * :func:`connection_refused` tells a refused connection (nothing listening: not worth an
   immediate retry) from other connection failures, by exception type.
 * :func:`parse_retry_after` reads the server's wait hint from the response headers.
+* :func:`context_overflow` says whether an error means the prompt overflowed the route's
+  context window (:data:`CONTEXT_ERROR_CODES` where the provider has a code,
+  :data:`CONTEXT_OVERFLOW_TEXTS` where it documents only a message), and :data:`CONTEXT_RULE`
+  is what such an error becomes: a :class:`ContextWindowExceededError`, not retried on the
+  route, which the client falls back from.
 
 Nothing here does I/O or imports an HTTP library.
 """
@@ -28,6 +33,7 @@ from types import MappingProxyType
 from .._exceptions import (
     AuthenticationError,
     BadRequestError,
+    ContextWindowExceededError,
     ModelNotAvailableError,
     PaymentRequiredError,
     ProviderConnectionError,
@@ -39,10 +45,14 @@ from .._exceptions import (
 
 __all__ = [
     "AWS_ERROR_RULES",
+    "CONTEXT_ERROR_CODES",
+    "CONTEXT_OVERFLOW_TEXTS",
+    "CONTEXT_RULE",
     "HTTP_STATUS_RULES",
     "ErrorRule",
     "aws_rule",
     "connection_refused",
+    "context_overflow",
     "parse_retry_after",
     "status_rule",
 ]
@@ -161,6 +171,43 @@ def aws_rule(code: str, status: int | None) -> ErrorRule:
     """The rule for an AWS service error: its ``code`` (UpperCamel) decides; a code that is
     empty or not in :data:`AWS_ERROR_RULES` falls back to the HTTP status table."""
     return AWS_ERROR_RULES.get(code) or status_rule(status)
+
+
+#: A prompt too long for the route's window: not retried there (the same prompt overflows the
+#: same window), but another route, with a larger window, may take it.
+CONTEXT_RULE = ErrorRule(ContextWindowExceededError, False, "context_length_exceeded")
+
+#: Structured codes for a prompt over the context window: OpenRouter's
+#: ``error.metadata.error_type`` (https://openrouter.ai/docs/api/reference/errors-and-debugging,
+#: "Size and length"), and the ``type`` of llama.cpp's server error that Ollama passes on when
+#: a request says ``"truncate": false``.
+CONTEXT_ERROR_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+
+#: The documented messages of providers that give the overflow no code of its own, lowercased;
+#: read only where no code decides. Bedrock answers a ``ValidationException`` ("Input is too
+#: long for requested model."; "too many input tokens" on Converse), Ollama an error text
+#: ("the input length exceeds the context length"; "request (N tokens) exceeds the available
+#: context size (M tokens), try increasing it" with ``truncate: false``; "the prompt is longer
+#: than the context length ..." with ``shift: false``), and OpenAI-style servers (an OpenRouter
+#: upstream error passed on without an ``error_type``) "This endpoint's maximum context length
+#: is N tokens. However, you requested about ...".
+CONTEXT_OVERFLOW_TEXTS = (
+    "input is too long for requested model",
+    "too many input tokens",
+    "exceeds the context length",
+    "exceeds the available context size",
+    "prompt is longer than the context length",
+    "maximum context length is",
+)
+
+
+def context_overflow(message: str, code: str | None = None) -> bool:
+    """Whether an error with this ``code`` (the provider's structured one, if any) or, failing
+    a code, this ``message`` means the prompt overflowed the route's context window."""
+    if code:
+        return code in CONTEXT_ERROR_CODES
+    lowered = message.lower()
+    return any(text in lowered for text in CONTEXT_OVERFLOW_TEXTS)
 
 
 def connection_refused(error: BaseException) -> bool:

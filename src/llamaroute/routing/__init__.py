@@ -12,6 +12,7 @@ from ._plan import configured_routes, plan, route_refusal
 from ._retry import RetryPolicy
 from ._strategies import HedgePolicy, LatencyStats, Strategy, StrategyName, apply_strategy
 from ._tools_gate import tools_refusal, uses_tools
+from ._window_gate import fit_windows, last_if_tight
 
 __all__ = [
     "BreakerPolicy",
@@ -26,6 +27,8 @@ __all__ = [
     "StrategyName",
     "apply_strategy",
     "configured_routes",
+    "fit_windows",
+    "last_if_tight",
     "plan",
     "route_refusal",
     "tools_refusal",

@@ -81,7 +81,8 @@ class BreakerPolicy:
 
 def counts_against_provider(error: BaseException) -> bool:
     """Whether ``error`` is the provider's fault (and so counts towards opening a breaker)."""
-    # A refused feature (a route that takes no tools) says nothing about the route's health.
+    # A refused feature (a route that takes no tools) says nothing about the route's health,
+    # nor does a prompt too long for its window (ContextWindowExceededError, a BadRequestError).
     refused = BadRequestError | UnsupportedFeatureError
     return isinstance(error, ProviderError) and not isinstance(error, refused)
 

@@ -24,3 +24,4 @@ class Plan(NamedTuple):
     resolution: Resolution
     candidates: tuple[Candidate, ...]
     skipped: tuple[tuple[Route, str], ...] = ()
+    too_long: int = 0  # how many of ``skipped`` the prompt does not fit (context window)

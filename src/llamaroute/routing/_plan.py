@@ -15,7 +15,10 @@ out, in order, with the reason for every route left out.
    sampling parameters it takes (``top_k``, penalties), stop sequences, system prompts, image
    counts; and tools (:mod:`._tools_gate`: a route that takes no tools, or streams no tool
    calls, or whose provider llamaroute sends no tools to);
-5. the survivors in the strategy's order (:mod:`._strategies`).
+5. each remaining route's context window against the prompt and ``max_tokens``
+   (:mod:`._window_gate`: nearly free for a prompt that fits every window by its byte count);
+6. the survivors in the strategy's order (:mod:`._strategies`), routes whose window the
+   prompt fits only by the low side of its estimate last.
 
 When nothing is left it raises the error that explains it, before anything is sent. What a
 call may spend (budgets, ``max_cost``) and whether a breaker is open are decided later, per
@@ -29,11 +32,12 @@ from collections.abc import Callable, Mapping, Sequence
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from .._request import ChatRequest
 from ..catalog import Catalog, Resolution, Route, check_image_count
-from ..money import RequestShape
+from ..money import RequestShape, request_shape, request_token_ceiling
 from ..providers import Provider
 from ._candidate import Candidate, Plan
 from ._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
 from ._tools_gate import tools_refusal, tools_unsupported
+from ._window_gate import fit_windows, last_if_tight, window_exceeded
 
 __all__ = ["configured_routes", "plan", "route_refusal"]
 
@@ -48,6 +52,7 @@ def plan(
     strategy: StrategyName | Strategy = "ordered",
     stats: LatencyStats | None = None,
     shape: Callable[[], RequestShape] | None = None,
+    ceiling: Callable[[], int] | None = None,
     streaming: bool = False,
 ) -> Plan:
     """The routes to try for ``request``, best first.
@@ -55,10 +60,12 @@ def plan(
     ``providers`` are the configured provider instances by name, in the client's order;
     ``order`` (a call's ``providers=``) restricts and reorders them. ``strategy`` orders what
     is left, with ``stats`` (latencies, for ``fastest``) and ``shape`` (the request's token
-    shape, built only if ``cheapest`` needs it). Raises :class:`ConfigurationError` when no
-    configured provider serves the model at all, and :class:`UnsupportedFeatureError` /
-    :class:`InvalidRequestError` when every route that could serve it refuses this request
-    (the message lists each reason).
+    shape, built only if ``cheapest`` or a context window needs it; the heuristic count);
+    ``ceiling`` the prompt's UTF-8 token ceiling (computed here if not given). Raises
+    :class:`ConfigurationError` when no configured provider serves the model at all,
+    :class:`ContextWindowExceededError` when the prompt fits no route's window, and
+    :class:`UnsupportedFeatureError` / :class:`InvalidRequestError` when every route that
+    could serve it refuses this request for other reasons (the message lists each reason).
     """
     if request.images:
         # Text-only model, or more images than Llama 3.2 takes: say so before anything else.
@@ -87,13 +94,27 @@ def plan(
         target = resolution.pinned.pinned if resolution.pinned else resolution.model.key
         raise tools_unsupported(request, target, tool_refused, catalog, providers,
                                 streaming=streaming)  # fmt: skip
+    tight: frozenset[str] = frozenset()
+    too_long: list[tuple[Route, str]] = []
+    if candidates:
+        candidates, too_long, tight = fit_windows(
+            candidates, request.max_tokens,
+            ceiling or (lambda: request_token_ceiling(request)),
+            shape or (lambda: request_shape(request, counter="heuristic")),
+        )  # fmt: skip
+        if not candidates and not refused:  # no other reason than the windows
+            target = resolution.pinned.pinned if resolution.pinned else resolution.model.key
+            raise window_exceeded(target, [f"{route.pinned} {why}" for route, why in too_long]
+                                  + [why for _, why in unserved])  # fmt: skip
+        refused.extend(too_long)
     if not candidates:
         raise _nothing_left(resolution, names, unserved, refused)
     ordered = apply_strategy(
         strategy, request, candidates, stats or LatencyStats(), shape=shape or _no_shape,
         catalog=catalog, streaming=streaming,
     )  # fmt: skip
-    return Plan(resolution, tuple(ordered), (*unserved, *refused))
+    return Plan(resolution, tuple(last_if_tight(ordered, tight)), (*unserved, *refused),
+                too_long=len(too_long))  # fmt: skip
 
 
 def configured_routes(

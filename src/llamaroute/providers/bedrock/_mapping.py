@@ -21,7 +21,13 @@ from ..._exceptions import (
     ProviderUnsupportedFeatureError,
     RateLimitError,
 )
-from .._errors import aws_rule, connection_refused, parse_retry_after
+from .._errors import (
+    CONTEXT_RULE,
+    aws_rule,
+    connection_refused,
+    context_overflow,
+    parse_retry_after,
+)
 
 __all__ = ["NAME", "map_error", "map_exception"]
 
@@ -61,6 +67,10 @@ def map_error(
             f"llamaroute's catalog sent the wrong ID for this region; that is a catalog bug "
             f"(please report it): {message}"
         )
+    elif cls is BadRequestError and context_overflow(message):
+        # AWS has no code of its own for it: "Input is too long for requested model."
+        rule = CONTEXT_RULE
+        message = f"the prompt is over {model_id}'s context window on Bedrock: {message}"
     elif cls is BadRequestError and _refuses_tools(message):
         # "This model doesn't support tool use." (Llama 3.2 1B/3B; any model in a stream),
         # "... doesn't support the toolConfig.toolChoice.any field": this route cannot take

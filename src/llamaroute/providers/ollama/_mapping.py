@@ -37,7 +37,7 @@ from ..._exceptions import (
     ProviderUnsupportedFeatureError,
     ServerError,
 )
-from .._errors import connection_refused, status_rule
+from .._errors import CONTEXT_RULE, connection_refused, context_overflow, status_rule
 from .._http import map_transport_error
 from ._wire import DEFAULT_HOST, NAME
 
@@ -226,6 +226,12 @@ def _from_response_error(
             f"{model_id} does not take tools on Ollama ({message})", code="tools_unsupported",
             **where,
         )  # fmt: skip
+    if 400 <= status < 600 and context_overflow(message):
+        # Ollama truncates an overlong prompt silently by default; it says so only when asked
+        # not to ("truncate": false) or when an input cannot be shortened. Another route may
+        # have the room.
+        return CONTEXT_RULE.build(f"the prompt is over {model_id}'s context on Ollama "
+                                  f"({message})", **where)  # fmt: skip
     if _ONE_IMAGE in lowered:
         hint = f"{model_id} takes one image per request ({message})"
         return status_rule(400).build(hint, code="too_many_images", **where)

@@ -27,6 +27,7 @@ from ...catalog import Catalog, Route
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
 from .._http import attempt_timeout, finite_timeout, request_timeout
 from ._clients import Clients, Redactor, header_secrets
+from ._context import check_fixed_context
 from ._guard import Guard, guarded
 from ._mapping import client_errors
 from ._wire import (
@@ -176,6 +177,8 @@ class OllamaProvider(Provider):
         return client_errors(model_id, self.host, self._redact)
 
     def _request(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
+        if self.num_ctx is not None:
+            check_fixed_context(call, self.num_ctx)  # Ollama would cut the prompt silently
         return build_request(
             call, stream=stream, model=self._tag_for(call.route), keep_alive=self.keep_alive,
             num_ctx=self.num_ctx,

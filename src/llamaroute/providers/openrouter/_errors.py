@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..._exceptions import MalformedResponseError, ProviderConnectionError, ProviderError
-from .._errors import ErrorRule, parse_retry_after, status_rule
+from .._errors import CONTEXT_RULE, ErrorRule, context_overflow, parse_retry_after, status_rule
 from .._http import load_json
 
 __all__ = ["NAME", "error_from_object", "map_error"]
@@ -134,6 +134,9 @@ def error_from_object(
             " so that the key stays with OpenRouter: check base_url"
         )
     rule, message = _classify(status, error_type, metadata, message)
+    if status in (400, 413, None) and context_overflow(message, error_type):
+        # The prompt is over this endpoint's window: a larger window elsewhere may take it.
+        rule = CONTEXT_RULE
     return rule.build(
         message,
         provider=NAME,
