@@ -7,24 +7,32 @@ public names are re-exported from :mod:`llamaroute`.
 """
 
 from ._breakers import BreakerPolicy, BreakerState, Health
-from ._candidate import Candidate, Plan
+from ._candidate import Candidate, Plan, candidate
+from ._limits import WINDOW, Hold, Limit, MemoryRateLimits, RateLimits, Refusal
 from ._plan import configured_routes, plan, route_refusal
 from ._retry import RetryPolicy
 from ._strategies import HedgePolicy, LatencyStats, Strategy, StrategyName, apply_strategy
 from ._tools_gate import tools_refusal, uses_tools
 
 __all__ = [
+    "WINDOW",
     "BreakerPolicy",
     "BreakerState",
     "Candidate",
     "Health",
     "HedgePolicy",
+    "Hold",
     "LatencyStats",
+    "Limit",
+    "MemoryRateLimits",
     "Plan",
+    "RateLimits",
+    "Refusal",
     "RetryPolicy",
     "Strategy",
     "StrategyName",
     "apply_strategy",
+    "candidate",
     "configured_routes",
     "plan",
     "route_refusal",
