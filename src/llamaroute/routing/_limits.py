@@ -67,6 +67,10 @@ class RateLimits(Protocol):
         """Replace an admitted request's estimate with the ``tokens`` it really used."""
         ...
 
+    def cancel(self, deployment: str, hold: Hold) -> None:
+        """Take back an admission whose request was never sent (the budget refused it)."""
+        ...
+
 
 class _Window:
     """One deployment's admissions in the last :data:`WINDOW` seconds, oldest first."""
@@ -126,6 +130,13 @@ class MemoryRateLimits:
             if window is not None and window.holds and hold.at >= window.holds[0].at:
                 window.tokens += tokens - hold.tokens
             hold.tokens = tokens
+
+    def cancel(self, deployment: str, hold: Hold) -> None:
+        with self._lock:
+            window = self._windows.get(deployment)
+            if window is not None and hold in window.holds:
+                window.holds.remove(hold)
+                window.tokens -= hold.tokens
 
     def usage(self, deployment: str) -> tuple[int, int]:
         """The requests and tokens counted against ``deployment`` in the current window."""
