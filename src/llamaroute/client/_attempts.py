@@ -108,6 +108,10 @@ class AttemptBook:
     """Admits attempts and keeps their books, for one client (thread-safe where it must be:
     the breakers, the ledger and the latency stats lock themselves)."""
 
+    #: Whether attempts in flight are counted per candidate (for ``least_busy``): only when
+    #: there is a choice to make, more than one deployment, as the count takes a lock.
+    count_busy = False
+
     def __init__(
         self,
         health: Health,
@@ -183,7 +187,8 @@ class AttemptBook:
             cap = self.accounting.price(candidate.route, deployment=provider.deployment)
         call.attempts_started += 1
         number = run.numbers[candidate.key] = call.attempts_started
-        self.stats.started(candidate.key)
+        if self.count_busy:
+            self.stats.started(candidate.key)
         if self.on_event is not None:  # (no event object built for nobody)
             route = candidate.route
             emit(self.on_event, AttemptStarted(call.id, route.provider, route.model_id, number,
@@ -296,7 +301,8 @@ class AttemptBook:
             # routes after it, so do not retry here.
             error.retryable = False
         self.health.record(candidate, error)
-        self.stats.ended(candidate.key)
+        if self.count_busy:
+            self.stats.ended(candidate.key)
         run.errors.append(error)
         cost = None
         if partial_text or _reached_the_model(error):
@@ -315,7 +321,8 @@ class AttemptBook:
     def cancelled(self, call: Call, run: Run, candidate: Candidate, ticket: Ticket) -> None:
         """The attempt was interrupted (cancelled task, Ctrl-C): give back what it held."""
         self.health.release(candidate)
-        self.stats.ended(candidate.key)
+        if self.count_busy:
+            self.stats.ended(candidate.key)
         self.settle(call, run, candidate, ticket.reservation, None, partial=True)
 
     def abandoned(self, call: Call, run: Run, answer: Answer, text: str) -> None:
@@ -325,7 +332,8 @@ class AttemptBook:
         reservation."""
         candidate = answer.candidate
         self.health.record(candidate, None)
-        self.stats.ended(candidate.key)
+        if self.count_busy:
+            self.stats.ended(candidate.key)
         note = f"the stream was abandoned after {len(text)} characters: prompt and text estimated"
         cost = self.accounting.partial_cost(candidate.route, call.shape(), text, note,
                                             prompt_ceiling=call.ceiling(),

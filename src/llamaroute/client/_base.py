@@ -102,6 +102,7 @@ class BaseClient:
         self._rng = rng or random.Random()
         self._driver = Driver(self._health, self._accounting, self._stats, self._on_event,
                               self._fallback, self._limits)  # fmt: skip
+        self._driver.count_busy = len(self._providers) > 1 or strategy == "least_busy"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} providers={list(self._providers)}>"

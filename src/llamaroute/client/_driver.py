@@ -264,7 +264,8 @@ class Driver(AttemptBook):
         candidate = answer.candidate
         route, deployment = candidate.route, candidate.provider.deployment
         self.health.record(candidate, None)
-        self.stats.ended(candidate.key)
+        if self.count_busy:
+            self.stats.ended(candidate.key)
         usage_missing = result.details.get("usage_missing")
         hold = answer.ticket.hold
         if hold is not None and candidate.provider.tpm is not None and not usage_missing:

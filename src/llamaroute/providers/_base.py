@@ -132,6 +132,10 @@ class Provider(ABC):
     # Class defaults, so that a provider written before deployments existed is one deployment
     # named like its provider, with no limits.
     _deployment: str | None = None
+    #: This deployment's name: ``deployment=`` as given, else the provider's name. A client
+    #: keys its providers by it; attempts, breakers and rate limits name it. (A plain
+    #: attribute, not a property: it is read on every attempt.)
+    deployment: str
     #: Requests per minute this deployment may be sent (``None``: no limit of ours).
     rpm: int | None = None
     #: Tokens per minute (prompt estimate plus ``max_tokens``, corrected by the real usage).
@@ -165,12 +169,12 @@ class Provider(ABC):
         ):
             raise ConfigurationError(f"weight= is a finite number above 0 (got {weight!r})")
         self._deployment, self.rpm, self.tpm, self.weight = deployment, rpm, tpm, float(weight)
+        self.deployment = deployment or self.name
 
-    @property
-    def deployment(self) -> str:
-        """This deployment's name: ``deployment=`` as given, else the provider's name. A
-        client keys its providers by it; attempts, breakers and limits name it."""
-        return self._deployment or self.name
+    def __init_subclass__(cls, **options: Any) -> None:
+        super().__init_subclass__(**options)
+        if "name" in cls.__dict__:  # the default deployment is named like its provider
+            cls.deployment = cls.name
 
     def _deployment_repr(self) -> str:
         """The deployment settings for ``repr()`` (none when left at their defaults)."""

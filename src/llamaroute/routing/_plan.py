@@ -31,7 +31,7 @@ from .._request import ChatRequest
 from ..catalog import Catalog, Resolution, Route, check_image_count
 from ..money import RequestShape
 from ..providers import Provider
-from ._candidate import Candidate, Plan, candidate
+from ._candidate import Candidate, Plan
 from ._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
 from ._tools_gate import tools_refusal, tools_unsupported
 
@@ -82,7 +82,10 @@ def plan(
             reason = tools
             tool_refused.append(f"{route.pinned} {tools}")
         if reason is None:
-            candidates.append(candidate(route, provider))
+            # (candidate() inlined: this runs for every route of every call)
+            pinned, deployment = route.pinned, provider.deployment
+            key = pinned if deployment == route.provider else f"{pinned}@{deployment}"
+            candidates.append(Candidate(route, provider, key))
         else:
             refused.append((route, reason))
     if not candidates and tool_refused and len(tool_refused) == len(refused):
