@@ -285,7 +285,14 @@ def _deployments(found: Sequence[Provider]) -> dict[str, Provider]:
                 f"providers= takes provider objects (such as OpenRouterProvider(...)), "
                 f"not {type(provider).__name__}"
             )
+    names = {provider.name for provider in found}
+    for provider in found:
         name = provider.deployment
+        if name != provider.name and name in names:
+            raise ConfigurationError(
+                f"deployment {name!r} of {provider.name} has another provider's name: "
+                "choose a name no provider has"
+            )
         if name in deployments:
             raise ConfigurationError(
                 f"deployment {name!r} is configured twice: give each {provider.name} "
@@ -293,11 +300,4 @@ def _deployments(found: Sequence[Provider]) -> dict[str, Provider]:
                 f'{provider.name}-2")'
             )
         deployments[name] = provider
-    names = {provider.name for provider in deployments.values()}
-    for name, provider in deployments.items():
-        if name != provider.name and name in names:
-            raise ConfigurationError(
-                f"deployment {name!r} of {provider.name} has another provider's name: "
-                "choose a name no provider has"
-            )
     return deployments
