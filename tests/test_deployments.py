@@ -265,7 +265,11 @@ def test_a_deployment_at_its_limit_is_skipped_with_the_reason(fake_openrouter: A
     events: list[Any] = []
     with Client(providers, retries=_policy(clock), on_event=events.append) as client:
         assert client.chat(MODEL, "hi").attempts[0].deployment == "small"
-        assert client.chat(MODEL, "hi").attempts[0].deployment == "big"
+        second = client.chat(MODEL, "hi")
+        assert second.attempts[0].deployment == "big"
+        assert second.details["skipped"] == [
+            f"openrouter:{second.provider_model_id}@small (rate limit: 1 requests/min reached)"
+        ]
         assert client.chat(MODEL, "hi", providers=["small", "big"]).attempts[0].deployment == "big"
     assert fake_openrouter.hits == 3
 

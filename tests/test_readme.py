@@ -151,3 +151,24 @@ def test_the_openrouter_example_keeps_warnings_out_of_the_streamed_text() -> Non
     assert done.returncode == 0, done.stdout[-2000:]
     assert "Llamas hum to each other.\n-> finished: stop" in done.stdout
     assert "(llamaroute: openrouter:meta-llama/llama-3.2-1b-instruct reported" in done.stdout
+
+
+def test_the_several_deployments_block_runs_against_the_fakes(tmp_path: Path) -> None:
+    [block] = _blocks(_section("## Several deployments"), "python")
+    # The block as written, with the providers' own endpoint variables pointed at the fakes.
+    script = f"""
+import os
+from llamaroute.testing import FakeBedrock, FakeOpenRouter
+
+with FakeOpenRouter() as openrouter, FakeBedrock() as bedrock:
+    os.environ["OPENROUTER_BASE_URL"] = openrouter.base_url
+    os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = bedrock.url
+    exec({block!r})
+    print(openrouter.hits, bedrock.hits)
+"""
+    env = {**_offline_env(), "OPENROUTER_KEY_A": "readme-a", "OPENROUTER_KEY_B": "readme-b",
+           "AWS_ACCESS_KEY_ID": "readme-test", "AWS_SECRET_ACCESS_KEY": "x"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env=env, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["or-a", "eu-west", "1 1"]

@@ -213,8 +213,8 @@ class AttemptBook:
         got = self.limits.acquire(provider.deployment, Limit(provider.rpm, provider.tpm), tokens)
         if not isinstance(got, Refusal):
             return got
-        self.health.release(candidate)  # a half-open breaker's probe, if admit() reserved it
         if not last:
+            self.health.release(candidate)  # the half-open breaker's probe admit() reserved
             raise RateLimited(f"{candidate.key} ({got.reason})")
         if got.wait < math.inf and (remaining is None or got.wait < remaining):
             raise Throttled(got.wait)

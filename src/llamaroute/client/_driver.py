@@ -296,6 +296,8 @@ class Driver(AttemptBook):
             details["max_tokens_capped_to"] = route.max_output_tokens
         if run.all_open:
             details["all_breakers_open"] = True
+        if run.skipped:  # routes passed over while the call ran: an open breaker, a rate limit
+            details["skipped"] = list(run.skipped)
         if price_check is not None:
             details["price_check"] = price_check
         if result.cost_problem is not None:
