@@ -509,3 +509,18 @@ def test_bedrock_in_two_regions_is_priced_per_region(mode: str) -> None:
         assert central.cost.total == Decimal("0.38")
         assert spent == Decimal("0.72")
         assert fake.hits == 2
+
+
+def test_cheapest_prices_each_bedrock_region_for_itself() -> None:
+    with FakeBedrock() as fake:
+        providers = [
+            BedrockProvider(region="eu-central-1", endpoint_url=fake.url,
+                            deployment="eu-central", **AWS_KEYS),
+            BedrockProvider(region="eu-west-1", endpoint_url=fake.url, deployment="eu-west",
+                            **AWS_KEYS),
+        ]  # fmt: skip
+        with Client(providers) as client:
+            # eu-west-1 bills the eu. profile at 0.17 USD/MTok, eu-central-1 at 0.19.
+            assert client.chat(MODEL, "hi").attempts[0].deployment == "eu-central"
+            cheap = client.chat(MODEL, "hi", strategy="cheapest")
+            assert cheap.attempts[0].deployment == "eu-west"

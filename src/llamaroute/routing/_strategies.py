@@ -31,7 +31,7 @@ from typing import Literal, TypeAlias
 
 from .._exceptions import ConfigurationError
 from .._request import ChatRequest
-from ..catalog._catalog import Catalog
+from ..catalog._catalog import Catalog, Route
 from ..money._estimate import RequestShape, estimate_shape
 from ._candidate import Candidate
 
@@ -189,15 +189,19 @@ def apply_strategy(
 def _cheapest(
     candidates: Sequence[Candidate], shape: RequestShape, catalog: Catalog
 ) -> list[Candidate]:
-    regions = {c.route.provider: c.provider.region for c in candidates}
-    estimates = estimate_shape(
-        shape, [c.route for c in candidates], catalog=catalog, regions=regions
-    )
-    expected = {(e.provider, e.model_id): e.expected for e in estimates}
+    # Each candidate priced for its deployment's region (Bedrock in two regions: two prices).
+    by_region: dict[str | None, dict[Route, None]] = {}
+    for candidate in candidates:
+        by_region.setdefault(candidate.provider.region, {})[candidate.route] = None
+    expected: dict[tuple[str, str, str | None], Decimal | None] = {}
+    for region, routes in by_region.items():
+        for estimate in estimate_shape(shape, routes, catalog=catalog, region=region):
+            expected[estimate.provider, estimate.model_id, region] = estimate.expected
 
     def key(item: tuple[int, Candidate]) -> tuple[int, Decimal, int]:
         index, candidate = item
-        cost = expected.get((candidate.route.provider, candidate.route.model_id))
+        route = candidate.route
+        cost = expected.get((route.provider, route.model_id, candidate.provider.region))
         # Unknown prices go last; a local route that is down is no bargain.
         down = candidate.provider.local and candidate.provider.available(candidate.route) is False
         if cost is None or down:
