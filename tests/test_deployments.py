@@ -229,7 +229,10 @@ def test_the_last_deployment_at_its_limit_waits_for_a_slot_within_the_timeout(
         assert fake_openrouter.hits == 4
         with pytest.raises(RateLimitError, match=r"no slot frees in 45\.0 s"):
             caller.ask(timeout=30)
-    assert fake_openrouter.hits == 4
+        assert fake_openrouter.hits == 4
+        caller.ask()  # no timeout at all: it waits (at most the 60 s window)
+        assert clock.slept[-1] == pytest.approx(45.0)
+    assert fake_openrouter.hits == 5
 
 
 def test_tokens_per_minute_count_the_estimate_then_the_real_usage(
@@ -524,3 +527,45 @@ def test_cheapest_prices_each_bedrock_region_for_itself() -> None:
             assert client.chat(MODEL, "hi").attempts[0].deployment == "eu-central"
             cheap = client.chat(MODEL, "hi", strategy="cheapest")
             assert cheap.attempts[0].deployment == "eu-west"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_streams_take_the_next_deployment_at_the_limit(mode: str) -> None:
+    with FakeOpenRouter() as first, FakeOpenRouter() as second:
+        clock = Clock()
+        providers = [
+            OpenRouterProvider(api_key=CANARY_KEY, base_url=first.base_url, deployment="a",
+                               rpm=1),
+            OpenRouterProvider(api_key=OTHER_KEY, base_url=second.base_url, deployment="b",
+                               rpm=1),
+        ]  # fmt: skip
+
+        async def read_async(client: AsyncClient) -> list[str | None]:
+            used = []
+            for _ in range(2):
+                async with client.stream(MODEL, "hi") as stream:
+                    text = "".join([chunk.text async for chunk in stream])
+                    assert text
+                used.append(stream.response.attempts[-1].deployment)
+            with pytest.raises(RateLimitError):
+                async with client.stream(MODEL, "hi", timeout=5) as stream:
+                    [chunk async for chunk in stream]
+            return used
+
+        with Caller(mode, providers, retries=_policy(clock)) as caller:
+            if isinstance(caller.client, Client):
+                used: list[str | None] = []
+                for _ in range(2):
+                    with caller.client.stream(MODEL, "hi") as stream:
+                        assert "".join(chunk.text for chunk in stream)
+                    used.append(stream.response.attempts[-1].deployment)
+                with (
+                    pytest.raises(RateLimitError),
+                    caller.client.stream(MODEL, "hi", timeout=5) as stream,
+                ):
+                    list(stream)
+            else:
+                assert caller.runner is not None
+                used = caller.runner.run(read_async(caller.client))
+        assert used == ["a", "b"]
+        assert (first.hits, second.hits) == (1, 1)
