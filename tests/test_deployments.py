@@ -25,6 +25,7 @@ from llamaroute import (
     RateLimitError,
     RetryPolicy,
 )
+from llamaroute.events import FallbackTaken
 from llamaroute.providers import BedrockProvider, OllamaProvider, OpenRouterProvider
 from llamaroute.routing import (
     Hold,
@@ -265,8 +266,7 @@ def test_a_deployment_at_its_limit_is_skipped_with_the_reason(fake_openrouter: A
         OpenRouterProvider(api_key=CANARY_KEY, base_url=url, deployment="small", rpm=1),
         OpenRouterProvider(api_key=OTHER_KEY, base_url=url, deployment="big"),
     ]
-    events: list[Any] = []
-    with Client(providers, retries=_policy(clock), on_event=events.append) as client:
+    with Client(providers, retries=_policy(clock)) as client:
         assert client.chat(MODEL, "hi").attempts[0].deployment == "small"
         second = client.chat(MODEL, "hi")
         assert second.attempts[0].deployment == "big"
@@ -340,16 +340,20 @@ def test_a_deployment_down_opens_its_own_breaker_and_the_other_serves(
                               deployment="down")  # fmt: skip
     up = OpenRouterProvider(api_key=OTHER_KEY, base_url=fake_openrouter.base_url,
                             deployment="up")  # fmt: skip
-    with Caller(mode, [down, up], retries=0, breaker=BreakerPolicy(failures=2)) as caller:
+    events: list[Any] = []
+    with Caller(mode, [down, up], retries=0, breaker=BreakerPolicy(failures=2),
+                on_event=events.append) as caller:  # fmt: skip
         replies = [caller.ask() for _ in range(5)]
         health = caller.client.health()
+    model_id = replies[0].provider_model_id
+    fallbacks = [(e.from_route, e.to_route) for e in events if isinstance(e, FallbackTaken)]
+    assert fallbacks == [(f"openrouter:{model_id}@down", f"openrouter:{model_id}@up")] * 2
     assert all(r.attempts[-1].deployment == "up" and r.text for r in replies)
     assert fake_openrouter.hits == 5
     # Two failures opened "down"; the later calls went straight to "up".
     assert [len(r.attempts) for r in replies] == [2, 2, 1, 1, 1]
     assert replies[0].attempts[0].deployment == "down"
     assert replies[0].attempts[0].error_type == "ProviderConnectionError"
-    model_id = replies[0].provider_model_id
     assert health[f"openrouter:{model_id}@down"]["state"] == "open"
     assert health["openrouter:*@down"]["state"] == "open"
     assert health[f"openrouter:{model_id}@up"]["state"] == "closed"

@@ -184,7 +184,7 @@ class Driver(AttemptBook):
             emit(self.on_event, CallFailed(run.call_id, error))
             raise error
         if following is not None:
-            emit(self.on_event, FallbackTaken(run.call_id, route.pinned, following.route.pinned,
+            emit(self.on_event, FallbackTaken(run.call_id, candidate.key, following.key,
                                               error))  # fmt: skip
             self.warn_misconfigured(candidate, error)
         return True
@@ -198,8 +198,7 @@ class Driver(AttemptBook):
         """The shell started the race's second side."""
         self._hedges += 1
         first, second = race.candidates
-        emit(self.on_event, HedgeStarted(call.id, first.route.pinned, second.route.pinned,
-                                         race.delay))  # fmt: skip
+        emit(self.on_event, HedgeStarted(call.id, first.key, second.key, race.delay))
 
     # --- retries on one route -------------------------------------------------------------
 
