@@ -366,7 +366,7 @@ def test_a_deployment_down_opens_its_own_breaker_and_the_other_serves(
 
 
 def _two_slow_fakes() -> tuple[FakeOpenRouter, FakeOpenRouter]:
-    slow = Step.reply("ok", delay=0.6)
+    slow = Step.reply("ok", delay=2.0)  # long enough that 4 calls overlap, however loaded
     return FakeOpenRouter(default=slow), FakeOpenRouter(default=slow)
 
 
