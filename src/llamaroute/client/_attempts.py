@@ -205,11 +205,13 @@ class AttemptBook:
         provider = candidate.provider
         tokens = 0
         if provider.tpm is not None:
-            # The fast estimate of the prompt, plus every output token it may use (what
-            # Bedrock's own quota counts); the real usage replaces it after the answer.
+            # The prompt's ceiling (its UTF-8 bytes: no tokenizer counts more, and it costs a
+            # fraction of the fast estimate's 40 us) plus every output token it may use (what
+            # Bedrock's own quota counts): a limit must not let through what the provider
+            # would refuse. The real usage replaces it after the answer.
             wanted, cap = call.request.max_tokens, candidate.route.max_output_tokens
             output = min(wanted, cap) if wanted is not None and cap is not None else wanted
-            tokens = call.shape().input_tokens + (output or 0)
+            tokens = call.ceiling() + (output or 0)
         got = self.limits.acquire(provider.deployment, Limit(provider.rpm, provider.tpm), tokens)
         if not isinstance(got, Refusal):
             return got

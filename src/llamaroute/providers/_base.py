@@ -138,7 +138,7 @@ class Provider(ABC):
     deployment: str
     #: Requests per minute this deployment may be sent (``None``: no limit of ours).
     rpm: int | None = None
-    #: Tokens per minute (prompt estimate plus ``max_tokens``, corrected by the real usage).
+    #: Tokens per minute (the prompt's ceiling plus ``max_tokens``, then the real usage).
     tpm: int | None = None
     #: The share of calls the ``weighted`` strategy gives this deployment (relative).
     weight: float = 1.0

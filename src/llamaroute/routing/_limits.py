@@ -6,9 +6,11 @@ provider's own 429 is not what spreads the load. The count is a sliding window (
 last minute's admissions), not a fixed minute that would let twice the limit through across a
 minute's edge.
 
-Tokens are counted when the request is admitted, at an estimate (the prompt's fast estimate
-plus its ``max_tokens``: what the answer may use, as Bedrock's own quota counts), and the
-estimate is replaced by the real usage when the answer comes back.
+Tokens are counted when the request is admitted, at an estimate that leans high (the
+prompt's ceiling, its UTF-8 bytes, which no tokenizer exceeds, plus its ``max_tokens``: what
+the answer may use, as Bedrock's own quota counts), and the estimate is replaced by the real
+usage when the answer comes back. Leaning high keeps a provider's 429 away; the correction
+gives the room back as soon as the answer says how much was used.
 
 The state sits behind :class:`RateLimits`, so that a fleet can share it (a Redis
 implementation, issue 21); :class:`MemoryRateLimits` is the one-process implementation. No
