@@ -573,3 +573,18 @@ def test_streams_take_the_next_deployment_at_the_limit(mode: str) -> None:
                 used = caller.runner.run(read_async(caller.client))
         assert used == ["a", "b"]
         assert (first.hits, second.hits) == (1, 1)
+
+
+def test_estimate_prices_the_deployments_a_call_would_use() -> None:
+    providers = [
+        BedrockProvider(region="eu-west-1", deployment="eu-west", **AWS_KEYS),
+        BedrockProvider(region="eu-central-1", deployment="eu-central", **AWS_KEYS),
+    ]
+    with Client(providers) as client:
+        [west] = client.estimate(MODEL, "hello there", providers=["eu-west"])
+        [central] = client.estimate(MODEL, "hello there", providers=["eu-central"])
+        [both] = client.estimate(MODEL, "hello there")  # one route: the first region's price
+    assert west.expected is not None
+    assert central.expected is not None
+    assert float(central.expected / west.expected) == pytest.approx(19 / 17)
+    assert both.expected == west.expected

@@ -225,13 +225,16 @@ class BaseClient:
         _, pairs, _ = configured_routes(resolution, self._providers, providers)
         shape = request_shape(request, expected_output_tokens=expected_output_tokens)
         # A route that cannot carry the request's tools is not estimated, as it is not called.
-        # (A route several deployments serve is estimated once.)
+        # A route several deployments serve is estimated once, priced for the region of the
+        # first of them that the call would use.
         routes: dict[Route, Provider] = {}
+        regions: dict[str, str | None] = {}
         for route, provider in pairs:
             routes.setdefault(route, provider)
+            regions.setdefault(route.provider, provider.region)
         refusals = [(r, tools_refusal(request, r, p, streaming=False)) for r, p in routes.items()]
         kept = [route for route, why in refusals if why is None]
-        result = estimate_shape(shape, kept, catalog=self.catalog, regions=self._accounting.regions)
+        result = estimate_shape(shape, kept, catalog=self.catalog, regions=regions)
         tool_skips = [SkippedRoute(r.provider, r.model_id, why) for r, why in refusals if why]
         result.skipped = (*result.skipped, *tool_skips)
         return result
