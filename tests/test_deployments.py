@@ -41,7 +41,7 @@ from llamaroute.testing import FakeBedrock, FakeOllama, FakeOpenRouter, Step
 from .conftest import AWS_KEYS, CANARY_KEY, Clock
 
 MODEL = "llama-3.2-3b"
-OTHER_KEY = "sk-or-v1-SECOND0123456789abcdefSECOND0123456789abcdef"
+OTHER_KEY = "second-placeholder-not-a-key"  # distinctive: asserted absent from output
 
 
 def _policy(clock: Clock, attempts: int = 1) -> RetryPolicy:
