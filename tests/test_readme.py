@@ -172,3 +172,24 @@ def test_the_openai_messages_block_runs_unchanged(tmp_path: Path) -> None:
     assert system == {"role": "system", "content": "You are a helpful assistant."}
     assert user["content"][0] == {"type": "text", "text": "What's in this image?"}
     assert user["content"][1]["image_url"]["url"].startswith("https://upload.wikimedia.org/")
+
+
+def test_the_several_deployments_block_runs_against_the_fakes(tmp_path: Path) -> None:
+    [block] = _blocks(_section("## Several deployments"), "python")
+    # The block as written, with the providers' own endpoint variables pointed at the fakes.
+    script = f"""
+import os
+from llamaroute.testing import FakeBedrock, FakeOpenRouter
+
+with FakeOpenRouter() as openrouter, FakeBedrock() as bedrock:
+    os.environ["OPENROUTER_BASE_URL"] = openrouter.base_url
+    os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = bedrock.url
+    exec({block!r})
+    print(openrouter.hits, bedrock.hits)
+"""
+    env = {**_offline_env(), "OPENROUTER_KEY_A": "readme-a", "OPENROUTER_KEY_B": "readme-b",
+           "AWS_ACCESS_KEY_ID": "readme-test", "AWS_SECRET_ACCESS_KEY": "x"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env=env, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["or-a", "eu-west", "1 1"]

@@ -225,7 +225,11 @@ class PaymentRequiredError(ProviderError):
 
 class RateLimitError(ProviderError):
     """The provider is rate limiting this account. ``retry_after`` is the server's hint in
-    seconds, when it gave one."""
+    seconds, when it gave one.
+
+    Also raised, with code ``"local_rate_limit"`` and no request sent, when every deployment
+    a call may use is at its own ``rpm``/``tpm`` limit and no slot frees within the call's
+    ``timeout``; ``retry_after`` then says when one does."""
 
     default_retryable = True
 

@@ -121,7 +121,9 @@ class Attempt(_Output):
 
     ``error_type`` is the llamaroute error class name, ``code`` the provider's own error code,
     ``retry_after`` the server's wait hint, ``partial`` whether text had been delivered before
-    a stream failed, ``cost`` what the attempt cost where anything was billed.
+    a stream failed, ``cost`` what the attempt cost where anything was billed. ``deployment``
+    names the deployment that was sent the request (its ``deployment=``, or the provider's
+    name): never a key or a host's credentials.
     """
 
     provider: str
@@ -135,3 +137,4 @@ class Attempt(_Output):
     elapsed_s: float = 0.0
     cost: Cost | None = None
     partial: bool = False
+    deployment: str | None = None

@@ -1,5 +1,6 @@
-"""The bookkeeping of attempts, with no I/O: admitting one (deadline, breaker, budget), and
-recording how it ended (breakers, ledger, latency, events, the ``Attempt`` record).
+"""The bookkeeping of attempts, with no I/O: admitting one (deadline, breaker, rate limits,
+budget), and recording how it ended (breakers, ledger, latency, calls in flight, rate limits,
+events, the ``Attempt`` record).
 
 :class:`AttemptBook` is the half of the routing driver (:mod:`._driver`) that keeps the books;
 the driver decides what to try next. Every ``Attempt`` a call reports is built by
@@ -9,6 +10,7 @@ the driver decides what to try next. Every ``Attempt`` a call reports is built b
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -21,17 +23,28 @@ from .._exceptions import (
     PaymentRequiredError,
     ProviderError,
     ProviderTimeoutError,
+    RateLimitError,
     StreamInterruptedError,
 )
 from .._records import Attempt, Cost, Outcome
 from ..catalog import Price, Route
 from ..money import Accounting, SpendEntry
 from ..providers import ProviderCall
-from ..routing import Candidate, Health, LatencyStats
+from ..routing import Candidate, Health, Hold, LatencyStats, Limit, RateLimits, Refusal
 from ._call import Answer, Call, Run, Ticket
 from ._events import AttemptFailed, AttemptStarted, BudgetRefused, EventHandler, emit
 
-__all__ = ["AttemptBook", "Expired", "FallbackRule", "OverBudget", "Skip", "default_fallback"]
+__all__ = [
+    "AttemptBook",
+    "Expired",
+    "FallbackRule",
+    "OverBudget",
+    "OverLimit",
+    "RateLimited",
+    "Skip",
+    "Throttled",
+    "default_fallback",
+]
 
 logger = logging.getLogger("llamaroute")
 
@@ -66,6 +79,32 @@ class OverBudget(Skip):
         self.refusal = refusal
 
 
+class RateLimited(Skip):
+    """The deployment is at its ``rpm``/``tpm`` limit and another route is left: skip it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Throttled(Exception):
+    """The call's last route is at its limit, and a slot frees within the call's time: wait
+    ``seconds`` (a :class:`~._driver.Sleep`), then ask again."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class OverLimit(Exception):
+    """The call's last route is at its limit and no slot frees within the call's time:
+    ``error`` (a :class:`RateLimitError`, no request sent) ends the route."""
+
+    def __init__(self, error: RateLimitError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Expired(Exception):
     """The call's deadline passed before the next attempt could start."""
 
@@ -74,6 +113,10 @@ class AttemptBook:
     """Admits attempts and keeps their books, for one client (thread-safe where it must be:
     the breakers, the ledger and the latency stats lock themselves)."""
 
+    #: Whether attempts in flight are counted per candidate (for ``least_busy``): only when
+    #: there is a choice to make, more than one deployment, as the count takes a lock.
+    count_busy = False
+
     def __init__(
         self,
         health: Health,
@@ -81,12 +124,14 @@ class AttemptBook:
         stats: LatencyStats,
         on_event: EventHandler | None,
         fallback: FallbackRule,
+        limits: RateLimits,
     ) -> None:
         self.health = health
         self.accounting = accounting
         self.stats = stats
         self.on_event = on_event
         self.fallback = fallback
+        self.limits = limits
 
     # --- before an attempt --------------------------------------------------------------------
 
@@ -96,19 +141,19 @@ class AttemptBook:
         candidates = call.candidates
         if len(candidates) == 1:
             return [(candidates[0], True)]
-        shut = self.health.open_routes([c.route for c in candidates])
+        shut = self.health.open_routes(candidates)
         if not shut:  # the usual case: every breaker closed
             return [(candidate, False) for candidate in candidates]
-        closed = {route.pinned for route in shut}
-        ready = [(c, False) for c in candidates if c.route.pinned not in closed]
-        run.skipped.extend(f"{pinned} (circuit open)" for pinned in sorted(closed))
+        closed = {candidate.key for candidate in shut}
+        ready = [(c, False) for c in candidates if c.key not in closed]
+        run.skipped.extend(f"{key} (circuit open)" for key in sorted(closed))
         if ready:
             return ready
         # Every route is open: try the one that failed longest ago rather than fail untried.
         run.all_open = True
-        oldest = self.health.longest_failed([candidate.route for candidate in candidates])
-        logger.warning("every route's circuit breaker is open; trying %s anyway", oldest.pinned)
-        return [(next(c for c in candidates if c.route == oldest), True)]
+        oldest = self.health.longest_failed(candidates)
+        logger.warning("every route's circuit breaker is open; trying %s anyway", oldest.key)
+        return [(oldest, True)]
 
     def admit(
         self, call: Call, run: Run, candidate: Candidate, forced: bool, routes_left: int
@@ -116,41 +161,93 @@ class AttemptBook:
         """Admit one attempt on ``candidate`` and build what the provider gets.
 
         Raises :class:`Expired` when the deadline has passed and :class:`Skip` when the
-        route's breaker or the budget refuses it. A breaker is asked only while another route
-        is left to divert to: the call's last route is tried (and retried) whatever its breaker
-        says. With a deadline, the attempt gets an equal share of the time left among the
-        routes not yet tried, so that a provider that never answers cannot starve the fallback.
+        route's breaker, its deployment's rate limits or the budget refuse it. A breaker is
+        asked only while another route is left to divert to: the call's last route is tried
+        (and retried) whatever its breaker says. A deployment at its limit is skipped while
+        another route is left; on the last route, :class:`Throttled` says how long to wait
+        for a slot when that fits in the call's time, else :class:`OverLimit`. With a
+        deadline, the attempt gets an equal share of the time left among the routes not yet
+        tried, so that a provider that never answers cannot starve the fallback.
         """
         remaining = call.remaining()
         if remaining is not None and remaining <= 0:
             raise Expired
-        if not forced and routes_left > 1 and not self.health.admit(candidate.route):
+        if not forced and routes_left > 1 and not self.health.admit(candidate):
             raise Skip
-        reservation = self._reserve(call, run, candidate)
+        provider = candidate.provider
+        hold = None
+        if provider.rpm is not None or provider.tpm is not None:  # (two reads when unlimited)
+            hold = self._take_slot(call, candidate, forced or routes_left <= 1, remaining)
+        try:
+            reservation = self._reserve(call, run, candidate)
+        except OverBudget:
+            if hold is not None:
+                self.limits.cancel(provider.deployment, hold)
+            raise
         # The reserved price goes to the provider as a ceiling (OpenRouter's
         # provider.max_price), so that a price that moved since the table was read cannot bill
         # more than was reserved: such a request is refused, and the call falls back.
-        cap = self.accounting.price(candidate.route) if reservation is not None else None
+        cap = None
+        if reservation is not None:
+            cap = self.accounting.price(candidate.route, deployment=provider.deployment)
         call.attempts_started += 1
-        number = run.numbers[candidate.route.pinned] = call.attempts_started
+        number = run.numbers[candidate.key] = call.attempts_started
+        if self.count_busy:
+            self.stats.started(candidate.key)
         if self.on_event is not None:  # (no event object built for nobody)
             route = candidate.route
             emit(self.on_event, AttemptStarted(call.id, route.provider, route.model_id, number,
                                                call.request.max_tokens))  # fmt: skip
         if remaining is not None:
             remaining /= max(1, routes_left)
-        return Ticket(number, reservation), _provider_call(call, candidate.route, remaining, cap)
+        ticket = Ticket(number, reservation, hold)
+        return ticket, _provider_call(call, candidate.route, remaining, cap)
+
+    def _take_slot(
+        self, call: Call, candidate: Candidate, last: bool, remaining: float | None
+    ) -> Hold:
+        """Count the attempt against its deployment's ``rpm``/``tpm``, or say why not."""
+        provider = candidate.provider
+        tokens = 0
+        if provider.tpm is not None:
+            # The prompt's ceiling (its UTF-8 bytes: no tokenizer counts more, and it costs a
+            # fraction of the fast estimate's 40 us) plus every output token it may use (what
+            # Bedrock's own quota counts): a limit must not let through what the provider
+            # would refuse. The real usage replaces it after the answer.
+            wanted, cap = call.request.max_tokens, candidate.route.max_output_tokens
+            output = min(wanted, cap) if wanted is not None and cap is not None else wanted
+            tokens = call.ceiling() + (output or 0)
+        got = self.limits.acquire(provider.deployment, Limit(provider.rpm, provider.tpm), tokens)
+        if not isinstance(got, Refusal):
+            return got
+        if not last:
+            self.health.release(candidate)  # the half-open breaker's probe admit() reserved
+            raise RateLimited(f"{candidate.key} ({got.reason})")
+        if got.wait < math.inf and (remaining is None or got.wait < remaining):
+            raise Throttled(got.wait)
+        route = candidate.route
+        when = "ever fits" if got.wait == math.inf else f"frees in {got.wait:.1f} s"
+        within = "" if remaining is None else f" (the call has {max(remaining, 0):.1f} s left)"
+        error = RateLimitError(
+            f"deployment {provider.deployment!r} is at its limit ({got.reason}) and no slot "
+            f"{when}{within}; no request was sent (add a deployment, raise its limit or "
+            "retry later)",
+            provider=route.provider, model_id=route.model_id, code="local_rate_limit",
+            retry_after=None if got.wait == math.inf else got.wait, retryable=False,
+        )  # fmt: skip
+        raise OverLimit(error)
 
     def _reserve(self, call: Call, run: Run, candidate: Candidate) -> str | None:
         """Hold the attempt's worst case against the budget and ``max_cost`` (if any)."""
         if not self.accounting.limited(call.max_cost):
             return None
-        worst = self.accounting.worst_case(call.shape(), candidate.route, call.ceiling())
+        worst = self.accounting.worst_case(call.shape(), candidate.route, call.ceiling(),
+                                           deployment=candidate.deployment)  # fmt: skip
         try:
             return self.accounting.reserve(candidate.route, worst, call.max_cost, run.spent)
         except BudgetExceededError as refusal:
             # Other calls took the budget meanwhile, or this call's own spending did.
-            self.health.release(candidate.route)
+            self.health.release(candidate)
             emit(self.on_event, BudgetRefused(call.id, candidate.route.pinned, worst,
                                               self.accounting.ledger.remaining()))  # fmt: skip
             raise OverBudget(refusal) from None
@@ -160,7 +257,7 @@ class AttemptBook:
     def record(
         self,
         run: Run,
-        route: Route,
+        candidate: Candidate,
         outcome: Outcome,
         started: float,
         *,
@@ -171,6 +268,7 @@ class AttemptBook:
         """Add the attempt to the call's record (the one place an ``Attempt`` is built);
         returns its elapsed seconds."""
         elapsed = time.perf_counter() - started
+        route = candidate.route
         details = {}
         if error is not None:
             details = {"error_type": type(error).__name__, "error": error.message,
@@ -184,6 +282,7 @@ class AttemptBook:
                 elapsed_s=elapsed,
                 cost=cost,
                 partial=partial,
+                deployment=candidate.provider.deployment,
                 **details,
             )
         )
@@ -208,7 +307,9 @@ class AttemptBook:
             # This route used up its share of the call's time; what is left belongs to the
             # routes after it, so do not retry here.
             error.retryable = False
-        self.health.record(candidate.route, error)
+        self.health.record(candidate, error)
+        if self.count_busy:
+            self.stats.ended(candidate.key)
         run.errors.append(error)
         cost = None
         if partial_text or _reached_the_model(error):
@@ -216,16 +317,19 @@ class AttemptBook:
             # no usage came back. Recorded as an estimate, as a cut stream is.
             text = partial_text or ""
             cost = self.accounting.partial_cost(candidate.route, call.shape(), text,
-                                                prompt_ceiling=call.ceiling())  # fmt: skip
+                                                prompt_ceiling=call.ceiling(),
+                                                deployment=candidate.deployment)  # fmt: skip
         self.settle(call, run, candidate, ticket.reservation, cost, partial=True, ref=ref)
-        self.record(run, candidate.route, "error", started, cost=cost, error=error,
+        self.record(run, candidate, "error", started, cost=cost, error=error,
                     partial=bool(partial_text))  # fmt: skip
         logger.debug("attempt %d on %s failed: %s", ticket.number, candidate.route.pinned,
                      type(error).__name__)  # fmt: skip
 
     def cancelled(self, call: Call, run: Run, candidate: Candidate, ticket: Ticket) -> None:
         """The attempt was interrupted (cancelled task, Ctrl-C): give back what it held."""
-        self.health.release(candidate.route)
+        self.health.release(candidate)
+        if self.count_busy:
+            self.stats.ended(candidate.key)
         self.settle(call, run, candidate, ticket.reservation, None, partial=True)
 
     def abandoned(self, call: Call, run: Run, answer: Answer, text: str) -> None:
@@ -234,22 +338,27 @@ class AttemptBook:
         prompt and the text received, is recorded as an estimate in place of the
         reservation."""
         candidate = answer.candidate
-        self.health.record(candidate.route, None)
+        self.health.record(candidate, None)
+        if self.count_busy:
+            self.stats.ended(candidate.key)
         note = f"the stream was abandoned after {len(text)} characters: prompt and text estimated"
         cost = self.accounting.partial_cost(candidate.route, call.shape(), text, note,
-                                            prompt_ceiling=call.ceiling())  # fmt: skip
+                                            prompt_ceiling=call.ceiling(),
+                                            deployment=candidate.deployment)  # fmt: skip
         self.settle(call, run, candidate, answer.ticket.reservation, cost, partial=True,
                     ref=answer.ref)  # fmt: skip
-        self.record(run, candidate.route, "cancelled", answer.started, cost=cost, partial=True)
+        self.record(run, candidate, "cancelled", answer.started, cost=cost, partial=True)
         logger.debug("stream on %s abandoned by the caller", candidate.route.pinned)
 
     def cut_off(self, call: Call, run: Run, candidate: Candidate, started: float) -> None:
         """Record an attempt cancelled mid-request (a hedge that lost): the provider has likely
-        processed, and billed, the prompt; the output is unknown."""
+        processed, and billed, the prompt; the output is unknown. (Its books on the breaker,
+        in-flight count and limits were closed by :meth:`cancelled`.)"""
         cost = self.accounting.partial_cost(candidate.route, call.shape(), "",
-                                            prompt_ceiling=call.ceiling())  # fmt: skip
+                                            prompt_ceiling=call.ceiling(),
+                                            deployment=candidate.deployment)  # fmt: skip
         self.settle(call, run, candidate, None, cost, partial=True)
-        self.record(run, candidate.route, "cancelled", started, cost=cost, partial=True)
+        self.record(run, candidate, "cancelled", started, cost=cost, partial=True)
 
     def settle(
         self,
@@ -277,11 +386,11 @@ class AttemptBook:
 
     def on_retry(self, run: Run, candidate: Candidate) -> Callable[[BaseException, float], None]:
         """The retry loop's ``before_sleep``: the failed attempt's event, with the wait."""
-        route = candidate.route
+        route, key = candidate.route, candidate.key
 
         def before_sleep(error: BaseException, wait: float) -> None:
             if isinstance(error, ProviderError):
-                number = run.numbers[route.pinned]
+                number = run.numbers[key]
                 failed = AttemptFailed(run.call_id, route.provider, route.model_id, number,
                                        error, wait)  # fmt: skip
                 emit(self.on_event, failed)

@@ -9,6 +9,7 @@ shells that run it and do the I/O.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Sequence
 from decimal import Decimal
 from os import PathLike
@@ -20,6 +21,7 @@ from ..catalog import (
     Catalog,
     ImagePolicy,
     Resolution,
+    Route,
     apply_image_policy,
     check_image_policy,
     default_catalog,
@@ -41,6 +43,8 @@ from ..routing import (
     Candidate,
     Health,
     LatencyStats,
+    MemoryRateLimits,
+    RateLimits,
     RetryPolicy,
     Strategy,
     StrategyName,
@@ -74,18 +78,11 @@ class BaseClient:
         ledger: Ledger | str | PathLike[str] | None = None,
         budget: Decimal | None = None,
         on_event: EventHandler | None = None,
+        rate_limits: RateLimits | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         found = list(providers) if providers is not None else discover()
-        self._providers: dict[str, Provider] = {}
-        for provider in found:
-            if not isinstance(provider, Provider):
-                raise ConfigurationError(
-                    f"providers= takes provider objects (such as OpenRouterProvider(...)), "
-                    f"not {type(provider).__name__}"
-                )
-            if provider.name in self._providers:
-                raise ConfigurationError(f"provider {provider.name!r} is configured twice")
-            self._providers[provider.name] = provider
+        self._providers = _deployments(found)
         self.catalog = catalog or default_catalog()
         self._retry = RetryPolicy.coerce(retries, RetryPolicy())
         self._health = Health(breaker or BreakerPolicy(), clock=self._retry.clock)
@@ -98,21 +95,30 @@ class BaseClient:
         self._timeout = check_timeout(timeout)
         self._image_fetch = image_fetch
         self._strategy = strategy
-        regions = {name: provider.region for name, provider in self._providers.items()}
+        # Prices by provider (its first deployment's region, for estimate()) and by deployment
+        # (each attempt is priced for the region of the deployment that made it).
+        regions = {p.name: p.region for p in reversed(self._providers.values())}
+        regions.update({name: p.region for name, p in self._providers.items()})
         self._accounting = Accounting(self.catalog, open_ledger(ledger, budget), regions)
         self._stats = LatencyStats()
         # Spans come from the same events, when OpenTelemetry is installed.
         self._on_event = chain(on_event, tracing_handler())
         self._ids = itertools.count(1)
+        # Each client its own: requests and tokens per minute of its deployments (only those
+        # with rpm= or tpm= are counted), and the weighted strategy's random source.
+        self._limits = rate_limits or MemoryRateLimits(clock=self._retry.clock)
+        self._rng = rng or random.Random()
         self._driver = Driver(self._health, self._accounting, self._stats, self._on_event,
-                              self._fallback)  # fmt: skip
+                              self._fallback, self._limits)  # fmt: skip
+        self._driver.count_busy = len(self._providers) > 1 or strategy == "least_busy"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} providers={list(self._providers)}>"
 
     @property
     def providers(self) -> dict[str, Provider]:
-        """The configured providers by name, in the order they are tried."""
+        """The configured providers by deployment name (the provider's name unless given
+        ``deployment=``), in the order they are tried."""
         return dict(self._providers)
 
     @property
@@ -127,8 +133,9 @@ class BaseClient:
 
     def health(self) -> dict[str, dict[str, object]]:
         """The circuit breakers that have seen traffic, by route (``provider:model_id``) and
-        provider (``provider:*``): ``state`` (closed, open, half_open), consecutive failures,
-        times opened, and seconds until an open breaker lets a probe through."""
+        provider (``provider:*``), ``@deployment`` added for a deployment named otherwise than
+        its provider: ``state`` (closed, open, half_open), consecutive failures, times opened,
+        and seconds until an open breaker lets a probe through."""
         return self._health.snapshot()
 
     # --- before any I/O ----------------------------------------------------------------------
@@ -164,7 +171,7 @@ class BaseClient:
         routing = plan(
             request, resolution, self._providers, catalog=self.catalog, order=providers,
             strategy=self._strategy if strategy is None else strategy, stats=self._stats,
-            shape=call.shape, ceiling=call.ceiling, streaming=streaming,
+            shape=call.shape, ceiling=call.ceiling, streaming=streaming, rng=self._rng,
         )  # fmt: skip
         # Read, check and fit every image now, so that a bad or oversized image fails before
         # any request is sent. Only URLs that some route must download wait for the attempt.
@@ -187,7 +194,8 @@ class BaseClient:
             return tuple(ordered)
         fitting, reasons = [], []
         for candidate in ordered:
-            worst = self._accounting.worst_case(call.shape(), candidate.route, call.ceiling())
+            worst = self._accounting.worst_case(call.shape(), candidate.route, call.ceiling(),
+                                                deployment=candidate.deployment)  # fmt: skip
             reason = self._accounting.budget_refusal(
                 candidate.route, worst, call.max_cost, Decimal(0)
             )
@@ -228,13 +236,19 @@ class BaseClient:
         expected_output_tokens: int | None,
     ) -> Estimates:
         resolution = self.catalog.resolve(request.model)
-        _, routes, _ = configured_routes(resolution, self._providers, providers)
+        _, pairs, _ = configured_routes(resolution, self._providers, providers)
         shape = request_shape(request, expected_output_tokens=expected_output_tokens)
         # A route that cannot carry the request's tools is not estimated, as it is not called.
-        refusals = [(r, tools_refusal(request, r, self._providers.get(r.provider), streaming=False))
-                    for r in routes]  # fmt: skip
+        # A route several deployments serve is estimated once, priced for the region of the
+        # first of them that the call would use.
+        routes: dict[Route, Provider] = {}
+        regions: dict[str, str | None] = {}
+        for route, provider in pairs:
+            routes.setdefault(route, provider)
+            regions.setdefault(route.provider, provider.region)
+        refusals = [(r, tools_refusal(request, r, p, streaming=False)) for r, p in routes.items()]
         kept = [route for route, why in refusals if why is None]
-        result = estimate_shape(shape, kept, catalog=self.catalog, regions=self._accounting.regions)
+        result = estimate_shape(shape, kept, catalog=self.catalog, regions=regions)
         tool_skips = [SkippedRoute(r.provider, r.model_id, why) for r, why in refusals if why]
         result.skipped = (*result.skipped, *tool_skips)
         return result
@@ -295,3 +309,32 @@ def _apply_image_policy(
     if policy == "refuse" or not request.images or not resolution.routes:
         return request, None
     return apply_image_policy(request, resolution.routes[0].max_images, policy)
+
+
+def _deployments(found: Sequence[Provider]) -> dict[str, Provider]:
+    """The providers by deployment name, checked: each a provider object, each name once, and
+    no deployment named like another provider (a call's ``providers=["ollama"]`` must mean
+    one thing)."""
+    deployments: dict[str, Provider] = {}
+    for provider in found:
+        if not isinstance(provider, Provider):
+            raise ConfigurationError(
+                f"providers= takes provider objects (such as OpenRouterProvider(...)), "
+                f"not {type(provider).__name__}"
+            )
+    names = {provider.name for provider in found}
+    for provider in found:
+        name = provider.deployment
+        if name != provider.name and name in names:
+            raise ConfigurationError(
+                f"deployment {name!r} of {provider.name} has another provider's name: "
+                "choose a name no provider has"
+            )
+        if name in deployments:
+            raise ConfigurationError(
+                f"deployment {name!r} is configured twice: give each {provider.name} "
+                f'deployment its own name, e.g. {type(provider).__name__}(..., deployment="'
+                f'{provider.name}-2")'
+            )
+        deployments[name] = provider
+    return deployments

@@ -9,14 +9,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from .._exceptions import ConfigurationError, MalformedResponseError, ProviderError
+from .._exceptions import (
+    ConfigurationError,
+    MalformedResponseError,
+    ProviderError,
+    RateLimitError,
+)
 from .._records import Attempt
 from .._request import ChatRequest
 from ..catalog import Resolution
 from ..images import ImageFetchPolicy, RequestImages
 from ..money import RequestShape, request_shape, request_token_ceiling
 from ..providers import ProviderCall
-from ..routing import Candidate, RetryPolicy
+from ..routing import Candidate, Hold, RetryPolicy
 
 __all__ = ["Answer", "Call", "Run", "Ticket", "check_timeout", "no_result"]
 
@@ -99,16 +104,19 @@ class Run:
     # for a window no larger (route -> why).
     overflowed: tuple[str, int] | None = None
     smaller_windows: dict[str, str] = field(default_factory=dict)
+    over_limit: RateLimitError | None = None  # the last route at its rate limit, no slot soon
 
     def hit_deadline(self) -> None:
         self.deadline_hit = True
 
 
 class Ticket(NamedTuple):  # a tuple: built on every attempt, and cheaper than a dataclass
-    """One admitted attempt: its call-wide number and the budget it holds (if any)."""
+    """One admitted attempt: its call-wide number, the budget it holds and its place in its
+    deployment's rate limits (if any)."""
 
     number: int
     reservation: str | None
+    hold: Hold | None = None
 
 
 class Answer(NamedTuple):

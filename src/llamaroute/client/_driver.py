@@ -29,12 +29,22 @@ from .._exceptions import (
     DeadlineExceededError,
     ProviderError,
     ProviderTimeoutError,
+    RateLimitError,
     StreamInterruptedError,
 )
 from .._response import ChatResponse
 from ..providers import ProviderCall, ProviderResult
 from ..routing import Candidate, HedgePolicy, uses_tools
-from ._attempts import AttemptBook, Expired, OverBudget, Skip, spent_total
+from ._attempts import (
+    AttemptBook,
+    Expired,
+    OverBudget,
+    OverLimit,
+    RateLimited,
+    Skip,
+    Throttled,
+    spent_total,
+)
 from ._call import Answer, Call, Run
 
 if TYPE_CHECKING:
@@ -54,7 +64,8 @@ class Send(NamedTuple):  # a tuple, like Sleep: built on every attempt
 
 
 class Sleep(NamedTuple):
-    """Wait before the next attempt on the same route."""
+    """Wait before the next attempt on the same route (a retry's backoff, or a rate limit's
+    slot to free)."""
 
     seconds: float
 
@@ -123,7 +134,7 @@ class Driver(AttemptBook):
                 outcome: RaceOutcome = yield Race(
                     self._route(call, run, first, False, len(order)),
                     self._route(call, run, second, False, len(order) - 1),
-                    (first, second), self.hedge.wait_for(first.route.pinned, self.stats),  # type: ignore[union-attr]
+                    (first, second), self.hedge.wait_for(first.key, self.stats),  # type: ignore[union-attr]
                 )  # fmt: skip
                 for candidate, started in outcome.cut:
                     self.cut_off(call, run, candidate, started)
@@ -138,7 +149,7 @@ class Driver(AttemptBook):
                 continue
             try:
                 return (yield from self._route(call, run, candidate, forced, len(order) - index))
-            except (Skip, Expired, ProviderError) as error:
+            except (Skip, Expired, OverLimit, ProviderError) as error:
                 following = order[index + 1][0] if index + 1 < len(order) else None
                 if not self._conclude(run, candidate, error, following):
                     break
@@ -152,8 +163,15 @@ class Driver(AttemptBook):
         if isinstance(error, OverBudget):
             run.over_budget.append(str(error.refusal))
             return True
+        if isinstance(error, RateLimited):
+            run.skipped.append(error.reason)
+            return True
         if isinstance(error, Skip):
-            run.skipped.append(f"{candidate.route.pinned} (circuit open)")
+            run.skipped.append(f"{candidate.key} (circuit open)")
+            return True
+        if isinstance(error, OverLimit):
+            run.over_limit = error.error
+            run.errors.append(error.error)
             return True
         if isinstance(error, Expired):
             run.deadline_hit = True
@@ -161,7 +179,7 @@ class Driver(AttemptBook):
         if not isinstance(error, ProviderError):
             raise error
         route = candidate.route
-        number = run.numbers.get(route.pinned, 0)
+        number = run.numbers.get(candidate.key, 0)
         emit(self.on_event, AttemptFailed(run.call_id, route.provider, route.model_id, number,
                                           error, None))  # fmt: skip
         largest = 0 if run.overflowed is None else run.overflowed[1]
@@ -172,7 +190,7 @@ class Driver(AttemptBook):
             emit(self.on_event, CallFailed(run.call_id, error))
             raise error
         if following is not None:
-            emit(self.on_event, FallbackTaken(run.call_id, route.pinned, following.route.pinned,
+            emit(self.on_event, FallbackTaken(run.call_id, candidate.key, following.key,
                                               error))  # fmt: skip
             self.warn_misconfigured(candidate, error)
         return True
@@ -186,8 +204,7 @@ class Driver(AttemptBook):
         """The shell started the race's second side."""
         self._hedges += 1
         first, second = race.candidates
-        emit(self.on_event, HedgeStarted(call.id, first.route.pinned, second.route.pinned,
-                                         race.delay))  # fmt: skip
+        emit(self.on_event, HedgeStarted(call.id, first.key, second.key, race.delay))
 
     # --- retries on one route -------------------------------------------------------------
 
@@ -209,7 +226,11 @@ class Driver(AttemptBook):
         attempt: AttemptManager | None = None
         waits: list[float] = []  # tenacity notes each wait here; the shell does the sleeping
         while True:
-            ticket, provider_call = self.admit(call, run, candidate, forced, routes_left)
+            try:
+                ticket, provider_call = self.admit(call, run, candidate, forced, routes_left)
+            except Throttled as throttled:  # the last route, at its limit: wait for a slot
+                yield Sleep(throttled.seconds)
+                continue
             started = time.perf_counter()
             try:
                 reply = yield Send(candidate, provider_call)
@@ -236,7 +257,7 @@ class Driver(AttemptBook):
                 raise
             if call.streaming:
                 elapsed = time.perf_counter() - started
-                self.stats.observe(candidate.route.pinned, elapsed, first_token=True)
+                self.stats.observe(candidate.key, elapsed, first_token=True)
             return Answer(candidate, ticket, reply, started, provider_call)
 
     # --- how a call ends ------------------------------------------------------------------
@@ -245,23 +266,33 @@ class Driver(AttemptBook):
         self, call: Call, run: Run, answer: Answer, result: ProviderResult
     ) -> ChatResponse:
         """The successful attempt's books, and the ``ChatResponse`` built from its result."""
-        route = answer.candidate.route
-        self.health.record(route, None)
-        if result.cost is None and result.details.get("usage_missing"):
+        candidate = answer.candidate
+        route, deployment = candidate.route, candidate.provider.deployment
+        self.health.record(candidate, None)
+        if self.count_busy:
+            self.stats.ended(candidate.key)
+        usage_missing = result.details.get("usage_missing")
+        hold = answer.ticket.hold
+        if hold is not None and candidate.provider.tpm is not None and not usage_missing:
+            # The real usage replaces the estimate (without usage, the estimate stands).
+            self.limits.settle(deployment, hold, result.usage.total_tokens)
+        if result.cost is None and usage_missing:
             # No usage came back (a stream without its usage chunk): never priced as 0 tokens,
             # but as an estimate of the prompt and the text, and marked so.
             note = "the provider sent no usage: prompt and text estimated"
             cost = self.accounting.partial_cost(route, call.shape(), result.text, note,
-                                                prompt_ceiling=call.ceiling())  # fmt: skip
+                                                prompt_ceiling=call.ceiling(),
+                                                deployment=deployment)  # fmt: skip
             price_check = None
         else:
             cost, price_check = self.accounting.answer_cost(
-                route, result.usage, result.cost, call.images.count, problem=result.cost_problem
-            )
-        price = self.accounting.table_price(route)
-        self.settle(call, run, answer.candidate, answer.ticket.reservation, cost, partial=False)
-        elapsed = self.record(run, route, "ok", answer.started, cost=cost)
-        self.stats.observe(route.pinned, elapsed)
+                route, result.usage, result.cost, call.images.count, problem=result.cost_problem,
+                deployment=deployment,
+            )  # fmt: skip
+        price = self.accounting.table_price(route, deployment=deployment)
+        self.settle(call, run, candidate, answer.ticket.reservation, cost, partial=False)
+        elapsed = self.record(run, candidate, "ok", answer.started, cost=cost)
+        self.stats.observe(candidate.key, elapsed)
         details = dict(result.details)
         if result.served_model and result.served_model != route.model_id:
             details["served_model"] = result.served_model
@@ -270,6 +301,8 @@ class Driver(AttemptBook):
             details["max_tokens_capped_to"] = route.max_output_tokens
         if run.all_open:
             details["all_breakers_open"] = True
+        if run.skipped:  # routes passed over while the call ran: an open breaker, a rate limit
+            details["skipped"] = list(run.skipped)
         if price_check is not None:
             details["price_check"] = price_check
         if result.cost_problem is not None:
@@ -331,11 +364,15 @@ class Driver(AttemptBook):
 
     def exhausted(
         self, call: Call, run: Run
-    ) -> AllProvidersFailedError | BudgetExceededError | ContextWindowExceededError:
+    ) -> (
+        AllProvidersFailedError | BudgetExceededError | ContextWindowExceededError | RateLimitError
+    ):
         """The error for a call that ran out of routes (or of time), listing every attempt. If
         the budget refused a route's reservation, that is what ended the call: a
-        :class:`BudgetExceededError`, whatever else happened; if every route tried said the
-        prompt is over its window, a :class:`ContextWindowExceededError`."""
+        :class:`BudgetExceededError`, whatever else happened. If nothing was sent because
+        every route was at its rate limit with no slot freeing in time: that
+        :class:`RateLimitError` (code ``local_rate_limit``, with ``retry_after``). If every
+        route tried said the prompt is over its window, a :class:`ContextWindowExceededError`."""
         if run.over_budget:
             tried = f" after {len(run.attempts)} attempt(s)" if run.attempts else ""
             refused = BudgetExceededError(
@@ -345,6 +382,14 @@ class Driver(AttemptBook):
             )  # fmt: skip
             emit(self.on_event, CallFailed(call.id, refused))
             return refused
+        if run.over_limit is not None and not run.attempts:
+            limited = run.over_limit
+            if run.skipped:
+                limited.message += f" (skipped: {', '.join(run.skipped)})"
+                limited.args = (limited.message,)
+            limited.attempts = ()
+            emit(self.on_event, CallFailed(call.id, limited))
+            return limited
         expired = run.deadline_hit or (
             call.deadline is not None and call.retry.clock() >= call.deadline
         )

@@ -59,7 +59,8 @@ class AttemptFailed:
 
 @dataclass(frozen=True, slots=True)
 class FallbackTaken:
-    """The call moves on from one route to the next."""
+    """The call moves on from one route to the next (routes named ``provider:model_id``,
+    with ``@deployment`` for a deployment named otherwise than its provider)."""
 
     call_id: int
     from_route: str

@@ -40,7 +40,10 @@ class Client(BaseClient):
     ``Client()`` discovers providers from the environment (``OPENROUTER_API_KEY``, ...);
     ``Client(providers=[...])`` uses exactly the given provider objects, in that order.
     ``retries`` (per route), ``breaker``, ``fallback`` (``True``, ``False`` or a predicate on
-    the error) and ``timeout`` (per call, seconds) set the defaults for every call. Closing the
+    the error) and ``timeout`` (per call, seconds) set the defaults for every call. Several
+    deployments of one provider (two keys, two hosts, two regions) each need their own
+    ``deployment=`` name; their ``rpm``/``tpm`` limits are counted in ``rate_limits`` (in
+    memory by default), and ``rng`` is the ``weighted`` strategy's random source. Closing the
     client closes its providers. Safe to share between threads.
 
     Example::
@@ -102,7 +105,8 @@ class Client(BaseClient):
                 OpenAI-format dicts or ``llamaroute.Tool``; the calls it makes are in
                 ``response.tool_calls``. Routes that cannot take tools are skipped.
             tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a tool's name.
-            providers: provider names for this call, in the order to try them.
+            providers: provider or deployment names for this call, in the order to try
+                them (a provider's name: each of its deployments, in configured order).
             timeout: seconds for the whole call, every attempt and wait included.
             retries: retries per route for this call (an int or a ``RetryPolicy``).
             strategy: the order to try routes in, for this call.

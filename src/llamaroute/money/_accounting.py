@@ -56,7 +56,10 @@ class Accounting:
     """Prices attempts, keeps the ledger and the budget, flags stale prices (thread-safe).
 
     ``regions`` maps each provider name to the region its client runs in (``None``: not
-    regional), so that a route priced per region is priced for the caller's region.
+    regional), so that a route priced per region is priced for the caller's region. With
+    several deployments of one provider (Bedrock in two regions), it also maps each
+    deployment's name to its region, and the pricing methods take ``deployment=``: an attempt
+    is priced for the region of the deployment that made it.
     """
 
     def __init__(
@@ -73,29 +76,37 @@ class Accounting:
         # is real money, whatever our data says).
         self._factor: dict[str, Decimal] = {}
 
-    def table_price(self, route: Route) -> Price | None:
-        """The price table's price of ``route``, for the region its provider is configured in."""
-        return self.catalog.price(route, self.regions.get(route.provider))
+    def table_price(self, route: Route, *, deployment: str | None = None) -> Price | None:
+        """The price table's price of ``route``, for the region its provider (or
+        ``deployment``) is configured in."""
+        return self.catalog.price(route, self.regions.get(deployment or route.provider))
 
     def limited(self, max_cost: Decimal | None) -> bool:
         """Whether calls must be bounded in advance (a budget, or this call's ``max_cost``)."""
         return self.ledger.budget is not None or max_cost is not None
 
-    def worst_case(self, shape: RequestShape, route: Route, prompt_ceiling: int) -> Decimal | None:
+    def worst_case(
+        self,
+        shape: RequestShape,
+        route: Route,
+        prompt_ceiling: int,
+        *,
+        deployment: str | None = None,
+    ) -> Decimal | None:
         """The most the request can cost on ``route`` (``None``: unknown price): the prompt
         at ``prompt_ceiling`` tokens (:func:`~._caps.request_token_ceiling`: UTF-8 bytes, so
         emoji and unusual scripts cannot overspend), every image token, every allowed output
         token."""
-        price = self.price(route)
+        price = self.price(route, deployment=deployment)
         if price is None:
             return None
         return worst_case_cost(route, price, prompt_ceiling, shape.image_tiles, shape.max_tokens)
 
-    def price(self, route: Route) -> Price | None:
+    def price(self, route: Route, *, deployment: str | None = None) -> Price | None:
         """The price reservations use on ``route``: the table's, raised by how far above it
         the provider's own figures have been seen. It is also the ceiling sent to a provider
         that takes one (OpenRouter's ``provider.max_price``)."""
-        price = self.table_price(route)
+        price = self.table_price(route, deployment=deployment)
         factor = self._factor.get(route.pinned)
         if price is None or factor is None:
             return price
@@ -154,6 +165,7 @@ class Accounting:
         images: int,
         *,
         problem: str | None = None,
+        deployment: str | None = None,
     ) -> tuple[Cost | None, dict[str, Any] | None]:
         """The answer's cost (the provider's own figure where it reports a usable one, else
         usage x the price table), and the two figures when provider and table disagree.
@@ -161,7 +173,7 @@ class Accounting:
         ``problem`` says why a figure the provider sent was rejected (negative, not finite):
         the table's figure is used, the cost's ``note`` says so and a warning is logged.
         The cost carries both figures where known (``reported``, ``table``)."""
-        price = self.table_price(route)
+        price = self.table_price(route, deployment=deployment)
         self.catalog.warn_stale_price(route, price)
         note = None
         if reported_cost is None and problem is not None:
@@ -201,6 +213,7 @@ class Accounting:
         note: str | None = None,
         *,
         prompt_ceiling: int | None = None,
+        deployment: str | None = None,
     ) -> Cost | None:
         """An estimate of what an attempt without usage was billed: the prompt and the text
         received (a stream cut short or abandoned, or one that ended without its usage).
@@ -214,7 +227,8 @@ class Accounting:
         else:
             usage = Usage(input_tokens=max(shape.input_tokens, prompt_ceiling),
                           output_tokens=prompt_token_ceiling(text))  # fmt: skip
-        cost = cost_from_usage(usage, self.price(route), images=len(shape.image_tiles))
+        price = self.price(route, deployment=deployment)
+        cost = cost_from_usage(usage, price, images=len(shape.image_tiles))
         if cost is None:
             return None
         return cost.model_copy(update={"source": "estimate", "note": note})

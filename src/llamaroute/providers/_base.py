@@ -14,12 +14,15 @@ connection.
 
 from __future__ import annotations
 
+import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from .._exceptions import ConfigurationError
 from .._records import FinishReason, Usage
 from .._request import ChatRequest
 from .._tools import ToolCall
@@ -92,6 +95,10 @@ def with_schema_instruction(call: ProviderCall, system: str | None) -> str | Non
     return schema.instruction() if not system else f"{system}\n\n{schema.instruction()}"
 
 
+#: A deployment name: it shows in attempts, ``client.health()`` and log lines, so plain.
+_DEPLOYMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 class Provider(ABC):
     """Base class of the providers (``providers/openrouter/`` and the others).
 
@@ -99,6 +106,10 @@ class Provider(ABC):
     :attr:`region` when their routes are regional. Instances hold their connection pools and
     are safe to share between threads; close them with :meth:`close` / :meth:`aclose` (or by
     closing the client that owns them).
+
+    An instance is one *deployment* of its provider (one key, one host, one region): a client
+    may hold several of one provider, each named by ``deployment=`` and each with its own
+    breaker, optional ``rpm``/``tpm`` limits and ``weight`` (see :meth:`_deploy`).
     """
 
     #: The provider's name in the catalog (``"openrouter"``, ``"bedrock"``, ``"ollama"``).
@@ -116,6 +127,62 @@ class Provider(ABC):
     #: Whether the provider runs on the caller's own machine or network (free and private);
     #: the ``local_first`` strategy puts such routes first.
     local: ClassVar[bool] = False
+
+    # One deployment of the provider (a key, a host, a region): set by :meth:`_deploy`.
+    # Class defaults, so that a provider written before deployments existed is one deployment
+    # named like its provider, with no limits.
+    _deployment: str | None = None
+    #: This deployment's name: ``deployment=`` as given, else the provider's name. A client
+    #: keys its providers by it; attempts, breakers and rate limits name it. (A plain
+    #: attribute, not a property: it is read on every attempt.)
+    deployment: str
+    #: Requests per minute this deployment may be sent (``None``: no limit of ours).
+    rpm: int | None = None
+    #: Tokens per minute (the prompt's ceiling plus ``max_tokens``, then the real usage).
+    tpm: int | None = None
+    #: The share of calls the ``weighted`` strategy gives this deployment (relative).
+    weight: float = 1.0
+
+    def _deploy(
+        self, deployment: str | None, rpm: int | None, tpm: int | None, weight: float
+    ) -> None:
+        """Check and set the deployment's name, limits and weight (every provider's
+        constructor calls this with its ``deployment=``, ``rpm=``, ``tpm=``, ``weight=``)."""
+        if deployment is not None and (
+            not isinstance(deployment, str) or not _DEPLOYMENT_NAME.fullmatch(deployment)
+        ):
+            raise ConfigurationError(
+                f"deployment= is a short name such as 'openrouter-team-b' (letters, digits, "
+                f"'.', '_' and '-', at most 64), not {deployment!r}"
+            )
+        for label, limit in (("rpm", rpm), ("tpm", tpm)):
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                      or limit < 1):  # fmt: skip
+                raise ConfigurationError(
+                    f"{label}= is a whole number of {'requests' if label == 'rpm' else 'tokens'}"
+                    f" per minute above 0, or None for no limit (got {limit!r})"
+                )
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not (0 < weight < math.inf)
+        ):
+            raise ConfigurationError(f"weight= is a finite number above 0 (got {weight!r})")
+        self._deployment, self.rpm, self.tpm, self.weight = deployment, rpm, tpm, float(weight)
+        self.deployment = deployment or self.name
+
+    def __init_subclass__(cls, **options: Any) -> None:
+        super().__init_subclass__(**options)
+        if "name" in cls.__dict__:  # the default deployment is named like its provider
+            cls.deployment = cls.name
+
+    def _deployment_repr(self) -> str:
+        """The deployment settings for ``repr()`` (none when left at their defaults)."""
+        parts = [f"deployment={self._deployment!r}"] if self._deployment else []
+        parts += [f"{k}={v!r}" for k, v in (("rpm", self.rpm), ("tpm", self.tpm)) if v]
+        if self.weight != 1.0:
+            parts.append(f"weight={self.weight:g}")
+        return "".join(f", {part}" for part in parts)
 
     def available(self, route: Route) -> bool | None:
         """A cheap, cached check that ``route`` can be served now (server up, model present):

@@ -7,7 +7,8 @@ public names are re-exported from :mod:`llamaroute`.
 """
 
 from ._breakers import BreakerPolicy, BreakerState, Health
-from ._candidate import Candidate, Plan
+from ._candidate import Candidate, Plan, candidate
+from ._limits import WINDOW, Hold, Limit, MemoryRateLimits, RateLimits, Refusal
 from ._plan import configured_routes, plan, route_refusal
 from ._retry import RetryPolicy
 from ._strategies import HedgePolicy, LatencyStats, Strategy, StrategyName, apply_strategy
@@ -15,17 +16,24 @@ from ._tools_gate import tools_refusal, uses_tools
 from ._window_gate import fit_windows, last_if_tight
 
 __all__ = [
+    "WINDOW",
     "BreakerPolicy",
     "BreakerState",
     "Candidate",
     "Health",
     "HedgePolicy",
+    "Hold",
     "LatencyStats",
+    "Limit",
+    "MemoryRateLimits",
     "Plan",
+    "RateLimits",
+    "Refusal",
     "RetryPolicy",
     "Strategy",
     "StrategyName",
     "apply_strategy",
+    "candidate",
     "configured_routes",
     "fit_windows",
     "last_if_tight",

@@ -2,15 +2,20 @@
 so that calls go to a route that works instead.
 
 Each route has a breaker, and so does each provider (for failures of the provider itself:
-refused or dropped connections, timeouts). By default a breaker opens when, over the last
-``window`` seconds, at least ``min_calls`` outcomes were seen and at least ``failure_rate`` of
-them were the provider's fault (errors caused by the request, such as a 400, do not count):
-a failure rate over a window, as resilience4j and Envoy's outlier detection do, rather than a
-short run of consecutive failures, which concurrent calls to a flaky but usable provider
-produce by chance all the time. A long run (``failures``, 10 by default) also opens it, so
-that a dead provider is caught on a client too quiet to fill the window. Defaults: 50 % of at
-least 30 outcomes in 30 s, or 10 failures in a row; a provider failing 30 % of attempts then
-opens its breaker in about 1 % of 1,000-attempt runs, one failing every attempt at once.
+refused or dropped connections, timeouts). With several deployments of one provider (two
+OpenRouter keys, two Ollama hosts), each deployment has its own: a breaker is keyed by the
+candidate's key (``provider:model_id``, ``@deployment`` added for a named deployment) and
+the deployment's provider-wide one by ``provider:*`` (``provider:*@deployment``).
+
+By default a breaker opens when, over the last ``window`` seconds, at least ``min_calls``
+outcomes were seen and at least ``failure_rate`` of them were the provider's fault (errors
+caused by the request, such as a 400, do not count): a failure rate over a window, as
+resilience4j and Envoy's outlier detection do, rather than a short run of consecutive failures,
+which concurrent calls to a flaky but usable provider produce by chance all the time. A long
+run (``failures``, 10 by default) also opens it, so that a dead provider is caught on a client
+too quiet to fill the window. Defaults: 50 % of at least 30 outcomes in 30 s, or 10 failures in
+a row; a provider failing 30 % of attempts then opens its breaker in about 1 % of 1,000-attempt
+runs, one failing every attempt at once.
 An open breaker stays open for ``cooldown`` seconds, then lets exactly one probe through
 (half-open): success closes it, failure opens it for another cooldown.
 
@@ -28,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from .._exceptions import (
     BadRequestError,
@@ -39,10 +44,15 @@ from .._exceptions import (
     UnsupportedFeatureError,
 )
 from ..catalog._catalog import Route
+from ._candidate import Candidate
 
 __all__ = ["BreakerPolicy", "BreakerState", "Health"]
 
 BreakerState = Literal["closed", "open", "half_open"]
+
+#: What a breaker is asked about: a plan's candidate (a route on one deployment), or a bare
+#: route (its provider's default deployment).
+Target = Route | Candidate
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,8 @@ def _provider_wide(error: BaseException) -> bool:
     # The provider as a whole is unreachable or hanging: every route on it is affected.
     return isinstance(error, ProviderConnectionError | ProviderTimeoutError)
 
+
+_T = TypeVar("_T", Route, Candidate)
 
 #: The window is kept as this many buckets of outcome counts: O(1) memory however busy.
 _BUCKETS = 10
@@ -143,16 +155,20 @@ class Health:
     #: a breaker opening is ordered before that opening.
     _troubled: set[str] = field(default_factory=set, init=False, repr=False)
 
-    _names: dict[tuple[str, str], tuple[str, str]] = field(
-        default_factory=dict, init=False, repr=False
-    )
+    _names: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, repr=False)
 
-    def _keys(self, route: Route) -> tuple[str, str]:
-        # The route's and its provider's breaker names, built once per route.
-        names = self._names.get((route.provider, route.model_id))
+    def _keys(self, target: Target) -> tuple[str, str]:
+        # The route's and its deployment's breaker names, built once per candidate key.
+        if isinstance(target, Candidate):
+            key, route = target.key, target.route
+        else:
+            key, route = target.pinned, target
+        names = self._names.get(key)
         if names is None:
-            names = (route.pinned, f"{route.provider}:*")
-            self._names[route.provider, route.model_id] = names
+            wide = f"{route.provider}:*"
+            if key != route.pinned:  # a named deployment: "provider:model@name"
+                wide += key[len(route.pinned) :]
+            names = self._names[key] = (key, wide)
         return names
 
     def _get(self, key: str) -> _Breaker:
@@ -176,7 +192,7 @@ class Health:
         breaker.probe_in_flight = True
         return True
 
-    def admit(self, route: Route) -> bool:
+    def admit(self, route: Target) -> bool:
         """Whether a request may go to ``route`` now. A ``True`` from a half-open breaker
         reserves its single probe: report the outcome with :meth:`record`."""
         if not self.policy.enabled or not self._troubled:
@@ -198,7 +214,7 @@ class Health:
             return now - breaker.opened_at >= self.policy.cooldown
         return not breaker.probe_in_flight
 
-    def open_routes(self, routes: Sequence[Route]) -> list[Route]:
+    def open_routes(self, routes: Sequence[_T]) -> list[_T]:
         """The routes among ``routes`` that breakers currently keep closed to requests."""
         if not self.policy.enabled or not self._troubled:
             return []
@@ -210,17 +226,17 @@ class Health:
                 if not all(self._peek(self._get(key), now) for key in self._keys(route))
             ]
 
-    def longest_failed(self, routes: Sequence[Route]) -> Route:
+    def longest_failed(self, routes: Sequence[_T]) -> _T:
         """Of ``routes``, the one whose last failure is oldest (the best bet when all are open)."""
         with self._lock:
 
-            def last(route: Route) -> float:
+            def last(route: _T) -> float:
                 times = [self._get(key).last_failure for key in self._keys(route)]
                 return max((t for t in times if t is not None), default=float("-inf"))
 
             return min(routes, key=last)
 
-    def record(self, route: Route, error: BaseException | None) -> None:
+    def record(self, route: Target, error: BaseException | None) -> None:
         """Report an attempt's outcome: ``None`` for success, else the error."""
         if not self.policy.enabled:
             return
@@ -263,7 +279,7 @@ class Health:
                     # The provider answered: it is reachable, whatever the route's trouble.
                     self._close(provider_key, provider)
 
-    def release(self, route: Route) -> None:
+    def release(self, route: Target) -> None:
         """Give back a reserved probe without an outcome (the attempt was cancelled)."""
         with self._lock:
             for key in self._keys(route):

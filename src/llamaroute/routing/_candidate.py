@@ -7,14 +7,34 @@ from typing import NamedTuple
 from ..catalog import Resolution, Route
 from ..providers import Provider
 
-__all__ = ["Candidate", "Plan"]
+__all__ = ["Candidate", "Plan", "candidate"]
 
 
 class Candidate(NamedTuple):  # a tuple: one is built per route on every call
-    """One route the call may take, and the configured provider instance that takes it."""
+    """One route the call may take, and the configured provider instance (the deployment)
+    that takes it.
+
+    ``key`` names the pair wherever state is kept per route (breakers, latency, attempt
+    numbers, calls in flight, rate limits): the route's ``provider:model_id`` for a
+    deployment named like its provider (so one deployment per provider reads as before),
+    else ``provider:model_id@deployment``.
+    """
 
     route: Route
     provider: Provider
+    key: str
+
+    @property
+    def deployment(self) -> str:
+        """The deployment's name (``"openrouter"``, or its ``deployment=``)."""
+        return self.provider.deployment
+
+
+def candidate(route: Route, provider: Provider) -> Candidate:
+    """``route`` on ``provider``, keyed as :class:`Candidate` says."""
+    deployment = provider.deployment
+    key = route.pinned if deployment == route.provider else f"{route.pinned}@{deployment}"
+    return Candidate(route, provider, key)
 
 
 class Plan(NamedTuple):

@@ -27,6 +27,7 @@ attempt, by the client: they change while the call runs.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
 
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
@@ -54,11 +55,13 @@ def plan(
     shape: Callable[[], RequestShape] | None = None,
     ceiling: Callable[[], int] | None = None,
     streaming: bool = False,
+    rng: random.Random | None = None,
 ) -> Plan:
     """The routes to try for ``request``, best first.
 
-    ``providers`` are the configured provider instances by name, in the client's order;
-    ``order`` (a call's ``providers=``) restricts and reorders them. ``strategy`` orders what
+    ``providers`` are the configured deployments (provider instances) by deployment name, in
+    the client's order; ``order`` (a call's ``providers=``: deployment or provider names)
+    restricts and reorders them. ``strategy`` orders what
     is left, with ``stats`` (latencies, for ``fastest``) and ``shape`` (the request's token
     shape, built only if ``cheapest`` or a context window needs it; the heuristic count);
     ``ceiling`` the prompt's UTF-8 token ceiling (computed here if not given). Raises
@@ -74,7 +77,7 @@ def plan(
     candidates: list[Candidate] = []
     refused: list[tuple[Route, str]] = []  # the route cannot take this request
     tool_refused: list[str] = []  # ... because of its tools
-    for route in usable:
+    for route, provider in usable:
         ended = catalog.lifecycle_refusal(route)
         if ended is not None:
             # Like a provider configured elsewhere: no request could be served there.
@@ -82,18 +85,22 @@ def plan(
             continue
         catalog.warn_lifecycle(route)
         reason = route_refusal(request, route)
-        tools = tools_refusal(request, route, providers[route.provider], streaming=streaming)
+        tools = tools_refusal(request, route, provider, streaming=streaming)
         if reason is None and tools is not None:
             reason = tools
             tool_refused.append(f"{route.pinned} {tools}")
         if reason is None:
-            candidates.append(Candidate(route, providers[route.provider]))
+            # (candidate() inlined: this runs for every route of every call)
+            pinned, deployment = route.pinned, provider.deployment
+            key = pinned if deployment == route.provider else f"{pinned}@{deployment}"
+            candidates.append(Candidate(route, provider, key))
         else:
             refused.append((route, reason))
     if not candidates and tool_refused and len(tool_refused) == len(refused):
         target = resolution.pinned.pinned if resolution.pinned else resolution.model.key
-        raise tools_unsupported(request, target, tool_refused, catalog, providers,
-                                streaming=streaming)  # fmt: skip
+        by_provider = {provider.name: provider for provider in providers.values()}
+        raise tools_unsupported(request, target, list(dict.fromkeys(tool_refused)), catalog,
+                                by_provider, streaming=streaming)  # fmt: skip
     tight: frozenset[str] = frozenset()
     too_long: list[tuple[Route, str]] = []
     if candidates:
@@ -111,7 +118,7 @@ def plan(
         raise _nothing_left(resolution, names, unserved, refused)
     ordered = apply_strategy(
         strategy, request, candidates, stats or LatencyStats(), shape=shape or _no_shape,
-        catalog=catalog, streaming=streaming,
+        catalog=catalog, streaming=streaming, rng=rng,
     )  # fmt: skip
     return Plan(resolution, tuple(last_if_tight(ordered, tight)), (*unserved, *refused),
                 too_long=len(too_long))  # fmt: skip
@@ -119,30 +126,46 @@ def plan(
 
 def configured_routes(
     resolution: Resolution, providers: Mapping[str, Provider], order: Sequence[str] | None
-) -> tuple[list[str], list[Route], list[tuple[Route, str]]]:
-    """The provider names to use (``order``, or every configured one), the model's routes that
-    those providers serve, in that order, and the routes a provider's configuration rules out
-    (a region it does not serve), each with the reason.
+) -> tuple[list[str], list[tuple[Route, Provider]], list[tuple[Route, str]]]:
+    """The deployment names to use (``order``, or every configured one), the model's routes
+    that those deployments serve, each with its deployment, in that order, and the routes a
+    deployment's configuration rules out (a region it does not serve), each with the reason.
 
-    Raises :class:`ConfigurationError` for a name in ``order`` that is not configured.
+    ``providers`` are the configured deployments by name. A name in ``order`` is a
+    deployment's, or a provider's (meaning each of its deployments, in configured order).
+    Raises :class:`ConfigurationError` for a name that is neither.
     """
-    names = list(providers) if order is None else list(dict.fromkeys(order))
-    unknown = [name for name in names if name not in providers]
+    names = list(providers) if order is None else _deployments(providers, order)
+    usable: list[tuple[Route, Provider]] = []
+    unserved: list[tuple[Route, str]] = []
+    for name in names:
+        provider = providers[name]
+        offered = [route for route in resolution.routes if route.provider == provider.name]
+        served = [route for route in offered if provider.serves(route)]
+        if offered and not served:
+            unserved.append((offered[0], _why_not_served(resolution, provider)))
+        usable.extend((route, provider) for route in served)
+    return names, usable, unserved
+
+
+def _deployments(providers: Mapping[str, Provider], order: Sequence[str]) -> list[str]:
+    """The deployments ``order`` names (a provider's name stands for all of its own)."""
+    chosen: list[str] = []
+    unknown: list[str] = []
+    for name in order:
+        if name in providers:
+            chosen.append(name)
+            continue
+        same = [key for key, provider in providers.items() if provider.name == name]
+        if not same:
+            unknown.append(name)
+        chosen.extend(same)
     if unknown:
         raise ConfigurationError(
             f"provider {', '.join(map(repr, unknown))} is not configured on this client "
             f"(configured: {', '.join(providers) or 'none'})"
         )
-    usable: list[Route] = []
-    unserved: list[tuple[Route, str]] = []
-    for name in names:
-        provider = providers[name]
-        offered = [route for route in resolution.routes if route.provider == name]
-        served = [route for route in offered if provider.serves(route)]
-        if offered and not served:
-            unserved.append((offered[0], _why_not_served(resolution, provider)))
-        usable.extend(served)
-    return names, usable, unserved
+    return list(dict.fromkeys(chosen))
 
 
 def route_refusal(request: ChatRequest, route: Route) -> str | None:

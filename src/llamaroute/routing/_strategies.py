@@ -8,11 +8,19 @@ availability probe, which is cached by the provider).
   after the measured ones, so each gets measured once.
 * ``local_first``: local routes first when their probe says the server and model are there;
   a local route whose probe says no is dropped, so a missing server costs no waiting.
+* ``least_busy``: the deployment with the fewest of this client's calls in flight first
+  (ties keep the configured order): spreads concurrent calls over several keys or hosts.
+* ``weighted``: a random order, each candidate first in proportion to its deployment's
+  ``weight`` (then second among the rest, and so on): spreads calls by share, e.g. 3:1.
 * any callable ``(request, candidates, stats) -> candidates``.
+
+``least_busy`` and ``weighted`` order every candidate of the call, across providers too; to
+spread over the deployments of one provider only, pass ``providers=["openrouter"]``.
 """
 
 from __future__ import annotations
 
+import random
 import statistics
 import threading
 from collections import deque
@@ -23,18 +31,20 @@ from typing import Literal, TypeAlias
 
 from .._exceptions import ConfigurationError
 from .._request import ChatRequest
-from ..catalog._catalog import Catalog
+from ..catalog._catalog import Catalog, Route
 from ..money._estimate import RequestShape, estimate_shape
 from ._candidate import Candidate
 
 __all__ = ["HedgePolicy", "LatencyStats", "Strategy", "StrategyName", "apply_strategy"]
 
-StrategyName = Literal["ordered", "cheapest", "fastest", "local_first"]
+StrategyName = Literal["ordered", "cheapest", "fastest", "local_first", "least_busy", "weighted"]
 
 
 @dataclass
 class LatencyStats:
-    """A moving average (EWMA) of each route's latency, by ``provider:model_id``.
+    """A moving average (EWMA) of each route's latency, by candidate key
+    (``provider:model_id``, with ``@deployment`` for a named deployment), and the calls each
+    has in flight (for ``least_busy``).
 
     ``alpha`` weighs the newest sample; thread-safe. ``first_token`` tracks time to the first
     chunk of streams, ``total`` the whole call.
@@ -46,6 +56,25 @@ class LatencyStats:
     _first_token: dict[str, float] = field(default_factory=dict, init=False)
     _recent: dict[str, deque[float]] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _busy: dict[str, int] = field(default_factory=dict, init=False)
+
+    def started(self, key: str) -> None:
+        """One more attempt in flight on ``key``."""
+        with self._lock:
+            self._busy[key] = self._busy.get(key, 0) + 1
+
+    def ended(self, key: str) -> None:
+        """One attempt on ``key`` ended (answered, failed or cancelled)."""
+        with self._lock:
+            left = self._busy.get(key, 0) - 1
+            if left > 0:
+                self._busy[key] = left
+            else:
+                self._busy.pop(key, None)
+
+    def busy(self, key: str) -> int:
+        """The attempts in flight on ``key`` now."""
+        return self._busy.get(key, 0)
 
     def observe(self, route: str, seconds: float, *, first_token: bool = False) -> None:
         """Add one measurement for ``route``."""
@@ -128,9 +157,11 @@ def apply_strategy(
     shape: Callable[[], RequestShape],
     catalog: Catalog,
     streaming: bool = False,
+    rng: random.Random | None = None,
 ) -> list[Candidate]:
     """``candidates`` in the order ``strategy`` wants them tried. ``shape`` builds the
-    request's token shape lazily (only ``cheapest`` needs it)."""
+    request's token shape lazily (only ``cheapest`` needs it); ``rng`` is ``weighted``'s
+    random source (the client's own, seedable)."""
     if callable(strategy):
         ordered = list(strategy(request, candidates, stats))
         unknown = [c for c in ordered if c not in candidates]
@@ -145,23 +176,32 @@ def apply_strategy(
         return _fastest(candidates, stats, streaming)
     if strategy == "local_first":
         return _local_first(candidates)
+    if strategy == "least_busy":
+        return _least_busy(candidates, stats)
+    if strategy == "weighted":
+        return _weighted(candidates, rng or random.Random())
     raise ConfigurationError(
-        f"unknown strategy {strategy!r}: use ordered, cheapest, fastest, local_first or a callable"
+        f"unknown strategy {strategy!r}: use ordered, cheapest, fastest, local_first, "
+        "least_busy, weighted or a callable"
     )
 
 
 def _cheapest(
     candidates: Sequence[Candidate], shape: RequestShape, catalog: Catalog
 ) -> list[Candidate]:
-    regions = {c.route.provider: c.provider.region for c in candidates}
-    estimates = estimate_shape(
-        shape, [c.route for c in candidates], catalog=catalog, regions=regions
-    )
-    expected = {(e.provider, e.model_id): e.expected for e in estimates}
+    # Each candidate priced for its deployment's region (Bedrock in two regions: two prices).
+    by_region: dict[str | None, dict[Route, None]] = {}
+    for candidate in candidates:
+        by_region.setdefault(candidate.provider.region, {})[candidate.route] = None
+    expected: dict[tuple[str, str, str | None], Decimal | None] = {}
+    for region, routes in by_region.items():
+        for estimate in estimate_shape(shape, routes, catalog=catalog, region=region):
+            expected[estimate.provider, estimate.model_id, region] = estimate.expected
 
     def key(item: tuple[int, Candidate]) -> tuple[int, Decimal, int]:
         index, candidate = item
-        cost = expected.get((candidate.route.provider, candidate.route.model_id))
+        route = candidate.route
+        cost = expected.get((route.provider, route.model_id, candidate.provider.region))
         # Unknown prices go last; a local route that is down is no bargain.
         down = candidate.provider.local and candidate.provider.available(candidate.route) is False
         if cost is None or down:
@@ -176,7 +216,7 @@ def _fastest(
 ) -> list[Candidate]:
     def key(item: tuple[int, Candidate]) -> tuple[int, float, int]:
         index, candidate = item
-        seconds = stats.latency(candidate.route.pinned, first_token=streaming)
+        seconds = stats.latency(candidate.key, first_token=streaming)
         return (1, 0.0, index) if seconds is None else (0, seconds, index)
 
     return [candidate for _, candidate in sorted(enumerate(candidates), key=key)]
@@ -188,3 +228,17 @@ def _local_first(candidates: Sequence[Candidate]) -> list[Candidate]:
     # The probe is cheap and cached; "False" means the server or the model is not there.
     ready = [c for c in local if c.provider.available(c.route) is not False]
     return [*ready, *remote]
+
+
+def _least_busy(candidates: Sequence[Candidate], stats: LatencyStats) -> list[Candidate]:
+    # sorted() is stable: equally busy candidates keep the configured order.
+    return sorted(candidates, key=lambda candidate: stats.busy(candidate.key))
+
+
+def _weighted(candidates: Sequence[Candidate], rng: random.Random) -> list[Candidate]:
+    # Weighted sampling without replacement (Efraimidis and Spirakis): each candidate draws
+    # u ** (1 / weight), highest first; the first is candidate i with probability
+    # weight_i / sum(weights), and the rest follow in the same way among themselves.
+    keys = [rng.random() ** (1.0 / candidate.provider.weight) for candidate in candidates]
+    order = sorted(range(len(candidates)), key=keys.__getitem__, reverse=True)
+    return [candidates[index] for index in order]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import math
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +41,7 @@ from ._closing import close_after, close_opened, close_pools
 from ._io import Guard, Limits, Sender, Watchdog
 from ._mapping import NAME, map_exception
 from ._redact import Redactor
-from ._setup import import_boto3, resolve_region
+from ._setup import check_settings, import_boto3, resolve_region
 from ._wire import (
     ConverseStreamState,
     build_converse_request,
@@ -115,6 +114,10 @@ class BedrockProvider(Provider):
         max_response_bytes, max_event_bytes, max_stream_bytes: the size caps (defaults 16 MiB,
             1 MiB and 64 MiB).
         max_connections: the HTTP pool size, and the worker threads of the async methods.
+        deployment, rpm, tpm, weight: this region's (or account's) name when a client holds
+            several (default ``"bedrock"``), its requests and tokens per minute (checked before
+            sending; ``None``: no limit) and its share for the ``weighted`` strategy. Each is
+            priced for its own region.
     """
 
     name: ClassVar[str] = NAME
@@ -137,31 +140,19 @@ class BedrockProvider(Provider):
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        deployment: str | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        weight: float = 1.0,
     ) -> None:
-        keys = aws_access_key_id is not None or aws_secret_access_key is not None
-        if sum((keys, profile is not None, session is not None, client is not None)) > 1:
-            raise ConfigurationError(
-                "pass at most one of: access keys, profile=, session=, client="
-            )
-        if keys and not (aws_access_key_id and aws_secret_access_key):
-            raise ConfigurationError(
-                "pass both aws_access_key_id and aws_secret_access_key (or neither)"
-            )
-        if aws_session_token is not None and not keys:
-            raise ConfigurationError("aws_session_token goes with aws_access_key_id/secret")
-        for label, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout),
-                             ("stream_idle_timeout", stream_idle_timeout)):  # fmt: skip
-            if isinstance(value, bool) or not (
-                isinstance(value, int | float) and 0 < value < math.inf
-            ):
-                raise ConfigurationError(f"{label} must be a finite number of seconds above 0")
-        for label, size in (("max_response_bytes", max_response_bytes),
-                            ("max_event_bytes", max_event_bytes),
-                            ("max_stream_bytes", max_stream_bytes)):  # fmt: skip
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise ConfigurationError(f"{label} must be a whole number of bytes above 0")
-        if max_connections < 1:
-            raise ConfigurationError("max_connections must be at least 1")
+        self._deploy(deployment, rpm, tpm, weight)
+        check_settings(
+            keys=(aws_access_key_id, aws_secret_access_key, aws_session_token),
+            ways=(profile is not None, session is not None, client is not None),
+            seconds=(connect_timeout, read_timeout, stream_idle_timeout),
+            sizes=(max_response_bytes, max_event_bytes, max_stream_bytes),
+            max_connections=max_connections,
+        )
         self.region = resolve_region(region, profile=profile, session=session, client=client)
         self.profile = profile
         self.endpoint_url = (
@@ -196,7 +187,10 @@ class BedrockProvider(Provider):
         else:
             credentials = "default chain"
         endpoint = f", endpoint_url={self.endpoint_url!r}" if self.endpoint_url else ""
-        return f"BedrockProvider(region={self.region!r}, credentials={credentials}{endpoint})"
+        return (
+            f"BedrockProvider(region={self.region!r}, credentials={credentials}{endpoint}"
+            f"{self._deployment_repr()})"
+        )
 
     def route_for(self, model: str, *, catalog: Catalog | None = None) -> Route:
         """The route this provider calls for ``model`` (a key, alias or pinned name) from its

@@ -4,6 +4,7 @@ found without resolving any credentials (which could wait on the EC2 metadata en
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from collections.abc import Mapping
 from types import ModuleType
@@ -15,7 +16,14 @@ if TYPE_CHECKING:
     import boto3
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
 
-__all__ = ["INSTALL_HINT", "REGION_ENV", "configured_region", "import_boto3", "resolve_region"]
+__all__ = [
+    "INSTALL_HINT",
+    "REGION_ENV",
+    "check_settings",
+    "configured_region",
+    "import_boto3",
+    "resolve_region",
+]
 
 INSTALL_HINT = "pip install 'llamaroute[bedrock]'"
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")
@@ -76,3 +84,37 @@ def configured_region(profile: str | None = None) -> str | None:
     except botocore.exceptions.ProfileNotFound as error:
         raise ConfigurationError(f"AWS profile {profile!r} not found in the AWS config") from error
     return str(value) if value else None
+
+
+def check_settings(
+    *,
+    keys: tuple[str | None, str | None, str | None],
+    ways: tuple[bool, bool, bool],
+    seconds: tuple[float, float, float],
+    sizes: tuple[int, int, int],
+    max_connections: int,
+) -> None:
+    """Check a :class:`~._provider.BedrockProvider`'s settings before anything is built:
+    ``keys`` (access key id, secret, session token), ``ways`` (whether a profile, a session or
+    a client was given), the connect/read/stream-idle ``seconds``, and the response, event and
+    stream size caps; a :class:`ConfigurationError` saying what to pass otherwise."""
+    key_id, secret, token = keys
+    has_keys = key_id is not None or secret is not None
+    if sum((has_keys, *ways)) > 1:
+        raise ConfigurationError("pass at most one of: access keys, profile=, session=, client=")
+    if has_keys and not (key_id and secret):
+        raise ConfigurationError(
+            "pass both aws_access_key_id and aws_secret_access_key (or neither)"
+        )
+    if token is not None and not has_keys:
+        raise ConfigurationError("aws_session_token goes with aws_access_key_id/secret")
+    for label, value in zip(("connect_timeout", "read_timeout", "stream_idle_timeout"), seconds,
+                            strict=True):  # fmt: skip
+        if isinstance(value, bool) or not (isinstance(value, int | float) and 0 < value < math.inf):
+            raise ConfigurationError(f"{label} must be a finite number of seconds above 0")
+    for label, size in zip(("max_response_bytes", "max_event_bytes", "max_stream_bytes"), sizes,
+                           strict=True):  # fmt: skip
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigurationError(f"{label} must be a whole number of bytes above 0")
+    if max_connections < 1:
+        raise ConfigurationError("max_connections must be at least 1")

@@ -99,6 +99,9 @@ class OllamaProvider(Provider):
             transports); used as they are, with their own timeouts, and not closed here. The
             whole-attempt deadline, the idle timeout and the size caps hold only on the
             clients the provider builds.
+        deployment, rpm, tpm, weight: this host's name when a client holds several Ollama
+            servers (default ``"ollama"``), its requests and tokens per minute (checked before
+            sending; ``None``: no limit) and its share for the ``weighted`` strategy.
     """
 
     name: ClassVar[str] = NAME
@@ -122,7 +125,12 @@ class OllamaProvider(Provider):
         clock: Callable[[], float] = time.monotonic,
         client: ollama.Client | None = None,
         async_client: ollama.AsyncClient | None = None,
+        deployment: str | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        weight: float = 1.0,
     ) -> None:
+        self._deploy(deployment, rpm, tpm, weight)
         bare, basic, url_secrets = split_credentials(
             host or os.environ.get(HOST_ENV) or DEFAULT_HOST
         )
@@ -162,7 +170,7 @@ class OllamaProvider(Provider):
 
     def __repr__(self) -> str:
         key = f", api_key={self._key.masked!r}" if self._key else ""
-        return f"OllamaProvider(host={self.host!r}{key})"
+        return f"OllamaProvider(host={self.host!r}{key}{self._deployment_repr()})"
 
     def _sync(self) -> ollama.Client:
         return self._clients.sync()

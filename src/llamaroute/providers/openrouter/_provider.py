@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from decimal import Decimal
 from typing import ClassVar
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,7 +25,7 @@ from ..._exceptions import ConfigurationError, MalformedResponseError, ProviderE
 from ..._secrets import Secret
 from ..._version import __version__
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
-from .._http import DEFAULT_TIMEOUT, attempt_timeout, check_base_url, load_json, transport_failure
+from .._http import DEFAULT_TIMEOUT, attempt_timeout, load_json, transport_failure
 from .._pools import AsyncPools
 from .._reading import (
     BodyReader,
@@ -39,6 +38,7 @@ from .._reading import (
 )
 from .._sse import SSEDecoder, SSEEvent, SSEOverflow
 from ._generation import fetch_generation_cost
+from ._settings import api_root, header_safe, positive
 from ._wire import NAME, StreamParser, build_payload, map_error, parse_response
 
 __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "DEFAULT_BASE_URL", "OpenRouterProvider"]
@@ -78,6 +78,9 @@ class OpenRouterProvider(Provider):
             TLS). They are used as they are and not closed by this provider; their reads are
             checked against the call's deadline between reads only (a single blocking read
             is bounded by their own timeouts).
+        deployment, rpm, tpm, weight: this key's name when a client holds several OpenRouter
+            keys (default ``"openrouter"``), its requests and tokens per minute (checked before
+            sending; ``None``: no limit) and its share for the ``weighted`` strategy.
     """
 
     name: ClassVar[str] = NAME
@@ -96,13 +99,18 @@ class OpenRouterProvider(Provider):
         max_event_bytes: int = _MIB,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        deployment: str | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        weight: float = 1.0,
     ) -> None:
+        self._deploy(deployment, rpm, tpm, weight)
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
         if not key:
             raise ConfigurationError(
                 f"OpenRouter needs an API key: pass api_key= or set {API_KEY_ENV}"
             )
-        if not _header_safe(key):
+        if not header_safe(key):
             # httpx would fail on the first call, quoting the header (and so the key) in its
             # error: say it now, without the key.
             raise ConfigurationError(
@@ -110,17 +118,17 @@ class OpenRouterProvider(Provider):
                 " its ends, control characters or non-ASCII letters): check how it was copied"
             )
         self._key = Secret(key)
-        self.base_url = _api_root(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+        self.base_url = api_root(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
         if isinstance(timeout, int | float):
             timeout = httpx.Timeout(float(timeout))
         if None in (timeout.connect, timeout.read, timeout.write, timeout.pool):
             raise ConfigurationError("OpenRouter timeouts must be finite (no None parts)")
         self.timeout = timeout
-        if stream_idle_timeout is not None and not _positive(stream_idle_timeout):
+        if stream_idle_timeout is not None and not positive(stream_idle_timeout):
             raise ConfigurationError("stream_idle_timeout must be positive seconds, or None")
         self.stream_idle_timeout = stream_idle_timeout
         caps = (max_response_bytes, max_stream_bytes, max_event_bytes)
-        if not all(isinstance(cap, int) and _positive(cap) for cap in caps):
+        if not all(isinstance(cap, int) and positive(cap) for cap in caps):
             raise ConfigurationError("the max_*_bytes caps must be positive integers")
         self.max_response_bytes, self.max_stream_bytes, self.max_event_bytes = caps
         self._headers = {
@@ -148,7 +156,10 @@ class OpenRouterProvider(Provider):
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"OpenRouterProvider(base_url={self.base_url!r}, api_key={self._key.masked!r})"
+        return (
+            f"OpenRouterProvider(base_url={self.base_url!r}, api_key={self._key.masked!r}"
+            f"{self._deployment_repr()})"
+        )
 
     # Pools are built once, on first use, and reused for every call. Our own pools carry the
     # headers, so that requests need not merge them in one by one (~9 us a request); an
@@ -476,24 +487,3 @@ class OpenRouterProvider(Provider):
         self.close()
         if self._injected_async is None:  # (an injected one is the caller's to close)
             await self._async_pools.aclose()
-
-
-def _positive(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def _header_safe(value: str) -> bool:
-    return value.isascii() and value.isprintable() and value == value.strip()
-
-
-def _api_root(url: str) -> str:
-    """``url`` checked as an API root: a plain http(s) URL that is not the endpoint itself."""
-    url = check_base_url(url)
-    path = urlsplit(url).path.rstrip("/")
-    if path.endswith("/chat/completions"):
-        root = url[: url.rindex("/chat/completions")]
-        raise ConfigurationError(
-            f"base_url must be the API root, not the chat endpoint: pass {root!r}"
-            " (llamaroute adds /chat/completions itself)"
-        )
-    return url
