@@ -109,7 +109,7 @@ async def test_the_async_client_skips_and_refuses_the_same_way(
 def test_a_short_prompt_needs_no_token_estimate() -> None:
     # The byte ceiling fits every window: the heuristic count is never made.
     routes = default_catalog().resolve(VISION).routes
-    candidates = [Candidate(route, None) for route in routes]  # type: ignore[arg-type]
+    candidates = [Candidate(route, None, route.pinned) for route in routes]  # type: ignore[arg-type]
 
     def no_shape() -> RequestShape:
         raise AssertionError("the token estimate was computed for a short prompt")
@@ -127,7 +127,7 @@ def test_a_route_fitting_only_by_the_low_side_of_the_estimate_is_tried_last() ->
                          input_tokens_high=33_000)  # fmt: skip
     assert window_fit(small, shape) == "tight"
     assert window_fit(large, shape) == "fits"
-    candidates = [Candidate(small, None), Candidate(large, None)]  # type: ignore[arg-type]
+    candidates = [Candidate(small, None, small.pinned), Candidate(large, None, large.pinned)]  # type: ignore[arg-type]
     kept, refused, tight = fit_windows(candidates, 1000, lambda: 10**6, lambda: shape)
     assert not refused
     assert tight == {small.pinned}
