@@ -109,15 +109,15 @@ class TokenTotals:
     output_high: int = 0
     input_expected: int = 0
 
-    def add(self, other: TokenTotals) -> None:
-        """Add ``other``'s counts to these."""
-        self.requests += other.requests
-        self.images += other.images
-        self.input_low += other.input_low
-        self.input_expected += other.input_expected
-        self.input_high += other.input_high
-        self.output_expected += other.output_expected
-        self.output_high += other.output_high
+    def add(self, other: TokenTotals, times: int = 1) -> None:
+        """Add ``other``'s counts to these, ``times`` times."""
+        self.requests += other.requests * times
+        self.images += other.images * times
+        self.input_low += other.input_low * times
+        self.input_expected += other.input_expected * times
+        self.input_high += other.input_high * times
+        self.output_expected += other.output_expected * times
+        self.output_high += other.output_high * times
 
     def costs(self, price: Price) -> tuple[Decimal, Decimal, Decimal]:
         """(low, expected, high) USD at ``price``: low bills the fewest input tokens and no

@@ -25,6 +25,7 @@ import json
 import math
 import re
 import unicodedata
+from collections import Counter
 from importlib import resources
 from typing import Any
 
@@ -120,7 +121,7 @@ _MARKER_WORDS = frozenset(_MARKERS)
 # set's, so that an estimate is a pure function of its text whatever PYTHONHASHSEED is.
 _LATIN_LANGUAGES = tuple(_MARKER_TEXT)
 _ACCENTED = re.compile(r"[\u00c0-\u024f\u1e00-\u1eff]")
-_LATIN_WORD = re.compile(r"[a-z\u00c0-\u024f\u1e00-\u1eff]+[,.!?;:]?")
+_PROSE_WORD = re.compile(r"(?<!\S)[a-z\u00c0-\u024f\u1e00-\u1eff]+[,.!?;:]?(?!\S)")
 _SAMPLE_CHARS = 400
 #: A language needs one function word in this many words of prose (English prose has one in
 #: three or four); fewer, and the text is taken for another Latin-script language.
@@ -136,13 +137,18 @@ def detect_language(text: str) -> str:
     characters, when there are enough of them for the prose's length; else ``latin`` (another
     Latin-script language) for prose or text with accented letters, and ``en`` for the rest
     (code, JSON, numbers, short phrases)."""
-    sample = text[:_SAMPLE_CHARS]
-    words = sample.lower().split()
+    head = text[:_SAMPLE_CHARS]
+    sample = head.lower()
+    words = sample.split()
+    # Counted in C (a Counter, one regex pass): this runs once per prompt.
+    counts = Counter(words)
     scores: dict[str, int] = {}
-    for word in words:
-        for lang in _MARKERS.get(word, ()):
-            scores[lang] = scores.get(lang, 0) + 1
-    prose = sum(bool(_LATIN_WORD.fullmatch(word)) for word in words)
+    for word in _MARKER_WORDS.intersection(counts):
+        for lang in _MARKERS[word]:
+            scores[lang] = scores.get(lang, 0) + counts[word]
+    # Words that are letters with at most one trailing punctuation mark (str.split's and
+    # re's whitespace are the same set: a word here is one of `words`).
+    prose = len(_PROSE_WORD.findall(sample))
     best = max(scores.values(), default=0)
     if prose * 4 < len(words) * 3:
         prose = 0  # not prose: code, tables, numbers, emoji posts
@@ -154,7 +160,7 @@ def detect_language(text: str) -> str:
         for lang in _LATIN_LANGUAGES:
             if scores.get(lang) == best:
                 return lang
-    if prose >= _PROSE_WORDS or _ACCENTED.search(sample):
+    if prose >= _PROSE_WORDS or _ACCENTED.search(head):
         return "latin"
     return "en"
 
@@ -269,61 +275,73 @@ def pieces(
     ``("symbol", kind, 1)`` per symbol character (the first one's kind prefixed with ``^``).
     ``language`` is :func:`detect_language`'s answer, and ``japanese`` whether the text has
     kana, when the caller already has them (for a piece of a longer text)."""
-    lang = detect_language(text) if language is None else language
-    # Han characters in Japanese text (with kana) merge less than in Chinese: their own rates.
-    if japanese is None:
-        japanese = bool(_KANA.search(text))
-    han = "kanji" if japanese else "han"
+    lang, han = _context(text, language, japanese)
     found: list[tuple[str, str, int]] = []
     for piece in PIECES.findall(text):
-        last = piece[-1]
-        if piece.isspace() or piece.isdecimal():
-            found.append(("exact", "", 1))
-        elif _LETTER.match(last):
-            prefix = "" if _LETTER.match(piece[0]) else piece[0]
-            letters = piece[1:] if prefix else piece
-            # A mark before a word (a vowel sign in Hindi) is costed as part of the word;
-            # any other character but a space as a symbol of its own.
-            mark = bool(prefix) and not prefix.isascii() and _is_mark(prefix)
-            script = lang if letters.isascii() else letter_script(letters[len(letters) // 2])
-            if script == "han":
-                script = han
-            if script in _PER_CHARACTER:
-                # Han, kana and Hangul: the vocabulary's words matched longest first, then
-                # each character left, whole in the vocabulary or not.
-                spaced = prefix == " "
-                words, common, rare = _match_cjk(" " + letters if spaced else letters)
-                found.append(("word", script + "-words", words))
-                found.append(("word", script + "-1", common))
-                found.append(("word", script, rare + mark))
-                if prefix and not spaced and not mark:
-                    found.append(("symbol", "^" + _symbol_kind(prefix), 1))
-                continue
-            if script in _MATCHED:
-                # Cyrillic, Greek, Arabic: the vocabulary's tokens, longest first.
-                spaced = prefix == " "
-                words, left = _match_words(" " + letters if spaced else letters, script)
-                found.append(("word", script + "-words", words))
-                found.append(("word", script, left + mark))
-                if prefix and not spaced and not mark:
-                    found.append(("symbol", "^" + _symbol_kind(prefix), 1))
-                continue
-            if script == "accented":
-                # Words with accented letters split differently in each language (ü in
-                # German, é in French): their own table per language.
-                script = lang + "+accented"
-            found.append(("word", script, len(letters) + mark))
-            # The vocabulary holds mostly " word": a word at the start of a line or after a
-            # mark costs more, and so does a capital. Costed as the calibrated extra of the
-            # word's table for that position (the ASCII mark before a word included).
-            position = "spaced" if prefix == " " or mark else "start" if not prefix else "after"
-            variant = position + ("-capital" if letters[0].isupper() else "")
-            if variant != "spaced":
-                found.append(("adjust", f"{script}:{variant}", 1))
-        else:
-            start = 1 if piece[0] == " " else 0
-            found.append(("symbol", "^" + _symbol_kind(piece[start]), 1))
-            found.extend(("symbol", _symbol_kind(char), 1) for char in piece[start + 1 :])
+        found.extend(_describe(piece, lang, han))
+    return found
+
+
+def _context(text: str, language: str | None, japanese: bool | None) -> tuple[str, str]:
+    """The table for ASCII words, and the Han class (Han characters in Japanese text, with
+    kana, merge less than in Chinese: their own rates)."""
+    lang = detect_language(text) if language is None else language
+    if japanese is None:
+        japanese = bool(_KANA.search(text))
+    return lang, "kanji" if japanese else "han"
+
+
+def _describe(piece: str, lang: str, han: str) -> list[tuple[str, str, int]]:
+    """One piece of the pre-split as :func:`pieces` describes it."""
+    last = piece[-1]
+    if piece.isspace() or piece.isdecimal():
+        return [("exact", "", 1)]
+    if not _LETTER.match(last):
+        start = 1 if piece[0] == " " else 0
+        return [("symbol", "^" + _symbol_kind(piece[start]), 1)] + [
+            ("symbol", _symbol_kind(char), 1) for char in piece[start + 1 :]
+        ]
+    prefix = "" if _LETTER.match(piece[0]) else piece[0]
+    letters = piece[1:] if prefix else piece
+    # A mark before a word (a vowel sign in Hindi) is costed as part of the word; any other
+    # character but a space as a symbol of its own.
+    mark = bool(prefix) and not prefix.isascii() and _is_mark(prefix)
+    script = lang if letters.isascii() else letter_script(letters[len(letters) // 2])
+    if script == "han":
+        script = han
+    found: list[tuple[str, str, int]] = []
+    if script in _PER_CHARACTER:
+        # Han, kana and Hangul: the vocabulary's words matched longest first, then each
+        # character left, whole in the vocabulary or not.
+        spaced = prefix == " "
+        words, common, rare = _match_cjk(" " + letters if spaced else letters)
+        found.append(("word", script + "-words", words))
+        found.append(("word", script + "-1", common))
+        found.append(("word", script, rare + mark))
+        if prefix and not spaced and not mark:
+            found.append(("symbol", "^" + _symbol_kind(prefix), 1))
+        return found
+    if script in _MATCHED:
+        # Cyrillic, Greek, Arabic: the vocabulary's tokens, longest first.
+        spaced = prefix == " "
+        words, left = _match_words(" " + letters if spaced else letters, script)
+        found.append(("word", script + "-words", words))
+        found.append(("word", script, left + mark))
+        if prefix and not spaced and not mark:
+            found.append(("symbol", "^" + _symbol_kind(prefix), 1))
+        return found
+    if script == "accented":
+        # Words with accented letters split differently in each language (ü in German, é in
+        # French): their own table per language.
+        script = lang + "+accented"
+    found.append(("word", script, len(letters) + mark))
+    # The vocabulary holds mostly " word": a word at the start of a line or after a mark
+    # costs more, and so does a capital. Costed as the calibrated extra of the word's table
+    # for that position (the ASCII mark before a word included).
+    position = "spaced" if prefix == " " or mark else "start" if not prefix else "after"
+    variant = position + ("-capital" if letters[0].isupper() else "")
+    if variant != "spaced":
+        found.append(("adjust", f"{script}:{variant}", 1))
     return found
 
 
@@ -344,24 +362,37 @@ def class_costs(
 ) -> tuple[int, dict[str, int]]:
     """(exact tokens, estimated hundredths of a token per band class) of ``text``: what
     :func:`text_token_band` adds up, and what ``bench/token_accuracy.py`` calibrates."""
+    lang, han = _context(text, language, japanese)
     exact = 0
     classes: dict[str, int] = {}
-    for kind, key, size in pieces(text, language, japanese):
+    costed = _costed
+    for piece in PIECES.findall(text):
+        tokens, costs = costed(piece, lang, han)
+        exact += tokens
+        for band, cost in costs:
+            classes[band] = classes.get(band, 0) + cost
+    return exact, classes
+
+
+# Text repeats its words: a piece is costed once per table and remembered (a pure function of
+# its arguments, bounded, so the cache only saves time). Most pieces are " word".
+@functools.lru_cache(maxsize=1 << 16)
+def _costed(piece: str, lang: str, han: str) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """(exact tokens, (band class, hundredths of a token) ...) of one piece."""
+    exact = 0
+    costs: list[tuple[str, int]] = []
+    for kind, key, size in _describe(piece, lang, han):
         if kind == "exact":
             exact += size
-            continue
-        if kind == "word":
-            cost = _word_x100(key, size)
-            band = key
+        elif kind == "word":
+            costs.append((key, _word_x100(key, size)))
         elif kind == "adjust":
             variant = key.partition(":")
             cost = WORD_ADJUST_X100.get(key, WORD_ADJUST_X100.get("*:" + variant[2], 0))
-            band = variant[0]
+            costs.append((variant[0], cost))
         else:
-            cost = SYMBOL_TOKENS_X100[key]
-            band = "symbol"
-        classes[band] = classes.get(band, 0) + cost
-    return exact, classes
+            costs.append(("symbol", SYMBOL_TOKENS_X100[key]))
+    return exact, tuple(costs)
 
 
 def estimate_text_tokens(text: str) -> int:

@@ -44,6 +44,7 @@ from ._workload_totals import (
     BadLine,
     Demand,
     RouteTotals,
+    ShapeKey,
     WorkloadOption,
     WorkloadResult,
     finish,
@@ -113,7 +114,7 @@ def parse_line(raw: str | bytes, count: TextCounter, images: _Images | None = No
     """
     band = count.band if isinstance(count, TokenCounter) else _exact_band(count)
     name = count.name if isinstance(count, TokenCounter) else "custom"
-    return _parse(raw, band, images, name)[1]
+    return RequestShape(*_parse(raw, band, images)[1], tokenizer=name)
 
 
 def _exact_band(count: TextCounter) -> Callable[[str], tuple[int, int, int]]:
@@ -128,8 +129,7 @@ def _parse(
     raw: str | bytes,
     band: Callable[[str], tuple[int, int, int]],
     images: _Images | None,
-    tokenizer: str,
-) -> tuple[str | None, RequestShape]:
+) -> tuple[str | None, ShapeKey]:
     """The line's own ``model`` (``None`` if it names none) and its shape."""
     try:
         data = json.loads(raw)
@@ -154,31 +154,30 @@ def _parse(
     if model is not None and not model.strip():
         raise InvalidRequestError("'model' is empty: name a model, or leave the field out")
     turns = _turns(data)
-    reader = images or _Images(None)
-    tiles = tuple(reader.tiles(ref) for _, _, refs in turns for ref in refs)
+    tiles: tuple[int, ...] = ()
+    if any(refs for _, _, refs in turns):
+        reader = images or _Images(None)
+        tiles = tuple(reader.tiles(ref) for _, _, refs in turns for ref in refs)
     low = expected = high = 0
     for _, content, _ in turns:
         counted = band(content)
         low, expected, high = low + counted[0], expected + counted[1], high + counted[2]
     template = chat_template_tokens(len(turns), len(tiles))
-    return model, RequestShape(
-        input_tokens=expected + template,
-        input_tokens_low=low + template,
-        input_tokens_high=high + template,
-        tokenizer=tokenizer,
-        image_tiles=tiles,
-        max_tokens=_whole(
-            data.get("max_tokens"), "max_tokens", minimum=1, maximum=MAX_OUTPUT_TOKENS
-        ),
-        expected_output_tokens=_whole(
-            data.get("expected_output_tokens"), "expected_output_tokens", minimum=0
-        ),
-    )
+    max_tokens = data.get("max_tokens")
+    if max_tokens is not None:
+        max_tokens = _whole(max_tokens, "max_tokens", minimum=1, maximum=MAX_OUTPUT_TOKENS)
+    output = data.get("expected_output_tokens")
+    if output is not None:
+        output = _whole(output, "expected_output_tokens", minimum=0)
+    return model, (expected + template, tiles, max_tokens, output, low + template,
+                   high + template)  # fmt: skip
 
 
 def _turns(data: dict[str, Any]) -> list[tuple[str, str, list[object]]]:
     """(role, text, image references) per message, by ChatRequest.create's rules."""
     prompt, messages, system = data.get("prompt"), data.get("messages"), data.get("system")
+    if type(prompt) is str and messages is None and system is None and "image" not in data:
+        return [("user", _text(prompt, "'prompt'"), [])]  # the usual line, checked cheaply
     if prompt is None and messages is None:
         raise InvalidRequestError("a request needs 'prompt' or 'messages'")
     turns = [_message(item, number) for number, item in enumerate(_list(messages), start=1)]
@@ -347,7 +346,7 @@ def estimate_workload(
         if on_progress is not None and not result.lines % _PROGRESS_EVERY:
             on_progress(number)
         try:
-            name, shape = _parse(raw, band, images, counting.name)
+            name, shape = _parse(raw, band, images)
             if name is not None:
                 demand = demand_for(name)
             elif default is not None:
@@ -356,7 +355,7 @@ def estimate_workload(
                 raise InvalidRequestError(
                     "no model: give the line a 'model', or give a default model (--model)"
                 )
-            if shape.image_tiles and not demand.vision:
+            if shape[1] and not demand.vision:
                 raise UnsupportedFeatureError(f"{demand.key} takes text only, not images")
         except InvalidRequestError as error:  # UnknownModelError is one too
             bad = BadLine(number, error)
@@ -367,7 +366,7 @@ def estimate_workload(
                 on_bad_line(bad)
             continue
         result.requests += 1
-        demand.add(shape)
+        demand.tally(shape)
     finish(result, demands.values())
     return result
 

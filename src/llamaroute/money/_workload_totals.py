@@ -177,10 +177,22 @@ class _Group:
     sums: RouteTotals
 
 
+#: A request's shape as a workload tallies it: ``RequestShape``'s fields in order, without
+#: the tokenizer's name (the same for every line of a run).
+ShapeKey = tuple[int, tuple[int, ...], int | None, int | None, int | None, int | None]
+#: How many distinct shapes a demand tallies before it adds them to its sums (bounded: flat
+#: memory whatever the file's size).
+_PENDING_SHAPES = 20_000
+
+
 @dataclass(slots=True)
 class Demand:
     """The lines that ask for one model (with the same routes): their routes under the
-    filters, the routes the region left out, and the running sums."""
+    filters, the routes the region left out, and the running sums.
+
+    Lines are tallied by shape first: a workload repeats its shapes (the same prompt
+    template, the same ``max_tokens``), and costs are linear, so each distinct shape is
+    worked out on the routes once and counted as many times as it was seen."""
 
     key: str
     vision: bool
@@ -189,6 +201,7 @@ class Demand:
     prices: dict[str, Price | None]
     requests: int = 0
     groups: dict[tuple[object, ...], _Group] = field(default_factory=dict)
+    pending: dict[ShapeKey, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for route in self.routes:
@@ -204,17 +217,34 @@ class Demand:
 
     def add(self, shape: RequestShape) -> None:
         """Count one request of this shape on every route."""
+        self.tally((shape.input_tokens, shape.image_tiles, shape.max_tokens,
+                    shape.expected_output_tokens, shape.input_tokens_low,
+                    shape.input_tokens_high))  # fmt: skip
+
+    def tally(self, shape: ShapeKey) -> None:
+        """Count one request of this shape (:data:`ShapeKey`) on every route."""
         self.requests += 1
-        for group in self.groups.values():
-            tokens = route_tokens(group.leader.route, group.leader.price, shape)
-            if isinstance(tokens, str):
-                group.sums.skipped += 1
-                group.sums.skip_reason = group.sums.skip_reason or tokens
-            else:
-                group.sums.tokens.add(tokens)
+        pending = self.pending
+        pending[shape] = pending.get(shape, 0) + 1
+        if len(pending) >= _PENDING_SHAPES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Add the tallied shapes to each route's sums."""
+        for key, times in self.pending.items():
+            shape = RequestShape(*key)
+            for group in self.groups.values():
+                tokens = route_tokens(group.leader.route, group.leader.price, shape)
+                if isinstance(tokens, str):
+                    group.sums.skipped += times
+                    group.sums.skip_reason = group.sums.skip_reason or tokens
+                else:
+                    group.sums.tokens.add(tokens, times)
+        self.pending.clear()
 
     def totals(self) -> dict[str, RouteTotals]:
         """Each route's sums over this demand's lines, by ``provider:model_id``."""
+        self.flush()
         found: dict[str, RouteTotals] = {}
         for group in self.groups.values():
             for route in group.members:
