@@ -143,7 +143,7 @@ class PostgresLedger(Ledger):
         self._timer: threading.Timer | None = None
         self._closed = False
         self._warned: set[str] = set()
-        self._pool: Any = ConnectionPool(
+        self._make_pool: Any = lambda: ConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
@@ -154,6 +154,7 @@ class PostgresLedger(Ledger):
             timeout=connect_timeout,
             name="llamaroute-ledger",
         )
+        self._pool: Any = self._make_pool()
         try:
             self._pool.open(wait=True, timeout=connect_timeout + 1)
             with self._pool.connection() as connection:
@@ -172,6 +173,17 @@ class PostgresLedger(Ledger):
         except BaseException:
             self._pool.close()
             raise
+
+    def _connection(self) -> Any:
+        """A pooled connection (context manager); a ledger used after :meth:`close` (to read
+        it, say) opens a new pool."""
+        if self._pool.closed:
+            with self._lock:
+                if self._pool.closed:
+                    self._pool = self._make_pool()
+                    self._pool.open(wait=False)
+                    self._closed = False
+        return self._pool.connection()
 
     def _configure(self, connection: Any) -> None:
         if self.schema is not None:
@@ -283,7 +295,7 @@ class PostgresLedger(Ledger):
     def _apply(self, item: _Queued) -> None:
         """Write one item in one transaction (idempotent: safe to repeat)."""
         entry = item.entry
-        with self._pool.connection() as connection, connection.transaction():
+        with self._connection() as connection, connection.transaction():
             held = None
             if item.reservation is not None:
                 if self.budget is not None or entry is not None:
@@ -360,7 +372,7 @@ class PostgresLedger(Ledger):
 
     def _reserve(self, key: str, amount: Decimal, what: str) -> None:
         assert self.budget is not None
-        with self._pool.connection() as connection, connection.transaction():
+        with self._connection() as connection, connection.transaction():
             spent = self._lock_budget(connection) + self.unrecorded
             connection.execute("DELETE FROM llamaroute_reservations WHERE expires < now()")
             row = connection.execute(
@@ -376,7 +388,7 @@ class PostgresLedger(Ledger):
             )
 
     def _spent_and_reserved(self) -> tuple[Decimal, Decimal]:
-        with self._pool.connection() as connection, connection.transaction():
+        with self._connection() as connection, connection.transaction():
             row = connection.execute(
                 "SELECT (SELECT spent FROM llamaroute_budget WHERE name = 'default'), "
                 "(SELECT coalesce(sum(amount), 0) FROM llamaroute_reservations "
@@ -401,7 +413,7 @@ class PostgresLedger(Ledger):
 
     def _rows(self, query: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:
-            with self._pool.connection() as connection:
+            with self._connection() as connection:
                 rows: list[tuple[Any, ...]] = connection.execute(query, args).fetchall()
                 return rows
         except self._psycopg.Error as error:
@@ -448,7 +460,7 @@ class PostgresLedger(Ledger):
 
     def correct(self, ref: str, cost: Decimal) -> Decimal | None:
         try:
-            with self._pool.connection() as connection, connection.transaction():
+            with self._connection() as connection, connection.transaction():
                 self._lock_budget(connection)
                 row = connection.execute(
                     "SELECT id, cost FROM llamaroute_spend WHERE ref = %s AND source = "
@@ -505,4 +517,3 @@ def _keyed(entry: SpendEntry, reservation: str | None) -> SpendEntry:
     if entry.call_id is not None:
         return entry
     return replace(entry, call_id=reservation or uuid.uuid4().hex, attempt=entry.attempt or 0)
-

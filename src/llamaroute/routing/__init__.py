@@ -12,6 +12,7 @@ from ._plan import configured_routes, plan, route_refusal
 from ._retry import RetryPolicy
 from ._strategies import HedgePolicy, LatencyStats, Strategy, StrategyName, apply_strategy
 from ._tools_gate import tools_refusal, uses_tools
+from ._windows import MemoryRateLimiter, RateLimiter
 
 __all__ = [
     "BreakerPolicy",
@@ -20,7 +21,9 @@ __all__ = [
     "Health",
     "HedgePolicy",
     "LatencyStats",
+    "MemoryRateLimiter",
     "Plan",
+    "RateLimiter",
     "RetryPolicy",
     "Strategy",
     "StrategyName",
