@@ -67,6 +67,7 @@ class RedisConnection:
                 "fleet state on Redis needs the redis package: pip install 'llamaroute[redis]'"
             ) from None
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._no_script: type[BaseException] = redis.exceptions.NoScriptError
         self.url = _redacted(url)
         self.namespace = f"llamaroute:{prefix}:" if prefix else "llamaroute:"
         #: This process's token: it marks the half-open probes this process holds.
@@ -111,9 +112,7 @@ class RedisConnection:
                 sha = self._scripts[name] = self._redis.script_load(source)
             try:
                 result = self._redis.evalsha(sha, len(keys), *keys, *args)
-            except Exception as error:
-                if "NOSCRIPT" not in str(error):
-                    raise
+            except self._no_script:
                 # A restarted Redis forgot its scripts: load them again.
                 self._scripts[name] = self._redis.script_load(source)
                 result = self._redis.evalsha(self._scripts[name], len(keys), *keys, *args)
