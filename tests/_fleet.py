@@ -263,3 +263,40 @@ def spawn_pool(processes: int) -> Iterator[Any]:
 
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         yield pool
+
+
+def pg_budget_worker(
+    base_url: str, pg_url: str, schema: str, budget: str, calls: int, start_at: float
+) -> dict[str, Any]:
+    """One process of a fleet whose budget is kept in PostgreSQL alone (no Redis)."""
+    from llamaroute import BudgetExceededError
+    from llamaroute.money import PostgresLedger
+
+    ledger = PostgresLedger(pg_url, Decimal(budget), schema=schema)
+    client = _client(base_url, ledger=ledger)
+    answered: list[str] = []
+    refused: list[str] = []
+    others: list[str] = []
+    lock = threading.Lock()
+    _wait_until(start_at)
+
+    def call() -> None:
+        try:
+            reply = client.chat(MODEL, "How many llamas fit in a fleet?", max_tokens=64)
+            with lock:
+                answered.append(str(reply.total_cost))
+        except BudgetExceededError:
+            with lock:
+                refused.append("refused")
+        except Exception as error:
+            with lock:
+                others.append(f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=call) for _ in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    client.close()
+    ledger.close()
+    return {"answered": answered, "refused": len(refused), "others": others}
