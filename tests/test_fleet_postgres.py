@@ -16,7 +16,6 @@ import pytest
 
 from llamaroute import BudgetExceededError, Client, ConfigurationError
 from llamaroute.money import PostgresLedger, SpendEntry, open_ledger
-from llamaroute.money._pg_schema import LATEST_VERSION
 from llamaroute.providers import OpenRouterProvider
 from llamaroute.testing import FakeOpenRouter, Step
 
@@ -58,7 +57,7 @@ def test_the_schema_is_migrated_once_with_a_version_table_and_indexes(
     again = PostgresLedger(PG_URL, schema=schema)  # a second process: nothing to do
     again.close()
     versions = _rows(schema, "SELECT version FROM llamaroute_schema_version")
-    assert versions == [(v,) for v in range(1, LATEST_VERSION + 1)]
+    assert versions == [(v,) for v in range(1, PostgresLedger.SCHEMA_VERSION + 1)]
     indexes = {name for (name,) in _rows(schema, "SELECT indexname FROM pg_indexes WHERE "
                                          "tablename = 'llamaroute_spend'")}  # fmt: skip
     assert {"llamaroute_spend_day", "llamaroute_spend_provider_day",

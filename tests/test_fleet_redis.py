@@ -13,8 +13,7 @@ import pytest
 
 from llamaroute import BudgetExceededError, Client, ConfigurationError
 from llamaroute.catalog import default_catalog
-from llamaroute.fleet import RedisState, open_state
-from llamaroute.fleet._budget import UNIT, RedisBudget
+from llamaroute.fleet import UNIT, RedisBudget, RedisState, open_state
 from llamaroute.money import MemoryLedger, SpendEntry
 from llamaroute.providers import OllamaProvider, OpenRouterProvider
 from llamaroute.routing import BreakerPolicy, MemoryRateLimiter, RateLimiter

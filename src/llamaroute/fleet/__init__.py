@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 from .._exceptions import ConfigurationError
 from ..money import Ledger
 from ..routing import BreakerPolicy, Health, MemoryRateLimiter, RateLimiter
+from ._budget import UNIT, RedisBudget
 
 if TYPE_CHECKING:
     from ._connection import RedisConnection
 
-__all__ = ["FleetState", "RedisState", "open_state"]
+__all__ = ["UNIT", "FleetState", "RedisBudget", "RedisState", "open_state"]
 
 
 class FleetState:
@@ -81,8 +82,6 @@ class RedisState(FleetState):
         return RedisHealth(self.connection, policy, clock)
 
     def budget(self, ledger: Ledger, budget: Decimal | None = None) -> Ledger:
-        from ._budget import RedisBudget
-
         return RedisBudget(self.connection, ledger, budget, fail_open=self.budget_fail_open)
 
     def rate_limiter(self) -> RateLimiter:

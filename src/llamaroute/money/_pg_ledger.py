@@ -40,7 +40,7 @@ from typing import Any
 
 from .._exceptions import BudgetExceededError, ConfigurationError
 from ._ledger import RESERVATION_TTL_S, ZERO, Ledger, SpendEntry, SpendSummary, holds
-from ._pg_schema import NewerSchemaError, migrate
+from ._pg_schema import LATEST_VERSION, NewerSchemaError, migrate
 from ._reconcile import RouteDrift, drift_by_route
 
 __all__ = ["PostgresLedger", "is_postgres_url"]
@@ -94,6 +94,9 @@ class PostgresLedger(Ledger):
     Opening it connects and migrates the schema; a server that cannot be reached then, or
     a database migrated by a newer llamaroute, raises :class:`~llamaroute.ConfigurationError`.
     """
+
+    #: The schema version this llamaroute migrates a database to.
+    SCHEMA_VERSION = LATEST_VERSION
 
     def __init__(
         self,
