@@ -161,17 +161,27 @@ def _client(base_url: str, **options: Any) -> Any:
 
 
 def budget_worker(
-    base_url: str, redis_url: str, prefix: str, budget: str, calls: int, start_at: float
+    base_url: str,
+    redis_url: str,
+    prefix: str,
+    budget: str,
+    calls: int,
+    start_at: float,
+    pg_schema: str | None = None,
 ) -> dict[str, Any]:
-    """One process of the fleet: ``calls`` concurrent calls under the shared budget."""
+    """One process of the fleet: ``calls`` concurrent calls under the shared budget (with
+    the spend ledger in PostgreSQL's ``pg_schema``, if given)."""
     from llamaroute import BudgetExceededError
     from llamaroute.fleet import RedisState
+    from llamaroute.money import PostgresLedger
 
     answered: list[Decimal] = []
     refused: list[str] = []
     others: list[str] = []
     lock = threading.Lock()
-    client = _client(base_url, state=RedisState(redis_url, prefix=prefix), budget=Decimal(budget))
+    ledger = None if pg_schema is None else PostgresLedger(PG_URL, schema=pg_schema)
+    client = _client(base_url, state=RedisState(redis_url, prefix=prefix), budget=Decimal(budget),
+                     ledger=ledger)  # fmt: skip
     _wait_until(start_at)
 
     def call() -> None:
@@ -193,6 +203,8 @@ def budget_worker(
         thread.join(120)
     total = client.spend.total
     client.close()
+    if ledger is not None:
+        ledger.close()
     return {"answered": [str(c) for c in answered], "refused": len(refused),
             "others": others, "ledger_total": str(total)}  # fmt: skip
 

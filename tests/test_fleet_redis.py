@@ -86,6 +86,58 @@ def test_four_processes_of_sixteen_concurrent_calls_never_overspend_one_budget(
     state.close()
 
 
+@pytest.mark.skipif(not _fleet.answers(5432), reason="needs PostgreSQL on 127.0.0.1:5432")
+def test_a_redis_budget_over_a_postgres_ledger_keeps_exact_totals(prefix: str) -> None:
+    from llamaroute.money import PostgresLedger
+
+    budget = Decimal("0.00003")
+    PostgresLedger(_fleet.PG_URL, schema=prefix).close()  # migrate once before the race
+    try:
+        with FakeOpenRouter(default=Step.reply("a llama", delay=0.05)) as fake, \
+                _fleet.spawn_pool(4) as pool:  # fmt: skip
+            start = time.time() + 5
+            jobs = [pool.apply_async(_fleet.budget_worker, (fake.base_url, REDIS_URL, prefix,
+                                                            str(budget), 16, start, prefix))
+                    for _ in range(4)]  # fmt: skip
+            results = [job.get(180) for job in jobs]
+        for result in results:
+            assert result["others"] == [], result["others"]
+        costs = [Decimal(cost) for result in results for cost in result["answered"]]
+        assert 0 < sum(costs) <= budget
+        ledger = PostgresLedger(_fleet.PG_URL, schema=prefix)
+        summary = ledger.summary()
+        ledger.close()
+        assert (summary.total, summary.calls) == (sum(costs), len(costs))  # exact, once each
+    finally:
+        _fleet.drop_pg_schema(_fleet.PG_URL, prefix)
+
+
+async def test_the_async_client_takes_the_same_state(
+    prefix: str, fake_openrouter: FakeOpenRouter
+) -> None:
+    from llamaroute import AsyncClient
+
+    async with AsyncClient(
+        [OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=fake_openrouter.base_url)],
+        state=RedisState(REDIS_URL, prefix=prefix), budget=Decimal("1"), retries=0,
+    ) as client:  # fmt: skip
+        reply = await client.chat(MODEL, "hi")
+        assert client.spend.remaining() == Decimal("1") - reply.total_cost
+        assert isinstance(client.spend, RedisBudget)
+
+
+def test_the_readme_fleet_block_compiles() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Running a fleet") :]
+    [block] = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    compile(block, "README.md", "exec")
+    assert "RedisState(" in block
+    assert "postgresql://" in block
+
+
 def test_reservations_expire_and_keys_carry_ttls(prefix: str) -> None:
     state = RedisState(REDIS_URL, prefix=prefix)
     ledger = state.budget(MemoryLedger(), Decimal("1"))

@@ -32,7 +32,7 @@ from contextlib import suppress
 from datetime import date
 from decimal import Decimal
 
-from .._exceptions import BudgetExceededError, ConfigurationError
+from .._exceptions import BudgetExceededError, ConfigurationError, LlamarouteError
 from ..money import Ledger, RouteDrift, SpendEntry, SpendSummary
 from ..money._ledger import RESERVATION_TTL_S, ZERO, holds
 from ._connection import RedisConnection, RedisDown
@@ -138,7 +138,7 @@ class RedisBudget(Ledger):
         try:
             answer = self._reserve(key, amount, "")
             if answer[0] == -1:  # the spent total is gone (a Redis restart): seed it
-                answer = self._reserve(key, amount, str(units(self.inner.total)))
+                answer = self._reserve(key, amount, str(units(self._ledger_total(what))))
         except RedisDown:
             if self.fail_open:
                 self._warn_open()
@@ -151,6 +151,15 @@ class RedisBudget(Ledger):
         if answer[0] != 1:
             self._refuse(amount, int(answer[1]) * UNIT, int(answer[2]) * UNIT, what)
         return key
+
+    def _ledger_total(self, what: str) -> Decimal:
+        try:
+            return self.inner.total + getattr(self.inner, "unrecorded", ZERO)
+        except LlamarouteError as error:
+            raise BudgetExceededError(
+                f"{what} was not sent: Redis lost the budget's running total and the ledger "
+                f"cannot be read to restore it ({error})"
+            ) from None
 
     def _reserve(self, key: str, amount: Decimal, seed: str) -> list[int]:
         assert self.budget is not None
