@@ -379,3 +379,33 @@ def test_the_ollama_fake_is_used_as_a_second_route() -> None:
     # (A guard for the breaker test above: the fake Ollama serves this model.)
     with FakeOllama() as ollama, Client([OllamaProvider(host=ollama.url)], retries=0) as c:
         assert c.chat(MODEL, "hi").provider == "ollama"
+
+
+# --- latency for the fastest strategy ---------------------------------------------------------
+
+
+def test_latency_measured_by_one_client_orders_routes_for_another(prefix: str) -> None:
+    slow, fast = Step.reply("slow", delay=0.3), Step.reply("fast")
+    with FakeOpenRouter(default=slow) as openrouter, FakeOllama(default=fast) as ollama:
+        providers = [OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=openrouter.base_url),
+                     OllamaProvider(host=ollama.url)]  # fmt: skip
+        with Client(providers, state=RedisState(REDIS_URL, prefix=prefix), retries=0) as first:
+            first.chat(MODEL, "hi", providers=["openrouter"])
+            first.chat(MODEL, "hi", providers=["ollama"])
+        other = [OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=openrouter.base_url),
+                 OllamaProvider(host=ollama.url)]  # fmt: skip
+        with Client(other, state=RedisState(REDIS_URL, prefix=prefix), retries=0,
+                    strategy="fastest") as second:  # fmt: skip
+            measured = second.latency()["total"]
+            assert measured[f"openrouter:{_route().model_id}"] > 0.3
+            assert second.chat(MODEL, "hi").provider == "ollama"  # never measured here
+        assert openrouter.hits == 1
+
+
+def test_latency_falls_back_to_the_process_while_redis_is_down(
+    private_redis: PrivateRedis, prefix: str
+) -> None:
+    stats = RedisState(private_redis.url, prefix=prefix, retry_s=0.2).latency_stats()
+    private_redis.kill()
+    stats.observe("openrouter:m", 0.25)
+    assert stats.latency("openrouter:m") == 0.25

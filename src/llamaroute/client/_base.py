@@ -34,7 +34,6 @@ from ..routing import (
     BreakerPolicy,
     Candidate,
     Health,
-    LatencyStats,
     RetryPolicy,
     Strategy,
     StrategyName,
@@ -104,7 +103,7 @@ class BaseClient:
         served = isinstance(ledger, str) and ledger.startswith(("postgresql:", "postgres:"))
         self._owned: list[Ledger | FleetState] = [opened, self._state] if served else [self._state]
         self._accounting = Accounting(self.catalog, self._state.budget(opened), regions)
-        self._stats = LatencyStats()
+        self._stats = self._state.latency_stats()
         # Spans come from the same events, when OpenTelemetry is installed.
         self._on_event = chain(on_event, tracing_handler())
         self._ids = itertools.count(1)

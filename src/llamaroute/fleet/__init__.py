@@ -1,6 +1,7 @@
 """Layer between the client and routing: state shared by a fleet of processes
-(``Client(state="redis://host:6379/0")``): circuit breakers, budget reservations and
-sliding-window rate limits on Redis, each with a per-process fallback while Redis is down.
+(``Client(state="redis://host:6379/0")``): circuit breakers, budget reservations,
+sliding-window rate limits and the ``fastest`` strategy's latency averages on Redis, each
+with a per-process fallback while Redis is down.
 
 Nothing here imports ``redis`` until a Redis URL is opened. Without ``state=`` a client keeps
 all of this in its own memory, as before.
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .._exceptions import ConfigurationError
 from ..money import Ledger
-from ..routing import BreakerPolicy, Health, MemoryRateLimiter, RateLimiter
+from ..routing import BreakerPolicy, Health, LatencyStats, MemoryRateLimiter, RateLimiter
 from ._budget import UNIT, RedisBudget
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ class FleetState:
     def rate_limiter(self) -> RateLimiter:
         """The sliding-window rate limiter (``try_acquire(key, limit, window_s, cost)``)."""
         return MemoryRateLimiter()
+
+    def latency_stats(self) -> LatencyStats:
+        """The latency averages the ``fastest`` strategy orders routes by."""
+        return LatencyStats()
 
     def close(self) -> None:
         """Release connections."""
@@ -88,6 +93,11 @@ class RedisState(FleetState):
         from ._rate import RedisRateLimiter
 
         return RedisRateLimiter(self.connection)
+
+    def latency_stats(self) -> LatencyStats:
+        from ._latency import RedisLatencyStats
+
+        return RedisLatencyStats(self.connection)
 
     def close(self) -> None:
         self.connection.close()

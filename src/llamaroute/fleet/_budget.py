@@ -48,8 +48,9 @@ UNIT = Decimal("1e-10")
 MAX_BUDGET = UNIT * 2**53
 #: How long a budget's keys live without use (seconds; each use renews them).
 KEY_TTL_S = 30 * 86_400
-#: How long a settlement's marker is kept (seconds): a replay within it counts once.
-MARKER_TTL_S = 3_600
+#: How long a settlement's marker is kept (seconds): a replay within it counts once. (The
+#: replays come from this process's queue within an outage; one key per settlement, so short.)
+MARKER_TTL_S = 900
 _LOCAL = "local-"
 
 _CORRECT = """
@@ -176,6 +177,8 @@ class RedisBudget(Ledger):
         self._settle_shared(reservation, entry)
 
     def _settle_shared(self, reservation: str, entry: SpendEntry | None) -> None:
+        if self.budget is None:
+            return  # nothing to enforce here: no round trip (set the budget on every process)
         cost = units(entry.cost) if entry is not None else 0
         ref = entry.ref if entry is not None and entry.ref and holds(entry) else ""
         if reservation.startswith(_LOCAL) and not cost:
