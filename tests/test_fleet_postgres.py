@@ -266,3 +266,14 @@ def test_a_concurrent_burst_during_an_outage_is_written_exactly_once(
     assert ledger.summary().calls == 51
     assert ledger.total == Decimal("1.050")
     ledger.close()
+
+
+def test_a_record_the_server_refuses_is_dropped_and_counted_not_retried_forever(
+    ledger: PostgresLedger, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="llamaroute"):
+        ledger.record(_entry("-1"))  # breaks the table's CHECK (cost >= 0)
+    ledger.record(_entry("0.5"))
+    assert (ledger.dropped, ledger.dropped_cost, ledger.queued) == (1, Decimal("-1"), 0)
+    assert any("refused" in r.message for r in caplog.records)
+    assert ledger.total == Decimal("0.5")

@@ -218,32 +218,42 @@ class PostgresLedger(Ledger):
     def _write(self, item: _Queued) -> None:
         """Write ``item`` now if the server answers (after anything queued before it), else
         queue it. Never raises: the call that produced the cost keeps its answer."""
-        if not self._queue and self._available():
-            try:
-                self._apply(item)
-                return
-            except self._psycopg.Error as error:
-                self._failed(error)
+        if not self._queue and self._available() and self._try(item):
+            return
         self._enqueue(item)
         self.flush()
 
+    def _try(self, item: _Queued) -> bool:
+        """Write ``item``: ``True`` when it is done with (written, or refused by the server
+        as bad data: dropped, counted and warned about, so it cannot block the queue),
+        ``False`` when the server could not be reached (then it is to be retried)."""
+        try:
+            self._apply(item)
+        except (self._psycopg.OperationalError, self._psycopg.InterfaceError) as error:
+            self._failed(error)
+            return False
+        except self._psycopg.Error as error:
+            self._drop(item, f"the server refused it: {type(error).__name__}: {error}")
+        return True
+
+    def _drop(self, item: _Queued, why: str) -> None:
+        cost = item.entry.cost if item.entry is not None else ZERO
+        with self._lock:
+            self.dropped += 1
+            self.dropped_cost += cost
+        self._warn("dropped", "the spend ledger %s dropped a record of %s USD (%s); %d dropped "
+                   "so far", self.url, f"{cost:f}", why, self.dropped)  # fmt: skip
+
     def _enqueue(self, item: _Queued) -> None:
         with self._lock:
+            lost = None
             if len(self._queue) >= self.queue_limit:
                 lost = self._queue.popleft() if self._queue else item
-                if lost is not item:
-                    self._queue.append(item)
-                self.dropped += 1
-                cost = lost.entry.cost if lost.entry is not None else ZERO
-                self.dropped_cost += cost
-                self._warn(
-                    "dropped", "the spend ledger %s is unreachable and its queue is full "
-                    "(%d records): a record of %s USD was dropped (%d dropped so far)",
-                    self.url, self.queue_limit, f"{cost:f}", self.dropped,
-                )  # fmt: skip
-            else:
+            if lost is not item:
                 self._queue.append(item)
             self._schedule()
+        if lost is not None:
+            self._drop(lost, f"it is unreachable and {self.queue_limit} records wait already")
 
     def flush(self) -> int:
         """Write the queued records now, if the server answers; returns how many are left."""
@@ -252,10 +262,7 @@ class PostgresLedger(Ledger):
         try:
             while self._queue and self._available():
                 item = self._queue[0]
-                try:
-                    self._apply(item)
-                except self._psycopg.Error as error:
-                    self._failed(error)
+                if not self._try(item):
                     break
                 with self._lock:
                     if self._queue and self._queue[0] is item:
