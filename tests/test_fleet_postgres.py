@@ -277,3 +277,19 @@ def test_a_record_the_server_refuses_is_dropped_and_counted_not_retried_forever(
     assert (ledger.dropped, ledger.dropped_cost, ledger.queued) == (1, Decimal("-1"), 0)
     assert any("refused" in r.message for r in caplog.records)
     assert ledger.total == Decimal("0.5")
+
+
+def test_the_spend_command_reads_a_postgres_ledger(
+    ledger: PostgresLedger, schema: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from llamaroute.cli import main
+
+    ledger.record(_entry("0.00000024"))
+    ledger.record(_entry("0.5", provider="bedrock"))
+    code = main(["spend", "--ledger", f"{PG_URL}?options=-csearch_path%3D{schema}", "--json"])
+    shown = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert shown["total"] == "0.50000024"
+    assert shown["by_provider"] == {"openrouter": "0.00000024", "bedrock": "0.5"}
