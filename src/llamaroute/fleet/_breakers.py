@@ -119,6 +119,8 @@ class RedisHealth(Health):
         )  # fmt: skip
 
     def release(self, route: Route) -> None:
+        if not self.policy.enabled:
+            return
         try:
             self._run_record(route, ["release", "release"])
         except RedisDown:
