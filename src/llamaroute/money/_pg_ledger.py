@@ -421,6 +421,13 @@ class PostgresLedger(Ledger):
 
     # --- reading ---------------------------------------------------------------------------
 
+    @property
+    def total(self) -> Decimal:
+        """Everything written so far (USD): the running total, kept exact with the rows in
+        the same transactions (one row read, however long the table)."""
+        rows = self._rows("SELECT spent FROM llamaroute_budget WHERE name = 'default'")
+        return Decimal(rows[0][0]) if rows else self.summary().total
+
     def _rows(self, query: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             with self._connection() as connection:
