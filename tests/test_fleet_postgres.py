@@ -158,10 +158,11 @@ def test_four_processes_never_overspend_a_budget_kept_in_postgres(schema: str) -
 
 
 def test_the_client_opens_a_postgres_url(schema: str) -> None:
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as connection:
-        connection.execute(f'CREATE SCHEMA "{schema}"')
-    assert isinstance(open_ledger(url, None), PostgresLedger)  # (closed by the GC: a pool)
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"  # the schema is created: it is new
+    opened = open_ledger(url, None)
+    assert isinstance(opened, PostgresLedger)
+    assert opened.schema == schema
+    opened.close()
     with FakeOpenRouter() as fake:
         with Client([OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=fake.base_url)],
                     ledger=url, retries=0) as client:  # fmt: skip

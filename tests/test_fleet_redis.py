@@ -349,6 +349,10 @@ def test_state_urls_and_options_are_checked() -> None:
     with pytest.raises(ConfigurationError, match="prefix"):
         RedisState(REDIS_URL, prefix="a:b")
     assert type(open_state(None)).__name__ == "FleetState"
+    named = open_state("redis://127.0.0.1:6379/0?prefix=billing")
+    assert isinstance(named, RedisState)
+    assert named.connection.namespace == "llamaroute:billing:"
+    named.close()
 
 
 def test_redis_budget_wraps_the_records_of_any_ledger(prefix: str) -> None:

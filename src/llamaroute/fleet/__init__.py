@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._exceptions import ConfigurationError
 from ..money import Ledger
@@ -104,14 +105,28 @@ class RedisState(FleetState):
 
 
 def open_state(state: FleetState | str | None) -> FleetState:
-    """The state for ``Client(state=...)``: in memory (``None``), a Redis URL, or a
-    :class:`FleetState` (such as :class:`RedisState` with options)."""
+    """The state for ``Client(state=...)``: in memory (``None``), a Redis URL (its
+    ``?prefix=myapp`` namespaces the keys), or a :class:`FleetState` (such as
+    :class:`RedisState` with options)."""
     if state is None:
         return FleetState()
     if isinstance(state, FleetState):
         return state
     if isinstance(state, str) and state.startswith(("redis://", "rediss://", "unix://")):
-        return RedisState(state)
+        url, prefix = _split_prefix(state)
+        return RedisState(url, prefix=prefix)
     raise ConfigurationError(
         f"state= takes a Redis URL ('redis://127.0.0.1:6379/0') or a RedisState, not {state!r}"
     )
+
+
+def _split_prefix(url: str) -> tuple[str, str]:
+    """A Redis URL's own ``prefix=`` query parameter (the key namespace, so that one URL can
+    say it all, as a gateway's config does), and the URL without it."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [value for name, value in query if name == "prefix"]
+    if not prefixes:
+        return url, ""
+    rest = urlencode([(name, value) for name, value in query if name != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefixes[-1]

@@ -29,6 +29,7 @@ record and behaviour, with what a fleet needs on top:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -65,6 +66,19 @@ def _redacted(url: str) -> str:
     return f"{head}{sep}{auth}{at}{host}"
 
 
+def _schema_in(url: str) -> str | None:
+    """The one schema a URL's ``options=-c search_path=NAME`` names, if it names one (it is
+    then created if missing, as ``schema=`` would be)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        options = str(conninfo_to_dict(url).get("options") or "")
+    except Exception:  # a malformed URL: connecting says what is wrong with it
+        return None
+    found = re.fullmatch(r"\s*-c\s*search_path\s*=\s*([a-z0-9_]+)\s*", options)
+    return found.group(1) if found else None
+
+
 class _Queued:
     """A write waiting for the server: an entry with its idempotency key fixed, and the
     reservation it settles (if any)."""
@@ -83,7 +97,8 @@ class PostgresLedger(Ledger):
         url: a libpq connection URL, ``postgresql://user@host:5432/dbname``.
         budget: the budget (USD) shared by every process using this database.
         schema: the PostgreSQL schema for the tables (created if missing); default: the
-            connection's ``search_path`` (normally ``public``).
+            connection's ``search_path`` (normally ``public``); a URL whose
+            ``options`` set one schema (``?options=-csearch_path%3Dmyapp``) names it too.
         pool_size: most connections this process opens.
         queue_limit: most spend records kept in memory while the server is unreachable.
         retry_s: how long after a failure the server is left alone, and how often the
@@ -112,10 +127,6 @@ class PostgresLedger(Ledger):
         super().__init__(budget)
         if not is_postgres_url(url):
             raise ConfigurationError(f"not a PostgreSQL URL: {url!r} (postgresql://...)")
-        if schema is not None and (not schema or not set(schema) <= _IDENTIFIER_CHARS):
-            raise ConfigurationError(
-                "schema must be lower-case letters, digits and underscores, e.g. 'llamaroute'"
-            )
         if pool_size < 1 or queue_limit < 0 or not retry_s > 0 or not connect_timeout > 0:
             raise ConfigurationError(
                 "PostgresLedger needs pool_size >= 1, queue_limit >= 0, retry_s > 0 and "
@@ -130,6 +141,12 @@ class PostgresLedger(Ledger):
                 "pip install 'llamaroute[postgres]'"
             ) from None
         self._psycopg: Any = psycopg
+        if schema is None:
+            schema = _schema_in(url)
+        if schema is not None and (not schema or not set(schema) <= _IDENTIFIER_CHARS):
+            raise ConfigurationError(
+                "schema must be lower-case letters, digits and underscores, e.g. 'llamaroute'"
+            )
         self.url = _redacted(url)
         self.schema = schema
         self.queue_limit = queue_limit
