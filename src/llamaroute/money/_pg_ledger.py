@@ -14,13 +14,15 @@ record and behaviour, with what a fleet needs on top:
   together beyond the budget. Reservations expire (:data:`~._ledger.RESERVATION_TTL_S`), so
   a process that died holds nothing for long.
 * **PostgreSQL unreachable.** A spend record that cannot be written is queued in memory (up
-  to ``queue_limit`` entries) and written later: before the next write, and by a timer every
-  ``retry_s`` seconds while the queue is not empty. A record dropped because the queue is
-  full is counted (:attr:`PostgresLedger.dropped`, :attr:`PostgresLedger.dropped_cost`) and
-  warned about. Queued costs still count against the budget here. A reservation cannot be
-  made while the server is unreachable: a call with a budget is then refused (fail closed,
-  :class:`~llamaroute.BudgetExceededError`) before anything is sent. The answer of a call
-  already running is never lost to the ledger.
+  to ``queue_limit`` entries) and written later by a background thread: as soon as the
+  server may be tried again, then every ``retry_s`` seconds while the queue is not empty
+  (never on the caller's thread, so an outage does not slow calls down). A record dropped
+  because the queue is full is counted (:attr:`PostgresLedger.dropped`,
+  :attr:`PostgresLedger.dropped_cost`) and warned about. Queued costs still count against
+  the budget here. A reservation cannot be made while the server is unreachable: a call
+  with a budget is then refused (fail closed, :class:`~llamaroute.BudgetExceededError`)
+  before anything is sent. The answer of a call already running is never lost to the
+  ledger.
 * **Reconnection is automatic**: the pool checks a connection before lending it and replaces
   broken ones; after a failure the server is left alone for ``retry_s`` seconds, so a dead
   server does not slow every call down.
@@ -237,8 +239,9 @@ class PostgresLedger(Ledger):
         queue it. Never raises: the call that produced the cost keeps its answer."""
         if not self._queue and self._available() and self._try(item):
             return
+        # Queued: written by the timer's thread, never this one, so that a server that
+        # does not answer costs the caller's call nothing more.
         self._enqueue(item)
-        self.flush()
 
     def _try(self, item: _Queued) -> bool:
         """Write ``item``: ``True`` when it is done with (written, or refused by the server
@@ -268,7 +271,8 @@ class PostgresLedger(Ledger):
                 lost = self._queue.popleft() if self._queue else item
             if lost is not item:
                 self._queue.append(item)
-            self._schedule()
+            # Written as soon as the server may be tried again (the next write's turn).
+            self._schedule(max(0.0, self._down_until - time.monotonic()))
         if lost is not None:
             self._drop(lost, f"it is unreachable and {self.queue_limit} records wait already")
 
@@ -292,11 +296,11 @@ class PostgresLedger(Ledger):
         finally:
             self._flushing.release()
 
-    def _schedule(self) -> None:
+    def _schedule(self, delay: float | None = None) -> None:
         # (Called with self._lock held.) One timer at a time, only while records wait.
         if self._timer is not None or self._closed or not self._queue:
             return
-        self._timer = threading.Timer(self.retry_s, self._tick)
+        self._timer = threading.Timer(self.retry_s if delay is None else delay, self._tick)
         self._timer.daemon = True
         self._timer.start()
 
