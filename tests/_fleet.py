@@ -312,3 +312,51 @@ def pg_budget_worker(
     client.close()
     ledger.close()
     return {"answered": answered, "refused": len(refused), "others": others}
+
+
+def restart_worker(
+    base_url: str, redis_url: str, prefix: str, pg_schema: str, seconds: float, start_at: float
+) -> dict[str, Any]:
+    """Calls for ``seconds`` from 4 threads, with a budget on Redis (which the parent kills
+    and restarts meanwhile) and the ledger in PostgreSQL."""
+    from llamaroute import BudgetExceededError
+    from llamaroute.fleet import RedisState
+    from llamaroute.money import PostgresLedger
+
+    ledger = PostgresLedger(PG_URL, schema=pg_schema)
+    client = _client(base_url, state=RedisState(redis_url, prefix=prefix, retry_s=0.2),
+                     budget=Decimal("1"), ledger=ledger)  # fmt: skip
+    answered: list[str] = []
+    refused: list[str] = []
+    others: list[str] = []
+    lock = threading.Lock()
+    _wait_until(start_at)
+    stop = time.monotonic() + seconds
+
+    def calls() -> None:
+        while time.monotonic() < stop:
+            try:
+                reply = client.chat(MODEL, "Still there?", max_tokens=32)
+                with lock:
+                    answered.append(str(reply.total_cost))
+            except BudgetExceededError:
+                with lock:
+                    refused.append("refused")
+                time.sleep(0.05)
+            except Exception as error:
+                with lock:
+                    others.append(f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=calls) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 60)
+    deadline = time.monotonic() + 20
+    while client.spend.pending and time.monotonic() < deadline:
+        time.sleep(0.1)  # the settlements Redis missed are replayed
+    pending = client.spend.pending
+    client.close()
+    ledger.close()
+    return {"answered": answered, "refused": len(refused), "others": others,
+            "pending": pending}  # fmt: skip

@@ -208,6 +208,49 @@ def test_budgets_fail_closed_while_redis_is_down_and_calls_in_flight_keep_their_
         assert remaining <= Decimal("1") - client.spend.total
 
 
+@pytest.mark.skipif(not _fleet.answers(5432), reason="needs PostgreSQL on 127.0.0.1:5432")
+def test_redis_killed_and_restarted_under_two_busy_processes(
+    private_redis: PrivateRedis, prefix: str
+) -> None:
+    from llamaroute.money import PostgresLedger
+
+    PostgresLedger(_fleet.PG_URL, schema=prefix).close()  # migrate once before the race
+    try:
+        with FakeOpenRouter(default=Step.reply("yes", delay=0.02)) as fake, \
+                _fleet.spawn_pool(2) as pool:  # fmt: skip
+            start = time.time() + 5
+            jobs = [pool.apply_async(_fleet.restart_worker, (fake.base_url, private_redis.url,
+                                                             prefix, prefix, 6.0, start))
+                    for _ in range(2)]  # fmt: skip
+            time.sleep(max(0.0, start - time.time()) + 2.0)
+            private_redis.kill()  # mid-run
+            time.sleep(2.0)
+            private_redis.start()  # empty
+            results = [job.get(180) for job in jobs]
+            hits = fake.hits
+        for result in results:
+            assert result["others"] == [], result["others"]  # typed errors only
+            assert result["pending"] == 0  # every settlement reached Redis again
+        costs = [Decimal(cost) for result in results for cost in result["answered"]]
+        assert sum(result["refused"] for result in results) > 0  # refused while it was down
+        assert hits == len(costs)  # nothing refused was sent
+        ledger = PostgresLedger(_fleet.PG_URL, schema=prefix)
+        summary = ledger.summary()
+        ledger.close()
+        assert (summary.total, summary.calls) == (sum(costs), len(costs))  # nothing lost
+        # Redis's total after the restart: seeded from the ledger, then every later call
+        # once; what the ledger has, rounded up by under a unit a call (nothing lost, nothing
+        # counted twice, whether a call settled during the outage, across it or after it).
+        state = RedisState(private_redis.url, prefix=prefix)
+        spent = state.connection.command("GET", state.connection.key("budget", "default",
+                                                                     "spent"))  # fmt: skip
+        state.close()
+        assert spent is not None
+        assert sum(costs) <= int(spent) * UNIT <= sum(costs) + UNIT * len(costs)
+    finally:
+        _fleet.drop_pg_schema(_fleet.PG_URL, prefix)
+
+
 def test_a_budget_may_fail_open(private_redis: PrivateRedis, prefix: str) -> None:
     state = RedisState(private_redis.url, prefix=prefix, budget_fail_open=True, retry_s=0.2)
     with FakeOpenRouter() as fake, Client(

@@ -36,7 +36,7 @@ from .._exceptions import BudgetExceededError, ConfigurationError, LlamarouteErr
 from ..money import Ledger, RouteDrift, SpendEntry, SpendSummary
 from ..money._ledger import RESERVATION_TTL_S, ZERO, holds
 from ._connection import RedisConnection, RedisDown
-from ._scripts import RESERVE, SETTLE
+from ._scripts import MAX_SPENT, RESERVE, SETTLE
 
 __all__ = ["UNIT", "RedisBudget"]
 
@@ -94,9 +94,14 @@ class RedisBudget(Ledger):
         self.dropped_cost = ZERO
         self._redis = connection
         self._keys = [connection.key("budget", name, part)
-                      for part in ("spent", "expiry", "held")]  # fmt: skip
+                      for part in ("spent", "expiry", "held", "generation")]  # fmt: skip
         self._marker = connection.key("budget", name, "settled") + ":"
-        self._pending: deque[tuple[str, int, str]] = deque()  # (reservation, cost, hold ref)
+        # Settlements waiting for Redis: (reservation, cost, hold ref, generation).
+        self._pending: deque[tuple[str, int, str, str]] = deque()
+        # The generation of the spent total each reservation was made in, and the latest
+        # seen (see _scripts.SETTLE: a total Redis lost and the ledger reseeded).
+        self._generations: dict[str, str] = {}
+        self._generation = ""
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._closed = False
@@ -138,20 +143,30 @@ class RedisBudget(Ledger):
         self._replay()
         try:
             answer = self._reserve(key, amount, "")
-            if answer[0] == -1:  # the spent total is gone (a Redis restart): seed it
+            if int(answer[0]) == -1:  # the spent total is gone (a Redis restart): seed it
                 answer = self._reserve(key, amount, str(units(self._ledger_total(what))))
         except RedisDown:
             if self.fail_open:
                 self._warn_open()
-                return _LOCAL + key
+                key = _LOCAL + key
+                self._remember(key, self._generation)
+                return key
             raise BudgetExceededError(
                 f"{what} was not sent: the budget is kept on Redis at {self._redis.url}, which "
                 f"is unreachable ({self._redis.last_error}); it is retried automatically "
                 "(fail_open=True lets calls through meanwhile)"
             ) from None
-        if answer[0] != 1:
+        if int(answer[0]) != 1:
             self._refuse(amount, int(answer[1]) * UNIT, int(answer[2]) * UNIT, what)
+        self._generation = str(answer[3])
+        self._remember(key, self._generation)
         return key
+
+    def _remember(self, key: str, generation: str) -> None:
+        with self._lock:
+            if len(self._generations) >= 100_000:  # never settled (cannot happen): stay flat
+                self._generations.clear()
+            self._generations[key] = generation
 
     def _ledger_total(self, what: str) -> Decimal:
         try:
@@ -162,14 +177,14 @@ class RedisBudget(Ledger):
                 f"cannot be read to restore it ({error})"
             ) from None
 
-    def _reserve(self, key: str, amount: Decimal, seed: str) -> list[int]:
+    def _reserve(self, key: str, amount: Decimal, seed: str) -> list[str]:
         assert self.budget is not None
         answer = self._redis.run(
             "reserve", RESERVE, self._keys,
             [key, units(amount), int(self.budget / UNIT), RESERVATION_TTL_S * 1000, seed,
-             KEY_TTL_S],
+             KEY_TTL_S, uuid.uuid4().hex],
         )  # fmt: skip
-        return [int(value) for value in answer]
+        return [str(value) for value in answer]
 
     def settle(self, reservation: str, entry: SpendEntry | None) -> None:
         if entry is not None:
@@ -181,26 +196,37 @@ class RedisBudget(Ledger):
             return  # nothing to enforce here: no round trip (set the budget on every process)
         cost = units(entry.cost) if entry is not None else 0
         ref = entry.ref if entry is not None and entry.ref and holds(entry) else ""
+        with self._lock:
+            generation = self._generations.pop(reservation, None)
+        if generation is None:  # (recorded without a reservation)
+            generation = self._generation
         if reservation.startswith(_LOCAL) and not cost:
             return  # nothing was held on Redis, nothing to add
-        item = (reservation, cost, ref or "")
+        item = (reservation, cost, ref or "", generation)
         self._replay()
         if not self._pending and self._apply(item):
             return
         self._queue(item)
 
-    def _apply(self, item: tuple[str, int, str]) -> bool:
-        reservation, cost, ref = item
+    def _apply(self, item: tuple[str, int, str, str]) -> bool:
+        reservation, cost, ref, generation = item
         try:
-            self._redis.run(
+            result = self._redis.run(
                 "settle", SETTLE, [*self._keys, self._marker + reservation],
-                [reservation, cost, ref, RESERVATION_TTL_S * 1000, MARKER_TTL_S, KEY_TTL_S],
+                [reservation, cost, ref, RESERVATION_TTL_S * 1000, MARKER_TTL_S, KEY_TTL_S,
+                 generation],
             )  # fmt: skip
+            if int(result) == 2:
+                # Redis lost the total since this cost's reservation: the ledger (which has
+                # this record) is the measure; the total rises to it, and never counts twice.
+                with suppress(LlamarouteError):
+                    total = units(self.inner.total + getattr(self.inner, "unrecorded", ZERO))
+                    self._redis.run("max_spent", MAX_SPENT, self._keys[:1], [total])
         except RedisDown:
             return False
         return True
 
-    def _queue(self, item: tuple[str, int, str]) -> None:
+    def _queue(self, item: tuple[str, int, str, str]) -> None:
         with self._lock:
             if len(self._pending) >= self.queue_limit:
                 lost = self._pending.popleft() if self._pending else item
@@ -251,10 +277,10 @@ class RedisBudget(Ledger):
         return len(self._pending)
 
     def _spent_and_reserved(self) -> tuple[Decimal, Decimal]:
-        spent_key, _, held_key = self._keys
+        spent_key, held_key = self._keys[0], self._keys[2]
         spent = self._redis.command("GET", spent_key)
         held = self._redis.command("HVALS", held_key)
-        waiting = sum(cost for _, cost, _ in self._pending)
+        waiting = sum(item[1] for item in self._pending)
         total = self.inner.total if spent is None else int(spent) * UNIT
         return total + waiting * UNIT, sum((int(v) for v in held), 0) * UNIT
 

@@ -7,26 +7,32 @@ doubles up to 2**53.
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "PEEK", "RATE", "RECORD", "RESERVE", "SETTLE"]
+__all__ = ["ADMIT", "MAX_SPENT", "PEEK", "RATE", "RECORD", "RESERVE", "SETTLE"]
 
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: spent, reservation expiries (zset), reservation amounts (hash)
-# ARGV: id, amount, budget, reservation ttl ms, seed ('' = none), key ttl s
-# -> {1|0|-1, spent, reserved}: reserved, refused, or the spent total is unknown (seed it).
+# The spent total has a generation: a random id set when the total is (re)seeded from the
+# ledger, i.e. after Redis lost it. A settlement from an older generation is already in the
+# seed (its record reached the ledger first) or came after it: it is not added, and the
+# caller raises the total to the ledger's instead (MAX_SPENT), so it counts once either way.
+
+# KEYS: spent, reservation expiries (zset), reservation amounts (hash), generation
+# ARGV: id, amount, budget, reservation ttl ms, seed ('' = none), key ttl s, new generation
+# -> {1|0|-1, spent, reserved, generation}: reserved, refused, or the total is unknown (seed).
 RESERVE = (
     _NOW
     + """
 local spent = redis.call('GET', KEYS[1])
 if not spent then
-  if ARGV[5] == '' then return {-1, '0', '0'} end
-  redis.call('SET', KEYS[1], ARGV[5], 'NX')
+  if ARGV[5] == '' then return {-1, '0', '0', ''} end
+  if redis.call('SET', KEYS[1], ARGV[5], 'NX') then redis.call('SET', KEYS[4], ARGV[7]) end
   spent = redis.call('GET', KEYS[1])
 end
 spent = tonumber(spent)
+local generation = redis.call('GET', KEYS[4]) or ''
 local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
 for _, id in ipairs(gone) do redis.call('HDEL', KEYS[3], id) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -40,24 +46,34 @@ if spent + reserved + amount <= tonumber(ARGV[3]) then
   ok = 1
 end
 local ttl = tonumber(ARGV[6])
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
-return {ok, string.format('%.0f', spent), string.format('%.0f', reserved)}
+for i = 1, 4 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ttl) end
+end
+return {ok, string.format('%.0f', spent), string.format('%.0f', reserved), generation}
 """
 )
 
-# KEYS: spent, reservation expiries, reservation amounts, this settlement's marker
-# ARGV: reservation id, cost, hold ref ('' = none), hold ttl ms, marker ttl s, key ttl s
-# -> 1 settled, 0 settled before (a replay after a lost answer: nothing is counted twice)
+# KEYS: spent, reservation expiries, reservation amounts, generation, this settlement's marker
+# ARGV: reservation id, cost, hold ref ('' = none), hold ttl ms, marker ttl s, key ttl s,
+#       the generation the cost belongs to ('' = unknown: added)
+# -> 1 settled, 0 settled before (a replay after a lost answer: nothing is counted twice),
+#    2 settled, but from an older generation: the caller raises the total to the ledger's
 SETTLE = (
     _NOW
     + """
-if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[5])) then return 0 end
+if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', tonumber(ARGV[5])) then return 0 end
 local held = redis.call('HGET', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 local cost = tonumber(ARGV[2])
--- A missing total is seeded from the ledger (which has this entry) at the next reservation.
-if cost > 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], cost) end
+local result = 1
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  result = 2  -- the total is gone: the next reservation seeds it from the ledger
+elseif ARGV[7] ~= '' and ARGV[7] ~= (redis.call('GET', KEYS[4]) or '') then
+  result = 2
+elseif cost > 0 then
+  redis.call('INCRBY', KEYS[1], cost)
+end
 if ARGV[3] ~= '' and held then
   local rest = tonumber(held) - cost
   if rest > 0 then
@@ -66,12 +82,21 @@ if ARGV[3] ~= '' and held then
   end
 end
 local ttl = tonumber(ARGV[6])
-for i = 1, 3 do
+for i = 1, 4 do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ttl) end
+end
+return result
+"""
+)
+
+# KEYS: spent. ARGV: the ledger's total (units). Raises the total to it, never lowers it.
+MAX_SPENT = """
+local spent = redis.call('GET', KEYS[1])
+if spent and tonumber(spent) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
 end
 return 1
 """
-)
 
 # A breaker is a hash: state ('open' or absent), opened_at, failures (consecutive),
 # times_opened, last_failure (ms), and the window's buckets b<slot>n / b<slot>o / b<slot>f
