@@ -27,7 +27,7 @@ import pytest
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 #: A distinctive key for the fake providers (never a real one).
-PLACEHOLDER_KEY = "sk-or-v1-CANARY0123456789abcdefCANARY0123456789abcdef"
+PLACEHOLDER_KEY = "placeholder-not-a-key"  # the fake servers accept any key
 MODEL = "llama-3.2-1b"
 
 

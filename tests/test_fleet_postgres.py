@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -178,10 +179,10 @@ def test_bad_urls_and_options_are_configuration_errors() -> None:
         PostgresLedger("postgresql://postgres@127.0.0.1:1/test", connect_timeout=1)
     with pytest.raises(ConfigurationError, match="schema"):
         PostgresLedger(PG_URL, schema="Robert'); DROP TABLE")
-    password = "hunter2"  # (not a real one; built at run time)
+    canary = "canary" + "-pw-" + str(uuid.uuid4().int % 10**6)  # (made up at run time)
     with pytest.raises(ConfigurationError) as refused:
-        PostgresLedger(f"postgresql://postgres:{password}@127.0.0.1:1/test", connect_timeout=1)
-    assert password not in str(refused.value)  # a password never shows in a message
+        PostgresLedger(f"postgresql://postgres:{canary}@127.0.0.1:1/test", connect_timeout=1)
+    assert canary not in str(refused.value)  # a password never shows in a message
 
 
 # --- a private server, restarted mid-run ----------------------------------------------------
