@@ -239,14 +239,15 @@ def test_redis_killed_and_restarted_under_two_busy_processes(
         ledger.close()
         assert (summary.total, summary.calls) == (sum(costs), len(costs))  # nothing lost
         # Redis's total after the restart: seeded from the ledger, then every later call
-        # once; what the ledger has, rounded up by under a unit a call (nothing lost, nothing
-        # counted twice, whether a call settled during the outage, across it or after it).
+        # once. Never below the ledger (a budget cannot be overspent); above it by at most
+        # what the 8 calls in flight cost when a settlement from before the loss raised the
+        # total to the ledger's (a call recorded there but not yet added), plus rounding.
         state = RedisState(private_redis.url, prefix=prefix)
         spent = state.connection.command("GET", state.connection.key("budget", "default",
                                                                      "spent"))  # fmt: skip
         state.close()
         assert spent is not None
-        assert sum(costs) <= int(spent) * UNIT <= sum(costs) + UNIT * len(costs)
+        assert sum(costs) <= int(spent) * UNIT <= sum(costs) + UNIT * len(costs) + 8 * max(costs)
     finally:
         _fleet.drop_pg_schema(_fleet.PG_URL, prefix)
 

@@ -11,9 +11,11 @@ Amounts on Redis are integers of :data:`UNIT` USD, rounded *up* (reservations an
 the shared total can only err on the safe side, by less than one unit per call. The spent
 total, if Redis lost it (a restart without persistence), is seeded again from the wrapped
 ledger, under a new *generation*; a settlement whose reservation belongs to an older one is
-not added (the seed has it, or will once its record is written), but raises the total to
-the ledger's: so a call settled during or across the loss counts once. Exact with a shared
-ledger (PostgreSQL, SQLite); with one in memory, the seed is this process's share.
+not added (the seed may have it already) but raises the total to the ledger's, which has
+it. So the total never falls below the ledger's (no overspending) and exceeds it by at most
+what the calls in flight at such a moment cost (recorded in the ledger, not yet added), on
+the safe side. That needs a shared ledger (PostgreSQL, SQLite); with one in memory, the seed
+is this process's share.
 
 Redis unreachable: a reservation is refused with :class:`~llamaroute.BudgetExceededError`
 before anything is sent (fail closed), or, with ``fail_open=True``, allowed with one warning.

@@ -15,9 +15,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # The spent total has a generation: a random id set when the total is (re)seeded from the
-# ledger, i.e. after Redis lost it. A settlement from an older generation is already in the
-# seed (its record reached the ledger first) or came after it: it is not added, and the
-# caller raises the total to the ledger's instead (MAX_SPENT), so it counts once either way.
+# ledger, i.e. after Redis lost it. A settlement from an older generation may be in the seed
+# already (its record reached the ledger first): it is not added, and the caller raises the
+# total to the ledger's instead (MAX_SPENT), which has it.
 
 # KEYS: spent, reservation expiries (zset), reservation amounts (hash), generation
 # ARGV: id, amount, budget, reservation ttl ms, seed ('' = none), key ttl s, new generation
