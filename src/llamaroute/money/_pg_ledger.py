@@ -31,54 +31,32 @@ record and behaviour, with what a fleet needs on top:
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import uuid
 from collections import defaultdict, deque
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from .._exceptions import BudgetExceededError, ConfigurationError
-from ._ledger import RESERVATION_TTL_S, ZERO, Ledger, SpendEntry, SpendSummary, holds
-from ._pg_schema import LATEST_VERSION, NewerSchemaError, migrate
+from ._ledger import RESERVATION_TTL_S, ZERO, Ledger, SpendEntry, SpendSummary
+from ._pg_schema import (
+    IDENTIFIER_CHARS,
+    LATEST_VERSION,
+    NewerSchemaError,
+    is_postgres_url,
+    migrate,
+    redacted,
+    schema_in,
+)
+from ._pg_sql import lock_budget, write
 from ._reconcile import RouteDrift, drift_by_route
 
 __all__ = ["PostgresLedger", "is_postgres_url"]
 
 logger = logging.getLogger("llamaroute")
-
-_PREFIXES = ("postgresql://", "postgres://")
-_IDENTIFIER_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
-
-
-def is_postgres_url(value: object) -> bool:
-    """Whether ``value`` is a PostgreSQL connection URL (``postgresql://...``)."""
-    return isinstance(value, str) and value.startswith(_PREFIXES)
-
-
-def _redacted(url: str) -> str:
-    # user:password@host -> user@host: a password never reaches a message or log.
-    head, sep, rest = url.partition("://")
-    auth, at, host = rest.partition("@")
-    if at and ":" in auth:
-        auth = auth.split(":", 1)[0] + ":***"
-    return f"{head}{sep}{auth}{at}{host}"
-
-
-def _schema_in(url: str) -> str | None:
-    """The one schema a URL's ``options=-c search_path=NAME`` names, if it names one (it is
-    then created if missing, as ``schema=`` would be)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        options = str(conninfo_to_dict(url).get("options") or "")
-    except Exception:  # a malformed URL: connecting says what is wrong with it
-        return None
-    found = re.fullmatch(r"\s*-c\s*search_path\s*=\s*([a-z0-9_]+)\s*", options)
-    return found.group(1) if found else None
 
 
 class _Queued:
@@ -144,12 +122,12 @@ class PostgresLedger(Ledger):
             ) from None
         self._psycopg: Any = psycopg
         if schema is None:
-            schema = _schema_in(url)
-        if schema is not None and (not schema or not set(schema) <= _IDENTIFIER_CHARS):
+            schema = schema_in(url)
+        if schema is not None and (not schema or not set(schema) <= IDENTIFIER_CHARS):
             raise ConfigurationError(
                 "schema must be lower-case letters, digits and underscores, e.g. 'llamaroute'"
             )
-        self.url = _redacted(url)
+        self.url = redacted(url)
         self.schema = schema
         self.queue_limit = queue_limit
         self.retry_s = float(retry_s)
@@ -325,59 +303,8 @@ class PostgresLedger(Ledger):
 
     def _apply(self, item: _Queued) -> None:
         """Write one item in one transaction (idempotent: safe to repeat)."""
-        entry = item.entry
         with self._connection() as connection, connection.transaction():
-            held = None
-            if item.reservation is not None:
-                if self.budget is not None or entry is not None:
-                    self._lock_budget(connection)
-                row = connection.execute(
-                    "DELETE FROM llamaroute_reservations WHERE id = %s RETURNING amount",
-                    (item.reservation,),
-                ).fetchone()
-                held = None if row is None else Decimal(row[0])
-            if entry is None:
-                return
-            inserted = self._insert(connection, entry)
-            if not inserted:
-                return  # written before (a retry after a lost acknowledgement)
-            connection.execute(
-                "UPDATE llamaroute_budget SET spent = spent + %s WHERE name = 'default'",
-                (entry.cost,),
-            )
-            if held is not None and entry.ref and holds(entry) and held - entry.cost > 0:
-                # The rest stays held until the provider's figure replaces the estimate.
-                connection.execute(
-                    "INSERT INTO llamaroute_reservations (id, amount, expires) VALUES "
-                    "(%s, %s, now() + %s) ON CONFLICT (id) DO UPDATE SET amount = "
-                    "EXCLUDED.amount, expires = EXCLUDED.expires",
-                    (entry.ref, held - entry.cost, timedelta(seconds=RESERVATION_TTL_S)),
-                )
-
-    def _insert(self, connection: Any, entry: SpendEntry) -> bool:
-        at = (entry.at or datetime.now(UTC)).astimezone(UTC)
-        row = connection.execute(
-            "INSERT INTO llamaroute_spend (call_id, attempt, at, day, provider, model, "
-            "model_id, cost, source, partial, reported, table_cost, ref) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (call_id, attempt) DO NOTHING RETURNING id",
-            (entry.call_id, entry.attempt or 0, at, at.date(), entry.provider, entry.model,
-             entry.model_id, entry.cost, entry.source, entry.partial, entry.reported,
-             entry.table, entry.ref),
-        ).fetchone()  # fmt: skip
-        return row is not None
-
-    def _lock_budget(self, connection: Any) -> Decimal:
-        row = connection.execute(
-            "SELECT spent FROM llamaroute_budget WHERE name = 'default' FOR UPDATE"
-        ).fetchone()
-        if row is None:  # deleted by hand: start again from the rows
-            connection.execute(
-                "INSERT INTO llamaroute_budget (name, spent) SELECT 'default', "
-                "coalesce(sum(cost), 0) FROM llamaroute_spend ON CONFLICT DO NOTHING"
-            )
-            return self._lock_budget(connection)
-        return Decimal(row[0])
+            write(connection, item.entry, item.reservation, self.budget is not None)
 
     # --- budgets ---------------------------------------------------------------------------
 
@@ -404,7 +331,7 @@ class PostgresLedger(Ledger):
     def _reserve(self, key: str, amount: Decimal, what: str) -> None:
         assert self.budget is not None
         with self._connection() as connection, connection.transaction():
-            spent = self._lock_budget(connection) + self.unrecorded
+            spent = lock_budget(connection) + self.unrecorded
             connection.execute("DELETE FROM llamaroute_reservations WHERE expires < now()")
             row = connection.execute(
                 "SELECT coalesce(sum(amount), 0) FROM llamaroute_reservations"
@@ -499,7 +426,7 @@ class PostgresLedger(Ledger):
     def correct(self, ref: str, cost: Decimal) -> Decimal | None:
         try:
             with self._connection() as connection, connection.transaction():
-                self._lock_budget(connection)
+                lock_budget(connection)
                 row = connection.execute(
                     "SELECT id, cost FROM llamaroute_spend WHERE ref = %s AND source = "
                     "'estimate' ORDER BY id LIMIT 1 FOR UPDATE",

@@ -1,4 +1,4 @@
-"""The PostgreSQL ledger's schema and its migrations (``_pg_ledger.py`` holds the ledger).
+"""The PostgreSQL ledger's URLs, schema and migrations (``_pg_ledger.py`` holds the ledger).
 
 Each migration is applied once, in order, and recorded in ``llamaroute_schema_version``; the
 whole run holds a transaction-scoped advisory lock, so several processes starting together
@@ -8,9 +8,49 @@ one does not know) is refused rather than written with assumptions that may be w
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-__all__ = ["LATEST_VERSION", "MIGRATIONS", "migrate"]
+__all__ = [
+    "IDENTIFIER_CHARS",
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "is_postgres_url",
+    "migrate",
+    "redacted",
+    "schema_in",
+]
+
+_PREFIXES = ("postgresql://", "postgres://")
+IDENTIFIER_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def is_postgres_url(value: object) -> bool:
+    """Whether ``value`` is a PostgreSQL connection URL (``postgresql://...``)."""
+    return isinstance(value, str) and value.startswith(_PREFIXES)
+
+
+def redacted(url: str) -> str:
+    # user:password@host -> user@host: a password never reaches a message or log.
+    head, sep, rest = url.partition("://")
+    auth, at, host = rest.partition("@")
+    if at and ":" in auth:
+        auth = auth.split(":", 1)[0] + ":***"
+    return f"{head}{sep}{auth}{at}{host}"
+
+
+def schema_in(url: str) -> str | None:
+    """The one schema a URL's ``options=-c search_path=NAME`` names, if it names one (it is
+    then created if missing, as ``schema=`` would be)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        options = str(conninfo_to_dict(url).get("options") or "")
+    except Exception:  # a malformed URL: connecting says what is wrong with it
+        return None
+    found = re.fullmatch(r"\s*-c\s*search_path\s*=\s*([a-z0-9_]+)\s*", options)
+    return found.group(1) if found else None
+
 
 #: The advisory lock key that serialises migrations (any fixed 64-bit number).
 _LOCK_KEY = 0x6C6C_616D_6172_6F75  # "llamarou"
