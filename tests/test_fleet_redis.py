@@ -149,7 +149,18 @@ def test_reservations_expire_and_keys_carry_ttls(prefix: str) -> None:
     ledger.settle(held, _entry("0.1"))  # a replay with the same reservation: not counted twice
     assert ledger.total == Decimal("0.2")  # (the records are the wrapped ledger's: it has both)
     assert ledger.remaining() == Decimal("0.9")
-    for key in state.connection.command("KEYS", f"llamaroute:{prefix}:*"):
+    # Breakers, probes, rate windows and latency averages too: every key expires.
+    from llamaroute import ProviderError
+
+    health = state.health(BreakerPolicy(failures=1, cooldown=0.01))
+    health.record(_route(), ProviderError("down"))
+    time.sleep(0.05)
+    assert health.admit(_route()) is True  # the probe's key is set
+    state.rate_limiter().try_acquire("rpm", 5, 60)
+    state.latency_stats().observe("openrouter:m", 0.5)
+    keys = state.connection.command("KEYS", f"llamaroute:{prefix}:*")
+    assert len(keys) >= 9  # the budget's, two breakers, their index, a probe, a window, ...
+    for key in keys:
         assert state.connection.command("TTL", key) > 0, key
     state.close()
 
