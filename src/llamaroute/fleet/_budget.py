@@ -192,7 +192,9 @@ class RedisBudget(Ledger):
 
     def settle(self, reservation: str, entry: SpendEntry | None) -> None:
         if entry is not None:
-            self.inner.record(entry)  # first: the record is never lost
+            # First: the record is never lost. (As a settlement, so that a shared ledger
+            # keys the write by this attempt's reservation: written once however retried.)
+            self.inner.settle(reservation, entry)
         self._settle_shared(reservation, entry)
 
     def _settle_shared(self, reservation: str, entry: SpendEntry | None) -> None:
