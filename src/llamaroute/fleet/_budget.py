@@ -40,7 +40,7 @@ from .._exceptions import BudgetExceededError, ConfigurationError, LlamarouteErr
 from ..money import Ledger, RouteDrift, SpendEntry, SpendSummary
 from ..money._ledger import RESERVATION_TTL_S, ZERO, holds
 from ._connection import RedisConnection, RedisDown
-from ._scripts import MAX_SPENT, RESERVE, SETTLE
+from ._scripts import MAX_SPENT, RESERVE, SETTLE, SUMS
 
 __all__ = ["UNIT", "RedisBudget"]
 
@@ -283,12 +283,10 @@ class RedisBudget(Ledger):
         return len(self._pending)
 
     def _spent_and_reserved(self) -> tuple[Decimal, Decimal]:
-        spent_key, held_key = self._keys[0], self._keys[2]
-        spent = self._redis.command("GET", spent_key)
-        held = self._redis.command("HVALS", held_key)
-        waiting = sum(item[1] for item in self._pending)
-        total = self.inner.total if spent is None else int(spent) * UNIT
-        return total + waiting * UNIT, sum((int(v) for v in held), 0) * UNIT
+        spent, held = self._redis.run("sums", SUMS, self._keys[:3], [])
+        waiting = sum(item[1] for item in self._pending) * UNIT
+        total = self._ledger_total("a call") if spent == "" else int(spent) * UNIT
+        return total + waiting, int(held) * UNIT
 
     def remaining(self) -> Decimal | None:
         """Budget left fleet-wide, or ``None`` without a budget. While Redis cannot be
@@ -297,6 +295,8 @@ class RedisBudget(Ledger):
             return None
         try:
             spent, reserved = self._spent_and_reserved()
+        except BudgetExceededError:  # the total is lost and the ledger cannot be read
+            return ZERO
         except RedisDown:
             if self.fail_open:
                 return self.budget - self.inner.total

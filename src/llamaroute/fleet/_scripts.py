@@ -7,7 +7,7 @@ doubles up to 2**53.
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "MAX_SPENT", "PEEK", "RATE", "RECORD", "RESERVE", "SETTLE"]
+__all__ = ["ADMIT", "MAX_SPENT", "PEEK", "RATE", "RECORD", "RESERVE", "SETTLE", "SUMS"]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -86,6 +86,21 @@ for i = 1, 4 do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ttl) end
 end
 return result
+"""
+)
+
+# KEYS: spent, reservation expiries, reservation amounts
+# -> {spent ('' if unknown), what live reservations hold}: remaining() in one round trip
+SUMS = (
+    _NOW
+    + """
+local spent = redis.call('GET', KEYS[1]) or ''
+local reserved = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')) do
+  local amount = redis.call('HGET', KEYS[3], id)
+  if amount then reserved = reserved + tonumber(amount) end
+end
+return {spent, string.format('%.0f', reserved)}
 """
 )
 
