@@ -34,6 +34,7 @@ PROBE = textwrap.dedent(
         "boto3": "boto3" in sys.modules,
         "botocore": "botocore" in sys.modules,
         "PIL": "PIL" in sys.modules,
+        "servers": sorted({"redis", "psycopg", "psycopg_pool"} & set(sys.modules)),
         "catalog_files": [p for p in opened if p.endswith(".json") or p.endswith(".toml")],
         "outside": outside,
         "network": connected,
@@ -55,6 +56,11 @@ def test_no_heavy_optional_imports(probe: dict[str, object]) -> None:
     assert probe["boto3"] is False
     assert probe["botocore"] is False
     assert probe["PIL"] is False
+
+
+def test_no_server_client_at_import(probe: dict[str, object]) -> None:
+    # Fleet state (issue 21): redis and psycopg are loaded only when a URL asks for them.
+    assert probe["servers"] == []
 
 
 def test_no_network_at_import(probe: dict[str, object]) -> None:

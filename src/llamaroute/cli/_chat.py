@@ -23,7 +23,7 @@ from typing import Any
 from .._exceptions import ConfigurationError, InvalidRequestError
 from .._response import ChatResponse
 from ..catalog._catalog import Catalog
-from ..money import RouteDrift, SqliteLedger
+from ..money import PostgresLedger, RouteDrift, SqliteLedger
 from ._output import dumps, text_table
 
 __all__ = ["LEDGER_ENV", "add_chat_commands"]
@@ -189,7 +189,8 @@ def _spend(args: argparse.Namespace) -> int:
     path = args.ledger or os.environ.get(LEDGER_ENV)
     if not path:
         raise ConfigurationError(f"no ledger: pass --ledger FILE or set {LEDGER_ENV}")
-    if not os.path.exists(path):
+    served = path.startswith(("postgresql://", "postgres://"))  # a fleet's ledger (issue 21)
+    if not served and not os.path.exists(path):
         raise ConfigurationError(f"no ledger file at {path}")
     since = None
     if args.since:
@@ -200,7 +201,8 @@ def _spend(args: argparse.Namespace) -> int:
                 f"--since takes a day as YYYY-MM-DD, not {args.since!r}"
             ) from None
     # Read-only: reading needs no write access to the file (or its folder).
-    ledger = SqliteLedger(path, read_only=True)
+    ledger: SqliteLedger | PostgresLedger
+    ledger = PostgresLedger(path) if served else SqliteLedger(path, read_only=True)
     try:
         if args.reconcile:
             return _reconcile(ledger.reconcile(since), json_output=args.json)

@@ -305,6 +305,7 @@ class AsyncClient(BaseClient):
         """Close every provider's connections."""
         for provider in self._providers.values():
             await provider.aclose()
+        self._close_state()
 
     async def __aenter__(self) -> Self:
         return self

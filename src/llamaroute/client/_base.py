@@ -26,6 +26,7 @@ from ..catalog import (
     check_image_policy,
     default_catalog,
 )
+from ..fleet import FleetState, open_state
 from ..images import ImageFetchPolicy
 from ..money import (
     Accounting,
@@ -42,7 +43,6 @@ from ..routing import (
     BreakerPolicy,
     Candidate,
     Health,
-    LatencyStats,
     MemoryRateLimits,
     RateLimits,
     RetryPolicy,
@@ -80,12 +80,17 @@ class BaseClient:
         on_event: EventHandler | None = None,
         rate_limits: RateLimits | None = None,
         rng: random.Random | None = None,
+        state: FleetState | str | None = None,
     ) -> None:
         found = list(providers) if providers is not None else discover()
         self._providers = _deployments(found)
         self.catalog = catalog or default_catalog()
         self._retry = RetryPolicy.coerce(retries, RetryPolicy())
-        self._health = Health(breaker or BreakerPolicy(), clock=self._retry.clock)
+        # Fleet state (issue 21): breakers, budget and rate limits in memory, or on Redis.
+        self._state = open_state(state)
+        self._health: Health = self._state.health(breaker or BreakerPolicy(), self._retry.clock)
+        #: Sliding-window limiter (per process, or fleet-wide on Redis) for rate limits.
+        self._rate_limiter = self._state.rate_limiter()
         if fallback is True:
             self._fallback: FallbackRule = default_fallback
         elif fallback is False:
@@ -99,8 +104,13 @@ class BaseClient:
         # (each attempt is priced for the region of the deployment that made it).
         regions = {p.name: p.region for p in reversed(self._providers.values())}
         regions.update({name: p.region for name, p in self._providers.items()})
-        self._accounting = Accounting(self.catalog, open_ledger(ledger, budget), regions)
-        self._stats = LatencyStats()
+        opened = open_ledger(ledger, budget)
+        # A server ledger the client opened from its URL is the client's to close (a SQLite
+        # file stays readable after the client closes, as before).
+        served = isinstance(ledger, str) and ledger.startswith(("postgresql:", "postgres:"))
+        self._owned: list[Ledger | FleetState] = [opened, self._state] if served else [self._state]
+        self._accounting = Accounting(self.catalog, self._state.budget(opened), regions)
+        self._stats = self._state.latency_stats()
         # Spans come from the same events, when OpenTelemetry is installed.
         self._on_event = chain(on_event, tracing_handler())
         self._ids = itertools.count(1)
@@ -114,6 +124,13 @@ class BaseClient:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} providers={list(self._providers)}>"
+
+    def _close_state(self) -> None:
+        """Close the ledger and fleet state this client opened itself (from a URL or path);
+        what the caller passed in as an object stays the caller's."""
+        owned, self._owned = self._owned, []
+        for item in owned:
+            item.close()
 
     @property
     def providers(self) -> dict[str, Provider]:

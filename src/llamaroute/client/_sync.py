@@ -358,6 +358,7 @@ class Client(BaseClient):
         """Close every provider's connections."""
         for provider in self._providers.values():
             provider.close()
+        self._close_state()
 
     def __enter__(self) -> Self:
         return self

@@ -56,6 +56,7 @@ from ._tokens import (
 from ._window import MIN_ANSWER_TOKENS, output_reserve, window_fit, window_refusal
 
 if TYPE_CHECKING:
+    from ._pg_ledger import PostgresLedger
     from ._workload import (
         BadLine,
         RouteTotals,
@@ -82,6 +83,7 @@ __all__ = [
     "Estimates",
     "Ledger",
     "MemoryLedger",
+    "PostgresLedger",
     "RequestShape",
     "RouteDrift",
     "RouteTotals",
@@ -135,9 +137,13 @@ _WORKLOAD = {
     "estimate_workload",
     "parse_line",
 }
+#: Loaded on first use: they import their server's client library.
+_SERVERS = {"PostgresLedger": "._pg_ledger"}
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SERVERS:
+        return getattr(import_module(_SERVERS[name], __name__), name)
     if name in _WORKLOAD:
         return getattr(import_module("._workload", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,7 +56,9 @@ class SpendEntry:
     ``reported`` (the provider's own figure) and ``table`` (usage x the price table) are kept
     side by side where known, for reconciliation (:meth:`Ledger.reconcile`). ``ref`` is the
     provider's id for an attempt whose cost is an estimate (OpenRouter's generation id), so
-    that the provider's figure can replace it later (:meth:`Ledger.correct`).
+    that the provider's figure can replace it later (:meth:`Ledger.correct`). ``call_id`` and
+    ``attempt`` identify the attempt across a fleet: a shared ledger (PostgreSQL) writes an
+    attempt once however often the write is retried (a store that is given none makes one).
     """
 
     provider: str
@@ -69,6 +71,8 @@ class SpendEntry:
     reported: Decimal | None = None
     table: Decimal | None = None
     ref: str | None = None
+    call_id: str | None = None
+    attempt: int | None = None
 
     @property
     def day(self) -> date:

@@ -431,7 +431,13 @@ class SqliteLedger(Ledger):
 
 
 def open_ledger(ledger: Ledger | str | os.PathLike[str] | None, budget: Decimal | None) -> Ledger:
-    """The ledger for ``Client(ledger=..., budget=...)``: in memory unless a path is given."""
+    """The ledger for ``Client(ledger=..., budget=...)``: in memory unless a path is given;
+    a ``postgresql://`` URL opens a :class:`~._pg_ledger.PostgresLedger` (psycopg is
+    imported only then)."""
+    if isinstance(ledger, str) and ledger.startswith(("postgresql://", "postgres://")):
+        from ._pg_ledger import PostgresLedger
+
+        return PostgresLedger(ledger, budget)
     if isinstance(ledger, SqliteLedger) and ledger.read_only:
         raise ConfigurationError(
             f"the spend ledger {ledger.path} was opened read_only=True: a client needs one it "

@@ -14,6 +14,7 @@ from ._retry import RetryPolicy
 from ._strategies import HedgePolicy, LatencyStats, Strategy, StrategyName, apply_strategy
 from ._tools_gate import tools_refusal, uses_tools
 from ._window_gate import fit_windows, last_if_tight
+from ._windows import MemoryRateLimiter, RateLimiter
 
 __all__ = [
     "WINDOW",
@@ -25,8 +26,10 @@ __all__ = [
     "Hold",
     "LatencyStats",
     "Limit",
+    "MemoryRateLimiter",
     "MemoryRateLimits",
     "Plan",
+    "RateLimiter",
     "RateLimits",
     "Refusal",
     "RetryPolicy",
