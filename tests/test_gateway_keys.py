@@ -108,7 +108,7 @@ def test_a_key_limited_to_models_gets_403_for_others(gateway: Running) -> None:
     with pytest.raises(openai.PermissionDeniedError):
         ai.chat.completions.create(model=MODEL, messages=HI)
     assert ai.chat.completions.create(model="llama-3.2-1b", messages=HI).choices
-    assert [m.id for m in ai.models.list()][0] == "llama-3.2-1b"
+    assert next(m.id for m in ai.models.list()) == "llama-3.2-1b"
 
 
 def test_spend_by_key_user_and_tag(gateway: Running) -> None:
@@ -129,12 +129,15 @@ def test_spend_by_key_user_and_tag(gateway: Running) -> None:
 
     each = Decimal("20") * Decimal(PRICE[0]) / 10**6 + Decimal("100") * Decimal(PRICE[1]) / 10**6
     users = spend("user")
-    assert Decimal(users["alice"]["cost"]) == each and users["bob"]["requests"] == 1
+    assert Decimal(users["alice"]["cost"]) == each
+    assert users["bob"]["requests"] == 1
     tags = spend("tag")
-    assert set(tags) == {"org", "exp-1", "billing"} and tags["org"]["requests"] == 2
+    assert set(tags) == {"org", "exp-1", "billing"}
+    assert tags["org"]["requests"] == 2
     keys = spend("key")
     (only,) = keys.values()
-    assert only["name"] == "team-a" and Decimal(only["cost"]) == 2 * each
+    assert only["name"] == "team-a"
+    assert Decimal(only["cost"]) == 2 * each
     assert spend("provider")["openrouter"]["requests"] == 2
     assert spend("model")[MODEL]["output_tokens"] == 200
     forbidden = httpx.get(f"{gateway.base_url}/spend", headers={"Authorization": f"Bearer {key}"})
@@ -234,8 +237,10 @@ def test_the_keys_and_spend_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     secret = capsys.readouterr().out.strip().splitlines()[-1]
     store = Store(db)
     record = store.authenticate(secret)
-    assert record is not None and record.models == ("llama-3.2-3b", "llama-3.2-1b")
-    assert record.budget == Decimal(50) and record.rpm == 600
+    assert record is not None
+    assert record.models == ("llama-3.2-3b", "llama-3.2-1b")
+    assert record.budget == Decimal(50)
+    assert record.rpm == 600
     store.settle(
         record.id,
         None,
@@ -251,7 +256,8 @@ def test_the_keys_and_spend_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     store.close()
     assert main(["keys", "list", "--json", "--db", db]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert listed[0]["remaining"] == "49.75" and secret not in json.dumps(listed)
+    assert listed[0]["remaining"] == "49.75"
+    assert secret not in json.dumps(listed)
     assert main(["spend", "--by", "tag", "--db", db, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["groups"][0] == {
         "tag": "t1",
@@ -267,6 +273,7 @@ def test_the_keys_and_spend_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert rotated != secret
     assert main(["keys", "revoke", "team-a", "--db", db]) == 0
     store = Store(db)
-    assert store.authenticate(rotated) is None and store.authenticate(secret) is None
+    assert store.authenticate(rotated) is None
+    assert store.authenticate(secret) is None
     store.close()
     assert main(["keys", "create", "--name", "x", "--models", "llama-9", "--db", db]) == 1
