@@ -1,0 +1,134 @@
+"""``llamaroute serve`` as a process: providers from the environment as ``Client()`` finds
+them, or from a TOML file; a graceful shutdown lets an in-flight stream finish."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests._gateway import MASTER, PLACEHOLDER_KEY
+
+pytest.importorskip("uvicorn")
+
+from llamaroute import ConfigurationError
+from llamaroute.server import load_config
+from llamaroute.testing import FakeOpenRouter, Step
+
+SRC = str(Path(__file__).parent.parent / "src")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENROUTER", "OLLAMA", "AWS", "LLAMAROUTE"))
+    }
+    clean["PYTHONPATH"] = SRC + os.pathsep + clean.get("PYTHONPATH", "")
+    with log.open("wb") as errors:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llamaroute", "serve", "--port", str(port), *args],
+            env={**clean, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise RuntimeError(log.read_text())
+
+
+def test_serve_finds_providers_in_the_environment_and_drains_on_sigterm(tmp_path: Path) -> None:
+    words = " ".join(f"w{i}" for i in range(30))
+    with FakeOpenRouter(default=Step.reply(words, chunk_delay=0.05)) as fake:
+        env = {
+            "OPENROUTER_API_KEY": PLACEHOLDER_KEY,
+            "OPENROUTER_BASE_URL": fake.base_url,
+            "LLAMAROUTE_MASTER_KEY": MASTER,
+        }
+        process, url = _start(["--db", str(tmp_path / "gw.sqlite3")], env, tmp_path / "log")
+        try:
+            auth = {"Authorization": f"Bearer {MASTER}"}
+            body = {
+                "model": "llama-3.2-3b",
+                "stream": True,
+                "messages": [{"role": "user", "content": "Hi"}],
+            }
+            with httpx.stream(
+                "POST", f"{url}/v1/chat/completions", json=body, headers=auth, timeout=30
+            ) as response:
+                assert response.status_code == 200
+                lines = response.iter_lines()
+                next(lines)
+                process.send_signal(signal.SIGTERM)  # mid-stream: it must still finish
+                rest = [line for line in lines if line]
+            assert rest[-1] == "data: [DONE]"
+            assert "w29" in "".join(rest)
+            # uvicorn re-raises the signal it caught once it has shut down.
+            assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_a_config_file_sets_providers_and_limits(tmp_path: Path) -> None:
+    with FakeOpenRouter(default=Step.reply("from the file")) as fake:
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            f'[gateway]\ndb = "gw.sqlite3"\nmax_body_bytes = 2048\n'
+            f'[routing]\nstrategy = "cheapest"\n'
+            f'[providers.openrouter]\napi_key_env = "MY_KEY"\nbase_url = "{fake.base_url}"\n'
+        )
+        process, url = _start(
+            ["--config", str(config)],
+            {"MY_KEY": PLACEHOLDER_KEY, "LLAMAROUTE_MASTER_KEY": MASTER},
+            tmp_path / "log",
+        )
+        try:
+            auth = {"Authorization": f"Bearer {MASTER}"}
+            body = {"model": "llama-3.2-3b", "messages": [{"role": "user", "content": "Hi"}]}
+            answer = httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth)
+            assert answer.json()["choices"][0]["message"]["content"] == "from the file"
+            body["messages"][0]["content"] = "x" * 4096
+            assert (
+                httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth).status_code == 413
+            )
+            assert (tmp_path / "gw.sqlite3").exists()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def test_bad_config_files_say_what_is_wrong(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text("[gateway]\nmax_body = 10\n")
+    with pytest.raises(ConfigurationError, match="unknown key"):
+        load_config(config)
+    config.write_text("[providers.azure]\n")
+    with pytest.raises(ConfigurationError, match="azure"):
+        load_config(config)
+    config.write_text("[gateway\n")
+    with pytest.raises(ConfigurationError, match="not valid TOML"):
+        load_config(config)
