@@ -20,8 +20,7 @@ pytest.importorskip("uvicorn")
 import uvicorn
 
 from llamaroute.providers import Provider
-from llamaroute.server import Store, create_app
-from llamaroute.server._config import GatewayConfig
+from llamaroute.server import GatewayConfig, Store, create_app
 
 MASTER = "master-placeholder-not-a-key"
 PLACEHOLDER_KEY = "placeholder-not-a-key"  # the fakes accept any provider key

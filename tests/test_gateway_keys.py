@@ -20,8 +20,7 @@ openai = pytest.importorskip("openai")
 
 from llamaroute.cli import main  # noqa: E402
 from llamaroute.providers import OpenRouterProvider  # noqa: E402
-from llamaroute.server import Store  # noqa: E402
-from llamaroute.server._books import worst_case  # noqa: E402
+from llamaroute.server import Store, worst_case  # noqa: E402
 from llamaroute.testing import FakeOpenRouter, Step  # noqa: E402
 
 MODEL = "llama-3.2-3b"

@@ -8,6 +8,7 @@ prometheus_client); ``import llamaroute`` never imports it.
 """
 
 from ._app import Gateway, create_app
+from ._books import worst_case
 from ._config import MASTER_KEY_ENV, GatewayConfig, load_config
 from ._store import DB_ENV, KeyRecord, Store, default_db_path
 
@@ -22,6 +23,7 @@ __all__ = [
     "create_app",
     "default_db_path",
     "load_config",
+    "worst_case",
 ]
 
 #: Set by ``llamaroute serve`` for its worker processes: the config file and the database.
