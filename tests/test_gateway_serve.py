@@ -132,3 +132,12 @@ def test_bad_config_files_say_what_is_wrong(tmp_path: Path) -> None:
     config.write_text("[gateway\n")
     with pytest.raises(ConfigurationError, match="not valid TOML"):
         load_config(config)
+
+
+def test_the_example_config_file_loads() -> None:
+    example = Path(__file__).parent.parent / "examples" / "gateway" / "gateway.toml"
+    config = load_config(example)
+    assert config.providers is not None
+    assert list(config.providers) == ["ollama", "openrouter", "bedrock"]
+    assert config.db == str(example.parent / "gateway.sqlite3")
+    assert (config.strategy, config.retries, config.grace_period) == ("ordered", 2, 10.0)
