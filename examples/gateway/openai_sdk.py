@@ -1,6 +1,6 @@
 """Call a running llamaroute gateway with the official openai SDK (``pip install openai``).
 
-    LLAMAROUTE_KEY=lr-... python examples/gateway/openai_sdk.py [http://127.0.0.1:4000/v1]
+LLAMAROUTE_KEY=lr-... python examples/gateway/openai_sdk.py [http://127.0.0.1:4000/v1]
 """
 
 import os
