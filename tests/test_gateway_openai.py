@@ -37,7 +37,19 @@ def gateway(fake: FakeOpenRouter, tmp_path: Path) -> Iterator[Running]:
 
 
 def sdk(gateway: Running, key: str = MASTER) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    _OPEN.append(client)
+    return client
+
+
+_OPEN: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
 
 
 def test_a_plain_chat_through_the_sdk(gateway: Running, fake: FakeOpenRouter) -> None:

@@ -33,6 +33,7 @@ from ._openai import (
 )
 from ._openai import finish_reason as openai_finish
 from ._sse import EventStream
+from ._store import Settlement
 
 if TYPE_CHECKING:
     from ._app import Caller, Gateway
@@ -181,18 +182,20 @@ def _settle(
         except UnknownModelError:
             model = args.model
     outcome = status or ("ok" if error is None else type(error).__name__)
-    gateway.store.settle(
+    settlement = Settlement(
         caller.key_id,
         ticket.reservation,
         cost,
-        user=args.user,
-        tags=ticket.tags,
-        provider=provider,
-        model=model,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        status=outcome,
+        args.user,
+        ticket.tags,
+        provider,
+        model,
+        input_tokens,
+        output_tokens,
+        outcome,
+        time.time(),
     )
+    gateway.record(settlement)
     gateway.observe(
         attempts,
         provider,

@@ -32,6 +32,7 @@ __all__ = [
     "RESERVATION_TTL_S",
     "Admission",
     "KeyRecord",
+    "Settlement",
     "Store",
     "default_db_path",
     "hash_key",
@@ -143,6 +144,24 @@ class KeyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Settlement:
+    """What one finished request cost, for whom (key, user, tags), where, and the
+    reservation it releases."""
+
+    key_id: str
+    reservation: int | None
+    cost: Decimal
+    user: str | None
+    tags: tuple[str, ...]
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    status: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Admission:
     """Why a request may not go on (``refusal`` is ``"budget"`` or ``"rate"``), or the id of
     the budget it holds (``reservation``) when it may."""
@@ -190,14 +209,18 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._pending: list[Settlement] = []
         except (OSError, sqlite3.Error) as error:
             raise ConfigurationError(
                 f"cannot open the gateway database {self.path}: {error}"
             ) from None
 
     def close(self) -> None:
-        """Close the connection."""
-        self._db.close()
+        """Write what is queued, and close the connection."""
+        try:
+            self.flush()
+        finally:
+            self._db.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -377,39 +400,50 @@ class Store:
     ) -> None:
         """Release the request's reservation and record what it cost, attributed to its key,
         user and tags (one transaction)."""
-        now = time.time() if now is None else now
-        day = datetime.fromtimestamp(now, UTC).date().isoformat()
+        self.write_settlements([Settlement(
+            key_id, reservation, cost, user, tuple(tags), provider, model, input_tokens,
+            output_tokens, status, time.time() if now is None else now,
+        )])  # fmt: skip
+
+    def defer(self, settlement: Settlement) -> bool:
+        """Queue a settlement for the next :meth:`flush`; whether the queue was empty (the
+        caller then schedules a flush). Until it is written its reservation stays held, so a
+        budget only looks smaller for that while, never larger."""
+        self._pending.append(settlement)
+        return len(self._pending) == 1
+
+    def flush(self) -> None:
+        """Write every queued settlement, in one transaction."""
+        pending, self._pending = self._pending, []
+        if pending:
+            self.write_settlements(pending)
+
+    def write_settlements(self, settlements: Sequence[Settlement]) -> None:
+        """Release the reservations and record the costs, in one transaction."""
         with self._write() as db:
-            if reservation is not None:
-                db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
-            if cost:
+            spent: dict[str, Decimal] = {}
+            for item in settlements:
+                if item.reservation is not None:
+                    db.execute("DELETE FROM reservations WHERE id = ?", (item.reservation,))
+                if item.cost:
+                    spent[item.key_id] = spent.get(item.key_id, Decimal(0)) + item.cost
+                day = datetime.fromtimestamp(item.at, UTC).date().isoformat()
+                cursor = db.execute(
+                    "INSERT INTO spend (at, day, key_id, user, provider, model, cost, "
+                    "input_tokens, output_tokens, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (item.at, day, item.key_id, item.user, item.provider, item.model,
+                     str(item.cost), item.input_tokens, item.output_tokens, item.status),
+                )  # fmt: skip
+                if item.tags:
+                    db.executemany(
+                        "INSERT INTO spend_tags (spend_id, tag) VALUES (?, ?)",
+                        [(cursor.lastrowid, tag) for tag in item.tags],
+                    )
+            for key_id, amount in spent.items():
                 row = db.execute("SELECT spent FROM keys WHERE id = ?", (key_id,)).fetchone()
                 if row is not None:
-                    db.execute(
-                        "UPDATE keys SET spent = ? WHERE id = ?",
-                        (str(Decimal(row[0]) + cost), key_id),
-                    )
-            cursor = db.execute(
-                "INSERT INTO spend (at, day, key_id, user, provider, model, cost, input_tokens, "
-                "output_tokens, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    now,
-                    day,
-                    key_id,
-                    user,
-                    provider,
-                    model,
-                    str(cost),
-                    input_tokens,
-                    output_tokens,
-                    status,
-                ),
-            )
-            if tags:
-                db.executemany(
-                    "INSERT INTO spend_tags (spend_id, tag) VALUES (?, ?)",
-                    [(cursor.lastrowid, tag) for tag in tags],
-                )
+                    db.execute("UPDATE keys SET spent = ? WHERE id = ?",
+                               (str(Decimal(row[0]) + amount), key_id))  # fmt: skip
 
     # --- spend ------------------------------------------------------------------------------
 
