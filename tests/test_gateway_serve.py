@@ -3,6 +3,7 @@ them, or from a TOML file; a graceful shutdown lets an in-flight stream finish."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -39,11 +40,12 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.
         if not k.startswith(("OPENROUTER", "OLLAMA", "AWS", "LLAMAROUTE"))
     }
     clean["PYTHONPATH"] = SRC + os.pathsep + clean.get("PYTHONPATH", "")
-    with log.open("wb") as errors:  # the child keeps its own copy of the descriptor
+    # The child keeps its own copies of the descriptors.
+    with log.open("wb") as errors, log.with_suffix(".out").open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "llamaroute", "serve", "--port", str(port), *args],
             env={**clean, **env},
-            stdout=subprocess.DEVNULL,
+            stdout=out,
             stderr=errors,
         )
     url = f"http://127.0.0.1:{port}"
@@ -87,6 +89,12 @@ def test_serve_finds_providers_in_the_environment_and_drains_on_sigterm(tmp_path
             assert "w29" in "".join(rest)
             # uvicorn re-raises the signal it caught once it has shut down.
             assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+            # One JSON access line per call: no secrets, no prompt text.
+            logged = (tmp_path / "log.out").read_text()
+            line = json.loads(logged.strip().splitlines()[-1])
+            assert (line["key"], line["model"], line["outcome"]) == ("master", "llama-3.2-3b", "ok")
+            assert MASTER not in logged
+            assert "Hi" not in logged
         finally:
             if process.poll() is None:
                 process.kill()

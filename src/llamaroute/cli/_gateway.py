@@ -125,10 +125,26 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=False,
         timeout_graceful_shutdown=int(config.grace_period) or None,
+        log_config=_log_config(uvicorn),
         proxy_headers=False,
         server_header=False,
     )
     return 0
+
+
+def _log_config(uvicorn: Any) -> dict[str, Any]:
+    """uvicorn's logging, plus the gateway's JSON access log: one line per call on stdout."""
+    import copy
+
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["gateway_json"] = {"format": "%(message)s"}
+    config["handlers"]["gateway_access"] = {
+        "formatter": "gateway_json", "class": "logging.StreamHandler", "stream": "ext://sys.stdout",
+    }  # fmt: skip
+    config["loggers"]["llamaroute.gateway.access"] = {
+        "handlers": ["gateway_access"], "level": "INFO", "propagate": False,
+    }  # fmt: skip
+    return config
 
 
 def _amount(text: str | None) -> Decimal | None:
