@@ -62,7 +62,7 @@ def _gateway(mock_port: int, db: str, workers: int) -> tuple[subprocess.Popen[by
     process = subprocess.Popen(
         [sys.executable, "-m", "llamaroute", "serve", "--port", str(port), "--db", db,
          "--workers", str(workers), "--log-level", "warning"],
-        env=env, stderr=subprocess.DEVNULL,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):

@@ -355,3 +355,19 @@ def test_a_stream_that_breaks_after_text_ends_with_an_error_event(
             model=MODEL, stream=True, messages=[{"role": "user", "content": "Hi"}]
         ):
             pass
+
+
+def test_image_urls_the_gateway_fetches_go_through_the_ssrf_policy(tmp_path: Path) -> None:
+    # Ollama takes no URLs: the client must fetch this one, and a loopback address is refused
+    # before anything is sent.
+    with FakeOllama() as local:
+        with serve([OllamaProvider(host=local.url)], tmp_path / "gw.sqlite3") as gateway:
+            with pytest.raises(openai.BadRequestError) as refused:
+                sdk(gateway).chat.completions.create(model="llama-3.2-11b-vision", messages=[
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": f"{local.url}/secret.png"}},
+                    ]}])  # fmt: skip
+            assert "private" in str(refused.value) or "loopback" in str(refused.value)
+        assert not [r for r in local.requests if r.path.startswith("/api/chat")]
+        assert not [r for r in local.requests if r.path == "/secret.png"]

@@ -368,7 +368,18 @@ def create_app(
         Route("/ui", ui, methods=["GET"]),
         Route("/ui/data", ui_data, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        # OpenAI's error shape for unknown paths and methods too, not Starlette's plain text.
+        status = getattr(exc, "status_code", 404)
+        message = f"{request.method} {request.url.path}: no such endpoint"
+        if status == 405:
+            message = f"{request.url.path} does not take {request.method}"
+        failure = HttpError(status, "invalid_request_error", None, message)
+        return JSONResponse(failure.body(), status_code=status)
+
+    handlers = {404: not_found, 405: not_found}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.gateway = gateway
     return app
 
