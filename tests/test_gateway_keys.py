@@ -228,6 +228,8 @@ def test_a_client_that_leaves_mid_stream_closes_and_settles(
 
 def test_the_keys_and_spend_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "gw.sqlite3")
+    assert main(["spend", "--by", "key", "--db", db]) == 1
+    assert "no gateway database" in capsys.readouterr().err
     assert (
         main(
             [

@@ -94,9 +94,12 @@ def add_gateway_commands(commands: Any) -> None:
     keys.set_defaults(command=lambda args: (keys.print_help(sys.stderr), 2)[1])
 
 
-def _store(args: argparse.Namespace) -> Any:
+def _store(args: argparse.Namespace, *, create: bool = False) -> Any:
     server = _server()
-    return server.Store(args.db or server.default_db_path())
+    path = args.db or server.default_db_path()
+    if not create and not os.path.exists(path):
+        raise ConfigurationError(f"no gateway database at {path} (pass --db, or create a key)")
+    return server.Store(path)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -164,7 +167,7 @@ def _split(text: str | None) -> list[str]:
 
 
 def _create(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = _store(args, create=True)
     try:
         models = _split(args.models)
         if models:
