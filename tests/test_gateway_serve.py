@@ -102,12 +102,13 @@ def test_serve_finds_providers_in_the_environment_and_drains_on_sigterm(tmp_path
 
 
 def test_a_config_file_sets_providers_and_limits(tmp_path: Path) -> None:
+    variable = "MY_KEY"  # the variable that holds the provider key
     with FakeOpenRouter(default=Step.reply("from the file")) as fake:
         config = tmp_path / "gateway.toml"
         config.write_text(
             f'[gateway]\ndb = "gw.sqlite3"\nmax_body_bytes = 2048\n'
             f'[routing]\nstrategy = "cheapest"\n'
-            f'[providers.openrouter]\napi_key_env = "MY_KEY"\nbase_url = "{fake.base_url}"\n'
+            f'[providers.openrouter]\napi_key_env = "{variable}"\nbase_url = "{fake.base_url}"\n'
         )
         process, url = _start(
             ["--config", str(config)],

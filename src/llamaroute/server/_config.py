@@ -18,7 +18,7 @@ retries = 2
 [providers.ollama]
 host = "http://127.0.0.1:11434"
 [providers.openrouter]
-api_key_env = "OPENROUTER_API_KEY"   # or api_key = "..." (a file only you can read)
+api_key_env = "OPENROUTER_API_KEY"   # pragma: allowlist secret (a variable's name)
 base_url = "https://openrouter.ai/api/v1"
 [providers.bedrock]
 region = "us-east-1"
