@@ -7,9 +7,10 @@ prometheus_client); ``import llamaroute`` never imports it.
     app = create_app(load_config("gateway.toml"))    # any ASGI server can run it
 """
 
-from ._app import Gateway, create_app
+from ._app import create_app
 from ._books import worst_case
 from ._config import MASTER_KEY_ENV, GatewayConfig, load_config
+from ._gateway import Gateway
 from ._store import DB_ENV, KeyRecord, Store, default_db_path
 
 __all__ = [

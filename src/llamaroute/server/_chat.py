@@ -36,7 +36,7 @@ from ._sse import EventStream
 from ._store import Settlement
 
 if TYPE_CHECKING:
-    from ._app import Caller, Gateway
+    from ._gateway import Caller, Gateway
 
 __all__ = ["chat_completions"]
 

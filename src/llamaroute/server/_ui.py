@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._app import Gateway
+    from ._gateway import Gateway
 
 __all__ = ["dashboard_data", "dashboard_page"]
 
