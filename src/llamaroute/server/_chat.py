@@ -130,6 +130,11 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
     except LlamarouteError as error:
         _settle(gateway, ticket, None, error)
         return gateway.error(http_error(error), "chat", attempts=getattr(error, "attempts", ()))
+    except BaseException:
+        # Cancelled (the server shutting down past its grace period) or a bug: the hold is
+        # still released, and what was billed still recorded.
+        _settle(gateway, ticket, None, None, status="failed")
+        raise
     _settle(gateway, ticket, response, None)
     cid = completion_id()
     return Response(
