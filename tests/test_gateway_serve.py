@@ -10,16 +10,18 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests._gateway import MASTER, PLACEHOLDER_KEY
+from tests._gateway import MASTER, PLACEHOLDER_KEY, serve
 
 pytest.importorskip("uvicorn")
 
 from llamaroute import ConfigurationError
+from llamaroute.providers import OpenRouterProvider
 from llamaroute.server import load_config
 from llamaroute.testing import FakeOpenRouter, Step
 
@@ -150,3 +152,35 @@ def test_the_example_config_file_loads() -> None:
     assert list(config.providers) == ["ollama", "openrouter", "bedrock"]
     assert config.db == str(example.parent / "gateway.sqlite3")
     assert (config.strategy, config.retries, config.grace_period) == ("ordered", 2, 10.0)
+
+
+def test_keys_in_the_config_file_take_their_secret_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[[keys]]\nname = "team-a"\nkey_env = "TEAM_A_KEY"\nbudget = "0.5"\nrpm = 60\n'
+        'models = ["llama-3.2-3b"]\ntags = ["team-a"]\n'
+    )
+    secret = "team-a-placeholder-secret"
+    monkeypatch.setenv("TEAM_A_KEY", secret)
+    loaded = load_config(config)
+    with FakeOpenRouter(default=Step.reply("hello")) as fake:
+        provider = OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=fake.base_url)
+        with serve([provider], tmp_path / "gw.sqlite3", config=loaded) as gateway:
+            body = {"model": "llama-3.2-3b", "messages": [{"role": "user", "content": "Hi"}]}
+            answer = httpx.post(f"{gateway.base_url}/chat/completions", json=body,
+                                headers={"Authorization": f"Bearer {secret}"})  # fmt: skip
+            assert answer.status_code == 200
+            store = gateway.store()
+            record = store.key("team-a")
+            store.close()
+    assert (record.budget, record.rpm, record.models, record.tags) == (
+        Decimal("0.5"),
+        60,
+        ("llama-3.2-3b",),
+        ("team-a",),
+    )
+    monkeypatch.delenv("TEAM_A_KEY")
+    with pytest.raises(ConfigurationError, match="TEAM_A_KEY"):
+        loaded.provision_keys(None)

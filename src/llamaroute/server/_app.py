@@ -50,6 +50,7 @@ def create_app(
         options.setdefault("retries", config.retries)
     client = AsyncClient(providers=found, ledger=TabLedger(), **options)
     store = Store(db or config.db or default_db_path())
+    config.provision_keys(store)
     gateway = Gateway(config, client, store, master_key or config.master_key())
 
     @asynccontextmanager

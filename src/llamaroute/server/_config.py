@@ -22,6 +22,14 @@ api_key_env = "OPENROUTER_API_KEY"   # pragma: allowlist secret (a variable's na
 base_url = "https://openrouter.ai/api/v1"
 [providers.bedrock]
 region = "us-east-1"
+
+[[keys]]                      # keys kept in the file; each secret comes from a variable
+name = "team-a"
+key_env = "TEAM_A_KEY"
+budget = "50"                 # USD, as a string (exact)
+rpm = 600
+models = ["llama-3.2-3b"]
+tags = ["team-a"]
 ```
 """
 
@@ -31,6 +39,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +49,8 @@ from ..providers import Provider, discover
 __all__ = ["MASTER_KEY_ENV", "GatewayConfig", "load_config"]
 
 MASTER_KEY_ENV = "LLAMAROUTE_MASTER_KEY"
-_SECTIONS = {"gateway", "routing", "providers"}
+_SECTIONS = {"gateway", "routing", "providers", "keys"}
+_KEYS = {"name", "key_env", "budget", "rpm", "models", "tags"}
 _GATEWAY = {"db", "max_body_bytes", "timeout", "grace_period", "master_key_env", "log_prompts"}
 _ROUTING = {"strategy", "retries"}
 _PROVIDERS = {
@@ -64,12 +74,32 @@ class GatewayConfig:
     strategy: str = "ordered"
     retries: int | None = None
     providers: dict[str, dict[str, Any]] | None = None
+    keys: list[dict[str, Any]] = field(default_factory=list)
     source: str | None = field(default=None, repr=False)
 
     def master_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The master key from the environment (``None``: no admin access)."""
         env = os.environ if environ is None else environ
         return env.get(self.master_key_env) or None
+
+    def provision_keys(self, store: Any, environ: Mapping[str, str] | None = None) -> None:
+        """Create or update the ``[[keys]]`` of the file in ``store``: each key's secret comes
+        from the variable ``key_env`` names, never from the file."""
+        env = os.environ if environ is None else environ
+        for entry in self.keys:
+            secret = env.get(entry["key_env"])
+            if not secret:
+                raise ConfigurationError(
+                    f"{self.source}: key {entry['name']}: ${entry['key_env']} is not set"
+                )
+            try:
+                budget = None if entry.get("budget") is None else Decimal(str(entry["budget"]))
+            except InvalidOperation:
+                raise ConfigurationError(f"key {entry['name']}: budget must be USD") from None
+            if isinstance(entry.get("budget"), float):
+                raise ConfigurationError(f"key {entry['name']}: write the budget as a string")
+            store.provision(entry["name"], secret, budget=budget, rpm=entry.get("rpm"),
+                            models=entry.get("models", ()), tags=entry.get("tags", ()))  # fmt: skip
 
     def build_providers(self, environ: Mapping[str, str] | None = None) -> list[Provider]:
         """The configured providers, in the file's order (Ollama, OpenRouter, Bedrock without
@@ -124,7 +154,14 @@ def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
         _known(providers, set(_PROVIDERS), f"{where} [providers]")
         for name, table in providers.items():
             _known(table, _PROVIDERS[name], f"{where} [providers.{name}]")
-    config = GatewayConfig(providers=providers, source=where)
+    keys = data.get("keys", [])
+    if not isinstance(keys, list):
+        raise ConfigurationError(f"{where}: keys must be an array of tables ([[keys]])")
+    for entry in keys:
+        _known(entry, _KEYS, f"{where} [[keys]]")
+        if not isinstance(entry.get("name"), str) or not isinstance(entry.get("key_env"), str):
+            raise ConfigurationError(f"{where} [[keys]]: each key needs a name and a key_env")
+    config = GatewayConfig(providers=providers, keys=keys, source=where)
     try:
         if "db" in gateway:
             config.db = str(Path(where).parent / str(gateway["db"]))

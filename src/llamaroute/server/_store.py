@@ -233,6 +233,26 @@ class Store:
 
     # --- keys ------------------------------------------------------------------------------
 
+    def provision(self, name: str, secret: str, *, budget: Decimal | None = None,
+                  rpm: int | None = None, models: Sequence[str] = (),
+                  tags: Sequence[str] = ()) -> KeyRecord:  # fmt: skip
+        """The live key called ``name`` with this secret and these limits (a config file's
+        ``[[keys]]``): created, or updated in place (its spend is kept)."""
+        if len(secret) < 16:
+            raise ConfigurationError(f"key {name}: its secret must be at least 16 characters")
+        live = [r for r in self.list_keys() if r.name == name and r.revoked is None]
+        if not live:
+            record, _ = self.create_key(name, budget=budget, rpm=rpm, models=models, tags=tags)
+            live = [record]
+        with self._write() as db:
+            db.execute(
+                "UPDATE keys SET hash = ?, prefix = ?, budget = ?, rpm = ?, models = ?, tags = ? "
+                "WHERE id = ?",
+                (hash_key(secret), secret[:7], None if budget is None else str(budget), rpm,
+                 json.dumps(list(models)), json.dumps(list(tags)), live[0].id),
+            )  # fmt: skip
+        return self.key(live[0].id)
+
     def create_key(
         self,
         name: str,
