@@ -371,3 +371,26 @@ def test_image_urls_the_gateway_fetches_go_through_the_ssrf_policy(tmp_path: Pat
             assert "private" in str(refused.value) or "loopback" in str(refused.value)
         assert not [r for r in local.requests if r.path.startswith("/api/chat")]
         assert not [r for r in local.requests if r.path == "/secret.png"]
+
+
+def test_the_sdks_parse_and_stream_helpers_get_validated_json(
+    gateway: Running, fake: FakeOpenRouter
+) -> None:
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    ai = sdk(gateway)
+    fake.script(Step.structured({"name": "Ada", "age": 36}, fenced=True))
+    parsed = ai.chat.completions.parse(
+        model=MODEL, messages=[{"role": "user", "content": "Who?"}], response_format=Person
+    )
+    assert parsed.choices[0].message.parsed == Person(name="Ada", age=36)
+    fake.script(Step.structured({"name": "Alan", "age": 41}, fenced=True))
+    with ai.chat.completions.stream(
+        model=MODEL, messages=[{"role": "user", "content": "Who?"}], response_format=Person
+    ) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.parsed == Person(name="Alan", age=41)

@@ -27,6 +27,7 @@ from ._openai import (
     chunk,
     completion,
     completion_id,
+    content,
     parse_chat,
     tool_call_delta,
     usage_chunk,
@@ -248,14 +249,19 @@ async def _events(
     response: ChatResponse | None = None
     try:
         yield _frame(chunk(cid, args.model, created, {"role": "assistant", "content": ""}))
+        # Structured output is sent whole once validated: the model's raw text may be wrapped
+        # in a code fence, which a client parsing the streamed JSON would choke on.
+        structured = "response_format" in args.kwargs
         if first is not None:
-            if first.text:
+            if first.text and not structured:
                 yield _frame(chunk(cid, args.model, created, {"content": first.text}))
             async for piece in stream:
-                if piece.text:
+                if piece.text and not structured:
                     yield _frame(chunk(cid, args.model, created, {"content": piece.text}))
         response = stream.response
         assert response is not None
+        if structured:
+            yield _frame(chunk(cid, args.model, created, {"content": content(response)}))
         if response.tool_calls:
             yield _frame(chunk(cid, args.model, created, tool_call_delta(response)))
         yield _frame(chunk(cid, args.model, created, {}, openai_finish(response)))

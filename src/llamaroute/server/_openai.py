@@ -23,6 +23,7 @@ __all__ = [
     "chunk",
     "completion",
     "completion_id",
+    "content",
     "error_body",
     "parse_chat",
     "tool_call_delta",
@@ -250,7 +251,8 @@ def _tool_calls(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
     ]
 
 
-def _content(response: ChatResponse) -> str:
+def content(response: ChatResponse) -> str:
+    """The answer's text as sent: for structured output, the validated JSON."""
     if response.parsed is not None and not hasattr(response.parsed, "model_dump_json"):
         # Structured output: the validated JSON, not the model's raw text (which may be
         # wrapped in a code fence).
@@ -269,7 +271,7 @@ def _usage(response: ChatResponse) -> dict[str, int]:
 
 def completion(response: ChatResponse, model: str, cid: str) -> dict[str, Any]:
     """A ``chat.completion`` object."""
-    message: dict[str, Any] = {"role": "assistant", "content": _content(response)}
+    message: dict[str, Any] = {"role": "assistant", "content": content(response)}
     if response.tool_calls:
         message["tool_calls"] = _tool_calls(response.tool_calls)
         message["content"] = message["content"] or None
