@@ -8,6 +8,10 @@
     llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream] PROMPT|-
     llamaroute doctor [--json]
     llamaroute spend [--ledger F] [--since DATE] [--json]
+    llamaroute spend --by key|tag|user|provider|model|day [--db PATH] [--since DATE] [--json]
+    llamaroute serve [--port P] [--host H] [--config FILE] [--db PATH] [--workers N]
+    llamaroute keys create --name N [--budget USD] [--rpm N] [--models a,b] [--db PATH]
+    llamaroute keys list|revoke|rotate ... [--db PATH]
     llamaroute --version
 
 Errors print one line (``llamaroute: error: ...``) and exit with status 1; usage mistakes exit
@@ -94,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     from ._chat import add_chat_commands  # the chat, doctor and spend commands
 
     add_chat_commands(commands, _add_catalog_option, _catalog)
+
+    from ._gateway import add_gateway_commands  # serve and keys
+
+    add_gateway_commands(commands)
     return parser
 
 

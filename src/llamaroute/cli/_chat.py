@@ -79,6 +79,9 @@ def add_chat_commands(
         "--reconcile", action="store_true",
         help="per route: the provider's reported costs beside the price table's, and the drift",
     )  # fmt: skip
+    from ._gateway import add_spend_by_options  # the gateway's spend by key, tag, user, ...
+
+    add_spend_by_options(spend)
     spend.set_defaults(command=_spend)
 
 
@@ -186,6 +189,10 @@ def _doctor(args: argparse.Namespace, catalog: Catalog) -> int:
 
 
 def _spend(args: argparse.Namespace) -> int:
+    if args.by is not None or args.db is not None:
+        from ._gateway import spend_by
+
+        return spend_by(args)
     path = args.ledger or os.environ.get(LEDGER_ENV)
     if not path:
         raise ConfigurationError(f"no ledger: pass --ledger FILE or set {LEDGER_ENV}")

@@ -1,0 +1,182 @@
+"""The gateway's ASGI app: Starlette routes over one :class:`~llamaroute.AsyncClient`, the key
+store and the metrics. :func:`create_app` builds it; ``llamaroute serve`` runs it on uvicorn.
+
+Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``POST /v1/estimate``,
+``GET /v1/spend`` (master key), ``/healthz``, ``/readyz``, ``/metrics``, ``/ui`` (master key).
+No CORS headers are sent: browsers on other origins cannot call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._exceptions import LlamarouteError
+from ..client import AsyncClient
+from ..money import estimate
+from ..providers import Provider
+from ._books import TabLedger
+from ._chat import chat_completions
+from ._config import GatewayConfig
+from ._errors import HttpError, http_error
+from ._gateway import Gateway
+from ._openai import parse_chat
+from ._store import Store, default_db_path
+from ._ui import dashboard_data, dashboard_page
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    config: GatewayConfig | None = None,
+    *,
+    db: str | None = None,
+    providers: Sequence[Provider] | None = None,
+    master_key: str | None = None,
+    client_options: dict[str, Any] | None = None,
+) -> Starlette:
+    """The gateway as an ASGI app. ``providers`` overrides the config's (tests pass fakes);
+    ``master_key`` the environment's; ``db`` the config's database path."""
+    config = config or GatewayConfig()
+    found = list(providers) if providers is not None else config.build_providers()
+    options: dict[str, Any] = {"strategy": config.strategy, **(client_options or {})}
+    if config.retries is not None:
+        options.setdefault("retries", config.retries)
+    client = AsyncClient(providers=found, ledger=TabLedger(), **options)
+    store = Store(db or config.db or default_db_path())
+    config.provision_keys(store)
+    gateway = Gateway(config, client, store, master_key or config.master_key())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await client.aclose()
+            store.close()
+
+    async def chat(request: Request) -> Response:
+        return await chat_completions(gateway, request)
+
+    async def models(request: Request) -> Response:
+        caller = gateway.authorize(request)
+        if isinstance(caller, HttpError):
+            return gateway.error(caller, "models")
+        allowed = caller.key.models if caller.key is not None else ()
+        names = []
+        for spec in client.catalog.models():
+            if allowed and not gateway.allowed(allowed, spec.key):
+                continue
+            names.append(spec.key)
+            names += [r.pinned for r in spec.routes if r.provider in client.providers]
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "meta"} for name in names]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def estimates(request: Request) -> Response:
+        caller = gateway.authorize(request)
+        if isinstance(caller, HttpError):
+            return gateway.error(caller, "estimate")
+        body = await gateway.read_json(request)
+        if isinstance(body, HttpError):
+            return gateway.error(body, "estimate")
+        try:
+            found = _estimate(body)
+        except LlamarouteError as error:
+            return gateway.error(http_error(error), "estimate")
+        return JSONResponse(found)
+
+    async def spend(request: Request) -> Response:
+        refusal = gateway.admin(request)
+        if refusal is not None:
+            return gateway.error(refusal, "spend")
+        gateway.flush()
+        try:
+            result = store.spend(
+                request.query_params.get("by", "key"), request.query_params.get("since")
+            )
+        except LlamarouteError as error:
+            return gateway.error(
+                HttpError(400, "invalid_request_error", None, str(error), "by"), "spend"
+            )
+        return JSONResponse(result)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        ok = gateway.ready()
+        return JSONResponse(
+            {"status": "ready" if ok else "unavailable"}, status_code=200 if ok else 503
+        )
+
+    async def metrics(request: Request) -> Response:
+        return Response(
+            gateway.metrics.render(client.health()),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
+
+    async def ui(request: Request) -> Response:
+        return Response(
+            dashboard_page(),
+            media_type="text/html; charset=utf-8",
+            headers={
+                "content-security-policy": "default-src 'self'; script-src "
+                "'unsafe-inline'; style-src 'unsafe-inline'",
+                "x-frame-options": "DENY",
+            },
+        )
+
+    async def ui_data(request: Request) -> Response:
+        refusal = gateway.admin(request)
+        if refusal is not None:
+            return gateway.error(refusal, "ui")
+        gateway.flush()
+        return JSONResponse(dashboard_data(gateway))
+
+    routes = [
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/chat/completions", chat, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/estimate", estimates, methods=["POST"]),
+        Route("/v1/spend", spend, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/ui", ui, methods=["GET"]),
+        Route("/ui/data", ui_data, methods=["GET"]),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        # OpenAI's error shape for unknown paths and methods too, not Starlette's plain text.
+        status = getattr(exc, "status_code", 404)
+        message = f"{request.method} {request.url.path}: no such endpoint"
+        if status == 405:
+            message = f"{request.url.path} does not take {request.method}"
+        failure = HttpError(status, "invalid_request_error", None, message)
+        return JSONResponse(failure.body(), status_code=status)
+
+    handlers = {404: not_found, 405: not_found}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app.state.gateway = gateway
+    return app
+
+
+def _estimate(body: object) -> list[dict[str, Any]]:
+    """``POST /v1/estimate``: the body of a chat request (plus ``expected_output_tokens``),
+    priced by :func:`llamaroute.estimate`, amounts as exact strings."""
+    args = parse_chat(body)
+    assert isinstance(body, dict)
+    expected = body.get("expected_output_tokens")
+    params = {
+        k: v
+        for k, v in args.kwargs.items()
+        if k in ("messages", "max_tokens", "tools", "response_format")
+    }
+    found = estimate(args.model, expected_output_tokens=expected, **params)
+    return [item.model_dump(mode="json") for item in found]
