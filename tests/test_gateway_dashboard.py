@@ -18,6 +18,8 @@ from tests._gateway import MASTER, PLACEHOLDER_KEY, Running, serve
 
 CHROMIUM = os.environ.get("LLAMAROUTE_CHROMIUM", "/usr/bin/chromium")
 if not os.path.exists(CHROMIUM):
+    if os.environ.get("LLAMAROUTE_REQUIRE_BROWSER"):  # .ci/run: a browser must be there
+        pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)", pytrace=False)
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 

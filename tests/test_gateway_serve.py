@@ -184,3 +184,58 @@ def test_keys_in_the_config_file_take_their_secret_from_the_environment(
     monkeypatch.delenv("TEAM_A_KEY")
     with pytest.raises(ConfigurationError, match="TEAM_A_KEY"):
         loaded.provision_keys(None)
+
+
+def test_a_config_file_sets_deployments_a_fleet_state_and_a_shared_ledger(
+    tmp_path: Path,
+) -> None:
+    # Two OpenRouter keys, each at 2 requests a minute, breakers on Redis and every billed
+    # attempt written to a shared ledger (a SQLite file here; a PostgreSQL URL in a fleet).
+    import uuid
+
+    from llamaroute.money import SqliteLedger
+
+    shared = tmp_path / "fleet.sqlite3"
+    prefix = f"gw-{uuid.uuid4().hex[:8]}"
+    with (
+        FakeOpenRouter(default=Step.reply("a")) as first,
+        FakeOpenRouter(default=Step.reply("b")) as second,
+    ):
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            f'[routing]\nstate = "redis://127.0.0.1:6379/0?prefix={prefix}"\n'
+            f'ledger = "{shared}"\n'
+            f'[[providers.openrouter]]\ndeployment = "or-a"\napi_key_env = "KEY_A"\n'
+            f'base_url = "{first.base_url}"\nrpm = 2\n'
+            f'[[providers.openrouter]]\ndeployment = "or-b"\napi_key_env = "KEY_B"\n'
+            f'base_url = "{second.base_url}"\nrpm = 2\n'
+        )
+        loaded = load_config(config)
+        assert loaded.state is not None
+        assert loaded.ledger == str(shared)
+        providers = loaded.build_providers({"KEY_A": PLACEHOLDER_KEY, "KEY_B": PLACEHOLDER_KEY})
+        assert [p.deployment for p in providers] == ["or-a", "or-b"]
+        with serve(providers, tmp_path / "gw.sqlite3", config=loaded) as gateway:
+            auth = {"Authorization": f"Bearer {MASTER}"}
+            body = {"model": "llama-3.2-3b", "messages": [{"role": "user", "content": "Hi"}]}
+            texts = [
+                httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=auth).json()[
+                    "choices"
+                ][0]["message"]["content"]
+                for _ in range(4)
+            ]
+        assert texts == ["a", "a", "b", "b"]  # or-a's limit reached: or-b serves, no 429
+        assert (first.hits, second.hits) == (2, 2)
+    ledger = SqliteLedger(shared)
+    try:
+        assert ledger.summary().calls == 4
+    finally:
+        ledger.close()
+    import redis
+
+    server = redis.Redis(host="127.0.0.1", port=6379)
+    try:
+        # The breakers the calls went through live on Redis, under the config's prefix.
+        assert server.keys(f"llamaroute:{prefix}:*")
+    finally:
+        server.close()

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from .._exceptions import LlamarouteError
 from ..client import AsyncClient
-from ..money import estimate
+from ..money import estimate, open_ledger
 from ..providers import Provider
 from ._books import TabLedger
 from ._chat import chat_completions
@@ -48,7 +48,12 @@ def create_app(
     options: dict[str, Any] = {"strategy": config.strategy, **(client_options or {})}
     if config.retries is not None:
         options.setdefault("retries", config.retries)
-    client = AsyncClient(providers=found, ledger=TabLedger(), **options)
+    if config.state is not None:
+        options.setdefault("state", config.state)
+    # Every billed attempt goes to the request's tab (the key's books) and, when the config
+    # names one, to a shared ledger too (a PostgreSQL URL or a SQLite path).
+    shared = open_ledger(config.ledger, None) if config.ledger is not None else None
+    client = AsyncClient(providers=found, ledger=TabLedger(shared), **options)
     store = Store(db or config.db or default_db_path())
     config.provision_keys(store)
     gateway = Gateway(config, client, store, master_key or config.master_key())
@@ -60,6 +65,8 @@ def create_app(
         finally:
             await client.aclose()
             store.close()
+            if shared is not None:
+                shared.close()
 
     async def chat(request: Request) -> Response:
         return await chat_completions(gateway, request)

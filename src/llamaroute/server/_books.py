@@ -44,17 +44,21 @@ TAB: contextvars.ContextVar[Tab | None] = contextvars.ContextVar(
 
 class TabLedger(Ledger):
     """A ledger without a budget that bills each entry to the current request's :class:`Tab`
-    and keeps only running totals."""
+    and keeps only running totals; ``shared``, when given, gets every entry too (the
+    ``[routing] ledger`` of the config: one ledger for a fleet of gateways)."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared: Ledger | None = None) -> None:
         super().__init__(None)
         self._total = Decimal(0)
         self._calls = 0
         self._ids = itertools.count(1)
+        self._shared = shared  # a fleet's ledger (PostgreSQL), written as well
 
     def record(self, entry: SpendEntry) -> None:
         self._total += entry.cost
         self._calls += 1
+        if self._shared is not None:
+            self._shared.record(entry)
         tab = TAB.get()
         if tab is not None:
             tab.cost += entry.cost

@@ -12,14 +12,21 @@ master_key_env = "LLAMAROUTE_MASTER_KEY"
 log_prompts = false           # access logs never carry prompt text unless this is true
 
 [routing]
-strategy = "ordered"          # ordered, cheapest, fastest, ...
+strategy = "ordered"          # ordered, cheapest, fastest, least_busy, weighted, local_first
 retries = 2
+state = "redis://127.0.0.1:6379/0"     # optional: breakers, rate limits, latency on Redis
+ledger = "postgresql://127.0.0.1/test" # optional: every billed attempt also written here
 
 [providers.ollama]
 host = "http://127.0.0.1:11434"
-[providers.openrouter]
-api_key_env = "OPENROUTER_API_KEY"   # pragma: allowlist secret (a variable's name)
-base_url = "https://openrouter.ai/api/v1"
+[[providers.openrouter]]      # several deployments: an array of tables, each named
+deployment = "or-a"
+api_key_env = "OPENROUTER_KEY_A"     # pragma: allowlist secret (a variable's name)
+rpm = 600
+[[providers.openrouter]]
+deployment = "or-b"
+api_key_env = "OPENROUTER_KEY_B"     # pragma: allowlist secret (a variable's name)
+rpm = 600
 [providers.bedrock]
 region = "us-east-1"
 
@@ -52,11 +59,14 @@ MASTER_KEY_ENV = "LLAMAROUTE_MASTER_KEY"
 _SECTIONS = {"gateway", "routing", "providers", "keys"}
 _KEYS = {"name", "key_env", "budget", "rpm", "models", "tags"}
 _GATEWAY = {"db", "max_body_bytes", "timeout", "grace_period", "master_key_env", "log_prompts"}
-_ROUTING = {"strategy", "retries"}
+_ROUTING = {"strategy", "retries", "state", "ledger"}
+# Every provider table may also name a deployment and its limits (see "Several deployments"
+# in the README); a provider given as an array of tables has several deployments.
+_DEPLOYMENT = {"deployment", "rpm", "tpm", "weight"}
 _PROVIDERS = {
-    "ollama": {"host", "api_key_env"},
-    "openrouter": {"api_key", "api_key_env", "base_url"},
-    "bedrock": {"region", "profile"},
+    "ollama": {"host", "api_key_env"} | _DEPLOYMENT,
+    "openrouter": {"api_key", "api_key_env", "base_url"} | _DEPLOYMENT,
+    "bedrock": {"region", "profile"} | _DEPLOYMENT,
 }
 
 
@@ -73,7 +83,9 @@ class GatewayConfig:
     log_prompts: bool = False
     strategy: str = "ordered"
     retries: int | None = None
-    providers: dict[str, dict[str, Any]] | None = None
+    state: str | None = None
+    ledger: str | None = None
+    providers: dict[str, list[dict[str, Any]]] | None = None
     keys: list[dict[str, Any]] = field(default_factory=list)
     source: str | None = field(default=None, repr=False)
 
@@ -110,26 +122,26 @@ class GatewayConfig:
         from ..providers import BedrockProvider, OllamaProvider, OpenRouterProvider
 
         found: list[Provider] = []
-        for name, table in self.providers.items():
-            if name == "ollama":
-                key = env.get(table["api_key_env"]) if "api_key_env" in table else None
-                found.append(
-                    OllamaProvider(table.get("host") or env.get("OLLAMA_HOST"), api_key=key)
-                )
-            elif name == "openrouter":
-                key = table.get("api_key") or env.get(
-                    table.get("api_key_env", "OPENROUTER_API_KEY")
-                )
-                if not key:
-                    raise ConfigurationError(
-                        f"{self.source}: providers.openrouter has no key: set api_key_env "
-                        "to a variable that holds it (default OPENROUTER_API_KEY)"
+        for name, tables in self.providers.items():
+            for table in tables:
+                limits = {key: table[key] for key in _DEPLOYMENT if key in table}
+                if name == "ollama":
+                    key = env.get(table["api_key_env"]) if "api_key_env" in table else None
+                    host = table.get("host") or env.get("OLLAMA_HOST")
+                    found.append(OllamaProvider(host, api_key=key, **limits))
+                elif name == "openrouter":
+                    key = table.get("api_key") or env.get(
+                        table.get("api_key_env", "OPENROUTER_API_KEY")
                     )
-                found.append(OpenRouterProvider(key, base_url=table.get("base_url")))
-            else:
-                found.append(
-                    BedrockProvider(region=table.get("region"), profile=table.get("profile"))
-                )
+                    if not key:
+                        raise ConfigurationError(
+                            f"{self.source}: providers.openrouter has no key: set api_key_env "
+                            "to a variable that holds it (default OPENROUTER_API_KEY)"
+                        )
+                    found.append(OpenRouterProvider(key, base_url=table.get("base_url"), **limits))
+                else:
+                    region, profile = table.get("region"), table.get("profile")
+                    found.append(BedrockProvider(region=region, profile=profile, **limits))
         return found
 
 
@@ -152,8 +164,12 @@ def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
     providers = data.get("providers")
     if providers is not None:
         _known(providers, set(_PROVIDERS), f"{where} [providers]")
-        for name, table in providers.items():
-            _known(table, _PROVIDERS[name], f"{where} [providers.{name}]")
+        # One table per provider, or an array of tables: one per deployment.
+        providers = {name: table if isinstance(table, list) else [table]
+                     for name, table in providers.items()}  # fmt: skip
+        for name, tables in providers.items():
+            for table in tables:
+                _known(table, _PROVIDERS[name], f"{where} [providers.{name}]")
     keys = data.get("keys", [])
     if not isinstance(keys, list):
         raise ConfigurationError(f"{where}: keys must be an array of tables ([[keys]])")
@@ -172,6 +188,8 @@ def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
         config.log_prompts = bool(gateway.get("log_prompts", False))
         config.strategy = str(routing.get("strategy", config.strategy))
         config.retries = None if "retries" not in routing else int(routing["retries"])
+        config.state = None if "state" not in routing else str(routing["state"])
+        config.ledger = None if "ledger" not in routing else str(routing["ledger"])
     except (TypeError, ValueError) as error:
         raise ConfigurationError(f"{where}: {error}") from None
     if config.max_body_bytes < 1024 or config.timeout <= 0 or config.grace_period < 0:
