@@ -42,6 +42,7 @@ from ._exceptions import (
     UnknownModelError,
     UnsupportedFeatureError,
 )
+from ._lazy import lazy_getattr
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -105,13 +106,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value  # once: later lookups are plain attribute reads
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

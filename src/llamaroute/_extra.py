@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -211,14 +211,24 @@ def _check_openrouter(options: dict[str, Any]) -> None:
         price_amount(amount, f"{where}[{field!r}]")
 
 
-def _check_bedrock(options: dict[str, Any]) -> None:
+def _only_taken(
+    provider: str,
+    options: dict[str, Any],
+    refused: Mapping[str, str],
+    taken: Sequence[str],
+    api: str,
+) -> None:
+    """Each key of ``options`` is one ``provider`` takes: a refused one says why, an unknown
+    one lists what is taken (providers whose API has a closed set of fields)."""
     for key in options:
-        if key in _BEDROCK_REFUSED:
-            raise _refuse("bedrock", key, why=_BEDROCK_REFUSED[key])
-        if key not in _BEDROCK_TAKEN:
-            raise ValueError(
-                f"extra['bedrock'] takes {', '.join(_BEDROCK_TAKEN)}; Converse has no {key!r}"
-            )
+        if key in refused:
+            raise _refuse(provider, key, why=refused[key])
+        if key not in taken:
+            raise ValueError(f"extra[{provider!r}] takes {', '.join(taken)}; {api} has no {key!r}")
+
+
+def _check_bedrock(options: dict[str, Any]) -> None:
+    _only_taken("bedrock", options, _BEDROCK_REFUSED, _BEDROCK_TAKEN, "Converse")
     guardrail = options.get("guardrailConfig")
     if guardrail is not None:
         where = "extra['bedrock']['guardrailConfig']"
@@ -276,13 +286,7 @@ def _check_bedrock(options: dict[str, Any]) -> None:
 
 
 def _check_ollama(options: dict[str, Any]) -> None:
-    for key in options:
-        if key in _OLLAMA_REFUSED:
-            raise _refuse("ollama", key, why=_OLLAMA_REFUSED[key])
-        if key not in _OLLAMA_TAKEN:
-            raise ValueError(
-                f"extra['ollama'] takes {', '.join(_OLLAMA_TAKEN)}; ollama's chat has no {key!r}"
-            )
+    _only_taken("ollama", options, _OLLAMA_REFUSED, _OLLAMA_TAKEN, "ollama's chat")
     keep_alive = options.get("keep_alive")
     if "keep_alive" in options and (
         isinstance(keep_alive, bool) or not isinstance(keep_alive, int | float | str)

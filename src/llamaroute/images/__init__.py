@@ -12,6 +12,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from .._lazy import lazy_getattr
 from ._fit import AsyncFetcher, Fetcher, ImageLimits, PreparedImage, RequestImages, fit_image
 from ._source import (
     MAX_TILES,
@@ -66,7 +67,4 @@ __all__ = [
 _LAZY = {"address_problem": "._addresses", "afetch_image": "._fetch", "fetch_image": "._fetch"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from .._lazy import lazy_getattr
 from ._accounting import Accounting
 from ._caps import prompt_token_ceiling, request_token_ceiling, worst_case_cost
 from ._cost import cost_from_usage, price_for, tokens_cost
@@ -141,9 +142,4 @@ _WORKLOAD = {
 _SERVERS = {"PostgresLedger": "._pg_ledger"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SERVERS:
-        return getattr(import_module(_SERVERS[name], __name__), name)
-    if name in _WORKLOAD:
-        return getattr(import_module("._workload", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {**_SERVERS, **dict.fromkeys(_WORKLOAD, "._workload")})

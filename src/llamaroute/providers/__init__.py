@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._lazy import lazy_getattr
 from ._base import Provider, ProviderCall, ProviderResult, StreamItem
 
 logger = logging.getLogger("llamaroute")
@@ -115,10 +116,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(module, __name__), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
