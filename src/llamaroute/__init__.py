@@ -10,8 +10,7 @@ never loads the client.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._exceptions import (
     AllProvidersFailedError,

@@ -9,8 +9,7 @@ httpx are loaded only when an image is handled or fetched.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._lazy import lazy_getattr
 from ._fit import AsyncFetcher, Fetcher, ImageLimits, PreparedImage, RequestImages, fit_image

@@ -9,8 +9,7 @@ layers below it. Workload estimation is loaded on first use.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._lazy import lazy_getattr
 from ._accounting import Accounting

@@ -15,7 +15,7 @@ import importlib.util
 import logging
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._lazy import lazy_getattr
 from ._base import Provider, ProviderCall, ProviderResult, StreamItem
