@@ -12,7 +12,13 @@ from decimal import Decimal
 
 import pytest
 
-from llamaroute import BudgetExceededError, Client, ConfigurationError, LlamarouteError
+from llamaroute import (
+    BudgetExceededError,
+    Client,
+    ConfigurationError,
+    LlamarouteError,
+    RateLimitError,
+)
 from llamaroute.catalog import default_catalog
 from llamaroute.fleet import UNIT, RedisBudget, RedisRateLimits, RedisState, open_state
 from llamaroute.money import MemoryLedger, SpendEntry
@@ -373,6 +379,32 @@ def test_a_rate_limit_holds_across_processes_on_real_calls(prefix: str) -> None:
     assert state.connection.command("ZCARD", window) == rpm
     assert 0 < state.connection.command("PTTL", window) <= 61_000
     state.close()
+
+
+def test_two_deployments_at_n_a_minute_serve_2n_calls_of_two_clients(prefix: str) -> None:
+    # Two clients (as two processes would) share each deployment's window: 2N calls between
+    # them all succeed, each fake gets exactly N, and the next call is refused unsent.
+    rpm = 3
+    with FakeOpenRouter() as key_a, FakeOpenRouter() as key_b:
+
+        def client() -> Client:
+            deployments = [
+                OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=key_a.base_url,
+                                   deployment="or-a", rpm=rpm),
+                OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=key_b.base_url,
+                                   deployment="or-b", rpm=rpm),
+            ]  # fmt: skip
+            return Client(deployments, state=f"{REDIS_URL}?prefix={prefix}", retries=0,
+                          timeout=2.0)  # fmt: skip
+
+        with client() as first, client() as second:
+            replies = [(first if i % 2 else second).chat(MODEL, "hi") for i in range(2 * rpm)]
+            with pytest.raises(RateLimitError) as refused:
+                first.chat(MODEL, "one too many")
+        assert (key_a.hits, key_b.hits) == (rpm, rpm)
+    assert sorted(reply.attempts[-1].deployment for reply in replies) == ["or-a"] * 3 + ["or-b"] * 3
+    assert refused.value.code == "local_rate_limit"
+    assert refused.value.status_code is None
 
 
 def _limits(kind: str, prefix: str) -> Iterator[RateLimits]:
