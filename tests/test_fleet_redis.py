@@ -582,3 +582,14 @@ def test_latency_falls_back_to_the_process_while_redis_is_down(
     private_redis.kill()
     stats.observe("openrouter:m", 0.25)
     assert stats.latency("openrouter:m") == 0.25
+
+
+def test_two_clients_on_one_state_object_count_every_hold(prefix: str) -> None:
+    # Hold ids are unique per limiter, not per connection: two limiters of one state never
+    # overwrite each other's holds.
+    state = RedisState(REDIS_URL, prefix=prefix)
+    first, second = state.rate_limits(), state.rate_limits()
+    rpm4 = Limit(rpm=4, tpm=None)
+    got = [limits.acquire("a", rpm4, 0) for limits in (first, second, first, second, first)]
+    assert [isinstance(hold, Hold) for hold in got] == [True, True, True, True, False]
+    state.close()

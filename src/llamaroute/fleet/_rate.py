@@ -17,6 +17,7 @@ outage: a fleet of N may then admit up to N times a limit. A hold admitted by th
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -52,6 +53,8 @@ class RedisRateLimits:
         self._redis = connection
         self._clock = clock
         self._local = MemoryRateLimits(clock)
+        # Hold ids: random per limiter (two clients may share one connection), then a count.
+        self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
         self._keys: dict[str, list[str]] = {}
 
@@ -67,8 +70,7 @@ class RedisRateLimits:
     def acquire(self, deployment: str, limit: Limit, tokens: int) -> Hold | Refusal:
         if limit.tpm is not None and tokens > limit.tpm:
             return oversized(tokens, limit.tpm)  # never fits: no need to ask Redis
-        # Unique across the fleet: the connection's random token and this limiter's count.
-        hold_id = f"{self._redis.token}.{next(self._ids)}"
+        hold_id = f"{self._id_prefix}.{next(self._ids)}"  # unique across the fleet
         rpm = "" if limit.rpm is None else limit.rpm
         tpm = "" if limit.tpm is None else limit.tpm
         try:
