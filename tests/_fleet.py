@@ -209,13 +209,42 @@ def budget_worker(
             "others": others, "ledger_total": str(total)}  # fmt: skip
 
 
-def rate_worker(redis_url: str, prefix: str, key: str, attempts: int, start_at: float) -> int:
-    """Try ``attempts`` acquisitions of a 10-per-minute window; returns how many were let in."""
-    from llamaroute.fleet import RedisState
+def rate_limited_worker(
+    base_url: str, state_url: str, rpm: int, calls: int, timeout: float, start_at: float
+) -> dict[str, Any]:
+    """One process of a fleet whose OpenRouter deployment allows ``rpm`` requests a minute
+    fleet-wide (``state_url``: Redis with the test's prefix): ``calls`` concurrent calls, each
+    with ``timeout``; how many were answered, refused by the local limit, or failed else."""
+    from llamaroute import Client, RateLimitError
+    from llamaroute.providers import OpenRouterProvider
 
-    limiter = RedisState(redis_url, prefix=prefix).rate_limiter()
+    answered: list[str] = []
+    limited: list[str] = []
+    others: list[str] = []
+    lock = threading.Lock()
+    provider = OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=base_url, rpm=rpm)
+    client = Client([provider], state=state_url, retries=0, timeout=timeout)
     _wait_until(start_at)
-    return sum(limiter.try_acquire(key, 10, 60.0)[0] for _ in range(attempts))
+
+    def call() -> None:
+        try:
+            reply = client.chat(MODEL, "One llama at a time?", max_tokens=16)
+            with lock:
+                answered.append(reply.text)
+        except RateLimitError as error:
+            with lock:
+                limited.append(f"{error.code} sent={error.status_code}")
+        except Exception as error:
+            with lock:
+                others.append(f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=call) for _ in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    client.close()
+    return {"answered": len(answered), "limited": limited, "others": others}
 
 
 def probe_worker(redis_url: str, prefix: str, threads: int, start_at: float) -> int:

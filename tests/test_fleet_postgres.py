@@ -296,3 +296,56 @@ def test_the_spend_command_reads_a_postgres_ledger(
     assert code == 0
     assert shown["total"] == "0.50000024"
     assert shown["by_provider"] == {"openrouter": "0.00000024", "bedrock": "0.5"}
+
+
+def test_each_attempt_of_a_call_is_one_row_keyed_by_the_call_and_its_attempt(
+    schema: str,
+) -> None:
+    # Two attempts of one call: the first (deployment or-a) times out after the request was
+    # sent, so its prompt is billed as an estimate; the second (or-b) answers. Two rows, one
+    # call id, attempts 1 and 2; the same record written again adds nothing; another
+    # client's first call is another call, never taken for a duplicate.
+    ledger = PostgresLedger(PG_URL, schema=schema)
+    try:
+        with FakeOpenRouter(default=Step.reply("late", delay=3)) as slow, \
+                FakeOpenRouter(default=Step.reply("a llama")) as fast:  # fmt: skip
+            providers = [
+                OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=slow.base_url,
+                                   deployment="or-a"),
+                OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=fast.base_url,
+                                   deployment="or-b"),
+            ]  # fmt: skip
+            with Client(providers, ledger=ledger, retries=0, timeout=2.0) as client:
+                reply = client.chat(MODEL, "How many llamas?", max_tokens=16)
+            with Client(providers[1:], ledger=ledger, retries=0) as other:
+                other.chat(MODEL, "How many llamas?", max_tokens=16)
+        assert reply.text == "a llama"
+        assert [a.outcome for a in reply.attempts] == ["error", "ok"]
+        first, second = (attempt.cost for attempt in reply.attempts)
+        assert first is not None
+        assert second is not None
+        assert first.total > 0
+        assert first.source == "estimate"
+        calls: dict[str, list[tuple[object, ...]]] = {}
+        for call_id, attempt, cost in _rows(schema, "SELECT call_id, attempt, cost FROM "
+                                            "llamaroute_spend ORDER BY attempt"):  # fmt: skip
+            calls.setdefault(str(call_id), []).append((attempt, cost))
+        [(call_id, mine)] = [(key, rows) for key, rows in calls.items() if len(rows) == 2]
+        assert mine == [(1, first.total), (2, second.total)]
+        assert len(calls) == 2  # the other client's call: its own id, its own row
+        assert all(key.endswith("-1") for key in calls)  # each client's first call
+        total = ledger.total
+        # A retry of the same write (the acknowledgement was lost) is still one row.
+        again = SpendEntry("openrouter", MODEL, "m", first.total, "estimate", partial=True,
+                           call_id=call_id, attempt=1)  # fmt: skip
+        ledger.record(again)
+        ledger.record(again)
+        assert _rows(schema, "SELECT count(*) FROM llamaroute_spend") == [(3,)]
+        assert ledger.total == total
+        # A third attempt of the same call is a new row.
+        ledger.record(SpendEntry("openrouter", MODEL, "m", Decimal("0.001"), "provider",
+                                 call_id=call_id, attempt=3))  # fmt: skip
+        assert _rows(schema, "SELECT count(*) FROM llamaroute_spend") == [(4,)]
+        assert ledger.total == total + Decimal("0.001")
+    finally:
+        ledger.close()

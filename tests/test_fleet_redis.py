@@ -5,18 +5,25 @@ restart tests kill a private redis-server of their own, never the shared one."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
-from llamaroute import BudgetExceededError, Client, ConfigurationError, LlamarouteError
+from llamaroute import (
+    BudgetExceededError,
+    Client,
+    ConfigurationError,
+    LlamarouteError,
+    RateLimitError,
+)
 from llamaroute.catalog import default_catalog
-from llamaroute.fleet import UNIT, RedisBudget, RedisState, open_state
+from llamaroute.fleet import UNIT, RedisBudget, RedisRateLimits, RedisState, open_state
 from llamaroute.money import MemoryLedger, SpendEntry
 from llamaroute.providers import OllamaProvider, OpenRouterProvider
-from llamaroute.routing import BreakerPolicy, MemoryRateLimiter, RateLimiter
+from llamaroute.routing import BreakerPolicy, Hold, Limit, MemoryRateLimits, RateLimits, Refusal
 from llamaroute.testing import FakeOllama, FakeOpenRouter, Step
 
 from . import _fleet
@@ -156,7 +163,7 @@ def test_reservations_expire_and_keys_carry_ttls(prefix: str) -> None:
     health.record(_route(), ProviderError("down"))
     time.sleep(0.05)
     assert health.admit(_route()) is True  # the probe's key is set
-    state.rate_limiter().try_acquire("rpm", 5, 60)
+    state.rate_limits().acquire("or-a", Limit(rpm=5, tpm=100), 10)
     state.latency_stats().observe("openrouter:m", 0.5)
     keys = state.connection.command("KEYS", f"llamaroute:{prefix}:*")
     assert len(keys) >= 9  # the budget's, two breakers, their index, a probe, a window, ...
@@ -346,53 +353,157 @@ def test_breakers_fall_back_to_the_process_while_redis_is_down(
 # --- rate limits ----------------------------------------------------------------------------
 
 
-def test_a_rate_limit_holds_across_processes(prefix: str) -> None:
-    with _fleet.spawn_pool(4) as pool:
+def test_a_rate_limit_holds_across_processes_on_real_calls(prefix: str) -> None:
+    # 4 processes x 5 concurrent calls at one OpenRouter deployment limited to 8 requests a
+    # minute, each process its own Client on the same Redis namespace. The calls take well
+    # under a second, and each may wait 3 s for a slot, while the first slot frees only a
+    # minute after the first admission: so exactly 8 are sent, and the other 12 are refused
+    # before sending, with no wait that could let a ninth through.
+    rpm, per_process = 8, 5
+    with FakeOpenRouter(default=Step.reply("a llama")) as fake, _fleet.spawn_pool(4) as pool:
         start = time.time() + 5  # after every process has started
-        jobs = [pool.apply_async(_fleet.rate_worker, (REDIS_URL, prefix, "deployment-a", 8,
-                                                      start)) for _ in range(4)]  # fmt: skip
-        let_in = [job.get(120) for job in jobs]
-    assert sum(let_in) == 10, let_in  # 32 tries, 10 per minute
+        jobs = [pool.apply_async(_fleet.rate_limited_worker,
+                                 (fake.base_url, f"{REDIS_URL}?prefix={prefix}", rpm,
+                                  per_process, 3.0, start)) for _ in range(4)]  # fmt: skip
+        results = [job.get(180) for job in jobs]
+        hits = fake.hits
+    for result in results:
+        assert result["others"] == [], result["others"]
+    limited = [code for result in results for code in result["limited"]]
+    assert hits == rpm  # exactly N reached the provider, fleet-wide
+    assert sum(result["answered"] for result in results) == rpm
+    assert limited == ["local_rate_limit sent=None"] * (4 * per_process - rpm)
+    # The window on Redis holds the N admissions, and expires with them.
+    state = RedisState(REDIS_URL, prefix=prefix)
+    window = state.connection.key("rate", "holds", "openrouter")
+    assert state.connection.command("ZCARD", window) == rpm
+    assert 0 < state.connection.command("PTTL", window) <= 61_000
+    state.close()
 
 
-def test_the_redis_limiter_says_when_to_retry_and_counts_token_costs(prefix: str) -> None:
-    limiter = RedisState(REDIS_URL, prefix=prefix).rate_limiter()
-    assert isinstance(limiter, RateLimiter)
-    assert limiter.try_acquire("tpm", 1000, 3.0, cost=600) == (True, 0.0)
-    allowed, wait = limiter.try_acquire("tpm", 1000, 3.0, cost=600)
-    assert allowed is False
-    assert 0 < wait <= 3.0  # when the first 600 leave the window
-    assert limiter.try_acquire("tpm", 1000, 3.0, cost=400) == (True, 0.0)
-    assert limiter.try_acquire("tpm", 1000, 3.0, cost=1001)[0] is False
-    time.sleep(wait + 0.05)
-    assert limiter.try_acquire("tpm", 1000, 3.0, cost=600) == (True, 0.0)
-    with pytest.raises(ConfigurationError):
-        limiter.try_acquire("tpm", 0, 3.0)
+def test_two_deployments_at_n_a_minute_serve_2n_calls_of_two_clients(prefix: str) -> None:
+    # Two clients (as two processes would) share each deployment's window: 2N calls between
+    # them all succeed, each fake gets exactly N, and the next call is refused unsent.
+    rpm = 3
+    with FakeOpenRouter() as key_a, FakeOpenRouter() as key_b:
+
+        def client() -> Client:
+            deployments = [
+                OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=key_a.base_url,
+                                   deployment="or-a", rpm=rpm),
+                OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=key_b.base_url,
+                                   deployment="or-b", rpm=rpm),
+            ]  # fmt: skip
+            return Client(deployments, state=f"{REDIS_URL}?prefix={prefix}", retries=0,
+                          timeout=2.0)  # fmt: skip
+
+        with client() as first, client() as second:
+            replies = [(first if i % 2 else second).chat(MODEL, "hi") for i in range(2 * rpm)]
+            with pytest.raises(RateLimitError) as refused:
+                first.chat(MODEL, "one too many")
+        assert (key_a.hits, key_b.hits) == (rpm, rpm)
+    assert sorted(reply.attempts[-1].deployment for reply in replies) == ["or-a"] * 3 + ["or-b"] * 3
+    assert refused.value.code == "local_rate_limit"
+    assert refused.value.status_code is None
+
+
+def _limits(kind: str, prefix: str) -> Iterator[RateLimits]:
+    if kind == "memory":
+        yield MemoryRateLimits()
+        return
+    state = RedisState(REDIS_URL, prefix=prefix)
+    yield state.rate_limits()
+    state.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def limits(request: pytest.FixtureRequest, prefix: str) -> Iterator[RateLimits]:
+    yield from _limits(request.param, prefix)
+
+
+def test_both_rate_limits_keep_one_contract(limits: RateLimits) -> None:
+    # The same behaviour in a process and on Redis (the real clock: all of this takes far
+    # less than the 60 s window).
+    both = Limit(rpm=3, tpm=100)
+    first = limits.acquire("a", both, 60)
+    assert isinstance(first, Hold)
+    over = limits.acquire("a", both, 50)
+    assert isinstance(over, Refusal)
+    assert "100 tokens/min" in over.reason
+    assert 55 < over.wait <= 60  # when the first hold's 60 tokens leave the window
+    limits.settle("a", first, 20)  # the real usage: room again
+    second = limits.acquire("a", both, 50)
+    assert isinstance(second, Hold)
+    assert limits.usage("a") == (2, 70)  # type: ignore[attr-defined]
+    assert isinstance(limits.acquire("a", both, 10), Hold)
+    full = limits.acquire("a", both, 1)
+    assert isinstance(full, Refusal)
+    assert full.reason == "rate limit: 3 requests/min reached"
+    assert 55 < full.wait <= 60
+    limits.cancel("a", second)  # never sent: its request and tokens are given back
+    assert limits.usage("a") == (2, 30)  # type: ignore[attr-defined]
+    assert isinstance(limits.acquire("a", both, 1), Hold)
+    never = limits.acquire("a", Limit(rpm=None, tpm=100), 101)
+    assert isinstance(never, Refusal)
+    assert never.wait == math.inf
+    assert isinstance(limits.acquire("b", both, 100), Hold)  # another deployment: its own
+
+
+def test_redis_holds_are_named_and_their_keys_expire_with_the_window(prefix: str) -> None:
+    state = RedisState(REDIS_URL, prefix=prefix)
+    limits = state.rate_limits()
+    assert isinstance(limits, RedisRateLimits)
+    holds = [limits.acquire("or-a", Limit(rpm=None, tpm=1000), 10) for _ in range(3)]
+    assert all(isinstance(hold, Hold) and hold.id for hold in holds)
+    assert len({hold.id for hold in holds if isinstance(hold, Hold)}) == 3
+    window = state.connection.key("rate", "holds", "or-a")
+    tokens = state.connection.key("rate", "tokens", "or-a")
+    for key in (window, tokens):
+        assert 59_000 < state.connection.command("PTTL", key) <= 61_000
+    assert state.connection.command("HGET", tokens, "=sum") == "30"
+    state.close()
+
+
+def test_tokens_per_minute_count_the_real_usage_fleet_wide(prefix: str) -> None:
+    # Through the client: the estimate is held, then replaced by the usage the fake reports,
+    # in the window another process would read.
+    with FakeOpenRouter(default=Step.reply("a llama", usage=(7, 5))) as fake, Client(
+        [OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=fake.base_url, tpm=10_000)],
+        state=f"{REDIS_URL}?prefix={prefix}", retries=0,
+    ) as client:  # fmt: skip
+        client.chat(MODEL, "hi", max_tokens=100)
+        other = RedisState(REDIS_URL, prefix=prefix)
+        assert other.rate_limits().usage("openrouter") == (1, 12)  # type: ignore[attr-defined]
+        other.close()
 
 
 def test_rate_limits_fall_back_to_the_process_while_redis_is_down(
-    private_redis: PrivateRedis, prefix: str
+    private_redis: PrivateRedis, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limiter = RedisState(private_redis.url, prefix=prefix, retry_s=0.2).rate_limiter()
-    assert limiter.try_acquire("rpm", 2, 60)[0]
+    state = RedisState(private_redis.url, prefix=prefix, retry_s=0.2)
+    limits = state.rate_limits()
+    rpm2 = Limit(rpm=2, tpm=None)
+    shared = limits.acquire("a", rpm2, 0)
+    assert isinstance(shared, Hold)
+    assert shared.id
     private_redis.kill()
-    # Per process now: a fresh window of its own.
-    assert [limiter.try_acquire("rpm", 2, 60)[0] for _ in range(3)] == [True, True, False]
+    with caplog.at_level(logging.WARNING, logger="llamaroute"):
+        # Per process now: a fresh window of its own, and one warning for the outage.
+        got = [limits.acquire("a", rpm2, 0) for _ in range(3)]
+        limits.cancel("a", shared)  # (lost with the server: nothing to do, nothing raised)
+    assert [isinstance(hold, Hold) for hold in got] == [True, True, False]
+    assert all(not hold.id for hold in got if isinstance(hold, Hold))  # the process's own
+    assert sum("unreachable" in r.message for r in caplog.records) == 1
+    local = got[0]
+    assert isinstance(local, Hold)
+    limits.cancel("a", local)  # a fallback hold is given back where it was counted
+    assert isinstance(limits.acquire("a", rpm2, 0), Hold)
     private_redis.start()
     time.sleep(0.3)
-    assert limiter.try_acquire("rpm", 2, 60) == (True, 0.0)  # the server's window (emptied)
-
-
-def test_the_memory_limiter_is_a_sliding_window() -> None:
-    now = [0.0]
-    limiter = MemoryRateLimiter(clock=lambda: now[0])
-    assert isinstance(limiter, RateLimiter)
-    assert [limiter.try_acquire("k", 3, 10)[0] for _ in range(4)] == [True, True, True, False]
-    now[0] = 5.0
-    assert limiter.try_acquire("k", 3, 10) == (False, 5.0)
-    now[0] = 10.0
-    assert limiter.try_acquire("k", 3, 10, cost=3) == (True, 0.0)
-    assert limiter.try_acquire("k", 3, 10, cost=4)[0] is False
+    back = limits.acquire("a", rpm2, 0)
+    assert isinstance(back, Hold)
+    assert back.id  # the server's window again (emptied by the restart)
+    state.close()
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -471,3 +582,14 @@ def test_latency_falls_back_to_the_process_while_redis_is_down(
     private_redis.kill()
     stats.observe("openrouter:m", 0.25)
     assert stats.latency("openrouter:m") == 0.25
+
+
+def test_two_clients_on_one_state_object_count_every_hold(prefix: str) -> None:
+    # Hold ids are unique per limiter, not per connection: two limiters of one state never
+    # overwrite each other's holds.
+    state = RedisState(REDIS_URL, prefix=prefix)
+    first, second = state.rate_limits(), state.rate_limits()
+    rpm4 = Limit(rpm=4, tpm=None)
+    got = [limits.acquire("a", rpm4, 0) for limits in (first, second, first, second, first)]
+    assert [isinstance(hold, Hold) for hold in got] == [True, True, True, True, False]
+    state.close()

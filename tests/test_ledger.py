@@ -143,3 +143,39 @@ def test_open_ledger_and_checks(tmp_path: Path) -> None:
         MemoryLedger(Decimal("-1"))
     with pytest.raises(ConfigurationError, match="cannot open"):
         SqliteLedger(tmp_path / "no" / "such" / "dir" / "x.db")
+
+
+def test_the_client_names_each_record_by_its_call_and_attempt() -> None:
+    # The key a shared ledger writes each attempt once by: the call's id (a random prefix per
+    # client, then the client's call count) and the attempt's number within the call.
+    from llamaroute import Client
+    from llamaroute.providers import OpenRouterProvider
+    from llamaroute.testing import FakeOpenRouter, Step
+
+    class Recording(MemoryLedger):
+        def __init__(self) -> None:
+            super().__init__()
+            self.entries: list[SpendEntry] = []
+
+        def record(self, entry: SpendEntry) -> None:
+            self.entries.append(entry)
+            super().record(entry)
+
+    ledgers = [Recording(), Recording()]
+    script = [Step.error(500), Step.reply("a llama"), Step.reply("again")]
+    with FakeOpenRouter(*script) as fake:
+        for ledger in ledgers:
+            provider = OpenRouterProvider(api_key="placeholder-not-a-key", base_url=fake.base_url)
+            with Client([provider], ledger=ledger, retries=1) as client:
+                client.chat("llama-3.2-1b", "hi")
+                client.chat("llama-3.2-1b", "hi")
+    first, second = ledgers
+    # The first call failed once (not billed, no record), then answered on attempt 2.
+    assert [entry.attempt for entry in first.entries] == [2, 1]
+    prefix = first.entries[0].call_id.rsplit("-", 1)[0]  # type: ignore[union-attr]
+    assert [entry.call_id for entry in first.entries] == [f"{prefix}-1", f"{prefix}-2"]
+    assert len(prefix) == 12
+    other = second.entries[0].call_id
+    assert other is not None
+    assert other.endswith("-1")
+    assert other != first.entries[0].call_id  # another client: another call

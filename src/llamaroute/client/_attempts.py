@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -132,6 +133,10 @@ class AttemptBook:
         self.on_event = on_event
         self.fallback = fallback
         self.limits = limits
+        #: Names this client's calls in the spend ledger: ``<call_prefix>-<call id>`` is
+        #: unique across a fleet (random per client; the call id counts the client's calls),
+        #: so a shared ledger writes each attempt once however often the write is retried.
+        self.call_prefix = os.urandom(6).hex()
 
     # --- before an attempt --------------------------------------------------------------------
 
@@ -319,7 +324,8 @@ class AttemptBook:
             cost = self.accounting.partial_cost(candidate.route, call.shape(), text,
                                                 prompt_ceiling=call.ceiling(),
                                                 deployment=candidate.deployment)  # fmt: skip
-        self.settle(call, run, candidate, ticket.reservation, cost, partial=True, ref=ref)
+        self.settle(call, run, candidate, ticket.reservation, cost, partial=True, ref=ref,
+                    attempt=ticket.number)  # fmt: skip
         self.record(run, candidate, "error", started, cost=cost, error=error,
                     partial=bool(partial_text))  # fmt: skip
         logger.debug("attempt %d on %s failed: %s", ticket.number, candidate.route.pinned,
@@ -330,7 +336,8 @@ class AttemptBook:
         self.health.release(candidate)
         if self.count_busy:
             self.stats.ended(candidate.key)
-        self.settle(call, run, candidate, ticket.reservation, None, partial=True)
+        self.settle(call, run, candidate, ticket.reservation, None, partial=True,
+                    attempt=ticket.number)  # fmt: skip
 
     def abandoned(self, call: Call, run: Run, answer: Answer, text: str) -> None:
         """The caller left a stream before its end (``break``, ``close()``, garbage
@@ -346,7 +353,7 @@ class AttemptBook:
                                             prompt_ceiling=call.ceiling(),
                                             deployment=candidate.deployment)  # fmt: skip
         self.settle(call, run, candidate, answer.ticket.reservation, cost, partial=True,
-                    ref=answer.ref)  # fmt: skip
+                    ref=answer.ref, attempt=answer.ticket.number)  # fmt: skip
         self.record(run, candidate, "cancelled", answer.started, cost=cost, partial=True)
         logger.debug("stream on %s abandoned by the caller", candidate.route.pinned)
 
@@ -357,7 +364,8 @@ class AttemptBook:
         cost = self.accounting.partial_cost(candidate.route, call.shape(), "",
                                             prompt_ceiling=call.ceiling(),
                                             deployment=candidate.deployment)  # fmt: skip
-        self.settle(call, run, candidate, None, cost, partial=True)
+        self.settle(call, run, candidate, None, cost, partial=True,
+                    attempt=run.numbers.get(candidate.key))  # fmt: skip
         self.record(run, candidate, "cancelled", started, cost=cost, partial=True)
 
     def settle(
@@ -370,10 +378,13 @@ class AttemptBook:
         *,
         partial: bool,
         ref: str | None = None,
+        attempt: int | None = None,
     ) -> None:
         """End an attempt's budget hold and record what it cost (if it cost anything);
         ``ref`` is the provider's id for the attempt, kept with an estimate so that the
-        provider's own figure can replace it later (``Client.reconcile_generations``)."""
+        provider's own figure can replace it later (``Client.reconcile_generations``).
+        ``attempt`` is its call-wide number: with the call's fleet-wide id, it keys the
+        attempt's record in a shared ledger."""
         entry = None
         if cost is not None:
             run.spent += cost.total
@@ -381,7 +392,9 @@ class AttemptBook:
             entry = SpendEntry(route.provider, call.resolution.model.key, route.model_id,
                                cost.total, cost.source, partial=partial,
                                reported=cost.reported, table=cost.table,
-                               ref=ref if cost.source == "estimate" else None)  # fmt: skip
+                               ref=ref if cost.source == "estimate" else None,
+                               call_id=f"{self.call_prefix}-{call.id}",
+                               attempt=attempt)  # fmt: skip
         self.accounting.settle(reservation, entry)
 
     def on_retry(self, run: Run, candidate: Candidate) -> Callable[[BaseException, float], None]:

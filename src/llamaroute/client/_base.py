@@ -43,7 +43,6 @@ from ..routing import (
     BreakerPolicy,
     Candidate,
     Health,
-    MemoryRateLimits,
     RateLimits,
     RetryPolicy,
     Strategy,
@@ -89,8 +88,6 @@ class BaseClient:
         # Fleet state (issue 21): breakers, budget and rate limits in memory, or on Redis.
         self._state = open_state(state)
         self._health: Health = self._state.health(breaker or BreakerPolicy(), self._retry.clock)
-        #: Sliding-window limiter (per process, or fleet-wide on Redis) for rate limits.
-        self._rate_limiter = self._state.rate_limiter()
         if fallback is True:
             self._fallback: FallbackRule = default_fallback
         elif fallback is False:
@@ -114,9 +111,10 @@ class BaseClient:
         # Spans come from the same events, when OpenTelemetry is installed.
         self._on_event = chain(on_event, tracing_handler())
         self._ids = itertools.count(1)
-        # Each client its own: requests and tokens per minute of its deployments (only those
-        # with rpm= or tpm= are counted), and the weighted strategy's random source.
-        self._limits = rate_limits or MemoryRateLimits(clock=self._retry.clock)
+        # Requests and tokens per minute of the deployments (only those with rpm= or tpm= are
+        # counted): this client's own, or the fleet's with state=; and the weighted strategy's
+        # random source.
+        self._limits = rate_limits or self._state.rate_limits(self._retry.clock)
         self._rng = rng or random.Random()
         self._driver = Driver(self._health, self._accounting, self._stats, self._on_event,
                               self._fallback, self._limits)  # fmt: skip

@@ -290,7 +290,8 @@ class Driver(AttemptBook):
                 deployment=deployment,
             )  # fmt: skip
         price = self.accounting.table_price(route, deployment=deployment)
-        self.settle(call, run, candidate, answer.ticket.reservation, cost, partial=False)
+        self.settle(call, run, candidate, answer.ticket.reservation, cost, partial=False,
+                    attempt=answer.ticket.number)  # fmt: skip
         elapsed = self.record(run, candidate, "ok", answer.started, cost=cost)
         self.stats.observe(candidate.key, elapsed)
         details = dict(result.details)

@@ -43,8 +43,9 @@ class Client(BaseClient):
     the error) and ``timeout`` (per call, seconds) set the defaults for every call. Several
     deployments of one provider (two keys, two hosts, two regions) each need their own
     ``deployment=`` name; their ``rpm``/``tpm`` limits are counted in ``rate_limits`` (in
-    memory by default), and ``rng`` is the ``weighted`` strategy's random source. Closing the
-    client closes its providers. Safe to share between threads.
+    memory by default; fleet-wide with ``state="redis://..."``), and ``rng`` is the
+    ``weighted`` strategy's random source. Closing the client closes its providers. Safe to
+    share between threads.
 
     Example::
 

@@ -1,7 +1,7 @@
 """Layer between the client and routing: state shared by a fleet of processes
-(``Client(state="redis://host:6379/0")``): circuit breakers, budget reservations,
-sliding-window rate limits and the ``fastest`` strategy's latency averages on Redis, each
-with a per-process fallback while Redis is down.
+(``Client(state="redis://host:6379/0")``): circuit breakers, budget reservations, the
+deployments' ``rpm``/``tpm`` sliding windows and the ``fastest`` strategy's latency averages
+on Redis, each with a per-process fallback while Redis is down.
 
 Nothing here imports ``redis`` until a Redis URL is opened. Without ``state=`` a client keeps
 all of this in its own memory, as before.
@@ -17,13 +17,21 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._exceptions import ConfigurationError
 from ..money import Ledger
-from ..routing import BreakerPolicy, Health, LatencyStats, MemoryRateLimiter, RateLimiter
+from ..routing import BreakerPolicy, Health, LatencyStats, MemoryRateLimits, RateLimits
 from ._budget import UNIT, RedisBudget
+from ._rate import RedisRateLimits
 
 if TYPE_CHECKING:
     from ._connection import RedisConnection
 
-__all__ = ["UNIT", "FleetState", "RedisBudget", "RedisState", "open_state"]
+__all__ = [
+    "UNIT",
+    "FleetState",
+    "RedisBudget",
+    "RedisRateLimits",
+    "RedisState",
+    "open_state",
+]
 
 
 class FleetState:
@@ -38,9 +46,10 @@ class FleetState:
         """``ledger`` with the budget kept where this state keeps it."""
         return ledger
 
-    def rate_limiter(self) -> RateLimiter:
-        """The sliding-window rate limiter (``try_acquire(key, limit, window_s, cost)``)."""
-        return MemoryRateLimiter()
+    def rate_limits(self, clock: Callable[[], float] = time.monotonic) -> RateLimits:
+        """The per-deployment ``rpm``/``tpm`` windows (``acquire(deployment, Limit, tokens)``;
+        ``clock``: the client's monotonic clock)."""
+        return MemoryRateLimits(clock)
 
     def latency_stats(self) -> LatencyStats:
         """The latency averages the ``fastest`` strategy orders routes by."""
@@ -90,10 +99,8 @@ class RedisState(FleetState):
     def budget(self, ledger: Ledger, budget: Decimal | None = None) -> Ledger:
         return RedisBudget(self.connection, ledger, budget, fail_open=self.budget_fail_open)
 
-    def rate_limiter(self) -> RateLimiter:
-        from ._rate import RedisRateLimiter
-
-        return RedisRateLimiter(self.connection)
+    def rate_limits(self, clock: Callable[[], float] = time.monotonic) -> RateLimits:
+        return RedisRateLimits(self.connection, clock)
 
     def latency_stats(self) -> LatencyStats:
         from ._latency import RedisLatencyStats

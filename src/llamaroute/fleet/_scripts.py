@@ -7,7 +7,19 @@ doubles up to 2**53.
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "MAX_SPENT", "PEEK", "RATE", "RECORD", "RESERVE", "SETTLE", "SUMS"]
+__all__ = [
+    "ADMIT",
+    "MAX_SPENT",
+    "PEEK",
+    "RATE_ACQUIRE",
+    "RATE_CANCEL",
+    "RATE_SETTLE",
+    "RATE_USAGE",
+    "RECORD",
+    "RESERVE",
+    "SETTLE",
+    "SUMS",
+]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -256,33 +268,99 @@ return out
 """
 )
 
-# A sliding window: a sorted set of admissions (score: time ms; member: a unique id and the
-# units it took, "id:units"). KEYS: the window. ARGV: limit, window ms, cost, unique id
-# -> {1, 0} taken, or {0, ms until the cost would fit}
-RATE = (
+# A deployment's rate limits: one sliding window of its admitted requests, a sorted set
+# (member: the hold's id, score: when it was admitted, ms), and their tokens, a hash (hold id ->
+# tokens, plus '=sum', their total; no hold id starts with '='). Both expire a second after
+# the window, so a deployment left alone leaves nothing behind.
+
+# (KEYS: window, tokens. ARGV[4]: window ms.) Drops the holds that have left the window.
+_TRIM = """
+local window = tonumber(ARGV[4])
+local cutoff = now - window
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+if #gone > 0 then
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    local freed = 0
+    for _, id in ipairs(gone) do
+      local held = redis.call('HGET', KEYS[2], id)
+      if held then
+        freed = freed + tonumber(held)
+        redis.call('HDEL', KEYS[2], id)
+      end
+    end
+    if freed ~= 0 then redis.call('HINCRBY', KEYS[2], '=sum', -freed) end
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+end
+"""
+
+# KEYS: window, tokens. ARGV: rpm ('' = none), tpm ('' = none), tokens, window ms, hold id
+# -> {1, 0, ''} admitted (the hold is counted), or {0, ms until it would fit, 'rpm' | 'tpm'}
+RATE_ACQUIRE = (
     _NOW
+    + _TRIM
     + """
-local limit, window, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-local used = 0
-for i = 1, #entries, 2 do
-  used = used + tonumber(string.match(entries[i], ':(%d+)$'))
-end
-if used + cost <= limit then
-  if cost > 0 then
-    redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. cost)
-    redis.call('PEXPIRE', KEYS[1], window)
-  end
-  return {1, 0}
-end
-local freed = 0
-for i = 1, #entries, 2 do
-  freed = freed + tonumber(string.match(entries[i], ':(%d+)$'))
-  if used - freed + cost <= limit then
-    return {0, math.max(tonumber(entries[i + 1]) + window - now, 0)}
+local tokens = tonumber(ARGV[3])
+if ARGV[1] ~= '' then
+  local rpm, count = tonumber(ARGV[1]), redis.call('ZCARD', KEYS[1])
+  if count >= rpm then
+    -- Free when the request that makes the count one too many leaves the window.
+    local oldest = redis.call('ZRANGE', KEYS[1], count - rpm, count - rpm, 'WITHSCORES')
+    return {0, tonumber(oldest[2]) + window - now, 'rpm'}
   end
 end
-return {0, window}
+if ARGV[2] ~= '' then
+  local over = tonumber(redis.call('HGET', KEYS[2], '=sum') or '0') + tokens - tonumber(ARGV[2])
+  if over > 0 then
+    -- Free when enough of the oldest holds' tokens have left the window.
+    local holds = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+    for i = 1, #holds, 2 do
+      over = over - tonumber(redis.call('HGET', KEYS[2], holds[i]) or '0')
+      if over <= 0 then return {0, tonumber(holds[i + 1]) + window - now, 'tpm'} end
+    end
+    return {0, window, 'tpm'}
+  end
+end
+redis.call('ZADD', KEYS[1], now, ARGV[5])
+if tokens > 0 then
+  redis.call('HSET', KEYS[2], ARGV[5], ARGV[3])
+  redis.call('HINCRBY', KEYS[2], '=sum', ARGV[3])
+end
+redis.call('PEXPIRE', KEYS[1], window + 1000)
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], window + 1000) end
+return {1, 0, ''}
 """
 )
+
+# KEYS: window, tokens. ARGV: hold id, the tokens it really used, window ms
+# -> 1 corrected, 0 the hold has left the window (nothing to correct)
+RATE_SETTLE = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], '=sum', tonumber(ARGV[2]) - held)
+local ttl = tonumber(ARGV[3]) + 1000
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
+"""
+
+# KEYS: window, tokens. ARGV: -, -, -, window ms -> {requests, tokens} in the window now
+RATE_USAGE = (
+    _NOW
+    + _TRIM
+    + """
+return {redis.call('ZCARD', KEYS[1]), tonumber(redis.call('HGET', KEYS[2], '=sum') or '0')}
+"""
+)
+
+# KEYS: window, tokens. ARGV: hold id -> 1 taken back, 0 not counted (any more)
+RATE_CANCEL = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if held then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HINCRBY', KEYS[2], '=sum', -tonumber(held))
+end
+return 1
+"""

@@ -7,8 +7,10 @@ record and behaviour, with what a fleet needs on top:
 * **Idempotent writes.** Each row carries ``(call_id, attempt)``, unique in the table; a
   write is ``INSERT ... ON CONFLICT DO NOTHING`` and the running total moves only when the
   row was inserted. A write retried after a lost acknowledgement (the commit reached the
-  server, its answer did not reach us) therefore counts once. An entry without a call id is
-  given a random one when it is first written, and keeps it through every retry.
+  server, its answer did not reach us) therefore counts once, while two attempts of one call
+  are two rows. The client names each call for the whole fleet (a random prefix per client
+  and its call count) and each attempt by its number in the call; an entry without a call id
+  is given one when it is first written, and keeps it through every retry.
 * **Budgets across processes.** ``reserve`` and ``settle`` each run in one transaction that
   locks the budget's row (``SELECT ... FOR UPDATE``), so N processes can never reserve
   together beyond the budget. Reservations expire (:data:`~._ledger.RESERVATION_TTL_S`), so
@@ -477,8 +479,9 @@ class PostgresLedger(Ledger):
 
 
 def _keyed(entry: SpendEntry, reservation: str | None) -> SpendEntry:
-    """``entry`` with its idempotency key fixed: its own call id and attempt if it has one,
-    else the reservation's id (unique per attempt), else a random id."""
+    """``entry`` with its idempotency key fixed: its own call id and attempt if it has one
+    (the client always gives both: its fleet-unique call id and the attempt's number in the
+    call), else the reservation's id (unique per attempt), else a random id."""
     if entry.call_id is not None:
         return entry
     return replace(entry, call_id=reservation or uuid.uuid4().hex, attempt=entry.attempt or 0)

@@ -8,13 +8,22 @@ public names are re-exported from :mod:`llamaroute`.
 
 from ._breakers import BreakerPolicy, BreakerState, Health
 from ._candidate import Candidate, Plan, candidate
-from ._limits import WINDOW, Hold, Limit, MemoryRateLimits, RateLimits, Refusal
+from ._limits import (
+    WINDOW,
+    Hold,
+    Limit,
+    MemoryRateLimits,
+    RateLimits,
+    Refusal,
+    oversized,
+    requests_reached,
+    tokens_reached,
+)
 from ._plan import configured_routes, plan, route_refusal
 from ._retry import RetryPolicy
 from ._strategies import HedgePolicy, LatencyStats, Strategy, StrategyName, apply_strategy
 from ._tools_gate import tools_refusal, uses_tools
 from ._window_gate import fit_windows, last_if_tight
-from ._windows import MemoryRateLimiter, RateLimiter
 
 __all__ = [
     "WINDOW",
@@ -26,10 +35,8 @@ __all__ = [
     "Hold",
     "LatencyStats",
     "Limit",
-    "MemoryRateLimiter",
     "MemoryRateLimits",
     "Plan",
-    "RateLimiter",
     "RateLimits",
     "Refusal",
     "RetryPolicy",
@@ -40,8 +47,11 @@ __all__ = [
     "configured_routes",
     "fit_windows",
     "last_if_tight",
+    "oversized",
     "plan",
+    "requests_reached",
     "route_refusal",
+    "tokens_reached",
     "tools_refusal",
     "uses_tools",
 ]

@@ -12,9 +12,9 @@ the answer may use, as Bedrock's own quota counts), and the estimate is replaced
 usage when the answer comes back. Leaning high keeps a provider's 429 away; the correction
 gives the room back as soon as the answer says how much was used.
 
-The state sits behind :class:`RateLimits`, so that a fleet can share it (a Redis
-implementation, issue 21); :class:`MemoryRateLimits` is the one-process implementation. No
-module state: each client owns its limiter.
+The state sits behind :class:`RateLimits`: :class:`MemoryRateLimits` keeps it in this
+process (the default); ``llamaroute.fleet.RedisRateLimits`` keeps it on Redis, shared by a
+fleet (``Client(state="redis://...")``). No module state: each client owns its limiter.
 """
 
 from __future__ import annotations
@@ -26,7 +26,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
-__all__ = ["WINDOW", "Hold", "Limit", "MemoryRateLimits", "RateLimits", "Refusal"]
+__all__ = [
+    "WINDOW",
+    "Hold",
+    "Limit",
+    "MemoryRateLimits",
+    "RateLimits",
+    "Refusal",
+    "oversized",
+    "requests_reached",
+    "tokens_reached",
+]
 
 #: The window the limits are counted over, in seconds.
 WINDOW = 60.0
@@ -48,17 +58,27 @@ class Refusal(NamedTuple):
 
 
 class Hold:
-    """One admitted request's place in a window: when, and how many tokens it counts for."""
+    """One admitted request's place in a window: when, and how many tokens it counts for.
 
-    __slots__ = ("at", "tokens")
+    ``id`` names it in a shared store (Redis: its member in the window), so that settling
+    or cancelling finds it from another object; in memory the object itself is its identity
+    and ``id`` is empty.
+    """
 
-    def __init__(self, at: float, tokens: int) -> None:
+    __slots__ = ("at", "id", "tokens")
+
+    def __init__(self, at: float, tokens: int, id: str = "") -> None:
         self.at = at
         self.tokens = tokens
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"Hold(at={self.at!r}, tokens={self.tokens!r}, id={self.id!r})"
 
 
 class RateLimits(Protocol):
-    """Where the limits' counts live (one process now; shared by a fleet later)."""
+    """Where the limits' counts live: this process (:class:`MemoryRateLimits`) or a fleet's
+    Redis (``llamaroute.fleet.RedisRateLimits``)."""
 
     def acquire(self, deployment: str, limit: Limit, tokens: int) -> Hold | Refusal:
         """Count one request of about ``tokens`` tokens against ``deployment`` now and return
@@ -109,17 +129,15 @@ class MemoryRateLimits:
                 window = self._windows[deployment] = _Window()
             window.expire(now)
             holds = window.holds
+            if limit.tpm is not None and tokens > limit.tpm:
+                return oversized(tokens, limit.tpm)
             if limit.rpm is not None and len(holds) >= limit.rpm:
                 # Free when the request that makes the count one too many leaves the window.
                 oldest = holds[len(holds) - limit.rpm]
-                wait = oldest.at + WINDOW - now
-                return Refusal(wait, f"rate limit: {limit.rpm} requests/min reached")
+                return requests_reached(limit.rpm, oldest.at + WINDOW - now)
             if limit.tpm is not None and window.tokens + tokens > limit.tpm:
-                if tokens > limit.tpm:
-                    return Refusal(math.inf, f"rate limit: this request's ~{tokens} tokens "
-                                             f"exceed {limit.tpm} tokens/min")  # fmt: skip
-                return Refusal(_tokens_free_in(window, tokens, limit.tpm, now),
-                               f"rate limit: {limit.tpm} tokens/min reached")  # fmt: skip
+                wait = _tokens_free_in(window, tokens, limit.tpm, now)
+                return tokens_reached(limit.tpm, wait)
             hold = Hold(now, tokens)
             holds.append(hold)
             window.tokens += tokens
@@ -149,6 +167,21 @@ class MemoryRateLimits:
                 return 0, 0
             window.expire(now)
             return len(window.holds), window.tokens
+
+
+def requests_reached(rpm: int, wait: float) -> Refusal:
+    """The refusal of a deployment at its requests-per-minute limit (free in ``wait`` s)."""
+    return Refusal(wait, f"rate limit: {rpm} requests/min reached")
+
+
+def tokens_reached(tpm: int, wait: float) -> Refusal:
+    """The refusal of a deployment at its tokens-per-minute limit (free in ``wait`` s)."""
+    return Refusal(wait, f"rate limit: {tpm} tokens/min reached")
+
+
+def oversized(tokens: int, tpm: int) -> Refusal:
+    """The refusal of a request larger than the whole tokens-per-minute limit: never fits."""
+    return Refusal(math.inf, f"rate limit: this request's ~{tokens} tokens exceed {tpm} tokens/min")
 
 
 def _tokens_free_in(window: _Window, tokens: int, tpm: int, now: float) -> float:
