@@ -197,6 +197,7 @@ def test_a_config_file_sets_deployments_a_fleet_state_and_a_shared_ledger(
 
     shared = tmp_path / "fleet.sqlite3"
     prefix = f"gw-{uuid.uuid4().hex[:8]}"
+    variables = ("KEY_A", "KEY_B")  # the variables that hold the two provider keys
     with (
         FakeOpenRouter(default=Step.reply("a")) as first,
         FakeOpenRouter(default=Step.reply("b")) as second,
@@ -205,15 +206,15 @@ def test_a_config_file_sets_deployments_a_fleet_state_and_a_shared_ledger(
         config.write_text(
             f'[routing]\nstate = "redis://127.0.0.1:6379/0?prefix={prefix}"\n'
             f'ledger = "{shared}"\n'
-            f'[[providers.openrouter]]\ndeployment = "or-a"\napi_key_env = "KEY_A"\n'
+            f'[[providers.openrouter]]\ndeployment = "or-a"\napi_key_env = "{variables[0]}"\n'
             f'base_url = "{first.base_url}"\nrpm = 2\n'
-            f'[[providers.openrouter]]\ndeployment = "or-b"\napi_key_env = "KEY_B"\n'
+            f'[[providers.openrouter]]\ndeployment = "or-b"\napi_key_env = "{variables[1]}"\n'
             f'base_url = "{second.base_url}"\nrpm = 2\n'
         )
         loaded = load_config(config)
         assert loaded.state is not None
         assert loaded.ledger == str(shared)
-        providers = loaded.build_providers({"KEY_A": PLACEHOLDER_KEY, "KEY_B": PLACEHOLDER_KEY})
+        providers = loaded.build_providers(dict.fromkeys(variables, PLACEHOLDER_KEY))
         assert [p.deployment for p in providers] == ["or-a", "or-b"]
         with serve(providers, tmp_path / "gw.sqlite3", config=loaded) as gateway:
             auth = {"Authorization": f"Bearer {MASTER}"}

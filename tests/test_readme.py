@@ -162,7 +162,7 @@ def test_the_openai_messages_block_runs_unchanged(tmp_path: Path) -> None:
     assert "client.chat(model=" in block
     assert '"type": "image_url"' in block
     with FakeOpenRouter(Step.reply("A boardwalk through a green meadow.")) as fake:
-        env = {**_offline_env(), "OPENROUTER_API_KEY": "readme-test",
+        env = {**_offline_env(), "OPENROUTER_API_KEY": "readme-test",  # pragma: allowlist secret
                "OPENROUTER_BASE_URL": fake.base_url}  # fmt: skip
         done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
                               timeout=60, cwd=tmp_path, env=env, check=False)  # fmt: skip
