@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import closing
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -167,8 +168,7 @@ def _split(text: str | None) -> list[str]:
 
 
 def _create(args: argparse.Namespace) -> int:
-    store = _store(args, create=True)
-    try:
+    with closing(_store(args, create=True)) as store:
         models = _split(args.models)
         if models:
             from ..catalog import default_catalog
@@ -182,19 +182,14 @@ def _create(args: argparse.Namespace) -> int:
             models=models,
             tags=_split(args.tags),
         )
-    finally:
-        store.close()
     print(f"created {record.id} ({record.name}); the key is shown once, keep it now:")
     print(secret)
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with closing(_store(args)) as store:
         records = [record.as_dict() for record in store.list_keys()]
-    finally:
-        store.close()
     if args.json:
         print(dumps(records))
         return 0
@@ -221,21 +216,15 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with closing(_store(args)) as store:
         record = store.revoke(args.key)
-    finally:
-        store.close()
     print(f"revoked {record.id} ({record.name})")
     return 0
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with closing(_store(args)) as store:
         record, secret = store.rotate(args.key)
-    finally:
-        store.close()
     print(f"rotated {record.id} ({record.name}); the old key no longer works. New key:")
     print(secret)
     return 0
@@ -243,11 +232,8 @@ def _rotate(args: argparse.Namespace) -> int:
 
 def spend_by(args: argparse.Namespace) -> int:
     """``spend --by``: the gateway's spend grouped by key, tag, user, provider, model or day."""
-    store = _store(args)
-    try:
+    with closing(_store(args)) as store:
         result = store.spend(args.by or "key", args.since)
-    finally:
-        store.close()
     if args.json:
         print(dumps(result))
         return 0
