@@ -20,6 +20,8 @@ host = "http://127.0.0.1:11434"
 [providers.openrouter]
 api_key_env = "OPENROUTER_API_KEY"   # pragma: allowlist secret (a variable's name)
 base_url = "https://openrouter.ai/api/v1"
+max_connections = 100             # calls in flight at once (more wait for a connection)
+max_keepalive_connections = 100   # idle connections kept open for reuse
 [providers.bedrock]
 region = "us-east-1"
 
@@ -55,7 +57,13 @@ _GATEWAY = {"db", "max_body_bytes", "timeout", "grace_period", "master_key_env",
 _ROUTING = {"strategy", "retries"}
 _PROVIDERS = {
     "ollama": {"host", "api_key_env"},
-    "openrouter": {"api_key", "api_key_env", "base_url"},
+    "openrouter": {
+        "api_key",
+        "api_key_env",
+        "base_url",
+        "max_connections",
+        "max_keepalive_connections",
+    },
     "bedrock": {"region", "profile"},
 }
 
@@ -125,7 +133,9 @@ class GatewayConfig:
                         f"{self.source}: providers.openrouter has no key: set api_key_env "
                         "to a variable that holds it (default OPENROUTER_API_KEY)"
                     )
-                found.append(OpenRouterProvider(key, base_url=table.get("base_url")))
+                pool = {k: table[k] for k in ("max_connections", "max_keepalive_connections")
+                        if k in table}  # fmt: skip
+                found.append(OpenRouterProvider(key, base_url=table.get("base_url"), **pool))
             else:
                 found.append(
                     BedrockProvider(region=table.get("region"), profile=table.get("profile"))
