@@ -240,6 +240,7 @@ def main() -> None:
             else:
                 print("LiteLLM's proxy: skipped (not installed: pip install "
                       "'litellm[proxy]==1.110.2', or pass --litellm PATH)")  # fmt: skip
+            args.gateway_pid = gateway.pid
             _throughput(mock_port, url, budgeted, litellm_url, args)
         finally:
             for process in processes:
@@ -262,6 +263,15 @@ def _latency(mock_port: int, url: str, budgeted: str, n: int) -> None:
           f"   added over direct: {_p50(master) - _p50(direct):.3f}")  # fmt: skip
     print(f"  httpx -> gateway -> mock, budgeted key  {_p50(keyed):7.3f}"
           f"   added over direct: {_p50(keyed) - _p50(direct):.3f}")  # fmt: skip
+
+
+def _rss(pid: int, workers: int) -> None:
+    """The gateway's resident memory now (with one worker: its only process)."""
+    status = Path(f"/proc/{pid}/status")
+    if workers != 1 or not status.exists():
+        return
+    kib = next(line for line in status.read_text().splitlines() if line.startswith("VmRSS"))
+    print(f"         gateway RSS now: {int(kib.split()[1]) / 1024:.1f} MiB")
 
 
 def _throughput(
@@ -287,6 +297,8 @@ def _throughput(
             found = _wrk(target, key, args.seconds, connections)
             assert found is not None
             print(f"  -c{connections:<4} {name:34} {found[0]:10,.0f} req/s  p50 {found[1]:8.2f} ms")
+            if "gateway" in name:
+                _rss(args.gateway_pid, args.workers)
 
 
 if __name__ == "__main__":
