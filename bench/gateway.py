@@ -1,7 +1,9 @@
 """The gateway's cost: its added latency over a direct ``AsyncClient`` call to the same mock
-(p50, sequential, low load) and its throughput (req/s) under 100 concurrent connections.
+(p50, sequential, low load) and its throughput (req/s) under 10 and 100 connections, side by
+side with LiteLLM's proxy on the same mock, with the same uvicorn worker count, in one run.
 
-    python bench/gateway.py [--requests 2000] [--seconds 10] [--workers 1]
+    python bench/gateway.py [--requests 2000] [--seconds 10] [--workers 1] [--pool N]
+                            [--litellm PATH | --no-litellm]
 
 Starts ``bench/mock_server.py`` (the loopback OpenRouter mock) and ``llamaroute serve`` (one
 uvicorn worker unless told), each in its own process. Latency: N sequential calls each way
@@ -10,6 +12,12 @@ after a warm-up, plus raw httpx straight to the mock (one HTTP hop, the floor). 
 concurrent httpx requests from this process (then the load generator is the limit). Both with
 the master key (no budget) and with a virtual key that has a budget and a rate (the SQLite
 reservation on every request).
+
+LiteLLM: ``litellm --config <yaml> --port P --num_workers W`` with an ``openai/`` model whose
+``api_base`` is the same mock; found as ``--litellm``, else ``litellm`` beside this Python or on
+PATH (``pip install 'litellm[proxy]==1.110.2'``, the bench extra); skipped, saying so, when
+absent. Then wrk, with the same Lua POST script, hits the raw mock, the gateway and LiteLLM's
+proxy at 10 and 100 connections, interleaved, and the table gives req/s and wrk's p50.
 """
 
 from __future__ import annotations
@@ -54,24 +62,71 @@ def _mock() -> tuple[subprocess.Popen[str], int]:
     return process, int(line[-1])
 
 
-def _gateway(mock_port: int, db: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def _wait(url: str, what: str, tries: int = 600) -> None:
+    for _ in range(tries):
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start")
+
+
+def _gateway(
+    mock_port: int, db: str, workers: int, pool: int | None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = _port()
+    config = []
+    if pool is not None:
+        # The provider's HTTP pool: calls in flight at once and idle connections kept.
+        config = ["--config", str(Path(db).with_suffix(".toml"))]
+        Path(config[1]).write_text(
+            f'[providers.openrouter]\nbase_url = "http://127.0.0.1:{mock_port}/api/v1"\n'
+            f"max_connections = {pool}\nmax_keepalive_connections = {pool}\n"
+        )
     env = {**os.environ, "OPENROUTER_API_KEY": PLACEHOLDER_KEY, "LLAMAROUTE_MASTER_KEY": MASTER,
            "OPENROUTER_BASE_URL": f"http://127.0.0.1:{mock_port}/api/v1"}  # fmt: skip
     env.pop("OLLAMA_HOST", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "llamaroute", "serve", "--port", str(port), "--db", db,
-         "--workers", str(workers), "--log-level", "warning"],
+         "--workers", str(workers), "--log-level", "warning", *config],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("the gateway did not start")
+    _wait(f"{url}/healthz", "the gateway")
+    return process, url
+
+
+def _litellm_binary(given: str | None) -> str | None:
+    if given:
+        return given
+    beside = Path(sys.executable).with_name("litellm")
+    return str(beside) if beside.exists() else shutil.which("litellm")
+
+
+def _litellm(
+    binary: str, mock_port: int, folder: str, workers: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    """LiteLLM's proxy forwarding an ``openai/`` model to the same mock, its master key the
+    bench's (LiteLLM wants it to start with ``sk-``)."""
+    port = _port()
+    config = Path(folder) / "litellm.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: llama-3.2-3b\n    litellm_params:\n"
+        "      model: openai/meta-llama/llama-3.2-3b-instruct\n"
+        f"      api_base: http://127.0.0.1:{mock_port}/api/v1\n"
+        f"      api_key: {PLACEHOLDER_KEY}\n"
+        f"general_settings:\n  master_key: sk-{MASTER}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "LITELLM"))}
+    process = subprocess.Popen(
+        [binary, "--config", str(config), "--port", str(port), "--num_workers", str(workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    _wait(f"{url}/health/liveliness", "LiteLLM's proxy")
+    return process, url
 
 
 async def _direct(mock_port: int, n: int) -> list[float]:
@@ -99,7 +154,8 @@ async def _http(url: str, key: str, n: int) -> list[float]:
     return times
 
 
-def _wrk(url: str, key: str, seconds: int) -> float | None:
+def _wrk(url: str, key: str, seconds: int, connections: int = 100) -> tuple[float, float] | None:
+    """wrk's req/s and p50 (ms) for POST ``url`` (the full endpoint), or ``None`` without wrk."""
     wrk = shutil.which("wrk")
     if wrk is None:
         return None
@@ -108,15 +164,21 @@ def _wrk(url: str, key: str, seconds: int) -> float | None:
                      f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
                      'wrk.headers["Content-Type"] = "application/json"\n'
                      f'wrk.headers["Authorization"] = "Bearer {key}"\n')  # fmt: skip
+    threads = min(2, connections)
     try:
-        out = subprocess.run([wrk, "-t2", "-c100", f"-d{seconds}s", "-s", script.name,
-                              f"{url}/v1/chat/completions"], capture_output=True, text=True,
+        out = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+                              "-s", script.name, url], capture_output=True, text=True,
                              check=True).stdout  # fmt: skip
     finally:
         os.unlink(script.name)
-    if "Non-2xx" in out:
-        print(out)
-    return float(next(line for line in out.splitlines() if "Requests/sec" in line).split()[-1])
+    for line in out.splitlines():
+        if "Non-2xx" in line or "Socket errors" in line:  # timeouts: wrk's 2 s per request
+            print(f"  ({url}: {line.strip()})")
+    rate = float(next(line for line in out.splitlines() if "Requests/sec" in line).split()[-1])
+    p50 = next(line for line in out.splitlines() if line.strip().startswith("50%")).split()[-1]
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    unit = p50.lstrip("0123456789.")
+    return rate, float(p50[: -len(unit)]) * scale[unit]
 
 
 async def _concurrent(url: str, key: str, seconds: int) -> float:
@@ -145,39 +207,98 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=None,
+        help="the gateway's upstream pool (max_connections and keep-alive)",
+    )
+    parser.add_argument("--litellm", default=None, help="the litellm executable")
+    parser.add_argument("--no-litellm", action="store_true")
     args = parser.parse_args()
     mock, mock_port = _mock()
+    processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as folder:
         db = str(Path(folder) / "gw.sqlite3")
         store = Store(db)
         _, budgeted = store.create_key("bench", budget=__import__("decimal").Decimal(10**6),
                                        rpm=10**9)  # fmt: skip
         store.close()
-        gateway, url = _gateway(mock_port, db, args.workers)
         try:
-            direct = asyncio.run(_direct(mock_port, args.requests))
-            raw = asyncio.run(_http(f"http://127.0.0.1:{mock_port}/api/v1/chat/completions",
-                                    PLACEHOLDER_KEY, args.requests))  # fmt: skip
-            master = asyncio.run(_http(f"{url}/v1/chat/completions", MASTER, args.requests))
-            keyed = asyncio.run(_http(f"{url}/v1/chat/completions", budgeted, args.requests))
-            print(f"p50 over {args.requests} sequential calls (ms):")
-            print(f"  raw httpx -> mock (one HTTP hop)        {_p50(raw):7.3f}")
-            print(f"  AsyncClient -> mock (direct)            {_p50(direct):7.3f}")
-            print(f"  httpx -> gateway -> mock, master key    {_p50(master):7.3f}"
-                  f"   added over direct: {_p50(master) - _p50(direct):.3f}")  # fmt: skip
-            print(f"  httpx -> gateway -> mock, budgeted key  {_p50(keyed):7.3f}"
-                  f"   added over direct: {_p50(keyed) - _p50(direct):.3f}")  # fmt: skip
-            for name, key in (("master key", MASTER), ("budgeted key", budgeted)):
-                rate = _wrk(url, key, args.seconds)
-                tool = "wrk -t2 -c100"
-                if rate is None:
-                    rate, tool = asyncio.run(_concurrent(url, key, args.seconds)), "httpx x100"
-                print(f"throughput, {name}, {args.workers} worker(s), {tool}: {rate:,.0f} req/s")
+            gateway, url = _gateway(mock_port, db, args.workers, args.pool)
+            processes.append(gateway)
+            binary = None if args.no_litellm else _litellm_binary(args.litellm)
+            litellm_url = None
+            if binary is not None:
+                litellm, litellm_url = _litellm(binary, mock_port, folder, args.workers)
+                processes.append(litellm)
+            _latency(mock_port, url, budgeted, args.requests)
+            if litellm_url is not None:
+                proxy = asyncio.run(_http(f"{litellm_url}/v1/chat/completions", f"sk-{MASTER}",
+                                          args.requests))  # fmt: skip
+                print(f"  httpx -> LiteLLM proxy -> mock          {_p50(proxy):7.3f}")
+            else:
+                print("LiteLLM's proxy: skipped (not installed: pip install "
+                      "'litellm[proxy]==1.110.2', or pass --litellm PATH)")  # fmt: skip
+            args.gateway_pid = gateway.pid
+            _throughput(mock_port, url, budgeted, litellm_url, args)
         finally:
-            gateway.terminate()
-            gateway.wait()
+            for process in processes:
+                process.terminate()
+                process.wait()
             mock.terminate()
             mock.wait()
+
+
+def _latency(mock_port: int, url: str, budgeted: str, n: int) -> None:
+    direct = asyncio.run(_direct(mock_port, n))
+    raw = asyncio.run(_http(f"http://127.0.0.1:{mock_port}/api/v1/chat/completions",
+                            PLACEHOLDER_KEY, n))  # fmt: skip
+    master = asyncio.run(_http(f"{url}/v1/chat/completions", MASTER, n))
+    keyed = asyncio.run(_http(f"{url}/v1/chat/completions", budgeted, n))
+    print(f"p50 over {n} sequential calls (ms):")
+    print(f"  raw httpx -> mock (one HTTP hop)        {_p50(raw):7.3f}")
+    print(f"  AsyncClient -> mock (direct)            {_p50(direct):7.3f}")
+    print(f"  httpx -> gateway -> mock, master key    {_p50(master):7.3f}"
+          f"   added over direct: {_p50(master) - _p50(direct):.3f}")  # fmt: skip
+    print(f"  httpx -> gateway -> mock, budgeted key  {_p50(keyed):7.3f}"
+          f"   added over direct: {_p50(keyed) - _p50(direct):.3f}")  # fmt: skip
+
+
+def _rss(pid: int, workers: int) -> None:
+    """The gateway's resident memory now (with one worker: its only process)."""
+    status = Path(f"/proc/{pid}/status")
+    if workers != 1 or not status.exists():
+        return
+    kib = next(line for line in status.read_text().splitlines() if line.startswith("VmRSS"))
+    print(f"         gateway RSS now: {int(kib.split()[1]) / 1024:.1f} MiB")
+
+
+def _throughput(
+    mock_port: int, url: str, budgeted: str, litellm_url: str | None, args: argparse.Namespace
+) -> None:
+    targets = [
+        ("raw mock", f"http://127.0.0.1:{mock_port}/api/v1/chat/completions", PLACEHOLDER_KEY),
+        ("llamaroute gateway, master key", f"{url}/v1/chat/completions", MASTER),
+        ("llamaroute gateway, budgeted key", f"{url}/v1/chat/completions", budgeted),
+    ]
+    if litellm_url is not None:
+        targets.append(("LiteLLM proxy, master key", f"{litellm_url}/v1/chat/completions",
+                        f"sk-{MASTER}"))  # fmt: skip
+    if shutil.which("wrk") is None:
+        for name, target, key in targets[1:3]:
+            rate = asyncio.run(_concurrent(target.rsplit("/v1/", 1)[0], key, args.seconds))
+            print(f"throughput, {name}, {args.workers} worker(s), httpx x100: {rate:,.0f} req/s")
+        return
+    print(f"wrk -t2 -d{args.seconds}s --latency, {args.workers} worker(s) each "
+          "(req/s, p50 ms):")  # fmt: skip
+    for connections in (10, 100):
+        for name, target, key in targets:  # one after the other: the same machine state
+            found = _wrk(target, key, args.seconds, connections)
+            assert found is not None
+            print(f"  -c{connections:<4} {name:34} {found[0]:10,.0f} req/s  p50 {found[1]:8.2f} ms")
+            if "gateway" in name:
+                _rss(args.gateway_pid, args.workers)
 
 
 if __name__ == "__main__":

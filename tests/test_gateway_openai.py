@@ -394,3 +394,24 @@ def test_the_sdks_parse_and_stream_helpers_get_validated_json(
     ) as stream:
         final = stream.get_final_completion()
     assert final.choices[0].message.parsed == Person(name="Alan", age=41)
+
+
+def test_a_bug_in_the_chat_handler_is_a_500_in_openai_shape(gateway: Running) -> None:
+    # The chat endpoint bypasses Starlette's middlewares (bench/README.md): what they did for
+    # an unexpected exception, answering 500 before anything was sent, it must do itself.
+    async def broken(request: object) -> None:
+        raise RuntimeError("a bug")
+
+    gateway.app.chat = broken
+    answer = httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        json={"model": "llama-3.2-3b", "messages": [{"role": "user", "content": "Hi"}]},
+        headers={"Authorization": f"Bearer {MASTER}"},
+        timeout=30,
+    )
+    assert answer.status_code == 500
+    assert answer.json()["error"]["type"] == "server_error"
+    # The other endpoints still go through Starlette, 405 included.
+    wrong = httpx.get(f"{gateway.base_url}/chat/completions", timeout=30)
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["type"] == "invalid_request_error"

@@ -145,6 +145,22 @@ def test_bad_config_files_say_what_is_wrong(tmp_path: Path) -> None:
         load_config(config)
 
 
+def test_the_openrouter_pool_size_comes_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    section = '[providers.openrouter]\napi_key_env = "{}"\n'.format("MY_KEY")
+    config.write_text(section + "max_connections = 7\nmax_keepalive_connections = 50\n")
+    (provider,) = load_config(config).build_providers({"MY_KEY": PLACEHOLDER_KEY})
+    assert isinstance(provider, OpenRouterProvider)
+    pool = provider._build_async()._transport._pool  # type: ignore[attr-defined]
+    # More kept alive than may be open makes no sense: the smaller of the two is kept.
+    assert (pool._max_connections, pool._max_keepalive_connections) == (7, 7)
+    default = OpenRouterProvider(PLACEHOLDER_KEY)._build_async()._transport._pool  # type: ignore[attr-defined]
+    assert (default._max_connections, default._max_keepalive_connections) == (100, 100)
+    config.write_text(section + "max_connections = 0\n")
+    with pytest.raises(ConfigurationError, match="pool sizes"):
+        load_config(config).build_providers({"MY_KEY": PLACEHOLDER_KEY})
+
+
 def test_the_example_config_file_loads() -> None:
     example = Path(__file__).parent.parent / "examples" / "gateway" / "gateway.toml"
     config = load_config(example)

@@ -23,6 +23,8 @@ host = "http://127.0.0.1:11434"
 deployment = "or-a"
 api_key_env = "OPENROUTER_KEY_A"     # pragma: allowlist secret (a variable's name)
 rpm = 600
+max_connections = 100             # calls in flight at once (more wait for a connection)
+max_keepalive_connections = 100   # idle connections kept open for reuse
 [[providers.openrouter]]
 deployment = "or-b"
 api_key_env = "OPENROUTER_KEY_B"     # pragma: allowlist secret (a variable's name)
@@ -65,7 +67,14 @@ _ROUTING = {"strategy", "retries", "state", "ledger"}
 _DEPLOYMENT = {"deployment", "rpm", "tpm", "weight"}
 _PROVIDERS = {
     "ollama": {"host", "api_key_env"} | _DEPLOYMENT,
-    "openrouter": {"api_key", "api_key_env", "base_url"} | _DEPLOYMENT,
+    "openrouter": {
+        "api_key",
+        "api_key_env",
+        "base_url",
+        "max_connections",
+        "max_keepalive_connections",
+    }
+    | _DEPLOYMENT,
     "bedrock": {"region", "profile"} | _DEPLOYMENT,
 }
 
@@ -138,7 +147,10 @@ class GatewayConfig:
                             f"{self.source}: providers.openrouter has no key: set api_key_env "
                             "to a variable that holds it (default OPENROUTER_API_KEY)"
                         )
-                    found.append(OpenRouterProvider(key, base_url=table.get("base_url"), **limits))
+                    pool = {k: table[k] for k in ("max_connections", "max_keepalive_connections")
+                            if k in table}  # fmt: skip
+                    found.append(OpenRouterProvider(key, base_url=table.get("base_url"),
+                                                    **pool, **limits))  # fmt: skip
                 else:
                     region, profile = table.get("region"), table.get("profile")
                     found.append(BedrockProvider(region=region, profile=profile, **limits))

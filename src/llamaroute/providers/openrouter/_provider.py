@@ -78,6 +78,10 @@ class OpenRouterProvider(Provider):
             TLS). They are used as they are and not closed by this provider; their reads are
             checked against the call's deadline between reads only (a single blocking read
             is bounded by their own timeouts).
+        max_connections, max_keepalive_connections: this provider's own HTTP pools (one per
+            event loop): calls in flight at once (more wait, within the ``pool`` timeout) and
+            idle connections kept for reuse (default 100 and 100, not httpx's 20 kept: with
+            100 calls in flight, 80 connections would be reopened per round, TLS included).
         deployment, rpm, tpm, weight: this key's name when a client holds several OpenRouter
             keys (default ``"openrouter"``), its requests and tokens per minute (checked before
             sending; ``None``: no limit) and its share for the ``weighted`` strategy.
@@ -99,6 +103,8 @@ class OpenRouterProvider(Provider):
         max_event_bytes: int = _MIB,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        max_connections: int = 100,
+        max_keepalive_connections: int = 100,
         deployment: str | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
@@ -128,9 +134,11 @@ class OpenRouterProvider(Provider):
             raise ConfigurationError("stream_idle_timeout must be positive seconds, or None")
         self.stream_idle_timeout = stream_idle_timeout
         caps = (max_response_bytes, max_stream_bytes, max_event_bytes)
-        if not all(isinstance(cap, int) and positive(cap) for cap in caps):
-            raise ConfigurationError("the max_*_bytes caps must be positive integers")
+        pool = (max_connections, max_keepalive_connections)
+        if not all(isinstance(n, int) and positive(n) for n in caps + pool):
+            raise ConfigurationError("the max_*_bytes caps and pool sizes must be positive ints")
         self.max_response_bytes, self.max_stream_bytes, self.max_event_bytes = caps
+        self._limits = httpx.Limits(max_connections=pool[0], max_keepalive_connections=min(pool))
         self._headers = {
             "Authorization": f"Bearer {key}",
             "User-Agent": f"llamaroute/{__version__}",
@@ -169,7 +177,10 @@ class OpenRouterProvider(Provider):
             with self._lock:
                 if self._client is None:
                     client = httpx.Client(
-                        timeout=self.timeout, follow_redirects=False, headers=self._headers
+                        timeout=self.timeout,
+                        follow_redirects=False,
+                        headers=self._headers,
+                        limits=self._limits,
                     )
                     self._precise &= enforce_deadlines(client)
                     self._client = client
@@ -184,7 +195,7 @@ class OpenRouterProvider(Provider):
 
     def _build_async(self) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
-            timeout=self.timeout, follow_redirects=False, headers=self._headers
+            timeout=self.timeout, follow_redirects=False, headers=self._headers, limits=self._limits
         )
         self._precise &= enforce_deadlines(client)
         return client
