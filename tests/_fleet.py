@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,15 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 #: A distinctive key for the fake providers (never a real one).
 PLACEHOLDER_KEY = "placeholder-not-a-key"  # the fake servers accept any key
 MODEL = "llama-3.2-1b"
+
+
+def in_threads(count: int, work: Callable[[], None], *, join_s: float = 120) -> None:
+    """Run ``work`` in ``count`` threads started together, and wait for them."""
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(join_s)
 
 
 def answers(port: int) -> bool:
@@ -196,11 +205,7 @@ def budget_worker(
             with lock:
                 others.append(f"{type(error).__name__}: {error}")
 
-    threads = [threading.Thread(target=call) for _ in range(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    in_threads(calls, call, join_s=120)
     total = client.spend.total
     client.close()
     if ledger is not None:
@@ -238,11 +243,7 @@ def rate_limited_worker(
             with lock:
                 others.append(f"{type(error).__name__}: {error}")
 
-    threads = [threading.Thread(target=call) for _ in range(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    in_threads(calls, call, join_s=120)
     client.close()
     return {"answered": len(answered), "limited": limited, "others": others}
 
@@ -333,11 +334,7 @@ def pg_budget_worker(
             with lock:
                 others.append(f"{type(error).__name__}: {error}")
 
-    threads = [threading.Thread(target=call) for _ in range(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    in_threads(calls, call, join_s=120)
     client.close()
     ledger.close()
     return {"answered": answered, "refused": len(refused), "others": others}
@@ -376,11 +373,7 @@ def restart_worker(
                 with lock:
                     others.append(f"{type(error).__name__}: {error}")
 
-    threads = [threading.Thread(target=calls) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + 60)
+    in_threads(4, calls, join_s=seconds + 60)
     deadline = time.monotonic() + 20
     while client.spend.pending and time.monotonic() < deadline:
         time.sleep(0.1)  # the settlements Redis missed are replayed

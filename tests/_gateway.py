@@ -85,3 +85,23 @@ def serve(
         server.should_exit = True
         thread.join(30)
         sock.close()
+
+
+_OPEN: list[Any] = []  # the openai SDK clients sdk() made, closed after each test
+
+
+def sdk(gateway: Running, key: str = MASTER) -> Any:
+    """The official openai SDK pointed at ``gateway`` with ``key`` (no retries of its own)."""
+    import openai
+
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    _OPEN.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def close_sdk_clients() -> Iterator[None]:
+    """Autouse in the modules that import it: closes the SDK clients a test made."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()

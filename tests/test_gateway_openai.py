@@ -12,7 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._gateway import MASTER, PLACEHOLDER_KEY, Running, serve
+from tests._gateway import (  # close_sdk_clients: an autouse fixture
+    MASTER,
+    PLACEHOLDER_KEY,
+    Running,
+    close_sdk_clients,  # noqa: F401
+    sdk,
+    serve,
+)
 
 openai = pytest.importorskip("openai")
 
@@ -34,22 +41,6 @@ def gateway(fake: FakeOpenRouter, tmp_path: Path) -> Iterator[Running]:
     provider = OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=fake.base_url)
     with serve([provider], tmp_path / "gw.sqlite3") as running:
         yield running
-
-
-def sdk(gateway: Running, key: str = MASTER) -> openai.OpenAI:
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
-    _OPEN.append(client)
-    return client
-
-
-_OPEN: list[openai.OpenAI] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _OPEN:
-        _OPEN.pop().close()
 
 
 def test_a_plain_chat_through_the_sdk(gateway: Running, fake: FakeOpenRouter) -> None:

@@ -155,7 +155,7 @@ def test_the_openrouter_pool_size_comes_from_the_config_file(tmp_path: Path) -> 
     # More kept alive than may be open makes no sense: the smaller of the two is kept.
     assert (pool._max_connections, pool._max_keepalive_connections) == (7, 7)
     default = OpenRouterProvider(PLACEHOLDER_KEY)._build_async()._transport._pool  # type: ignore[attr-defined]
-    assert (default._max_connections, default._max_keepalive_connections) == (100, 100)
+    assert (default._max_connections, default._max_keepalive_connections) == (100, 20)
     config.write_text(section + "max_connections = 0\n")
     with pytest.raises(ConfigurationError, match="pool sizes"):
         load_config(config).build_providers({"MY_KEY": PLACEHOLDER_KEY})

@@ -24,7 +24,7 @@ deployment = "or-a"
 api_key_env = "OPENROUTER_KEY_A"     # pragma: allowlist secret (a variable's name)
 rpm = 600
 max_connections = 100             # calls in flight at once (more wait for a connection)
-max_keepalive_connections = 100   # idle connections kept open for reuse
+max_keepalive_connections = 20    # idle connections kept open for reuse
 [[providers.openrouter]]
 deployment = "or-b"
 api_key_env = "OPENROUTER_KEY_B"     # pragma: allowlist secret (a variable's name)

@@ -80,8 +80,9 @@ class OpenRouterProvider(Provider):
             is bounded by their own timeouts).
         max_connections, max_keepalive_connections: this provider's own HTTP pools (one per
             event loop): calls in flight at once (more wait, within the ``pool`` timeout) and
-            idle connections kept for reuse (default 100 and 100, not httpx's 20 kept: with
-            100 calls in flight, 80 connections would be reopened per round, TLS included).
+            idle connections kept for reuse (default 100 and 20, httpx's: httpcore checks every
+            idle connection on every request, so 100 kept made 100 concurrent calls ~7x slower
+            in bench/run.py; a gateway under steady load may raise it, as TLS reconnects cost).
         deployment, rpm, tpm, weight: this key's name when a client holds several OpenRouter
             keys (default ``"openrouter"``), its requests and tokens per minute (checked before
             sending; ``None``: no limit) and its share for the ``weighted`` strategy.
@@ -104,7 +105,7 @@ class OpenRouterProvider(Provider):
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         max_connections: int = 100,
-        max_keepalive_connections: int = 100,
+        max_keepalive_connections: int = 20,
         deployment: str | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
