@@ -81,8 +81,7 @@ class OpenRouterProvider(Provider):
         max_connections, max_keepalive_connections: this provider's own HTTP pools (one per
             event loop): calls in flight at once (more wait, within the ``pool`` timeout) and
             idle connections kept for reuse (default 100 and 20, httpx's: httpcore checks every
-            idle connection on every request, so 100 kept made 100 concurrent calls ~7x slower
-            in bench/run.py; a gateway under steady load may raise it, as TLS reconnects cost).
+            idle connection per request; 100 kept made 100 concurrent calls ~7x slower).
         deployment, rpm, tpm, weight: this key's name when a client holds several OpenRouter
             keys (default ``"openrouter"``), its requests and tokens per minute (checked before
             sending; ``None``: no limit) and its share for the ``weighted`` strategy.
