@@ -315,42 +315,10 @@ class StructuredOutputError(LlamarouteError):
         return (_rebuild, (type(self), self.args, self.__dict__))
 
 
-class ToolExecutionError(LlamarouteError):
-    """A tool function raised inside ``client.run(..., raise_tool_errors=True)`` (without that
-    flag the error goes back to the model as the tool's result instead). The function's
-    exception is ``__cause__``; ``tool_name`` and ``tool_call_id`` name the call; ``rounds``
-    are the ``ChatResponse`` of every round so far (the one that asked for the call last),
-    ``attempts`` every request they sent, ``messages`` the conversation up to the call."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        tool_name: str = "",
-        tool_call_id: str = "",
-        rounds: Sequence[Any] = (),
-        messages: Sequence[Any] = (),
-    ) -> None:
-        super().__init__(message)
-        self.tool_name = tool_name
-        self.tool_call_id = tool_call_id
-        self.rounds: tuple[Any, ...] = tuple(rounds)
-        self.messages: tuple[Any, ...] = tuple(messages)
-
-    @property
-    def attempts(self) -> tuple[Attempt, ...]:
-        """Every request the loop sent, round after round."""
-        return tuple(attempt for response in self.rounds for attempt in response.attempts)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.args, self.__dict__))
-
-
-class ToolLoopError(LlamarouteError):
-    """``client.run`` reached ``max_rounds`` and the model still asked for tools. ``rounds``
-    are the ``ChatResponse`` of every round (all billed), ``attempts`` every request they sent,
-    ``messages`` the whole conversation (the last round's tool calls answered), so the caller
-    can carry on with ``messages=``."""
+class _ToolRoundsError(LlamarouteError):
+    """An error that ends ``client.run``'s tool loop, carrying what the loop did so far:
+    ``rounds`` (the ``ChatResponse`` of every round, all billed), ``attempts`` (every request
+    they sent) and ``messages`` (the conversation)."""
 
     def __init__(
         self, message: str, *, rounds: Sequence[Any] = (), messages: Sequence[Any] = ()
@@ -366,6 +334,34 @@ class ToolLoopError(LlamarouteError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+class ToolExecutionError(_ToolRoundsError):
+    """A tool function raised inside ``client.run(..., raise_tool_errors=True)`` (without that
+    flag the error goes back to the model as the tool's result instead). The function's
+    exception is ``__cause__``; ``tool_name`` and ``tool_call_id`` name the call; ``rounds``
+    are the ``ChatResponse`` of every round so far (the one that asked for the call last),
+    ``attempts`` every request they sent, ``messages`` the conversation up to the call."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool_name: str = "",
+        tool_call_id: str = "",
+        rounds: Sequence[Any] = (),
+        messages: Sequence[Any] = (),
+    ) -> None:
+        super().__init__(message, rounds=rounds, messages=messages)
+        self.tool_name = tool_name
+        self.tool_call_id = tool_call_id
+
+
+class ToolLoopError(_ToolRoundsError):
+    """``client.run`` reached ``max_rounds`` and the model still asked for tools. ``rounds``
+    are the ``ChatResponse`` of every round (all billed), ``attempts`` every request they sent,
+    ``messages`` the whole conversation (the last round's tool calls answered), so the caller
+    can carry on with ``messages=``."""
 
 
 class AllProvidersFailedError(ExceptionGroup[Exception], LlamarouteError):
