@@ -133,9 +133,10 @@ async def _load(url: str, requests: int) -> int:
 
 def one_run(breaker: BreakerPolicy, *, requests: int, fault: float, seed: int) -> float:
     """The share of the app's requests that failed, in percent."""
-    with serving(flaky_openrouter(fault, seed)) as upstream:
-        with serving(the_app(f"{upstream}/api/v1", breaker)) as app:
-            failed = asyncio.run(_load(app, requests))
+    with contextlib.ExitStack() as stack:
+        upstream = stack.enter_context(serving(flaky_openrouter(fault, seed)))
+        app = stack.enter_context(serving(the_app(f"{upstream}/api/v1", breaker)))
+        failed = asyncio.run(_load(app, requests))
     return 100 * failed / requests
 
 
