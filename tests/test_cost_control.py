@@ -414,6 +414,10 @@ async def test_a_first_route_that_fails_before_the_hedge_delay_still_falls_back(
     assert three_fakes[0].hits == 1
     assert three_fakes[1].hits == 1
     assert not any(isinstance(e, HedgeStarted) for e in events)
+    fallbacks = [e for e in events if isinstance(e, FallbackTaken)]  # told as without hedging
+    assert [(e.from_route.split(":")[0], e.to_route.split(":")[0]) for e in fallbacks] == [
+        ("openrouter", "bedrock")
+    ]
 
 
 # --- events and logs ----------------------------------------------------------------------------

@@ -5,9 +5,12 @@ nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import socket
 from collections.abc import AsyncGenerator, Generator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +27,16 @@ from llamaroute import (
     Usage,
     get_model,
 )
-from llamaroute.providers import OpenRouterProvider, Provider, ProviderCall, ProviderResult
+from llamaroute.providers import (
+    BedrockProvider,
+    OllamaProvider,
+    OpenRouterProvider,
+    Provider,
+    ProviderCall,
+    ProviderResult,
+)
 from llamaroute.routing import Health
-from llamaroute.testing import FakeOpenRouter, Step
+from llamaroute.testing import FakeBedrock, FakeOllama, FakeOpenRouter, Step
 
 from .conftest import CANARY_KEY
 
@@ -148,6 +158,67 @@ def test_all_providers_failed_names_each_cause_without_jargon() -> None:
     assert "ProviderConnectionError: connection failed" in text
     assert "refused" in text.lower()
     assert CANARY_KEY not in text
+
+
+def test_each_cause_is_named_in_plain_words_for_every_provider(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_bedrock: FakeBedrock
+) -> None:
+    # A host that does not resolve and Bedrock without credentials: the message names the
+    # resolver's and boto3's own words, never the ollama client's generic "Failed to connect
+    # to Ollama. Please check that Ollama is downloaded..." that hid them.
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    nowhere = "nowhere.invalid"  # reserved: never resolves (RFC 2606)
+    providers = [
+        OpenRouterProvider(api_key=CANARY_KEY, base_url=f"http://{nowhere}/api/v1"),
+        BedrockProvider(region="us-east-1", endpoint_url=fake_bedrock.url),
+        OllamaProvider(host=f"http://{nowhere}:11434"),
+    ]
+    with Client(providers, retries=0) as client, pytest.raises(AllProvidersFailedError) as caught:
+        client.chat("llama-3.2-3b", "hi")
+    text = str(caught.value)
+    causes = dict(part.split(": ", 1) for part in text.split(": ", 1)[1].split("; "))
+    assert list(causes) == [
+        "openrouter meta-llama/llama-3.2-3b-instruct",
+        "bedrock us.meta.llama3-2-3b-instruct-v1:0",
+        "ollama llama3.2:3b",
+    ]
+    unresolved = socket_error_text(nowhere)
+    assert unresolved in causes["openrouter meta-llama/llama-3.2-3b-instruct"]
+    assert "Unable to locate credentials" in causes["bedrock us.meta.llama3-2-3b-instruct-v1:0"]
+    assert unresolved in causes["ollama llama3.2:3b"]
+    assert "Please check that Ollama is downloaded" not in text
+    assert "sub-exception" not in text
+    assert fake_bedrock.hits == 0
+
+
+def test_falling_back_is_logged_only_when_there_is_a_next_route(
+    fake_openrouter: FakeOpenRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_openrouter.default = Step.error(401, message="bad key")
+    rejected = OpenRouterProvider(api_key=CANARY_KEY, base_url=fake_openrouter.base_url)
+    with Client([rejected], retries=0) as client, pytest.raises(AllProvidersFailedError):
+        client.chat("llama-3.2-3b", "hi")
+    assert fake_openrouter.hits == 1
+    assert not [r for r in caplog.records if "falling back" in r.getMessage()]
+    with FakeOllama() as ollama:
+        local = OllamaProvider(host=ollama.url)
+        with Client([rejected, local], retries=0) as client:
+            assert client.chat("llama-3.2-3b", "hi").provider == "ollama"
+    assert [r for r in caplog.records if "falling back to the next route" in r.getMessage()]
+
+
+def socket_error_text(host: str) -> str:
+    """What this machine's resolver says about ``host`` ("Name or service not known", or
+    "Temporary failure in name resolution" without a resolver)."""
+    try:
+        socket.getaddrinfo(host, 80)
+    except socket.gaierror as error:
+        return str(error.strerror)
+    pytest.skip(f"{host} resolves here")
 
 
 # --- 5. the error that ends a call carries every attempt --------------------------------------

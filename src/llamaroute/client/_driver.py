@@ -138,11 +138,16 @@ class Driver(AttemptBook):
                 )  # fmt: skip
                 for candidate, started in outcome.cut:
                     self.cut_off(call, run, candidate, started)
-                for candidate, error in outcome.failed:
-                    self._conclude(run, candidate, error, None)
+                # A first route that failed before the delay never raced: the second is next.
+                start = 2 if outcome.hedged else 1
+                routes_left = outcome.winner is None and start < len(order)
+                following = order[start][0] if routes_left else None
+                concluded = [self._conclude(run, candidate, error, following)
+                             for candidate, error in outcome.failed]  # fmt: skip
                 if outcome.winner is not None:
                     return outcome.winner
-                start = 2 if outcome.hedged else 1
+                if not all(concluded):  # the deadline passed: no route may start
+                    raise self.exhausted(call, run)
         for index in range(start, len(order)):
             candidate, forced = order[index]
             if smaller_window(run, candidate):

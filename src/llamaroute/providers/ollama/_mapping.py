@@ -70,6 +70,18 @@ def _error_text(error: object, redact: Callable[[str], str]) -> str:
     return redact(text[:300] + ("…" if len(text) > 300 else ""))
 
 
+def _transport_cause(error: BaseException) -> BaseException:
+    """The httpx error under the ollama client's own ``ConnectionError``, whose text ("Failed
+    to connect to Ollama. Please check that Ollama is downloaded...") hides the reason, such as
+    "Name or service not known" for a mistyped host; ``error`` itself when there is none."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, httpx.TransportError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return error
+
+
 def map_error(
     error: BaseException,
     *,
@@ -109,7 +121,7 @@ def map_error(
                 code="connection_refused", retryable=False, **where,
             )  # fmt: skip
         return ProviderConnectionError(
-            f"cannot connect to Ollama at {host}: {_error_text(error, redact)}",
+            f"cannot connect to Ollama at {host}: {_error_text(_transport_cause(error), redact)}",
             code="connect_error",
             **where,
         )
