@@ -26,7 +26,7 @@ from llamaroute import (
 
 def test_every_public_error_is_a_llamaroute_error() -> None:
     errors = [getattr(llamaroute, name) for name in llamaroute.__all__ if name.endswith("Error")]
-    assert len(errors) == 27
+    assert len(errors) == 28
     for error in errors:
         assert issubclass(error, LlamarouteError), error
 

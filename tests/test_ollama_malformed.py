@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from llamaroute import (
     AllProvidersFailedError,
     Client,
+    ConfigurationError,
+    EndpointConfigurationError,
     LlamarouteError,
     MalformedResponseError,
     ModelNotAvailableError,
@@ -93,7 +95,7 @@ def expect(error: BaseException | None, expected: str | None) -> None:
     if expected == MALFORMED:
         assert type(error) is MalformedResponseError, repr(error)
     elif expected == NOT_OLLAMA:
-        assert type(error) is ProviderConnectionError
+        assert type(error) is EndpointConfigurationError
         assert (error.code, error.retryable) == ("not_ollama", False)
         assert "answered POST /api/chat with" in str(error)
     else:
@@ -183,6 +185,8 @@ async def test_a_404_that_is_not_ollamas_names_the_url_not_ollama_pull(
         await provider.aclose()
         url = server.url
     error = caught.value
+    assert isinstance(error, ConfigurationError)  # a setting to fix
+    assert isinstance(error, EndpointConfigurationError)
     assert (error.code, error.status_code, error.retryable) == ("not_ollama", 404, False)
     assert url in str(error)
     assert "ollama pull" not in str(error)
@@ -215,6 +219,8 @@ def test_an_openai_server_given_as_the_ollama_host_is_one_readable_error() -> No
             message = str(caught.value)
             assert server.url in message
             assert "validation error" not in message.lower()
+            assert "ollama pull" not in message
+            assert isinstance(caught.value.exceptions[0], ConfigurationError)
     # And with a fallback: the call is served by the next route.
     with (
         ListsModels(200, openai_answer) as impostor,

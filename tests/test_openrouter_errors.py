@@ -23,6 +23,7 @@ from llamaroute import (
     Client,
     ConfigurationError,
     DeadlineExceededError,
+    EndpointConfigurationError,
     LlamarouteError,
     ProviderConnectionError,
     ProviderTimeoutError,
@@ -232,9 +233,17 @@ def test_a_404_that_is_not_an_api_error_names_the_url_and_falls_back(
     assert reply.provider == "ollama"
     assert openrouter.hits == 1  # not retried: the URL will not change
     first = reply.attempts[0]
-    assert (first.error_type, first.code) == ("ProviderConnectionError", "endpoint_not_found")
+    assert (first.error_type, first.code) == ("EndpointConfigurationError", "endpoint_not_found")
     assert f"{openrouter.base_url}/chat/completions" in (first.error or "")
     assert "base_url" in (first.error or "")
+    # Alone, the route's error is a configuration error (a setting to fix) naming the URL.
+    openrouter.script(step)
+    with pytest.raises(AllProvidersFailedError) as caught:
+        client.chat(MODEL, "hi", providers=["openrouter"])
+    (alone,) = caught.value.exceptions
+    assert isinstance(alone, ConfigurationError)
+    assert isinstance(alone, EndpointConfigurationError)
+    assert f"{openrouter.base_url}/chat/completions" in str(caught.value)
     # A 404 in the API's own error shape is still a model that is not available there.
     openrouter.script(Step.error(404, error_type="not_found"))
     reply = client.chat(MODEL, "hi", providers=["openrouter", "ollama"])

@@ -22,6 +22,7 @@ PUBLIC = [
     "ContextWindowExceededError",
     "Cost",
     "DeadlineExceededError",
+    "EndpointConfigurationError",
     "Estimate",
     "HedgePolicy",
     "Image",

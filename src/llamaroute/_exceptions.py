@@ -20,6 +20,9 @@ attempt's error.
         ProviderConnectionError, ProviderTimeoutError, AuthenticationError, PaymentRequiredError,
         RateLimitError(.retry_after), BadRequestError, ModelNotAvailableError, ServerError,
         MalformedResponseError, StreamInterruptedError(.partial_text)
+        EndpointConfigurationError  (also a ConfigurationError) the URL answered, but not as
+                                the provider's API: a wrong base_url or host (an HTML 404,
+                                another API's error); names the URL, not retried, falls back
         ContextWindowExceededError  (also an InvalidRequestError) the prompt plus max_tokens
                                 does not fit a route's context window: raised before sending
                                 when no route fits, or mapped from a provider's context error
@@ -48,6 +51,7 @@ __all__ = [
     "ConfigurationError",
     "ContextWindowExceededError",
     "DeadlineExceededError",
+    "EndpointConfigurationError",
     "InvalidImageError",
     "InvalidRequestError",
     "InvalidToolError",
@@ -207,6 +211,15 @@ class ProviderConnectionError(ProviderError):
     """The provider could not be reached (refused, reset, DNS, TLS)."""
 
     default_retryable = True
+
+
+class EndpointConfigurationError(ProviderConnectionError, ConfigurationError):
+    """The configured URL answered, but not as the provider's API does (an HTML 404 page,
+    another API's error, an answer of another API's shape): ``base_url`` or ``host`` is wrong.
+    The message names the URL. Not retried (sending again cannot fix a setting), but still a
+    :class:`ProviderError`, so another route can serve the call."""
+
+    default_retryable = False
 
 
 class ProviderTimeoutError(ProviderError):

@@ -29,6 +29,7 @@ import ollama
 import pydantic
 
 from ..._exceptions import (
+    EndpointConfigurationError,
     LlamarouteError,
     MalformedResponseError,
     ProviderConnectionError,
@@ -138,7 +139,7 @@ def map_error(
 def _not_ollama(host: str, what: str, model_id: str, status: int | None = None) -> ProviderError:
     """The server at ``host`` does not answer as Ollama does: the setting is wrong, which
     sending again cannot fix (not retried) but another route can route around."""
-    return ProviderConnectionError(
+    return EndpointConfigurationError(
         f"{host} answered POST /api/chat {what}: {_CHECK_HOST}",
         provider=NAME,
         model_id=model_id,

@@ -13,7 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..._exceptions import MalformedResponseError, ProviderConnectionError, ProviderError
+from ..._exceptions import (
+    EndpointConfigurationError,
+    MalformedResponseError,
+    ProviderError,
+)
 from .._errors import CONTEXT_RULE, ErrorRule, context_overflow, parse_retry_after, status_rule
 from .._http import load_json
 
@@ -71,7 +75,7 @@ def _not_an_endpoint(
     kind = (types[0].split(";")[0].strip() if types else "") or "untyped"
     what = "JSON that is not an API error" if parsed is not None else f"a {kind} page"
     where = redact(url) if url else "the URL"
-    return ProviderConnectionError(
+    return EndpointConfigurationError(
         f"{where} answered HTTP 404 with {what}: it is not an OpenAI-compatible chat"
         " completions endpoint. Check base_url: it is the API root, such as"
         " https://openrouter.ai/api/v1, without /chat/completions",
