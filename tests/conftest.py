@@ -193,3 +193,13 @@ def three_providers(
         ),
         "ollama": OllamaProvider(host=ollama.url, api_key=ollama_key),
     }
+
+
+def socket_error_text(host: str) -> str:
+    """What this machine's resolver says about ``host`` ("Name or service not known", or
+    "Temporary failure in name resolution" without a resolver)."""
+    try:
+        socket.getaddrinfo(host, 80)
+    except socket.gaierror as error:
+        return str(error.strerror)
+    pytest.skip(f"{host} resolves here")

@@ -119,7 +119,8 @@ def test_doctor_says_what_is_wrong(
     monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{refused_port}")
     code, out, _ = run(capsys, "doctor")
     assert code == 1  # a configured provider that cannot be used
-    assert "no Ollama server answering" in out
+    assert "nothing is listening at" in out  # the reason, in plain words
+    assert "ollama serve" in out
     assert "not usable: ollama" in out
     for name in ("OLLAMA_HOST", "OPENROUTER_API_KEY"):
         monkeypatch.delenv(name)

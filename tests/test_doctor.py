@@ -17,7 +17,7 @@ import pytest
 
 from llamaroute.testing import FakeOllama, FakeOpenRouter
 
-from .conftest import CANARY_KEY
+from .conftest import CANARY_KEY, socket_error_text
 from .test_cli import run
 
 #: Must never show up in doctor's output.
@@ -232,3 +232,21 @@ def test_an_unreachable_bedrock_is_not_usable(
     code, _, report = _report(capsys)
     assert code == 1
     assert "Bedrock did not answer" in report["bedrock"]["status"]
+    assert "Could not connect to the endpoint URL" in report["bedrock"]["status"]  # boto3's words
+
+
+def test_an_unreachable_host_is_named_with_its_reason_in_plain_words(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped host: the resolver's own words, not a class name ("ConnectError") or "start
+    # it: ollama serve", which sends the user to the wrong fix.
+    nowhere = "nowhere.invalid"  # reserved: never resolves (RFC 2606)
+    clean_env.setenv("OPENROUTER_API_KEY", CANARY_KEY)
+    clean_env.setenv("OPENROUTER_BASE_URL", f"http://{nowhere}/api/v1")
+    clean_env.setenv("OLLAMA_HOST", f"http://{nowhere}:11434")
+    code, _, report = _report(capsys)
+    assert code == 1
+    unresolved = socket_error_text(nowhere)
+    assert unresolved in report["openrouter"]["status"]
+    assert unresolved in report["ollama"]["status"]
+    assert "ollama serve" not in report["ollama"]["status"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 from collections.abc import AsyncGenerator, Generator
 from decimal import Decimal
 from pathlib import Path
@@ -38,7 +37,7 @@ from llamaroute.providers import (
 from llamaroute.routing import Health
 from llamaroute.testing import FakeBedrock, FakeOllama, FakeOpenRouter, Step
 
-from .conftest import CANARY_KEY
+from .conftest import CANARY_KEY, socket_error_text
 
 ROUTE = get_model("llama-3.2-3b").route("openrouter")
 
@@ -209,16 +208,6 @@ def test_falling_back_is_logged_only_when_there_is_a_next_route(
         with Client([rejected, local], retries=0) as client:
             assert client.chat("llama-3.2-3b", "hi").provider == "ollama"
     assert [r for r in caplog.records if "falling back to the next route" in r.getMessage()]
-
-
-def socket_error_text(host: str) -> str:
-    """What this machine's resolver says about ``host`` ("Name or service not known", or
-    "Temporary failure in name resolution" without a resolver)."""
-    try:
-        socket.getaddrinfo(host, 80)
-    except socket.gaierror as error:
-        return str(error.strerror)
-    pytest.skip(f"{host} resolves here")
 
 
 # --- 5. the error that ends a call carries every attempt --------------------------------------

@@ -114,7 +114,7 @@ def _openrouter(provider: Any, routes: list[Route], catalog: Catalog) -> Finding
             key = os.environ.get("OPENROUTER_API_KEY", "")
             checked = http.get(f"{base}/key", headers={"Authorization": f"Bearer {key}"})
     except httpx.HTTPError as error:
-        return _unusable(provider, f"unreachable at {base}: {type(error).__name__}")
+        return _unusable(provider, f"unreachable at {base}: {_reason(error)}")
     listed = [route for route in routes if route.model_id in slugs]
     finding = Finding(provider.name, f"reachable at {base}", bool(listed), _keys(listed, catalog))
     finding.notes += [f"{route.model}: {route.model_id} is not in {base}/models"
@@ -145,6 +145,13 @@ def _slugs(response: Any) -> set[str] | None:
     return {
         item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)
     }
+
+
+def _reason(error: BaseException) -> str:
+    """The failure in the library's own words ("[Errno -2] Name or service not known",
+    "Unable to locate credentials"), after its class name; the key never appears in them."""
+    words = " ".join(str(error).split())[:200]
+    return f"{type(error).__name__}: {words}" if words else type(error).__name__
 
 
 def _unusable(provider: Any, why: str) -> Finding:
@@ -219,10 +226,10 @@ def _bedrock_failure(
                        "accepted")  # fmt: skip
     name = code or type(error).__name__
     if "NoCredentials" in name or "PartialCredentials" in name:
-        return Finding(provider.name, f"region {region}; not usable: {name}", False, [],
-                       "none found")  # fmt: skip
+        return Finding(provider.name, f"region {region}; not usable: {_reason(error)}", False,
+                       [], "none found")  # fmt: skip
     if "Endpoint" in name or "Connect" in name or "Timeout" in name:
-        return Finding(provider.name, f"{where}; not usable: Bedrock did not answer ({name})",
-                       False, [])  # fmt: skip
+        return Finding(provider.name, f"{where}; not usable: Bedrock did not answer "
+                       f"({_reason(error)})", False, [])  # fmt: skip
     return Finding(provider.name, f"{where}; the credentials were not checked: "
                    f"ListFoundationModels failed ({name})", True, keys)  # fmt: skip

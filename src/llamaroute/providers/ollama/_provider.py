@@ -29,7 +29,7 @@ from .._http import attempt_timeout, finite_timeout, request_timeout
 from ._clients import Clients, Redactor, header_secrets
 from ._context import check_fixed_context
 from ._guard import Guard, guarded
-from ._mapping import client_errors
+from ._mapping import client_errors, map_error
 from ._wire import (
     DEFAULT_HOST,
     NAME,
@@ -167,6 +167,7 @@ class OllamaProvider(Provider):
                                 client=client, async_client=async_client)  # fmt: skip
         self._lock = threading.Lock()
         self._probe: tuple[float, frozenset[str] | None] | None = None
+        self._probe_failure = ""  # why the last probe failed, in plain words
 
     def __repr__(self) -> str:
         key = f", api_key={self._key.masked!r}" if self._key else ""
@@ -366,15 +367,20 @@ class OllamaProvider(Provider):
             installed = frozenset(_tag(item.model) for item in listing.models if item.model)
         else:
             logger.debug("ollama probe of %s failed: %s", self.host, type(error).__name__)
+        failure = "" if error is None else map_error(error, model_id="", host=self.host,
+                                                     redact=self._redact).args[0]  # fmt: skip
         with self._lock:
             self._probe = (self._clock(), installed)
+            self._probe_failure = failure
         return installed
 
     def diagnose(self) -> str:
         self.available("llama3.2")  # refreshes the cached probe when it is stale
         _, installed = self._fresh()
         if installed is None:
-            return f"no Ollama server answering at {self.host} (start it: ollama serve)"
+            # The reason, as a call would give it: nothing listening (start it), a host that
+            # does not resolve, a server that is not Ollama.
+            return self._probe_failure or f"no Ollama server answering at {self.host}"
         pulled = sorted(tag for tag in installed if tag.startswith("llama3.2"))
         listed = ", ".join(pulled) or "none yet (ollama pull llama3.2)"
         return f"server up at {self.host}; Llama 3.2 tags pulled: {listed}"
