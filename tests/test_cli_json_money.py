@@ -1,6 +1,7 @@
 """Money in the command line's JSON is always a plain decimal string: ``"0.00000024"``, never
 ``"2.4E-7"`` (issue 16, item 13), in spend, estimate (one prompt and a workload), prices and
-models."""
+models; and the same in the library's own JSON (pydantic dumps, SpendSummary.as_dict) and the
+gateway's answers."""
 
 from __future__ import annotations
 
@@ -113,3 +114,61 @@ def test_prices_and_models_json_write_amounts_plainly(
     code, out, _ = run(capsys, "models", "--json", "--catalog", tiny)
     assert code == 0
     _no_exponents(out)
+
+
+# --- the same rule outside the command line: the library's JSON and the gateway's -------------
+
+
+def test_the_librarys_json_writes_tiny_amounts_plainly(tmp_path: Path) -> None:
+    import llamaroute
+
+    cost = llamaroute.Cost(total=Decimal("2.4E-7"), input=Decimal("1E-10"), source="provider")
+    assert cost.total == Decimal("0.00000024")  # still the exact Decimal in Python
+    _no_exponents(cost.model_dump_json())
+    assert cost.model_dump(mode="json")["input"] == "0.0000000001"
+    catalog_file = tmp_path / "tiny.toml"
+    catalog_file.write_text(TINY)
+    found = llamaroute.estimate(
+        "llama-3.2-1b", "hi", catalog=llamaroute.load_catalog(catalog_file), max_tokens=1
+    )
+    dumped = json.dumps([item.model_dump(mode="json") for item in found])
+    _no_exponents(dumped)
+    ledger = SqliteLedger(str(tmp_path / "spend.db"))
+    ledger.record(SpendEntry("openrouter", "llama-3.2-1b", "x", Decimal("2.4E-7"), "provider"))
+    _no_exponents(json.dumps(ledger.summary().as_dict()))
+    ledger.close()
+
+
+def test_the_gateways_json_writes_tiny_amounts_plainly(tmp_path: Path) -> None:
+    httpx = pytest.importorskip("httpx")
+    from llamaroute.providers import OpenRouterProvider
+    from llamaroute.testing import FakeOpenRouter, Step
+
+    from ._gateway import MASTER, PLACEHOLDER_KEY, serve
+
+    auth = {"Authorization": f"Bearer {MASTER}"}
+    # One input token at $0.0509 per million: 5.09E-8 USD a request.
+    with FakeOpenRouter(default=Step.reply("Hi", usage=(1, 0)), price=("0.0509", "0")) as fake:
+        provider = OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=fake.base_url)
+        with serve([provider], tmp_path / "gw.sqlite3") as gateway:
+            key = gateway.key("tiny", budget=Decimal("1"))
+            hi = {"model": "llama-3.2-3b", "messages": [{"role": "user", "content": "Hi"}]}
+            answer = httpx.post(f"{gateway.base_url}/chat/completions", json=hi,
+                                headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            bodies = {
+                "spend": httpx.get(f"{gateway.base_url}/spend", headers=auth).text,
+                "spend by day": httpx.get(
+                    f"{gateway.base_url}/spend", params={"by": "day"}, headers=auth
+                ).text,
+                "estimate": httpx.post(
+                    f"{gateway.base_url}/estimate", json={**hi, "max_tokens": 1}, headers=auth
+                ).text,
+                "dashboard": httpx.get(f"{gateway.url}/ui/data", headers=auth).text,
+            }
+    spend = json.loads(bodies["spend"])
+    assert Decimal(spend["total"]) == Decimal("5.09E-8")
+    for name, body in bodies.items():
+        assert EXPONENT.findall(body) == [], name
+    assert "0.0000000509" in bodies["spend"]
+    assert "0.9999999491" in bodies["dashboard"]  # the key's remaining budget

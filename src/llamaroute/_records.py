@@ -19,10 +19,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationError,
 )
 
 __all__ = [
+    "Amount",
     "Attempt",
     "Cost",
     "CostSource",
@@ -32,6 +34,18 @@ __all__ = [
     "Usage",
     "validation_message",
 ]
+
+
+def plain_decimal(amount: Decimal) -> str:
+    """An exact amount as a plain decimal string: ``"0.00000024"``, never ``"2.4E-7"`` (which
+    is what ``str()`` of a small :class:`~decimal.Decimal` gives, and what a JSON reader
+    expecting money may not parse)."""
+    return f"{amount:f}"
+
+
+#: A USD amount: an exact Decimal, written in JSON (``model_dump(mode="json")``,
+#: ``model_dump_json()``) as a plain decimal string.
+Amount = Annotated[Decimal, PlainSerializer(plain_decimal, return_type=str, when_used="json")]
 
 if TYPE_CHECKING:
     pass
@@ -100,16 +114,16 @@ class Cost(_Output):
     refreshed prices of ``llamaroute prices refresh``, say; ``None``: shipped with llamaroute).
     """
 
-    input: Decimal | None = None
-    output: Decimal | None = None
-    total: Decimal
+    input: Amount | None = None
+    output: Amount | None = None
+    total: Amount
     source: CostSource
     currency: Literal["USD"] = "USD"
     price_source: str | None = None
     price_checked: date | None = None
     price_origin: str | None = None
-    reported: Decimal | None = None
-    table: Decimal | None = None
+    reported: Amount | None = None
+    table: Amount | None = None
     note: str | None = None
 
 

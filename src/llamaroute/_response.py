@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
@@ -12,7 +11,7 @@ from pydantic import (
     SkipValidation,
 )
 
-from ._records import Attempt, Cost, FinishReason, Usage, _Output
+from ._records import Amount, Attempt, Cost, FinishReason, Usage, _Output
 from ._tools import ToolCall
 from .images._fit import PreparedImage
 
@@ -49,7 +48,7 @@ class ChatResponse(_Output):
     cost: Cost | None = None
     attempts: tuple[Attempt, ...] = ()
     latency_s: float = 0.0
-    total_cost: Decimal | None = None
+    total_cost: Amount | None = None
     price_stale: bool = False
     price_checked: date | None = None
     price_age_days: int | None = None

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Protocol
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .._exceptions import ConfigurationError
-from .._records import validation_message
+from .._records import Amount, validation_message
 
 __all__ = [
     "MILLION",
@@ -79,8 +79,9 @@ def _exact_amount(value: object) -> object:
     return value
 
 
-Money = Annotated[Decimal, BeforeValidator(_exact_amount), Field(ge=0, allow_inf_nan=False)]
-"""A non-negative USD amount held as an exact :class:`~decimal.Decimal`."""
+Money = Annotated[Amount, BeforeValidator(_exact_amount), Field(ge=0, allow_inf_nan=False)]
+"""A non-negative USD amount held as an exact :class:`~decimal.Decimal` (a plain decimal
+string in JSON)."""
 
 
 class Price(BaseModel):

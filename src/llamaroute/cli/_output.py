@@ -49,7 +49,7 @@ def money(amount: Decimal | None) -> str:
     return f"${text}"
 
 
-def plain(amount: Decimal) -> str:
+def plain(amount: Decimal) -> str:  # the CLI's name for _records.plain_decimal
     """An exact amount as a plain decimal string: ``"0.00000024"``, never ``"2.4E-7"``."""
     return f"{amount:f}"
 

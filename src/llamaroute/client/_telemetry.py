@@ -113,7 +113,7 @@ class Tracing:
         if response.finish_reason:
             last.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
         if response.cost is not None:
-            last.set_attribute("llamaroute.cost_usd", str(response.cost.total))
+            last.set_attribute("llamaroute.cost_usd", f"{response.cost.total:f}")
         last.end()
 
 

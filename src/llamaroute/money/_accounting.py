@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._exceptions import BudgetExceededError
-from .._records import Cost, Usage
+from .._records import Cost, Usage, plain_decimal
 from ..catalog._catalog import Catalog, Route
 from ..catalog._prices import Price
 from ._caps import prompt_token_ceiling, worst_case_cost
@@ -191,7 +191,7 @@ class Accounting:
         difference = abs(reported_cost - table)
         if difference <= max(STALE_FLOOR, STALE_SHARE * max(reported_cost, table)):
             return reported, None
-        check = {"provider": str(reported_cost), "price_table": str(table),
+        check = {"provider": plain_decimal(reported_cost), "price_table": plain_decimal(table),
                  "price_source": price.source, "price_checked": price.checked.isoformat(),
                  "price_origin": price.origin}  # fmt: skip
         with self._lock:

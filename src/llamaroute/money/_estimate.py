@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
+from .._records import Amount
 from .._request import ChatRequest, Message
 from ..catalog import region_skip_reason
 from ..catalog._prices import Price
@@ -208,9 +209,9 @@ class Estimate(BaseModel):
     image_tokens_high: int = 0
     expected_output_tokens: int
     max_output_tokens: int
-    low: Decimal | None
-    expected: Decimal | None
-    high: Decimal | None
+    low: Amount | None
+    expected: Amount | None
+    high: Amount | None
     price: Price | None
     price_checked: date | None = None
     price_age_days: int | None = None

@@ -36,6 +36,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from .._exceptions import BudgetExceededError, ConfigurationError
+from .._records import plain_decimal
 from ._reconcile import RouteDrift, Sums, drifts, tally
 
 __all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary", "holds"]
@@ -117,13 +118,13 @@ class SpendSummary:
     skipped_rows: int = 0
 
     def as_dict(self) -> dict[str, object]:
-        """The summary with amounts as strings (exact, for JSON)."""
+        """The summary with amounts as plain decimal strings (exact, for JSON)."""
         return {
-            "total": str(self.total),
+            "total": plain_decimal(self.total),
             "calls": self.calls,
-            "by_provider": {k: str(v) for k, v in self.by_provider.items()},
-            "by_model": {k: str(v) for k, v in self.by_model.items()},
-            "by_day": {k: str(v) for k, v in self.by_day.items()},
+            "by_provider": {k: plain_decimal(v) for k, v in self.by_provider.items()},
+            "by_model": {k: plain_decimal(v) for k, v in self.by_model.items()},
+            "by_day": {k: plain_decimal(v) for k, v in self.by_day.items()},
             "skipped_rows": self.skipped_rows,
         }
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from .._exceptions import ConfigurationError
+from .._records import plain_decimal
 
 __all__ = ["GROUPINGS", "spend_report", "spend_series"]
 
@@ -52,7 +53,7 @@ def spend_report(
         requests, input_tokens, output_tokens = counts[name]
         entry: dict[str, object] = {
             by: name,
-            "cost": f"{cost}",
+            "cost": plain_decimal(cost),
             "requests": requests,
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
@@ -60,7 +61,7 @@ def spend_report(
         if by == "key":
             entry["name"] = names.get(name, "(master)" if name == "master" else "")
         out.append(entry)
-    return {"by": by, "since": since, "total": f"{total}", "groups": out}
+    return {"by": by, "since": since, "total": plain_decimal(total), "groups": out}
 
 
 def spend_series(db: sqlite3.Connection, by: str, since: str | None) -> dict[str, dict[str, str]]:
@@ -73,4 +74,7 @@ def spend_series(db: sqlite3.Connection, by: str, since: str | None) -> dict[str
     ):
         per_day = out.setdefault(str(day), {})
         per_day[str(name)] = per_day.get(str(name), Decimal(0)) + Decimal(cost)
-    return {day: {name: f"{cost}" for name, cost in names.items()} for day, names in out.items()}
+    return {
+        day: {name: plain_decimal(cost) for name, cost in names.items()}
+        for day, names in out.items()
+    }

@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from .._exceptions import ConfigurationError
+from .._records import plain_decimal
 from ._reports import GROUPINGS, spend_report, spend_series
 
 __all__ = [
@@ -131,12 +132,12 @@ class KeyRecord:
             "id": self.id,
             "name": self.name,
             "prefix": self.prefix,
-            "budget": None if self.budget is None else str(self.budget),
+            "budget": None if self.budget is None else plain_decimal(self.budget),
             "rpm": self.rpm,
             "models": list(self.models),
             "tags": list(self.tags),
-            "spent": str(self.spent),
-            "remaining": None if self.budget is None else str(self.budget - self.spent),
+            "spent": plain_decimal(self.spent),
+            "remaining": None if self.budget is None else plain_decimal(self.budget - self.spent),
             "created": _iso(self.created),
             "revoked": None if self.revoked is None else _iso(self.revoked),
         }
