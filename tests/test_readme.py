@@ -1,5 +1,6 @@
 """The README says what is true: its commands print what it shows, its Python blocks run as
-written, and its prose sits outside code fences (issue 16, items 9 and 14)."""
+written against the fakes (the errors and values their comments name included), and its prose
+sits outside code fences (issue 16, items 9 and 14)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -193,3 +196,144 @@ with FakeOpenRouter() as openrouter, FakeBedrock() as bedrock:
                           timeout=60, cwd=tmp_path, env=env, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["or-a", "eu-west", "1 1"]
+
+
+# --- every Python block, against the fakes (issue 16, item 14) ---------------------------------
+
+#: Run statement by statement: a statement whose comment names an error (``# UnknownModelError:
+#: ...``) must raise it, and one whose comment is a quoted string (``# 'llama-3.2-3b'``) must
+#: evaluate to it; every other statement must run.
+_STATEMENTS = r"""
+import ast, re, sys
+source = sys.stdin.read()
+lines = source.splitlines()
+scope = {"__name__": "__main__"}
+for node in ast.parse(source).body:
+    comment = lines[node.end_lineno - 1].partition("  # ")[2]
+    code = compile(ast.Module([node], []), "<readme>", "exec")
+    error = re.match(r"(\w+Error)\b", comment)
+    if error:
+        try:
+            exec(code, scope)
+        except Exception as raised:
+            assert type(raised).__name__ == error[1], (comment, raised)
+            continue
+        raise AssertionError(f"line {node.lineno} did not raise {error[1]}")
+    if isinstance(node, ast.Expr) and re.fullmatch(r"'[^']*'", comment):
+        value = eval(compile(ast.Expression(node.value), "<readme>", "eval"), scope)
+        assert repr(value) == comment, (lines[node.lineno - 1], value)
+        continue
+    exec(code, scope)
+"""
+
+#: Blocks that continue an earlier one: what they take from it.
+_CONTINUES = {
+    "### Your own catalog entries": "import llamaroute",
+    "### Structured output": "from llamaroute import Client\nclient = Client()",
+}
+
+#: Blocks run by a test of their own, with the one provider they are about.
+_OWN_TEST = {
+    "### OpenAI-style messages": "test_the_openai_messages_block_runs_unchanged",
+}
+
+
+def _python_blocks() -> list[tuple[str, str]]:
+    """Every ```python block with the heading it sits under (headings inside fences, such as a
+    TOML comment, do not count)."""
+    found: list[tuple[str, str]] = []
+    heading, fence, lines = "", "", []
+    for line in README.splitlines():
+        if fence:
+            if line.startswith("```"):
+                if fence == "python":
+                    found.append((heading, "\n".join(lines) + "\n"))
+                fence, lines = "", []
+            else:
+                lines.append(line)
+        elif line.startswith("```"):
+            fence = line[3:].strip() or "text"
+        elif re.match(r"#{1,4} ", line):
+            heading = line
+    return found
+
+
+_BLOCKS = _python_blocks()
+
+
+def test_every_python_block_is_run_somewhere() -> None:
+    headings = {heading for heading, _ in _BLOCKS}
+    assert set(_CONTINUES) <= headings
+    assert set(_OWN_TEST) <= headings
+    assert all(name in globals() for name in _OWN_TEST.values())
+    assert len(_BLOCKS) >= 19
+
+
+@pytest.mark.parametrize(
+    ("heading", "block"),
+    _BLOCKS,
+    ids=[f"{n}-{h.lstrip('# ')[:30]}" for n, (h, _) in enumerate(_BLOCKS)],
+)
+def test_every_python_block_runs_against_the_fakes(
+    heading: str, block: str, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from llamaroute.testing import FakeBedrock, FakeOllama, FakeOpenRouter, Step
+
+    if heading in _OWN_TEST:
+        pytest.skip(f"run by {_OWN_TEST[heading]}")
+    # The files the blocks name, in the directory they run in.
+    (tmp_path / "examples").mkdir()
+    for name in ("chart.png", "workload.jsonl"):
+        (tmp_path / "examples" / name).write_bytes((ROOT / "examples" / name).read_bytes())
+    for name in ("receipt.png", "photo.jpg", "chart.png"):
+        Image.new("RGB", (800, 600), (200, 120, 40)).save(tmp_path / name)
+    (tmp_path / "my-catalog.toml").write_text(
+        '[[routes]]\nprovider = "ollama"\nmodel = "llama-3.2-3b"\n'
+        'model_id = "llama3.2:3b-instruct-q8_0"\n'
+    )
+    # Every provider configured from the environment, each one a fake; the answer is a
+    # receipt's JSON, which every block can print and the structured-output block parses.
+    answer = Step.structured({"shop": "Llama Cafe", "total": 7.5})
+    with (
+        FakeOpenRouter(default=answer) as openrouter,
+        FakeOllama(default=answer) as ollama,
+        FakeBedrock(default=answer) as bedrock,
+    ):
+        env = {
+            **_offline_env(),
+            "HOME": str(tmp_path),
+            "OPENROUTER_API_KEY": "readme-test",  # pragma: allowlist secret
+            "OPENROUTER_BASE_URL": openrouter.base_url,
+            "OPENROUTER_KEY_A": "readme-a",  # pragma: allowlist secret
+            "OPENROUTER_KEY_B": "readme-b",  # pragma: allowlist secret
+            "OLLAMA_HOST": ollama.url,
+            "AWS_ACCESS_KEY_ID": "readme-test",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock.url,
+        }
+        source = _CONTINUES.get(heading, "") + "\n" + block
+        done = subprocess.run([sys.executable, "-c", _STATEMENTS], input=source,
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
+                              check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_tools_block_runs_a_tool_round(tmp_path: Path) -> None:
+    # The model calls the tool, then answers with its result: the block's loop, verbatim.
+    from llamaroute.testing import FakeOpenRouter, Step
+
+    [block, *_] = _blocks(_section("## Tools"), "python")
+    first, then = Step.tool_call("get_weather", {"city": "Oslo"}), Step.reply("21 c in Oslo.")
+    with FakeOpenRouter(first, then) as fake:
+        env = {**_offline_env(), "OPENROUTER_API_KEY": "readme-test",  # pragma: allowlist secret
+               "OPENROUTER_BASE_URL": fake.base_url}  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path, env=env, check=False)  # fmt: skip
+        sent = fake.requests[1].json["messages"][-1]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "21 c in Oslo.\n"
+    assert sent["role"] == "tool"
+    assert sent["content"] == "21 c in Oslo"
