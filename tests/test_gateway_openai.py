@@ -406,3 +406,22 @@ def test_a_bug_in_the_chat_handler_is_a_500_in_openai_shape(gateway: Running) ->
     wrong = httpx.get(f"{gateway.base_url}/chat/completions", timeout=30)
     assert wrong.status_code == 405
     assert wrong.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_the_gateway_example_runs_against_the_gateway(gateway: Running) -> None:
+    # examples/gateway/openai_sdk.py as a user runs it: its own process, a key in the
+    # environment, the gateway's URL on the command line (issue 16, item 14).
+    import os
+    import sys
+
+    example = Path(__file__).parent.parent / "examples" / "gateway" / "openai_sdk.py"
+    env = {**os.environ, "LLAMAROUTE_KEY": gateway.key("example")}
+    done = subprocess.run([sys.executable, str(example), gateway.base_url], capture_output=True,
+                          text=True, timeout=60, env=env, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Hello from the fake"
+    assert lines[1].startswith("cost 0.")
+    assert "via openrouter:" in lines[1]
+    assert "E-" not in lines[1]  # a plain decimal
+    assert lines[-1] == "17 tokens"
