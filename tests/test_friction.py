@@ -118,6 +118,43 @@ async def test_a_one_provider_app_fails_no_more_with_breakers_than_without(
     assert with_breakers <= 15
 
 
+class FailsTogether(Flaky):
+    """Its first ``failures`` attempts fail together: each waits until all have started, as
+    concurrent requests to a provider having a bad second do. Every later attempt answers."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(0.0)
+        self.failures = failures
+        self.attempts = 0
+
+    async def achat(self, call: ProviderCall) -> ProviderResult:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            while self.attempts < self.failures:
+                await asyncio.sleep(0.001)
+            raise ServerError("upstream hiccup", provider=self.name, model_id=call.route.model_id)
+        return ProviderResult("ok", "stop", Usage(input_tokens=10, output_tokens=2))
+
+
+async def test_a_breaker_that_opens_mid_call_does_not_end_a_call_with_nowhere_to_go() -> None:
+    # Three concurrent calls' first attempts fail at once and open the breaker (failures=3).
+    # Each call still has its retries and one route: the breaker must not turn the retry into
+    # a failure (the old breaker skipped it, so all three calls failed after one attempt).
+    async def short_wait(seconds: float) -> None:
+        await asyncio.sleep(0.05)  # the three failures are all recorded before any retry
+
+    provider = FailsTogether(3)
+    retries = RetryPolicy(attempts=3, sleep=lambda seconds: None, async_sleep=short_wait)
+    breaker = BreakerPolicy(failures=3)
+    async with AsyncClient([provider], retries=retries, breaker=breaker) as client:
+        replies = await asyncio.gather(
+            *(client.chat("llama-3.2-3b", f"call {n}") for n in range(3)), return_exceptions=True
+        )
+        assert client.health()[ROUTE.pinned]["times_opened"] == 1
+    assert [getattr(reply, "text", reply) for reply in replies] == ["ok", "ok", "ok"]
+    assert provider.attempts == 6
+
+
 def test_the_default_breaker_opens_on_a_failure_rate_not_on_a_run_of_bad_luck() -> None:
     now = [0.0]
     flaky = Health(BreakerPolicy(), clock=lambda: now[0])
