@@ -104,7 +104,9 @@ def test_a_stream_of_tiny_chunks_to_its_cap_costs_less_than_the_cap(kind: str, m
             async with AsyncClient([chosen], retries=0) as client:
                 await client.stream("llama-3.2-3b", "Hello", timeout=30).read()
 
-        peak, error = traced_peak(read_sync if mode == "sync" else lambda: asyncio.run(read_async()))
+        peak, error = traced_peak(
+            read_sync if mode == "sync" else lambda: asyncio.run(read_async())
+        )
     assert isinstance(error, StreamInterruptedError), error
     assert "cap" in str(error)
     assert len(error.partial_text) > CAP // 100  # the text was kept, whole
