@@ -16,6 +16,7 @@ from typing import Any, Self, TypeVar
 from pydantic import BaseModel
 
 from .._exceptions import ProviderError, ProviderTimeoutError
+from .._pieces import TextPieces
 from .._request import Message
 from .._response import ChatChunk, ChatResponse
 from ..catalog import ImagePolicy
@@ -276,7 +277,7 @@ class AsyncClient(BaseClient):
         answer = await self._run(call, steps)
         events: AsyncGenerator[StreamItem, None]
         events, item = answer.reply
-        route, parts = answer.candidate.route, []
+        route, parts = answer.candidate.route, TextPieces()
         try:
             while not isinstance(item, ProviderResult):
                 parts.append(item)

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Self
 
 from .._exceptions import LlamarouteError
+from .._pieces import TextPieces
 from .._response import ChatChunk, ChatResponse
 
 __all__ = ["AsyncStream", "Stream"]
@@ -36,7 +37,7 @@ class Stream:
         # ``parts``: the list to which ``events`` itself appends each chunk's text just before
         # yielding it (the client's does). Then each chunk passes straight through here.
         self._shared = parts is not None
-        self._parts: list[str] = [] if parts is None else parts
+        self._parts: list[str] = TextPieces() if parts is None else parts
 
     def __iter__(self) -> Generator[ChatChunk, None, None]:
         if self._shared:
@@ -97,7 +98,7 @@ class AsyncStream:
         # Async generators cannot return a value, so the last item is the response.
         self._events = events
         self._response: ChatResponse | None = None
-        self._parts: list[str] = []
+        self._parts: list[str] = TextPieces()
         self._closed = False
 
     # The stream is its own iterator, not an async generator over ``events``: leaving an

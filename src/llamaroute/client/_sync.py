@@ -15,6 +15,7 @@ from typing import Any, Self, TypeVar
 from pydantic import BaseModel
 
 from .._exceptions import ProviderError
+from .._pieces import TextPieces
 from .._request import Message
 from .._response import ChatChunk, ChatResponse
 from ..catalog import ImagePolicy
@@ -273,7 +274,7 @@ class Client(BaseClient):
                     "response_format": response_format, "extra": extra}, streaming=True,
             image_policy=image_policy,
         )  # fmt: skip
-        parts: list[str] = []
+        parts = TextPieces()
         return Stream(self._stream_events(call, parts), parts)
 
     def _run(self, call: Call, steps: Generator[Action, Any, T]) -> T:

@@ -39,6 +39,7 @@ from .._base import Provider, ProviderCall, ProviderResult, StreamItem
 from .._http import check_base_url
 from ._closing import close_after, close_opened, close_pools
 from ._io import Guard, Limits, Sender, Watchdog
+from ._logs import scrub_botocore_logs
 from ._mapping import NAME, map_exception
 from ._redact import Redactor
 from ._setup import check_settings, import_boto3, resolve_region
@@ -232,6 +233,7 @@ class BedrockProvider(Provider):
                 if client is None:
                     client = self._injected or self._build()
                     self._sender.install(client)
+                    scrub_botocore_logs(self._redactor)
                     self._client = client
         return client
 

@@ -29,6 +29,7 @@ from ..._exceptions import (
     MalformedResponseError,
     UnsupportedFeatureError,
 )
+from ..._pieces import TextPieces
 from ..._records import FinishReason, Usage
 from ..._request import ImagePart
 from ...catalog import Route
@@ -332,7 +333,7 @@ class ConverseStreamState:
 
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
-        self.text: list[str] = []
+        self.text = TextPieces()
         self.stopped = False
         self.stop_reason: str | None = None
         self.usage: Usage | None = None

@@ -24,6 +24,7 @@ import ollama
 import pydantic
 
 from ..._exceptions import InvalidImageError, MalformedResponseError, UnsupportedFeatureError
+from ..._pieces import TextPieces
 from ..._records import FinishReason, Usage
 from ..._request import ChatRequest
 from ..._tools import MAX_TOOLS, Tool, ToolCall, make_tool_call
@@ -424,7 +425,7 @@ class StreamState:
         self.tools = tools
         self.first_call = first_call
         self.tool_items: list[object] = []  # tool calls, as they came (since Ollama 0.8)
-        self.parts: list[str] = []
+        self.parts = TextPieces()
         self.final: object | None = None
 
     def feed(self, chunk: object) -> str:

@@ -27,6 +27,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..._exceptions import MalformedResponseError, ProviderError, ServerError
+from ..._pieces import TextPieces
 from ..._records import FinishReason, Usage
 from ..._request import ImagePart
 from ..._tools import MAX_ARGUMENTS_CHARS, MAX_TOOLS, Tool, ToolCall, make_tool_call
@@ -371,7 +372,7 @@ class StreamParser:
         # Tool-call fragments by index: [id, name, argument pieces, characters so far].
         self.tool_parts: dict[int, list[Any]] = {}
         self.redact = redact
-        self.text: list[str] = []
+        self.text = TextPieces()
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
         self.cost: Decimal | None = None
