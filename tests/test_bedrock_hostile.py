@@ -128,7 +128,9 @@ def test_the_call_timeout_holds_whatever_the_server_sends(
     print(f"{server} ({sync_or_async}, {'stream' if streaming else 'chat'}): overshoot "
           f"{', '.join(f'{o * 1000:.1f}' for o in over)} ms")  # fmt: skip
     assert all(isinstance(error, LlamarouteError) for _, error in results), results
-    assert statistics.median(over) < 0.05  # ~2 ms when the machine is quiet
+    # ~2 ms when the machine is quiet; the slack (as in the OpenRouter and Ollama deadline tests)
+    # is for a loaded test machine's scheduling, far below any trickle's seconds.
+    assert statistics.median(over) < 0.15
     assert max(over) < 1.0  # a loaded machine's scheduling, never a trickle's 25 s
     assert min(over) > -0.05  # nor given up early
 
