@@ -123,7 +123,7 @@ async def acheck_request_images(
     catalog: Catalog | None = None,
 ) -> tuple[PreparedImage, ...]:
     """:func:`check_request_images` for async code: URLs are fetched with
-    :func:`~llamaroute._fetch.afetch_image` (or the async ``fetch`` given). The Pillow work
+    :func:`~llamaroute.images._fetch.afetch_image` (or the async ``fetch`` given). The Pillow work
     itself runs inline; wrap the call in ``asyncio.to_thread`` for very large images."""
     from ..images._fetch import afetch_image
 

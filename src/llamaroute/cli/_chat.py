@@ -1,4 +1,4 @@
-"""The ``chat``, ``doctor`` and ``spend`` commands of ``llamaroute`` (see ``cli.py``).
+"""The ``chat``, ``doctor`` and ``spend`` commands of ``llamaroute`` (see ``cli/__init__.py``).
 
     llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream]
                     [--max-cost X] [--max-tokens N] [--system TEXT] [--timeout S]

@@ -3,7 +3,7 @@
 Sans-I/O apart from reading the request's image files: a request is reduced to its
 :class:`RequestShape` (prompt tokens, image tiles, output limits), each route turns the shape
 into :class:`TokenTotals` (or a reason to skip it), and the totals are priced exactly with the
-route's :class:`~llamaroute._pricing.Price`. Costs are linear in tokens, so a workload sums the
+route's :class:`~llamaroute.catalog.Price`. Costs are linear in tokens, so a workload sums the
 totals of its lines and prices them once.
 """
 

@@ -1,0 +1,133 @@
+"""README's "Architecture" tree matches the code and the import-layer contracts.
+
+The tree lists every top-level module and package of ``src/llamaroute`` (one line a folder),
+top to bottom in the order of the layers contract in ``pyproject.toml`` (each line imports only
+from the lines under it), and every file or sub-package it names inside a package exists there.
+A new module, a moved one, or a reordered layer fails here until the README says so.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "llamaroute"
+BRANCH = re.compile(r"^[├└]── (?P<names>.*?)(?:\s{2,}(?P<text>.*))?$")
+CONTINUED = re.compile(r"^│\s{3}(?P<names>\S.*?)(?:\s{2,}(?P<text>.*))?$")
+DESCRIBED = re.compile(r"^│\s+(?P<text>\S.*)$")
+FILE = re.compile(r"(?<![\w/.])(\w+\.(?:py|json))\b")
+FOLDER = re.compile(r"(?<![\w/.])([a-z]\w*)/(?!\w)")
+
+
+def architecture_section() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n## Architecture\n")
+    end = readme.index("\n## ", start + 1)
+    return readme[start:end]
+
+
+def tree_entries(section: str) -> list[tuple[list[str], str]]:
+    """The tree's entries, top to bottom: the names on each (``cli/``, ``_request.py``...) and
+    the text that describes them (its continuation lines included)."""
+    block = section.split("```\n", 2)[1]
+    entries: list[tuple[list[str], str]] = []
+    open_names = False  # the last entry's names ended with a comma: the next line goes on
+    for line in block.splitlines()[1:]:  # the first line is src/llamaroute/ itself
+        branch = BRANCH.match(line)
+        continued = CONTINUED.match(line) if open_names else None
+        match = branch or continued
+        if match:
+            names = [name.strip() for name in match["names"].split(",") if name.strip()]
+            if branch:
+                entries.append((names, match["text"] or ""))
+            else:
+                entries[-1][0].extend(names)
+                entries[-1] = (entries[-1][0], f"{entries[-1][1]} {match['text'] or ''}")
+            open_names = match["names"].rstrip().endswith(",")
+            continue
+        described = DESCRIBED.match(line)
+        assert described, f"a line the tree test cannot read: {line!r}"
+        entries[-1] = (entries[-1][0], f"{entries[-1][1]} {described['text']}")
+    return entries
+
+
+def module(name: str) -> str:
+    return name.removesuffix("/").removesuffix(".py")
+
+
+def layers() -> list[list[str]]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    (contract,) = [c for c in contracts if c["type"] == "layers"]
+    assert contract["containers"] == ["llamaroute"]
+    return [[part.strip() for part in layer.split("|")] for layer in contract["layers"]]
+
+
+def test_the_tree_lists_every_top_level_module_and_package() -> None:
+    listed = [name for names, _ in tree_entries(architecture_section()) for name in names]
+    present = {
+        f"{path.name}/" if path.is_dir() else path.name
+        for path in PACKAGE.iterdir()
+        if path.name != "__pycache__" and (path.is_dir() or path.suffix == ".py")
+    }
+    assert len(listed) == len(set(listed)), f"listed twice: {listed}"
+    assert set(listed) - present == set(), "in the README tree, not in src/llamaroute"
+    assert present - set(listed) == set(), "in src/llamaroute, not in the README tree"
+
+
+def test_the_tree_runs_down_the_layers_in_the_contract_order() -> None:
+    position = {
+        module(name): index
+        for index, (names, _) in enumerate(tree_entries(architecture_section()))
+        for name in names
+    }
+    order = layers()
+    placed = {name for layer in order for name in layer}
+    # Everything but the package root and its data is in a layer (the contract is exhaustive).
+    assert set(position) - placed == {"__init__", "_data"}
+    for higher, layer in enumerate(order):
+        for lower_layer in order[higher + 1 :]:
+            for above in layer:
+                for below in lower_layer:
+                    assert position[above] < position[below], (
+                        f"the contract puts {above} above {below}; the README tree does not"
+                    )
+
+
+def test_the_independent_layers_are_named_as_independent() -> None:
+    section = architecture_section()
+    prose = [p for p in section.split("\n\n") if "```" not in p]  # not the tree's own notes
+    (paragraph,) = [p for p in prose if "independent of each other" in p]
+    for layer in layers():
+        if len(layer) > 1:
+            for name in layer:
+                assert f"`{name}`" in paragraph, f"{' | '.join(layer)}: {name} is not named"
+
+
+@pytest.mark.parametrize(
+    ("names", "text"),
+    [entry for entry in tree_entries(architecture_section()) if entry[0][0].endswith("/")],
+    ids=lambda value: value[0] if isinstance(value, list) else "",
+)
+def test_every_file_a_package_line_names_is_in_that_package(names: list[str], text: str) -> None:
+    (folder,) = names
+    root = PACKAGE / folder
+    files = {path.name for path in root.rglob("*") if path.is_file()}
+    folders = {path.name for path in root.rglob("*") if path.is_dir()}
+    missing = [name for name in FILE.findall(text) if name not in files]
+    if (root / "__init__.py").exists():  # _data/ names the repository's folders it is built from
+        missing += [f"{name}/" for name in FOLDER.findall(text) if name not in folders]
+    assert missing == [], f"{folder}: the README names what is not there"
+
+
+def test_the_tree_reader_finds_what_it_should() -> None:
+    # Guard the reader itself: a tree it misread would pass the tests above for nothing.
+    entries = tree_entries(architecture_section())
+    by_name = {name: text for names, text in entries for name in names}
+    assert "_lazy.py" in by_name
+    assert "_driver.py" in by_name["client/"]
+    assert FOLDER.findall(by_name["providers/"])[:3] == ["openrouter", "ollama", "bedrock"]
