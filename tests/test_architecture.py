@@ -131,3 +131,35 @@ def test_the_tree_reader_finds_what_it_should() -> None:
     assert "_lazy.py" in by_name
     assert "_driver.py" in by_name["client/"]
     assert FOLDER.findall(by_name["providers/"])[:3] == ["openrouter", "ollama", "bedrock"]
+
+
+ROLE = re.compile(r":\w+:`~?(llamaroute(?:\.\w+)+)`")
+DESIGN_FILES = re.compile(r"DESIGN\.md|\(see DESIGN\)|TESTPLAN|PROVIDERS\.md|\.\./shared/")
+
+
+def test_docstrings_point_only_to_what_is_in_this_repository() -> None:
+    # Sphinx-style references (:mod:`llamaroute.x`, :class:`~llamaroute.x.Y`) must resolve: a
+    # module that moved leaves them pointing nowhere. Design notes outside the repository are
+    # not where a reader can follow them.
+    import importlib
+
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = path.relative_to(ROOT)
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if DESIGN_FILES.search(line):
+                wrong.append(f"{where}:{number}: {line.strip()}")
+            for dotted in ROLE.findall(line):
+                parts = dotted.split(".")
+                found: object = None
+                for split in range(len(parts), 0, -1):
+                    try:
+                        found = importlib.import_module(".".join(parts[:split]))
+                    except ImportError:
+                        continue
+                    break
+                for attribute in parts[split:]:
+                    found = getattr(found, attribute, None)
+                if found is None:
+                    wrong.append(f"{where}:{number}: {dotted}")
+    assert wrong == []
