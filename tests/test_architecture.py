@@ -8,6 +8,7 @@ A new module, a moved one, or a reordered layer fails here until the README says
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
@@ -163,3 +164,98 @@ def test_docstrings_point_only_to_what_is_in_this_repository() -> None:
                 if found is None:
                     wrong.append(f"{where}:{number}: {dotted}")
     assert wrong == []
+
+
+def import_graph(source: Path) -> dict[str, set[str]]:
+    """Every llamaroute module under ``source`` and the llamaroute modules it imports: read
+    with ``ast`` (module level, inside functions, under ``TYPE_CHECKING``), relative imports
+    resolved, ``from package import submodule`` taken to the submodule. Independent of grimp,
+    which ``.ci/run`` uses for the same question."""
+    modules: dict[str, tuple[Path, bool]] = {}
+    for path in source.rglob("*.py"):
+        parts = list(path.relative_to(source).with_suffix("").parts)
+        package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if package else parts)] = (path, package)
+
+    def known(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, (path, package) in modules.items():
+        here = name if package else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = here.split(".")[: len(here.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                    for alias in node.names
+                ]
+            else:
+                continue
+            graph[name] |= {t for t in map(known, targets) if t and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        while work:
+            node, targets = work[-1]
+            target = next(targets, None)
+            if target is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = stack[stack.index(node) :]
+                    del stack[stack.index(node) :]
+                    if len(component) > 1:
+                        found.append(sorted(component))
+                continue
+            if target not in index:
+                index[target] = low[target] = len(index)
+                stack.append(target)
+                work.append((target, iter(sorted(graph[target]))))
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+    return found
+
+
+def test_no_import_cycles_by_a_reading_independent_of_grimp() -> None:
+    graph = import_graph(PACKAGE.parent)
+    assert len(graph) > 100
+    assert cycles(graph) == []
+
+
+def test_the_cycle_reader_finds_a_cycle(tmp_path: Path) -> None:
+    # The shape of the knot issue 14 removed: a function-level import back, and a
+    # TYPE_CHECKING one, each closing a loop.
+    package = tmp_path / "llamaroute"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "_a.py").write_text("from ._b import x\n")
+    (package / "_b.py").write_text("def x():\n    from llamaroute._a import y\n")
+    (package / "_c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import _d\n"
+    )
+    (package / "_d.py").write_text("from llamaroute import _c\n")
+    assert sorted(cycles(import_graph(tmp_path))) == [
+        ["llamaroute._a", "llamaroute._b"],
+        ["llamaroute._c", "llamaroute._d"],
+    ]
