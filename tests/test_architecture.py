@@ -259,3 +259,32 @@ def test_the_cycle_reader_finds_a_cycle(tmp_path: Path) -> None:
         ["llamaroute._a", "llamaroute._b"],
         ["llamaroute._c", "llamaroute._d"],
     ]
+
+
+# A module reaching into another package's private module, and why its __init__ cannot serve.
+INTO_PRIVATE = {
+    ("llamaroute.fleet._breakers", "llamaroute.routing._breakers"): (
+        "the Redis breakers are routing's breaker states and rules, shared state aside: they "
+        "subclass and reuse what routing keeps private"
+    ),
+    ("llamaroute.fleet._budget", "llamaroute.money._ledger"): (
+        "the fleet's reservations use the ledger's own hold arithmetic (ZERO, holds, the TTL)"
+    ),
+}
+
+
+def test_packages_are_reached_through_their_init_inside_the_package_too() -> None:
+    # README: "Each package's __init__.py is its interface to the layers above". The package
+    # root (llamaroute/__init__.py) re-exports the public names and may reach anywhere.
+    graph = import_graph(PACKAGE.parent)
+    into = {
+        (module, target)
+        for module, targets in graph.items()
+        if module != "llamaroute"
+        for target in targets
+        if len(target.split(".")) > 2
+        and target.split(".")[2].startswith("_")
+        and target.split(".")[:2] != module.split(".")[:2]
+    }
+    assert into - set(INTO_PRIVATE) == set()
+    assert set(INTO_PRIVATE) - into == set(), "allow-list entries no longer needed"

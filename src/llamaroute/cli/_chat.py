@@ -22,7 +22,7 @@ from typing import Any
 
 from .._exceptions import ConfigurationError, InvalidRequestError
 from .._response import ChatResponse
-from ..catalog._catalog import Catalog
+from ..catalog import Catalog
 from ..money import PostgresLedger, RouteDrift, SqliteLedger
 from ._output import dumps, text_table
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..catalog._catalog import Catalog, Route
+from ..catalog import Catalog, Route
 
 __all__ = ["Finding", "check_provider", "environment_notes"]
 

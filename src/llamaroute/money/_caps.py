@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from .._request import ChatRequest
-from ..catalog._catalog import Route
-from ..catalog._prices import Price
+from ..catalog import Price, Route
 from ._cost import tokens_cost
 from ._tokens import image_token_range, prompt_token_ceiling
 

@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from .._request import ChatRequest, Message
-from ..catalog import region_skip_reason
-from ..catalog._prices import Price
+from ..catalog import Price, region_skip_reason
 from ._cost import tokens_cost
 from ._tokens import (
     HEURISTIC,
@@ -35,7 +34,7 @@ from ._tokens import (
 from ._window import window_refusal
 
 if TYPE_CHECKING:
-    from ..catalog._catalog import Catalog, Route
+    from ..catalog import Catalog, Route
 
 __all__ = [
     "DEFAULT_EXPECTED_OUTPUT_TOKENS",
@@ -267,7 +266,7 @@ def estimate_shape(
     is skipped, with the date.
     """
     if catalog is None:
-        from ..catalog._price_file import default_catalog  # deferred: loaded on first use
+        from ..catalog import default_catalog  # deferred: loaded on first use
 
         catalog = default_catalog()
     found, skipped = [], []
@@ -395,7 +394,7 @@ def estimate(
     model, and :class:`~llamaroute.UnsupportedFeatureError` when no route can serve the request.
     """
     if catalog is None:
-        from ..catalog._price_file import default_catalog  # deferred: loaded on first use
+        from ..catalog import default_catalog  # deferred: loaded on first use
 
         catalog = default_catalog()
     if region is not None:

@@ -51,7 +51,7 @@ from ._workload_totals import (
 )
 
 if TYPE_CHECKING:
-    from ..catalog._catalog import Catalog
+    from ..catalog import Catalog
 
 __all__ = [
     "BadLine",
@@ -300,7 +300,7 @@ def estimate_workload(
     :class:`~llamaroute.UnsupportedFeatureError` when no route of the default model matches
     the filters.
     """
-    from ..catalog._price_file import default_catalog  # deferred: loaded on first use
+    from ..catalog import default_catalog  # deferred: loaded on first use
 
     catalog = catalog or default_catalog()
     split_routes((), catalog, providers=providers, region=region)  # checks the filters

@@ -28,8 +28,7 @@ from .._exceptions import InvalidRequestError
 from ._estimate import RequestShape, SkippedRoute, TokenTotals, route_tokens
 
 if TYPE_CHECKING:
-    from ..catalog._catalog import Route
-    from ..catalog._prices import Price
+    from ..catalog import Price, Route
 
 __all__ = ["BadLine", "RouteTotals", "WorkloadOption", "WorkloadResult"]
 
