@@ -143,6 +143,33 @@ def test_an_openrouter_models_list_answering_501_makes_doctor_fail(
         assert "not usable: openrouter" in out
 
 
+def test_an_openrouter_url_that_answers_no_model_list_makes_doctor_fail(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _Server({("GET", "/api/v1/models"): (200, {}, {"hello": "world"})}) as wrong:
+        clean_env.setenv("OPENROUTER_API_KEY", CANARY_KEY)
+        clean_env.setenv("OPENROUTER_BASE_URL", f"{wrong.url}/api/v1")
+        code, _, report = _report(capsys)
+        assert code == 1
+        assert "answered 200 but not with a model list" in report["openrouter"]["status"]
+        assert [path for path, _ in wrong.seen] == ["/api/v1/models"]  # the key is not sent
+
+
+def test_an_unreachable_openrouter_is_not_usable(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _Server({}) as gone:
+        url = gone.url
+    clean_env.setenv("OPENROUTER_API_KEY", CANARY_KEY)
+    clean_env.setenv("OPENROUTER_BASE_URL", f"{url}/api/v1")
+    code, _, report = _report(capsys)
+    assert code == 1
+    # The reason in httpx's own words after its class name (the errno's text varies by OS).
+    assert report["openrouter"]["status"].startswith(
+        f"not usable: unreachable at {url}/api/v1: ConnectError: "
+    )
+
+
 def test_the_openrouter_key_is_checked_where_the_api_can(
     clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

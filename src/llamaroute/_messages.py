@@ -28,12 +28,12 @@ from pydantic import (
 from ._exceptions import InvalidRequestError
 from ._records import validation_message
 from ._tools import ToolCall
-from .images._source import is_image_source
+from .images import is_image_source
 
 __all__ = ["ImagePart", "Message", "MessageToolCall", "Part", "Role", "Text", "TextPart"]
 
 if TYPE_CHECKING:
-    from .images._source import ImageSource
+    from .images import ImageSource
 
 
 Role = Literal["system", "user", "assistant", "tool"]

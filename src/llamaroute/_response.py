@@ -13,7 +13,7 @@ from pydantic import (
 
 from ._records import Amount, Attempt, Cost, FinishReason, Usage, _Output
 from ._tools import ToolCall
-from .images._fit import PreparedImage
+from .images import PreparedImage
 
 __all__ = ["ChatChunk", "ChatResponse"]
 

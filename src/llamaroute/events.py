@@ -13,7 +13,7 @@ timings, costs), never prompt or completion text::
     client = Client(on_event=watch)
 """
 
-from .client._events import (
+from .client import (
     AttemptFailed,
     AttemptStarted,
     BudgetRefused,

@@ -1,10 +1,11 @@
-"""Layer 4, catalog: the Llama 3.2 model keys, the routes serving them (provider, native ID,
+"""The catalog layer: the Llama 3.2 model keys, the routes serving them (provider, native ID,
 limits, capabilities), name resolution (keys, aliases, ``provider:model_id`` pins), the dated
 price records, and the TOML sources that ``scripts/build_data.py`` compiles.
 
 Internal: this package's ``__init__`` is the interface for the layers above and the tests; the
-public names are re-exported from :mod:`llamaroute`. It imports only from the request/response
-types, images, records and errors below it.
+public names are re-exported from :mod:`llamaroute`. It imports only from the layers below it
+(request and response types, messages, tools, images, schemas, errors, records; the order is
+``[tool.importlinter]`` in ``pyproject.toml``).
 """
 
 from ._catalog import (

@@ -119,7 +119,8 @@ class Route(_Data):
     sampling: tuple[Literal["top_k", "frequency_penalty", "presence_penalty"], ...] = ()
     sampling_source: str = ""  # where `sampling` was read
     # Tokens the upstream's chat template adds beyond Meta's format, per request: (low,
-    # expected, high). The Hugging Face template's date header is 20 to 25 (see PROVIDERS.md).
+    # expected, high). The Hugging Face template's date header is 20 to 25 (the TOML sources
+    # say where each figure was read).
     template_tokens: tuple[int, int, int] = (0, 0, 0)
     # Input tokens billed per image: (low, expected, high); None: 0, 1601 per tile, 6404.
     image_tokens: tuple[int, int, int] | None = None
@@ -262,7 +263,7 @@ class ModelSpec(_Data):
 
 class CatalogData(_Data):
     """The compiled catalog, as stored in ``_data/catalog.json``: models with their routes,
-    and the price entries (see :mod:`llamaroute._pricing` for how they select routes)."""
+    and the price entries (see :mod:`llamaroute.catalog._prices` for how they select routes)."""
 
     generated_by: str = ""
     models: tuple[ModelSpec, ...]

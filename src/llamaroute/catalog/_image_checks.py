@@ -10,8 +10,7 @@ from typing import Any, Literal, get_args
 
 from .._exceptions import InvalidRequestError, UnsupportedFeatureError
 from .._request import ChatRequest, ImagePart, Message, TextPart
-from ..images import ImageFetchPolicy, PreparedImage, fit_image, load_image
-from ..images._fit import AsyncFetcher, Fetcher
+from ..images import AsyncFetcher, Fetcher, ImageFetchPolicy, PreparedImage, fit_image, load_image
 from ._catalog import Catalog, Route
 
 __all__ = [
@@ -123,9 +122,9 @@ async def acheck_request_images(
     catalog: Catalog | None = None,
 ) -> tuple[PreparedImage, ...]:
     """:func:`check_request_images` for async code: URLs are fetched with
-    :func:`~llamaroute._fetch.afetch_image` (or the async ``fetch`` given). The Pillow work
+    :func:`~llamaroute.images._fetch.afetch_image` (or the async ``fetch`` given). The Pillow work
     itself runs inline; wrap the call in ``asyncio.to_thread`` for very large images."""
-    from ..images._fetch import afetch_image
+    from ..images import afetch_image
 
     check_image_count(request, route, catalog)
     images = [load_image(part.image) for part in request.images]

@@ -1,4 +1,4 @@
-"""The ``chat``, ``doctor`` and ``spend`` commands of ``llamaroute`` (see ``cli.py``).
+"""The ``chat``, ``doctor`` and ``spend`` commands of ``llamaroute`` (see ``cli/__init__.py``).
 
     llamaroute chat --model KEY [--image F] [--provider P ...] [--strategy S] [--stream]
                     [--max-cost X] [--max-tokens N] [--system TEXT] [--timeout S]
@@ -22,7 +22,7 @@ from typing import Any
 
 from .._exceptions import ConfigurationError, InvalidRequestError
 from .._response import ChatResponse
-from ..catalog._catalog import Catalog
+from ..catalog import Catalog
 from ..money import PostgresLedger, RouteDrift, SqliteLedger
 from ._output import dumps, text_table
 

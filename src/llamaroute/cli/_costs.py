@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import ConfigurationError, InvalidRequestError
-from ..catalog._catalog import Catalog, Route
-from ..catalog._prices import Price
-from ..money._estimate import DEFAULT_EXPECTED_OUTPUT_TOKENS, Estimate, estimate
+from ..catalog import Catalog, Price, Route
+from ..money import DEFAULT_EXPECTED_OUTPUT_TOKENS, Estimate, estimate
 from ._output import Rate, dumps, money, parse_rate, print_origins, scale, text_table
 
 __all__ = ["DEFAULT_REQUESTS", "add_cost_commands", "money"]

@@ -12,8 +12,8 @@ Each check is as cheap as it can be and spends nothing:
   Bedrock control plane in the provider's region: rejected credentials make it unusable. When
   that call cannot be made, the report says plainly that the credentials were not checked.
 
-The checks live here, reading the providers' public attributes, because the providers offer
-only :meth:`~llamaroute.providers.Provider.diagnose` (a line of text) and ``available``.
+The requests are the providers' own (``probe_openrouter``, ``probe_bedrock``, Ollama's
+``available``), returning plain facts; what they mean for the user, in words, is decided here.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ import importlib.util
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..catalog._catalog import Catalog, Route
+from ..catalog import Catalog, Route
+
+if TYPE_CHECKING:
+    from ..providers.bedrock import BedrockProbe
 
 __all__ = ["Finding", "check_provider", "environment_notes"]
 
@@ -97,57 +100,39 @@ def _ollama(provider: Any, routes: list[Route], catalog: Catalog) -> Finding:
 
 
 def _openrouter(provider: Any, routes: list[Route], catalog: Catalog) -> Finding:
-    import httpx
+    from ..providers.openrouter import probe_openrouter
 
     base = provider.base_url
-    try:
-        with httpx.Client(timeout=TIMEOUT) as http:
-            listing = http.get(f"{base}/models")
-            if listing.status_code != 200:
-                return _unusable(provider, f"{base}/models answered HTTP {listing.status_code}")
-            slugs = _slugs(listing)
-            if slugs is None:
-                return _unusable(
-                    provider, f"{base}/models answered 200 but not with a model list: is "
-                    f"{base} an OpenRouter (OpenAI-compatible) API URL?",
-                )  # fmt: skip
-            key = os.environ.get("OPENROUTER_API_KEY", "")
-            checked = http.get(f"{base}/key", headers={"Authorization": f"Bearer {key}"})
-    except httpx.HTTPError as error:
-        return _unusable(provider, f"unreachable at {base}: {_reason(error)}")
-    listed = [route for route in routes if route.model_id in slugs]
+    probe = probe_openrouter(base, os.environ.get("OPENROUTER_API_KEY", ""), TIMEOUT)
+    if probe.unreachable is not None:
+        return _unusable(provider, f"unreachable at {base}: {_reason(probe.unreachable)}")
+    if probe.models_status != 200:
+        return _unusable(provider, f"{base}/models answered HTTP {probe.models_status}")
+    if probe.slugs is None:
+        return _unusable(
+            provider, f"{base}/models answered 200 but not with a model list: is "
+            f"{base} an OpenRouter (OpenAI-compatible) API URL?",
+        )  # fmt: skip
+    listed = [route for route in routes if route.model_id in probe.slugs]
     finding = Finding(provider.name, f"reachable at {base}", bool(listed), _keys(listed, catalog))
     finding.notes += [f"{route.model}: {route.model_id} is not in {base}/models"
                       for route in routes if route not in listed]  # fmt: skip
-    if checked.status_code == 200:
+    if probe.key_status == 200:
         finding.credentials = "accepted"
         finding.status += "; the API key is accepted"
-    elif checked.status_code in (401, 403):
+    elif probe.key_status in (401, 403):
         finding.credentials, finding.usable = "rejected", False
         finding.status += f"; the API key was rejected ({base}/key answered HTTP "
-        finding.status += f"{checked.status_code})"
+        finding.status += f"{probe.key_status})"
     else:
         finding.status += (
-            f"; the API key was not checked ({base}/key answered HTTP {checked.status_code}): "
+            f"; the API key was not checked ({base}/key answered HTTP {probe.key_status}): "
             "the first call checks it"
         )
     return finding
 
 
-def _slugs(response: Any) -> set[str] | None:
-    try:
-        data = response.json()
-    except ValueError:
-        return None
-    items = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(items, list):
-        return None
-    return {
-        item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)
-    }
-
-
-def _reason(error: BaseException) -> str:
+def _reason(error: BaseException | None) -> str:
     """The failure in the library's own words ("[Errno -2] Name or service not known",
     "Unable to locate credentials"), after its class name; the key never appears in them."""
     words = " ".join(str(error).split())[:200]
@@ -162,31 +147,21 @@ def _unusable(provider: Any, why: str) -> Finding:
 
 
 def _bedrock(provider: Any, routes: list[Route], catalog: Catalog) -> Finding:
-    from ..providers.bedrock import import_boto3
+    from ..providers.bedrock import probe_bedrock
 
     region = provider.region
     keys = _keys(routes, catalog)
-    try:
-        boto3 = import_boto3()
-        from botocore.config import Config
-
-        session = boto3.session.Session(profile_name=provider.profile, region_name=region)
-        credentials = session.get_credentials()
-    except Exception as error:  # boto3's profile and config errors: doctor reports, never raises
-        return Finding(provider.name, f"region {region}; not usable: {error}", False, [])
-    bearer = bool(os.environ.get("AWS_BEARER_TOKEN_BEDROCK"))  # a Bedrock API key
-    if credentials is None and not bearer:
+    probe = probe_bedrock(region, provider.profile, TIMEOUT)
+    if probe.setup_error is not None:
+        return Finding(provider.name, f"region {region}; not usable: {probe.setup_error}", False,
+                       [])  # fmt: skip
+    if probe.credentials is None:
         return Finding(provider.name, f"region {region}; not usable: no AWS credentials found",
                        False, [], "none found")  # fmt: skip
-    method = "AWS_BEARER_TOKEN_BEDROCK" if credentials is None else credentials.method
-    config = Config(connect_timeout=TIMEOUT, read_timeout=TIMEOUT,
-                    retries={"total_max_attempts": 1, "mode": "standard"})  # fmt: skip
-    try:
-        control = session.client("bedrock", region_name=region, config=config)
-        listing = control.list_foundation_models(byProvider="meta")
-    except Exception as error:  # botocore's errors, mapped to words below
-        return _bedrock_failure(provider, region, method, keys, error)
-    listed = {item.get("modelId"): item for item in listing.get("modelSummaries", [])}
+    method = probe.credentials
+    if probe.listing is None:
+        return _bedrock_failure(provider, region, method, keys, probe)
+    listed = {item.get("modelId"): item for item in probe.listing.get("modelSummaries", [])}
     finding = Finding(provider.name, f"region {region}; AWS credentials from {method} accepted "
                       "(ListFoundationModels answered)", bool(routes), keys,
                       "accepted")  # fmt: skip
@@ -202,21 +177,14 @@ def _bedrock(provider: Any, routes: list[Route], catalog: Catalog) -> Finding:
     return finding
 
 
-# AWS error codes that mean the credentials themselves are wrong.
-_REJECTED = frozenset({"UnrecognizedClientException", "InvalidSignatureException",
-                       "ExpiredTokenException", "ExpiredToken", "InvalidClientTokenId",
-                       "IncompleteSignature", "MissingAuthenticationToken"})  # fmt: skip
-
-
 def _bedrock_failure(
-    provider: Any, region: str, method: str, keys: list[str], error: Exception
+    provider: Any, region: str, method: str, keys: list[str], probe: BedrockProbe
 ) -> Finding:
-    code = ""
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        code = str((response.get("Error") or {}).get("Code") or "")
+    from ..providers.bedrock import CREDENTIALS_REJECTED
+
+    code = probe.error_code
     where = f"region {region}; AWS credentials from {method}"
-    if code in _REJECTED:
+    if code in CREDENTIALS_REJECTED:
         return Finding(provider.name, f"{where} rejected ({code}): not usable", False, [],
                        "rejected")  # fmt: skip
     if code == "AccessDeniedException":
@@ -224,12 +192,12 @@ def _bedrock_failure(
         return Finding(provider.name, f"{where} accepted; listing models was denied "
                        "(AccessDeniedException), so model access was not checked", True, keys,
                        "accepted")  # fmt: skip
-    name = code or type(error).__name__
+    name = code or type(probe.error).__name__
     if "NoCredentials" in name or "PartialCredentials" in name:
-        return Finding(provider.name, f"region {region}; not usable: {_reason(error)}", False,
-                       [], "none found")  # fmt: skip
+        return Finding(provider.name, f"region {region}; not usable: "
+                       f"{_reason(probe.error)}", False, [], "none found")  # fmt: skip
     if "Endpoint" in name or "Connect" in name or "Timeout" in name:
         return Finding(provider.name, f"{where}; not usable: Bedrock did not answer "
-                       f"({_reason(error)})", False, [])  # fmt: skip
+                       f"({_reason(probe.error)})", False, [])  # fmt: skip
     return Finding(provider.name, f"{where}; the credentials were not checked: "
                    f"ListFoundationModels failed ({name})", True, keys)  # fmt: skip

@@ -1,4 +1,4 @@
-"""The gateway's commands (see ``cli.py``): ``serve``, ``keys`` and ``spend --by``.
+"""The gateway's commands (see ``cli/__init__.py``): ``serve``, ``keys`` and ``spend --by``.
 
     llamaroute serve [--port 4000] [--host 127.0.0.1] [--config FILE] [--db PATH] [--workers N]
     llamaroute keys create --name N [--budget USD] [--rpm N] [--models a,b] [--tags t,u] [--db PATH]

@@ -11,8 +11,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from ..catalog._price_file import default_prices_path
-from ..catalog._prices import Price
+from ..catalog import Price, default_prices_path
 
 __all__ = [
     "Rate", "dumps", "money", "parse_rate", "plain", "print_origins", "scale", "text_table",

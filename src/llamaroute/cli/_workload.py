@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._exceptions import InvalidRequestError
-from ..catalog._catalog import Catalog
-from ..money._workload import BadLine, WorkloadOption, WorkloadResult, estimate_workload
+from ..catalog import Catalog
+from ..money import BadLine, WorkloadOption, WorkloadResult, estimate_workload
 from ._output import Rate, dumps, money, print_origins, scale, text_table
 
 __all__ = ["run_workload"]

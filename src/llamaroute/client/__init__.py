@@ -1,8 +1,9 @@
-"""Layer 7, client: ``Client`` and ``AsyncClient``, the I/O-free routing driver they share
+"""The client layer: ``Client`` and ``AsyncClient``, the I/O-free routing driver they share
 (admission, attempts, retries, fallback, the final error), streams, events and telemetry.
 
-Internal: this package's ``__init__`` is the interface for the cli and the tests; the public
-names are re-exported from :mod:`llamaroute` and :mod:`llamaroute.events`.
+Internal: this package's ``__init__`` is the interface for the cli, the gateway (server), events
+and the tests; the public names are re-exported from :mod:`llamaroute` and
+:mod:`llamaroute.events`.
 """
 
 from ._async import AsyncClient

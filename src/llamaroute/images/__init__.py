@@ -1,4 +1,4 @@
-"""Layer 2, images: image sources, format sniffing, fitting to a route's limits, and the
+"""The images layer: image sources, format sniffing, fitting to a route's limits, and the
 SSRF-safe fetch of image URLs.
 
 Internal: this package's ``__init__`` is the interface that the layers above (and the tests)

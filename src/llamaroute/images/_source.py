@@ -9,7 +9,7 @@
 * :func:`image_tiles` / :func:`image_token_range` are Llama 3.2 Vision's figures for estimates.
 
 Fitting an image to a route (:func:`~llamaroute.images.fit_image`) is in
-``_image_fit``; fetching URLs (:func:`~llamaroute._fetch.fetch_image`) in ``_fetch``. Pillow is
+``_fit``; fetching URLs (:func:`~llamaroute.images._fetch.fetch_image`) in ``_fetch``. Pillow is
 imported only when an image is actually handled, never at ``import llamaroute``.
 """
 

@@ -1,4 +1,4 @@
-"""Layer 5, money: prices applied (cost after a call), token estimates, ``estimate()`` before
+"""The money layer: prices applied (cost after a call), token estimates, ``estimate()`` before
 a call, whole-workload estimates, the spend ledger, and a client's accounting (budgets and
 reservations).
 

@@ -29,8 +29,7 @@ from typing import Any
 
 from .._exceptions import BudgetExceededError
 from .._records import Cost, Usage, plain_decimal
-from ..catalog._catalog import Catalog, Route
-from ..catalog._prices import Price
+from ..catalog import Catalog, Price, Route
 from ._caps import prompt_token_ceiling, worst_case_cost
 from ._cost import cost_from_usage
 from ._estimate import RequestShape

@@ -5,9 +5,9 @@ must not be. Every Llama 3 token covers at least one UTF-8 byte of the text it e
 BPE vocabulary is made of byte sequences, and the special tokens only come from the chat
 template), so the UTF-8 length of a prompt bounds its token count from above whatever the
 script, emoji included. To that come the chat template (Meta's header tokens per message,
-plus the system block that the Hugging Face template of Llama 3.2 adds, about 25 tokens:
-PROVIDERS.md "Tokens"), each image's tokens at the price entry's high bound, and every output
-token ``max_tokens`` (or the route) allows.
+plus the system block that the Hugging Face template of Llama 3.2 adds, about 25 tokens: the
+catalog's ``template_tokens``), each image's tokens at the price entry's high bound, and every
+output token ``max_tokens`` (or the route) allows.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from .._request import ChatRequest
-from ..catalog._catalog import Route
-from ..catalog._prices import Price
+from ..catalog import Price, Route
 from ._cost import tokens_cost
 from ._tokens import image_token_range, prompt_token_ceiling
 

@@ -6,12 +6,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from .._records import Cost, Usage
-from ..catalog._prices import MILLION, Price
+from ..catalog import MILLION, Price
 
 __all__ = ["cost_from_usage", "price_for", "tokens_cost"]
 
 if TYPE_CHECKING:
-    from ..catalog._catalog import Catalog, Route
+    from ..catalog import Catalog, Route
 
 
 def tokens_cost(
@@ -56,7 +56,7 @@ def price_for(route: Route, catalog: Catalog | None = None) -> Price | None:
     """The price of ``route`` in ``catalog`` (the built-in one by default), or ``None`` when
     it is unknown."""
     if catalog is None:
-        from ..catalog._price_file import default_catalog  # deferred: loaded on first use
+        from ..catalog import default_catalog  # deferred: loaded on first use
 
         catalog = default_catalog()
     return catalog.price(route)

@@ -3,7 +3,7 @@
 Sans-I/O apart from reading the request's image files: a request is reduced to its
 :class:`RequestShape` (prompt tokens, image tiles, output limits), each route turns the shape
 into :class:`TokenTotals` (or a reason to skip it), and the totals are priced exactly with the
-route's :class:`~llamaroute._pricing.Price`. Costs are linear in tokens, so a workload sums the
+route's :class:`~llamaroute.catalog.Price`. Costs are linear in tokens, so a workload sums the
 totals of its lines and prices them once.
 """
 
@@ -22,8 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from .._records import Amount
 from .._request import ChatRequest, Message
-from ..catalog import region_skip_reason
-from ..catalog._prices import Price
+from ..catalog import Price, region_skip_reason
 from ._cost import tokens_cost
 from ._tokens import (
     HEURISTIC,
@@ -36,7 +35,7 @@ from ._tokens import (
 from ._window import window_refusal
 
 if TYPE_CHECKING:
-    from ..catalog._catalog import Catalog, Route
+    from ..catalog import Catalog, Route
 
 __all__ = [
     "DEFAULT_EXPECTED_OUTPUT_TOKENS",
@@ -268,7 +267,7 @@ def estimate_shape(
     is skipped, with the date.
     """
     if catalog is None:
-        from ..catalog._price_file import default_catalog  # deferred: loaded on first use
+        from ..catalog import default_catalog  # deferred: loaded on first use
 
         catalog = default_catalog()
     found, skipped = [], []
@@ -396,7 +395,7 @@ def estimate(
     model, and :class:`~llamaroute.UnsupportedFeatureError` when no route can serve the request.
     """
     if catalog is None:
-        from ..catalog._price_file import default_catalog  # deferred: loaded on first use
+        from ..catalog import default_catalog  # deferred: loaded on first use
 
         catalog = default_catalog()
     if region is not None:

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._exceptions import ConfigurationError
-from ..catalog._catalog import Route
-from ..catalog._prices import Price
-from ..images._source import MAX_TILES, POSITIONS_PER_TILE, load_image
+from ..catalog import Price, Route
+from ..images import MAX_TILES, POSITIONS_PER_TILE, load_image
 from ._token_heuristic import detect_language, estimate_text_tokens, text_token_band
 
 __all__ = [

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from ..catalog._catalog import Route
+    from ..catalog import Route
 
 
 class RequestShape(Protocol):

@@ -13,7 +13,7 @@ provider (see :mod:`~llamaroute.money._workload_totals`), so that the result say
 provider is cheapest for every line of the workload.
 
 Memory stays flat whatever the file's size: a line is parsed, reduced to its token counts and
-dropped; each route keeps running integer sums (:class:`~llamaroute._estimate.TokenTotals`),
+dropped; each route keeps running integer sums (:class:`~llamaroute.money._estimate.TokenTotals`),
 priced once at the end (costs are linear, so that is exactly the sum of per-line costs). Lines
 are checked with plain code rather than a pydantic model per line, which was several times
 slower, but by the same rules as :class:`~llamaroute.ChatRequest`. A bad line is reported with
@@ -51,7 +51,7 @@ from ._workload_totals import (
 )
 
 if TYPE_CHECKING:
-    from ..catalog._catalog import Catalog
+    from ..catalog import Catalog
 
 __all__ = [
     "BadLine",
@@ -107,7 +107,7 @@ class _Images:
 
 
 def parse_line(raw: str | bytes, count: TextCounter, images: _Images | None = None) -> RequestShape:
-    """One workload line as a :class:`~llamaroute._estimate.RequestShape`.
+    """One workload line as a :class:`~llamaroute.money._estimate.RequestShape`.
 
     Raises :class:`~llamaroute.InvalidRequestError` (or :class:`~llamaroute.InvalidImageError`)
     saying what is wrong with it.
@@ -300,7 +300,7 @@ def estimate_workload(
     :class:`~llamaroute.UnsupportedFeatureError` when no route of the default model matches
     the filters.
     """
-    from ..catalog._price_file import default_catalog  # deferred: loaded on first use
+    from ..catalog import default_catalog  # deferred: loaded on first use
 
     catalog = catalog or default_catalog()
     split_routes((), catalog, providers=providers, region=region)  # checks the filters

@@ -3,8 +3,8 @@ of it".
 
 Each line asks for a model (its own ``model``, or the default), and the model's routes under
 the filters are its *demand*. A demand keeps, per route, running token sums (a
-:class:`~llamaroute._estimate.TokenTotals`) and the lines the route could not serve. At the end
-the sums are read two ways:
+:class:`~llamaroute.money._estimate.TokenTotals`) and the lines the route could not serve. At the
+end the sums are read two ways:
 
 * per route (:class:`RouteTotals`): what each native model ID would cost for the lines that
   asked for its model;
@@ -28,8 +28,7 @@ from .._exceptions import InvalidRequestError
 from ._estimate import RequestShape, SkippedRoute, TokenTotals, route_tokens
 
 if TYPE_CHECKING:
-    from ..catalog._catalog import Route
-    from ..catalog._prices import Price
+    from ..catalog import Price, Route
 
 __all__ = ["BadLine", "RouteTotals", "WorkloadOption", "WorkloadResult"]
 

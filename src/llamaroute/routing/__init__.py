@@ -1,9 +1,9 @@
-"""Layer 6, routing: planning a call (which routes can serve a request, in which order, and
+"""The routing layer: planning a call (which routes can serve a request, in which order, and
 why the others cannot), the strategies that order them, the circuit breakers, and the retry
 policy. No I/O.
 
-Internal: this package's ``__init__`` is the interface for the client layer and the tests; the
-public names are re-exported from :mod:`llamaroute`.
+Internal: this package's ``__init__`` is the interface for the layers above (fleet, client) and
+the tests; the public names are re-exported from :mod:`llamaroute`.
 """
 
 from ._breakers import BreakerPolicy, BreakerState, Health

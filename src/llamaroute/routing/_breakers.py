@@ -43,7 +43,7 @@ from .._exceptions import (
     ProviderTimeoutError,
     UnsupportedFeatureError,
 )
-from ..catalog._catalog import Route
+from ..catalog import Route
 from ._candidate import Candidate
 
 __all__ = ["BreakerPolicy", "BreakerState", "Health"]

@@ -40,8 +40,9 @@ if TYPE_CHECKING:  # tenacity is imported on first use, by the functions that bu
 
 __all__ = ["RetryPolicy"]
 
-# Where a computed wait is kept between tenacity's wait and stop callbacks.
-_WAIT = "llamaroute_wait"
+# Where an attempt's decision (its number, and the wait or None to stop) is kept between
+# tenacity's wait and stop callbacks.
+_DECIDED = "llamaroute_decided"
 
 
 def _hint(error: BaseException) -> float | None:
@@ -140,24 +141,34 @@ class RetryPolicy:
                 on_deadline()
         return seconds
 
-    # Tenacity asks for the wait before it asks whether to stop; both must see the same
-    # jittered value, so the wait callback computes it and the stop callback reads it.
-    def _wait(
+    # Tenacity asks a loop's `wait` and its `stop` about each failed attempt (9.x asks `wait`
+    # first; tenacity does not document the order). Both must see the same jittered value, so
+    # whichever is asked first decides for that attempt, the decision is noted on the attempt's
+    # RetryCallState, and the other reads it. tests/test_retry_policy.py pins what this needs.
+    def _callbacks(
         self, deadline: float | None, on_deadline: Callable[[], None] | None
-    ) -> Callable[[RetryCallState], float]:
-        def wait(state: RetryCallState) -> float:
+    ) -> tuple[Callable[[RetryCallState], float], Callable[[RetryCallState], bool]]:
+        """The loop's ``wait`` and ``stop`` callbacks: the wait before the next attempt, and
+        whether to give the route up (:meth:`_next_wait` says ``None``)."""
+
+        def decide(state: RetryCallState) -> float | None:
+            decided: tuple[int, float | None] | None = getattr(state, _DECIDED, None)
+            if decided is not None and decided[0] == state.attempt_number:
+                return decided[1]
             error = state.outcome.exception() if state.outcome else None
             seconds = None
             if error is not None:
                 seconds = self._next_wait(error, state.attempt_number, deadline, on_deadline)
-            setattr(state, _WAIT, seconds)
-            return seconds or 0.0
+            setattr(state, _DECIDED, (state.attempt_number, seconds))
+            return seconds
 
-        return wait
+        def wait(state: RetryCallState) -> float:
+            return decide(state) or 0.0
 
-    @staticmethod
-    def _stop(state: RetryCallState) -> bool:
-        return getattr(state, _WAIT, None) is None
+        def stop(state: RetryCallState) -> bool:
+            return decide(state) is None
+
+        return wait, stop
 
     def retrying(
         self,
@@ -176,10 +187,11 @@ class RetryPolicy:
         """
         from tenacity import Retrying, retry_if_exception
 
+        wait, stop = self._callbacks(deadline, on_deadline)
         return Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
-            stop=self._stop,
-            wait=self._wait(deadline, on_deadline),
+            stop=stop,
+            wait=wait,
             sleep=self.sleep if sleep is None else sleep,
             reraise=True,
             before_sleep=_before_sleep(before_sleep),
@@ -233,10 +245,11 @@ class RetryPolicy:
         """The async twin of :meth:`retrying`, with the same rules."""
         from tenacity import AsyncRetrying, retry_if_exception
 
+        wait, stop = self._callbacks(deadline, on_deadline)
         return AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
-            stop=self._stop,
-            wait=self._wait(deadline, on_deadline),
+            stop=stop,
+            wait=wait,
             sleep=self.async_sleep,
             reraise=True,
             before_sleep=_before_sleep(before_sleep),

@@ -31,8 +31,8 @@ from typing import Literal, TypeAlias
 
 from .._exceptions import ConfigurationError
 from .._request import ChatRequest
-from ..catalog._catalog import Catalog, Route
-from ..money._estimate import RequestShape, estimate_shape
+from ..catalog import Catalog, Route
+from ..money import RequestShape, estimate_shape
 from ._candidate import Candidate
 
 __all__ = ["HedgePolicy", "LatencyStats", "Strategy", "StrategyName", "apply_strategy"]

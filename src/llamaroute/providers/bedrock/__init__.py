@@ -7,7 +7,8 @@ and stream-event parsing), ``_tools.py`` its tool part (``toolConfig``, ``toolUs
 ``_setup.py`` imports boto3
 and finds the region without touching AWS; ``_redact.py`` keeps AWS secrets out of errors;
 ``_io.py`` keeps deadlines and size caps around botocore's reads; ``_provider.py`` holds
-:class:`BedrockProvider`, which does the I/O.
+:class:`BedrockProvider`, which does the I/O; ``_probe.py`` is what ``llamaroute doctor`` asks
+AWS.
 """
 
 from ._catalog_sources import (
@@ -24,6 +25,9 @@ from ._price_reading import (
     classify_aws_row,
     read_bedrock_prices,
 )
+from ._probe import CREDENTIALS_REJECTED as CREDENTIALS_REJECTED  # for llamaroute doctor
+from ._probe import BedrockProbe as BedrockProbe
+from ._probe import probe_bedrock as probe_bedrock
 from ._provider import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, BedrockProvider
 from ._provider import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
 from ._provider import DEFAULT_MAX_EVENT_BYTES as DEFAULT_MAX_EVENT_BYTES

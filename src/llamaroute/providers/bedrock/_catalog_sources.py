@@ -56,7 +56,8 @@ def _client(
     config = Config(
         connect_timeout=timeout,
         read_timeout=timeout,
-        # One retry layer only (see DESIGN): a source that fails is reported, not hammered.
+        # One retry layer only (botocore's own retries off): a source that fails is reported, not
+        # hammered.
         retries={"total_max_attempts": 1, "mode": "standard"},
         user_agent_extra="llamaroute-prices-refresh",
     )

@@ -2,7 +2,7 @@
 
 ``_wire.py`` holds the wire format with no I/O (the request body, answer and stream-chunk
 parsing, error mapping); ``_provider.py`` holds :class:`OpenRouterProvider`, which does the
-I/O around it.
+I/O around it; ``_probe.py`` is what ``llamaroute doctor`` asks the server.
 """
 
 from .._errors import parse_retry_after as parse_retry_after
@@ -11,6 +11,8 @@ from .._sse import SSEEvent as SSEEvent
 from .._sse import SSEOverflow as SSEOverflow
 from ._catalog_sources import MAX_CATALOG_BYTES, OpenRouterListing, fetch_openrouter_listing
 from ._price_reading import openrouter_prices, read_openrouter_prices
+from ._probe import OpenRouterProbe as OpenRouterProbe  # for llamaroute doctor
+from ._probe import probe_openrouter as probe_openrouter
 from ._provider import API_KEY_ENV as API_KEY_ENV
 from ._provider import BASE_URL_ENV as BASE_URL_ENV
 from ._provider import DEFAULT_BASE_URL, OpenRouterProvider

@@ -4,7 +4,8 @@ Used to reconcile an attempt whose cost was only estimated (a stream cut short o
 no usage chunk came). The response is ``{"data": {total_cost, is_byok,
 upstream_inference_cost, cancelled, streamed, tokens_prompt, ...}}``; ``total_cost`` is USD
 (with BYOK only OpenRouter's fee, and the upstream's charge is added, as for ``usage.cost``).
-A 404 right after the request is expected: the record is not written yet (PROVIDERS.md 1.10).
+A 404 right after the request is expected: the record is not written yet (OpenRouter
+writes it a few seconds after the request ends).
 """
 
 from __future__ import annotations
