@@ -23,15 +23,15 @@ its number and a typed error, counted, and skipped; it does not stop the run.
 from __future__ import annotations
 
 import functools
-import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidImageError, InvalidRequestError, UnsupportedFeatureError
 from .._request import MAX_OUTPUT_TOKENS
 from ._estimate import RequestShape, SkippedRoute, split_routes
+from ._jsonl import json_lines, load_line
 from ._tokens import (
     CounterChoice,
     TextCounter,
@@ -131,20 +131,32 @@ def _parse(
     images: _Images | None,
 ) -> tuple[str | None, ShapeKey]:
     """The line's own ``model`` (``None`` if it names none) and its shape."""
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise InvalidRequestError(f"not valid JSON: {error.msg} (column {error.colno})") from None
-    except UnicodeDecodeError:
-        raise InvalidRequestError("not UTF-8 text") from None
-    except RecursionError:
-        raise InvalidRequestError("nested too deeply to read (arrays or objects)") from None
-    except ValueError as error:  # a number too long to convert, for one
-        raise InvalidRequestError(f"not valid JSON: {error}") from None
+    return _shape(load_line(raw), band, images)
+
+
+def _shape(
+    data: object,
+    band: Callable[[str], tuple[int, int, int]],
+    images: _Images | None,
+) -> tuple[str | None, ShapeKey]:
+    """The ``model`` and shape of a line already parsed (see :func:`_parse`)."""
+    if type(data) is dict and data.keys() <= _KEYS:
+        found = _plain_shape(data, band)
+        if found is not None:
+            return found
+    return _checked_shape(data, band, images)
+
+
+def _checked_shape(
+    data: object,
+    band: Callable[[str], tuple[int, int, int]],
+    images: _Images | None,
+) -> tuple[str | None, ShapeKey]:
+    """:func:`_shape` for any line, every rule checked in turn (the general path)."""
     if not isinstance(data, dict):
         raise InvalidRequestError(f"expected a JSON object, not {_kind(data)}")
-    unknown = data.keys() - _KEYS
-    if unknown:
+    if not data.keys() <= _KEYS:
+        unknown = data.keys() - _KEYS
         raise InvalidRequestError(
             f"unknown field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_KEYS))}"
         )
@@ -171,6 +183,81 @@ def _parse(
         output = _whole(output, "expected_output_tokens", minimum=0)
     return model, (expected + template, tiles, max_tokens, output, low + template,
                    high + template)  # fmt: skip
+
+
+def _plain_shape(
+    data: dict[str, Any], band: Callable[[str], tuple[int, int, int]]
+) -> tuple[str | None, ShapeKey] | None:
+    """The shape of a line of the usual kinds (a prompt with an optional system prompt, or
+    messages with text content; no image), or ``None`` for :func:`_shape`'s general path to
+    read it. It only accepts: a line that breaks a rule goes to the general path, which says
+    what is wrong, so that both paths give the same shapes and the same errors."""
+    model = data.get("model")
+    if model is not None and (type(model) is not str or not model.strip()):
+        return None
+    if "image" in data:
+        return None
+    prompt, messages, system = data.get("prompt"), data.get("messages"), data.get("system")
+    texts: list[str]
+    if messages is None:
+        if type(prompt) is not str:
+            return None
+        if system is None:
+            texts = [prompt]
+        elif type(system) is str:
+            texts = [system, prompt]
+        else:
+            return None
+    elif type(messages) is list and messages:
+        texts = []
+        roles = []
+        for item in messages:
+            if type(item) is not dict or len(item) != 2:
+                return None
+            role, content = item.get("role"), item.get("content")
+            if type(content) is not str or role not in _ROLES:
+                return None
+            roles.append(role)
+            texts.append(content)
+        if system is not None:
+            if type(system) is not str or roles[0] == "system":
+                return None
+            texts.insert(0, system)
+            roles.insert(0, "system")
+        if prompt is not None:
+            if type(prompt) is not str:
+                return None
+            texts.append(prompt)
+        elif roles[-1] != "user":
+            return None
+        if "system" in roles[1:]:
+            return None
+    else:
+        return None
+    max_tokens = data.get("max_tokens")
+    if max_tokens is not None and not (
+        type(max_tokens) is int and 1 <= max_tokens <= MAX_OUTPUT_TOKENS
+    ):
+        return None
+    output = data.get("expected_output_tokens")
+    if output is not None and not (type(output) is int and output >= 0):
+        return None
+    low = expected = high = 0
+    for text in texts:
+        if not text.isascii() and not _encodes(text):
+            return None
+        counted = band(text)
+        low, expected, high = low + counted[0], expected + counted[1], high + counted[2]
+    template = chat_template_tokens(len(texts))
+    return model, (expected + template, (), max_tokens, output, low + template, high + template)
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _turns(data: dict[str, Any]) -> list[tuple[str, str, list[object]]]:
@@ -341,12 +428,14 @@ def estimate_workload(
     counting = text_counter(tokenizer, counter)
     band = functools.lru_cache(maxsize=4096)(counting.band)
     images = _Images(Path(base_dir) if base_dir is not None else None)
-    for number, raw in _numbered(lines):
+    for number, data in json_lines(lines):
         result.lines += 1
         if on_progress is not None and not result.lines % _PROGRESS_EVERY:
             on_progress(number)
         try:
-            name, shape = _parse(raw, band, images)
+            if isinstance(data, InvalidRequestError):
+                raise data
+            name, shape = _shape(data, band, images)
             if name is not None:
                 demand = demand_for(name)
             elif default is not None:
@@ -369,9 +458,3 @@ def estimate_workload(
         demand.tally(shape)
     finish(result, demands.values())
     return result
-
-
-def _numbered(lines: Iterable[str | bytes]) -> Iterator[tuple[int, str | bytes]]:
-    for number, raw in enumerate(lines, start=1):
-        if raw.strip():
-            yield number, raw
