@@ -71,9 +71,8 @@ def _batch(
     keys: list[str],
     text_keys: list[str],
     byte_keys: list[bytes],
-) -> Iterator[tuple[int, object | InvalidRequestError]]:
+) -> list[tuple[int, object | InvalidRequestError]]:
     count = len(pending)
-    values: list[object] | None = None
     try:
         parts: list[str | bytes] = [""] * (2 * count)
         parts[1::2] = pending
@@ -84,14 +83,13 @@ def _batch(
             parts[0::2] = text_keys[:count]
             parsed = json.loads("{" + "".join(parts) + "}")  # type: ignore[arg-type]
         if list(parsed) == keys[:count]:
-            values = list(parsed.values())
+            return list(zip(numbers, parsed.values(), strict=True))
     except (ValueError, TypeError, RecursionError):  # parsed again line by line below
-        values = None
-    if values is not None:
-        yield from zip(numbers, values, strict=True)
-        return
+        pass
+    found: list[tuple[int, object | InvalidRequestError]] = []
     for number, raw in zip(numbers, pending, strict=True):
         try:
-            yield number, load_line(raw)
+            found.append((number, load_line(raw)))
         except InvalidRequestError as error:
-            yield number, error
+            found.append((number, error))
+    return found

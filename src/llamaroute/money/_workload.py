@@ -33,6 +33,9 @@ from .._request import MAX_OUTPUT_TOKENS
 from ._estimate import RequestShape, SkippedRoute, split_routes
 from ._jsonl import json_lines, load_line
 from ._tokens import (
+    BEGIN_TOKENS,
+    MESSAGE_TOKENS,
+    REPLY_HEADER_TOKENS,
     CounterChoice,
     TextCounter,
     TokenCounter,
@@ -73,6 +76,8 @@ _KEEP_BAD = 20
 # Distinct images whose tile count is remembered; past that the cache starts again.
 _IMAGE_CACHE = 4096
 _PROGRESS_EVERY = 2000
+# chat_template_tokens(messages) is this plus MESSAGE_TOKENS a message (no images).
+_TEMPLATE_BASE = BEGIN_TOKENS + REPLY_HEADER_TOKENS
 
 
 class _Images:
@@ -114,7 +119,27 @@ def parse_line(raw: str | bytes, count: TextCounter, images: _Images | None = No
     """
     band = count.band if isinstance(count, TokenCounter) else _exact_band(count)
     name = count.name if isinstance(count, TokenCounter) else "custom"
-    return RequestShape(*_parse(raw, band, images)[1], tokenizer=name)
+    return RequestShape(*_parse(raw, _checking(band), images)[1], tokenizer=name)
+
+
+#: Counts a text as ``(low, expected, high)`` tokens; ``None`` for text that is not valid
+#: Unicode (a lone surrogate), which the general path then reports (see :func:`_checking`).
+Band = Callable[[str], tuple[int, int, int] | None]
+
+
+def _checking(band: Callable[[str], tuple[int, int, int]]) -> Band:
+    """``band``, answering ``None`` for text that cannot be encoded as UTF-8 (checked here,
+    so that a cache in front of it checks each distinct text once)."""
+
+    def checked(text: str) -> tuple[int, int, int] | None:
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return None
+        return band(text)
+
+    return checked
 
 
 def _exact_band(count: TextCounter) -> Callable[[str], tuple[int, int, int]]:
@@ -127,7 +152,7 @@ def _exact_band(count: TextCounter) -> Callable[[str], tuple[int, int, int]]:
 
 def _parse(
     raw: str | bytes,
-    band: Callable[[str], tuple[int, int, int]],
+    band: Band,
     images: _Images | None,
 ) -> tuple[str | None, ShapeKey]:
     """The line's own ``model`` (``None`` if it names none) and its shape."""
@@ -136,7 +161,7 @@ def _parse(
 
 def _shape(
     data: object,
-    band: Callable[[str], tuple[int, int, int]],
+    band: Band,
     images: _Images | None,
 ) -> tuple[str | None, ShapeKey]:
     """The ``model`` and shape of a line already parsed (see :func:`_parse`)."""
@@ -149,7 +174,7 @@ def _shape(
 
 def _checked_shape(
     data: object,
-    band: Callable[[str], tuple[int, int, int]],
+    band: Band,
     images: _Images | None,
 ) -> tuple[str | None, ShapeKey]:
     """:func:`_shape` for any line, every rule checked in turn (the general path)."""
@@ -173,6 +198,7 @@ def _checked_shape(
     low = expected = high = 0
     for _, content, _ in turns:
         counted = band(content)
+        assert counted is not None  # (every text was checked by _turns)
         low, expected, high = low + counted[0], expected + counted[1], high + counted[2]
     template = chat_template_tokens(len(turns), len(tiles))
     max_tokens = data.get("max_tokens")
@@ -185,9 +211,7 @@ def _checked_shape(
                    high + template)  # fmt: skip
 
 
-def _plain_shape(
-    data: dict[str, Any], band: Callable[[str], tuple[int, int, int]]
-) -> tuple[str | None, ShapeKey] | None:
+def _plain_shape(data: dict[str, Any], band: Band) -> tuple[str | None, ShapeKey] | None:
     """The shape of a line of the usual kinds (a prompt with an optional system prompt, or
     messages with text content; no image), or ``None`` for :func:`_shape`'s general path to
     read it. It only accepts: a line that breaks a rule goes to the general path, which says
@@ -244,20 +268,12 @@ def _plain_shape(
         return None
     low = expected = high = 0
     for text in texts:
-        if not text.isascii() and not _encodes(text):
-            return None
         counted = band(text)
+        if counted is None:  # not valid Unicode: the general path says where
+            return None
         low, expected, high = low + counted[0], expected + counted[1], high + counted[2]
-    template = chat_template_tokens(len(texts))
+    template = _TEMPLATE_BASE + MESSAGE_TOKENS * len(texts)
     return model, (expected + template, (), max_tokens, output, low + template, high + template)
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _turns(data: dict[str, Any]) -> list[tuple[str, str, list[object]]]:
@@ -426,7 +442,7 @@ def estimate_workload(
     result = WorkloadResult(model=default.key if default is not None else "")
     # Workloads repeat their system prompts and templates: remember recent counts.
     counting = text_counter(tokenizer, counter)
-    band = functools.lru_cache(maxsize=4096)(counting.band)
+    band = functools.lru_cache(maxsize=4096)(_checking(counting.band))
     images = _Images(Path(base_dir) if base_dir is not None else None)
     for number, data in json_lines(lines):
         result.lines += 1
@@ -435,7 +451,11 @@ def estimate_workload(
         try:
             if isinstance(data, InvalidRequestError):
                 raise data
-            name, shape = _shape(data, band, images)
+            # _shape, inlined: this loop runs once per line.
+            found = (
+                _plain_shape(data, band) if type(data) is dict and data.keys() <= _KEYS else None
+            )
+            name, shape = found if found is not None else _checked_shape(data, band, images)
             if name is not None:
                 demand = demand_for(name)
             elif default is not None:
