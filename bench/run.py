@@ -749,22 +749,30 @@ _PEAK_RSS = (
 )
 
 
-def measure_workload_memory(settings: Settings) -> dict[str, float]:
-    """Peak RSS (MiB) of ``estimate --workload`` on N and 10 N lines: flat if the file's
-    size does not show."""
-    out: dict[str, float] = {}
+def measure_workload_memory(settings: Settings) -> dict[str, dict[str, float]]:
+    """Peak RSS (MiB) of ``estimate --workload`` (heuristic counter) on N and 10 N lines, flat
+    if the file's size does not show; and on 10 N lines, its lines/s against ``json.loads``
+    per line (one fresh process each, start-up included: at 10 N it weighs less)."""
+    rss: dict[str, float] = {}
+    speed: dict[str, float] = {}
+    loads = "import json, sys\nfor line in open(sys.argv[1], 'rb'): json.loads(line)"
     with tempfile.TemporaryDirectory() as scratch:
         for lines in (settings.workload_lines, 10 * settings.workload_lines):
             path = Path(scratch) / f"workload-{lines}.jsonl"
             write_workload(path, lines)
             args = [PY, "-c", _PEAK_RSS, *workload_command(path, "heuristic")[3:]]
+            started = time.perf_counter()
             done = subprocess.run(args, env=CHILD_ENV, capture_output=True, text=True,
                                   check=False)  # fmt: skip
+            elapsed = time.perf_counter() - started
             if done.returncode != 0:
                 raise RuntimeError(f"estimate --workload failed:\n{done.stderr[-2000:]}")
-            out[f"{lines:,} lines"] = int(done.stderr.strip().splitlines()[-1]) / 1024
+            rss[f"{lines:,} lines"] = int(done.stderr.strip().splitlines()[-1]) / 1024
+            if lines > settings.workload_lines:
+                speed["llamaroute"] = lines / elapsed
+                speed["json.loads per line"] = lines / _timed([PY, "-c", loads, str(path)])
             path.unlink()
-    return out
+    return {"rss": rss, "lines_per_s": speed}
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -1026,7 +1034,11 @@ def workload_rows(settings: Settings, smoke: bool, raw: dict[str, Any]) -> list[
                         "json.loads per line", higher_is_better=True))  # fmt: skip
     memory = measure_workload_memory(settings)
     raw["workload_memory"] = memory
-    (small, low), (large, high) = memory.items()
+    (small, low), (large, high) = memory["rss"].items()
+    rows.append(Row(f"`llamaroute estimate --workload`, {large} (heuristic token counter, "
+                    "one run)", "lines/s",
+                    {k: {"median": v} for k, v in memory["lines_per_s"].items()},
+                    "json.loads per line", higher_is_better=True))  # fmt: skip
     row = Row(f"`estimate --workload` peak RSS: {small} (baseline) vs {large}", "MiB",
               {small: {"median": low}, "llamaroute": {"median": high}}, small,
               budget="flat (< 5 MiB more)",
