@@ -758,13 +758,16 @@ def measure_workload(settings: Settings, rounds: int) -> dict[str, list[float]]:
     return found
 
 
+# The peak from /proc (VmHWM, kB): getrusage's ru_maxrss would carry the parent's peak over
+# the fork into the child.
 _PEAK_RSS = (
-    "import resource, runpy, sys\n"
+    "import runpy, sys\n"
     "sys.argv = ['llamaroute', *sys.argv[1:]]\n"
     "try:\n"
     "    runpy.run_module('llamaroute', run_name='__main__')\n"
     "finally:\n"
-    "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "    status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+    "    print(int(status.split()[0]), file=sys.stderr)\n"
 )
 
 
@@ -1117,7 +1120,7 @@ def surface_rows(mock: Mock, settings: Settings, raw: dict[str, Any]) -> list[Ro
               {k: stats(v, 1e6) for k, v in samples.items()}, "in-memory state",
               budget="≤ 1 Redis round trip",
               note=f"{added:+,.0f} µs per call over the in-memory state; "
-                   f"{trips:g} Redis round trips per call")  # fmt: skip
+                   f"{trips:g} Redis round trip(s) per call")  # fmt: skip
     row.budget_ok = trips <= 1
     return [*rows, row]
 
