@@ -7,7 +7,9 @@ as little as possible per request: a benchmark must measure the client, not the 
 ceiling is reported by ``bench/run.py`` (raw httpx against it).
 
 Speaks just enough of each wire format for a successful call:
-  POST .../chat/completions        OpenRouter JSON, or SSE when the body has "stream": true
+  POST .../chat/completions        OpenRouter JSON, or SSE when the body has "stream": true;
+                                   with "tools" (and no tool result yet) a call of the
+                                   first tool, with "response_format" a JSON object
   POST /api/chat                   Ollama JSON, or NDJSON when "stream" is not false
   GET  /api/tags                   Ollama's installed models
   POST /model/<id>/converse        Bedrock Converse JSON
@@ -58,6 +60,34 @@ def _openrouter_json() -> bytes:
                   "cost": round(26 * USD_PER_TOKEN, 12)},
     }  # fmt: skip
     return _http("200 OK", b"application/json", json.dumps(body).encode())
+
+
+#: The structured answer (``response_format``) and the tool call's arguments: the same object.
+STRUCTURED = {"city": "Cusco", "llamas": 42}
+
+
+def _openrouter_answer(message: dict[str, object], finish: str) -> bytes:
+    body = {
+        "id": "gen-bench", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+        "usage": {"prompt_tokens": 40, "completion_tokens": 14, "total_tokens": 54,
+                  "cost": round(54 * USD_PER_TOKEN, 12)},
+    }  # fmt: skip
+    return _http("200 OK", b"application/json", json.dumps(body).encode())
+
+
+def _openrouter_tool_call() -> bytes:
+    call = {
+        "id": "call_bench",
+        "type": "function",
+        "function": {"name": "count_llamas", "arguments": json.dumps(STRUCTURED)},
+    }
+    return _openrouter_answer({"role": "assistant", "content": None, "tool_calls": [call]},
+                              "tool_calls")  # fmt: skip
+
+
+def _openrouter_structured() -> bytes:
+    return _openrouter_answer({"role": "assistant", "content": json.dumps(STRUCTURED)}, "stop")
 
 
 def _openrouter_sse() -> bytes:
@@ -141,13 +171,20 @@ NOT_FOUND = _http("404 Not Found", b"application/json", b'{"error":"not found"}'
 
 def _responses() -> Callable[[bytes, bytes, bytes], bytes]:
     openrouter_json, openrouter_sse = _openrouter_json(), _openrouter_sse()
+    tool_call, structured = _openrouter_tool_call(), _openrouter_structured()
     ollama_json, ollama_ndjson, tags = _ollama_json(), _ollama_ndjson(), _ollama_tags()
     bedrock_json, bedrock_stream = _bedrock_json(), _bedrock_stream() or NOT_FOUND
 
     def respond(method: bytes, path: bytes, body: bytes) -> bytes:
         streaming = b'"stream":true' in body.replace(b" ", b"")
         if path.endswith(b"/chat/completions"):
-            return openrouter_sse if streaming else openrouter_json
+            if streaming:
+                return openrouter_sse
+            if b'"tools"' in body and b'"tool"' not in body:  # no tool result yet
+                return tool_call
+            if b'"response_format"' in body:
+                return structured
+            return openrouter_json
         if path == b"/api/chat":
             return ollama_json if b'"stream":false' in body.replace(b" ", b"") else ollama_ndjson
         if path == b"/api/tags":

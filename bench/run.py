@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -561,12 +562,24 @@ def mock_ceiling(mock: Mock, settings: Settings) -> dict[str, float]:
 # --- fresh-process measurements ------------------------------------------------------------
 
 
+#: CPU seconds (user + system) of each command ``_timed`` ran, by its arguments: on a shared
+#: machine a child's CPU time is steadier than its wall time.
+CHILD_CPU: dict[tuple[str, ...], list[float]] = {}
+
+
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _timed(args: list[str]) -> float:
+    cpu = _child_cpu()
     started = time.perf_counter()
     done = subprocess.run(args, env=CHILD_ENV, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:4])} failed:\n{done.stderr[-2000:]}")
+    CHILD_CPU.setdefault(tuple(args), []).append(_child_cpu() - cpu)
     return elapsed
 
 
@@ -707,9 +720,22 @@ def write_workload(path: Path, lines: int) -> None:
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
+def _has_exact_tokenizer() -> bool:
+    done = subprocess.run([PY, "-c", "import quicktok; quicktok.get_encoding('llama3')"],
+                          capture_output=True, check=False)  # fmt: skip
+    return done.returncode == 0
+
+
+def workload_command(path: Path, counter: str) -> list[str]:
+    return [PY, "-m", "llamaroute", "estimate", "--model", MODEL, "--workload", str(path),
+            "--json", "--counter", counter]  # fmt: skip
+
+
 def measure_workload(settings: Settings, rounds: int) -> dict[str, list[float]]:
-    """``llamaroute estimate --workload`` on a generated JSONL file, against the floor of
-    reading the same file with ``json.loads`` per line (both in fresh processes)."""
+    """``llamaroute estimate --workload`` on a generated JSONL file, with the heuristic token
+    counter (a default install's) and the exact tokenizer (quicktok-v1, where installed),
+    against the floor of reading the same file with ``json.loads`` per line (all in fresh
+    processes, start-up included)."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "workload.jsonl"
         write_workload(path, settings.workload_lines)
@@ -717,12 +743,58 @@ def measure_workload(settings: Settings, rounds: int) -> dict[str, list[float]]:
             "json.loads per line": [PY, "-c", "import json, sys\n"
                                     "for line in open(sys.argv[1], 'rb'): json.loads(line)",
                                     str(path)],
-            "llamaroute": [PY, "-m", "llamaroute", "estimate", "--model", MODEL, "--workload",
-                           str(path), "--json"],
+            "llamaroute": workload_command(path, "heuristic"),
         }  # fmt: skip
+        if _has_exact_tokenizer():
+            commands["exact tokenizer"] = workload_command(path, "exact")
         times = measure_processes(commands, rounds)
-    return {name: [settings.workload_lines / t for t in values if t > 0]
-            for name, values in times.items() if name != "bare interpreter"}  # fmt: skip
+    found = {name: [settings.workload_lines / t for t in values if t > 0]
+             for name, values in times.items() if name != "bare interpreter"}  # fmt: skip
+    # Lines per CPU-second of the process, less a bare interpreter's CPU (as for wall time).
+    bare = median(CHILD_CPU.get((PY, "-c", "pass"), [0.0]))
+    for name, args in commands.items():
+        found[f"{name} (CPU)"] = [settings.workload_lines / (t - bare)
+                                  for t in CHILD_CPU.get(tuple(args), []) if t > bare]  # fmt: skip
+    return found
+
+
+# The peak from /proc (VmHWM, kB): getrusage's ru_maxrss would carry the parent's peak over
+# the fork into the child.
+_PEAK_RSS = (
+    "import runpy, sys\n"
+    "sys.argv = ['llamaroute', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('llamaroute', run_name='__main__')\n"
+    "finally:\n"
+    "    status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+    "    print(int(status.split()[0]), file=sys.stderr)\n"
+)
+
+
+def measure_workload_memory(settings: Settings) -> dict[str, dict[str, float]]:
+    """Peak RSS (MiB) of ``estimate --workload`` (heuristic counter) on N and 10 N lines, flat
+    if the file's size does not show; and on 10 N lines, its lines/s against ``json.loads``
+    per line (one fresh process each, start-up included: at 10 N it weighs less)."""
+    rss: dict[str, float] = {}
+    speed: dict[str, float] = {}
+    loads = "import json, sys\nfor line in open(sys.argv[1], 'rb'): json.loads(line)"
+    with tempfile.TemporaryDirectory() as scratch:
+        for lines in (settings.workload_lines, 10 * settings.workload_lines):
+            path = Path(scratch) / f"workload-{lines}.jsonl"
+            write_workload(path, lines)
+            args = [PY, "-c", _PEAK_RSS, *workload_command(path, "heuristic")[3:]]
+            started = time.perf_counter()
+            done = subprocess.run(args, env=CHILD_ENV, capture_output=True, text=True,
+                                  check=False)  # fmt: skip
+            elapsed = time.perf_counter() - started
+            if done.returncode != 0:
+                raise RuntimeError(f"estimate --workload failed:\n{done.stderr[-2000:]}")
+            rss[f"{lines:,} lines"] = int(done.stderr.strip().splitlines()[-1]) / 1024
+            if lines > settings.workload_lines:
+                speed["llamaroute"] = lines / elapsed
+                speed["json.loads per line"] = lines / _timed([PY, "-c", loads, str(path)])
+            path.unlink()
+    return {"rss": rss, "lines_per_s": speed}
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -949,6 +1021,8 @@ def run(settings: Settings, smoke: bool) -> tuple[list[Row], dict[str, Any]]:
                 row.budget_ok = added < 5
             rows.append(row)
 
+        rows += surface_rows(mock, settings, raw)
+
         log("mock ceiling")
         ceiling = mock_ceiling(mock, settings)
         raw["mock_ceiling"] = ceiling
@@ -959,15 +1033,96 @@ def run(settings: Settings, smoke: bool) -> tuple[list[Row], dict[str, Any]]:
         rows += rss_rows(rss, settings)
         raw["rss_flat"] = rows[-1].budget_ok
 
-        log("estimate --workload throughput (fresh processes)")
-        workload = measure_workload(settings, 2 if smoke else 5)
-        raw["workload"] = workload
-        rows.append(Row(f"`llamaroute estimate --workload`, {settings.workload_lines:,} lines",
-                        "lines/s", {k: stats(v) for k, v in workload.items()},
-                        "json.loads per line", higher_is_better=True))  # fmt: skip
+        log("estimate --workload throughput and memory (fresh processes)")
+        rows += workload_rows(settings, smoke, raw)
     finally:
         mock.stop()
     return rows, raw
+
+
+def workload_rows(settings: Settings, smoke: bool, raw: dict[str, Any]) -> list[Row]:
+    workload = measure_workload(settings, 2 if smoke else 5)
+    raw["workload"] = workload
+
+    def cpu(name: str) -> str:
+        return f"{median(workload[name + ' (CPU)']):,.0f} lines per CPU-second"
+
+    rows = [Row(f"`llamaroute estimate --workload`, {settings.workload_lines:,} lines "
+                "(heuristic token counter)", "lines/s",
+                {k: stats(workload[k]) for k in ("json.loads per line", "llamaroute")},
+                "json.loads per line", higher_is_better=True, budget="≥ 100k lines/s",
+                note=f"{cpu('llamaroute')} (json.loads per line: "
+                     f"{cpu('json.loads per line')}), start-up included, less a bare "
+                     "interpreter's")]  # fmt: skip
+    rows[0].budget_ok = median(workload["llamaroute"]) >= 100_000
+    if "exact tokenizer" in workload:
+        rows.append(Row(f"`llamaroute estimate --workload`, {settings.workload_lines:,} lines "
+                        "(exact tokenizer, quicktok-v1)", "lines/s",
+                        {"json.loads per line": stats(workload["json.loads per line"]),
+                         "llamaroute": stats(workload["exact tokenizer"])},
+                        "json.loads per line", higher_is_better=True,
+                        note=f"{cpu('exact tokenizer')}, start-up included"))  # fmt: skip
+    memory = measure_workload_memory(settings)
+    raw["workload_memory"] = memory
+    (small, low), (large, high) = memory["rss"].items()
+    rows.append(Row(f"`llamaroute estimate --workload`, {large} (heuristic token counter, "
+                    "one run)", "lines/s",
+                    {k: {"median": v} for k, v in memory["lines_per_s"].items()},
+                    "json.loads per line", higher_is_better=True))  # fmt: skip
+    row = Row(f"`estimate --workload` peak RSS: {small} (baseline) vs {large}", "MiB",
+              {small: {"median": low}, "llamaroute": {"median": high}}, small,
+              budget="flat (< 5 MiB more)",
+              note=f"{high - low:+.1f} MiB for 10x the lines")  # fmt: skip
+    row.budget_ok = high - low < 5
+    return [*rows, row]
+
+
+def surface_rows(mock: Mock, settings: Settings, raw: dict[str, Any]) -> list[Row]:
+    """Tool calls, structured output and the tool loop against raw httpx and the openai SDK;
+    the Redis state backend against the in-memory state (``bench/surfaces.py``)."""
+    sys.path.insert(0, str(HERE))
+    import surfaces
+
+    this = sys.modules[__name__]
+    rows: list[Row] = []
+    for kind, figure in (
+        ("tool call", "OpenRouter: chat with tools=, per call"),
+        ("structured", "OpenRouter: structured output (response_format=Model), per call"),
+        ("tool loop", "OpenRouter: client.run tool loop (2 requests), per run"),
+    ):
+        log(f"{figure}")
+        subjects = surfaces.tool_subjects(this, mock.url, settings.peers, kind)
+        try:
+            samples = measure_sync(subjects, settings)
+        finally:
+            for subject in subjects:
+                for close in subject.close:
+                    close()
+        raw[f"surface: {kind}"] = samples
+        rows.append(Row(figure, "µs", {k: stats(v, 1e6) for k, v in samples.items()},
+                        "raw httpx"))  # fmt: skip
+    if not surfaces.redis_answers():
+        log("Redis state: no Redis on 127.0.0.1:6379, left out")
+        return rows
+    log("Redis state: per call, against the in-memory state")
+    subjects, cleanup = surfaces.redis_subjects(this, mock.url)
+    try:
+        samples = measure_sync(subjects, settings)
+        trips = surfaces.redis_round_trips(subjects[1])
+    finally:
+        for subject in subjects:
+            for close in subject.close:
+                close()
+        cleanup()
+    raw["redis_state"] = {"samples": samples, "round_trips_per_call": trips}
+    added = (median(samples["llamaroute"]) - median(samples["in-memory state"])) * 1e6
+    row = Row("OpenRouter: sync chat with `state=\"redis://...\"`, per call", "µs",
+              {k: stats(v, 1e6) for k, v in samples.items()}, "in-memory state",
+              budget="≤ 1 Redis round trip",
+              note=f"{added:+,.0f} µs per call over the in-memory state; "
+                   f"{trips:g} Redis round trip(s) per call")  # fmt: skip
+    row.budget_ok = trips <= 1
+    return [*rows, row]
 
 
 def render(rows: list[Row], raw: dict[str, Any], settings: Settings, smoke: bool,
@@ -990,6 +1145,10 @@ def render(rows: list[Row], raw: dict[str, Any], settings: Settings, smoke: bool
         f"core); raw httpx at {settings.concurrency} concurrent reached "
         f"{median(httpx_async['throughput']):,.0f} calls/s while the mock used "
         f"{median(httpx_async['mock_cpu']):.0%} of a core: the mock is not the bottleneck.",
+        "",
+        "- the gateway (`llamaroute serve`) against LiteLLM's proxy is a bench of its own, "
+        "`python bench/gateway.py` (wrk at 10 and 100 connections; its figures are in "
+        "bench/README.md).",
         "",
         f"{'Smoke run (tiny counts: figures are not meaningful)' if smoke else 'Full run'}: "
         f"{settings.rounds} interleaved rounds of {settings.calls} calls, {settings.streams} "
@@ -1020,6 +1179,22 @@ def dump_json(payload: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(lines) + "\n}"
 
 
+README = HERE.parent / "README.md"
+START = "<!-- bench/run.py --readme: from here -->"
+END = "<!-- bench/run.py --readme: to here -->"
+
+
+def rewrite_readme(text: str, report: str) -> str:
+    """``text`` (the README) with what lies between the two markers replaced by ``report``;
+    everything else kept byte for byte. Raises ``ValueError`` unless each marker is there
+    once, in order."""
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise ValueError(f"the README needs the markers {START!r} and {END!r}, once each")
+    head, rest = text.split(START)
+    _, tail = rest.split(END)
+    return f"{head}{START}\n{report.strip()}\n{END}{tail}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny counts, seconds (for CI)")
@@ -1027,6 +1202,12 @@ def main() -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip the openai SDK, LiteLLM")
     parser.add_argument("--out", type=Path, help="where to write latest.md/latest.json")
     parser.add_argument("--check", action="store_true", help="exit 1 if a budget line is missed")
+    parser.add_argument("--readme", nargs="?", const=README, type=Path, metavar="PATH",
+                        help="rewrite the README's Performance table (between its markers) "
+                        "with this run's")  # fmt: skip
+    parser.add_argument(
+        "--sync-calls", type=int, help="override the sync calls per client per round"
+    )
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, help=argparse.SUPPRESS)
@@ -1037,6 +1218,8 @@ def main() -> int:
     settings = SMOKE if args.smoke else FULL
     if args.rounds:
         settings = Settings(**{**settings.__dict__, "rounds": args.rounds})
+    if args.sync_calls:
+        settings = Settings(**{**settings.__dict__, "calls": args.sync_calls})
     if args.no_peers:
         settings = Settings(**{**settings.__dict__, "peers": False})
     started = time.perf_counter()
@@ -1053,6 +1236,10 @@ def main() -> int:
     (out / "latest.json").write_text(dump_json(payload) + "\n")
     print(report)
     log(f"wrote {out / 'latest.md'} and {out / 'latest.json'}")
+    if args.readme:
+        args.readme.write_text(rewrite_readme(args.readme.read_text(encoding="utf-8"), report),
+                               encoding="utf-8")  # fmt: skip
+        log(f"rewrote the Performance table in {args.readme}")
     scratch.cleanup()
     missed = [row.figure for row in rows if row.budget_ok is False]
     if not raw["rss_flat"]:

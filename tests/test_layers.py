@@ -24,6 +24,15 @@ ALLOWED: dict[tuple[tuple[str, ...], str], str] = {
     (("tests/test_workload.py",), "llamaroute.money._workload"): (
         "counts image reads where the workload estimate makes them; no public name reaches that"
     ),
+    (("tests/test_workload_fast.py",), "llamaroute.money._workload"): (
+        "turns the workload's fast paths off, to check they give the straightforward path's totals"
+    ),
+    (("tests/test_workload_fast.py",), "llamaroute.money._jsonl"): (
+        "the batched JSONL reader is checked against json.loads per line; it has no public name"
+    ),
+    (("tests/test_fleet_round_trips.py",), "llamaroute.fleet._connection"): (
+        "shortens how long a queued Redis write waits (LATER_S), to test that it is sent"
+    ),
     (("tests/test_request_inputs.py",), "llamaroute._request"): (
         "the request layer is one module, so it is its own interface: the tests check the input "
         "limits it declares (MAX_OUTPUT_TOKENS, SEED_MAX, ...)"

@@ -582,3 +582,26 @@ def test_client_estimates_leave_out_routes_that_cannot_take_the_tools(three_fake
     reasons = {skip.provider: skip.reason for skip in tooled.skipped}
     assert "bedrock" not in reasons
     assert reasons["ollama"].startswith("takes no tools")
+
+
+def test_a_function_or_model_is_described_once_and_an_unhashable_one_each_time() -> None:
+    from llamaroute import ChatRequest
+
+    def tools_of(*items: object) -> tuple[Any, ...]:
+        return ChatRequest.create("llama-3.2-3b", "weather?", tools=list(items)).tools
+
+    first, second = tools_of(get_weather, Search), tools_of(get_weather, Search)
+    assert first[0] is second[0]  # the same Tool: its schema was built once
+    assert first[1] is second[1]
+
+    class Directory:  # unhashable, so its bound methods are too: described each time
+        __hash__ = None  # type: ignore[assignment]
+
+        def lookup(self, city: str) -> str:
+            """Look a city up."""
+            return city
+
+    one, two = tools_of(Directory().lookup)[0], tools_of(Directory().lookup)[0]
+    assert one == two
+    assert one is not two
+    assert one.parameters["properties"]["city"]["type"] == "string"

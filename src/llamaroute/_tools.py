@@ -15,6 +15,7 @@ not match the tool's schema is still returned, with :attr:`ToolCall.error` set (
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -220,11 +221,11 @@ def coerce_tools(tools: object) -> tuple[Tool, ...]:
         if isinstance(item, Tool):
             result.append(item)
         elif isinstance(item, type) and issubclass(item, BaseModel):
-            result.append(Tool.from_model(item))
+            result.append(_described(item))
         elif isinstance(item, Mapping):
             result.append(Tool.from_dict(cast("Mapping[str, Any]", item)))
         elif callable(item):
-            result.append(Tool.from_function(item))
+            result.append(_described(item))
         else:
             raise InvalidToolError(
                 "a tool is a function, a pydantic model, an OpenAI-format dict or a "
@@ -234,6 +235,27 @@ def coerce_tools(tools: object) -> tuple[Tool, ...]:
     if duplicates := sorted({name for name in names if names.count(name) > 1}):
         raise InvalidToolError(f"two tools are named {', '.join(duplicates)}")
     return tuple(result)
+
+
+def _described(item: Callable[..., Any]) -> Tool:
+    """The tool of a function or a pydantic model, described once: building its schema
+    through pydantic takes about a millisecond, and the same functions are passed call after
+    call. Remembered by the object (bounded: the cache only saves time; an unhashable
+    callable is described every time)."""
+    try:
+        hash(item)
+    except TypeError:
+        return _describe(item)
+    return _remembered(item)
+
+
+def _describe(item: Callable[..., Any]) -> Tool:
+    if isinstance(item, type) and issubclass(item, BaseModel):
+        return Tool.from_model(item)
+    return Tool.from_function(item)
+
+
+_remembered = functools.lru_cache(maxsize=256)(_describe)
 
 
 def check_tool_choice(choice: object, tools: tuple[Tool, ...]) -> str | None:

@@ -6,6 +6,11 @@ raises :class:`RedisDown` (never a ``redis`` exception): the callers then fall b
 rate limits) or refuse (budgets). After a failure Redis is left alone for ``retry_s`` seconds,
 so a dead server costs a call nothing; the next try after that reconnects (redis-py opens a
 new connection on demand), which is all "reconnection" needs.
+
+Writes whose answer nobody waits for (the ``fastest`` strategy's latency samples) go through
+:meth:`RedisConnection.run_later`: they are queued and sent in the same round trip as the
+next :meth:`~RedisConnection.run` (a pipeline), so that a call costs one round trip, not one
+per write; a queued write waits at most ``LATER_S`` for a ride before it is sent on its own.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from contextlib import suppress
 from typing import Any
 
@@ -24,6 +30,14 @@ __all__ = ["RedisConnection", "RedisDown", "is_redis_url"]
 logger = logging.getLogger("llamaroute")
 
 _PREFIXES = ("redis://", "rediss://", "unix://")
+
+
+#: Longest a queued write (:meth:`RedisConnection.run_later`) waits for the next round trip.
+LATER_S = 1.0
+#: Queued writes kept at most (beyond that the oldest are dropped: they are best-effort).
+_MAX_LATER = 1_000
+
+_Script = tuple[str, str, list[str], list[object]]  # name, source, keys, args
 
 
 def is_redis_url(value: object) -> bool:
@@ -85,6 +99,8 @@ class RedisConnection:
         except (ValueError, *self._errors) as error:
             raise ConfigurationError(f"bad Redis URL {self.url}: {error}") from None
         self._scripts: dict[str, str] = {}  # name -> sha
+        self._later: deque[_Script] = deque(maxlen=_MAX_LATER)
+        self._later_since = 0.0
         self._down_until = 0.0
         self._down = False
         self._lock = threading.Lock()
@@ -103,24 +119,69 @@ class RedisConnection:
         return time.monotonic() >= self._down_until
 
     def run(self, name: str, source: str, keys: list[str], args: list[object]) -> Any:
-        """Run the Lua script ``source`` (cached by ``name``); raises :class:`RedisDown`."""
+        """Run the Lua script ``source`` (cached by ``name``), with the queued writes in the
+        same round trip; raises :class:`RedisDown`."""
         if not self.available:
             raise RedisDown(self.last_error or "Redis is unreachable")
         try:
-            sha = self._scripts.get(name)
-            if sha is None:
-                sha = self._scripts[name] = self._redis.script_load(source)
-            try:
-                result = self._redis.evalsha(sha, len(keys), *keys, *args)
-            except self._no_script:
-                # A restarted Redis forgot its scripts: load them again.
-                self._scripts[name] = self._redis.script_load(source)
-                result = self._redis.evalsha(self._scripts[name], len(keys), *keys, *args)
+            result = self._send([*self._drain(), (name, source, keys, args)])[-1]
         except self._errors as error:
             self._failed(error)
             raise RedisDown(self.last_error) from None
         self._recovered()
         return result
+
+    def run_later(self, name: str, source: str, keys: list[str], args: list[object]) -> None:
+        """Queue a write whose answer is not needed: it is sent with the next :meth:`run`, or
+        on its own once it has waited ``LATER_S``. Best-effort: lost if Redis is down."""
+        if not self._later:
+            self._later_since = time.monotonic()
+        self._later.append((name, source, keys, args))
+        if time.monotonic() - self._later_since >= LATER_S and self.available:
+            with suppress(*self._errors):
+                self._send(self._drain())
+
+    def _drain(self) -> list[_Script]:
+        drained: list[_Script] = []
+        with suppress(IndexError):  # another thread may drain at the same time
+            while True:
+                drained.append(self._later.popleft())
+        return drained
+
+    def _sha(self, name: str, source: str) -> str:
+        sha = self._scripts.get(name)
+        if sha is None:
+            sha = self._scripts[name] = self._redis.script_load(source)
+        return sha
+
+    def _send(self, scripts: list[_Script]) -> list[Any]:
+        """Each script's answer (an exception object for one that failed), in one round
+        trip; the last one's failure is raised."""
+        if len(scripts) == 1:
+            name, source, keys, args = scripts[0]
+            try:
+                return [self._redis.evalsha(self._sha(name, source), len(keys), *keys, *args)]
+            except self._no_script:
+                # A restarted Redis forgot its scripts: load them again.
+                self._scripts.pop(name, None)
+                return [self._redis.evalsha(self._sha(name, source), len(keys), *keys, *args)]
+        pipe = self._redis.pipeline(transaction=False)
+        for name, source, keys, args in scripts:
+            pipe.evalsha(self._sha(name, source), len(keys), *keys, *args)
+        results: list[Any] = pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, self._no_script):
+                # A restarted Redis forgot its scripts: load them again, run those again.
+                name, source, keys, args = scripts[index]
+                self._scripts.pop(name, None)
+                try:
+                    sha = self._sha(name, source)
+                    results[index] = self._redis.evalsha(sha, len(keys), *keys, *args)
+                except self._errors as error:
+                    results[index] = error
+        if isinstance(results[-1], BaseException):
+            raise results[-1]
+        return results
 
     def command(self, *args: object) -> Any:
         """One plain command (reads); raises :class:`RedisDown`."""
@@ -156,6 +217,9 @@ class RedisConnection:
                 logger.warning("Redis at %s answers again: fleet state is shared again", self.url)
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Send the queued writes, then close the connection pool."""
         with suppress(*self._errors):
+            later = self._drain()
+            if later and self.available:
+                self._send(later)
             self._redis.close()

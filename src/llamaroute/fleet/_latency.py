@@ -11,7 +11,6 @@ averages are used.
 from __future__ import annotations
 
 import time
-from contextlib import suppress
 
 from ..routing import LatencyStats
 from ._connection import RedisConnection, RedisDown
@@ -48,9 +47,10 @@ class RedisLatencyStats(LatencyStats):
     def observe(self, route: str, seconds: float, *, first_token: bool = False) -> None:
         super().observe(route, seconds, first_token=first_token)
         field = f"first_token:{route}" if first_token else f"total:{route}"
-        with suppress(RedisDown):  # (down: this process's own average has it)
-            self._redis.run("latency", _OBSERVE, [self._key],
-                            [field, f"{seconds:.6f}", self.alpha, KEY_TTL_S])  # fmt: skip
+        # Sent with the next round trip (the breaker's record, usually): no round trip of
+        # its own. While Redis is down, this process's own average has it.
+        self._redis.run_later("latency", _OBSERVE, [self._key],
+                              [field, f"{seconds:.6f}", self.alpha, KEY_TTL_S])  # fmt: skip
 
     def _fleet_figures(self) -> dict[str, float] | None:
         now = time.monotonic()

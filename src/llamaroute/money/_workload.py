@@ -18,21 +18,29 @@ priced once at the end (costs are linear, so that is exactly the sum of per-line
 are checked with plain code rather than a pydantic model per line, which was several times
 slower, but by the same rules as :class:`~llamaroute.ChatRequest`. A bad line is reported with
 its number and a typed error, counted, and skipped; it does not stop the run.
+
+Lines are parsed a thousand per ``json.loads`` call (:mod:`._jsonl`), and the usual kinds of
+line (a prompt, a system prompt, text messages) are checked by :func:`_plain_shape` inline,
+which only ever accepts: anything else, or anything wrong, goes the general way, so the totals
+and the errors are exactly those of one ``json.loads`` and every check per line.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidImageError, InvalidRequestError, UnsupportedFeatureError
 from .._request import MAX_OUTPUT_TOKENS
 from ._estimate import RequestShape, SkippedRoute, split_routes
+from ._jsonl import json_lines, load_line
 from ._tokens import (
+    BEGIN_TOKENS,
+    MESSAGE_TOKENS,
+    REPLY_HEADER_TOKENS,
     CounterChoice,
     TextCounter,
     TokenCounter,
@@ -73,6 +81,8 @@ _KEEP_BAD = 20
 # Distinct images whose tile count is remembered; past that the cache starts again.
 _IMAGE_CACHE = 4096
 _PROGRESS_EVERY = 2000
+# chat_template_tokens(messages) is this plus MESSAGE_TOKENS a message (no images).
+_TEMPLATE_BASE = BEGIN_TOKENS + REPLY_HEADER_TOKENS
 
 
 class _Images:
@@ -114,7 +124,27 @@ def parse_line(raw: str | bytes, count: TextCounter, images: _Images | None = No
     """
     band = count.band if isinstance(count, TokenCounter) else _exact_band(count)
     name = count.name if isinstance(count, TokenCounter) else "custom"
-    return RequestShape(*_parse(raw, band, images)[1], tokenizer=name)
+    return RequestShape(*_parse(raw, _checking(band), images)[1], tokenizer=name)
+
+
+#: Counts a text as ``(low, expected, high)`` tokens; ``None`` for text that is not valid
+#: Unicode (a lone surrogate), which the general path then reports (see :func:`_checking`).
+Band = Callable[[str], tuple[int, int, int] | None]
+
+
+def _checking(band: Callable[[str], tuple[int, int, int]]) -> Band:
+    """``band``, answering ``None`` for text that cannot be encoded as UTF-8 (checked here,
+    so that a cache in front of it checks each distinct text once)."""
+
+    def checked(text: str) -> tuple[int, int, int] | None:
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return None
+        return band(text)
+
+    return checked
 
 
 def _exact_band(count: TextCounter) -> Callable[[str], tuple[int, int, int]]:
@@ -127,24 +157,36 @@ def _exact_band(count: TextCounter) -> Callable[[str], tuple[int, int, int]]:
 
 def _parse(
     raw: str | bytes,
-    band: Callable[[str], tuple[int, int, int]],
+    band: Band,
     images: _Images | None,
 ) -> tuple[str | None, ShapeKey]:
     """The line's own ``model`` (``None`` if it names none) and its shape."""
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise InvalidRequestError(f"not valid JSON: {error.msg} (column {error.colno})") from None
-    except UnicodeDecodeError:
-        raise InvalidRequestError("not UTF-8 text") from None
-    except RecursionError:
-        raise InvalidRequestError("nested too deeply to read (arrays or objects)") from None
-    except ValueError as error:  # a number too long to convert, for one
-        raise InvalidRequestError(f"not valid JSON: {error}") from None
+    return _shape(load_line(raw), band, images)
+
+
+def _shape(
+    data: object,
+    band: Band,
+    images: _Images | None,
+) -> tuple[str | None, ShapeKey]:
+    """The ``model`` and shape of a line already parsed (see :func:`_parse`)."""
+    if type(data) is dict and data.keys() <= _KEYS:
+        found = _plain_shape(data, band)
+        if found is not None:
+            return found
+    return _checked_shape(data, band, images)
+
+
+def _checked_shape(
+    data: object,
+    band: Band,
+    images: _Images | None,
+) -> tuple[str | None, ShapeKey]:
+    """:func:`_shape` for any line, every rule checked in turn (the general path)."""
     if not isinstance(data, dict):
         raise InvalidRequestError(f"expected a JSON object, not {_kind(data)}")
-    unknown = data.keys() - _KEYS
-    if unknown:
+    if not data.keys() <= _KEYS:
+        unknown = data.keys() - _KEYS
         raise InvalidRequestError(
             f"unknown field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_KEYS))}"
         )
@@ -161,6 +203,7 @@ def _parse(
     low = expected = high = 0
     for _, content, _ in turns:
         counted = band(content)
+        assert counted is not None  # (every text was checked by _turns)
         low, expected, high = low + counted[0], expected + counted[1], high + counted[2]
     template = chat_template_tokens(len(turns), len(tiles))
     max_tokens = data.get("max_tokens")
@@ -171,6 +214,71 @@ def _parse(
         output = _whole(output, "expected_output_tokens", minimum=0)
     return model, (expected + template, tiles, max_tokens, output, low + template,
                    high + template)  # fmt: skip
+
+
+def _plain_shape(data: dict[str, Any], band: Band) -> tuple[str | None, ShapeKey] | None:
+    """The shape of a line of the usual kinds (a prompt with an optional system prompt, or
+    messages with text content; no image), or ``None`` for :func:`_shape`'s general path to
+    read it. It only accepts: a line that breaks a rule goes to the general path, which says
+    what is wrong, so that both paths give the same shapes and the same errors."""
+    model = data.get("model")
+    if model is not None and (type(model) is not str or not model.strip()):
+        return None
+    if "image" in data:
+        return None
+    prompt, messages, system = data.get("prompt"), data.get("messages"), data.get("system")
+    texts: list[str]
+    if messages is None:
+        if type(prompt) is not str:
+            return None
+        if system is None:
+            texts = [prompt]
+        elif type(system) is str:
+            texts = [system, prompt]
+        else:
+            return None
+    elif type(messages) is list and messages:
+        texts = []
+        roles = []
+        for item in messages:
+            if type(item) is not dict or len(item) != 2:
+                return None
+            role, content = item.get("role"), item.get("content")
+            if type(content) is not str or role not in _ROLES:
+                return None
+            roles.append(role)
+            texts.append(content)
+        if system is not None:
+            if type(system) is not str or roles[0] == "system":
+                return None
+            texts.insert(0, system)
+            roles.insert(0, "system")
+        if prompt is not None:
+            if type(prompt) is not str:
+                return None
+            texts.append(prompt)
+        elif roles[-1] != "user":
+            return None
+        if "system" in roles[1:]:
+            return None
+    else:
+        return None
+    max_tokens = data.get("max_tokens")
+    if max_tokens is not None and not (
+        type(max_tokens) is int and 1 <= max_tokens <= MAX_OUTPUT_TOKENS
+    ):
+        return None
+    output = data.get("expected_output_tokens")
+    if output is not None and not (type(output) is int and output >= 0):
+        return None
+    low = expected = high = 0
+    for text in texts:
+        counted = band(text)
+        if counted is None:  # not valid Unicode: the general path says where
+            return None
+        low, expected, high = low + counted[0], expected + counted[1], high + counted[2]
+    template = _TEMPLATE_BASE + MESSAGE_TOKENS * len(texts)
+    return model, (expected + template, (), max_tokens, output, low + template, high + template)
 
 
 def _turns(data: dict[str, Any]) -> list[tuple[str, str, list[object]]]:
@@ -339,14 +447,20 @@ def estimate_workload(
     result = WorkloadResult(model=default.key if default is not None else "")
     # Workloads repeat their system prompts and templates: remember recent counts.
     counting = text_counter(tokenizer, counter)
-    band = functools.lru_cache(maxsize=4096)(counting.band)
+    band = functools.lru_cache(maxsize=4096)(_checking(counting.band))
     images = _Images(Path(base_dir) if base_dir is not None else None)
-    for number, raw in _numbered(lines):
+    for number, data in json_lines(lines):
         result.lines += 1
         if on_progress is not None and not result.lines % _PROGRESS_EVERY:
             on_progress(number)
         try:
-            name, shape = _parse(raw, band, images)
+            if isinstance(data, InvalidRequestError):
+                raise data
+            # _shape, inlined: this loop runs once per line.
+            found = (
+                _plain_shape(data, band) if type(data) is dict and data.keys() <= _KEYS else None
+            )
+            name, shape = found if found is not None else _checked_shape(data, band, images)
             if name is not None:
                 demand = demand_for(name)
             elif default is not None:
@@ -369,9 +483,3 @@ def estimate_workload(
         demand.tally(shape)
     finish(result, demands.values())
     return result
-
-
-def _numbered(lines: Iterable[str | bytes]) -> Iterator[tuple[int, str | bytes]]:
-    for number, raw in enumerate(lines, start=1):
-        if raw.strip():
-            yield number, raw
