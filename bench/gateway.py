@@ -6,8 +6,14 @@ side with LiteLLM's proxy on the same mock, with the same uvicorn worker count, 
                             [--litellm PATH | --no-litellm]
 
 Starts ``bench/mock_server.py`` (the loopback OpenRouter mock) and ``llamaroute serve`` (one
-uvicorn worker unless told), each in its own process. Latency: N sequential calls each way
-after a warm-up, plus raw httpx straight to the mock (one HTTP hop, the floor). Throughput:
+uvicorn worker unless told), each in its own process. First the upstream call's own CPU in
+this process (``getrusage``: raw httpx and a direct ``AsyncClient``, 1 and 10 at a time: the
+floor of the gateway's CPU per request). Latency: N sequential calls each way after a warm-up
+(on uvloop when installed, as the gateway runs), plus raw httpx straight to the mock (one HTTP
+hop); then the p50 of ``wrk -t1 -c1`` (a C client that costs next to nothing, so that its
+difference to the direct call is the gateway's own), with the gateway's CPU per request
+(``/proc/<pid>/stat`` over the run / wrk's count: the figure the machine's other load changes
+least). Throughput:
 ``wrk`` (Debian's package) with a Lua script for the POST body, when installed; else 100
 concurrent httpx requests from this process (then the load generator is the limit). Both with
 the master key (no budget) and with a virtual key that has a budget and a rate (the SQLite
@@ -296,6 +302,7 @@ def main() -> None:
                 litellm, litellm_url = _litellm(binary, mock_port, folder, args.workers)
                 processes.append(litellm)
             _run(_floor(mock_port, args.requests))
+            args.gateway_pid = gateway.pid
             direct = _latency(mock_port, url, budgeted, args.requests)
             _wrk_latency(mock_port, url, budgeted, litellm_url, args, direct)
             if litellm_url is not None:
@@ -305,7 +312,6 @@ def main() -> None:
             else:
                 print("LiteLLM's proxy: skipped (not installed: pip install "
                       "'litellm[proxy]==1.110.2', or pass --litellm PATH)")  # fmt: skip
-            args.gateway_pid = gateway.pid
             _throughput(mock_port, url, budgeted, litellm_url, args)
         finally:
             for process in processes:
@@ -348,9 +354,13 @@ def _wrk_latency(
     seconds = min(args.seconds, 5)
     print(f"p50 with wrk -t1 -c1 -d{seconds}s (ms):")
     for name, target, key in _targets(mock_port, url, budgeted, litellm_url):
+        before = _cpu_seconds(args.gateway_pid)
         found = _wrk(target, key, seconds, 1)
         assert found is not None
         added = "" if name == "raw mock" else f"   added over direct: {found[1] - direct:.3f}"
+        if "gateway" in name and args.workers == 1:
+            used = (_cpu_seconds(args.gateway_pid) - before) / max(found[2], 1) * 1000
+            added += f"  gateway CPU {used:.2f} ms/request"
         print(f"  {name:34} {found[1]:7.3f}{added}")
 
 
