@@ -390,7 +390,7 @@ def test_the_sdks_parse_and_stream_helpers_get_validated_json(
 def test_a_bug_in_the_chat_handler_is_a_500_in_openai_shape(gateway: Running) -> None:
     # The chat endpoint bypasses Starlette's middlewares (bench/README.md): what they did for
     # an unexpected exception, answering 500 before anything was sent, it must do itself.
-    async def broken(request: object) -> None:
+    async def broken(headers: object, receive: object) -> None:
         raise RuntimeError("a bug")
 
     gateway.app.chat = broken

@@ -8,15 +8,16 @@ No CORS headers are sent: browsers on other origins cannot call it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._exceptions import LlamarouteError
 from ..client import AsyncClient
@@ -70,10 +71,10 @@ def create_app(
                 shared.close()
 
     async def chat(request: Request) -> Response:
-        return await chat_completions(gateway, request)
+        return await chat_completions(gateway, request.headers, request.receive)  # type: ignore[return-value]
 
     async def models(request: Request) -> Response:
-        caller = gateway.authorize(request)
+        caller = gateway.authorize(request.headers)
         if isinstance(caller, HttpError):
             return gateway.error(caller, "models")
         allowed = caller.key.models if caller.key is not None else ()
@@ -87,10 +88,10 @@ def create_app(
         return JSONResponse({"object": "list", "data": data})
 
     async def estimates(request: Request) -> Response:
-        caller = gateway.authorize(request)
+        caller = gateway.authorize(request.headers)
         if isinstance(caller, HttpError):
             return gateway.error(caller, "estimate")
-        body = await gateway.read_json(request)
+        body = await gateway.read_json(request.headers, request.receive)
         if isinstance(body, HttpError):
             return gateway.error(body, "estimate")
         try:
@@ -100,7 +101,7 @@ def create_app(
         return JSONResponse(found)
 
     async def spend(request: Request) -> Response:
-        refusal = gateway.admin(request)
+        refusal = gateway.admin(request.headers)
         if refusal is not None:
             return gateway.error(refusal, "spend")
         gateway.flush()
@@ -141,7 +142,7 @@ def create_app(
         )
 
     async def ui_data(request: Request) -> Response:
-        refusal = gateway.admin(request)
+        refusal = gateway.admin(request.headers)
         if refusal is not None:
             return gateway.error(refusal, "ui")
         gateway.flush()
@@ -171,8 +172,8 @@ def create_app(
 
     handlers = {404: not_found, 405: not_found}
     app = _GatewayApp(routes=routes, lifespan=lifespan, exception_handlers=handlers)
-    app.chat = chat
     app.state.gateway = gateway
+    app.chat = partial(chat_completions, gateway)
     return app
 
 
@@ -181,21 +182,26 @@ _SERVER_ERROR = HttpError(500, "server_error", None, "the gateway failed: see it
 
 
 class _GatewayApp(Starlette):
-    """Starlette, except that ``POST`` to the chat endpoint goes straight to its handler.
+    """Starlette, except that ``POST`` to the chat endpoint goes straight to its handler, as
+    plain ASGI: headers read from the scope, the body from ``receive``, the answer sent as
+    two messages.
 
-    Starlette's router, its two exception middlewares and its per-route wrapper cost several
-    percent of a chat request's CPU under load (py-spy, bench/gateway.py), for nothing: the
-    handler answers every expected error itself. What they would still do is kept: an
-    unexpected exception is answered with a 500 (OpenAI's shape) if nothing was sent yet, and
-    raised on for the server to log."""
+    Starlette's router, its two exception middlewares, its per-route wrapper and its request
+    and response objects cost several percent of a chat request's CPU under load (py-spy,
+    bench/gateway.py), for nothing: the handler answers every expected error itself. What they
+    would still do is kept: an unexpected exception is answered with a 500 (OpenAI's shape) if
+    nothing was sent yet, and raised on for the server to log."""
 
-    chat: Callable[[Request], Awaitable[Response]]
+    chat: Callable[[Mapping[str, str], Receive], Awaitable[ASGIApp]]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _CHAT_PATHS:
             await super().__call__(scope, receive, send)
             return
-        scope["app"] = self
+        # ASGI servers give header names in lower case; the last of a repeated header wins.
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
         started = False
 
         async def sending(message: Message) -> None:
@@ -204,7 +210,7 @@ class _GatewayApp(Starlette):
             await send(message)
 
         try:
-            response = await self.chat(Request(scope, receive, send))
+            response = await self.chat(headers, receive)
             await response(scope, receive, sending)
         except Exception:
             if not started:

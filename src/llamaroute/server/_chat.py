@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._exceptions import LlamarouteError, UnknownModelError
 from .._response import ChatResponse
@@ -64,12 +63,15 @@ class _Ticket:
         self.settled = False
 
 
-async def chat_completions(gateway: Gateway, request: Request) -> Response:
-    """The endpoint."""
-    caller = gateway.authorize(request)
+async def chat_completions(
+    gateway: Gateway, headers: Mapping[str, str], receive: Receive
+) -> ASGIApp:
+    """The endpoint, for a request with these ``headers`` (lower-case names) whose body comes
+    from ``receive``: the ASGI response to send."""
+    caller = gateway.authorize(headers)
     if isinstance(caller, HttpError):
         return gateway.error(caller, "chat")
-    body = await gateway.read_json(request)
+    body = await gateway.read_json(headers, receive)
     if isinstance(body, HttpError):
         return gateway.error(body, "chat")
     try:
@@ -88,7 +90,7 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
             ),
             "chat",
         )
-    tags = caller.tags + _header_tags(request)
+    tags = caller.tags + _header_tags(headers)
     max_cost: Decimal | None = None
     reservation = None
     if caller.key is not None and (caller.key.budget is not None or caller.key.rpm is not None):
@@ -137,26 +139,42 @@ async def chat_completions(gateway: Gateway, request: Request) -> Response:
         _settle(gateway, ticket, None, None, status="failed")
         raise
     _settle(gateway, ticket, response, None)
-    cid = completion_id()
-    return Response(
-        json.dumps(completion(response, args.model, cid), ensure_ascii=False),
-        media_type="application/json",
-        headers=_headers(response, ticket.tab.cost),
-    )
+    body = json.dumps(completion(response, args.model, completion_id()), ensure_ascii=False)
+    return _Answer(body.encode(), _headers(response, ticket.tab.cost))
 
 
-def _header_tags(request: Request) -> tuple[str, ...]:
-    raw = request.headers.get("x-llamaroute-tags", "")
+class _Answer:
+    """A JSON answer as two ASGI messages, its headers already encoded (Starlette's
+    ``Response`` rebuilds and re-checks them per request)."""
+
+    __slots__ = ("body", "headers")
+
+    def __init__(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.body = body
+        self.headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.headers.append((b"content-length", str(len(self.body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _header_tags(headers: Mapping[str, str]) -> tuple[str, ...]:
+    raw = headers.get("x-llamaroute-tags", "")
+    if not raw:
+        return ()
     return tuple(tag.strip()[:64] for tag in raw.split(",") if tag.strip())[:16]
 
 
-def _headers(response: ChatResponse, cost: Decimal) -> dict[str, str]:
-    return {
-        "x-llamaroute-cost": f"{cost:f}",
-        "x-llamaroute-provider": response.provider,
-        "x-llamaroute-route": f"{response.provider}:{response.provider_model_id}",
-        "x-llamaroute-attempts": str(len(response.attempts)),
-    }
+def _headers(response: ChatResponse, cost: Decimal) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", b"application/json"),
+        (b"x-llamaroute-cost", f"{cost:f}".encode()),
+        (b"x-llamaroute-provider", response.provider.encode("latin-1")),
+        (b"x-llamaroute-route",
+         f"{response.provider}:{response.provider_model_id}".encode("latin-1")),
+        (b"x-llamaroute-attempts", str(len(response.attempts)).encode()),
+    ]  # fmt: skip
 
 
 def _settle(
@@ -214,7 +232,7 @@ def _settle(
     gateway.access_log(ticket.caller, args, outcome, provider, cost, ticket.started)
 
 
-async def _stream(gateway: Gateway, ticket: _Ticket, max_cost: Decimal | None) -> Response:
+async def _stream(gateway: Gateway, ticket: _Ticket, max_cost: Decimal | None) -> ASGIApp:
     """Open the stream and read its first chunk before answering, so that an error before any
     text is an HTTP error with its status; after that, errors are an SSE error event."""
     args = ticket.args
@@ -238,7 +256,7 @@ async def _stream(gateway: Gateway, ticket: _Ticket, max_cost: Decimal | None) -
             "x-llamaroute-provider": first.provider,
             "x-llamaroute-route": f"{first.provider}:{first.provider_model_id}",
         }
-    return EventStream(_events(gateway, ticket, stream, first), headers)  # type: ignore[return-value]
+    return EventStream(_events(gateway, ticket, stream, first), headers)
 
 
 async def _events(
@@ -274,7 +292,7 @@ async def _events(
         # stream never ends with [DONE], so no client takes a cut answer for a whole one.
         _settle(gateway, ticket, None, error)
         failure = http_error(error)
-        gateway.metrics.errors.labels(failure.type, failure.code or "").inc()
+        gateway.metrics.child(gateway.metrics.errors, failure.type, failure.code or "").inc()
         yield _frame(failure.body())
     finally:
         if not ticket.settled:

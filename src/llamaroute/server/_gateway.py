@@ -11,13 +11,13 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive
 
 from .._exceptions import LlamarouteError
 from .._records import Attempt
@@ -74,9 +74,10 @@ class Gateway:
 
     # --- access ----------------------------------------------------------------------------
 
-    def authorize(self, request: Request) -> Caller | HttpError:
-        """The caller of ``request`` (401 for a missing, wrong or revoked key)."""
-        header = request.headers.get("authorization", "")
+    def authorize(self, headers: Mapping[str, str]) -> Caller | HttpError:
+        """The caller whose request has these ``headers`` (names in lower case): 401 for a
+        missing, wrong or revoked key."""
+        header = headers.get("authorization", "")
         scheme, _, secret = header.partition(" ")
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
@@ -88,9 +89,9 @@ class Gateway:
         key = self.store.authenticate(secret)
         return _UNAUTHORIZED if key is None else Caller(key)
 
-    def admin(self, request: Request) -> HttpError | None:
+    def admin(self, headers: Mapping[str, str]) -> HttpError | None:
         """401 unless the caller holds the master key."""
-        caller = self.authorize(request)
+        caller = self.authorize(headers)
         if isinstance(caller, HttpError):
             return caller
         if caller.key is not None:
@@ -109,8 +110,9 @@ class Gateway:
                 continue
         return False
 
-    async def read_json(self, request: Request) -> object | HttpError:
-        """The body as JSON, read up to the size limit (413 beyond, 400 if not JSON)."""
+    async def read_json(self, headers: Mapping[str, str], receive: Receive) -> object | HttpError:
+        """The body as JSON, read from the ASGI ``receive`` up to the size limit (413 beyond,
+        400 if not JSON)."""
         limit = self.config.max_body_bytes
         too_big = HttpError(
             413,
@@ -118,20 +120,22 @@ class Gateway:
             "request_too_large",
             f"the request body is larger than {limit:,} bytes",
         )
-        declared = request.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return too_big
-        chunks, size = [], 0
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return HttpError(400, "invalid_request_error", None, "the client left mid-body")
+            piece = message.get("body", b"")
+            more = message.get("more_body", False)
+            size += len(piece)
+            if size > limit:
+                return too_big
+            chunks.append(piece)
         try:
-            async for piece in request.stream():
-                size += len(piece)
-                if size > limit:
-                    return too_big
-                chunks.append(piece)
-        except ClientDisconnect:
-            return HttpError(400, "invalid_request_error", None, "the client left mid-body")
-        try:
-            parsed: object = json.loads(b"".join(chunks))
+            parsed: object = json.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             return parsed
         except (ValueError, RecursionError):
             return HttpError(
@@ -162,8 +166,8 @@ class Gateway:
         self, failure: HttpError, endpoint: str, attempts: Sequence[Attempt] = ()
     ) -> Response:
         """An error answer, counted."""
-        self.metrics.errors.labels(failure.type, failure.code or "").inc()
-        self.metrics.requests.labels(endpoint, str(failure.status)).inc()
+        self.metrics.child(self.metrics.errors, failure.type, failure.code or "").inc()
+        self.metrics.child(self.metrics.requests, endpoint, str(failure.status)).inc()
         self._failed(attempts)
         return JSONResponse(failure.body(), status_code=failure.status, headers=failure.headers())
 
@@ -194,8 +198,8 @@ class Gateway:
         self.metrics.attempted(tuple(attempts))
         self._failed(attempts)
         self.metrics.spent(provider, model, cost, input_tokens, output_tokens)
-        self.metrics.latency.labels("chat").observe(seconds)
-        self.metrics.requests.labels("chat", "200").inc()
+        self.metrics.child(self.metrics.latency, "chat").observe(seconds)
+        self.metrics.child(self.metrics.requests, "chat", "200").inc()
 
     def access_log(
         self,

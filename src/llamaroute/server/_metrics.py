@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -71,22 +72,33 @@ class Metrics:
             ["route"],
             registry=r,
         )
+        # Each metric's child per label values: prometheus_client's ``labels()`` takes a lock
+        # and re-checks its arguments on every call; the set of label values is small.
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once."""
+        key = (id(metric), *values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def attempted(self, attempts: tuple[Attempt, ...]) -> None:
         """Count a call's attempts by provider and outcome."""
         for attempt in attempts:
-            self.attempts.labels(attempt.provider, attempt.outcome).inc()
+            self.child(self.attempts, attempt.provider, attempt.outcome).inc()
 
     def spent(
         self, provider: str, model: str, cost: Decimal, input_tokens: int, output_tokens: int
     ) -> None:
         """Count a call's tokens and cost."""
         if input_tokens:
-            self.tokens.labels("input", model).inc(input_tokens)
+            self.child(self.tokens, "input", model).inc(input_tokens)
         if output_tokens:
-            self.tokens.labels("output", model).inc(output_tokens)
+            self.child(self.tokens, "output", model).inc(output_tokens)
         if cost:
-            self.cost.labels(provider, model).inc(float(cost))
+            self.child(self.cost, provider, model).inc(float(cost))
 
     def render(self, health: Mapping[str, Mapping[str, object]]) -> bytes:
         """The exposition text, breaker states read now."""
