@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import socket
 import threading
-import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from llamaroute.providers.bedrock import BedrockProvider
 from llamaroute.testing import FakeBedrock
 
 from .conftest import AWS_KEYS, CANARY_KEY
+from .test_openrouter_hostile import peak_growth
 
 CAP = 2 * 2**20
 
@@ -74,20 +74,6 @@ def provider(kind: str, url: str) -> Any:
     return BedrockProvider(region="us-east-1", endpoint_url=url, max_stream_bytes=CAP, **AWS_KEYS)
 
 
-def traced_peak(work: Any) -> tuple[int, BaseException | None]:
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        try:
-            work()
-        except Exception as error:
-            return tracemalloc.get_traced_memory()[1] - base, error
-        return tracemalloc.get_traced_memory()[1] - base, None
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("kind", list(EVENTS))
 def test_a_stream_of_tiny_chunks_to_its_cap_costs_less_than_the_cap(kind: str, mode: str) -> None:
@@ -104,7 +90,7 @@ def test_a_stream_of_tiny_chunks_to_its_cap_costs_less_than_the_cap(kind: str, m
             async with AsyncClient([chosen], retries=0) as client:
                 await client.stream("llama-3.2-3b", "Hello", timeout=30).read()
 
-        peak, error = traced_peak(
+        peak, error = peak_growth(
             read_sync if mode == "sync" else lambda: asyncio.run(read_async())
         )
     assert isinstance(error, StreamInterruptedError), error
