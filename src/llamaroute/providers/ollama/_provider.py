@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
+from functools import partial
 from typing import Any, ClassVar, cast
 
 import httpx
@@ -167,6 +168,7 @@ class OllamaProvider(Provider):
                                 client=client, async_client=async_client)  # fmt: skip
         self._lock = threading.Lock()
         self._probe: tuple[float, frozenset[str] | None] | None = None
+        self._whole: tuple[httpx.Timeout, float, str] | None = None
 
     def __repr__(self) -> str:
         key = f", api_key={self._key.masked!r}" if self._key else ""
@@ -203,14 +205,25 @@ class OllamaProvider(Provider):
         if call.timeout is not None:
             seconds, why = call.timeout, f"the attempt's {call.timeout:g} s ran out"
         else:
-            parts = (self.timeout.connect, self.timeout.write, self.timeout.read)
-            seconds = sum(cast(float, part) for part in parts)
-            why = f"no whole answer within the provider's timeouts ({seconds:g} s)"
+            seconds, why = self._whole_answer()
         return Guard(
             NAME, model_id, deadline=time.monotonic() + seconds, why=why,
             limit=self.max_stream_bytes if stream else self.max_response_bytes,
             max_line=self.max_line_bytes if stream else None,
         )  # fmt: skip
+
+    def _whole_answer(self) -> tuple[float, str]:
+        """The deadline of an attempt without a ``timeout=`` (the timeouts' parts added up)
+        and its message: worked out once per ``timeout`` (it is the same for every call)."""
+        timeout = self.timeout
+        cached = self._whole
+        if cached is not None and cached[0] is timeout:
+            return cached[1], cached[2]
+        parts = (timeout.connect, timeout.write, timeout.read)
+        seconds = sum(cast(float, part) for part in parts)
+        why = f"no whole answer within the provider's timeouts ({seconds:g} s)"
+        self._whole = (timeout, seconds, why)
+        return seconds, why
 
     def _idle(self, call: ProviderCall) -> float:
         seconds = self.stream_idle_timeout
@@ -246,7 +259,7 @@ class OllamaProvider(Provider):
                 response = self._sync().chat(**request)
             return parse_response(response, model_id=model_id, redact=self._redact,
                                   tools=call.request.tools,
-                                  first_call=first_call_number(call.request))  # fmt: skip
+                                  first_call=partial(first_call_number, call.request))  # fmt: skip
         except LlamarouteError as error:
             _detach(error)
             raise
@@ -264,7 +277,7 @@ class OllamaProvider(Provider):
                 response = await self._async().chat(**request)
             return parse_response(response, model_id=model_id, redact=self._redact,
                                   tools=call.request.tools,
-                                  first_call=first_call_number(call.request))  # fmt: skip
+                                  first_call=partial(first_call_number, call.request))  # fmt: skip
         except LlamarouteError as error:
             _detach(error)
             raise
@@ -273,7 +286,7 @@ class OllamaProvider(Provider):
         request = self._request(call, stream=True)
         model_id = request["model"]
         state = StreamState(model_id, self._redact, call.request.tools,
-                            first_call_number(call.request))  # fmt: skip
+                            partial(first_call_number, call.request))  # fmt: skip
         errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
         try:
@@ -319,7 +332,7 @@ class OllamaProvider(Provider):
         request = self._request(call, stream=True)
         model_id = request["model"]
         state = StreamState(model_id, self._redact, call.request.tools,
-                            first_call_number(call.request))  # fmt: skip
+                            partial(first_call_number, call.request))  # fmt: skip
         errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
         try:
@@ -352,8 +365,8 @@ class OllamaProvider(Provider):
     # --- availability ------------------------------------------------------------------------
 
     def _fresh(self) -> tuple[bool, frozenset[str] | None]:
-        with self._lock:
-            probe = self._probe
+        # Read on every call (the tag to send): one attribute read, atomic, needs no lock.
+        probe = self._probe
         if probe is not None and self._clock() - probe[0] < self.probe_ttl:
             return True, probe[1]
         return False, None
