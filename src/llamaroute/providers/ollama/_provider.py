@@ -70,6 +70,9 @@ PROBE_TTL = 10.0
 
 logger = logging.getLogger("llamaroute")
 
+#: Stateless, so one serves every call.
+_KEEP_TIMEOUTS = contextlib.nullcontext()
+
 
 class OllamaProvider(Provider):
     """Llama 3.2 on an Ollama server, through the official ``ollama`` client.
@@ -194,8 +197,13 @@ class OllamaProvider(Provider):
             num_ctx=self.num_ctx,
         )  # fmt: skip
 
-    def _attempt_timeout(self, call: ProviderCall) -> httpx.Timeout | None:
-        return None if call.timeout is None else attempt_timeout(call.timeout, self.timeout)
+    def _timeouts(self, call: ProviderCall) -> contextlib.AbstractContextManager[None]:
+        """The block in which the client's request gets the attempt's timeouts. Without a
+        ``timeout=`` there is nothing to set (outside such a block the client keeps its own),
+        so no block is entered at all."""
+        if call.timeout is None:
+            return _KEEP_TIMEOUTS
+        return request_timeout(attempt_timeout(call.timeout, self.timeout))
 
     def _guard(self, call: ProviderCall, model_id: str, *, stream: bool) -> Guard:
         """The attempt's limits: its deadline and size caps. The deadline is ``call.timeout``
@@ -253,7 +261,7 @@ class OllamaProvider(Provider):
         try:
             with (
                 self._errors(model_id),
-                request_timeout(self._attempt_timeout(call)),
+                self._timeouts(call),
                 guarded(guard),
             ):
                 response = self._sync().chat(**request)
@@ -271,7 +279,7 @@ class OllamaProvider(Provider):
         try:
             with (
                 self._errors(model_id),
-                request_timeout(self._attempt_timeout(call)),
+                self._timeouts(call),
                 guarded(guard),
             ):
                 response = await self._async().chat(**request)
@@ -295,7 +303,7 @@ class OllamaProvider(Provider):
             try:
                 # Lazy client: the request itself goes out on the first next(), so only that
                 # one needs the attempt's timeouts (later reads keep the ones it was sent with).
-                with errors, request_timeout(self._attempt_timeout(call)), guarded(guard):
+                with errors, self._timeouts(call), guarded(guard):
                     chunk = next(lines, None)
                 # One mapping block around the loop rather than one per chunk: feed() raises
                 # only our own errors, and what comes in at the yield (GeneratorExit) passes
@@ -340,7 +348,7 @@ class OllamaProvider(Provider):
                 client = self._async()
                 lines = cast(AsyncIterator[ollama.ChatResponse], await client.chat(**request))
             try:
-                with errors, request_timeout(self._attempt_timeout(call)), guarded(guard):
+                with errors, self._timeouts(call), guarded(guard):
                     chunk = await anext(lines, None)
                 with errors:  # as in stream()
                     while chunk is not None:
