@@ -12,6 +12,9 @@ Per provider (OpenRouter, Ollama, Bedrock), one fresh process each run measures,
   the catalog read, the lazy imports of the call path, and the request itself;
 * **warm call**: the second ``client.chat(...)``, for comparison.
 
+Each phase is given as wall time and as the process thread's CPU time ("(CPU)"): on a shared
+machine the CPU time is the steadier figure (a busy neighbour delays the wall clock, not it).
+
 Then **cold start to the first response**: a fresh process that imports, constructs and gets
 one answer from the mock, against raw httpx doing the same (import httpx, a client, one POST,
 read the JSON), interleaved, the bare interpreter's median subtracted from both. The budget
@@ -35,22 +38,28 @@ from run import AWS, CHILD_ENV, KEY, MODEL, PROMPT, PY, Mock, cold_start_code  #
 
 CHILD = """
 import time, json, sys
-clock = time.perf_counter
-started = clock()
+marks = []
+def mark():
+    marks.append((time.perf_counter(), time.thread_time()))
+mark()
 import llamaroute
 from llamaroute import Client
 from llamaroute.providers import {cls}
-imported = clock()
+mark()
 client = Client([{make}])
-constructed = clock()
+mark()
 first = client.chat({model!r}, {prompt!r})
-answered = clock()
+mark()
 client.chat({model!r}, {prompt!r})
-warm = clock()
+mark()
 assert first.text
 client.close()
-print(json.dumps({{"import": imported - started, "construct": constructed - imported,
-                  "first call": answered - constructed, "warm call": warm - answered}}))
+phases = ("import", "construct", "first call", "warm call")
+out = {{}}
+for name, (a, b) in zip(phases, zip(marks, marks[1:])):
+    out[name] = b[0] - a[0]
+    out[name + " (CPU)"] = b[1] - a[1]
+print(json.dumps(out))
 """
 
 
@@ -111,7 +120,7 @@ def main() -> None:
         mock.stop()
     print(f"fresh processes, {args.runs} runs each; median (p90), milliseconds\n")
     print(f"| provider | {' | '.join(next(iter(samples.values())))} |")
-    print("|---|---|---|---|---|")
+    print("|---|" + "---|" * len(next(iter(samples.values()))))
     for provider, phases in samples.items():
         cells = [f"{statistics.median(v) * 1e3:.2f} ({p90(v) * 1e3:.2f})" for v in phases.values()]
         print(f"| {provider} | {' | '.join(cells)} |")
