@@ -297,6 +297,9 @@ class OllamaProvider(Provider):
                             partial(first_call_number, call.request))  # fmt: skip
         errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
+        # Built once for the stream, not per chunk: the idle timeout's message, and the block
+        # that sets the guard around each read (entered once at a time, so reusable).
+        idle_why, reading = f"no new text for {idle:g} s (stream_idle_timeout)", guarded(guard)
         try:
             with errors:
                 lines = cast(Iterator[ollama.ChatResponse], self._sync().chat(**request))
@@ -316,7 +319,7 @@ class OllamaProvider(Provider):
                             # Text came: the wait for more starts now (the consumer's time
                             # between chunks does not count), and is the idle timeout.
                             guard.deadline = time.monotonic() + idle
-                            guard.why = f"no new text for {idle:g} s (stream_idle_timeout)"
+                            guard.why = idle_why
                         if state.final is not None:
                             # Read on to the end of the response, so that the client hands the
                             # connection back to its pool: closing a response that is not read
@@ -326,7 +329,7 @@ class OllamaProvider(Provider):
                             with contextlib.suppress(Exception), guarded(guard):
                                 next(lines, None)
                             break
-                        with guarded(guard):
+                        with reading:
                             chunk = next(lines, None)
             finally:
                 with errors:
@@ -343,6 +346,7 @@ class OllamaProvider(Provider):
                             partial(first_call_number, call.request))  # fmt: skip
         errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
+        idle_why, reading = f"no new text for {idle:g} s (stream_idle_timeout)", guarded(guard)
         try:
             with errors:
                 client = self._async()
@@ -355,12 +359,12 @@ class OllamaProvider(Provider):
                         if piece := state.feed(chunk):
                             yield piece
                             guard.deadline = time.monotonic() + idle
-                            guard.why = f"no new text for {idle:g} s (stream_idle_timeout)"
+                            guard.why = idle_why
                         if state.final is not None:
                             with contextlib.suppress(Exception), guarded(guard):
                                 await anext(lines, None)
                             break
-                        with guarded(guard):
+                        with reading:
                             chunk = await anext(lines, None)
             finally:
                 with errors:
