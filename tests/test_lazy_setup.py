@@ -12,12 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import ollama
 import pytest
 
 from llamaroute import Client
 from llamaroute.providers import OllamaProvider, OpenRouterProvider
 from llamaroute.providers.bedrock import BedrockProvider
-from llamaroute.providers.ollama._clients import Clients
 from llamaroute.testing import FakeBedrock, FakeOllama, FakeOpenRouter
 
 THREADS = 16
@@ -76,7 +76,7 @@ def test_openrouter_builds_its_pool_and_ssl_context_on_first_use_once(
 
 
 def test_ollama_builds_its_client_on_first_use_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    builds = counting(monkeypatch, Clients, "_build")
+    builds = counting(monkeypatch, ollama, "Client")
     contexts = counting(monkeypatch, httpx, "create_ssl_context")
     with FakeOllama() as fake:
         provider = OllamaProvider(host=fake.url)
