@@ -84,6 +84,16 @@ class _Input(BaseModel):
             except ValidationError as error:
                 raise InvalidRequestError(validation_message(error)) from None
 
+    @classmethod
+    def _checked(cls, fields: dict[str, Any]) -> Any:
+        """``cls(**fields)``, built by pydantic-core's validator straight away: the same
+        checks, result and error, without the two ``__init__`` frames above it (every call
+        builds its request and message this way)."""
+        try:
+            return cls.__pydantic_validator__.validate_python(fields)
+        except ValidationError as error:
+            raise InvalidRequestError(validation_message(error)) from None
+
 
 class TextPart(_Input):
     """A piece of text inside a message."""
@@ -326,13 +336,13 @@ class Message(_Input):
     @classmethod
     def system(cls, text: str) -> Message:
         """A system message."""
-        return cls(role="system", content=text)
+        return cls._checked({"role": "system", "content": text})  # type: ignore[no-any-return]
 
     @classmethod
     def user(cls, text: str, *, image: ImageSource | None = None) -> Message:
         """A user message, with an optional image (anything ``image=`` takes) after the text."""
         if image is None:
-            return cls(role="user", content=text)
+            return cls._checked({"role": "user", "content": text})  # type: ignore[no-any-return]
         return cls(role="user", content=(TextPart(text=text), ImagePart(image=image)))
 
     @classmethod

@@ -209,7 +209,7 @@ class ChatRequest(_Input):
                 turns = _attach_image_to_last_user(turns, image)
             if not any(turn.role == "user" for turn in turns):
                 raise InvalidRequestError("nothing to send: pass prompt= or messages=")
-            return cls(model=model, messages=tuple(turns), **params)
+            return cls._checked({"model": model, "messages": tuple(turns), **params})  # type: ignore[no-any-return]
         except ValidationError as error:
             raise InvalidRequestError(validation_message(error)) from None
         except RecursionError:

@@ -16,6 +16,7 @@ keep-alive comments forever, never trips them. Two pieces close that gap:
 from __future__ import annotations
 
 import select
+import socket
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -87,11 +88,14 @@ class DeadlineStream(httpcore.NetworkStream):
     (a system call, and a wake-up of the server) per request instead of two; the socket
     writes were ~12-18% of the gateway's samples under wrk (bench/README.md)."""
 
-    __slots__ = ("_held", "_inner")
+    __slots__ = ("_held", "_inner", "_plain")
 
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self._inner = inner
         self._held = b""
+        # A plain TCP socket (not TLS): see write().
+        sock = inner.get_extra_info("socket")
+        self._plain: socket.socket | None = sock if type(sock) is socket.socket else None
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         if self._held:
@@ -111,6 +115,22 @@ class DeadlineStream(httpcore.NetworkStream):
             self._held = buffer
             return
         timeout, why = _capped(timeout, httpcore.WriteTimeout)
+        plain = self._plain
+        if plain is not None and buffer:
+            # One non-blocking send first. A socket with a timeout (ours always have one)
+            # makes a poll() before every send; a request nearly always fits the socket's
+            # buffer, so that poll is a system call per write for nothing. What does not go
+            # out at once is sent below, as before, waiting at most until the deadline.
+            try:
+                plain.settimeout(0)
+                sent = plain.send(buffer)
+            except BlockingIOError:
+                sent = 0
+            except OSError as error:  # as httpcore maps it
+                raise httpcore.WriteError(error) from error
+            if sent == len(buffer):
+                return
+            buffer = buffer[sent:]
         if why is None:
             self._inner.write(buffer, timeout)
             return

@@ -394,7 +394,9 @@ class BedrockProvider(Provider):
         guard = self._guard(call, model_id)
         failure: LlamarouteError | None = None
         try:
-            client = await self._aclient_within(guard)
+            client = self._client
+            if client is None:  # the first call only: no coroutine for it on every call
+                client = await self._aclient_within(guard)
             response = await self._step(guard, self._send, guard, client.converse, **request)
             result = parse_converse(response, model_id=model_id, call=call)
         except Exception as error:

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
+from functools import partial
 from typing import Any, ClassVar, cast
 
 import httpx
@@ -68,6 +69,9 @@ PROBE_TIMEOUT = httpx.Timeout(connect=0.5, read=2.0, write=2.0, pool=0.5)
 PROBE_TTL = 10.0
 
 logger = logging.getLogger("llamaroute")
+
+#: Stateless, so one serves every call.
+_KEEP_TIMEOUTS = contextlib.nullcontext()
 
 
 class OllamaProvider(Provider):
@@ -168,6 +172,7 @@ class OllamaProvider(Provider):
         self._lock = threading.Lock()
         self._probe: tuple[float, frozenset[str] | None] | None = None
         self._probe_failure = ""  # why the last probe failed, in plain words
+        self._whole: tuple[httpx.Timeout, float, str] | None = None
 
     def __repr__(self) -> str:
         key = f", api_key={self._key.masked!r}" if self._key else ""
@@ -193,8 +198,13 @@ class OllamaProvider(Provider):
             num_ctx=self.num_ctx,
         )  # fmt: skip
 
-    def _attempt_timeout(self, call: ProviderCall) -> httpx.Timeout | None:
-        return None if call.timeout is None else attempt_timeout(call.timeout, self.timeout)
+    def _timeouts(self, call: ProviderCall) -> contextlib.AbstractContextManager[None]:
+        """The block in which the client's request gets the attempt's timeouts. Without a
+        ``timeout=`` there is nothing to set (outside such a block the client keeps its own),
+        so no block is entered at all."""
+        if call.timeout is None:
+            return _KEEP_TIMEOUTS
+        return request_timeout(attempt_timeout(call.timeout, self.timeout))
 
     def _guard(self, call: ProviderCall, model_id: str, *, stream: bool) -> Guard:
         """The attempt's limits: its deadline and size caps. The deadline is ``call.timeout``
@@ -204,14 +214,25 @@ class OllamaProvider(Provider):
         if call.timeout is not None:
             seconds, why = call.timeout, f"the attempt's {call.timeout:g} s ran out"
         else:
-            parts = (self.timeout.connect, self.timeout.write, self.timeout.read)
-            seconds = sum(cast(float, part) for part in parts)
-            why = f"no whole answer within the provider's timeouts ({seconds:g} s)"
+            seconds, why = self._whole_answer()
         return Guard(
             NAME, model_id, deadline=time.monotonic() + seconds, why=why,
             limit=self.max_stream_bytes if stream else self.max_response_bytes,
             max_line=self.max_line_bytes if stream else None,
         )  # fmt: skip
+
+    def _whole_answer(self) -> tuple[float, str]:
+        """The deadline of an attempt without a ``timeout=`` (the timeouts' parts added up)
+        and its message: worked out once per ``timeout`` (it is the same for every call)."""
+        timeout = self.timeout
+        cached = self._whole
+        if cached is not None and cached[0] is timeout:
+            return cached[1], cached[2]
+        parts = (timeout.connect, timeout.write, timeout.read)
+        seconds = sum(cast(float, part) for part in parts)
+        why = f"no whole answer within the provider's timeouts ({seconds:g} s)"
+        self._whole = (timeout, seconds, why)
+        return seconds, why
 
     def _idle(self, call: ProviderCall) -> float:
         seconds = self.stream_idle_timeout
@@ -241,13 +262,13 @@ class OllamaProvider(Provider):
         try:
             with (
                 self._errors(model_id),
-                request_timeout(self._attempt_timeout(call)),
+                self._timeouts(call),
                 guarded(guard),
             ):
                 response = self._sync().chat(**request)
             return parse_response(response, model_id=model_id, redact=self._redact,
                                   tools=call.request.tools,
-                                  first_call=first_call_number(call.request))  # fmt: skip
+                                  first_call=partial(first_call_number, call.request))  # fmt: skip
         except LlamarouteError as error:
             _detach(error)
             raise
@@ -259,13 +280,13 @@ class OllamaProvider(Provider):
         try:
             with (
                 self._errors(model_id),
-                request_timeout(self._attempt_timeout(call)),
+                self._timeouts(call),
                 guarded(guard),
             ):
                 response = await self._async().chat(**request)
             return parse_response(response, model_id=model_id, redact=self._redact,
                                   tools=call.request.tools,
-                                  first_call=first_call_number(call.request))  # fmt: skip
+                                  first_call=partial(first_call_number, call.request))  # fmt: skip
         except LlamarouteError as error:
             _detach(error)
             raise
@@ -274,16 +295,19 @@ class OllamaProvider(Provider):
         request = self._request(call, stream=True)
         model_id = request["model"]
         state = StreamState(model_id, self._redact, call.request.tools,
-                            first_call_number(call.request))  # fmt: skip
+                            partial(first_call_number, call.request))  # fmt: skip
         errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
+        # Built once for the stream, not per chunk: the idle timeout's message, and the block
+        # that sets the guard around each read (entered once at a time, so reusable).
+        idle_why, reading = f"no new text for {idle:g} s (stream_idle_timeout)", guarded(guard)
         try:
             with errors:
                 lines = cast(Iterator[ollama.ChatResponse], self._sync().chat(**request))
             try:
                 # Lazy client: the request itself goes out on the first next(), so only that
                 # one needs the attempt's timeouts (later reads keep the ones it was sent with).
-                with errors, request_timeout(self._attempt_timeout(call)), guarded(guard):
+                with errors, self._timeouts(call), guarded(guard):
                     chunk = next(lines, None)
                 # One mapping block around the loop rather than one per chunk: feed() raises
                 # only our own errors, and what comes in at the yield (GeneratorExit) passes
@@ -296,7 +320,7 @@ class OllamaProvider(Provider):
                             # Text came: the wait for more starts now (the consumer's time
                             # between chunks does not count), and is the idle timeout.
                             guard.deadline = time.monotonic() + idle
-                            guard.why = f"no new text for {idle:g} s (stream_idle_timeout)"
+                            guard.why = idle_why
                         if state.final is not None:
                             # Read on to the end of the response, so that the client hands the
                             # connection back to its pool: closing a response that is not read
@@ -306,7 +330,7 @@ class OllamaProvider(Provider):
                             with contextlib.suppress(Exception), guarded(guard):
                                 next(lines, None)
                             break
-                        with guarded(guard):
+                        with reading:
                             chunk = next(lines, None)
             finally:
                 with errors:
@@ -320,27 +344,28 @@ class OllamaProvider(Provider):
         request = self._request(call, stream=True)
         model_id = request["model"]
         state = StreamState(model_id, self._redact, call.request.tools,
-                            first_call_number(call.request))  # fmt: skip
+                            partial(first_call_number, call.request))  # fmt: skip
         errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
+        idle_why, reading = f"no new text for {idle:g} s (stream_idle_timeout)", guarded(guard)
         try:
             with errors:
                 client = self._async()
                 lines = cast(AsyncIterator[ollama.ChatResponse], await client.chat(**request))
             try:
-                with errors, request_timeout(self._attempt_timeout(call)), guarded(guard):
+                with errors, self._timeouts(call), guarded(guard):
                     chunk = await anext(lines, None)
                 with errors:  # as in stream()
                     while chunk is not None:
                         if piece := state.feed(chunk):
                             yield piece
                             guard.deadline = time.monotonic() + idle
-                            guard.why = f"no new text for {idle:g} s (stream_idle_timeout)"
+                            guard.why = idle_why
                         if state.final is not None:
                             with contextlib.suppress(Exception), guarded(guard):
                                 await anext(lines, None)
                             break
-                        with guarded(guard):
+                        with reading:
                             chunk = await anext(lines, None)
             finally:
                 with errors:
@@ -353,8 +378,8 @@ class OllamaProvider(Provider):
     # --- availability ------------------------------------------------------------------------
 
     def _fresh(self) -> tuple[bool, frozenset[str] | None]:
-        with self._lock:
-            probe = self._probe
+        # Read on every call (the tag to send): one attribute read, atomic, needs no lock.
+        probe = self._probe
         if probe is not None and self._clock() - probe[0] < self.probe_ttl:
             return True, probe[1]
         return False, None

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_HOST",
     "MAX_COUNT",
     "NAME",
+    "FirstCall",
     "StreamState",
     "build_request",
     "estimate_num_ctx",
@@ -247,8 +248,14 @@ def first_call_number(request: ChatRequest) -> int:
     return max([len(ids), *taken])
 
 
+#: The ``n`` of the first synthesised ``call_<n>`` id, or what computes it: it depends on the
+#: whole conversation, so the provider passes a function, called only for an answer that has
+#: tool calls (most have none).
+FirstCall = int | Callable[[], int]
+
+
 def read_tool_calls(
-    items: object, tools: tuple[Tool, ...], first: int, model_id: str
+    items: object, tools: tuple[Tool, ...], first: FirstCall, model_id: str
 ) -> tuple[ToolCall, ...]:
     """``message.tool_calls`` (dicts or the client's models) as :class:`ToolCall` objects with
     synthesised ``call_<n>`` ids; an item of the wrong shape is a call with its error."""
@@ -256,6 +263,10 @@ def read_tool_calls(
         return ()
     if not isinstance(items, list):
         raise _malformed(f"message.tool_calls is {_kind(items)}, not a list", model_id)
+    if not items:
+        return ()
+    if not isinstance(first, int):
+        first = first()
     calls = []
     for offset, item in enumerate(items[:MAX_TOOLS]):
         function = _get(item, "function")
@@ -383,7 +394,7 @@ def parse_response(
     model_id: str,
     redact: Callable[[str], str] = str,
     tools: tuple[Tool, ...] = (),
-    first_call: int = 0,
+    first_call: FirstCall = 0,
 ) -> ProviderResult:
     """A non-streaming ``/api/chat`` answer (a dict or the client's ``ChatResponse``).
 
@@ -418,7 +429,7 @@ class StreamState:
         model_id: str,
         redact: Callable[[str], str] = str,
         tools: tuple[Tool, ...] = (),
-        first_call: int = 0,
+        first_call: FirstCall = 0,
     ) -> None:
         self.model_id = model_id
         self.redact = redact
