@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "MAX_OUTPUT_TOKENS",
     "Amount",
     "Attempt",
     "Cost",
@@ -34,6 +35,14 @@ __all__ = [
     "Usage",
     "validation_message",
 ]
+
+
+#: The most output tokens a request may ask for: the largest context window of any route in
+#: the catalog (131,072). A route with a smaller ``max_output_tokens`` is capped to it when the
+#: call is made; this bound only stops absurd values (``10**9``) from being sent anywhere.
+#: (Declared here, below the request layer that re-exports it, so that the workload estimate
+#: checks it without importing the request models: `llamaroute estimate` starts faster.)
+MAX_OUTPUT_TOKENS = 131_072
 
 
 def plain_decimal(amount: Decimal) -> str:

@@ -25,7 +25,7 @@ from pydantic import (
 from ._exceptions import InvalidRequestError
 from ._extra import ProviderOptions, check_extra
 from ._messages import ImagePart, Message, MessageToolCall, Part, Role, Text, TextPart, _Input
-from ._records import validation_message
+from ._records import MAX_OUTPUT_TOKENS, validation_message
 from ._schema import OutputSchema, output_schema
 from ._tools import Tool, check_tool_choice, coerce_tools
 
@@ -44,11 +44,6 @@ __all__ = [
     "TextPart",
 ]
 
-
-#: The most output tokens a request may ask for: the largest context window of any route in
-#: the catalog (131,072). A route with a smaller ``max_output_tokens`` is capped to it when the
-#: call is made; this bound only stops absurd values (``10**9``) from being sent anywhere.
-MAX_OUTPUT_TOKENS = 131_072
 
 #: The largest ``seed``: 2**31 - 1, so the seed is in [0, 2**31 - 1]. OpenRouter documents
 #: only "integer" (its upstreams, vLLM among them, take a signed 64-bit one); Bedrock's

@@ -8,6 +8,9 @@ public names are re-exported from :mod:`llamaroute`. It imports only from the la
 ``[tool.importlinter]`` in ``pyproject.toml``).
 """
 
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr
 from ._catalog import (
     Catalog,
     CatalogData,
@@ -16,16 +19,6 @@ from ._catalog import (
     Route,
     get_model,
     models,
-)
-from ._image_checks import (
-    IMAGE_PLACEHOLDER,
-    ImagePolicy,
-    acheck_request_images,
-    apply_image_policy,
-    check_image_count,
-    check_image_policy,
-    check_request_images,
-    prepare_image,
 )
 from ._live_prices import (
     LiveRead,
@@ -49,6 +42,18 @@ from ._prices import MILLION, Money, Price, match_prices, validate_prices
 from ._region_reasons import region_skip_reason
 from ._regions import AWS_REGIONS, check_region
 from ._sources import Source, dump_catalog, load_catalog, merge_sources, read_toml
+
+if TYPE_CHECKING:
+    from ._image_checks import (
+        IMAGE_PLACEHOLDER,
+        ImagePolicy,
+        acheck_request_images,
+        apply_image_policy,
+        check_image_count,
+        check_image_policy,
+        check_request_images,
+        prepare_image,
+    )
 
 __all__ = [
     "AWS_REGIONS",
@@ -94,3 +99,18 @@ __all__ = [
     "validate_prices",
     "write_atomically",
 ]
+
+#: Loaded on first use: the checks of a request's images import the request models (messages,
+#: tools, schemas), which a client needs and `llamaroute estimate` does not.
+_IMAGE_CHECKS = (
+    "IMAGE_PLACEHOLDER",
+    "ImagePolicy",
+    "acheck_request_images",
+    "apply_image_policy",
+    "check_image_count",
+    "check_image_policy",
+    "check_request_images",
+    "prepare_image",
+)
+
+__getattr__ = lazy_getattr(__name__, dict.fromkeys(_IMAGE_CHECKS, "._image_checks"), globals())

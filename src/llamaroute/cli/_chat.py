@@ -18,13 +18,15 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigurationError, InvalidRequestError
-from .._response import ChatResponse
 from ..catalog import Catalog
-from ..money import PostgresLedger, RouteDrift, SqliteLedger
 from ._output import dumps, text_table
+
+if TYPE_CHECKING:  # imported where used: `llamaroute estimate` needs neither
+    from .._response import ChatResponse
+    from ..money import RouteDrift
 
 __all__ = ["LEDGER_ENV", "add_chat_commands"]
 
@@ -207,6 +209,8 @@ def _spend(args: argparse.Namespace) -> int:
             raise InvalidRequestError(
                 f"--since takes a day as YYYY-MM-DD, not {args.since!r}"
             ) from None
+    from ..money import PostgresLedger, SqliteLedger  # deferred: only `spend` reads a ledger
+
     # Read-only: reading needs no write access to the file (or its folder).
     ledger: SqliteLedger | PostgresLedger
     ledger = PostgresLedger(path) if served else SqliteLedger(path, read_only=True)

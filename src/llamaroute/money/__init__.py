@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_getattr
-from ._accounting import Accounting
 from ._caps import prompt_token_ceiling, request_token_ceiling, worst_case_cost
 from ._cost import cost_from_usage, price_for, tokens_cost
 from ._estimate import (
@@ -29,9 +28,6 @@ from ._estimate import (
     route_tokens,
     select_routes,
 )
-from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary
-from ._reconcile import Corrections, RouteDrift
-from ._sqlite_ledger import SqliteLedger, open_ledger
 from ._token_heuristic import PIECES, text_token_band
 from ._token_heuristic import class_costs as token_class_costs
 from ._token_heuristic import letter_script as token_script
@@ -56,7 +52,11 @@ from ._tokens import (
 from ._window import MIN_ANSWER_TOKENS, output_reserve, window_fit, window_refusal
 
 if TYPE_CHECKING:
+    from ._accounting import Accounting
+    from ._ledger import Ledger, MemoryLedger, SpendEntry, SpendSummary
     from ._pg_ledger import PostgresLedger
+    from ._reconcile import Corrections, RouteDrift
+    from ._sqlite_ledger import SqliteLedger, open_ledger
     from ._workload import (
         BadLine,
         RouteTotals,
@@ -129,7 +129,6 @@ __all__ = [
 
 _WORKLOAD = {
     "BadLine",
-    "RouteDrift",
     "CounterChoice",
     "RouteTotals",
     "WorkloadOption",
@@ -139,6 +138,21 @@ _WORKLOAD = {
 }
 #: Loaded on first use: they import their server's client library.
 _SERVERS = {"PostgresLedger": "._pg_ledger"}
+#: Loaded on first use: the spend side (ledgers, accounting, reconciliation), which a client
+#: or the gateway needs and `llamaroute estimate` does not (a CLI call pays its start-up).
+_SPEND = {
+    "Accounting": "._accounting",
+    "Corrections": "._reconcile",
+    "Ledger": "._ledger",
+    "MemoryLedger": "._ledger",
+    "RouteDrift": "._reconcile",
+    "SpendEntry": "._ledger",
+    "SpendSummary": "._ledger",
+    "SqliteLedger": "._sqlite_ledger",
+    "open_ledger": "._sqlite_ledger",
+}
 
 
-__getattr__ = lazy_getattr(__name__, {**_SERVERS, **dict.fromkeys(_WORKLOAD, "._workload")})
+__getattr__ = lazy_getattr(
+    __name__, {**_SERVERS, **_SPEND, **dict.fromkeys(_WORKLOAD, "._workload")}, globals()
+)

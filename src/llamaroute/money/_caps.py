@@ -15,11 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from .._request import ChatRequest
 from ..catalog import Price, Route
 from ._cost import tokens_cost
 from ._tokens import image_token_range, prompt_token_ceiling
+
+if TYPE_CHECKING:
+    from .._request import ChatRequest
 
 __all__ = [
     "TEMPLATE_CEILING_FIXED",

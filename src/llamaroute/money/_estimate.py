@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict
 
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from .._records import Amount
-from .._request import ChatRequest, Message
 from ..catalog import Price, region_skip_reason
 from ._cost import tokens_cost
 from ._tokens import (
@@ -35,6 +34,7 @@ from ._tokens import (
 from ._window import window_refusal
 
 if TYPE_CHECKING:
+    from .._request import ChatRequest, Message
     from ..catalog import Catalog, Route
 
 __all__ = [
@@ -400,6 +400,9 @@ def estimate(
         catalog = default_catalog()
     if region is not None:
         catalog.check_region(region)
+    # Deferred: the request models are not needed by a workload estimate (`llamaroute estimate`).
+    from .._request import ChatRequest
+
     request = ChatRequest.create(
         model,
         prompt,

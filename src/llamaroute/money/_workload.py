@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidImageError, InvalidRequestError, UnsupportedFeatureError
-from .._request import MAX_OUTPUT_TOKENS
+from .._records import MAX_OUTPUT_TOKENS
 from ._estimate import RequestShape, SkippedRoute, split_routes
 from ._jsonl import json_lines, load_line
 from ._tokens import (
