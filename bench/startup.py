@@ -34,7 +34,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import AWS, CHILD_ENV, KEY, MODEL, PROMPT, PY, Mock, cold_start_code  # noqa: E402
+from run import (  # noqa: E402
+    AWS,
+    CHILD_ENV,
+    KEY,
+    MODEL,
+    PROMPT,
+    PY,
+    Mock,
+    cold_start_code,
+    compile_llamaroute,
+)
 
 CHILD = """
 import time, json, sys
@@ -99,6 +109,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--json", type=Path, help="also write the samples here")
     args = parser.parse_args()
+    compile_llamaroute()
     mock = Mock()
     samples: dict[str, dict[str, list[float]]] = {}
     cold: dict[str, list[float]] = {"bare interpreter": [], "raw httpx": [], "llamaroute": []}
