@@ -27,7 +27,10 @@ import run
 CONCURRENCY = 100
 
 
-async def burst(achat: run.Callable[[], run.Awaitable[object]], total: int) -> None:
+async def burst(
+    achat: run.Callable[[], run.Awaitable[object]], total: int, concurrency: int = CONCURRENCY
+) -> None:
+    """``total`` calls of ``achat``, ``concurrency`` in flight at a time."""
     left = total
 
     async def worker() -> None:
@@ -36,7 +39,7 @@ async def burst(achat: run.Callable[[], run.Awaitable[object]], total: int) -> N
             left -= 1
             await achat()
 
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
 async def measure(subjects: dict[str, run.Subject], rounds: int, calls: int, profile: bool) -> None:

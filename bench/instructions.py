@@ -42,20 +42,11 @@ def calls(url: str, provider: str, name: str, mode: str, count: int) -> None:
         assert subject.achat is not None
         achat = subject.achat
 
-        async def burst(total: int) -> None:
-            left = total
-
-            async def worker() -> None:
-                nonlocal left
-                while left > 0:
-                    left -= 1
-                    await achat()
-
-            await asyncio.gather(*(worker() for _ in range(100)))
+        from bedrock_async import burst
 
         async def main() -> None:
-            await burst(200)
-            await burst(count)
+            await burst(achat, 200)
+            await burst(achat, count)
 
         asyncio.run(main())
         return
