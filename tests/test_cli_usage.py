@@ -41,6 +41,24 @@ def test_a_typod_flag_prints_the_subcommands_usage(
     assert f"llamaroute {argv[0]}: error: {error}" in err
 
 
+@pytest.mark.parametrize(("typed", "meant"), [("estimat", "estimate"), ("modles", "models")])
+def test_a_mistyped_command_names_the_closest_one(
+    capsys: pytest.CaptureFixture[str], typed: str, meant: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([typed])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"invalid choice: '{typed}'" in err
+    assert err.rstrip().endswith(f"(did you mean {meant}?)")
+
+
+def test_a_command_like_no_other_gets_no_guess(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["xyzzy"])
+    assert "did you mean" not in capsys.readouterr().err
+
+
 def test_a_real_process_shows_the_subcommands_usage() -> None:
     done = subprocess.run([sys.executable, "-m", "llamaroute", "doctor", "--jsn"],
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip

@@ -121,6 +121,19 @@ def test_a_local_route_that_cannot_serve_every_line_is_listed_but_not_crowned(
     assert "context window is 2,048" in out
 
 
+def test_the_verdict_says_when_bad_lines_were_left_out(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_text(json.dumps(LINES[3]) + "\n{not json\n", encoding="utf-8")
+    code, out, err = run(capsys, "estimate", "--model", "llama-3.2-3b", "--workload",
+                         str(path))  # fmt: skip
+    assert code == 0
+    assert "line 2:" in err
+    assert "cheapest for every valid line (1 bad line skipped): " in out
+    assert "cheapest for every line:" not in out
+
+
 def test_no_local_route_for_a_pinned_line_says_so(capsys: pytest.CaptureFixture[str],
                                                   tmp_path: Path) -> None:  # fmt: skip
     pinned = {"model": "bedrock:us.meta.llama3-2-3b-instruct-v1:0", "prompt": "hi"}

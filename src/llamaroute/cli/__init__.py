@@ -24,9 +24,11 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
+from typing import NoReturn
 
 from .._exceptions import LlamarouteError
 from .._version import __version__
@@ -68,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _TopParser(
         prog="llamaroute",
         description="Llama 3.2 on OpenRouter, AWS Bedrock and Ollama: models, routes and costs.",
     )
@@ -103,6 +105,22 @@ def _parser() -> argparse.ArgumentParser:
 
     add_gateway_commands(commands)
     return parser
+
+
+class _TopParser(argparse.ArgumentParser):
+    """The top-level parser: a mistyped command (``estimat``) gets the closest command's name
+    after argparse's list of choices."""
+
+    def error(self, message: str) -> NoReturn:
+        typed = re.search(r"argument COMMAND: invalid choice: '([^']*)'", message)
+        if typed:
+            commands = [name for action in self._actions
+                        if isinstance(action, argparse._SubParsersAction)
+                        for name in action.choices]  # fmt: skip
+            close = difflib.get_close_matches(typed.group(1), commands, n=1)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+        super().error(message)
 
 
 class _CommandParser(argparse.ArgumentParser):

@@ -155,7 +155,11 @@ class _View:
         if best is None:
             print("No provider can serve every line of this workload (see above).")
         else:
-            print(f"cheapest for every line: {self.describe(best)}")
+            # Bad lines were never estimated: the verdict covers the lines that were.
+            bad = self.result.bad_lines
+            skipped = f"{bad:,} bad line{'' if bad == 1 else 's'} skipped"
+            lines = f"every valid line ({skipped})" if bad else "every line"
+            print(f"cheapest for {lines}: {self.describe(best)}")
         for item in options:
             if item is best or not item.free:
                 continue
