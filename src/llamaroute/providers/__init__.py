@@ -15,7 +15,7 @@ import importlib.util
 import logging
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._lazy import lazy_getattr
 from ._base import Provider, ProviderCall, ProviderResult, StreamItem
@@ -69,6 +69,52 @@ def discover(environ: Mapping[str, str] | None = None) -> list[Provider]:
     if bedrock is not None:
         found.append(bedrock)
     return found
+
+
+#: What a provider's table in a configuration file (the gateway's ``[providers.NAME]``) may
+#: set, by provider name. Every table may also name a deployment and its limits (README,
+#: "Several deployments").
+DEPLOYMENT_FIELDS = frozenset({"deployment", "rpm", "tpm", "weight"})
+TABLE_FIELDS: Mapping[str, frozenset[str]] = {
+    "ollama": frozenset({"host", "api_key_env"}) | DEPLOYMENT_FIELDS,
+    "openrouter": frozenset(
+        {"api_key", "api_key_env", "base_url", "max_connections", "max_keepalive_connections"}
+    )
+    | DEPLOYMENT_FIELDS,
+    "bedrock": frozenset({"region", "profile"}) | DEPLOYMENT_FIELDS,
+}
+
+
+def from_table(
+    name: str, table: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+    where: str | None = None,
+) -> Provider:  # fmt: skip
+    """The provider ``name`` that a configuration table (fields: :data:`TABLE_FIELDS`)
+    describes; what the table leaves out comes from the environment as :func:`discover` reads
+    it. ``where`` names the file in errors. Secrets are named by variable (``api_key_env``)."""
+    env = os.environ if environ is None else environ
+    limits = {key: table[key] for key in DEPLOYMENT_FIELDS if key in table}
+    if name == "ollama":
+        from .ollama import OllamaProvider
+
+        key = env.get(table["api_key_env"]) if "api_key_env" in table else None
+        return OllamaProvider(table.get("host") or env.get("OLLAMA_HOST"), api_key=key, **limits)
+    if name == "openrouter":
+        from .._exceptions import ConfigurationError
+        from .openrouter import OpenRouterProvider
+
+        key = table.get("api_key") or env.get(table.get("api_key_env", "OPENROUTER_API_KEY"))
+        if not key:
+            raise ConfigurationError(
+                f"{where}: providers.openrouter has no key: set api_key_env "
+                "to a variable that holds it (default OPENROUTER_API_KEY)"
+            )
+        pool = {k: table[k] for k in ("max_connections", "max_keepalive_connections")
+                if k in table}  # fmt: skip
+        return OpenRouterProvider(key, base_url=table.get("base_url"), **pool, **limits)
+    from .bedrock import BedrockProvider
+
+    return BedrockProvider(region=table.get("region"), profile=table.get("profile"), **limits)
 
 
 #: Variables that say AWS credentials are configured, without reading them (boto3 does).

@@ -47,13 +47,14 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from .._exceptions import ConfigurationError
-from ..providers import Provider, discover
+from ..providers import TABLE_FIELDS, Provider, discover, from_table
 
 __all__ = ["MASTER_KEY_ENV", "GatewayConfig", "load_config"]
 
@@ -62,21 +63,6 @@ _SECTIONS = {"gateway", "routing", "providers", "keys"}
 _KEYS = {"name", "key_env", "budget", "rpm", "models", "tags"}
 _GATEWAY = {"db", "max_body_bytes", "timeout", "grace_period", "master_key_env", "log_prompts"}
 _ROUTING = {"strategy", "retries", "state", "ledger"}
-# Every provider table may also name a deployment and its limits (see "Several deployments"
-# in the README); a provider given as an array of tables has several deployments.
-_DEPLOYMENT = {"deployment", "rpm", "tpm", "weight"}
-_PROVIDERS = {
-    "ollama": {"host", "api_key_env"} | _DEPLOYMENT,
-    "openrouter": {
-        "api_key",
-        "api_key_env",
-        "base_url",
-        "max_connections",
-        "max_keepalive_connections",
-    }
-    | _DEPLOYMENT,
-    "bedrock": {"region", "profile"} | _DEPLOYMENT,
-}
 
 
 @dataclass
@@ -127,34 +113,8 @@ class GatewayConfig:
         a file, as ``Client()`` finds them)."""
         if self.providers is None:
             return discover(environ)
-        env = os.environ if environ is None else environ
-        from ..providers import BedrockProvider, OllamaProvider, OpenRouterProvider
-
-        found: list[Provider] = []
-        for name, tables in self.providers.items():
-            for table in tables:
-                limits = {key: table[key] for key in _DEPLOYMENT if key in table}
-                if name == "ollama":
-                    key = env.get(table["api_key_env"]) if "api_key_env" in table else None
-                    host = table.get("host") or env.get("OLLAMA_HOST")
-                    found.append(OllamaProvider(host, api_key=key, **limits))
-                elif name == "openrouter":
-                    key = table.get("api_key") or env.get(
-                        table.get("api_key_env", "OPENROUTER_API_KEY")
-                    )
-                    if not key:
-                        raise ConfigurationError(
-                            f"{self.source}: providers.openrouter has no key: set api_key_env "
-                            "to a variable that holds it (default OPENROUTER_API_KEY)"
-                        )
-                    pool = {k: table[k] for k in ("max_connections", "max_keepalive_connections")
-                            if k in table}  # fmt: skip
-                    found.append(OpenRouterProvider(key, base_url=table.get("base_url"),
-                                                    **pool, **limits))  # fmt: skip
-                else:
-                    region, profile = table.get("region"), table.get("profile")
-                    found.append(BedrockProvider(region=region, profile=profile, **limits))
-        return found
+        return [from_table(name, table, environ, self.source)
+                for name, tables in self.providers.items() for table in tables]  # fmt: skip
 
 
 def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
@@ -175,13 +135,13 @@ def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
     _known(routing, _ROUTING, f"{where} [routing]")
     providers = data.get("providers")
     if providers is not None:
-        _known(providers, set(_PROVIDERS), f"{where} [providers]")
+        _known(providers, set(TABLE_FIELDS), f"{where} [providers]")
         # One table per provider, or an array of tables: one per deployment.
         providers = {name: table if isinstance(table, list) else [table]
                      for name, table in providers.items()}  # fmt: skip
         for name, tables in providers.items():
             for table in tables:
-                _known(table, _PROVIDERS[name], f"{where} [providers.{name}]")
+                _known(table, TABLE_FIELDS[name], f"{where} [providers.{name}]")
     keys = data.get("keys", [])
     if not isinstance(keys, list):
         raise ConfigurationError(f"{where}: keys must be an array of tables ([[keys]])")
@@ -209,7 +169,7 @@ def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
     return config
 
 
-def _known(table: object, allowed: set[str], where: str) -> None:
+def _known(table: object, allowed: AbstractSet[str], where: str) -> None:
     if not isinstance(table, dict):
         raise ConfigurationError(f"{where} must be a table")
     unknown = sorted(set(table) - allowed)
