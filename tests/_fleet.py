@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,35 @@ def in_threads(count: int, work: Callable[[], None], *, join_s: float = 120) -> 
         thread.start()
     for thread in threads:
         thread.join(join_s)
+
+
+@dataclass
+class Tally:
+    """What calls made from several threads came to: each answer's value, each expected
+    refusal (``refusal``, noted by ``noted``), and anything else by type and message."""
+
+    refusal: type[BaseException]
+    noted: Callable[[BaseException], str] = str
+    answered: list[Any] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, make: Callable[[], Any]) -> bool:
+        """Make one call and keep what came of it; ``True`` when it was refused."""
+        try:
+            value = make()
+        except self.refusal as error:
+            with self.lock:
+                self.refused.append(self.noted(error))
+            return True
+        except Exception as error:  # anything else fails the test, with its type
+            with self.lock:
+                self.others.append(f"{type(error).__name__}: {error}")
+            return False
+        with self.lock:
+            self.answered.append(value)
+        return False
 
 
 def answers(port: int) -> bool:
@@ -184,34 +214,23 @@ def budget_worker(
     from llamaroute.fleet import RedisState
     from llamaroute.money import PostgresLedger
 
-    answered: list[Decimal] = []
-    refused: list[str] = []
-    others: list[str] = []
-    lock = threading.Lock()
+    tally = Tally(BudgetExceededError)
     ledger = None if pg_schema is None else PostgresLedger(PG_URL, schema=pg_schema)
     client = _client(base_url, state=RedisState(redis_url, prefix=prefix), budget=Decimal(budget),
                      ledger=ledger)  # fmt: skip
     _wait_until(start_at)
 
     def call() -> None:
-        try:
-            reply = client.chat(MODEL, "How many llamas fit in a fleet?", max_tokens=64)
-            with lock:
-                answered.append(reply.total_cost)
-        except BudgetExceededError as error:
-            with lock:
-                refused.append(str(error))
-        except Exception as error:  # anything else fails the test, with its type
-            with lock:
-                others.append(f"{type(error).__name__}: {error}")
+        tally.record(lambda: client.chat(MODEL, "How many llamas fit in a fleet?",
+                                         max_tokens=64).total_cost)  # fmt: skip
 
     in_threads(calls, call, join_s=120)
     total = client.spend.total
     client.close()
     if ledger is not None:
         ledger.close()
-    return {"answered": [str(c) for c in answered], "refused": len(refused),
-            "others": others, "ledger_total": str(total)}  # fmt: skip
+    return {"answered": [str(c) for c in tally.answered], "refused": len(tally.refused),
+            "others": tally.others, "ledger_total": str(total)}  # fmt: skip
 
 
 def rate_limited_worker(
@@ -223,29 +242,20 @@ def rate_limited_worker(
     from llamaroute import Client, RateLimitError
     from llamaroute.providers import OpenRouterProvider
 
-    answered: list[str] = []
-    limited: list[str] = []
-    others: list[str] = []
-    lock = threading.Lock()
+    def noted(error: Any) -> str:  # a RateLimitError
+        return f"{error.code} sent={error.status_code}"
+
+    tally = Tally(RateLimitError, noted)
     provider = OpenRouterProvider(api_key=PLACEHOLDER_KEY, base_url=base_url, rpm=rpm)
     client = Client([provider], state=state_url, retries=0, timeout=timeout)
     _wait_until(start_at)
 
     def call() -> None:
-        try:
-            reply = client.chat(MODEL, "One llama at a time?", max_tokens=16)
-            with lock:
-                answered.append(reply.text)
-        except RateLimitError as error:
-            with lock:
-                limited.append(f"{error.code} sent={error.status_code}")
-        except Exception as error:
-            with lock:
-                others.append(f"{type(error).__name__}: {error}")
+        tally.record(lambda: client.chat(MODEL, "One llama at a time?", max_tokens=16).text)
 
     in_threads(calls, call, join_s=120)
     client.close()
-    return {"answered": len(answered), "limited": limited, "others": others}
+    return {"answered": len(tally.answered), "limited": tally.refused, "others": tally.others}
 
 
 def probe_worker(redis_url: str, prefix: str, threads: int, start_at: float) -> int:
@@ -316,28 +326,17 @@ def pg_budget_worker(
 
     ledger = PostgresLedger(pg_url, Decimal(budget), schema=schema)
     client = _client(base_url, ledger=ledger)
-    answered: list[str] = []
-    refused: list[str] = []
-    others: list[str] = []
-    lock = threading.Lock()
+    tally = Tally(BudgetExceededError)
     _wait_until(start_at)
 
     def call() -> None:
-        try:
-            reply = client.chat(MODEL, "How many llamas fit in a fleet?", max_tokens=64)
-            with lock:
-                answered.append(str(reply.total_cost))
-        except BudgetExceededError:
-            with lock:
-                refused.append("refused")
-        except Exception as error:
-            with lock:
-                others.append(f"{type(error).__name__}: {error}")
+        tally.record(lambda: str(client.chat(MODEL, "How many llamas fit in a fleet?",
+                                             max_tokens=64).total_cost))  # fmt: skip
 
     in_threads(calls, call, join_s=120)
     client.close()
     ledger.close()
-    return {"answered": answered, "refused": len(refused), "others": others}
+    return {"answered": tally.answered, "refused": len(tally.refused), "others": tally.others}
 
 
 def restart_worker(
@@ -352,26 +351,15 @@ def restart_worker(
     ledger = PostgresLedger(PG_URL, schema=pg_schema)
     client = _client(base_url, state=RedisState(redis_url, prefix=prefix, retry_s=0.2),
                      budget=Decimal("1"), ledger=ledger)  # fmt: skip
-    answered: list[str] = []
-    refused: list[str] = []
-    others: list[str] = []
-    lock = threading.Lock()
+    tally = Tally(BudgetExceededError)
     _wait_until(start_at)
     stop = time.monotonic() + seconds
 
     def calls() -> None:
         while time.monotonic() < stop:
-            try:
-                reply = client.chat(MODEL, "Still there?", max_tokens=32)
-                with lock:
-                    answered.append(str(reply.total_cost))
-            except BudgetExceededError:
-                with lock:
-                    refused.append("refused")
+            if tally.record(lambda: str(client.chat(MODEL, "Still there?",
+                                                    max_tokens=32).total_cost)):  # fmt: skip
                 time.sleep(0.05)
-            except Exception as error:
-                with lock:
-                    others.append(f"{type(error).__name__}: {error}")
 
     in_threads(4, calls, join_s=seconds + 60)
     deadline = time.monotonic() + 20
@@ -380,5 +368,5 @@ def restart_worker(
     pending = client.spend.pending
     client.close()
     ledger.close()
-    return {"answered": answered, "refused": len(refused), "others": others,
+    return {"answered": tally.answered, "refused": len(tally.refused), "others": tally.others,
             "pending": pending}  # fmt: skip
