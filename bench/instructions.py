@@ -4,6 +4,10 @@
     python bench/instructions.py ollama llamaroute chat
     python bench/instructions.py ollama llamaroute stream     # per stream of 50 chunks
     python bench/instructions.py bedrock "raw boto3" async    # 100 in flight, all threads
+    python bench/instructions.py core llamaroute chat         # llamaroute alone: no socket
+
+The subject ``core`` is ``bench/overhead.py``'s: a provider that answers at once, so the count
+is only llamaroute's own work around a call (the mock server still starts, unused).
 
 The subjects are ``bench/run.py``'s (``openrouter``, ``ollama`` or ``bedrock``; ``raw httpx``,
 ``raw boto3``, ``llamaroute``, ``ollama client``), against the mock server in its own process
@@ -30,8 +34,27 @@ sys.path.insert(0, str(HERE))
 
 import run  # noqa: E402
 
+
+def core_subjects(url: str, peers: bool) -> list[run.Subject]:
+    """llamaroute around a provider that answers at once (``bench/overhead.py``'s)."""
+    from overhead import MODEL, PROMPT, Instant
+
+    import llamaroute
+
+    client = llamaroute.Client([Instant()])
+    return [
+        run.Subject(
+            "llamaroute",
+            lambda: client.chat(MODEL, PROMPT),
+            lambda: client.stream(MODEL, PROMPT),
+            None,
+            [client.close],
+        )
+    ]
+
+
 BUILDERS = {"openrouter": run.openrouter_subjects, "ollama": run.ollama_subjects,
-            "bedrock": run.bedrock_subjects}  # fmt: skip
+            "bedrock": run.bedrock_subjects, "core": core_subjects}  # fmt: skip
 WARM_UP = 20
 
 
