@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from .._request import ChatRequest
@@ -37,10 +38,37 @@ from ..money import RequestShape, request_shape, request_token_ceiling
 from ..providers import Provider
 from ._candidate import Candidate, Plan
 from ._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
-from ._tools_gate import tools_refusal, tools_unsupported
+from ._tools_gate import tools_refusal, tools_unsupported, uses_tools
 from ._window_gate import fit_windows, last_if_tight, window_exceeded
 
-__all__ = ["configured_routes", "plan", "route_refusal"]
+__all__ = ["Served", "configured_routes", "plan", "route_refusal", "served"]
+
+
+class Served(NamedTuple):
+    """What :func:`configured_routes` says of one resolution and deployment order, each usable
+    route with its candidate built: all of it depends only on the resolution (a catalog
+    refresh makes a new one) and the client's deployments, so a client keeps one per model
+    and hands it to :func:`plan` rather than rebuilding it on every call."""
+
+    resolution: Resolution
+    order: tuple[str, ...] | None
+    names: tuple[str, ...]
+    usable: tuple[Candidate, ...]
+    unserved: tuple[tuple[Route, str], ...]
+
+
+def served(
+    resolution: Resolution, providers: Mapping[str, Provider], order: Sequence[str] | None
+) -> Served:
+    """:func:`configured_routes` for ``resolution``, with each usable route's candidate."""
+    names, usable, unserved = configured_routes(resolution, providers, order)
+    candidates = []
+    for route, provider in usable:
+        pinned, deployment = route.pinned, provider.deployment
+        key = pinned if deployment == route.provider else f"{pinned}@{deployment}"
+        candidates.append(Candidate(route, provider, key))
+    return Served(resolution, None if order is None else tuple(order), tuple(names),
+                  tuple(candidates), tuple(unserved))  # fmt: skip
 
 
 def plan(
@@ -56,6 +84,7 @@ def plan(
     ceiling: Callable[[], int] | None = None,
     streaming: bool = False,
     rng: random.Random | None = None,
+    routes: Served | None = None,
 ) -> Plan:
     """The routes to try for ``request``, best first.
 
@@ -69,15 +98,25 @@ def plan(
     :class:`ContextWindowExceededError` when the prompt fits no route's window, and
     :class:`UnsupportedFeatureError` / :class:`InvalidRequestError` when every route that
     could serve it refuses this request for other reasons (the message lists each reason).
+    ``routes``: what :func:`served` said of this resolution and ``order`` (kept by the
+    client), used when it is for them.
     """
     if request.images:
         # Text-only model, or more images than Llama 3.2 takes: say so before anything else.
         check_image_count(request, resolution.routes[0], catalog)
-    names, usable, unserved = configured_routes(resolution, providers, order)
+    if (
+        routes is None
+        or routes.resolution is not resolution
+        or (routes.order != (None if order is None else tuple(order)))
+    ):
+        routes = served(resolution, providers, order)
+    names, unserved = routes.names, list(routes.unserved)
     candidates: list[Candidate] = []
     refused: list[tuple[Route, str]] = []  # the route cannot take this request
     tool_refused: list[str] = []  # ... because of its tools
-    for route, provider in usable:
+    tooled = uses_tools(request)  # (asked once, not per route)
+    for found in routes.usable:
+        route = found.route
         ended = catalog.lifecycle_refusal(route)
         if ended is not None:
             # Like a provider configured elsewhere: no request could be served there.
@@ -85,15 +124,13 @@ def plan(
             continue
         catalog.warn_lifecycle(route)
         reason = route_refusal(request, route)
-        tools = tools_refusal(request, route, provider, streaming=streaming)
-        if reason is None and tools is not None:
-            reason = tools
-            tool_refused.append(f"{route.pinned} {tools}")
+        if tooled:
+            tools = tools_refusal(request, route, found.provider, streaming=streaming)
+            if reason is None and tools is not None:
+                reason = tools
+                tool_refused.append(f"{route.pinned} {tools}")
         if reason is None:
-            # (candidate() inlined: this runs for every route of every call)
-            pinned, deployment = route.pinned, provider.deployment
-            key = pinned if deployment == route.provider else f"{pinned}@{deployment}"
-            candidates.append(Candidate(route, provider, key))
+            candidates.append(found)
         else:
             refused.append((route, reason))
     if not candidates and tool_refused and len(tool_refused) == len(refused):
@@ -171,7 +208,7 @@ def _deployments(providers: Mapping[str, Provider], order: Sequence[str]) -> lis
 def route_refusal(request: ChatRequest, route: Route) -> str | None:
     """Why ``route`` cannot take ``request`` as it is, or ``None`` if it can."""
     images = len(request.images)
-    if images > route.max_images:
+    if images and images > route.max_images:
         if route.max_images == 0:
             return "takes no images"
         return f"takes at most {route.max_images} image(s) per request, this request has {images}"
