@@ -116,11 +116,11 @@ class _Input(BaseModel):
         own code has checked the way the model's validators would (a plain prompt's user
         message and its request, on every call), and for every required field. What
         ``model_construct`` does, without its per-field Python loop."""
-        values = cls._defaults.copy()
-        values.update(given)
-        for name, factory in cls._factories:
-            if name not in given:
-                values[name] = factory()
+        values = {**cls._defaults, **given}
+        if cls._factories:
+            for name, factory in cls._factories:
+                if name not in given:
+                    values[name] = factory()
         built = cls.__new__(cls)
         _set(built, "__dict__", values)
         _set(built, "__pydantic_fields_set__", set(given))

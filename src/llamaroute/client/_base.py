@@ -184,10 +184,14 @@ class BaseClient:
         retry = self._retry if retries is None else RetryPolicy.coerce(retries, self._retry)
         if image_policy != "refuse":
             check_image_policy(image_policy)
-        request = _request(model, prompt, messages, image, system, params)
+        given = {key: value for key, value in params.items() if value is not None}
+        # One user message and no parameters: nothing in it for a route to refuse, no images.
+        plain = not given and messages is None and image is None and system is None
+        request = ChatRequest.create(model, prompt, messages=messages, image=image,
+                                     system=system, **given)  # fmt: skip
         resolution = self.catalog.resolve(request.model)
         images_left_out = None
-        images = request.images
+        images = () if plain else request.images
         if images:
             request, images_left_out = _apply_image_policy(request, resolution, image_policy)
         deadline = retry.clock() + timeout if timeout is not None else None
@@ -197,7 +201,7 @@ class BaseClient:
             request, resolution, self._providers, catalog=self.catalog, order=providers,
             strategy=self._strategy if strategy is None else strategy, stats=self._stats,
             shape=call.shape, ceiling=call.ceiling, streaming=streaming, rng=self._rng,
-            routes=self._served(request.model, resolution, providers),
+            routes=self._served(request.model, resolution, providers), plain=plain,
         )  # fmt: skip
         if images:
             # Read, check and fit every image now, so that a bad or oversized image fails

@@ -34,7 +34,7 @@ from typing import NamedTuple
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from .._request import ChatRequest
 from ..catalog import Catalog, Resolution, Route, check_image_count
-from ..money import RequestShape, request_shape, request_token_ceiling
+from ..money import MIN_ANSWER_TOKENS, RequestShape, request_shape, request_token_ceiling
 from ..providers import Provider
 from ._candidate import Candidate, Plan
 from ._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
@@ -55,6 +55,7 @@ class Served(NamedTuple):
     names: tuple[str, ...]
     usable: tuple[Candidate, ...]
     unserved: tuple[tuple[Route, str], ...]
+    smallest: int = 0  # the smallest context window among ``usable``
 
 
 def served(
@@ -67,8 +68,9 @@ def served(
         pinned, deployment = route.pinned, provider.deployment
         key = pinned if deployment == route.provider else f"{pinned}@{deployment}"
         candidates.append(Candidate(route, provider, key))
+    smallest = min((c.route.context_window for c in candidates), default=0)
     return Served(resolution, None if order is None else tuple(order), tuple(names),
-                  tuple(candidates), tuple(unserved))  # fmt: skip
+                  tuple(candidates), tuple(unserved), smallest)  # fmt: skip
 
 
 def plan(
@@ -85,6 +87,7 @@ def plan(
     streaming: bool = False,
     rng: random.Random | None = None,
     routes: Served | None = None,
+    plain: bool = False,
 ) -> Plan:
     """The routes to try for ``request``, best first.
 
@@ -99,9 +102,10 @@ def plan(
     :class:`UnsupportedFeatureError` / :class:`InvalidRequestError` when every route that
     could serve it refuses this request for other reasons (the message lists each reason).
     ``routes``: what :func:`served` said of this resolution and ``order`` (kept by the
-    client), used when it is for them.
+    client), used when it is for them. ``plain``: the caller knows the request is one user
+    message and no parameters (nothing a route can refuse), so no route is asked.
     """
-    if request.images:
+    if not plain and request.images:
         # Text-only model, or more images than Llama 3.2 takes: say so before anything else.
         check_image_count(request, resolution.routes[0], catalog)
     if (
@@ -114,7 +118,7 @@ def plan(
     candidates: list[Candidate] = []
     refused: list[tuple[Route, str]] = []  # the route cannot take this request
     tool_refused: list[str] = []  # ... because of its tools
-    tooled = uses_tools(request)  # (asked once, not per route)
+    tooled = not plain and uses_tools(request)  # (asked once, not per route)
     for found in routes.usable:
         route = found.route
         ended = catalog.lifecycle_refusal(route)
@@ -123,7 +127,7 @@ def plan(
             unserved.append((route, f"{route.pinned} {ended}"))
             continue
         catalog.warn_lifecycle(route)
-        reason = route_refusal(request, route)
+        reason = None if plain else route_refusal(request, route)
         if tooled:
             tools = tools_refusal(request, route, found.provider, streaming=streaming)
             if reason is None and tools is not None:
@@ -140,10 +144,14 @@ def plan(
                                 by_provider, streaming=streaming)  # fmt: skip
     tight: frozenset[str] = frozenset()
     too_long: list[tuple[Route, str]] = []
-    if candidates:
+    bound = ceiling or (lambda: request_token_ceiling(request))
+    if candidates and (
+        len(candidates) != len(routes.usable)
+        or bound() + (MIN_ANSWER_TOKENS if request.max_tokens is None else request.max_tokens)
+        > routes.smallest
+    ):  # (else every route's window takes the prompt by its ceiling: fit_windows' first test)
         candidates, too_long, tight = fit_windows(
-            candidates, request.max_tokens,
-            ceiling or (lambda: request_token_ceiling(request)),
+            candidates, request.max_tokens, bound,
             shape or (lambda: request_shape(request, counter="heuristic")),
         )  # fmt: skip
         if not candidates and not refused:  # no other reason than the windows
@@ -153,11 +161,15 @@ def plan(
         refused.extend(too_long)
     if not candidates:
         raise _nothing_left(resolution, names, unserved, refused)
-    ordered = apply_strategy(
-        strategy, request, candidates, stats or LatencyStats(), shape=shape or _no_shape,
-        catalog=catalog, streaming=streaming, rng=rng,
-    )  # fmt: skip
-    return Plan(resolution, tuple(last_if_tight(ordered, tight)), (*unserved, *refused),
+    if strategy == "ordered":  # (apply_strategy's answer, without the call)
+        ordered = candidates
+    else:
+        ordered = apply_strategy(
+            strategy, request, candidates, stats or LatencyStats(), shape=shape or _no_shape,
+            catalog=catalog, streaming=streaming, rng=rng,
+        )  # fmt: skip
+    skipped = (*unserved, *refused) if unserved or refused else ()
+    return Plan(resolution, tuple(last_if_tight(ordered, tight) if tight else ordered), skipped,
                 too_long=len(too_long))  # fmt: skip
 
 
