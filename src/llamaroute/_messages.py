@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Set
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -64,6 +64,22 @@ class _Input(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: Each field's default (a required field's placeholder) in field order, and the fields
+    #: whose default comes from a factory, for :meth:`_trusted` (set per model class).
+    _defaults: ClassVar[dict[str, Any]] = {}
+    _factories: ClassVar[tuple[tuple[str, Any], ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        fields = cls.model_fields
+        cls._defaults = {name: info.default for name, info in fields.items()}
+        cls._factories = tuple(
+            (name, info.default_factory)
+            for name, info in fields.items()
+            if info.default_factory is not None
+        )
+
     if not TYPE_CHECKING:  # mypy keeps the pydantic plugin's typed signature of each model
 
         def __init__(self, /, **data: Any) -> None:
@@ -93,6 +109,41 @@ class _Input(BaseModel):
             return cls.__pydantic_validator__.validate_python(fields)
         except ValidationError as error:
             raise InvalidRequestError(validation_message(error)) from None
+
+    @classmethod
+    def _trusted(cls, given: dict[str, Any]) -> Any:
+        """The instance ``cls(**given)`` would build, without validating: only for values our
+        own code has checked the way the model's validators would (a plain prompt's user
+        message and its request, on every call), and for every required field. What
+        ``model_construct`` does, without its per-field Python loop."""
+        values = {**cls._defaults, **given}
+        if cls._factories:
+            for name, factory in cls._factories:
+                if name not in given:
+                    values[name] = factory()
+        built = cls.__new__(cls)
+        _set(built, "__dict__", values)
+        _set(built, "__pydantic_fields_set__", set(given))
+        _set(built, "__pydantic_extra__", None)
+        _set(built, "__pydantic_private__", None)
+        return built
+
+
+_set = object.__setattr__
+
+
+def is_text(value: object) -> bool:
+    """Whether ``value`` is a plain ``str`` that :data:`Text` takes as it is (a subclass, or
+    a lone surrogate, is left to the validators and their error messages)."""
+    if type(value) is not str:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class TextPart(_Input):
@@ -336,12 +387,16 @@ class Message(_Input):
     @classmethod
     def system(cls, text: str) -> Message:
         """A system message."""
+        if is_text(text):  # nothing for the validators to check or convert
+            return cls._trusted({"role": "system", "content": text})  # type: ignore[no-any-return]
         return cls._checked({"role": "system", "content": text})  # type: ignore[no-any-return]
 
     @classmethod
     def user(cls, text: str, *, image: ImageSource | None = None) -> Message:
         """A user message, with an optional image (anything ``image=`` takes) after the text."""
         if image is None:
+            if is_text(text):  # nothing for the validators to check or convert
+                return cls._trusted({"role": "user", "content": text})  # type: ignore[no-any-return]
             return cls._checked({"role": "user", "content": text})  # type: ignore[no-any-return]
         return cls(role="user", content=(TextPart(text=text), ImagePart(image=image)))
 

@@ -24,7 +24,17 @@ from pydantic import (
 
 from ._exceptions import InvalidRequestError
 from ._extra import ProviderOptions, check_extra
-from ._messages import ImagePart, Message, MessageToolCall, Part, Role, Text, TextPart, _Input
+from ._messages import (
+    ImagePart,
+    Message,
+    MessageToolCall,
+    Part,
+    Role,
+    Text,
+    TextPart,
+    _Input,
+    is_text,
+)
 from ._records import MAX_OUTPUT_TOKENS, validation_message
 from ._schema import OutputSchema, output_schema
 from ._tools import Tool, check_tool_choice, coerce_tools
@@ -152,6 +162,11 @@ class ChatRequest(_Input):
     @property
     def images(self) -> tuple[ImagePart, ...]:
         """Every image part in the conversation, in order."""
+        for message in self.messages:
+            if type(message.content) is not str:
+                break
+        else:  # all text (nearly every call): no image, and no generator to run
+            return ()
         return tuple(image for message in self.messages for image in message.images)
 
     @classmethod
@@ -178,6 +193,19 @@ class ChatRequest(_Input):
         name, see ``llamaroute._extra``), an unknown provider name, a value that is not a dict
         or an option llamaroute refuses, with the reason.
         """
+        if (
+            not params
+            and messages is None
+            and system is None
+            and image is None
+            and is_text(prompt)
+            and is_text(model)
+            and model
+        ):
+            # A plain prompt (most calls): its one user message and the request pass every
+            # check by the look of them, so neither is run through the validators.
+            turn = Message._trusted({"role": "user", "content": prompt})
+            return cls._trusted({"model": model, "messages": (turn,)})  # type: ignore[no-any-return]
         if "tools" in params or "tool_choice" in params:
             params["tools"] = coerce_tools(params.get("tools"))
             params["tool_choice"] = check_tool_choice(params.get("tool_choice"), params["tools"])

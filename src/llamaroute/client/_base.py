@@ -45,10 +45,12 @@ from ..routing import (
     Health,
     RateLimits,
     RetryPolicy,
+    Served,
     Strategy,
     StrategyName,
     configured_routes,
     plan,
+    served,
     tools_refusal,
 )
 from ._attempts import FallbackRule, default_fallback
@@ -58,6 +60,9 @@ from ._events import BudgetRefused, EventHandler, emit
 from ._telemetry import chain, tracing_handler
 
 __all__ = ["BaseClient", "FallbackRule", "default_fallback"]
+
+#: The most models a client keeps planned routes for (more are planned on each call).
+_ROUTES_KEPT = 256
 
 
 class BaseClient:
@@ -119,6 +124,8 @@ class BaseClient:
         self._driver = Driver(self._health, self._accounting, self._stats, self._on_event,
                               self._fallback, self._limits)  # fmt: skip
         self._driver.count_busy = len(self._providers) > 1 or strategy == "least_busy"
+        # Each model's configured routes and candidates (see _served).
+        self._routes: dict[str, Served] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} providers={list(self._providers)}>"
@@ -174,12 +181,19 @@ class BaseClient:
     ) -> Call:
         """Validate, resolve and plan a call; every bad input raises here, before any I/O."""
         timeout = check_timeout(timeout) if timeout is not None else self._timeout
-        retry = RetryPolicy.coerce(retries, self._retry)
+        retry = self._retry if retries is None else RetryPolicy.coerce(retries, self._retry)
         if image_policy != "refuse":
             check_image_policy(image_policy)
-        request = _request(model, prompt, messages, image, system, params)
+        given = {key: value for key, value in params.items() if value is not None}
+        # One user message and no parameters: nothing in it for a route to refuse, no images.
+        plain = not given and messages is None and image is None and system is None
+        request = ChatRequest.create(model, prompt, messages=messages, image=image,
+                                     system=system, **given)  # fmt: skip
         resolution = self.catalog.resolve(request.model)
-        request, images_left_out = _apply_image_policy(request, resolution, image_policy)
+        images_left_out = None
+        images = () if plain else request.images
+        if images:
+            request, images_left_out = _apply_image_policy(request, resolution, image_policy)
         deadline = retry.clock() + timeout if timeout is not None else None
         call = Call(request, resolution, retry, timeout, deadline, self._image_fetch,
                     streaming=streaming, id=next(self._ids))  # fmt: skip
@@ -187,20 +201,46 @@ class BaseClient:
             request, resolution, self._providers, catalog=self.catalog, order=providers,
             strategy=self._strategy if strategy is None else strategy, stats=self._stats,
             shape=call.shape, ceiling=call.ceiling, streaming=streaming, rng=self._rng,
+            routes=self._served(request.model, resolution, providers), plain=plain,
         )  # fmt: skip
-        # Read, check and fit every image now, so that a bad or oversized image fails before
-        # any request is sent. Only URLs that some route must download wait for the attempt.
-        for candidate in routing.candidates:
-            if not call.images.needs_fetch(candidate.route):
-                call.images.for_route(candidate.route)
-        if max_cost is not None and (not isinstance(max_cost, Decimal) or max_cost < 0):
-            raise ConfigurationError("max_cost must be a Decimal >= 0 (USD), e.g. Decimal('0.01')")
-        call.max_cost = max_cost
+        if images:
+            # Read, check and fit every image now, so that a bad or oversized image fails
+            # before any request is sent. Only URLs that some route must download wait for
+            # the attempt.
+            for candidate in routing.candidates:
+                if not call.images.needs_fetch(candidate.route):
+                    call.images.for_route(candidate.route)
+        if max_cost is not None:
+            if not isinstance(max_cost, Decimal) or max_cost < 0:
+                raise ConfigurationError(
+                    "max_cost must be a Decimal >= 0 (USD), e.g. Decimal('0.01')"
+                )
+            call.max_cost = max_cost
         call.image_policy = images_left_out
-        call.skipped = tuple((route.pinned, why) for route, why in routing.skipped)
+        if routing.skipped:
+            call.skipped = tuple((route.pinned, why) for route, why in routing.skipped)
         call.too_long = routing.too_long
-        call.candidates = self._within_limits(call, routing.candidates)
+        candidates = routing.candidates
+        if self._accounting.limited(max_cost):
+            candidates = self._within_limits(call, candidates)
+        call.candidates = candidates
         return call
+
+    def _served(
+        self, model: str, resolution: Resolution, order: Sequence[str] | None
+    ) -> Served | None:
+        """The model's configured routes and their candidates, for the client's whole
+        deployment list (``order`` None): kept per model name, and rebuilt when the catalog
+        resolves the name to a new resolution (a refresh, another catalog). A call's own
+        ``providers=`` is planned afresh."""
+        if order is not None:
+            return None
+        known = self._routes.get(model)
+        if known is None or known.resolution is not resolution:
+            known = served(resolution, self._providers, None)
+            if len(self._routes) < _ROUTES_KEPT or model in self._routes:
+                self._routes[model] = known
+        return known
 
     def _within_limits(self, call: Call, ordered: Sequence[Candidate]) -> tuple[Candidate, ...]:
         """The candidates whose worst case fits the budget and ``max_cost``; if none does,

@@ -57,7 +57,8 @@ class Call:
     def images(self) -> RequestImages:
         """The call's images, loaded and checked on first use."""
         if self._images is None:
-            parts: Iterable[Any] = (part.image for part in self.request.images)
+            images = self.request.images
+            parts: Iterable[Any] = (part.image for part in images) if images else ()
             self._images = RequestImages(parts, self.image_fetch)
         return self._images
 

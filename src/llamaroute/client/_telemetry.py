@@ -9,12 +9,15 @@ the older ``gen_ai.system``), ``gen_ai.request.model``, ``gen_ai.request.max_tok
 It is driven by the client's events, so it costs nothing when OpenTelemetry is absent, and the
 API is imported on the first event rather than at ``import llamaroute``. Without an SDK
 configured (no tracer provider set), no span is started at all: that is checked on each
-attempt, so a provider set up after the client was made is still used.
+attempt, so a provider set up after the client was made is still used. (A provider named by
+``OTEL_PYTHON_TRACER_PROVIDER`` is looked for when the environment named one as the client
+was made.)
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from typing import Any
 
@@ -31,6 +34,9 @@ from ._events import (
 
 __all__ = ["Tracing", "chain", "tracing_handler"]
 
+#: The environment variable that names a tracer provider to load (OpenTelemetry's own).
+_PROVIDER_ENV = "OTEL_PYTHON_TRACER_PROVIDER"
+
 
 class Tracing:
     """An event handler that turns a call's events into OpenTelemetry spans (thread-safe)."""
@@ -40,6 +46,9 @@ class Tracing:
         self._lock = threading.Lock()
         self._tracer: Any = None
         self._unset: tuple[type, ...] = ()
+        # OpenTelemetry's get_tracer_provider() looks this variable up in os.environ on every
+        # call while no provider is set; it is read once here instead.
+        self._from_environment = _PROVIDER_ENV in os.environ
 
     def _start(self, event: AttemptStarted) -> None:
         if self._tracer is None:
@@ -51,7 +60,12 @@ class Tracing:
             # What get_tracer_provider() returns while nobody has set one up: spans from it
             # record nothing, and starting them costs a call's worth of microseconds.
             self._unset = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
-        if isinstance(self._trace.get_tracer_provider(), self._unset):
+        trace = self._trace
+        # Nobody set a provider (the module's own record, read without get_tracer_provider's
+        # environment lookup; an OpenTelemetry without it is asked as before).
+        if not self._from_environment and getattr(trace, "_TRACER_PROVIDER", trace) is None:
+            return
+        if isinstance(trace.get_tracer_provider(), self._unset):
             return
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",

@@ -53,16 +53,27 @@ def request_token_ceiling(request: ChatRequest) -> int:
     every message's text (:func:`prompt_token_ceiling`), the tools' schemas and the conversation's
     tool calls, and the chat template's ceiling."""
     messages = request.messages
-    images = sum(len(message.images) for message in messages)
+    # One pass over the messages; a text message (nearly all) is read without building its
+    # text or its image tuple, and ASCII text is counted without encoding it.
+    text, images, called = 0, 0, False
+    for message in messages:
+        content = message.content
+        if type(content) is str:
+            text += len(content) if content.isascii() else prompt_token_ceiling(content)
+        else:
+            text += prompt_token_ceiling(message.text)
+            images += len(message.images)
+        if message.tool_calls:
+            called = True
     schema = request.response_format  # its instruction (or schema) is prompt too
     tools = 0
-    if request.tool_text:
+    if (request.tools or called) and request.tool_text:
         # Each tool as the template writes it, and the conversation's calls (indented too).
         written = json.dumps(json.loads(request.tool_text), indent=4, ensure_ascii=False)
         tools = prompt_token_ceiling(written) + TEMPLATE_CEILING_TOOLS
     return (
         tools
-        + sum(prompt_token_ceiling(message.text) for message in messages)
+        + text
         + TEMPLATE_CEILING_FIXED
         + TEMPLATE_CEILING_PER_MESSAGE * len(messages)
         + TEMPLATE_CEILING_PER_IMAGE * images

@@ -19,7 +19,7 @@ from ._limits import (
     requests_reached,
     tokens_reached,
 )
-from ._plan import configured_routes, plan, route_refusal
+from ._plan import Served, configured_routes, plan, route_refusal, served
 from ._retry import RetryPolicy
 from ._strategies import HedgePolicy, LatencyStats, Strategy, StrategyName, apply_strategy
 from ._tools_gate import tools_refusal, uses_tools
@@ -40,6 +40,7 @@ __all__ = [
     "RateLimits",
     "Refusal",
     "RetryPolicy",
+    "Served",
     "Strategy",
     "StrategyName",
     "apply_strategy",
@@ -51,6 +52,7 @@ __all__ = [
     "plan",
     "requests_reached",
     "route_refusal",
+    "served",
     "tokens_reached",
     "tools_refusal",
     "uses_tools",

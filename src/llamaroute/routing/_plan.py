@@ -29,18 +29,48 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from .._request import ChatRequest
 from ..catalog import Catalog, Resolution, Route, check_image_count
-from ..money import RequestShape, request_shape, request_token_ceiling
+from ..money import MIN_ANSWER_TOKENS, RequestShape, request_shape, request_token_ceiling
 from ..providers import Provider
 from ._candidate import Candidate, Plan
 from ._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
-from ._tools_gate import tools_refusal, tools_unsupported
+from ._tools_gate import tools_refusal, tools_unsupported, uses_tools
 from ._window_gate import fit_windows, last_if_tight, window_exceeded
 
-__all__ = ["configured_routes", "plan", "route_refusal"]
+__all__ = ["Served", "configured_routes", "plan", "route_refusal", "served"]
+
+
+class Served(NamedTuple):
+    """What :func:`configured_routes` says of one resolution and deployment order, each usable
+    route with its candidate built: all of it depends only on the resolution (a catalog
+    refresh makes a new one) and the client's deployments, so a client keeps one per model
+    and hands it to :func:`plan` rather than rebuilding it on every call."""
+
+    resolution: Resolution
+    order: tuple[str, ...] | None
+    names: tuple[str, ...]
+    usable: tuple[Candidate, ...]
+    unserved: tuple[tuple[Route, str], ...]
+    smallest: int = 0  # the smallest context window among ``usable``
+
+
+def served(
+    resolution: Resolution, providers: Mapping[str, Provider], order: Sequence[str] | None
+) -> Served:
+    """:func:`configured_routes` for ``resolution``, with each usable route's candidate."""
+    names, usable, unserved = configured_routes(resolution, providers, order)
+    candidates = []
+    for route, provider in usable:
+        pinned, deployment = route.pinned, provider.deployment
+        key = pinned if deployment == route.provider else f"{pinned}@{deployment}"
+        candidates.append(Candidate(route, provider, key))
+    smallest = min((c.route.context_window for c in candidates), default=0)
+    return Served(resolution, None if order is None else tuple(order), tuple(names),
+                  tuple(candidates), tuple(unserved), smallest)  # fmt: skip
 
 
 def plan(
@@ -56,6 +86,8 @@ def plan(
     ceiling: Callable[[], int] | None = None,
     streaming: bool = False,
     rng: random.Random | None = None,
+    routes: Served | None = None,
+    plain: bool = False,
 ) -> Plan:
     """The routes to try for ``request``, best first.
 
@@ -69,31 +101,40 @@ def plan(
     :class:`ContextWindowExceededError` when the prompt fits no route's window, and
     :class:`UnsupportedFeatureError` / :class:`InvalidRequestError` when every route that
     could serve it refuses this request for other reasons (the message lists each reason).
+    ``routes``: what :func:`served` said of this resolution and ``order`` (kept by the
+    client), used when it is for them. ``plain``: the caller knows the request is one user
+    message and no parameters (nothing a route can refuse), so no route is asked.
     """
-    if request.images:
+    if not plain and request.images:
         # Text-only model, or more images than Llama 3.2 takes: say so before anything else.
         check_image_count(request, resolution.routes[0], catalog)
-    names, usable, unserved = configured_routes(resolution, providers, order)
+    if (
+        routes is None
+        or routes.resolution is not resolution
+        or (routes.order != (None if order is None else tuple(order)))
+    ):
+        routes = served(resolution, providers, order)
+    names, unserved = routes.names, list(routes.unserved)
     candidates: list[Candidate] = []
     refused: list[tuple[Route, str]] = []  # the route cannot take this request
     tool_refused: list[str] = []  # ... because of its tools
-    for route, provider in usable:
+    tooled = not plain and uses_tools(request)  # (asked once, not per route)
+    for found in routes.usable:
+        route = found.route
         ended = catalog.lifecycle_refusal(route)
         if ended is not None:
             # Like a provider configured elsewhere: no request could be served there.
             unserved.append((route, f"{route.pinned} {ended}"))
             continue
         catalog.warn_lifecycle(route)
-        reason = route_refusal(request, route)
-        tools = tools_refusal(request, route, provider, streaming=streaming)
-        if reason is None and tools is not None:
-            reason = tools
-            tool_refused.append(f"{route.pinned} {tools}")
+        reason = None if plain else route_refusal(request, route)
+        if tooled:
+            tools = tools_refusal(request, route, found.provider, streaming=streaming)
+            if reason is None and tools is not None:
+                reason = tools
+                tool_refused.append(f"{route.pinned} {tools}")
         if reason is None:
-            # (candidate() inlined: this runs for every route of every call)
-            pinned, deployment = route.pinned, provider.deployment
-            key = pinned if deployment == route.provider else f"{pinned}@{deployment}"
-            candidates.append(Candidate(route, provider, key))
+            candidates.append(found)
         else:
             refused.append((route, reason))
     if not candidates and tool_refused and len(tool_refused) == len(refused):
@@ -103,10 +144,14 @@ def plan(
                                 by_provider, streaming=streaming)  # fmt: skip
     tight: frozenset[str] = frozenset()
     too_long: list[tuple[Route, str]] = []
-    if candidates:
+    bound = ceiling or (lambda: request_token_ceiling(request))
+    if candidates and (
+        len(candidates) != len(routes.usable)
+        or bound() + (MIN_ANSWER_TOKENS if request.max_tokens is None else request.max_tokens)
+        > routes.smallest
+    ):  # (else every route's window takes the prompt by its ceiling: fit_windows' first test)
         candidates, too_long, tight = fit_windows(
-            candidates, request.max_tokens,
-            ceiling or (lambda: request_token_ceiling(request)),
+            candidates, request.max_tokens, bound,
             shape or (lambda: request_shape(request, counter="heuristic")),
         )  # fmt: skip
         if not candidates and not refused:  # no other reason than the windows
@@ -116,11 +161,15 @@ def plan(
         refused.extend(too_long)
     if not candidates:
         raise _nothing_left(resolution, names, unserved, refused)
-    ordered = apply_strategy(
-        strategy, request, candidates, stats or LatencyStats(), shape=shape or _no_shape,
-        catalog=catalog, streaming=streaming, rng=rng,
-    )  # fmt: skip
-    return Plan(resolution, tuple(last_if_tight(ordered, tight)), (*unserved, *refused),
+    if strategy == "ordered":  # (apply_strategy's answer, without the call)
+        ordered = candidates
+    else:
+        ordered = apply_strategy(
+            strategy, request, candidates, stats or LatencyStats(), shape=shape or _no_shape,
+            catalog=catalog, streaming=streaming, rng=rng,
+        )  # fmt: skip
+    skipped = (*unserved, *refused) if unserved or refused else ()
+    return Plan(resolution, tuple(last_if_tight(ordered, tight) if tight else ordered), skipped,
                 too_long=len(too_long))  # fmt: skip
 
 
@@ -171,7 +220,7 @@ def _deployments(providers: Mapping[str, Provider], order: Sequence[str]) -> lis
 def route_refusal(request: ChatRequest, route: Route) -> str | None:
     """Why ``route`` cannot take ``request`` as it is, or ``None`` if it can."""
     images = len(request.images)
-    if images > route.max_images:
+    if images and images > route.max_images:
         if route.max_images == 0:
             return "takes no images"
         return f"takes at most {route.max_images} image(s) per request, this request has {images}"

@@ -23,9 +23,13 @@ __all__ = ["tools_refusal", "tools_unsupported", "uses_tools"]
 
 def uses_tools(request: ChatRequest) -> bool:
     """Whether the request offers tools or carries tool calls or tool results."""
-    return bool(request.tools) or any(
-        message.tool_calls or message.role == "tool" for message in request.messages
-    )
+    if request.tools:
+        return True
+    # A loop, not any(): no generator for the usual single message.
+    for message in request.messages:  # noqa: SIM110
+        if message.tool_calls or message.role == "tool":
+            return True
+    return False
 
 
 def tools_refusal(
