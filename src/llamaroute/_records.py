@@ -77,42 +77,25 @@ class _Output(BaseModel):
 
 _Model = TypeVar("_Model", bound=BaseModel)
 _set = object.__setattr__
-_templates: dict[type[BaseModel], tuple[dict[str, Any], tuple[str, ...]]] = {}
 
 
-def trusted(model: type[_Model], /, **given: Any) -> _Model:
+def trusted(model: type[_Model], values: dict[str, Any], given: frozenset[str]) -> _Model:
     """A ``model`` built from fields llamaroute's own code has just made, each already of its
     field's type (a ``Decimal`` from Decimal arithmetic, a ``date`` from a validated price...),
-    without validating them again: the instance a validating constructor would build from
-    the same keywords (the same values, defaults and set fields, so dumps with or without
-    ``exclude_unset`` are identical), at a fraction of its cost. A call builds several; the
-    public constructors, for objects users build, still validate. (``model_construct`` does
-    the same, but costs more than validating.)"""
-    known = _templates.get(model)
-    if known is None:
-        known = _templates[model] = _template(model)
-    template, factories = known
-    values = template.copy()
-    values.update(given)
-    for name in factories:  # a fresh default for each instance (a dict, say)
-        if name not in given:
-            values[name] = model.model_fields[name].get_default(call_default_factory=True)
+    without validating them again: the instance a validating constructor would build when
+    given the fields named in ``given`` (the same ``__dict__``, defaults and set fields, so
+    dumps with or without ``exclude_unset`` are identical), at a fraction of its cost. A
+    call builds several; the public constructors, for objects users build, still validate.
+    (``model_construct`` does the same, but costs more than validating.)
+
+    ``values`` holds every field of ``model``, in declaration order, as validation fills
+    ``__dict__``; the tests compare such instances with validated ones."""
     instance = model.__new__(model)
     _set(instance, "__dict__", values)
     _set(instance, "__pydantic_fields_set__", set(given))
     _set(instance, "__pydantic_extra__", None)
     _set(instance, "__pydantic_private__", None)
     return instance
-
-
-def _template(model: type[BaseModel]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    # Every field in declaration order, as validation fills ``__dict__`` (a required field is
-    # always given); the defaults of these models are immutable, except a factory's.
-    fields = model.model_fields
-    template = {name: None if info.is_required() else info.default
-                for name, info in fields.items()}  # fmt: skip
-    factories = tuple(name for name, info in fields.items() if info.default_factory is not None)
-    return template, factories
 
 
 def validation_message(error: ValidationError) -> str:

@@ -277,9 +277,14 @@ class AttemptBook:
         if error is None:
             # Every field comes from the validated route and deployment, the clock and the
             # cost this client built: not validated again.
-            attempt = trusted(Attempt, provider=route.provider, model_id=route.model_id,
-                              outcome=outcome, elapsed_s=elapsed, cost=cost, partial=partial,
-                              deployment=candidate.provider.deployment)  # fmt: skip
+            attempt = trusted(
+                Attempt,
+                {"provider": route.provider, "model_id": route.model_id, "outcome": outcome,
+                 "error_type": None, "error": None, "code": None, "status_code": None,
+                 "retry_after": None, "elapsed_s": elapsed, "cost": cost, "partial": partial,
+                 "deployment": candidate.provider.deployment},
+                _GIVEN,
+            )  # fmt: skip
             run.attempts.append(attempt)
             return elapsed
         run.attempts.append(
@@ -426,6 +431,10 @@ class AttemptBook:
                 candidate.route.provider, type(error).__name__,
             )  # fmt: skip
 
+
+#: The fields an attempt without an error is given (the error's keep their defaults).
+_GIVEN = frozenset(("provider", "model_id", "outcome", "elapsed_s", "cost", "partial",
+                    "deployment"))  # fmt: skip
 
 #: Timeout codes that mean the request never reached the provider (nothing was billed).
 _NOT_SENT = frozenset({"ConnectTimeout", "ConnectTimeoutError", "PoolTimeout", "connect_timeout"})

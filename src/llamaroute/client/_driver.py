@@ -105,6 +105,8 @@ Steps: TypeAlias = Generator[Action, Any, Answer]
 _FETCH = FetchImages()
 #: The values a response's ``finish_reason`` may take.
 _FINISH_REASONS = frozenset((*get_args(FinishReason), None))
+#: The fields a response is given (``parsed`` is set later, for ``response_format``).
+_GIVEN = frozenset(name for name in ChatResponse.model_fields if name != "parsed")
 
 
 class Driver(AttemptBook):
@@ -343,13 +345,15 @@ class Driver(AttemptBook):
             "price_stale": price_check is not None,
             "price_checked": None if price is None else price.checked,
             "price_age_days": self.accounting.catalog.price_age(price),
-            "images": call.images.for_route(route), "details": details, "tool_calls": tool_calls,
+            "images": call.images.for_route(route), "details": details, "parsed": None,
+            "tool_calls": tool_calls,
         }  # fmt: skip
         if (type(text) is str and finish in _FINISH_REASONS and isinstance(usage, Usage)
                 and type(tool_calls) is tuple
                 and (not tool_calls or all(type(c) is ToolCall for c in tool_calls))):  # fmt: skip
-            response = trusted(ChatResponse, **fields)
+            response = trusted(ChatResponse, fields, _GIVEN)
         else:
+            del fields["parsed"]
             response = ChatResponse(**fields)
         if self.on_event is not None:
             emit(self.on_event, ResponseReady(call.id, answer.ticket.number, response))

@@ -46,15 +46,25 @@ def cost_from_usage(
         price, usage.input_tokens, usage.output_tokens, images=images
     )
     total = input_cost + output_cost
-    fields = {"input": input_cost, "output": output_cost, "total": total,
-              "source": "price_table", "price_source": price.source,
-              "price_checked": price.checked, "price_origin": price.origin, "table": total,
-              "note": note}  # fmt: skip
-    if note is not None and type(note) is not str:
-        return Cost(**fields)  # a caller's odd note: validated, as ever
+    if note is not None and type(note) is not str:  # a caller's odd note: validated, as ever
+        return Cost(input=input_cost, output=output_cost, total=total, source="price_table",
+                    price_source=price.source, price_checked=price.checked,
+                    price_origin=price.origin, table=total, note=note)  # fmt: skip
     # Every other field is of its type already (Decimal arithmetic on a validated price and
     # counts): not validated again.
-    return trusted(Cost, **fields)
+    return trusted(
+        Cost,
+        {"input": input_cost, "output": output_cost, "total": total, "source": "price_table",
+         "currency": "USD", "price_source": price.source, "price_checked": price.checked,
+         "price_origin": price.origin, "reported": None, "table": total, "note": note},
+        _GIVEN,
+    )  # fmt: skip
+
+
+#: The fields a table-priced cost is given (``currency`` and ``reported`` keep their
+#: defaults).
+_GIVEN = frozenset(("input", "output", "total", "source", "price_source", "price_checked",
+                    "price_origin", "table", "note"))  # fmt: skip
 
 
 def price_for(route: Route, catalog: Catalog | None = None) -> Price | None:

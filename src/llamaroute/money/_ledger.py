@@ -42,13 +42,14 @@ from ._reconcile import RouteDrift, Sums, drifts, tally
 __all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary", "holds"]
 
 ZERO = Decimal(0)
+_set = object.__setattr__
 #: A reservation older than this is taken to belong to a process that died.
 RESERVATION_TTL_S = 15 * 60
 #: How many estimates awaiting the provider's figure a memory ledger keeps (the newest).
 PENDING_LIMIT = 1000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False)
 class SpendEntry:
     """One billed attempt: when, where, and what it cost (USD).
 
@@ -74,6 +75,28 @@ class SpendEntry:
     ref: str | None = None
     call_id: str | None = None
     attempt: int | None = None
+
+    def __init__(
+        self,
+        provider: str,
+        model: str,
+        model_id: str,
+        cost: Decimal,
+        source: str,
+        partial: bool = False,
+        at: datetime | None = None,
+        reported: Decimal | None = None,
+        table: Decimal | None = None,
+        ref: str | None = None,
+        call_id: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        # The generated __init__ of a frozen dataclass sets each of the twelve fields through
+        # object.__setattr__; every call records one entry, and one __dict__ costs half.
+        _set(self, "__dict__", {"provider": provider, "model": model, "model_id": model_id,
+                                "cost": cost, "source": source, "partial": partial, "at": at,
+                                "reported": reported, "table": table, "ref": ref,
+                                "call_id": call_id, "attempt": attempt})  # fmt: skip
 
     @property
     def day(self) -> date:
