@@ -156,7 +156,7 @@ class Driver(AttemptBook):
                     raise self.exhausted(call, run)
         for index in range(start, len(order)):
             candidate, forced = order[index]
-            if smaller_window(run, candidate):
+            if run.overflowed is not None and smaller_window(run, candidate):  # (no call else)
                 continue
             try:
                 return (yield from self._route(call, run, candidate, forced, len(order) - index))
