@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -135,3 +136,55 @@ def test_chunk_is_light() -> None:
     chunk = ChatChunk(text="Hel")
     assert chunk.text == "Hel"
     assert not hasattr(chunk, "__dict__")
+
+
+def test_the_clients_own_records_are_those_validation_builds() -> None:
+    # A call builds its cost, attempts and response without validating them again
+    # (_records.trusted): each must be the instance the validating constructor gives for
+    # the same fields, down to the set fields that exclude_unset dumps read.
+    from llamaroute import Attempt, Client
+    from llamaroute.providers import Provider, ProviderCall, ProviderResult
+
+    class Instant(Provider):
+        name = "openrouter"
+
+        def chat(self, call: ProviderCall) -> ProviderResult:
+            return ProviderResult("hi", "stop", Usage(input_tokens=10, output_tokens=5))
+
+        async def achat(self, call: ProviderCall) -> ProviderResult:
+            return self.chat(call)
+
+        def stream(self, call: ProviderCall) -> Any:
+            raise NotImplementedError
+
+        def astream(self, call: ProviderCall) -> Any:
+            raise NotImplementedError
+
+        def close(self) -> None:
+            pass
+
+        async def aclose(self) -> None:
+            pass
+
+    with Client([Instant()]) as client:
+        response = client.chat("llama-3.2-3b", "Say hi")
+    assert response.cost is not None
+    attempt = response.attempts[0]
+    cost = response.cost
+    validated: list[tuple[Any, Any]] = [
+        (cost, Cost(**{k: getattr(cost, k) for k in cost.model_fields_set})),
+        (attempt, Attempt(**{k: getattr(attempt, k) for k in attempt.model_fields_set})),
+        (response, ChatResponse(**{k: getattr(response, k) for k in response.model_fields_set})),
+    ]
+    for built, checked in validated:
+        assert built.model_fields_set == checked.model_fields_set
+        assert repr(built) == repr(checked)
+        assert built == checked
+        assert built.model_dump() == checked.model_dump()
+        assert built.model_dump_json() == checked.model_dump_json()
+        assert built.model_dump_json(exclude_unset=True) == checked.model_dump_json(
+            exclude_unset=True
+        )
+        assert list(built.__dict__) == list(checked.__dict__)
+        with pytest.raises(ValidationError):
+            built.__setattr__("model_id" if built is attempt else "source", "x")

@@ -27,7 +27,7 @@ from .._exceptions import (
     RateLimitError,
     StreamInterruptedError,
 )
-from .._records import Attempt, Cost, Outcome
+from .._records import Attempt, Cost, Outcome, trusted
 from ..catalog import Price, Route
 from ..money import Accounting, SpendEntry
 from ..providers import ProviderCall
@@ -274,11 +274,19 @@ class AttemptBook:
         returns its elapsed seconds."""
         elapsed = time.perf_counter() - started
         route = candidate.route
-        details = {}
-        if error is not None:
-            details = {"error_type": type(error).__name__, "error": error.message,
-                       "code": error.code, "status_code": error.status_code,
-                       "retry_after": error.retry_after}  # fmt: skip
+        if error is None:
+            # Every field comes from the validated route and deployment, the clock and the
+            # cost this client built: not validated again.
+            attempt = trusted(
+                Attempt,
+                {"provider": route.provider, "model_id": route.model_id, "outcome": outcome,
+                 "error_type": None, "error": None, "code": None, "status_code": None,
+                 "retry_after": None, "elapsed_s": elapsed, "cost": cost, "partial": partial,
+                 "deployment": candidate.provider.deployment},
+                _GIVEN,
+            )  # fmt: skip
+            run.attempts.append(attempt)
+            return elapsed
         run.attempts.append(
             Attempt(
                 provider=route.provider,
@@ -288,7 +296,12 @@ class AttemptBook:
                 cost=cost,
                 partial=partial,
                 deployment=candidate.provider.deployment,
-                **details,
+                # The error's fields are the provider's (a status, a code, a wait): checked.
+                error_type=type(error).__name__,
+                error=error.message,
+                code=error.code,
+                status_code=error.status_code,
+                retry_after=error.retry_after,
             )
         )
         return elapsed
@@ -418,6 +431,10 @@ class AttemptBook:
                 candidate.route.provider, type(error).__name__,
             )  # fmt: skip
 
+
+#: The fields an attempt without an error is given (the error's keep their defaults).
+_GIVEN = frozenset(("provider", "model_id", "outcome", "elapsed_s", "cost", "partial",
+                    "deployment"))  # fmt: skip
 
 #: Timeout codes that mean the request never reached the provider (nothing was billed).
 _NOT_SENT = frozenset({"ConnectTimeout", "ConnectTimeoutError", "PoolTimeout", "connect_timeout"})

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, get_args
 
 from .._exceptions import (
     AllProvidersFailedError,
@@ -32,7 +32,9 @@ from .._exceptions import (
     RateLimitError,
     StreamInterruptedError,
 )
+from .._records import FinishReason, Usage, trusted
 from .._response import ChatResponse
+from .._tools import ToolCall
 from ..providers import ProviderCall, ProviderResult
 from ..routing import Candidate, HedgePolicy, uses_tools
 from ._attempts import (
@@ -101,6 +103,10 @@ Action: TypeAlias = Send | Sleep | FetchImages | Race
 Steps: TypeAlias = Generator[Action, Any, Answer]
 
 _FETCH = FetchImages()
+#: The values a response's ``finish_reason`` may take.
+_FINISH_REASONS = frozenset((*get_args(FinishReason), None))
+#: The fields a response is given (``parsed`` is set later, for ``response_format``).
+_GIVEN = frozenset(name for name in ChatResponse.model_fields if name != "parsed")
 
 
 class Driver(AttemptBook):
@@ -150,7 +156,7 @@ class Driver(AttemptBook):
                     raise self.exhausted(call, run)
         for index in range(start, len(order)):
             candidate, forced = order[index]
-            if smaller_window(run, candidate):
+            if run.overflowed is not None and smaller_window(run, candidate):  # (no call else)
                 continue
             try:
                 return (yield from self._route(call, run, candidate, forced, len(order) - index))
@@ -281,6 +287,7 @@ class Driver(AttemptBook):
         if hold is not None and candidate.provider.tpm is not None and not usage_missing:
             # The real usage replaces the estimate (without usage, the estimate stands).
             self.limits.settle(deployment, hold, result.usage.total_tokens)
+        price = self.accounting.table_price(route, deployment=deployment)
         if result.cost is None and usage_missing:
             # No usage came back (a stream without its usage chunk): never priced as 0 tokens,
             # but as an estimate of the prompt and the text, and marked so.
@@ -292,9 +299,8 @@ class Driver(AttemptBook):
         else:
             cost, price_check = self.accounting.answer_cost(
                 route, result.usage, result.cost, call.images.count, problem=result.cost_problem,
-                deployment=deployment,
+                deployment=deployment, price=price,
             )  # fmt: skip
-        price = self.accounting.table_price(route, deployment=deployment)
         self.settle(call, run, candidate, answer.ticket.reservation, cost, partial=False,
                     attempt=answer.ticket.number)  # fmt: skip
         elapsed = self.record(run, candidate, "ok", answer.started, cost=cost)
@@ -322,28 +328,33 @@ class Driver(AttemptBook):
         if run.smaller_windows:
             # Routes left out after a route's provider said the prompt is over its window.
             details.setdefault("skipped_routes", {}).update(run.smaller_windows)
-        response = ChatResponse(
-            text=result.text,
-            model=call.resolution.model.key,
-            provider=route.provider,
-            provider_model_id=route.model_id,
-            finish_reason=result.finish_reason,
-            usage=result.usage,
-            cost=cost,
-            attempts=tuple(run.attempts),
-            latency_s=elapsed,
-            total_cost=None
-            if cost is None
-            else cost.total
-            if len(run.attempts) == 1
-            else spent_total(run),
-            price_stale=price_check is not None,
-            price_checked=None if price is None else price.checked,
-            price_age_days=self.accounting.catalog.price_age(price),
-            images=call.images.for_route(route),
-            details=details,
-            tool_calls=result.tool_calls,
-        )
+        attempts = tuple(run.attempts)
+        total_cost = None if cost is None else cost.total if len(attempts) == 1 else (
+            spent_total(run)
+        )  # fmt: skip
+        text, usage, finish, tool_calls = (result.text, result.usage, result.finish_reason,
+                                           result.tool_calls)  # fmt: skip
+        # Every field but the provider's four comes from this client's own validated records;
+        # when those four are of their types too (as every built-in provider's are), the
+        # response is not validated again. Anything else (a provider of the user's that
+        # returns a list, a dict...) goes through validation, as ever.
+        fields = {
+            "text": text, "model": call.resolution.model.key, "provider": route.provider,
+            "provider_model_id": route.model_id, "finish_reason": finish, "usage": usage,
+            "cost": cost, "attempts": attempts, "latency_s": elapsed, "total_cost": total_cost,
+            "price_stale": price_check is not None,
+            "price_checked": None if price is None else price.checked,
+            "price_age_days": self.accounting.catalog.price_age(price),
+            "images": call.images.for_route(route), "details": details, "parsed": None,
+            "tool_calls": tool_calls,
+        }  # fmt: skip
+        if (type(text) is str and finish in _FINISH_REASONS and isinstance(usage, Usage)
+                and type(tool_calls) is tuple
+                and (not tool_calls or all(type(c) is ToolCall for c in tool_calls))):  # fmt: skip
+            response = trusted(ChatResponse, fields, _GIVEN)
+        else:
+            del fields["parsed"]
+            response = ChatResponse(**fields)
         if self.on_event is not None:
             emit(self.on_event, ResponseReady(call.id, answer.ticket.number, response))
         return response

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from .._records import Cost, Usage
+from .._records import Cost, Usage, trusted
 from ..catalog import MILLION, Price
 
 __all__ = ["cost_from_usage", "price_for", "tokens_cost"]
@@ -45,11 +45,26 @@ def cost_from_usage(
     input_cost, output_cost = tokens_cost(
         price, usage.input_tokens, usage.output_tokens, images=images
     )
-    return Cost(
-        input=input_cost, output=output_cost, total=input_cost + output_cost,
-        source="price_table", price_source=price.source, price_checked=price.checked,
-        price_origin=price.origin, table=input_cost + output_cost, note=note,
+    total = input_cost + output_cost
+    if note is not None and type(note) is not str:  # a caller's odd note: validated, as ever
+        return Cost(input=input_cost, output=output_cost, total=total, source="price_table",
+                    price_source=price.source, price_checked=price.checked,
+                    price_origin=price.origin, table=total, note=note)  # fmt: skip
+    # Every other field is of its type already (Decimal arithmetic on a validated price and
+    # counts): not validated again.
+    return trusted(
+        Cost,
+        {"input": input_cost, "output": output_cost, "total": total, "source": "price_table",
+         "currency": "USD", "price_source": price.source, "price_checked": price.checked,
+         "price_origin": price.origin, "reported": None, "table": total, "note": note},
+        _GIVEN,
     )  # fmt: skip
+
+
+#: The fields a table-priced cost is given (``currency`` and ``reported`` keep their
+#: defaults).
+_GIVEN = frozenset(("input", "output", "total", "source", "price_source", "price_checked",
+                    "price_origin", "table", "note"))  # fmt: skip
 
 
 def price_for(route: Route, catalog: Catalog | None = None) -> Price | None:

@@ -37,18 +37,19 @@ from decimal import Decimal
 
 from .._exceptions import BudgetExceededError, ConfigurationError
 from .._records import plain_decimal
-from ._reconcile import RouteDrift, Sums, drifts, tally
+from ._reconcile import RouteDrift, Sums, drifts
 
 __all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary", "holds"]
 
 ZERO = Decimal(0)
+_set = object.__setattr__
 #: A reservation older than this is taken to belong to a process that died.
 RESERVATION_TTL_S = 15 * 60
 #: How many estimates awaiting the provider's figure a memory ledger keeps (the newest).
 PENDING_LIMIT = 1000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False)
 class SpendEntry:
     """One billed attempt: when, where, and what it cost (USD).
 
@@ -74,6 +75,28 @@ class SpendEntry:
     ref: str | None = None
     call_id: str | None = None
     attempt: int | None = None
+
+    def __init__(
+        self,
+        provider: str,
+        model: str,
+        model_id: str,
+        cost: Decimal,
+        source: str,
+        partial: bool = False,
+        at: datetime | None = None,
+        reported: Decimal | None = None,
+        table: Decimal | None = None,
+        ref: str | None = None,
+        call_id: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        # The generated __init__ of a frozen dataclass sets each of the twelve fields through
+        # object.__setattr__; every call records one entry, and one __dict__ costs half.
+        _set(self, "__dict__", {"provider": provider, "model": model, "model_id": model_id,
+                                "cost": cost, "source": source, "partial": partial, "at": at,
+                                "reported": reported, "table": table, "ref": ref,
+                                "call_id": call_id, "attempt": attempt})  # fmt: skip
 
     @property
     def day(self) -> date:
@@ -208,13 +231,13 @@ class MemoryLedger(Ledger):
         self._lock = threading.Lock()
         self._total = ZERO
         self._calls = 0
-        self._by_provider: defaultdict[str, Decimal] = defaultdict(Decimal)
-        self._by_model: defaultdict[str, Decimal] = defaultdict(Decimal)
-        self._by_day: defaultdict[str, Decimal] = defaultdict(Decimal)
-        self._calls_by_day: defaultdict[str, int] = defaultdict(int)
+        # One running sum per provider, model, route and day (calls, spent, and the
+        # reconciliation's compared, reported and table): one update per entry, where a
+        # total per provider, per model, per day and per route took five. The totals by each
+        # are summed from these when asked for (a handful of rows a day).
+        self._sums: dict[tuple[str, str, str, str], list[Decimal]] = {}
         self._reserved: dict[str, Decimal] = {}
         self._held_until: dict[str, float] = {}  # held rests of estimates, by ref
-        self._routes: Sums = {}
         self._estimates: dict[str, SpendEntry] = {}  # by ref; the newest PENDING_LIMIT kept
 
     def __repr__(self) -> str:
@@ -225,15 +248,21 @@ class MemoryLedger(Ledger):
             self._add(entry)
 
     def _add(self, entry: SpendEntry) -> None:
-        self._total += entry.cost
+        cost = entry.cost
+        self._total += cost
         self._calls += 1
-        self._by_provider[entry.provider] += entry.cost
-        self._by_model[entry.model] += entry.cost
         day = entry.day.isoformat() if entry.at is not None else _today()
-        self._by_day[day] += entry.cost
-        self._calls_by_day[day] += 1
-        tally(self._routes, (entry.provider, entry.model_id, entry.cost, entry.reported,
-                             entry.table))  # fmt: skip
+        key = (entry.provider, entry.model, entry.model_id, day)
+        row = self._sums.get(key)
+        if row is None:
+            row = self._sums[key] = [ZERO, ZERO, ZERO, ZERO, ZERO]
+        row[0] += 1
+        row[1] += cost
+        reported, table = entry.reported, entry.table
+        if reported is not None and table is not None:
+            row[2] += 1
+            row[3] += reported
+            row[4] += table
         if entry.ref is not None and entry.source == "estimate":
             self._estimates[entry.ref] = entry
             if len(self._estimates) > PENDING_LIMIT:  # memory stays flat
@@ -252,23 +281,38 @@ class MemoryLedger(Ledger):
                 return None
             delta = cost - entry.cost
             self._total += delta
-            self._by_provider[entry.provider] += delta
-            self._by_model[entry.model] += delta
-            self._by_day[entry.day.isoformat() if entry.at is not None else _today()] += delta
-            self._routes[(entry.provider, entry.model_id)][1] += delta
+            day = entry.day.isoformat() if entry.at is not None else _today()
+            self._sums[(entry.provider, entry.model, entry.model_id, day)][1] += delta
             return delta
 
     def reconcile(self) -> list[RouteDrift]:
         with self._lock:
-            return drifts(self._routes)
+            routes: Sums = {}
+            for (provider, _, model_id, _), row in self._sums.items():
+                sums = routes.get((provider, model_id))
+                if sums is None:
+                    routes[(provider, model_id)] = list(row)
+                else:
+                    for index, value in enumerate(row):
+                        sums[index] += value
+            return drifts(routes)
 
     def summary(self, since: date | None = None) -> SpendSummary:
         with self._lock:
+            by_provider: defaultdict[str, Decimal] = defaultdict(Decimal)
+            by_model: defaultdict[str, Decimal] = defaultdict(Decimal)
+            by_day: defaultdict[str, Decimal] = defaultdict(Decimal)
+            calls_by_day: defaultdict[str, int] = defaultdict(int)
+            for (provider, model, _, day), row in self._sums.items():
+                by_provider[provider] += row[1]
+                by_model[model] += row[1]
+                by_day[day] += row[1]
+                calls_by_day[day] += int(row[0])
             if since is None:
-                return SpendSummary(self._total, self._calls, dict(self._by_provider),
-                                    dict(self._by_model), dict(self._by_day))  # fmt: skip
-            days = {d: v for d, v in self._by_day.items() if d >= since.isoformat()}
-            calls = sum(n for d, n in self._calls_by_day.items() if d >= since.isoformat())
+                return SpendSummary(self._total, self._calls, dict(by_provider),
+                                    dict(by_model), dict(by_day))  # fmt: skip
+            days = {d: v for d, v in by_day.items() if d >= since.isoformat()}
+            calls = sum(n for d, n in calls_by_day.items() if d >= since.isoformat())
             # Running totals keep no per-entry detail: with `since`, only the days split.
             return SpendSummary(sum(days.values(), ZERO), calls, {}, {}, days)
 

@@ -66,7 +66,9 @@ Sums = dict[tuple[str, str], list[Decimal]]
 def tally(sums: Sums, row: Row) -> None:
     """Add one billed attempt to the running ``sums``."""
     provider, model_id, cost, reported, table = row
-    entry = sums.setdefault((provider, model_id), [ZERO, ZERO, ZERO, ZERO, ZERO])
+    entry = sums.get((provider, model_id))
+    if entry is None:  # (not setdefault: that builds the list on every call)
+        entry = sums[(provider, model_id)] = [ZERO, ZERO, ZERO, ZERO, ZERO]
     entry[0] += 1
     entry[1] += cost
     if reported is not None and table is not None:

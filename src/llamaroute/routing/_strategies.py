@@ -85,7 +85,10 @@ class LatencyStats:
                 self.alpha * seconds + (1 - self.alpha) * previous
             )  # fmt: skip
             if not first_token:
-                self._recent.setdefault(route, deque(maxlen=self.window)).append(seconds)
+                recent = self._recent.get(route)
+                if recent is None:  # (not setdefault: that builds a deque on every call)
+                    recent = self._recent[route] = deque(maxlen=self.window)
+                recent.append(seconds)
 
     def percentile(self, route: str, share: float) -> float | None:
         """The ``share`` quantile (0.9 = p90) of ``route``'s recent latencies, or ``None``
