@@ -122,6 +122,8 @@ class Clients:
         }  # fmt: skip
         self._https = host.startswith("https:")
         self._injected, self._injected_async = client, async_client
+        #: Whether the sync (async) client is built here, not injected.
+        self.own_sync, self.own_async = client is None, async_client is None
         self._sync: ollama.Client | None = None
         # Per loop: the client, the parked generator that closes it when the loop ends, and
         # the list through which that generator holds it.

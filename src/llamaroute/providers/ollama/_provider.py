@@ -24,13 +24,16 @@ import ollama
 
 from ..._exceptions import ConfigurationError, LlamarouteError
 from ..._secrets import Secret
-from ...catalog import Catalog, Route
+from ...catalog import Route
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
 from .._http import attempt_timeout, finite_timeout
+from ._body import wire_body
 from ._clients import Clients, Redactor, header_secrets
 from ._context import check_fixed_context
 from ._guard import Guard, guarded
 from ._mapping import client_errors, map_error
+from ._tags import tag as _tag
+from ._tags import wanted as _wanted
 from ._wire import (
     DEFAULT_HOST,
     NAME,
@@ -47,6 +50,8 @@ __all__ = ["API_KEY_ENV", "DEFAULT_TIMEOUT", "HOST_ENV", "MAX_LINE_BYTES", "MAX_
            "OllamaProvider"]  # fmt: skip
 
 HOST_ENV = "OLLAMA_HOST"
+#: The path the ollama client's chat posts to (a body written in ``_body.py`` goes there too).
+CHAT = "/api/chat"
 API_KEY_ENV = "OLLAMA_API_KEY"
 
 #: Always finite (the ollama client's own default is no timeout at all). Connecting is short:
@@ -204,6 +209,14 @@ class OllamaProvider(Provider):
             num_ctx=self.num_ctx,
         )  # fmt: skip
 
+    def _body(self, call: ProviderCall, request: dict[str, Any], own: bool) -> Any:
+        """The JSON body to send as it is (see ``_body.py``), or ``None``: send through the
+        client's ``chat``. Only on a client built here (an injected one may be anything that
+        has a ``chat``), and only without the call's own Ollama options."""
+        if not own or NAME in call.request.extra:
+            return None
+        return wire_body(request)
+
     def _guard(self, call: ProviderCall, model_id: str, *, stream: bool) -> Guard:
         """The attempt's limits: its deadline, size caps and timeouts. The deadline is
         ``call.timeout`` from now; without one, the provider's own timeouts added up (connect,
@@ -271,8 +284,9 @@ class OllamaProvider(Provider):
         model_id = request["model"]
         guard = self._guard(call, model_id, stream=False)
         try:
+            body = self._body(call, request, self._clients.own_sync)
             with self._errors(model_id), guarded(guard):
-                response = self._sync().chat(**request)
+                response = _send(self._sync(), request, body, stream=False)
             return parse_response(response, model_id=model_id, redact=self._redact,
                                   tools=call.request.tools,
                                   first_call=partial(first_call_number, call.request))  # fmt: skip
@@ -285,8 +299,9 @@ class OllamaProvider(Provider):
         model_id = request["model"]
         guard = self._guard(call, model_id, stream=False)
         try:
+            body = self._body(call, request, self._clients.own_async)
             with self._errors(model_id), guarded(guard):
-                response = await self._async().chat(**request)
+                response = await _send(self._async(), request, body, stream=False)
             return parse_response(response, model_id=model_id, redact=self._redact,
                                   tools=call.request.tools,
                                   first_call=partial(first_call_number, call.request))  # fmt: skip
@@ -304,8 +319,10 @@ class OllamaProvider(Provider):
         # Built once for the stream, not per chunk: the idle timeout's message.
         idle_why, monotonic, feed = self._idle_why(idle), time.monotonic, state.feed
         try:
+            body = self._body(call, request, self._clients.own_sync)
             with errors:
-                lines = cast(Iterator[ollama.ChatResponse], self._sync().chat(**request))
+                sent = _send(self._sync(), request, body, stream=True)
+                lines = cast(Iterator[ollama.ChatResponse], sent)
             try:
                 # Lazy client: the request itself goes out on the first next(), inside the
                 # guard's block, where the transport finds the guard: it applies the attempt's
@@ -352,9 +369,10 @@ class OllamaProvider(Provider):
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
         idle_why, monotonic, feed = self._idle_why(idle), time.monotonic, state.feed
         try:
+            body = self._body(call, request, self._clients.own_async)
             with errors:
-                client = self._async()
-                lines = cast(AsyncIterator[ollama.ChatResponse], await client.chat(**request))
+                sent = await _send(self._async(), request, body, stream=True)
+                lines = cast(AsyncIterator[ollama.ChatResponse], sent)
             try:
                 with errors, guarded(guard):  # as in stream()
                     chunk = await anext(lines, None)
@@ -464,20 +482,14 @@ class OllamaProvider(Provider):
         await self._clients.aclose()
 
 
-def _tag(name: str) -> str:
-    # A tag without a suffix means ":latest" (llama3.2 == llama3.2:latest).
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
-
-
-def _wanted(model: str | Route) -> tuple[str, ...]:
-    """The tags that count as ``model``: its own and the route's ``alternate_ids``."""
-    if isinstance(model, Route):
-        return (model.model_id, *model.alternate_ids)
-    for spec in Catalog.builtin().models():
-        for route in spec.routes_for(NAME, include_opt_in=True):
-            if route.answers_to(model):
-                return (model, route.model_id, *route.alternate_ids)
-    return (model,)
+def _send(client: Any, request: dict[str, Any], body: Any, *, stream: bool) -> Any:
+    """``client.chat(**request)``, or the same request with its JSON body written already
+    (``body``, from ``_body.py``) through the client's own request method (what ``chat``
+    itself calls): the answer, or for a stream its lines, read as ``chat`` reads them. The
+    async client's methods return the awaitable to await."""
+    if body is None:
+        return client.chat(**request)
+    return client._request(ollama.ChatResponse, "POST", CHAT, json=body, stream=stream)
 
 
 def _detach(error: BaseException) -> None:
