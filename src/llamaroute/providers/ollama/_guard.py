@@ -99,39 +99,19 @@ def _current() -> Guard | None:
 # --- the response body: counted as it arrives ----------------------------------------------
 
 
-class _Counter:
-    """The size checks of one response body, fed chunk by chunk."""
-
-    __slots__ = ("_guard", "_line", "_total")
-
-    def __init__(self, guard: Guard) -> None:
-        self._guard, self._total, self._line = guard, 0, 0
-
-    def check(self, chunk: bytes) -> None:
-        guard = self._guard
-        self._total += len(chunk)
-        if guard.limit is not None and self._total > guard.limit:
-            raise guard.too_large("the body", guard.limit)
-        if guard.max_line is not None:
-            newline = chunk.rfind(b"\n")
-            self._line = self._line + len(chunk) if newline < 0 else len(chunk) - newline - 1
-            if self._line > guard.max_line:
-                raise guard.too_large("one line", guard.max_line)
-
-
 # The body streams set the guard as the deadline around each read of the body, with the
-# context variable's own set and reset (a read per chunk of a stream: a deadline_scope's
-# Python-level enter and exit would cost more than the read's own work).
+# context variable's own set and reset, and count the body as it comes, in the loop itself: a
+# stream's body is read a chunk (an NDJSON line) at a time, so anything per read is per chunk.
 _set, _reset = deadline_var.set, deadline_var.reset
 
 
 class _CappedStream(httpx.SyncByteStream):
     def __init__(self, stream: httpx.SyncByteStream, guard: Guard) -> None:
-        self._stream, self._guard, self._counter = stream, guard, _Counter(guard)
+        self._stream, self._guard = stream, guard
 
     def __iter__(self) -> Iterator[bytes]:
-        check, guard = self._counter.check, self._guard
-        chunks = iter(self._stream)
+        guard, limit, max_line = self._guard, self._guard.limit, self._guard.max_line
+        chunks, total, line = iter(self._stream), 0, 0
         while True:
             token = _set(guard)
             try:
@@ -140,7 +120,14 @@ class _CappedStream(httpx.SyncByteStream):
                 _reset(token)
             if chunk is None:
                 return
-            check(chunk)
+            total += len(chunk)
+            if limit is not None and total > limit:
+                raise guard.too_large("the body", limit)
+            if max_line is not None:  # bytes since the last newline: the line in progress
+                newline = chunk.rfind(b"\n")
+                line = line + len(chunk) if newline < 0 else len(chunk) - newline - 1
+                if line > max_line:
+                    raise guard.too_large("one line", max_line)
             yield chunk
 
     def close(self) -> None:
@@ -149,11 +136,11 @@ class _CappedStream(httpx.SyncByteStream):
 
 class _AsyncCappedStream(httpx.AsyncByteStream):
     def __init__(self, stream: httpx.AsyncByteStream, guard: Guard) -> None:
-        self._stream, self._guard, self._counter = stream, guard, _Counter(guard)
+        self._stream, self._guard = stream, guard
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        check, guard = self._counter.check, self._guard
-        chunks = aiter(self._stream)
+        guard, limit, max_line = self._guard, self._guard.limit, self._guard.max_line
+        chunks, total, line = aiter(self._stream), 0, 0
         while True:
             token = _set(guard)
             try:
@@ -162,7 +149,14 @@ class _AsyncCappedStream(httpx.AsyncByteStream):
                 _reset(token)
             if chunk is None:
                 return
-            check(chunk)
+            total += len(chunk)
+            if limit is not None and total > limit:
+                raise guard.too_large("the body", limit)
+            if max_line is not None:  # bytes since the last newline: the line in progress
+                newline = chunk.rfind(b"\n")
+                line = line + len(chunk) if newline < 0 else len(chunk) - newline - 1
+                if line > max_line:
+                    raise guard.too_large("one line", max_line)
             yield chunk
 
     async def aclose(self) -> None:
