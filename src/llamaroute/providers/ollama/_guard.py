@@ -120,12 +120,12 @@ class _CappedStream(httpx.SyncByteStream):
                 _reset(token)
             if chunk is None:
                 return
-            total += len(chunk)
+            total += (size := len(chunk))
             if limit is not None and total > limit:
                 raise guard.too_large("the body", limit)
             if max_line is not None:  # bytes since the last newline: the line in progress
                 newline = chunk.rfind(b"\n")
-                line = line + len(chunk) if newline < 0 else len(chunk) - newline - 1
+                line = line + size if newline < 0 else size - newline - 1
                 if line > max_line:
                     raise guard.too_large("one line", max_line)
             yield chunk
@@ -149,12 +149,12 @@ class _AsyncCappedStream(httpx.AsyncByteStream):
                 _reset(token)
             if chunk is None:
                 return
-            total += len(chunk)
+            total += (size := len(chunk))
             if limit is not None and total > limit:
                 raise guard.too_large("the body", limit)
             if max_line is not None:  # bytes since the last newline: the line in progress
                 newline = chunk.rfind(b"\n")
-                line = line + len(chunk) if newline < 0 else len(chunk) - newline - 1
+                line = line + size if newline < 0 else size - newline - 1
                 if line > max_line:
                     raise guard.too_large("one line", max_line)
             yield chunk
