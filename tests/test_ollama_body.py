@@ -14,8 +14,7 @@ from pydantic import BaseModel
 
 from llamaroute import ChatRequest, Message, get_model
 from llamaroute.providers import ProviderCall
-from llamaroute.providers.ollama import build_request
-from llamaroute.providers.ollama._body import wire_body
+from llamaroute.providers.ollama import build_request, wire_body
 
 ROUTE = get_model("llama-3.2-3b").route("ollama")
 ANSWER = {"model": "m", "created_at": "2025-01-01T00:00:00Z", "done": True,
