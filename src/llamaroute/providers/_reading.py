@@ -39,6 +39,7 @@ __all__ = [
     "deadline_after",
     "deadline_error",
     "deadline_scope",
+    "deadline_var",
     "enforce_deadlines",
     "too_large",
 ]
@@ -58,6 +59,11 @@ _DEADLINE: ContextVar[float | MovingDeadline | None] = ContextVar(
     "llamaroute_io_deadline", default=None
 )
 
+#: The context variable itself, for code that sets it around each of many reads (a stream's
+#: body, read chunk by chunk) or that looks for its own kind of deadline in it; a
+#: :class:`deadline_scope` costs more per use than its bare ``set`` and ``reset``.
+deadline_var = _DEADLINE
+
 
 def _capped(timeout: float | None, expired: type[Exception]) -> tuple[float | None, str | None]:
     """``timeout`` capped at the time left before the deadline (``expired`` if none is), and
@@ -65,7 +71,7 @@ def _capped(timeout: float | None, expired: type[Exception]) -> tuple[float | No
     limit = _DEADLINE.get()
     if limit is None:
         return timeout, None
-    if isinstance(limit, float | int):
+    if isinstance(limit, (float, int)):  # a tuple: no union object built on every read
         deadline: float | None = limit
         why = None
     else:

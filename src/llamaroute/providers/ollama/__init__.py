@@ -4,9 +4,10 @@
 stream-line parsing) and ``_mapping.py`` the one mapping from what the client raises to
 llamaroute's errors; ``_provider.py`` holds :class:`OllamaProvider`, which does the I/O around
 them, on clients built by ``_clients.py`` over the deadline- and size-checking transport of
-``_guard.py``.
+``_guard.py``; ``_body.py`` writes a plain call's JSON body as the client would.
 """
 
+from ._body import wire_body as wire_body
 from ._mapping import map_error
 from ._provider import API_KEY_ENV as API_KEY_ENV
 from ._provider import DEFAULT_TIMEOUT, OllamaProvider

@@ -27,7 +27,6 @@ import httpx
 import ollama
 
 from ..._secrets import Secret
-from .._http import timeout_hooks
 from ._guard import guarded_transport
 
 __all__ = ["Clients", "Redactor", "header_secrets"]
@@ -123,6 +122,8 @@ class Clients:
         }  # fmt: skip
         self._https = host.startswith("https:")
         self._injected, self._injected_async = client, async_client
+        #: Whether the sync (async) client is built here, not injected.
+        self.own_sync, self.own_async = client is None, async_client is None
         self._sync: ollama.Client | None = None
         # Per loop: the client, the parked generator that closes it when the loop ends, and
         # the list through which that generator holds it.
@@ -133,9 +134,9 @@ class Clients:
         cls: Any = ollama.AsyncClient if asynchronous else ollama.Client
         return cls(
             **self._settings,
+            # ollama.Client.chat takes no timeout: a call's own timeouts travel in its guard,
+            # which the transport applies to the request.
             transport=guarded_transport(asynchronous=asynchronous, https=self._https),
-            # ollama.Client.chat takes no timeout: a call's own budget goes in here.
-            event_hooks=timeout_hooks(asynchronous=asynchronous),
         )
 
     def values(self) -> list[Any]:

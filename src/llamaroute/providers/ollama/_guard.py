@@ -16,27 +16,29 @@ httpx), which enforces the :class:`Guard` of the attempt in progress:
   :class:`~llamaroute.MalformedResponseError` with code ``response_too_large`` (not retryable:
   the same server would send the same answer). Memory stays within the cap plus one chunk.
 
-The guard travels in a context variable that the provider sets around each blocking call into
-the ollama client (as ``request_timeout`` does for httpx's own timeouts); the size check is
-bound to the response when its headers arrive, so it holds for every later read.
+* **Timeouts**: the attempt's own httpx timeouts (:attr:`Guard.timeout`), set on the request
+  as it goes out (``ollama.Client.chat`` takes no timeout).
 
-The deadline part is the one every httpx-based provider uses (:mod:`.._reading`: the guard
-is a moving deadline set with ``deadline_scope``); the size caps are added here, on the
-transport, because the ollama client reads the body itself.
+The guard travels in the deadline context variable of :mod:`.._reading` (the guard is a
+moving deadline, set with :class:`guarded`, a ``deadline_scope``), which the provider sets
+around each request into the ollama client; the transport finds it there when the request
+goes out and binds the size checks and the deadline to the response, whose body then sets
+the deadline around each of its own reads: a stream's reads obey it without the provider
+setting anything per chunk, and nothing between two reads (the consumer's own requests,
+across a ``yield``) does. The deadline part is the one every httpx-based provider uses; the
+size caps are added here, on the transport, because the ollama client reads the body itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextvars import ContextVar, Token
-from types import TracebackType
 from typing import Any
 
 import httpcore
 import httpx
 
 from ..._exceptions import MalformedResponseError
-from .._reading import AsyncDeadlineBackend, DeadlineBackend, deadline_scope
+from .._reading import AsyncDeadlineBackend, DeadlineBackend, deadline_scope, deadline_var
 
 __all__ = ["Guard", "guarded", "guarded_transport"]
 
@@ -44,9 +46,10 @@ __all__ = ["Guard", "guarded", "guarded_transport"]
 class Guard:
     """The limits of one attempt. :attr:`deadline` (a ``time.monotonic()`` instant, or
     ``None``) may move while the attempt runs: a stream moves it forward as text arrives.
-    ``why`` says what the deadline is, for the timeout's message."""
+    ``why`` says what the deadline is, for the timeout's message. :attr:`timeout` is the
+    request's httpx timeouts (``httpx.Timeout.as_dict()``; ``None``: the client's own)."""
 
-    __slots__ = ("deadline", "limit", "max_line", "model_id", "provider", "why")
+    __slots__ = ("deadline", "limit", "max_line", "model_id", "provider", "timeout", "why")
 
     def __init__(
         self,
@@ -57,10 +60,12 @@ class Guard:
         why: str = "the attempt's time ran out",
         limit: int | None = None,
         max_line: int | None = None,
+        timeout: dict[str, float | None] | None = None,
     ) -> None:
         self.provider, self.model_id = provider, model_id
         self.deadline, self.why = deadline, why
         self.limit, self.max_line = limit, max_line
+        self.timeout = timeout
 
     def too_large(self, what: str, cap: int) -> MalformedResponseError:
         return MalformedResponseError(
@@ -73,66 +78,56 @@ class Guard:
         )
 
 
-_GUARD: ContextVar[Guard | None] = ContextVar("llamaroute_ollama_guard", default=None)
+class guarded(deadline_scope):
+    """Requests sent inside the block obey ``guard`` (on clients built with
+    :func:`guarded_transport`): its timeouts, its deadline, and its size caps on the response
+    they get, whose body keeps obeying it wherever it is read. Keep the block around one call
+    into the client: a sync generator shares its consumer's context, so a guard left set
+    across a ``yield`` would apply to the consumer's own requests."""
 
-
-class guarded:
-    """Requests sent and reads made inside the block obey ``guard`` (on clients built with
-    :func:`guarded_transport`). Keep the block around one call into the client: a sync
-    generator shares its consumer's context, so a guard left set across a ``yield`` would
-    apply to the consumer's own requests."""
-
-    __slots__ = ("_deadline", "_guard", "_token")
+    __slots__ = ()
 
     def __init__(self, guard: Guard) -> None:
-        self._guard = guard
-        self._deadline = deadline_scope(guard)  # the guard's deadline moves: read at each use
+        super().__init__(guard)
 
-    def __enter__(self) -> None:
-        self._token: Token[Guard | None] = _GUARD.set(self._guard)
-        self._deadline.__enter__()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._deadline.__exit__(exc_type, exc, traceback)
-        _GUARD.reset(self._token)
+def _current() -> Guard | None:
+    guard = deadline_var.get()
+    return guard if type(guard) is Guard else None
 
 
 # --- the response body: counted as it arrives ----------------------------------------------
 
 
-class _Counter:
-    """The size checks of one response body, fed chunk by chunk."""
-
-    __slots__ = ("_guard", "_line", "_total")
-
-    def __init__(self, guard: Guard) -> None:
-        self._guard, self._total, self._line = guard, 0, 0
-
-    def check(self, chunk: bytes) -> None:
-        guard = self._guard
-        self._total += len(chunk)
-        if guard.limit is not None and self._total > guard.limit:
-            raise guard.too_large("the body", guard.limit)
-        if guard.max_line is not None:
-            newline = chunk.rfind(b"\n")
-            self._line = self._line + len(chunk) if newline < 0 else len(chunk) - newline - 1
-            if self._line > guard.max_line:
-                raise guard.too_large("one line", guard.max_line)
+# The body streams set the guard as the deadline around each read of the body, with the
+# context variable's own set and reset, and count the body as it comes, in the loop itself: a
+# stream's body is read a chunk (an NDJSON line) at a time, so anything per read is per chunk.
+_set, _reset = deadline_var.set, deadline_var.reset
 
 
 class _CappedStream(httpx.SyncByteStream):
     def __init__(self, stream: httpx.SyncByteStream, guard: Guard) -> None:
-        self._stream, self._counter = stream, _Counter(guard)
+        self._stream, self._guard = stream, guard
 
     def __iter__(self) -> Iterator[bytes]:
-        check = self._counter.check
-        for chunk in self._stream:
-            check(chunk)
+        guard, limit, max_line = self._guard, self._guard.limit, self._guard.max_line
+        chunks, total, line = iter(self._stream), 0, 0
+        while True:
+            token = _set(guard)
+            try:
+                chunk = next(chunks, None)
+            finally:
+                _reset(token)
+            if chunk is None:
+                return
+            total += (size := len(chunk))
+            if limit is not None and total > limit:
+                raise guard.too_large("the body", limit)
+            if max_line is not None:  # bytes since the last newline: the line in progress
+                newline = chunk.rfind(b"\n")
+                line = line + size if newline < 0 else size - newline - 1
+                if line > max_line:
+                    raise guard.too_large("one line", max_line)
             yield chunk
 
     def close(self) -> None:
@@ -141,12 +136,27 @@ class _CappedStream(httpx.SyncByteStream):
 
 class _AsyncCappedStream(httpx.AsyncByteStream):
     def __init__(self, stream: httpx.AsyncByteStream, guard: Guard) -> None:
-        self._stream, self._counter = stream, _Counter(guard)
+        self._stream, self._guard = stream, guard
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        check = self._counter.check
-        async for chunk in self._stream:
-            check(chunk)
+        guard, limit, max_line = self._guard, self._guard.limit, self._guard.max_line
+        chunks, total, line = aiter(self._stream), 0, 0
+        while True:
+            token = _set(guard)
+            try:
+                chunk = await anext(chunks, None)
+            finally:
+                _reset(token)
+            if chunk is None:
+                return
+            total += (size := len(chunk))
+            if limit is not None and total > limit:
+                raise guard.too_large("the body", limit)
+            if max_line is not None:  # bytes since the last newline: the line in progress
+                newline = chunk.rfind(b"\n")
+                line = line + size if newline < 0 else size - newline - 1
+                if line > max_line:
+                    raise guard.too_large("one line", max_line)
             yield chunk
 
     async def aclose(self) -> None:
@@ -194,15 +204,18 @@ class _Transport(httpx.HTTPTransport):
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        guard = _GUARD.get()
+        guard = _current()
+        if guard is None:
+            return super().handle_request(request)
+        if guard.timeout is not None:
+            request.extensions["timeout"] = guard.timeout
         response = super().handle_request(request)
-        if guard is not None:
-            try:
-                _unencoded(response, guard)
-            except MalformedResponseError:
-                response.close()
-                raise
-            response.stream = _CappedStream(response.stream, guard)  # type: ignore[arg-type]
+        try:
+            _unencoded(response, guard)
+        except MalformedResponseError:
+            response.close()
+            raise
+        response.stream = _CappedStream(response.stream, guard)  # type: ignore[arg-type]
         return response
 
 
@@ -214,15 +227,18 @@ class _AsyncTransport(httpx.AsyncHTTPTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        guard = _GUARD.get()
+        guard = _current()
+        if guard is None:
+            return await super().handle_async_request(request)
+        if guard.timeout is not None:
+            request.extensions["timeout"] = guard.timeout
         response = await super().handle_async_request(request)
-        if guard is not None:
-            try:
-                _unencoded(response, guard)
-            except MalformedResponseError:
-                await response.aclose()
-                raise
-            response.stream = _AsyncCappedStream(response.stream, guard)  # type: ignore[arg-type]
+        try:
+            _unencoded(response, guard)
+        except MalformedResponseError:
+            await response.aclose()
+            raise
+        response.stream = _AsyncCappedStream(response.stream, guard)  # type: ignore[arg-type]
         return response
 
 

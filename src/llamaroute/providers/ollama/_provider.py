@@ -24,13 +24,16 @@ import ollama
 
 from ..._exceptions import ConfigurationError, LlamarouteError
 from ..._secrets import Secret
-from ...catalog import Catalog, Route
+from ...catalog import Route
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
-from .._http import attempt_timeout, finite_timeout, request_timeout
+from .._http import attempt_timeout, finite_timeout
+from ._body import wire_body
 from ._clients import Clients, Redactor, header_secrets
 from ._context import check_fixed_context
 from ._guard import Guard, guarded
 from ._mapping import client_errors, map_error
+from ._tags import tag as _tag
+from ._tags import wanted as _wanted
 from ._wire import (
     DEFAULT_HOST,
     NAME,
@@ -47,6 +50,8 @@ __all__ = ["API_KEY_ENV", "DEFAULT_TIMEOUT", "HOST_ENV", "MAX_LINE_BYTES", "MAX_
            "OllamaProvider"]  # fmt: skip
 
 HOST_ENV = "OLLAMA_HOST"
+#: The path the ollama client's chat posts to (a body written in ``_body.py`` goes there too).
+CHAT = "/api/chat"
 API_KEY_ENV = "OLLAMA_API_KEY"
 
 #: Always finite (the ollama client's own default is no timeout at all). Connecting is short:
@@ -69,9 +74,6 @@ PROBE_TIMEOUT = httpx.Timeout(connect=0.5, read=2.0, write=2.0, pool=0.5)
 PROBE_TTL = 10.0
 
 logger = logging.getLogger("llamaroute")
-
-#: Stateless, so one serves every call.
-_KEEP_TIMEOUTS = contextlib.nullcontext()
 
 
 class OllamaProvider(Provider):
@@ -173,6 +175,11 @@ class OllamaProvider(Provider):
         self._probe: tuple[float, frozenset[str] | None] | None = None
         self._probe_failure = ""  # why the last probe failed, in plain words
         self._whole: tuple[httpx.Timeout, float, str] | None = None
+        # The last attempt timeout's httpx timeouts, as the request takes them: calls give the
+        # same timeout= again and again.
+        self._attempt: tuple[float, httpx.Timeout, dict[str, float | None]] | None = None
+        self._mappers: dict[str, client_errors] = {}
+        self._idle_message: tuple[float, str] = (-1.0, "")
 
     def __repr__(self) -> str:
         key = f", api_key={self._key.masked!r}" if self._key else ""
@@ -187,8 +194,12 @@ class OllamaProvider(Provider):
     # --- the shared halves of every call -----------------------------------------------------
 
     def _errors(self, model_id: str) -> client_errors:
-        """Map whatever the ollama client raises inside the block (and nothing of ours)."""
-        return client_errors(model_id, self.host, self._redact)
+        """Map whatever the ollama client raises inside the block (and nothing of ours).
+        Stateless, so one per model serves every call (a provider sends few model tags)."""
+        mapper = self._mappers.get(model_id)
+        if mapper is None:
+            mapper = self._mappers[model_id] = client_errors(model_id, self.host, self._redact)
+        return mapper
 
     def _request(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         if self.num_ctx is not None:
@@ -198,28 +209,39 @@ class OllamaProvider(Provider):
             num_ctx=self.num_ctx,
         )  # fmt: skip
 
-    def _timeouts(self, call: ProviderCall) -> contextlib.AbstractContextManager[None]:
-        """The block in which the client's request gets the attempt's timeouts. Without a
-        ``timeout=`` there is nothing to set (outside such a block the client keeps its own),
-        so no block is entered at all."""
-        if call.timeout is None:
-            return _KEEP_TIMEOUTS
-        return request_timeout(attempt_timeout(call.timeout, self.timeout))
+    def _body(self, call: ProviderCall, request: dict[str, Any], own: bool) -> Any:
+        """The JSON body to send as it is (see ``_body.py``), or ``None``: send through the
+        client's ``chat``. Only on a client built here (an injected one may be anything that
+        has a ``chat``), and only without the call's own Ollama options."""
+        if not own or NAME in call.request.extra:
+            return None
+        return wire_body(request)
 
     def _guard(self, call: ProviderCall, model_id: str, *, stream: bool) -> Guard:
-        """The attempt's limits: its deadline and size caps. The deadline is ``call.timeout``
-        from now; without one, the provider's own timeouts added up (connect, write and
-        read: what one answer may take when each part takes all it may), so that no server
-        holds a call for ever a byte at a time."""
+        """The attempt's limits: its deadline, size caps and timeouts. The deadline is
+        ``call.timeout`` from now; without one, the provider's own timeouts added up (connect,
+        write and read: what one answer may take when each part takes all it may), so that no
+        server holds a call for ever a byte at a time. The request's httpx timeouts are the
+        client's own, each capped at ``call.timeout`` when there is one."""
         if call.timeout is not None:
             seconds, why = call.timeout, f"the attempt's {call.timeout:g} s ran out"
+            timeout = self._attempt_timeout(call.timeout)
         else:
             seconds, why = self._whole_answer()
+            timeout = None
         return Guard(
             NAME, model_id, deadline=time.monotonic() + seconds, why=why,
             limit=self.max_stream_bytes if stream else self.max_response_bytes,
-            max_line=self.max_line_bytes if stream else None,
+            max_line=self.max_line_bytes if stream else None, timeout=timeout,
         )  # fmt: skip
+
+    def _attempt_timeout(self, seconds: float) -> dict[str, float | None]:
+        cached = self._attempt
+        if cached is not None and cached[0] == seconds and cached[1] is self.timeout:
+            return cached[2]
+        timeout = attempt_timeout(seconds, self.timeout).as_dict()
+        self._attempt = (seconds, self.timeout, timeout)
+        return timeout
 
     def _whole_answer(self) -> tuple[float, str]:
         """The deadline of an attempt without a ``timeout=`` (the timeouts' parts added up)
@@ -242,6 +264,8 @@ class OllamaProvider(Provider):
         # When a fresh probe saw the route's tag missing but an alternate of it installed
         # (llama3.2:latest for llama3.2:3b), send the installed name: the server knows no
         # aliases, so the route's own tag would be a 404.
+        if self._probe is None:
+            return route.model_id  # never probed: nothing to choose from
         installed = self._fresh()[1]
         if installed is None or _tag(route.model_id) in installed:
             return route.model_id
@@ -260,12 +284,9 @@ class OllamaProvider(Provider):
         model_id = request["model"]
         guard = self._guard(call, model_id, stream=False)
         try:
-            with (
-                self._errors(model_id),
-                self._timeouts(call),
-                guarded(guard),
-            ):
-                response = self._sync().chat(**request)
+            body = self._body(call, request, self._clients.own_sync)
+            with self._errors(model_id), guarded(guard):
+                response = _send(self._sync(), request, body, stream=False)
             return parse_response(response, model_id=model_id, redact=self._redact,
                                   tools=call.request.tools,
                                   first_call=partial(first_call_number, call.request))  # fmt: skip
@@ -278,12 +299,9 @@ class OllamaProvider(Provider):
         model_id = request["model"]
         guard = self._guard(call, model_id, stream=False)
         try:
-            with (
-                self._errors(model_id),
-                self._timeouts(call),
-                guarded(guard),
-            ):
-                response = await self._async().chat(**request)
+            body = self._body(call, request, self._clients.own_async)
+            with self._errors(model_id), guarded(guard):
+                response = await _send(self._async(), request, body, stream=False)
             return parse_response(response, model_id=model_id, redact=self._redact,
                                   tools=call.request.tools,
                                   first_call=partial(first_call_number, call.request))  # fmt: skip
@@ -298,28 +316,31 @@ class OllamaProvider(Provider):
                             partial(first_call_number, call.request))  # fmt: skip
         errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
-        # Built once for the stream, not per chunk: the idle timeout's message, and the block
-        # that sets the guard around each read (entered once at a time, so reusable).
-        idle_why, reading = f"no new text for {idle:g} s (stream_idle_timeout)", guarded(guard)
+        # Built once for the stream, not per chunk: the idle timeout's message.
+        idle_why, monotonic, feed = self._idle_why(idle), time.monotonic, state.feed
         try:
+            body = self._body(call, request, self._clients.own_sync)
             with errors:
-                lines = cast(Iterator[ollama.ChatResponse], self._sync().chat(**request))
+                sent = _send(self._sync(), request, body, stream=True)
+                lines = cast(Iterator[ollama.ChatResponse], sent)
             try:
-                # Lazy client: the request itself goes out on the first next(), so only that
-                # one needs the attempt's timeouts (later reads keep the ones it was sent with).
-                with errors, self._timeouts(call), guarded(guard):
+                # Lazy client: the request itself goes out on the first next(), inside the
+                # guard's block, where the transport finds the guard: it applies the attempt's
+                # timeouts and binds the deadline and the size caps to the response, whose
+                # body sets the deadline around each of its later reads (not across a yield:
+                # the consumer's own requests between two chunks are none of its business).
+                with errors, guarded(guard):
                     chunk = next(lines, None)
                 # One mapping block around the loop rather than one per chunk: feed() raises
                 # only our own errors, and what comes in at the yield (GeneratorExit) passes
-                # through unmapped. The guard is set only around each read: the consumer's own
-                # requests between two chunks are none of its business.
+                # through unmapped.
                 with errors:
                     while chunk is not None:
-                        if piece := state.feed(chunk):
+                        if piece := feed(chunk):
                             yield piece
                             # Text came: the wait for more starts now (the consumer's time
                             # between chunks does not count), and is the idle timeout.
-                            guard.deadline = time.monotonic() + idle
+                            guard.deadline = monotonic() + idle
                             guard.why = idle_why
                         if state.final is not None:
                             # Read on to the end of the response, so that the client hands the
@@ -327,11 +348,10 @@ class OllamaProvider(Provider):
                             # to the end drops the connection, and the next call pays a new
                             # connect. The answer is complete: what happens past it cannot fail
                             # the call.
-                            with contextlib.suppress(Exception), guarded(guard):
+                            with contextlib.suppress(Exception):
                                 next(lines, None)
                             break
-                        with reading:
-                            chunk = next(lines, None)
+                        chunk = next(lines, None)
             finally:
                 with errors:
                     cast(Generator[Any, None, None], lines).close()
@@ -347,26 +367,26 @@ class OllamaProvider(Provider):
                             partial(first_call_number, call.request))  # fmt: skip
         errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
-        idle_why, reading = f"no new text for {idle:g} s (stream_idle_timeout)", guarded(guard)
+        idle_why, monotonic, feed = self._idle_why(idle), time.monotonic, state.feed
         try:
+            body = self._body(call, request, self._clients.own_async)
             with errors:
-                client = self._async()
-                lines = cast(AsyncIterator[ollama.ChatResponse], await client.chat(**request))
+                sent = await _send(self._async(), request, body, stream=True)
+                lines = cast(AsyncIterator[ollama.ChatResponse], sent)
             try:
-                with errors, self._timeouts(call), guarded(guard):
+                with errors, guarded(guard):  # as in stream()
                     chunk = await anext(lines, None)
-                with errors:  # as in stream()
+                with errors:
                     while chunk is not None:
-                        if piece := state.feed(chunk):
+                        if piece := feed(chunk):
                             yield piece
-                            guard.deadline = time.monotonic() + idle
+                            guard.deadline = monotonic() + idle
                             guard.why = idle_why
                         if state.final is not None:
-                            with contextlib.suppress(Exception), guarded(guard):
+                            with contextlib.suppress(Exception):
                                 await anext(lines, None)
                             break
-                        with reading:
-                            chunk = await anext(lines, None)
+                        chunk = await anext(lines, None)
             finally:
                 with errors:
                     await cast(AsyncGenerator[Any, None], lines).aclose()
@@ -374,6 +394,12 @@ class OllamaProvider(Provider):
         except LlamarouteError as error:
             _detach(error)
             raise
+
+    def _idle_why(self, idle: float) -> str:
+        why = self._idle_message
+        if why[0] != idle:
+            why = self._idle_message = (idle, f"no new text for {idle:g} s (stream_idle_timeout)")
+        return why[1]
 
     # --- availability ------------------------------------------------------------------------
 
@@ -421,7 +447,7 @@ class OllamaProvider(Provider):
         fresh, installed = self._fresh()
         if not fresh:
             try:
-                with request_timeout(self.probe_timeout), guarded(self._probe_guard()):
+                with guarded(self._probe_guard()):
                     installed = self._store(self._sync().list())
             except Exception as error:  # whatever went wrong, the answer is "not available"
                 installed = self._store(None, error)
@@ -432,19 +458,20 @@ class OllamaProvider(Provider):
         fresh, installed = self._fresh()
         if not fresh:
             try:
-                with request_timeout(self.probe_timeout), guarded(self._probe_guard()):
+                with guarded(self._probe_guard()):
                     installed = self._store(await self._async().list())
             except Exception as error:
                 installed = self._store(None, error)
         return installed is not None and any(_tag(tag) in installed for tag in _wanted(model))
 
     def _probe_guard(self) -> Guard:
-        # The probe's timeouts bound the whole probe, not each read of a trickled listing.
+        # The probe's timeouts (the request's own), and their sum as the deadline: they bound
+        # the whole probe, not each read of a trickled listing.
         timeout = self.probe_timeout
         seconds = cast(float, timeout.connect) + cast(float, timeout.read)
         why = f"the probe's {seconds:g} s ran out"
         return Guard(NAME, "", deadline=time.monotonic() + seconds, why=why,
-                     limit=self.max_response_bytes)  # fmt: skip
+                     limit=self.max_response_bytes, timeout=timeout.as_dict())  # fmt: skip
 
     # --- closing -----------------------------------------------------------------------------
 
@@ -455,20 +482,14 @@ class OllamaProvider(Provider):
         await self._clients.aclose()
 
 
-def _tag(name: str) -> str:
-    # A tag without a suffix means ":latest" (llama3.2 == llama3.2:latest).
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
-
-
-def _wanted(model: str | Route) -> tuple[str, ...]:
-    """The tags that count as ``model``: its own and the route's ``alternate_ids``."""
-    if isinstance(model, Route):
-        return (model.model_id, *model.alternate_ids)
-    for spec in Catalog.builtin().models():
-        for route in spec.routes_for(NAME, include_opt_in=True):
-            if route.answers_to(model):
-                return (model, route.model_id, *route.alternate_ids)
-    return (model,)
+def _send(client: Any, request: dict[str, Any], body: Any, *, stream: bool) -> Any:
+    """``client.chat(**request)``, or the same request with its JSON body written already
+    (``body``, from ``_body.py``) through the client's own request method (what ``chat``
+    itself calls): the answer, or for a stream its lines, read as ``chat`` reads them. The
+    async client's methods return the awaitable to await."""
+    if body is None:
+        return client.chat(**request)
+    return client._request(ollama.ChatResponse, "POST", CHAT, json=body, stream=stream)
 
 
 def _detach(error: BaseException) -> None:

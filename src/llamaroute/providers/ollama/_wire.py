@@ -448,8 +448,8 @@ class StreamState:
             # its fields read directly, not through its .get(), which tests and reads each one
             # by name (~1 us a chunk).
             message, done = chunk.message, chunk.done
-            content = message.content if message is not None else None
-            piece = content if isinstance(content, str) else ""
+            # Its content is a str or None: "" for none.
+            piece = (message.content or "") if message is not None else ""
             items = message.tool_calls if message is not None else None
         else:
             fields = _fields(chunk, "a stream line", self.model_id)
