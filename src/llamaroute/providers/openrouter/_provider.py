@@ -25,7 +25,14 @@ from ..._exceptions import ConfigurationError, MalformedResponseError, ProviderE
 from ..._secrets import Secret
 from ..._version import __version__
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
-from .._http import DEFAULT_TIMEOUT, attempt_timeout, load_json, transport_failure
+from .._http import (
+    DEFAULT_TIMEOUT,
+    aclose_response,
+    attempt_timeout,
+    close_response,
+    load_json,
+    transport_failure,
+)
 from .._pools import AsyncPools
 from .._reading import (
     BodyReader,
@@ -293,7 +300,7 @@ class OpenRouterProvider(Provider):
             try:
                 body = self._read(response, response.iter_raw(), model_id, deadline)
             finally:
-                response.close()
+                close_response(response)
         except httpx.HTTPError as error:
             failure = transport_failure(error, NAME, model_id, self._key.redact, deadline)
         if failure is not None:
@@ -313,7 +320,7 @@ class OpenRouterProvider(Provider):
             try:
                 body = await self._aread(response, response.aiter_raw(), model_id, deadline)
             finally:
-                await response.aclose()
+                await aclose_response(response)
         except httpx.HTTPError as error:
             failure = transport_failure(error, NAME, model_id, self._key.redact, deadline)
         if failure is not None:
@@ -406,7 +413,7 @@ class OpenRouterProvider(Provider):
             if parser.generation_id:  # for reconciling a stream cut short (/generation)
                 call.receipt["generation_id"] = parser.generation_id
             if response is not None:
-                response.close()
+                close_response(response)
         if failure is not None:
             raise failure
         yield parser.result()
@@ -449,7 +456,7 @@ class OpenRouterProvider(Provider):
             if parser.generation_id:  # for reconciling a stream cut short (/generation)
                 call.receipt["generation_id"] = parser.generation_id
             if response is not None:
-                await response.aclose()
+                await aclose_response(response)
         if failure is not None:
             raise failure
         yield parser.result()
