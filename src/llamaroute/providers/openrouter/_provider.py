@@ -25,7 +25,15 @@ from ..._exceptions import ConfigurationError, MalformedResponseError, ProviderE
 from ..._secrets import Secret
 from ..._version import __version__
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
-from .._http import DEFAULT_TIMEOUT, attempt_timeout, load_json, transport_failure
+from .._http import (
+    DEFAULT_TIMEOUT,
+    DirectPost,
+    aclose_response,
+    attempt_timeout,
+    close_response,
+    load_json,
+    transport_failure,
+)
 from .._pools import AsyncPools
 from .._reading import (
     BodyReader,
@@ -34,9 +42,9 @@ from .._reading import (
     deadline_error,
     deadline_scope,
     enforce_deadlines,
-    too_large,
 )
-from .._sse import SSEDecoder, SSEEvent, SSEOverflow
+from .._sse import SSEDecoder
+from ._events import stream_events
 from ._generation import fetch_generation_cost
 from ._settings import api_root, header_safe, positive
 from ._wire import NAME, StreamParser, build_payload, map_error, parse_response
@@ -154,6 +162,7 @@ class OpenRouterProvider(Provider):
         # Parsed once: httpx would parse a str URL again on every request (~15 us).
         self._url = httpx.URL(f"{self.base_url}/chat/completions")
         self._client = http_client
+        self._direct: DirectPost | None = None  # (our own sync client's: see _send)
         self._injected_async = async_http_client
         self._owns_client = http_client is None
         # Whether our own pools obey the deadline in every network operation (they do unless
@@ -183,6 +192,7 @@ class OpenRouterProvider(Provider):
                         limits=self._limits,
                     )
                     self._precise &= enforce_deadlines(client)
+                    self._direct = DirectPost(client, self._url)
                     self._client = client
         return self._client
 
@@ -216,6 +226,16 @@ class OpenRouterProvider(Provider):
             headers=None if owned else self._headers,
             timeout=self._timeout(call.timeout, owned),
         )
+
+    def _send(self, client: httpx.Client, call: ProviderCall, *, stream: bool) -> httpx.Response:
+        """One request sent, streamed: on our own client, straight to its transport."""
+        direct = self._direct
+        if direct is not None and direct.client is client and direct.usable():
+            payload = build_payload(call, stream=stream)
+            request = direct.request(payload, self._timeout(call.timeout, True))
+            return direct.send(request)
+        request = self._request(client, call, stream=stream, owned=self._owns_client)
+        return client.send(request, stream=True)
 
     def _timeout(self, seconds: float | None, owned: bool) -> httpx.Timeout:
         """httpx's per-operation timeouts for one attempt of ``seconds``. Our own pools obey
@@ -287,13 +307,11 @@ class OpenRouterProvider(Provider):
         failure: ProviderError | None = None
         try:
             with deadline_scope(deadline):
-                response = client.send(
-                    self._request(client, call, stream=False, owned=self._owns_client), stream=True
-                )
+                response = self._send(client, call, stream=False)
             try:
                 body = self._read(response, response.iter_raw(), model_id, deadline)
             finally:
-                response.close()
+                close_response(response)
         except httpx.HTTPError as error:
             failure = transport_failure(error, NAME, model_id, self._key.redact, deadline)
         if failure is not None:
@@ -313,7 +331,7 @@ class OpenRouterProvider(Provider):
             try:
                 body = await self._aread(response, response.aiter_raw(), model_id, deadline)
             finally:
-                await response.aclose()
+                await aclose_response(response)
         except httpx.HTTPError as error:
             failure = transport_failure(error, NAME, model_id, self._key.redact, deadline)
         if failure is not None:
@@ -380,9 +398,7 @@ class OpenRouterProvider(Provider):
         chunks: Iterator[bytes] | None = None
         try:
             with deadline_scope(clock.deadline):
-                response = client.send(
-                    self._request(client, call, stream=True, owned=self._owns_client), stream=True
-                )
+                response = self._send(client, call, stream=True)
             chunks = response.iter_raw()
             if response.status_code >= 300:
                 raise self._error(response, self._read(response, chunks, model_id,
@@ -392,7 +408,7 @@ class OpenRouterProvider(Provider):
                 clock.check(model_id)
                 with deadline_scope(clock.deadline):
                     raw = next(chunks, None)
-                for event in self._events(decoder, reader, raw, model_id):
+                for event in stream_events(decoder, reader, raw, model_id):
                     if text := parser.feed(event.data):
                         if not call.receipt and parser.generation_id:  # once, before any text
                             call.receipt["generation_id"] = parser.generation_id
@@ -406,7 +422,7 @@ class OpenRouterProvider(Provider):
             if parser.generation_id:  # for reconciling a stream cut short (/generation)
                 call.receipt["generation_id"] = parser.generation_id
             if response is not None:
-                response.close()
+                close_response(response)
         if failure is not None:
             raise failure
         yield parser.result()
@@ -435,7 +451,7 @@ class OpenRouterProvider(Provider):
                         raw: bytes | None = await anext(chunks)
                 except StopAsyncIteration:
                     raw = None
-                for event in self._events(decoder, reader, raw, model_id):
+                for event in stream_events(decoder, reader, raw, model_id):
                     if text := parser.feed(event.data):
                         if not call.receipt and parser.generation_id:  # once, before any text
                             call.receipt["generation_id"] = parser.generation_id
@@ -449,33 +465,13 @@ class OpenRouterProvider(Provider):
             if parser.generation_id:  # for reconciling a stream cut short (/generation)
                 call.receipt["generation_id"] = parser.generation_id
             if response is not None:
-                await response.aclose()
+                await aclose_response(response)
         if failure is not None:
             raise failure
         yield parser.result()
 
     def _decoder(self) -> SSEDecoder:
         return SSEDecoder(max_line_bytes=self.max_event_bytes, max_event_bytes=self.max_event_bytes)
-
-    @staticmethod
-    def _events(
-        decoder: SSEDecoder, reader: BodyReader, raw: bytes | None, model_id: str
-    ) -> list[SSEEvent]:
-        """The events completed by ``raw`` (``None``: the end of the stream)."""
-        try:
-            if raw is None:
-                return decoder.end()
-            events: list[SSEEvent] = []
-            for piece in reader.feed(raw):
-                events.extend(decoder.feed_bytes(piece))
-            return events
-        except SSEOverflow as overflow:
-            what = f"a line or event of the stream ({overflow.what})"
-            raise too_large(NAME, model_id, what, overflow.limit) from None
-        except UnicodeDecodeError:
-            raise MalformedResponseError(
-                "the stream is not UTF-8 text", provider=NAME, model_id=model_id
-            ) from None
 
     def diagnose(self) -> str:
         # /models needs no key and costs nothing; the key itself is checked by the first call.
