@@ -122,8 +122,14 @@ class Clients:
         }  # fmt: skip
         self._https = host.startswith("https:")
         self._injected, self._injected_async = client, async_client
-        #: Whether the sync (async) client is built here, not injected.
-        self.own_sync, self.own_async = client is None, async_client is None
+        #: Whether the sync (async) client is built here, not injected, and has the request
+        #: method (private: a future ollama without it is sent through ``chat`` as before)
+        #: that a body written already goes through.
+        direct = callable(getattr(ollama.Client, "_request", None))
+        self.own_sync = client is None and direct
+        self.own_async = async_client is None and callable(
+            getattr(ollama.AsyncClient, "_request", None)
+        )
         self._sync: ollama.Client | None = None
         # Per loop: the client, the parked generator that closes it when the loop ends, and
         # the list through which that generator holds it.
