@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from ._exceptions import InvalidRequestError
-from ._records import validation_message
+from ._records import trusted, validation_message
 from ._tools import ToolCall
 from .images import is_image_source
 
@@ -121,15 +121,7 @@ class _Input(BaseModel):
             for name, factory in cls._factories:
                 if name not in given:
                     values[name] = factory()
-        built = cls.__new__(cls)
-        _set(built, "__dict__", values)
-        _set(built, "__pydantic_fields_set__", set(given))
-        _set(built, "__pydantic_extra__", None)
-        _set(built, "__pydantic_private__", None)
-        return built
-
-
-_set = object.__setattr__
+        return trusted(cls, values, given.keys())
 
 
 def is_text(value: object) -> bool:

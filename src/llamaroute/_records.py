@@ -10,6 +10,7 @@ Money is :class:`~decimal.Decimal` USD everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
@@ -79,7 +80,7 @@ _Model = TypeVar("_Model", bound=BaseModel)
 _set = object.__setattr__
 
 
-def trusted(model: type[_Model], values: dict[str, Any], given: frozenset[str]) -> _Model:
+def trusted(model: type[_Model], values: dict[str, Any], given: AbstractSet[str]) -> _Model:
     """A ``model`` built from fields llamaroute's own code has just made, each already of its
     field's type (a ``Decimal`` from Decimal arithmetic, a ``date`` from a validated price...),
     without validating them again: the instance a validating constructor would build when

@@ -105,12 +105,26 @@ def _current() -> Guard | None:
 _set, _reset = deadline_var.set, deadline_var.reset
 
 
+def _counted(guard: Guard, chunk: bytes, total: int, line: int) -> tuple[int, int]:
+    """The body's bytes so far and the bytes since its last newline (the line in progress),
+    with ``chunk`` read: either past its cap raises ``response_too_large``."""
+    total += (size := len(chunk))
+    if guard.limit is not None and total > guard.limit:
+        raise guard.too_large("the body", guard.limit)
+    if guard.max_line is not None:
+        newline = chunk.rfind(b"\n")
+        line = line + size if newline < 0 else size - newline - 1
+        if line > guard.max_line:
+            raise guard.too_large("one line", guard.max_line)
+    return total, line
+
+
 class _CappedStream(httpx.SyncByteStream):
     def __init__(self, stream: httpx.SyncByteStream, guard: Guard) -> None:
         self._stream, self._guard = stream, guard
 
     def __iter__(self) -> Iterator[bytes]:
-        guard, limit, max_line = self._guard, self._guard.limit, self._guard.max_line
+        guard = self._guard
         chunks, total, line = iter(self._stream), 0, 0
         while True:
             token = _set(guard)
@@ -120,14 +134,7 @@ class _CappedStream(httpx.SyncByteStream):
                 _reset(token)
             if chunk is None:
                 return
-            total += (size := len(chunk))
-            if limit is not None and total > limit:
-                raise guard.too_large("the body", limit)
-            if max_line is not None:  # bytes since the last newline: the line in progress
-                newline = chunk.rfind(b"\n")
-                line = line + size if newline < 0 else size - newline - 1
-                if line > max_line:
-                    raise guard.too_large("one line", max_line)
+            total, line = _counted(guard, chunk, total, line)
             yield chunk
 
     def close(self) -> None:
@@ -139,7 +146,7 @@ class _AsyncCappedStream(httpx.AsyncByteStream):
         self._stream, self._guard = stream, guard
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        guard, limit, max_line = self._guard, self._guard.limit, self._guard.max_line
+        guard = self._guard
         chunks, total, line = aiter(self._stream), 0, 0
         while True:
             token = _set(guard)
@@ -149,14 +156,7 @@ class _AsyncCappedStream(httpx.AsyncByteStream):
                 _reset(token)
             if chunk is None:
                 return
-            total += (size := len(chunk))
-            if limit is not None and total > limit:
-                raise guard.too_large("the body", limit)
-            if max_line is not None:  # bytes since the last newline: the line in progress
-                newline = chunk.rfind(b"\n")
-                line = line + size if newline < 0 else size - newline - 1
-                if line > max_line:
-                    raise guard.too_large("one line", max_line)
+            total, line = _counted(guard, chunk, total, line)
             yield chunk
 
     async def aclose(self) -> None:
