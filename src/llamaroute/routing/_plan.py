@@ -34,7 +34,7 @@ from typing import NamedTuple
 from .._exceptions import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from .._request import ChatRequest
 from ..catalog import Catalog, Resolution, Route, check_image_count
-from ..money import MIN_ANSWER_TOKENS, RequestShape, request_shape, request_token_ceiling
+from ..money import RequestShape, request_shape, request_token_ceiling
 from ..providers import Provider
 from ._candidate import Candidate, Plan
 from ._strategies import LatencyStats, Strategy, StrategyName, apply_strategy
@@ -55,7 +55,6 @@ class Served(NamedTuple):
     names: tuple[str, ...]
     usable: tuple[Candidate, ...]
     unserved: tuple[tuple[Route, str], ...]
-    smallest: int = 0  # the smallest context window among ``usable``
 
 
 def served(
@@ -68,9 +67,8 @@ def served(
         pinned, deployment = route.pinned, provider.deployment
         key = pinned if deployment == route.provider else f"{pinned}@{deployment}"
         candidates.append(Candidate(route, provider, key))
-    smallest = min((c.route.context_window for c in candidates), default=0)
     return Served(resolution, None if order is None else tuple(order), tuple(names),
-                  tuple(candidates), tuple(unserved), smallest)  # fmt: skip
+                  tuple(candidates), tuple(unserved))  # fmt: skip
 
 
 def plan(
@@ -144,14 +142,10 @@ def plan(
                                 by_provider, streaming=streaming)  # fmt: skip
     tight: frozenset[str] = frozenset()
     too_long: list[tuple[Route, str]] = []
-    bound = ceiling or (lambda: request_token_ceiling(request))
-    if candidates and (
-        len(candidates) != len(routes.usable)
-        or bound() + (MIN_ANSWER_TOKENS if request.max_tokens is None else request.max_tokens)
-        > routes.smallest
-    ):  # (else every route's window takes the prompt by its ceiling: fit_windows' first test)
+    if candidates:
         candidates, too_long, tight = fit_windows(
-            candidates, request.max_tokens, bound,
+            candidates, request.max_tokens,
+            ceiling or (lambda: request_token_ceiling(request)),
             shape or (lambda: request_shape(request, counter="heuristic")),
         )  # fmt: skip
         if not candidates and not refused:  # no other reason than the windows
@@ -161,15 +155,11 @@ def plan(
         refused.extend(too_long)
     if not candidates:
         raise _nothing_left(resolution, names, unserved, refused)
-    if strategy == "ordered":  # (apply_strategy's answer, without the call)
-        ordered = candidates
-    else:
-        ordered = apply_strategy(
-            strategy, request, candidates, stats or LatencyStats(), shape=shape or _no_shape,
-            catalog=catalog, streaming=streaming, rng=rng,
-        )  # fmt: skip
-    skipped = (*unserved, *refused) if unserved or refused else ()
-    return Plan(resolution, tuple(last_if_tight(ordered, tight) if tight else ordered), skipped,
+    ordered = apply_strategy(
+        strategy, request, candidates, stats or LatencyStats(), shape=shape or _no_shape,
+        catalog=catalog, streaming=streaming, rng=rng,
+    )  # fmt: skip
+    return Plan(resolution, tuple(last_if_tight(ordered, tight)), (*unserved, *refused),
                 too_long=len(too_long))  # fmt: skip
 
 
