@@ -299,7 +299,7 @@ class Driver(AttemptBook):
         else:
             cost, price_check = self.accounting.answer_cost(
                 route, result.usage, result.cost, call.images.count, problem=result.cost_problem,
-                deployment=deployment, price=price,
+                price=price,
             )  # fmt: skip
         self.settle(call, run, candidate, answer.ticket.reservation, cost, partial=False,
                     attempt=answer.ticket.number)  # fmt: skip

@@ -21,12 +21,11 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any
 
 from .._exceptions import BudgetExceededError
 from .._records import Cost, Usage, plain_decimal
@@ -45,15 +44,6 @@ logger = logging.getLogger("llamaroute")
 #: absolute amount for tiny calls, the table is taken to be stale.
 STALE_SHARE = Decimal("0.05")
 STALE_FLOOR = Decimal("0.0000001")
-
-
-class Missing(enum.Enum):
-    """A keyword not given (``None`` is a price: an unknown one)."""
-
-    MISSING = enum.auto()
-
-
-MISSING: Final = Missing.MISSING
 
 
 def usd(amount: Decimal) -> str:
@@ -174,8 +164,7 @@ class Accounting:
         images: int,
         *,
         problem: str | None = None,
-        deployment: str | None = None,
-        price: Price | Missing | None = MISSING,
+        price: Price | None,
     ) -> tuple[Cost | None, dict[str, Any] | None]:
         """The answer's cost (the provider's own figure where it reports a usable one, else
         usage x the price table), and the two figures when provider and table disagree.
@@ -183,9 +172,7 @@ class Accounting:
         ``problem`` says why a figure the provider sent was rejected (negative, not finite):
         the table's figure is used, the cost's ``note`` says so and a warning is logged.
         The cost carries both figures where known (``reported``, ``table``). ``price``: the
-        route's :meth:`table_price`, when the caller has it already."""
-        if price is MISSING:
-            price = self.table_price(route, deployment=deployment)
+        route's :meth:`table_price` (the caller reports it with the answer too)."""
         self.catalog.warn_stale_price(route, price)
         note = None
         if reported_cost is None and problem is not None:
