@@ -37,7 +37,7 @@ from decimal import Decimal
 
 from .._exceptions import BudgetExceededError, ConfigurationError
 from .._records import plain_decimal
-from ._reconcile import RouteDrift, Sums, drifts
+from ._reconcile import RouteDrift, Sums, drifts, tally
 
 __all__ = ["Ledger", "MemoryLedger", "SpendEntry", "SpendSummary", "holds"]
 
@@ -252,17 +252,8 @@ class MemoryLedger(Ledger):
         self._total += cost
         self._calls += 1
         day = entry.day.isoformat() if entry.at is not None else _today()
-        key = (entry.provider, entry.model, entry.model_id, day)
-        row = self._sums.get(key)
-        if row is None:
-            row = self._sums[key] = [ZERO, ZERO, ZERO, ZERO, ZERO]
-        row[0] += 1
-        row[1] += cost
-        reported, table = entry.reported, entry.table
-        if reported is not None and table is not None:
-            row[2] += 1
-            row[3] += reported
-            row[4] += table
+        tally(self._sums, (entry.provider, entry.model, entry.model_id, day), cost,
+              entry.reported, entry.table)  # fmt: skip
         if entry.ref is not None and entry.source == "estimate":
             self._estimates[entry.ref] = entry
             if len(self._estimates) > PENDING_LIMIT:  # memory stays flat

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 __all__ = ["RouteDrift", "Row", "Sums", "drift_by_route", "drifts", "tally"]
 
@@ -60,15 +60,21 @@ Row = tuple[str, str, Decimal, Decimal | None, Decimal | None]
 """One billed attempt: ``(provider, model_id, cost, reported, table)``."""
 
 Sums = dict[tuple[str, str], list[Decimal]]
+_K = TypeVar("_K", bound=tuple[str, ...])
 """Running sums per route: calls, spent, compared, reported, table."""
 
 
-def tally(sums: Sums, row: Row) -> None:
-    """Add one billed attempt to the running ``sums``."""
-    provider, model_id, cost, reported, table = row
-    entry = sums.get((provider, model_id))
+def tally(
+    sums: dict[_K, list[Decimal]],
+    key: _K,
+    cost: Decimal,
+    reported: Decimal | None,
+    table: Decimal | None,
+) -> None:
+    """Add one billed attempt to the running ``sums`` under ``key`` (a route, or finer)."""
+    entry = sums.get(key)
     if entry is None:  # (not setdefault: that builds the list on every call)
-        entry = sums[(provider, model_id)] = [ZERO, ZERO, ZERO, ZERO, ZERO]
+        entry = sums[key] = [ZERO, ZERO, ZERO, ZERO, ZERO]
     entry[0] += 1
     entry[1] += cost
     if reported is not None and table is not None:
@@ -88,8 +94,8 @@ def drifts(sums: Sums) -> list[RouteDrift]:
 def drift_by_route(rows: Iterable[Row]) -> list[RouteDrift]:
     """Sum billed attempts per route."""
     sums: Sums = {}
-    for row in rows:
-        tally(sums, row)
+    for provider, model_id, cost, reported, table in rows:
+        tally(sums, (provider, model_id), cost, reported, table)
     return drifts(sums)
 
 
