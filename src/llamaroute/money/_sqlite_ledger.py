@@ -47,6 +47,7 @@ from ._sqlite_file import (
     _migrate,
     _NotALedger,
     _text,
+    use_wal,
 )
 
 __all__ = ["SqliteLedger", "open_ledger"]
@@ -119,7 +120,7 @@ class SqliteLedger(Ledger):
                 raise _Damaged("; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else ""))
             _check_tables(db, missing_ok=not self.read_only)  # (before the schema's index)
             if not self.read_only:
-                db.execute("PRAGMA journal_mode=WAL")
+                use_wal(db, timeout)
                 db.executescript(_SCHEMA)
                 _check_tables(db, missing_ok=False)
                 _migrate(db)

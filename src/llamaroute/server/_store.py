@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .._exceptions import ConfigurationError
 from .._records import plain_decimal
+from ..money._sqlite_file import use_wal
 from ._reports import GROUPINGS, spend_report, spend_series
 
 __all__ = [
@@ -206,7 +207,7 @@ class Store:
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            use_wal(self._db, 30.0)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             self._pending: list[Settlement] = []
