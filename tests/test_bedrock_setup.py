@@ -4,6 +4,8 @@ construction, regions, discovery, concurrency of the async shell, closing, secre
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import pickle
 import socket
@@ -333,6 +335,50 @@ async def test_closing_returns_the_worker_threads(
         await asyncio.sleep(0.02)
     assert threading.active_count() <= before
     assert (await provider.achat(call())).text == "slow but sure"  # usable again after close
+
+
+def _client_sockets(server_port: int) -> list[socket.socket]:
+    """The open TCP sockets of this process connected to ``server_port``."""
+    found = []
+    for thing in gc.get_objects():
+        if isinstance(thing, socket.socket) and thing.family == socket.AF_INET:
+            with contextlib.suppress(OSError):  # closed, or no longer connected
+                if thing.getpeername()[1] == server_port:
+                    found.append(thing)
+    return found
+
+
+async def test_a_stream_cancelled_as_its_request_step_ends_closes_its_connection(
+    fake_bedrock: FakeBedrock,
+) -> None:
+    """The race the chaos run found: the worker thread has the stream open (the answer's
+    headers are in), but the task waiting for it is cancelled before it resumes, so the
+    stream never reaches the generator. It must still be closed now, not left to the garbage
+    collector (which an error the caller keeps would delay; the sockets this test holds
+    keep it from running at all)."""
+    # A warm-up call builds the boto3 client; then the headers at once and a word every
+    # 20 ms (the fake sees the hang-up at its next write).
+    fake_bedrock.script(Step.reply("warm"), Step.reply(" ".join(["word"] * 500), chunk_delay=0.02))
+    provider = BedrockProvider(region="us-east-1", endpoint_url=fake_bedrock.url, **KEYS)
+    try:
+        await provider.achat(call())  # its connection goes back to the pool, then to the stream
+        stream = provider.astream(call())
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)  # the request step is submitted to the worker
+        started = time.monotonic()
+        while len(fake_bedrock.requests) < 2 and time.monotonic() - started < 5:
+            time.sleep(0.01)  # block the loop: the task cannot resume while the step ends
+        time.sleep(0.3)  # the headers reach the worker; botocore returns the open stream
+        streaming = _client_sockets(fake_bedrock.port)
+        assert streaming
+        first.cancel()
+        cancelled = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert fake_bedrock.wait_closed(cancelled, timeout=2.0) is not None  # it hung up
+        assert [sock.fileno() for sock in streaming] == [-1] * len(streaming)  # and closed it
+    finally:
+        await provider.aclose()
 
 
 @pytest.mark.parametrize("fault", [Step.error(500), Step.reply("a b c", omit_end=True)])

@@ -26,21 +26,24 @@ def close_opened(opened: list[Any]) -> None:
 def close_after(pending: Future[Any] | None, opened: list[Any]) -> None:
     """Close the stream once no thread reads it: at once, or when the step still running in
     a worker (its task was cancelled) ends; closing a generator that another thread is
-    running raises ``ValueError: generator already executing``."""
-    if pending is None or pending.done():
-        if opened:
-            close_opened(opened)
-        return
+    running raises ``ValueError: generator already executing``.
 
-    def later(step: Future[Any]) -> None:
-        if not opened and not step.cancelled() and step.exception() is None:
+    A task cancelled while it waited for the request step may find that step already done:
+    the stream it opened never reached ``opened``, and is taken from the step's result, done
+    or not yet (else its connection stays open until the garbage collector finds it)."""
+
+    def close(step: Future[Any] | None) -> None:
+        if step is not None and not opened and not step.cancelled() and step.exception() is None:
             result = step.result()
             if isinstance(result, Mapping) and "stream" in result:
                 opened.append(result["stream"])  # the stream opened as its task was cancelled
         if opened:
             close_opened(opened)
 
-    pending.add_done_callback(later)
+    if pending is None:
+        close(None)
+    else:
+        pending.add_done_callback(close)  # called at once when the step is done already
 
 
 def close_pools(client: BedrockRuntimeClient) -> None:
