@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,7 +20,6 @@ __all__ = [
     "_identity",
     "_migrate",
     "_text",
-    "use_wal",
 ]
 
 _SCHEMA = """
@@ -65,28 +63,6 @@ _MAX_AMOUNT = Decimal(10**12)
 def _connect(target: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
     return sqlite3.connect(target, timeout=timeout, isolation_level=None,
                            check_same_thread=False, uri=uri)  # fmt: skip
-
-
-def use_wal(db: sqlite3.Connection, timeout: float) -> None:
-    """Put the file in WAL mode (a file keeps it), waiting up to ``timeout`` seconds for the
-    other processes opening it at the same moment.
-
-    The switch needs the file to itself, and SQLite answers ``SQLITE_BUSY`` at once, without
-    waiting out the busy timeout, when two connections that have both read the file try to
-    switch together (each would wait for the other). So the switch is retried here, with a
-    short pause that grows, until it is made or the time is up."""
-    deadline = time.monotonic() + timeout
-    pause = 0.001
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL").fetchone()
-            return
-        except sqlite3.OperationalError as error:
-            busy = getattr(error, "sqlite_errorname", "") == "SQLITE_BUSY"
-            if not busy or time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
 
 
 def _check_tables(db: sqlite3.Connection, *, missing_ok: bool) -> None:

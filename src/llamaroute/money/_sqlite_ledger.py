@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from .._exceptions import BudgetExceededError, ConfigurationError
+from .._sqlite import use_wal
 from ._ledger import (
     RESERVATION_TTL_S,
     ZERO,
@@ -47,7 +48,6 @@ from ._sqlite_file import (
     _migrate,
     _NotALedger,
     _text,
-    use_wal,
 )
 
 __all__ = ["SqliteLedger", "open_ledger"]

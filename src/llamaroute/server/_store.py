@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .._exceptions import ConfigurationError
 from .._records import plain_decimal
-from ..money._sqlite_file import use_wal
+from .._sqlite import use_wal
 from ._reports import GROUPINGS, spend_report, spend_series
 
 __all__ = [
