@@ -120,3 +120,30 @@ def test_lines_must_be_utf8_but_comments_are_not_decoded() -> None:
     assert decode_bytes([b": \xff\xfe keep-alive\n\n", b"data: ok\n\n"]) == ["ok"]
     with pytest.raises(UnicodeDecodeError):
         decode_bytes([b"data: \xab\xff\n\n"])
+
+
+_LINES = st.lists(
+    st.one_of(
+        st.just(""),
+        st.builds(lambda text: f"data: {text}", st.text(max_size=8)),
+        st.builds(lambda text: f"data:{text}", st.text(max_size=8)),
+        st.builds(lambda name: f"event: {name}", st.sampled_from(["message", "error", "x"])),
+        st.just(": keep-alive"),
+        st.just("retry: 10"),
+    ).filter(lambda line: "\n" not in line and "\r" not in line),
+    max_size=20,
+)
+
+
+@given(_LINES)
+def test_whole_lines_in_one_read_decode_as_they_do_a_byte_at_a_time(lines: list[str]) -> None:
+    # One read of whole LF-ended lines takes the decoder's fast path; a byte at a time never
+    # does (every line is held, then ended). Both must give the same events and names.
+    data = "".join(f"{line}\n" for line in lines).encode()
+
+    def events(pieces: list[bytes]) -> list[SSEEvent]:
+        decoder = SSEDecoder(max_line_bytes=64, max_event_bytes=256)
+        found = [event for piece in pieces for event in decoder.feed_bytes(piece)]
+        return [*found, *decoder.end()]
+
+    assert events([data]) == events([data[n : n + 1] for n in range(len(data))])

@@ -119,6 +119,8 @@ class SSEDecoder:
                 data = data[1:]
         if not data:
             return []
+        if data[-1:] == b"\n" and not self._partial and b"\r" not in data:
+            return self._whole_lines(data)
         self._after_cr = data[-1:] == b"\r"
         lines = data.splitlines(keepends=True)
         events: list[SSEEvent] = []
@@ -149,6 +151,29 @@ class SSEDecoder:
                     events.append(event)
         if (event := self.flush()) is not None:
             events.append(event)
+        return events
+
+    def _whole_lines(self, data: bytes) -> list[SSEEvent]:
+        """:meth:`feed_bytes` for the usual read: whole lines ending in LF, no CR, nothing
+        held from before. They are split once, and ``data:`` lines are taken in place (the
+        same steps as :meth:`_line` and :meth:`feed`, without their calls)."""
+        events: list[SSEEvent] = []
+        max_line = self._max_line
+        for line in data[:-1].split(b"\n"):
+            if not line:
+                if (event := self.flush()) is not None:
+                    events.append(event)
+            elif line[:6] == b"data: ":
+                if max_line is not None and len(line) > max_line:
+                    raise SSEOverflow("line", max_line)
+                value = line[6:].decode("utf-8")
+                if self._max_event is not None:
+                    self._data_bytes += len(value) + 1
+                    if self._data_bytes > self._max_event:
+                        raise SSEOverflow("event", self._max_event)
+                self._data.append(value)
+            elif (event := self._line(line)) is not None:
+                events.append(event)
         return events
 
     def _hold(self, piece: bytes) -> None:

@@ -41,6 +41,7 @@ from .._reading import (
     deadline_after,
     deadline_error,
     deadline_scope,
+    deadline_var,
     enforce_deadlines,
 )
 from .._sse import SSEDecoder
@@ -406,8 +407,11 @@ class OpenRouterProvider(Provider):
             reader, decoder = self._reader(response, model_id, stream=True), self._decoder()
             while True:
                 clock.check(model_id)
-                with deadline_scope(clock.deadline):
+                token = deadline_var.set(clock.deadline)  # (a deadline_scope, for less)
+                try:
                     raw = next(chunks, None)
+                finally:
+                    deadline_var.reset(token)
                 for event in stream_events(decoder, reader, raw, model_id):
                     if text := parser.feed(event.data):
                         if not call.receipt and parser.generation_id:  # once, before any text

@@ -395,7 +395,7 @@ class StreamParser:
                           decimals=True)  # fmt: skip
         if not isinstance(chunk, dict):
             raise _malformed("stream chunk is not a JSON object", model_id)
-        if (error := _in_body_error(chunk, model_id, self.redact)) is not None:
+        if "error" in chunk and (error := _in_body_error(chunk, model_id, self.redact)) is not None:
             raise error
         if self.generation_id is None:
             self.generation_id = _label(chunk.get("id"), self.redact)
@@ -421,10 +421,15 @@ class StreamParser:
             )
         if reason is not None:
             self.finish_reason = _finish_reason(reason, model_id)
-        delta = _object(choice.get("delta"), "delta", model_id)
+        # (The type tests in line first: this runs once per chunk of every stream.)
+        delta = choice.get("delta")
+        if type(delta) is not dict:
+            delta = _object(delta, "delta", model_id)
         if delta.get("tool_calls") is not None:
             self._tool_fragments(delta["tool_calls"])
-        piece = _text(delta.get("content"), model_id)
+        piece = delta.get("content")
+        if type(piece) is not str:
+            piece = _text(piece, model_id)
         if piece:
             self.text.append(piece)
         return piece
