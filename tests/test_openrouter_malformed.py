@@ -23,6 +23,7 @@ from llamaroute import (
     MalformedResponseError,
     ProviderError,
     StreamInterruptedError,
+    Usage,
 )
 from llamaroute.providers import OpenRouterProvider, ProviderResult
 from llamaroute.providers.openrouter import SSEDecoder, StreamParser, parse_response
@@ -310,3 +311,24 @@ async def test_fuzz_sample_through_the_async_client() -> None:
                     await client.chat("llama-3.2-3b", "hi")
                 assert isinstance(caught.value.exceptions[0], MalformedResponseError), body
                 assert len(caught.value.attempts) == 1
+
+
+_COUNTS = [{}, {"prompt_tokens": 7}, {"prompt_tokens": 12.0, "completion_tokens": 3},
+           {"completion_tokens": None}]  # fmt: skip
+
+
+@pytest.mark.parametrize("counts", _COUNTS)
+def test_the_usage_the_wire_builds_is_the_one_validation_builds(counts: dict[str, Any]) -> None:
+    # The counts are checked by the wire and then not validated again (_records.trusted):
+    # the record must equal the validating constructor's, set fields and dumps included.
+    body = {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+            "usage": counts}  # fmt: skip
+    built = parse_response(body, model_id="m").usage
+    checked = Usage(
+        input_tokens=int(counts.get("prompt_tokens") or 0),
+        output_tokens=int(counts.get("completion_tokens") or 0),
+    )
+    assert built == checked
+    assert built.model_fields_set == checked.model_fields_set
+    assert built.model_dump_json(exclude_unset=True) == checked.model_dump_json(exclude_unset=True)
+    assert list(built.__dict__) == list(checked.__dict__)

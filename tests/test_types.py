@@ -138,10 +138,12 @@ def test_chunk_is_light() -> None:
     assert not hasattr(chunk, "__dict__")
 
 
-def test_the_clients_own_records_are_those_validation_builds() -> None:
+@pytest.mark.parametrize("reported", [None, Decimal("0.0000173"), Decimal("0.5")])
+def test_the_clients_own_records_are_those_validation_builds(reported: Decimal | None) -> None:
     # A call builds its cost, attempts and response without validating them again
     # (_records.trusted): each must be the instance the validating constructor gives for
-    # the same fields, down to the set fields that exclude_unset dumps read.
+    # the same fields, down to the set fields that exclude_unset dumps read. The cost is
+    # the table's, or the provider's own (close to the table's, then far from it).
     from llamaroute import Attempt, Client
     from llamaroute.providers import Provider, ProviderCall, ProviderResult
 
@@ -149,7 +151,8 @@ def test_the_clients_own_records_are_those_validation_builds() -> None:
         name = "openrouter"
 
         def chat(self, call: ProviderCall) -> ProviderResult:
-            return ProviderResult("hi", "stop", Usage(input_tokens=10, output_tokens=5))
+            usage = Usage(input_tokens=10, output_tokens=5)
+            return ProviderResult("hi", "stop", usage, cost=reported)
 
         async def achat(self, call: ProviderCall) -> ProviderResult:
             return self.chat(call)
@@ -169,6 +172,7 @@ def test_the_clients_own_records_are_those_validation_builds() -> None:
     with Client([Instant()]) as client:
         response = client.chat("llama-3.2-3b", "Say hi")
     assert response.cost is not None
+    assert response.cost.source == ("price_table" if reported is None else "provider")
     attempt = response.attempts[0]
     cost = response.cost
     validated: list[tuple[Any, Any]] = [

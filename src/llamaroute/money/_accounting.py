@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._exceptions import BudgetExceededError
-from .._records import Cost, Usage, plain_decimal
+from .._records import Cost, Usage, plain_decimal, trusted
 from ..catalog import Catalog, Price, Route
 from ._caps import prompt_token_ceiling, worst_case_cost
 from ._cost import cost_from_usage
@@ -37,6 +37,9 @@ from ._ledger import Ledger, SpendEntry
 from ._tokens import estimate_text_tokens
 
 __all__ = ["Accounting"]
+
+#: The fields a provider-reported cost is given (the rest keep their defaults).
+_REPORTED_GIVEN = frozenset(("total", "source", "reported", "table"))
 
 logger = logging.getLogger("llamaroute")
 
@@ -182,8 +185,19 @@ class Accounting:
         table = None if table_cost is None else table_cost.total
         if reported_cost is None:
             return table_cost, None
-        reported = Cost(total=reported_cost, source="provider", reported=reported_cost,
-                        table=table)  # fmt: skip
+        if type(reported_cost) is Decimal and (table is None or type(table) is Decimal):
+            # Both figures are Decimals already (a provider's checked amount, Decimal
+            # arithmetic): not validated again. Anything else a custom provider sends is.
+            reported = trusted(
+                Cost,
+                {"input": None, "output": None, "total": reported_cost, "source": "provider",
+                 "currency": "USD", "price_source": None, "price_checked": None,
+                 "price_origin": None, "reported": reported_cost, "table": table, "note": None},
+                _REPORTED_GIVEN,
+            )  # fmt: skip
+        else:
+            reported = Cost(total=reported_cost, source="provider", reported=reported_cost,
+                            table=table)  # fmt: skip
         if price is None or table is None:
             return reported, None
         self._learn(route, reported_cost, table)

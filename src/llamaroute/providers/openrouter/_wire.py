@@ -28,7 +28,7 @@ from typing import Any
 
 from ..._exceptions import MalformedResponseError, ProviderError, ServerError
 from ..._pieces import TextPieces
-from ..._records import FinishReason, Usage
+from ..._records import FinishReason, Usage, trusted
 from ..._request import ImagePart
 from ..._tools import MAX_ARGUMENTS_CHARS, MAX_TOOLS, Tool, ToolCall, make_tool_call
 from .._base import ProviderCall, ProviderResult
@@ -261,10 +261,10 @@ def _usage(data: Mapping[str, Any], model_id: str) -> tuple[Usage, Decimal | Non
     On a BYOK call (``is_byok: true``) ``cost`` is only OpenRouter's fee: the upstream's
     charge, ``cost_details.upstream_inference_cost``, is added. (Non-BYOK calls carry that
     field too, equal to ``cost``: it is added only for BYOK.)"""
-    usage = Usage(
-        input_tokens=_tokens(data, "prompt_tokens", model_id),
-        output_tokens=_tokens(data, "completion_tokens", model_id),
-    )
+    # Counts _tokens has checked (ints in range): not validated again.
+    counts = {"input_tokens": _tokens(data, "prompt_tokens", model_id),
+              "output_tokens": _tokens(data, "completion_tokens", model_id)}  # fmt: skip
+    usage = trusted(Usage, counts, counts.keys())
     cost, problem = amount(data.get("cost"), "usage.cost")
     if cost is not None and data.get("is_byok") is True:
         details = data.get("cost_details")
