@@ -17,6 +17,9 @@ __all__ = ["TextPieces"]
 BLOCK = 256
 
 
+_append = list.append
+
+
 class TextPieces(list[str]):
     """A list of text pieces whose older pieces are joined into blocks; ``"".join()`` of it
     is the text, in order, as for a plain list."""
@@ -28,7 +31,7 @@ class TextPieces(list[str]):
         self._loose = 0  # pieces appended since the last block was made
 
     def append(self, piece: str) -> None:
-        super().append(piece)
+        _append(self, piece)  # (list's own method: no super() object per piece)
         self._loose += 1
         if self._loose >= BLOCK:
             self[-BLOCK:] = ["".join(self[-BLOCK:])]

@@ -278,10 +278,11 @@ class AsyncClient(BaseClient):
         events: AsyncGenerator[StreamItem, None]
         events, item = answer.reply
         route, parts = answer.candidate.route, TextPieces()
+        provider, model_id = route.provider, route.model_id  # (read once, not per chunk)
         try:
             while not isinstance(item, ProviderResult):
                 parts.append(item)
-                yield ChatChunk(item, route.provider, route.model_id)
+                yield ChatChunk(item, provider, model_id)
                 item = await anext(events)
         except StopAsyncIteration:
             failure = no_result(answer.candidate)

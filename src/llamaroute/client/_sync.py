@@ -315,10 +315,11 @@ class Client(BaseClient):
         events: Generator[StreamItem, None, None]
         events, item = answer.reply
         route = answer.candidate.route
+        provider, model_id = route.provider, route.model_id  # (read once, not per chunk)
         try:
             while not isinstance(item, ProviderResult):
                 parts.append(item)
-                yield ChatChunk(item, route.provider, route.model_id)
+                yield ChatChunk(item, provider, model_id)
                 item = next(events)
         except StopIteration:
             failure = no_result(answer.candidate)

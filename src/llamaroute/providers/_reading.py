@@ -376,7 +376,9 @@ class StreamClock:
 
     def text_arrived(self) -> None:
         """New text came: from now on only the idle timeout applies."""
-        self.deadline, self.code = deadline_after(self.idle), "stream_idle"
+        idle = self.idle  # (deadline_after in line: this runs for every chunk of text)
+        self.deadline = None if idle is None else time.monotonic() + idle
+        self.code = "stream_idle"
 
     def check(self, model_id: str) -> None:
         """Raise the timeout if the current deadline has passed."""
@@ -464,7 +466,8 @@ class BodyReader:
         return too_large(self._provider, self._model_id, self._what, self.limit)
 
     def feed(self, raw: bytes) -> Iterable[bytes]:
-        """The decoded bytes in ``raw``, in pieces; raises once the cap is passed."""
+        """The decoded bytes in ``raw``, in pieces (a 1-tuple of ``raw`` itself when the body
+        is not compressed); raises once the cap is passed."""
         if self._decoder is None:
             self.size += len(raw)
             if self.size > self.limit:

@@ -17,8 +17,11 @@ def stream_events(
     try:
         if raw is None:
             return decoder.end()
+        pieces = reader.feed(raw)
+        if type(pieces) is tuple:  # an uncompressed body: the bytes as they came
+            return decoder.feed_bytes(pieces[0])
         events: list[SSEEvent] = []
-        for piece in reader.feed(raw):
+        for piece in pieces:
             events.extend(decoder.feed_bytes(piece))
         return events
     except SSEOverflow as overflow:
