@@ -31,9 +31,16 @@ CHUNKS = 50
 TEXT = "Llamas are members of the camelid family and hum to communicate."
 WORDS = [("" if i == 0 else " ") + w for i, w in enumerate(TEXT.split(" "))]
 PIECES = [WORDS[i % len(WORDS)] for i in range(CHUNKS)]
-# OpenRouter's usage.cost as its price table gives it for llama-3.2-3b (USD 0.02 per million
-# tokens in and out), so that llamaroute's stale-price check stays quiet.
-USD_PER_TOKEN = 0.02e-6
+# OpenRouter's usage.cost as llamaroute's price table gives it for llama-3.2-3b (USD 0.0509
+# per million tokens in, 0.335 out; `llamaroute prices`), so that the stale-price check stays
+# quiet and every client is measured on the usual path. Update it when the table moves: a
+# reported cost far from the table's makes llamaroute warn and add the two figures to each
+# answer, work a real call does not do.
+USD_IN, USD_OUT = 0.0509e-6, 0.335e-6
+
+
+def _cost(prompt_tokens: int, completion_tokens: int) -> float:
+    return round(prompt_tokens * USD_IN + completion_tokens * USD_OUT, 12)
 
 
 def _http(status: str, content_type: bytes, body: bytes) -> bytes:
@@ -57,7 +64,7 @@ def _openrouter_json() -> bytes:
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": TEXT}}],
         "usage": {"prompt_tokens": 12, "completion_tokens": 14, "total_tokens": 26,
-                  "cost": round(26 * USD_PER_TOKEN, 12)},
+                  "cost": _cost(12, 14)},
     }  # fmt: skip
     return _http("200 OK", b"application/json", json.dumps(body).encode())
 
@@ -71,7 +78,7 @@ def _openrouter_answer(message: dict[str, object], finish: str) -> bytes:
         "id": "gen-bench", "object": "chat.completion", "created": 0, "model": "m",
         "choices": [{"index": 0, "finish_reason": finish, "message": message}],
         "usage": {"prompt_tokens": 40, "completion_tokens": 14, "total_tokens": 54,
-                  "cost": round(54 * USD_PER_TOKEN, 12)},
+                  "cost": _cost(40, 14)},
     }  # fmt: skip
     return _http("200 OK", b"application/json", json.dumps(body).encode())
 
@@ -104,7 +111,7 @@ def _openrouter_sse() -> bytes:
                                               "finish_reason": "stop"}]}))  # fmt: skip
     frames.append(event({**head, "choices": [],
                          "usage": {"prompt_tokens": 12, "completion_tokens": CHUNKS,
-                                   "cost": round((12 + CHUNKS) * USD_PER_TOKEN, 12)}}))  # fmt: skip
+                                   "cost": _cost(12, CHUNKS)}}))  # fmt: skip
     frames.append(b"data: [DONE]\n\n")
     return _chunked(b"text/event-stream", frames)
 
