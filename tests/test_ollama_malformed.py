@@ -335,3 +335,55 @@ def test_fuzz_bodies_through_the_provider(echo: RawServer, body: bytes, streamin
         pass
     finally:
         provider.close()
+
+
+_ANY_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.text(max_size=3))
+_PLAIN_DELTA = {"model": "llama3.2:3b", "created_at": "2026-01-01T00:00:00Z",
+                "message": {"role": "assistant", "content": "Hi"}, "done": False}  # fmt: skip
+
+
+@st.composite
+def _lines(draw: st.DrawFn) -> dict[str, Any]:
+    """A plain text delta with a few of its fields, or of its message's, dropped, changed to
+    any scalar or added: mostly lines one step from the fast path, on either side of it."""
+    line = {**_PLAIN_DELTA, "message": dict(_PLAIN_DELTA["message"])}  # type: ignore[call-overload]
+    for _ in range(draw(st.integers(0, 3))):
+        where = draw(st.sampled_from(["line", "message"]))
+        target = line if where == "line" else line.get("message")
+        if not isinstance(target, dict):
+            continue
+        keys = ["model", "created_at", "message", "done", "eval_count", "done_reason"]
+        if where == "message":
+            keys = ["role", "content", "thinking", "images"]
+        key = draw(st.sampled_from(keys))
+        if draw(st.booleans()):
+            target.pop(key, None)
+        else:
+            target[key] = draw(_ANY_SCALAR)
+    return line
+
+
+def _fed(line: object, build: Any = None) -> tuple[str, bool] | str:
+    """A fresh stream's answer to one line: its text and whether it ended, or the error."""
+    import ollama
+
+    state = StreamState("m", build=build)
+    try:
+        line = line if build is not None else ollama.ChatResponse(**line)  # type: ignore[arg-type]
+        return state.feed(line), state.final is not None
+    except Exception as error:
+        return type(error).__name__
+
+
+@settings(max_examples=300, deadline=None)
+@given(_lines())
+def test_a_stream_line_read_as_a_dict_gives_what_the_clients_model_gives(
+    line: dict[str, Any],
+) -> None:
+    # The provider's own request has the client decode each line into a dict: a plain text
+    # delta is taken as it is, any other line is built into the client's model. Every line
+    # must come out as it does from the model the client builds (the same text, the same
+    # end, the same refusal).
+    import ollama
+
+    assert _fed(dict(line), build=ollama.ChatResponse) == _fed(dict(line))

@@ -18,10 +18,10 @@ from ._provider import MAX_STREAM_BYTES as MAX_STREAM_BYTES
 from ._provider import PROBE_TIMEOUT as PROBE_TIMEOUT
 from ._provider import PROBE_TTL as PROBE_TTL
 from ._provider import STREAM_IDLE_TIMEOUT as STREAM_IDLE_TIMEOUT
+from ._stream import StreamState
 from ._wire import ANSWER_ALLOWANCE as ANSWER_ALLOWANCE
 from ._wire import (
     DEFAULT_HOST,
-    StreamState,
     build_request,
     estimate_num_ctx,
     normalise_host,

@@ -29,7 +29,10 @@ import ollama
 from ..._secrets import Secret
 from ._guard import guarded_transport
 
-__all__ = ["Clients", "Redactor", "header_secrets"]
+__all__ = ["Clients", "Redactor", "header_secrets", "send_chat"]
+
+#: The chat endpoint, for the requests whose JSON body is written here.
+CHAT = "/api/chat"
 
 #: Headers whose values are credentials.
 SECRET_HEADERS = frozenset(
@@ -205,3 +208,18 @@ class Clients:
             entry = self._async.pop(asyncio.get_running_loop(), None)
         if entry is not None:
             await entry[1].aclose()  # closes the client, and retires the closer with it
+
+
+def send_chat(client: Any, request: dict[str, Any], body: Any, *, stream: bool) -> Any:
+    """``client.chat(**request)``, or the same request with its JSON body written already
+    (``body``, from ``_body.py``) through the client's own request method (what ``chat``
+    itself calls). The answer is read as ``chat`` reads it. A stream's lines come as the
+    plain dicts the client decoded (the class it is given is called on each: dict copies
+    it), for ``StreamState`` to take a plain text delta as it is and to build any other line
+    into the client's ``ChatResponse``, as ``chat`` would have (see ``_stream.py``). The
+    async client's methods return the awaitable to await."""
+    if body is None:
+        return client.chat(**request)
+    if stream:
+        return client._request(dict, "POST", CHAT, json=body, stream=True)
+    return client._request(ollama.ChatResponse, "POST", CHAT, json=body, stream=False)

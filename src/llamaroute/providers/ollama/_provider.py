@@ -28,16 +28,16 @@ from ...catalog import Route
 from .._base import Provider, ProviderCall, ProviderResult, StreamItem
 from .._http import attempt_timeout, finite_timeout
 from ._body import wire_body
-from ._clients import Clients, Redactor, header_secrets
+from ._clients import Clients, Redactor, header_secrets, send_chat
 from ._context import check_fixed_context
 from ._guard import Guard, guarded
 from ._mapping import client_errors, map_error
+from ._stream import StreamState
 from ._tags import tag as _tag
 from ._tags import wanted as _wanted
 from ._wire import (
     DEFAULT_HOST,
     NAME,
-    StreamState,
     build_request,
     first_call_number,
     normalise_host,
@@ -51,7 +51,6 @@ __all__ = ["API_KEY_ENV", "DEFAULT_TIMEOUT", "HOST_ENV", "MAX_LINE_BYTES", "MAX_
 
 HOST_ENV = "OLLAMA_HOST"
 #: The path the ollama client's chat posts to (a body written in ``_body.py`` goes there too).
-CHAT = "/api/chat"
 API_KEY_ENV = "OLLAMA_API_KEY"
 
 #: Always finite (the ollama client's own default is no timeout at all). Connecting is short:
@@ -286,7 +285,7 @@ class OllamaProvider(Provider):
         try:
             body = self._body(call, request, self._clients.own_sync)
             with self._errors(model_id), guarded(guard):
-                response = _send(self._sync(), request, body, stream=False)
+                response = send_chat(self._sync(), request, body, stream=False)
             return parse_response(response, model_id=model_id, redact=self._redact,
                                   tools=call.request.tools,
                                   first_call=partial(first_call_number, call.request))  # fmt: skip
@@ -301,7 +300,7 @@ class OllamaProvider(Provider):
         try:
             body = self._body(call, request, self._clients.own_async)
             with self._errors(model_id), guarded(guard):
-                response = await _send(self._async(), request, body, stream=False)
+                response = await send_chat(self._async(), request, body, stream=False)
             return parse_response(response, model_id=model_id, redact=self._redact,
                                   tools=call.request.tools,
                                   first_call=partial(first_call_number, call.request))  # fmt: skip
@@ -313,7 +312,8 @@ class OllamaProvider(Provider):
         request = self._request(call, stream=True)
         model_id = request["model"]
         state = StreamState(model_id, self._redact, call.request.tools,
-                            partial(first_call_number, call.request))  # fmt: skip
+                            partial(first_call_number, call.request),
+                            build=ollama.ChatResponse)  # fmt: skip
         errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
         # Built once for the stream, not per chunk: the idle timeout's message.
@@ -321,7 +321,7 @@ class OllamaProvider(Provider):
         try:
             body = self._body(call, request, self._clients.own_sync)
             with errors:
-                sent = _send(self._sync(), request, body, stream=True)
+                sent = send_chat(self._sync(), request, body, stream=True)
                 lines = cast(Iterator[ollama.ChatResponse], sent)
             try:
                 # Lazy client: the request itself goes out on the first next(), inside the
@@ -364,14 +364,15 @@ class OllamaProvider(Provider):
         request = self._request(call, stream=True)
         model_id = request["model"]
         state = StreamState(model_id, self._redact, call.request.tools,
-                            partial(first_call_number, call.request))  # fmt: skip
+                            partial(first_call_number, call.request),
+                            build=ollama.ChatResponse)  # fmt: skip
         errors = self._errors(model_id)
         guard, idle = self._guard(call, model_id, stream=True), self._idle(call)
         idle_why, monotonic, feed = self._idle_why(idle), time.monotonic, state.feed
         try:
             body = self._body(call, request, self._clients.own_async)
             with errors:
-                sent = await _send(self._async(), request, body, stream=True)
+                sent = await send_chat(self._async(), request, body, stream=True)
                 lines = cast(AsyncIterator[ollama.ChatResponse], sent)
             try:
                 with errors, guarded(guard):  # as in stream()
@@ -480,16 +481,6 @@ class OllamaProvider(Provider):
 
     async def aclose(self) -> None:
         await self._clients.aclose()
-
-
-def _send(client: Any, request: dict[str, Any], body: Any, *, stream: bool) -> Any:
-    """``client.chat(**request)``, or the same request with its JSON body written already
-    (``body``, from ``_body.py``) through the client's own request method (what ``chat``
-    itself calls): the answer, or for a stream its lines, read as ``chat`` reads them. The
-    async client's methods return the awaitable to await."""
-    if body is None:
-        return client.chat(**request)
-    return client._request(ollama.ChatResponse, "POST", CHAT, json=body, stream=stream)
 
 
 def _detach(error: BaseException) -> None:

@@ -24,7 +24,6 @@ import ollama
 import pydantic
 
 from ..._exceptions import InvalidImageError, MalformedResponseError, UnsupportedFeatureError
-from ..._pieces import TextPieces
 from ..._records import FinishReason, Usage
 from ..._request import ChatRequest
 from ..._tools import MAX_TOOLS, Tool, ToolCall, make_tool_call
@@ -38,7 +37,6 @@ __all__ = [
     "MAX_COUNT",
     "NAME",
     "FirstCall",
-    "StreamState",
     "build_request",
     "estimate_num_ctx",
     "first_call_number",
@@ -417,62 +415,3 @@ def parse_response(
     items = _get(fields.get("message"), "tool_calls")
     calls = read_tool_calls(items, tools, first_call, model_id)
     return _result(fields, text, model_id, redact, calls)
-
-
-class StreamState:
-    """The state of one Ollama stream, fed one parsed NDJSON line at a time (no I/O)."""
-
-    __slots__ = ("final", "first_call", "model_id", "parts", "redact", "tool_items", "tools")
-
-    def __init__(
-        self,
-        model_id: str,
-        redact: Callable[[str], str] = str,
-        tools: tuple[Tool, ...] = (),
-        first_call: FirstCall = 0,
-    ) -> None:
-        self.model_id = model_id
-        self.redact = redact
-        self.tools = tools
-        self.first_call = first_call
-        self.tool_items: list[object] = []  # tool calls, as they came (since Ollama 0.8)
-        self.parts = TextPieces()
-        self.final: object | None = None
-
-    def feed(self, chunk: object) -> str:
-        """Take one line; return its new text ("" if none). The ``done: true`` line completes
-        the answer (:attr:`final`); the caller still reads the response to its end. A line
-        of the wrong shape raises :class:`MalformedResponseError`."""
-        if type(chunk) is ollama.ChatResponse:
-            # The client's own model (every line of a stream), already type-checked by it:
-            # its fields read directly, not through its .get(), which tests and reads each one
-            # by name (~1 us a chunk).
-            message, done = chunk.message, chunk.done
-            # Its content is a str or None: "" for none.
-            piece = (message.content or "") if message is not None else ""
-            items = message.tool_calls if message is not None else None
-        else:
-            fields = _fields(chunk, "a stream line", self.model_id)
-            piece, done = _content(fields, self.model_id), _done(fields.get("done"), self.model_id)
-            items = _get(fields.get("message"), "tool_calls")
-        if items:
-            if not isinstance(items, list):
-                raise _malformed(f"message.tool_calls is {_kind(items)}, not a list", self.model_id)
-            self.tool_items.extend(items[: MAX_TOOLS - len(self.tool_items)])
-        if piece:
-            self.parts.append(piece)
-        if done:
-            self.final = chunk
-        return piece
-
-    def result(self) -> ProviderResult:
-        """The final result, or :class:`MalformedResponseError` if ``done: true`` never came."""
-        if self.final is None:
-            raise MalformedResponseError(
-                "the stream ended without a done: true line: the answer is incomplete",
-                provider=NAME,
-                model_id=self.model_id,
-                code="incomplete_stream",
-            )
-        calls = read_tool_calls(self.tool_items, self.tools, self.first_call, self.model_id)
-        return _result(self.final, "".join(self.parts), self.model_id, self.redact, calls)
