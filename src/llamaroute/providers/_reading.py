@@ -376,9 +376,8 @@ class StreamClock:
 
     def text_arrived(self) -> None:
         """New text came: from now on only the idle timeout applies."""
-        idle = self.idle  # (deadline_after in line: this runs for every chunk of text)
+        idle, self.code = self.idle, "stream_idle"  # (deadline_after in line: every chunk)
         self.deadline = None if idle is None else time.monotonic() + idle
-        self.code = "stream_idle"
 
     def check(self, model_id: str) -> None:
         """Raise the timeout if the current deadline has passed."""
@@ -408,12 +407,9 @@ def deadline_error(provider: str, model_id: str, code: str = "deadline") -> Prov
 def too_large(provider: str, model_id: str, what: str, limit: int) -> MalformedResponseError:
     """The error for an answer over its size cap: typed, and not worth sending again."""
     return MalformedResponseError(
-        f"{what} is larger than the {limit:,}-byte cap; the rest was not read",
-        provider=provider,
-        model_id=model_id,
-        code="response_too_large",
-        retryable=False,
-    )
+        f"{what} is larger than the {limit:,}-byte cap; the rest was not read", provider=provider,
+        model_id=model_id, code="response_too_large", retryable=False,
+    )  # fmt: skip
 
 
 # Decoded output is produced in pieces of at most this size, so that a compressed chunk that
@@ -466,8 +462,7 @@ class BodyReader:
         return too_large(self._provider, self._model_id, self._what, self.limit)
 
     def feed(self, raw: bytes) -> Iterable[bytes]:
-        """The decoded bytes in ``raw``, in pieces (a 1-tuple of ``raw`` itself when the body
-        is not compressed); raises once the cap is passed."""
+        """``raw`` decoded, in pieces (``(raw,)`` if not compressed); raises past the cap."""
         if self._decoder is None:
             self.size += len(raw)
             if self.size > self.limit:

@@ -261,10 +261,9 @@ def _usage(data: Mapping[str, Any], model_id: str) -> tuple[Usage, Decimal | Non
     On a BYOK call (``is_byok: true``) ``cost`` is only OpenRouter's fee: the upstream's
     charge, ``cost_details.upstream_inference_cost``, is added. (Non-BYOK calls carry that
     field too, equal to ``cost``: it is added only for BYOK.)"""
-    # Counts _tokens has checked (ints in range): not validated again.
     counts = {"input_tokens": _tokens(data, "prompt_tokens", model_id),
               "output_tokens": _tokens(data, "completion_tokens", model_id)}  # fmt: skip
-    usage = trusted(Usage, counts, counts.keys())
+    usage = trusted(Usage, counts, counts.keys())  # counts _tokens checked: not validated again
     cost, problem = amount(data.get("cost"), "usage.cost")
     if cost is not None and data.get("is_byok") is True:
         details = data.get("cost_details")
@@ -421,14 +420,11 @@ class StreamParser:
             )
         if reason is not None:
             self.finish_reason = _finish_reason(reason, model_id)
-        # (The type tests in line first: this runs once per chunk of every stream.)
-        delta = choice.get("delta")
-        if type(delta) is not dict:
+        if type(delta := choice.get("delta")) is not dict:  # (tested in line: every chunk)
             delta = _object(delta, "delta", model_id)
         if delta.get("tool_calls") is not None:
             self._tool_fragments(delta["tool_calls"])
-        piece = delta.get("content")
-        if type(piece) is not str:
+        if type(piece := delta.get("content")) is not str:
             piece = _text(piece, model_id)
         if piece:
             self.text.append(piece)
