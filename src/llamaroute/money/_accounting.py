@@ -28,18 +28,15 @@ from decimal import Decimal
 from typing import Any
 
 from .._exceptions import BudgetExceededError
-from .._records import Cost, Usage, plain_decimal, trusted
+from .._records import Cost, Usage, plain_decimal
 from ..catalog import Catalog, Price, Route
 from ._caps import prompt_token_ceiling, worst_case_cost
-from ._cost import cost_from_usage
+from ._cost import cost_from_usage, trusted_cost
 from ._estimate import RequestShape
 from ._ledger import Ledger, SpendEntry
 from ._tokens import estimate_text_tokens
 
 __all__ = ["Accounting"]
-
-#: The fields a provider-reported cost is given (the rest keep their defaults).
-_REPORTED_GIVEN = frozenset(("total", "source", "reported", "table"))
 
 logger = logging.getLogger("llamaroute")
 
@@ -188,13 +185,8 @@ class Accounting:
         if type(reported_cost) is Decimal and (table is None or type(table) is Decimal):
             # Both figures are Decimals already (a provider's checked amount, Decimal
             # arithmetic): not validated again. Anything else a custom provider sends is.
-            reported = trusted(
-                Cost,
-                {"input": None, "output": None, "total": reported_cost, "source": "provider",
-                 "currency": "USD", "price_source": None, "price_checked": None,
-                 "price_origin": None, "reported": reported_cost, "table": table, "note": None},
-                _REPORTED_GIVEN,
-            )  # fmt: skip
+            reported = trusted_cost(total=reported_cost, source="provider",
+                                    reported=reported_cost, table=table)  # fmt: skip
         else:
             reported = Cost(total=reported_cost, source="provider", reported=reported_cost,
                             table=table)  # fmt: skip

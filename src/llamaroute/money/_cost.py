@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._records import Cost, Usage, trusted
 from ..catalog import MILLION, Price
 
-__all__ = ["cost_from_usage", "price_for", "tokens_cost"]
+__all__ = ["cost_from_usage", "price_for", "tokens_cost", "trusted_cost"]
 
 if TYPE_CHECKING:
     from ..catalog import Catalog, Route
@@ -46,25 +46,27 @@ def cost_from_usage(
         price, usage.input_tokens, usage.output_tokens, images=images
     )
     total = input_cost + output_cost
+    fields = {"input": input_cost, "output": output_cost, "total": total,
+              "source": "price_table", "price_source": price.source,
+              "price_checked": price.checked, "price_origin": price.origin, "table": total,
+              "note": note}  # fmt: skip
     if note is not None and type(note) is not str:  # a caller's odd note: validated, as ever
-        return Cost(input=input_cost, output=output_cost, total=total, source="price_table",
-                    price_source=price.source, price_checked=price.checked,
-                    price_origin=price.origin, table=total, note=note)  # fmt: skip
+        return Cost(**fields)
     # Every other field is of its type already (Decimal arithmetic on a validated price and
     # counts): not validated again.
-    return trusted(
-        Cost,
-        {"input": input_cost, "output": output_cost, "total": total, "source": "price_table",
-         "currency": "USD", "price_source": price.source, "price_checked": price.checked,
-         "price_origin": price.origin, "reported": None, "table": total, "note": note},
-        _GIVEN,
-    )  # fmt: skip
+    return trusted_cost(**fields)
 
 
-#: The fields a table-priced cost is given (``currency`` and ``reported`` keep their
-#: defaults).
-_GIVEN = frozenset(("input", "output", "total", "source", "price_source", "price_checked",
-                    "price_origin", "table", "note"))  # fmt: skip
+#: A cost's fields in declaration order, at their defaults (``total`` and ``source`` have
+#: none: every caller gives them).
+_COST_FIELDS = {name: info.default for name, info in Cost.model_fields.items()}
+
+
+def trusted_cost(**given: Any) -> Cost:
+    """A :class:`Cost` of the ``given`` fields, each already of its type, the others at their
+    defaults: the cost the validating constructor would build from them, not validated again
+    (see ``_records.trusted``)."""
+    return trusted(Cost, {**_COST_FIELDS, **given}, given.keys())
 
 
 def price_for(route: Route, catalog: Catalog | None = None) -> Price | None:

@@ -238,28 +238,21 @@ class Health:
 
     def record(self, route: Target, error: BaseException | None) -> None:
         """Report an attempt's outcome: ``None`` for success, else the error."""
-        policy = self.policy
-        if policy.failures == 0:  # breakers off (policy.enabled, without its call)
+        if not self.policy.enabled:
             return
         now = self.clock()
-        bucket = int(now * _BUCKETS / policy.window)
+        bucket = int(now * _BUCKETS / self.policy.window)
         route_key, provider_key = self._keys(route)
         if error is None and not self._troubled:
             # Every breaker closed: a success only adds to the counts, and the lock is not
             # worth its cost on every call. (Two threads may then race on one count and lose
-            # it: that only nudges a rate taken over dozens of outcomes.) The count is
-            # _Breaker.count's, inline: this runs on every answer.
-            breakers = self._breakers
+            # it: that only nudges a rate taken over dozens of outcomes.)
             for key in (route_key, provider_key):
-                breaker = breakers.get(key)
+                breaker = self._breakers.get(key)
                 if breaker is None:
                     with self._lock:
                         breaker = self._get(key)
-                slot = breaker.slots[bucket % _BUCKETS]
-                if slot[0] == bucket:
-                    slot[1] += 1
-                else:
-                    slot[0], slot[1], slot[2] = bucket, 1, 0
+                breaker.count(bucket, False)
                 breaker.failures = 0
             return
         with self._lock:
